@@ -1,0 +1,92 @@
+//! haul moves large batches of objects over HTTP(S) and S3 from blocking code.
+//!
+//! It is for programs that are not async — dataset preparation, ETL, ML shard downloaders —
+//! and want many objects fetched fast, with bounded memory and nothing half-written.
+//!
+//! # Quick start: one object
+//!
+//! ```
+//! use haul::{CancelToken, HttpClient, Mountpath, ObjectTask, Progress};
+//! # let origin = haul::origin::Origin::start()?;
+//! # let url = origin.url("/shards/shard-0001.tar?size=4096");
+//! # let dir = std::env::temp_dir().join(format!("haul-doc-lib-{}", std::process::id()));
+//!
+//! let client = HttpClient::default(); // one keep-alive pool; clone it into every thread
+//! let disk = Mountpath::new(&dir)?;   // objects land here, atomically
+//! let task = ObjectTask::from_url(url)?; // lands as "shard-0001.tar"
+//! let landed = haul::download(&client, &task, &disk, &Progress::new(), &CancelToken::new())?;
+//! assert_eq!(landed.bytes, 4096);
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Range templates
+//!
+//! A job of many objects is often written as a template, expanded lazily:
+//!
+//! ```
+//! let t = haul::Template::parse("https://host/shard-{0000..0999}.tar")?;
+//! assert_eq!(t.len(), 1000);
+//! assert_eq!(t.get(7).as_deref(), Some("https://host/shard-0007.tar"));
+//! # Ok::<(), haul::TemplateError>(())
+//! ```
+//!
+//! # Thread model
+//!
+//! Nothing in this crate spawns a thread behind your back except the handles that say so in
+//! their docs ([`origin::Origin`] today); each names its threads `haul-…` and joins them when
+//! dropped. [`download`] runs on the calling thread. Bytes move through
+//! [`ProgressReader`], which counts them into a [`Progress`] and checks a [`CancelToken`] on
+//! every read.
+//!
+//! # Log levels
+//!
+//! haul logs through the [`log`] crate, with the module path as the target:
+//! - `error`: never (errors are returned, not logged);
+//! - `warn`: retries, configuration mistakes, work files that could not be removed;
+//! - `info`: one line per job submitted, finished or aborted;
+//! - `debug`: per-object decisions ("skipping {name}: {reason}"), thread start and stop;
+//! - `trace`: per-object landing and per-chunk progress.
+//!
+//! URLs are logged and put in errors with credential-like query values redacted
+//! ([`url::redact`]).
+//!
+//! # Errors
+//!
+//! One error enum per concern, each `#[non_exhaustive]`, `Send + Sync + 'static`, with a
+//! lowercase "what: why" message that names the URL, object or path, and the cause as its
+//! [`source`](std::error::Error::source): [`TemplateError`], [`NameError`], [`UrlError`],
+//! [`DownloadError`].
+//!
+//! # Features
+//!
+//! - `origin` (default): [`origin`], the loopback test origin used by haul's tests, benches
+//!   and `haul demo`. Library users can turn it off with `default-features = false`.
+//!
+//! ureq logs every body byte at `trace` level. A binary that moves gigabytes should compile
+//! those out with `log`'s `release_max_level_debug` feature, as haul's own binary does.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations, unreachable_pub)]
+
+mod cancel;
+pub mod hrw;
+mod http;
+mod mountpath;
+mod name;
+#[cfg(feature = "origin")]
+pub mod origin;
+pub mod progress;
+mod task;
+pub mod template;
+pub mod url;
+
+pub use cancel::CancelToken;
+pub use http::{HttpClient, HttpConfig};
+pub use mountpath::Mountpath;
+pub use name::{NameError, ObjectName};
+pub use progress::{Progress, ProgressReader};
+pub use task::{BUFFER_BYTES, DownloadError, Landed, ObjectTask, download};
+pub use template::{Template, TemplateError};
+pub use url::UrlError;

@@ -1,0 +1,93 @@
+//! Mountpaths: the local directories objects land in, and the only place names become paths.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::name::{ObjectName, WORK_DIR};
+
+/// A local directory that objects land in, typically one per disk.
+///
+/// It owns a hidden work directory (`.haul-work`) on the same file system, so a finished
+/// work file can be renamed into place atomically: a reader never sees a partial object.
+///
+/// ```
+/// # let dir = std::env::temp_dir().join(format!("haul-doc-mp-{}", std::process::id()));
+/// use haul::{Mountpath, ObjectName};
+///
+/// let mp = Mountpath::new(&dir)?;
+/// let path = mp.path_of(&ObjectName::new("a/b.tar")?);
+/// assert!(path.starts_with(mp.root()));
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Mountpath {
+    root: PathBuf,
+    work: PathBuf,
+    fsync: bool,
+    next_work_file: AtomicU64,
+}
+
+impl Mountpath {
+    /// Opens `root` as a mountpath, creating it and its work directory when missing.
+    ///
+    /// Durability defaults to *no fsync*: objects are renamed into place once complete,
+    /// which protects readers from partial objects, but not against power loss. This is what
+    /// curl and wget do, and it is much faster for many small objects; turn on
+    /// [`fsync`](Mountpath::fsync) when the objects must survive a crash of the machine.
+    ///
+    /// # Errors
+    ///
+    /// The I/O error from creating the directories.
+    pub fn new(root: impl Into<PathBuf>) -> io::Result<Mountpath> {
+        let root = root.into();
+        let work = root.join(WORK_DIR);
+        fs::create_dir_all(&work)?;
+        Ok(Mountpath {
+            root,
+            work,
+            fsync: false,
+            next_work_file: AtomicU64::new(0),
+        })
+    }
+
+    /// Whether each object is fsynced (and its directory after the rename) before it counts
+    /// as landed. Off by default; see [`Mountpath::new`].
+    pub fn fsync(mut self, on: bool) -> Mountpath {
+        self.fsync = on;
+        self
+    }
+
+    /// Whether objects are fsynced before they count as landed.
+    pub fn fsyncs(&self) -> bool {
+        self.fsync
+    }
+
+    /// The directory objects land in.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The hidden directory holding work files.
+    pub fn work_dir(&self) -> &Path {
+        &self.work
+    }
+
+    /// Where the object `name` lands. The result is always inside [`root`](Mountpath::root):
+    /// [`ObjectName`] admits no `..`, absolute or empty segment.
+    pub fn path_of(&self, name: &ObjectName) -> PathBuf {
+        let mut path = self.root.clone();
+        path.extend(name.segments());
+        path
+    }
+
+    /// A fresh work-file path for `name`, unique within this process.
+    pub(crate) fn work_path(&self, name: &ObjectName) -> PathBuf {
+        let seq = self.next_work_file.fetch_add(1, Ordering::Relaxed);
+        let hash = crate::hrw::hash(name.as_str().as_bytes());
+        self.work
+            .join(format!("{hash:016x}-{}-{seq}.part", std::process::id()))
+    }
+}

@@ -1,0 +1,75 @@
+//! Deterministic object bytes: a pure function of (path, offset), so any range can be served
+//! or checked without fixture files.
+
+use crate::hrw;
+
+/// The seed of the bytes served for `path` (the request path, without the query).
+pub fn seed(path: &str) -> u64 {
+    hrw::hash(path.as_bytes())
+}
+
+fn word(seed: u64, index: u64) -> u64 {
+    hrw::mix(seed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+}
+
+/// Fills `out` with the bytes of the object `seed` starting at `offset`.
+pub fn fill(seed: u64, offset: u64, out: &mut [u8]) {
+    let mut pos = offset;
+    let mut rest = out;
+    // Unaligned head.
+    let head = ((8 - (pos % 8)) % 8) as usize;
+    if head > 0 {
+        let bytes = word(seed, pos / 8).to_le_bytes();
+        let n = head.min(rest.len());
+        let start = (pos % 8) as usize;
+        rest[..n].copy_from_slice(&bytes[start..start + n]);
+        rest = &mut rest[n..];
+        pos += n as u64;
+    }
+    let mut chunks = rest.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        chunk.copy_from_slice(&word(seed, pos / 8).to_le_bytes());
+        pos += 8;
+    }
+    let tail = chunks.into_remainder();
+    if !tail.is_empty() {
+        let bytes = word(seed, pos / 8).to_le_bytes();
+        let n = tail.len();
+        tail.copy_from_slice(&bytes[..n]);
+    }
+}
+
+/// The whole body the origin serves for `path` (without the query) at `size` bytes.
+///
+/// ```
+/// let body = haul::origin::body("/a/b.bin", 10);
+/// assert_eq!(body.len(), 10);
+/// assert_eq!(body, haul::origin::body("/a/b.bin", 10));
+/// assert_ne!(body, haul::origin::body("/a/c.bin", 10));
+/// ```
+pub fn body(path: &str, size: u64) -> Vec<u8> {
+    let mut out = vec![0; usize::try_from(size).expect("size fits in memory")];
+    fill(seed(path), 0, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_offset_matches_the_whole() {
+        let whole = body("/x", 100);
+        for offset in 0..40 {
+            for len in 0..25 {
+                let mut part = vec![0; len];
+                fill(seed("/x"), offset as u64, &mut part);
+                assert_eq!(
+                    part,
+                    whole[offset..offset + len],
+                    "offset {offset} len {len}"
+                );
+            }
+        }
+    }
+}

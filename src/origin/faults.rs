@@ -1,0 +1,93 @@
+//! Misbehaviour switches, set for the whole origin or per request in the query string.
+
+use std::time::Duration;
+
+/// What the origin does wrong. Every switch is off by default.
+///
+/// Set them for every request with [`Origin::set_faults`](super::Origin::set_faults), or for one
+/// request in its query string, which overrides the origin's: `?drop_after=1000&delay_ms=50`.
+/// The query names are given with each field. `size=N` in the query sets the object size.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Faults {
+    /// `delay_ms`: wait before sending the response headers.
+    pub delay: Option<Duration>,
+    /// `rate`: cap the body at this many bytes per second.
+    pub rate: Option<u64>,
+    /// `status`: answer every request with this status and a short text body.
+    pub status: Option<u16>,
+    /// `retry_after`: with `status` or `fail_first`, send `Retry-After: N` (seconds).
+    pub retry_after: Option<u64>,
+    /// `fail_first`: answer the first K requests for each path with 503.
+    pub fail_first: Option<u32>,
+    /// `drop_after`: close the connection cleanly (FIN) after N body bytes.
+    pub drop_after: Option<u64>,
+    /// `reset_after`: reset the connection (RST) after N body bytes.
+    pub reset_after: Option<u64>,
+    /// `stall_after`: stop sending after N body bytes until the origin is dropped.
+    pub stall_after: Option<u64>,
+    /// `gate_after`: after N body bytes, wait at the origin's [`Gate`](super::Gate) until the
+    /// test releases it.
+    pub gate_after: Option<u64>,
+    /// `extra_length`: announce a Content-Length N bytes larger than the body, then close.
+    pub extra_length: Option<u64>,
+    /// `short_length`: announce a Content-Length N bytes smaller than the body, send the whole
+    /// body, then close.
+    pub short_length: Option<u64>,
+    /// `no_length=1`: no Content-Length; the body ends when the connection closes.
+    pub no_length: bool,
+    /// `chunked=1`: `Transfer-Encoding: chunked`.
+    pub chunked: bool,
+    /// `no_ranges=1`: ignore `Range` and always answer 200 with the whole body.
+    pub no_ranges: bool,
+    /// `etag=changing`: a different ETag on every request.
+    pub changing_etag: bool,
+    /// `close=1`: close the connection after the response (no keep-alive).
+    pub close: bool,
+}
+
+/// A query that is not understood: the request gets 400.
+#[derive(Debug)]
+pub(super) struct BadQuery(pub String);
+
+/// The faults and object size a query asks for, on top of `base`.
+pub(super) fn from_query(base: &Faults, query: &str, size: &mut u64) -> Result<Faults, BadQuery> {
+    let mut f = base.clone();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let num = || -> Result<u64, BadQuery> {
+            value
+                .parse()
+                .map_err(|_| BadQuery(format!("{key}={value}: not a number")))
+        };
+        let flag = || value != "0" && value != "false";
+        match key {
+            "size" => *size = num()?,
+            "delay_ms" => f.delay = Some(Duration::from_millis(num()?)),
+            "rate" => f.rate = Some(num()?),
+            "status" => {
+                f.status =
+                    Some(u16::try_from(num()?).map_err(|_| BadQuery(format!("status={value}")))?)
+            }
+            "retry_after" => f.retry_after = Some(num()?),
+            "fail_first" => {
+                f.fail_first =
+                    Some(u32::try_from(num()?).map_err(|_| BadQuery(format!("{key}={value}")))?)
+            }
+            "drop_after" => f.drop_after = Some(num()?),
+            "reset_after" => f.reset_after = Some(num()?),
+            "stall_after" => f.stall_after = Some(num()?),
+            "gate_after" => f.gate_after = Some(num()?),
+            "extra_length" => f.extra_length = Some(num()?),
+            "short_length" => f.short_length = Some(num()?),
+            "no_length" => f.no_length = flag(),
+            "chunked" => f.chunked = flag(),
+            "no_ranges" => f.no_ranges = flag(),
+            "etag" => f.changing_etag = value == "changing",
+            "close" => f.close = flag(),
+            // Unknown keys are ignored: presigned URLs and the like carry their own.
+            _ => {}
+        }
+    }
+    Ok(f)
+}

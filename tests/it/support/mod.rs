@@ -1,0 +1,109 @@
+//! Test support: the hang guard and temporary directories.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// How long a test may run before the guard fails it.
+pub const LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs `test` on its own thread and fails if it does not finish within [`LIMIT`]: a hang
+/// fails the test instead of stalling the suite. A panic in `test` is re-raised.
+#[track_caller]
+pub fn guard<T: Send + 'static>(test: impl FnOnce() -> T + Send + 'static) -> T {
+    guard_for(LIMIT, test)
+}
+
+/// [`guard`] with an explicit limit.
+#[track_caller]
+pub fn guard_for<T: Send + 'static>(
+    limit: Duration,
+    test: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let handle = std::thread::Builder::new()
+        .name("test-body".into())
+        .spawn(move || {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(test));
+            let _ = tx.send(result);
+        })
+        .expect("spawn test thread");
+    match rx.recv_timeout(limit) {
+        Ok(Ok(value)) => {
+            handle.join().expect("test thread");
+            value
+        }
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(_) => panic!("test did not finish within {limit:?}: it hangs"),
+    }
+}
+
+/// Polls `condition` until it holds or [`LIMIT`] passes; returns whether it held. For
+/// conditions no channel can signal (a counter inside another component reaching a value).
+/// It waits for the condition itself, never for a guessed duration.
+pub fn wait_until(mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + LIMIT;
+    while !condition() {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::park_timeout(Duration::from_millis(1));
+    }
+    true
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+#[derive(Debug)]
+pub struct TestDir(PathBuf);
+
+impl TestDir {
+    pub fn new() -> TestDir {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("haul-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create test dir");
+        TestDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Every file under `dir`, relative to it, sorted.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path.strip_prefix(dir).expect("under dir");
+                out.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// An error and its sources, joined with ": ".
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}

@@ -1,0 +1,321 @@
+//! The one-object download task against the loopback origin.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use haul::origin::{Origin, body};
+use haul::{CancelToken, DownloadError, HttpClient, Mountpath, ObjectName, ObjectTask, Progress};
+
+use crate::support::{TestDir, chain, files_under, guard, wait_until};
+
+struct Fixture {
+    origin: Origin,
+    client: HttpClient,
+    dir: TestDir,
+    mountpath: Mountpath,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = TestDir::new();
+        Fixture {
+            origin: Origin::start().unwrap(),
+            client: HttpClient::default(),
+            mountpath: Mountpath::new(dir.path()).unwrap(),
+            dir,
+        }
+    }
+
+    fn get(&self, path_and_query: &str) -> (Result<haul::Landed, DownloadError>, Progress) {
+        let task = ObjectTask::from_url(self.origin.url(path_and_query)).unwrap();
+        let progress = Progress::new();
+        let result = haul::download(
+            &self.client,
+            &task,
+            &self.mountpath,
+            &progress,
+            &CancelToken::new(),
+        );
+        (result, progress)
+    }
+
+    /// Files in the mountpath, work directory included.
+    fn files(&self) -> Vec<String> {
+        files_under(self.dir.path())
+    }
+}
+
+#[test]
+fn content_matches_byte_for_byte_and_progress_counts_every_byte() {
+    guard(|| {
+        let fx = Fixture::new();
+        for size in [0u64, 1, 4095, 65536, 256 * 1024 + 7, 3 << 20] {
+            let (landed, progress) = fx.get(&format!("/objs/o-{size}.bin?size={size}"));
+            let landed = landed.unwrap_or_else(|e| panic!("size {size}: {}", chain(&e)));
+            assert_eq!(landed.bytes, size);
+            assert_eq!(progress.done(), size);
+            assert_eq!(progress.total(), Some(size));
+            let on_disk = std::fs::read(&landed.path).unwrap();
+            assert!(
+                on_disk == body(&format!("/objs/o-{size}.bin"), size),
+                "size {size} differs"
+            );
+            assert!(landed.etag.is_some());
+        }
+        assert_eq!(fx.files().len(), 6, "{:?}", fx.files());
+        // Keep-alive: one connection served all six.
+        assert_eq!(fx.origin.stats().connections, 1);
+    });
+}
+
+#[test]
+fn a_404_names_the_url_and_status_and_leaves_no_file() {
+    guard(|| {
+        let fx = Fixture::new();
+        let (result, _) = fx.get("/missing.bin?status=404");
+        let err = result.expect_err("404 is an error");
+        assert!(
+            matches!(err, DownloadError::Status { status: 404, .. }),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "GET {}: HTTP status 404",
+                fx.origin.url("/missing.bin?status=404")
+            )
+        );
+        assert!(fx.files().is_empty(), "{:?}", fx.files());
+    });
+}
+
+#[test]
+fn a_lying_content_length_is_an_error_and_leaves_no_file() {
+    guard(|| {
+        let fx = Fixture::new();
+        let (result, _) = fx.get("/lie.bin?size=100000&extra_length=10");
+        let err = result.expect_err("short body is an error");
+        let text = chain(&err);
+        assert!(
+            matches!(
+                err,
+                DownloadError::Body {
+                    received: 100000,
+                    ..
+                } | DownloadError::Length { .. }
+            ),
+            "{text}"
+        );
+        assert!(fx.files().is_empty(), "{:?}", fx.files());
+    });
+}
+
+#[test]
+fn fin_mid_body_is_an_error_and_leaves_no_file() {
+    guard(|| {
+        let fx = Fixture::new();
+        let (result, progress) = fx.get("/fin.bin?size=500000&drop_after=123456");
+        let err = result.expect_err("cut body is an error");
+        assert!(
+            matches!(
+                err,
+                DownloadError::Body {
+                    received: 123456,
+                    ..
+                }
+            ),
+            "{}",
+            chain(&err)
+        );
+        assert!(
+            err.to_string()
+                .contains("body broke off after 123456 bytes"),
+            "{err}"
+        );
+        assert_eq!(progress.done(), 123456);
+        assert!(fx.files().is_empty(), "{:?}", fx.files());
+    });
+}
+
+#[test]
+fn rst_mid_body_is_an_error_and_leaves_no_file() {
+    guard(|| {
+        let fx = Fixture::new();
+        let (result, _) = fx.get("/rst.bin?size=500000&reset_after=200000");
+        let err = result.expect_err("reset body is an error");
+        assert!(matches!(err, DownloadError::Body { .. }), "{}", chain(&err));
+        assert!(fx.files().is_empty(), "{:?}", fx.files());
+    });
+}
+
+#[test]
+fn bodies_without_length_or_chunked_are_verified_whole() {
+    guard(|| {
+        let fx = Fixture::new();
+        for query in ["no_length=1", "chunked=1"] {
+            let (landed, progress) = fx.get(&format!("/nl.bin?size=300001&{query}"));
+            let landed = landed.unwrap_or_else(|e| panic!("{query}: {}", chain(&e)));
+            assert_eq!(landed.bytes, 300001);
+            assert_eq!(progress.total(), None, "{query}");
+            assert!(
+                std::fs::read(&landed.path).unwrap() == body("/nl.bin", 300001),
+                "{query}"
+            );
+        }
+    });
+}
+
+#[test]
+fn a_dead_server_is_a_request_error() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let addr = origin.addr();
+        drop(origin);
+        let task = ObjectTask::from_url(format!("http://{addr}/gone.bin")).unwrap();
+        let dir = TestDir::new();
+        let mp = Mountpath::new(dir.path()).unwrap();
+        let err = haul::download(
+            &HttpClient::default(),
+            &task,
+            &mp,
+            &Progress::new(),
+            &CancelToken::new(),
+        )
+        .expect_err("nobody listens");
+        assert!(
+            matches!(err, DownloadError::Request { .. }),
+            "{}",
+            chain(&err)
+        );
+        assert!(
+            err.to_string()
+                .starts_with(&format!("GET http://{addr}/gone.bin: request failed"))
+        );
+        assert!(files_under(dir.path()).is_empty());
+    });
+}
+
+#[test]
+fn cancel_while_the_gate_holds_the_body_returns_cancelled_and_leaves_no_work_file() {
+    guard(|| {
+        let fx = Arc::new(Fixture::new());
+        let cancel = CancelToken::new();
+        let progress = Arc::new(Progress::new());
+        let worker = {
+            let (fx, cancel, progress) = (Arc::clone(&fx), cancel.clone(), Arc::clone(&progress));
+            std::thread::spawn(move || {
+                let task =
+                    ObjectTask::from_url(fx.origin.url("/held.bin?size=1000000&gate_after=300000"))
+                        .unwrap();
+                haul::download(&fx.client, &task, &fx.mountpath, &progress, &cancel)
+            })
+        };
+        assert!(
+            fx.origin.gate().wait_arrivals(1, Duration::from_secs(30)),
+            "never reached the gate"
+        );
+        // The server holds the body at byte 300000; wait until the client has all of those.
+        assert!(
+            wait_until(|| progress.done() == 300000),
+            "client stuck at {} bytes",
+            progress.done()
+        );
+        // Mid-body, provably: a work file exists and no object is visible.
+        let files = fx.files();
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert!(files[0].starts_with(".haul-work/"), "{files:?}");
+        cancel.cancel();
+        fx.origin.gate().release();
+        let err = worker.join().unwrap().expect_err("cancelled");
+        assert!(err.is_cancelled(), "{}", chain(&err));
+        assert!(
+            (300000..1000000).contains(&progress.done()),
+            "{}",
+            progress.done()
+        );
+        assert!(fx.files().is_empty(), "{:?}", fx.files());
+    });
+}
+
+#[test]
+fn a_cancelled_token_sends_no_request() {
+    guard(|| {
+        let fx = Fixture::new();
+        let cancel = CancelToken::new();
+        cancel.cancel();
+        let task = ObjectTask::from_url(fx.origin.url("/x.bin")).unwrap();
+        let err = haul::download(&fx.client, &task, &fx.mountpath, &Progress::new(), &cancel)
+            .unwrap_err();
+        assert!(err.is_cancelled());
+        assert_eq!(fx.origin.stats().requests, 0);
+    });
+}
+
+#[test]
+fn objects_land_in_subdirectories_and_replace_old_versions() {
+    guard(|| {
+        let fx = Fixture::new();
+        let name = ObjectName::new("x.bin").unwrap().under("job/7").unwrap();
+        let task = ObjectTask::new(fx.origin.url("/a.bin?size=10"), name.clone());
+        let first = haul::download(
+            &fx.client,
+            &task,
+            &fx.mountpath,
+            &Progress::new(),
+            &CancelToken::new(),
+        )
+        .unwrap();
+        assert_eq!(first.path, fx.dir.path().join("job/7/x.bin"));
+        let task = ObjectTask::new(fx.origin.url("/b.bin?size=20"), name);
+        let second = haul::download(
+            &fx.client,
+            &task,
+            &fx.mountpath,
+            &Progress::new(),
+            &CancelToken::new(),
+        )
+        .unwrap();
+        assert_eq!(std::fs::read(&second.path).unwrap(), body("/b.bin", 20));
+        assert_eq!(fx.files(), ["job/7/x.bin"]);
+    });
+}
+
+#[test]
+fn a_bad_url_is_refused_before_any_request() {
+    guard(|| {
+        let fx = Fixture::new();
+        let task = ObjectTask::new("ftp://127.0.0.1/x", ObjectName::new("x").unwrap());
+        let err = haul::download(
+            &fx.client,
+            &task,
+            &fx.mountpath,
+            &Progress::new(),
+            &CancelToken::new(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            chain(&err),
+            "bad URL: unsupported URL \"ftp://127.0.0.1/x\": the scheme must be http or https"
+        );
+        assert_eq!(fx.origin.stats().requests, 0);
+    });
+}
+
+#[test]
+fn errors_and_handles_cross_threads() {
+    fn send_sync_static<T: Send + Sync + 'static>() {}
+    send_sync_static::<DownloadError>();
+    send_sync_static::<haul::TemplateError>();
+    send_sync_static::<haul::UrlError>();
+    send_sync_static::<HttpClient>();
+    send_sync_static::<Mountpath>();
+    send_sync_static::<CancelToken>();
+    send_sync_static::<Progress>();
+    send_sync_static::<Origin>();
+    // Errors travel through channels by value: keep them small.
+    assert!(
+        std::mem::size_of::<DownloadError>() <= 80,
+        "{}",
+        std::mem::size_of::<DownloadError>()
+    );
+}
