@@ -116,15 +116,20 @@ impl HttpClient {
         &self.config
     }
 
-    /// Sends a GET with `headers`; any status is a response, not an error.
+    /// Sends a GET with `headers`; any status is a response, not an error. `timeout` bounds
+    /// the whole call, body included.
     pub(crate) fn get(
         &self,
         url: &str,
         headers: &[(String, String)],
+        timeout: Option<Duration>,
     ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
         let mut request = self.agent.get(url);
         for (name, value) in headers {
             request = request.header(name.as_str(), value.as_str());
+        }
+        if timeout.is_some() {
+            request = request.config().timeout_per_call(timeout).build();
         }
         request.call()
     }

@@ -3,6 +3,29 @@
 //! It is for programs that are not async — dataset preparation, ETL, ML shard downloaders —
 //! and want many objects fetched fast, with bounded memory and nothing half-written.
 //!
+//! # Quick start: a job
+//!
+//! ```
+//! use std::time::Duration;
+//! use haul::{Detail, Downloader, JobSpec};
+//! # let origin = haul::origin::Origin::start()?;
+//! # let template = origin.url("/shards/shard-{0000..0099}.tar?size=2048");
+//! # let dir = std::env::temp_dir().join(format!("haul-doc-lib-dl-{}", std::process::id()));
+//!
+//! let downloader = Downloader::builder()
+//!     .mountpath(dir.join("disk1")) // one per disk: objects are spread by HRW on their names
+//!     .mountpath(dir.join("disk2"))
+//!     .workers_per_mountpath(4)
+//!     .build()?;
+//! let job = downloader.submit(JobSpec::range(template))?; // expanded lazily
+//! downloader.wait(job, Duration::from_secs(60))?;
+//! let status = downloader.status(job, Detail::All)?;
+//! assert_eq!((status.finished, status.failed), (100, 0));
+//! # drop(downloader);
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Quick start: one object
 //!
 //! ```
@@ -34,8 +57,11 @@
 //! # Thread model
 //!
 //! Nothing in this crate spawns a thread behind your back except the handles that say so in
-//! their docs ([`origin::Origin`] today); each names its threads `haul-…` and joins them when
-//! dropped. [`download`] runs on the calling thread. Bytes move through
+//! their docs; each names its threads `haul-…` and joins them when dropped. A [`Downloader`]
+//! owns one dispatcher thread and `workers_per_mountpath` joggers per mountpath (see its
+//! "Threads and ownership" section); [`origin::Origin`] owns an accept thread and one thread
+//! per connection. [`download`] runs on the calling thread. rayon is never used for network
+//! I/O. Bytes move through
 //! [`ProgressReader`], which counts them into a [`Progress`] and checks a [`CancelToken`] on
 //! every read.
 //!
@@ -56,12 +82,14 @@
 //! One error enum per concern, each `#[non_exhaustive]`, `Send + Sync + 'static`, with a
 //! lowercase "what: why" message that names the URL, object or path, and the cause as its
 //! [`source`](std::error::Error::source): [`TemplateError`], [`NameError`], [`UrlError`],
-//! [`DownloadError`].
+//! [`DownloadError`], [`SubmitError`], [`JobError`], [`BuildError`].
 //!
 //! # Features
 //!
 //! - `origin` (default): [`origin`], the loopback test origin used by haul's tests, benches
-//!   and `haul demo`. Library users can turn it off with `default-features = false`.
+//!   and `haul demo`.
+//! - `cli` (default): the `haul` binary (adds clap). Library users can turn both off with
+//!   `default-features = false`.
 //!
 //! ureq logs every body byte at `trace` level. A binary that moves gigabytes should compile
 //! those out with `log`'s `release_max_level_debug` feature, as haul's own binary does.
@@ -71,19 +99,32 @@
 #![warn(missing_debug_implementations, unreachable_pub)]
 
 mod cancel;
+mod dispatcher;
+mod downloader;
 pub mod hrw;
 mod http;
+mod job;
+mod jogger;
 mod mountpath;
 mod name;
 #[cfg(feature = "origin")]
 pub mod origin;
 pub mod progress;
+mod rate;
+mod store;
 mod task;
 pub mod template;
+mod thread;
 pub mod url;
 
 pub use cancel::CancelToken;
+pub use downloader::{
+    BuildError, DEFAULT_JOB_QUEUE_CAPACITY, DEFAULT_MAX_ACTIVE_JOBS, DEFAULT_QUEUE_CAPACITY,
+    DEFAULT_WORKERS_PER_MOUNTPATH, Downloader, DownloaderBuilder, FilterError, JobError, JobFilter,
+    ShutdownError, SubmitError,
+};
 pub use http::{HttpClient, HttpConfig};
+pub use job::{Detail, JobId, JobSpec, JobStatus, Source, TaskFailure, TaskInfo};
 pub use mountpath::Mountpath;
 pub use name::{NameError, ObjectName};
 pub use progress::{Progress, ProgressReader};

@@ -47,6 +47,11 @@ impl Progress {
             .store(total.unwrap_or(UNKNOWN), Ordering::Relaxed);
     }
 
+    pub(crate) fn reset(&self) {
+        self.done.store(0, Ordering::Relaxed);
+        self.total.store(UNKNOWN, Ordering::Relaxed);
+    }
+
     pub(crate) fn add(&self, bytes: u64) {
         self.done.fetch_add(bytes, Ordering::Relaxed);
     }

@@ -13,6 +13,7 @@ use crate::http::HttpClient;
 use crate::mountpath::Mountpath;
 use crate::name::ObjectName;
 use crate::progress::{self, Progress, ProgressReader};
+use crate::rate::RateLimiter;
 use crate::url::{self, UrlError};
 
 /// Size of the per-thread buffer bodies are streamed through. `std::io::copy` moves 8 KiB at
@@ -73,6 +74,14 @@ pub enum DownloadError {
     Cancelled {
         /// The URL, redacted.
         url: String,
+    },
+    /// The transfer panicked (a bug in haul or in a library it uses); the worker survived.
+    #[error("GET {url}: panicked: {message}")]
+    Panicked {
+        /// The URL, redacted.
+        url: String,
+        /// The panic's message.
+        message: String,
     },
     /// A local file operation failed (the disk is full, the directory is not writable, ...).
     #[error("{action} {path}")]
@@ -180,13 +189,40 @@ pub fn download(
     progress: &Progress,
     cancel: &CancelToken,
 ) -> Result<Landed, DownloadError> {
-    let shown = || url::redact(&task.url);
-    url::check(&task.url)?;
+    let request = Request {
+        url: &task.url,
+        name: &task.name,
+        headers: &task.headers,
+        timeout: None,
+        limiter: None,
+    };
+    fetch(client, &request, mountpath, progress, cancel)
+}
+
+/// What the downloader's joggers pass for one object: borrowed from the task and its job.
+pub(crate) struct Request<'a> {
+    pub(crate) url: &'a str,
+    pub(crate) name: &'a ObjectName,
+    pub(crate) headers: &'a [(String, String)],
+    pub(crate) timeout: Option<std::time::Duration>,
+    pub(crate) limiter: Option<&'a RateLimiter>,
+}
+
+/// [`download`] for a borrowed request, with the job's timeout and rate limit.
+pub(crate) fn fetch(
+    client: &HttpClient,
+    task: &Request<'_>,
+    mountpath: &Mountpath,
+    progress: &Progress,
+    cancel: &CancelToken,
+) -> Result<Landed, DownloadError> {
+    let shown = || url::redact(task.url);
+    url::check(task.url)?;
     if cancel.is_cancelled() {
         return Err(DownloadError::Cancelled { url: shown() });
     }
     let response = client
-        .get(&task.url, &task.headers)
+        .get(task.url, task.headers, task.timeout)
         .map_err(|e| DownloadError::Request {
             url: shown(),
             source: Box::new(e),
@@ -208,14 +244,24 @@ pub fn download(
     let body = response.into_body();
     progress.set_total(expected);
 
-    let final_path = mountpath.path_of(&task.name);
-    let mut work = WorkFile::create(mountpath.work_dir(), mountpath.work_path(&task.name))?;
-    let mut reader = ProgressReader::new(body.into_reader(), progress, cancel);
+    let final_path = mountpath.path_of(task.name);
+    let mut work = WorkFile::create(mountpath.work_dir(), mountpath.work_path(task.name))?;
+    let reader = ProgressReader::new(body.into_reader(), progress, cancel);
     let received = BUFFER.with_borrow_mut(|buffer| {
         if buffer.len() != BUFFER_BYTES {
             buffer.resize(BUFFER_BYTES, 0);
         }
-        stream(&mut reader, &mut work, buffer)
+        match task.limiter {
+            None => stream(&mut { reader }, &mut work, buffer),
+            Some(limiter) => {
+                let mut throttled = Throttled {
+                    inner: reader,
+                    limiter,
+                    cancel,
+                };
+                stream(&mut throttled, &mut work, buffer)
+            }
+        }
     });
     let received = match received {
         Ok(received) => received,
@@ -260,6 +306,23 @@ fn content_length(headers: &ureq::http::HeaderMap) -> Option<u64> {
         .trim()
         .parse()
         .ok()
+}
+
+/// A reader that pays the job's rate limiter for every byte it returns.
+struct Throttled<'a, R> {
+    inner: R,
+    limiter: &'a RateLimiter,
+    cancel: &'a CancelToken,
+}
+
+impl<R: Read> Read for Throttled<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // Small reads keep the pacing smooth and the limiter fair between connections.
+        let len = buf.len().min(64 * 1024);
+        let n = self.inner.read(&mut buf[..len])?;
+        self.limiter.take(n as u64, self.cancel);
+        Ok(n)
+    }
 }
 
 enum StreamError {

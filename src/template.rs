@@ -365,6 +365,17 @@ fn parse_group(body: &str, column: usize) -> Result<Segment, TemplateError> {
     if body.is_empty() {
         return Err(TemplateError::Empty { column });
     }
+    // A comma makes a list (a range never has one), so `{a,..}` lists `a` and `..`.
+    if body.contains(',') {
+        let items: Vec<String> = body.split(',').map(str::to_owned).collect();
+        if items.iter().any(String::is_empty) {
+            return Err(TemplateError::EmptyItem {
+                group: group(),
+                column,
+            });
+        }
+        return Ok(Segment::List(items));
+    }
     if body.contains("..") {
         let parts: Vec<&str> = body.split("..").collect();
         if !(2..=3).contains(&parts.len()) || parts.iter().any(|p| p.is_empty()) {
@@ -413,16 +424,6 @@ fn parse_group(body: &str, column: usize) -> Result<Segment, TemplateError> {
             count: (end - start) / step + 1,
             width: parts[0].len().min(parts[1].len()),
         });
-    }
-    if body.contains(',') {
-        let items: Vec<String> = body.split(',').map(str::to_owned).collect();
-        if items.iter().any(String::is_empty) {
-            return Err(TemplateError::EmptyItem {
-                group: group(),
-                column,
-            });
-        }
-        return Ok(Segment::List(items));
     }
     Err(TemplateError::Malformed {
         group: group(),

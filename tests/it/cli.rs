@@ -1,36 +1,38 @@
-//! The `haul` binary, run for real.
+//! The `haul` binary, run for real against the loopback origin.
 
-use std::process::Command;
+use std::process::{Command, Output};
 
-use crate::support::guard;
+use haul::origin::{Origin, body};
 
-fn haul() -> Command {
+use crate::support::{TestDir, files_under, guard};
+
+fn haul(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_haul"))
+        .args(args)
+        .output()
+        .expect("run haul")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[test]
 fn demo_downloads_verifies_and_reports() {
     guard(|| {
-        let out = haul()
-            .args([
-                "demo",
-                "--objects",
-                "300",
-                "--size",
-                "10000",
-                "--workers",
-                "4",
-            ])
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
+        let out = haul(&[
+            "demo",
+            "--objects",
+            "300",
+            "--size",
+            "10000",
+            "--workers",
+            "4",
+        ]);
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
         assert!(
-            out.status.success(),
-            "{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            stdout.contains("downloaded 300 objects, 3000000 bytes in "),
+            stdout.contains("300 landed, 0 failed, 0 skipped, 0 cancelled; 3000000 bytes in "),
             "{stdout}"
         );
         assert!(
@@ -41,15 +43,110 @@ fn demo_downloads_verifies_and_reports() {
 }
 
 #[test]
-fn usage_errors_exit_2() {
+fn get_downloads_a_template_into_several_directories() {
     guard(|| {
-        let out = haul().arg("frobnicate").output().unwrap();
-        assert_eq!(out.status.code(), Some(2));
-        assert!(String::from_utf8_lossy(&out.stderr).contains("unknown command \"frobnicate\""));
-        let out = haul().args(["demo", "--objects", "many"]).output().unwrap();
+        let origin = Origin::builder().object_size(3000).start().unwrap();
+        let dir = TestDir::new();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        let template = origin.url("/g/o-{00..49}.bin");
+        let out = haul(&[
+            "get",
+            "-o",
+            a.to_str().unwrap(),
+            "-o",
+            b.to_str().unwrap(),
+            &template,
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).starts_with("50 landed, 0 failed"),
+            "{}",
+            text(&out.stdout)
+        );
+        let (in_a, in_b) = (files_under(&a), files_under(&b));
+        assert_eq!(in_a.len() + in_b.len(), 50);
+        assert!(!in_a.is_empty() && !in_b.is_empty(), "HRW uses both");
+        for (root, files) in [(&a, in_a), (&b, in_b)] {
+            for f in files {
+                assert!(std::fs::read(root.join(&f)).unwrap() == body(&format!("/g/{f}"), 3000));
+            }
+        }
+    });
+}
+
+#[test]
+fn get_with_a_list_file_honours_comments_and_names() {
+    guard(|| {
+        let origin = Origin::builder().object_size(10).start().unwrap();
+        let dir = TestDir::new();
+        let list = dir.path().join("urls.txt");
+        let out_dir = dir.path().join("out");
+        std::fs::write(
+            &list,
+            format!(
+                "# shards\n{}\n\nrenamed.bin\t{}\n  # indented comment\n",
+                origin.url("/l/plain.bin"),
+                origin.url("/l/other.bin")
+            ),
+        )
+        .unwrap();
+        let out = haul(&[
+            "get",
+            "--list",
+            list.to_str().unwrap(),
+            "-o",
+            out_dir.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(files_under(&out_dir), ["plain.bin", "renamed.bin"]);
+        assert_eq!(
+            std::fs::read(out_dir.join("renamed.bin")).unwrap(),
+            body("/l/other.bin", 10)
+        );
+    });
+}
+
+#[test]
+fn get_exits_1_and_names_each_failed_object() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let bad = origin.url("/f/missing.bin?status=404");
+        let good = origin.url("/f/good.bin?size=5");
+        let out = haul(&["get", "-o", dir.path().to_str().unwrap(), &good, &bad]);
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains(&format!("failed: missing.bin: GET {bad}: HTTP status 404")),
+            "{stderr}"
+        );
+        assert!(text(&out.stdout).starts_with("1 landed, 1 failed"));
+        assert_eq!(files_under(dir.path()), ["good.bin"]);
+    });
+}
+
+#[test]
+fn usage_errors_exit_2_with_a_helpful_message() {
+    guard(|| {
+        let out = haul(&["frobnicate"]);
         assert_eq!(out.status.code(), Some(2));
         assert!(
-            String::from_utf8_lossy(&out.stderr).contains("--objects: \"many\" is not a number")
+            text(&out.stderr).contains("unrecognized subcommand 'frobnicate'"),
+            "{}",
+            text(&out.stderr)
+        );
+        let out = haul(&["demo", "--objects", "many"]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(text(&out.stderr).contains("invalid value 'many' for '--objects <N>'"));
+        let out = haul(&["get"]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(text(&out.stderr).contains("give at least one URL or template, or --list FILE"));
+        let out = haul(&["get", "http://h/o-{1..}.bin"]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            text(&out.stderr).contains("bad range template: malformed group"),
+            "{}",
+            text(&out.stderr)
         );
     });
 }

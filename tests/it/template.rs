@@ -59,6 +59,8 @@ fn zero_padding_is_kept_and_the_shorter_width_wins() {
 fn lists() {
     check("{a,b,c}.bin", &["a.bin", "b.bin", "c.bin"]);
     check("{x,y}{1..2}", &["x1", "x2", "y1", "y2"]);
+    // A comma makes a list, even with dots in an item.
+    check("{a,..,1..2}", &["a", "..", "1..2"]);
 }
 
 #[test]

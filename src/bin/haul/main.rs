@@ -3,46 +3,41 @@
 #![forbid(unsafe_code)]
 
 mod demo;
+mod get;
+mod run;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "\
-usage: haul <command> [options]
+use clap::{Parser, Subcommand};
 
-commands:
-  demo [--objects N] [--size BYTES] [--workers N]
-      start a loopback origin in this process, download a range job of N objects
-      (default 3000 x 64 KiB) into a temporary directory, verify every byte, and
-      print what happened
-";
+/// Move large batches of objects over HTTP(S), fast, with nothing half-written.
+#[derive(Debug, Parser)]
+#[command(name = "haul", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Download URLs and range templates into one or more directories.
+    Get(get::Args),
+    /// Start a loopback origin in this process, download a range job from it into a
+    /// temporary directory, verify every byte, and print what happened.
+    Demo(demo::Args),
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("demo") => match demo::Options::parse(&args[1..]) {
-            Err(e) => {
-                eprint!("haul demo: {e}\n\n{USAGE}");
-                ExitCode::from(2)
-            }
-            Ok(options) => match demo::run(&options) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("haul demo: {e}");
-                    ExitCode::FAILURE
-                }
-            },
-        },
-        Some("-h" | "--help" | "help") => {
-            print!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        Some(other) => {
-            eprint!("haul: unknown command {other:?}\n\n{USAGE}");
-            ExitCode::from(2)
-        }
-        None => {
-            eprint!("{USAGE}");
-            ExitCode::from(2)
+    let cli = Cli::parse(); // usage errors exit with 2
+    let result = match cli.command {
+        Command::Get(args) => get::run(args),
+        Command::Demo(args) => demo::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("haul: {}", run::chain(&*e));
+            ExitCode::from(if e.is::<run::UsageError>() { 2 } else { 1 })
         }
     }
 }

@@ -1,0 +1,328 @@
+//! The dispatcher: one thread (`haul-dispatch`) that owns every active job's lazy expansion,
+//! places each object on a mountpath by HRW, and feeds that mountpath's bounded queue.
+//!
+//! It waits on three things at once — a command, a task done, room in the queue its next
+//! task goes to — so a full queue never makes it deaf to `abort` or to shutdown.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crossbeam_channel::{Receiver, Select, Sender};
+use log::debug;
+
+use crate::hrw;
+use crate::job::JobId;
+use crate::name::ObjectName;
+use crate::store::{Job, Store};
+use crate::task::DownloadError;
+use crate::template::Names;
+use crate::url::{self, UrlError};
+
+/// One object for a jogger.
+#[derive(Debug)]
+pub(crate) struct Task {
+    pub(crate) job: Arc<Job>,
+    pub(crate) url: String,
+    pub(crate) name: ObjectName,
+}
+
+/// What the handle tells the dispatcher. A closed set.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// A new job and its objects, still unexpanded.
+    Submit(Arc<Job>, Expansion),
+    /// A job was aborted (its flag is already set): stop expanding it now.
+    Abort,
+}
+
+/// A job's objects, produced one at a time.
+#[derive(Debug)]
+pub(crate) enum Expansion {
+    /// Names already validated at submit.
+    List(std::vec::IntoIter<(String, ObjectName)>),
+    /// A template's URLs; each name is made (and may fail) as it is reached.
+    Range {
+        names: Names,
+        subdir: Option<String>,
+    },
+}
+
+impl Expansion {
+    /// The next object: a URL and its name, or a URL and why it has none.
+    fn next(&mut self) -> Option<(String, Result<ObjectName, DownloadError>)> {
+        match self {
+            Expansion::List(list) => list.next().map(|(url, name)| (url, Ok(name))),
+            Expansion::Range { names, subdir } => {
+                let url = names.next()?;
+                let name = url::object_name(&url).and_then(|name| match subdir {
+                    Some(dir) => name.under(dir).map_err(|source| UrlError::Name {
+                        url: url::redact(&url),
+                        source,
+                    }),
+                    None => Ok(name),
+                });
+                Some((url, name.map_err(DownloadError::from)))
+            }
+        }
+    }
+}
+
+/// A job the dispatcher is responsible for until it finishes.
+#[derive(Debug)]
+struct Tracked {
+    job: Arc<Job>,
+    /// Tasks sent to a queue and not yet reported done.
+    in_flight: usize,
+    /// No more tasks will be sent (the expansion ended or the job was aborted).
+    dispatch_done: bool,
+}
+
+#[derive(Debug)]
+struct Active {
+    job: Arc<Job>,
+    names: Expansion,
+}
+
+pub(crate) struct Dispatcher {
+    pub(crate) commands: Receiver<Command>,
+    pub(crate) done: Receiver<Arc<Job>>,
+    pub(crate) queues: Vec<Sender<Task>>,
+    /// Each mountpath's stable HRW identity, in the order of `queues`.
+    pub(crate) mountpath_ids: Vec<u64>,
+    pub(crate) store: Arc<Store>,
+    pub(crate) max_active: usize,
+    /// Jobs submitted and not yet active; shared with the handle for `QueueFull`.
+    pub(crate) unstarted: Arc<AtomicUsize>,
+}
+
+struct State {
+    waiting: VecDeque<Active>,
+    active: VecDeque<Active>,
+    tracked: HashMap<JobId, Tracked>,
+    /// A task picked and placed, waiting for room in its queue.
+    pending: Option<(usize, Task)>,
+}
+
+impl Dispatcher {
+    pub(crate) fn run(self) {
+        debug!("dispatcher started");
+        let mut state = State {
+            waiting: VecDeque::new(),
+            active: VecDeque::new(),
+            tracked: HashMap::new(),
+            pending: None,
+        };
+        loop {
+            self.promote(&mut state);
+            if let Some((_, task)) = &state.pending {
+                if task.job.is_aborted() {
+                    // Never scheduled: `close_dispatch` counts it as cancelled.
+                    state.pending = None;
+                }
+            }
+            if state.pending.is_none() {
+                state.pending = self.next_task(&mut state);
+            }
+            let keep_going = match state.pending.as_ref().map(|(mp, _)| *mp) {
+                Some(mp) => self.wait_with_task(&mut state, mp),
+                None => self.wait_idle(&mut state),
+            };
+            if !keep_going {
+                break;
+            }
+        }
+        // Shutdown: the handle has aborted every job; what was never sent counts as cancelled
+        // when the handle closes each job's dispatch.
+        state.pending = None;
+        for active in state.waiting.iter().chain(&state.active) {
+            active.job.abort();
+        }
+        debug!("dispatcher stopped");
+    }
+
+    /// Waits for room in queue `mp`, a command or a done task. False on shutdown.
+    fn wait_with_task(&self, state: &mut State, mp: usize) -> bool {
+        let mut select = Select::new();
+        let command = select.recv(&self.commands);
+        select.recv(&self.done);
+        let send = select.send(&self.queues[mp]);
+        let op = select.select();
+        match op.index() {
+            i if i == send => {
+                let (_, task) = state.pending.take().expect("pending");
+                let job = Arc::clone(&task.job);
+                match op.send(&self.queues[mp], task) {
+                    Ok(()) => {
+                        job.scheduled();
+                        if let Some(t) = state.tracked.get_mut(&job.id) {
+                            t.in_flight += 1;
+                        }
+                        true
+                    }
+                    // The joggers are gone: only on shutdown.
+                    Err(_) => false,
+                }
+            }
+            i if i == command => match op.recv(&self.commands) {
+                Ok(command) => {
+                    self.handle(state, command);
+                    true
+                }
+                Err(_) => false,
+            },
+            _ => {
+                if let Ok(job) = op.recv(&self.done) {
+                    self.task_done(state, &job);
+                }
+                true
+            }
+        }
+    }
+
+    /// Nothing to send: waits for a command or a done task. False on shutdown.
+    fn wait_idle(&self, state: &mut State) -> bool {
+        crossbeam_channel::select! {
+            recv(self.commands) -> command => match command {
+                Ok(command) => {
+                    self.handle(state, command);
+                    true
+                }
+                Err(_) => false,
+            },
+            recv(self.done) -> job => {
+                if let Ok(job) = job {
+                    self.task_done(state, &job);
+                }
+                true
+            }
+        }
+    }
+
+    fn handle(&self, state: &mut State, command: Command) {
+        match command {
+            Command::Submit(job, names) => {
+                debug!("{} accepted by the dispatcher", job.id);
+                state.tracked.insert(
+                    job.id,
+                    Tracked {
+                        job: Arc::clone(&job),
+                        in_flight: 0,
+                        dispatch_done: false,
+                    },
+                );
+                state.waiting.push_back(Active { job, names });
+            }
+            Command::Abort => {
+                // Aborted jobs stop expanding now, active or not.
+                let (aborted, waiting): (Vec<_>, Vec<_>) =
+                    state.waiting.drain(..).partition(|a| a.job.is_aborted());
+                state.waiting = waiting.into();
+                for a in aborted {
+                    self.unstarted.fetch_sub(1, Ordering::AcqRel);
+                    self.dispatch_over(state, &a.job);
+                }
+                let (aborted, active): (Vec<_>, Vec<_>) =
+                    state.active.drain(..).partition(|a| a.job.is_aborted());
+                state.active = active.into();
+                for a in aborted {
+                    self.dispatch_over(state, &a.job);
+                }
+            }
+        }
+    }
+
+    fn task_done(&self, state: &mut State, job: &Arc<Job>) {
+        if let Some(t) = state.tracked.get_mut(&job.id) {
+            t.in_flight = t.in_flight.saturating_sub(1);
+        }
+        self.maybe_finish(state, job.id);
+    }
+
+    /// Moves waiting jobs to active while there is room.
+    fn promote(&self, state: &mut State) {
+        while state.active.len() < self.max_active {
+            let Some(next) = state.waiting.pop_front() else {
+                return;
+            };
+            self.unstarted.fetch_sub(1, Ordering::AcqRel);
+            if next.job.is_aborted() {
+                self.dispatch_over(state, &next.job);
+            } else {
+                debug!("{} active", next.job.id);
+                state.active.push_back(next);
+            }
+        }
+    }
+
+    /// The job will send no more tasks.
+    fn dispatch_over(&self, state: &mut State, job: &Arc<Job>) {
+        job.close_dispatch();
+        if let Some(t) = state.tracked.get_mut(&job.id) {
+            t.dispatch_done = true;
+        }
+        self.maybe_finish(state, job.id);
+    }
+
+    fn maybe_finish(&self, state: &mut State, id: JobId) {
+        let over = state
+            .tracked
+            .get(&id)
+            .is_some_and(|t| t.dispatch_done && t.in_flight == 0);
+        if over {
+            let t = state.tracked.remove(&id).expect("tracked");
+            self.store.finish(&t.job);
+        }
+    }
+
+    fn at_connection_limit(state: &State, job: &Job) -> bool {
+        let Some(limit) = job.max_connections else {
+            return false;
+        };
+        let in_flight = state.tracked.get(&job.id).map_or(0, |t| t.in_flight);
+        in_flight >= limit
+    }
+
+    /// The next task, round-robin over active jobs so a small job is not starved behind a
+    /// huge one. `None` when no job can send one now (all exhausted or at their limit).
+    fn next_task(&self, state: &mut State) -> Option<(usize, Task)> {
+        loop {
+            let mut progressed = false;
+            for _ in 0..state.active.len() {
+                let mut active = state.active.pop_front().expect("counted");
+                if active.job.is_aborted() {
+                    self.dispatch_over(state, &active.job);
+                    progressed = true;
+                    continue;
+                }
+                if Self::at_connection_limit(state, &active.job) {
+                    state.active.push_back(active);
+                    continue;
+                }
+                let Some((url, name)) = active.names.next() else {
+                    self.dispatch_over(state, &active.job);
+                    progressed = true;
+                    continue;
+                };
+                let job = Arc::clone(&active.job);
+                state.active.push_back(active);
+                match name {
+                    Ok(name) => {
+                        let mp =
+                            hrw::pick(hrw::hash(name.as_str().as_bytes()), &self.mountpath_ids)
+                                .expect("at least one mountpath");
+                        return Some((mp, Task { job, url, name }));
+                    }
+                    Err(error) => {
+                        job.scheduled();
+                        job.failed(url::redact(&url), error);
+                        progressed = true;
+                    }
+                }
+            }
+            if !progressed || state.active.is_empty() {
+                return None;
+            }
+        }
+    }
+}

@@ -1,0 +1,661 @@
+//! The [`Downloader`]: the public handle over the dispatcher thread and the joggers.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crossbeam_channel::{SendTimeoutError, Sender};
+
+use crate::dispatcher::{Command, Dispatcher, Expansion};
+use crate::hrw;
+use crate::http::{HttpClient, HttpConfig};
+use crate::job::{Detail, JobId, JobSpec, JobStatus, Source};
+use crate::jogger::Jogger;
+use crate::mountpath::Mountpath;
+use crate::name::{NameError, ObjectName};
+use crate::store::{JobSettings, Store};
+use crate::template::{Template, TemplateError};
+use crate::thread::JoinOnDrop;
+use crate::url::{self, UrlError};
+
+/// Default number of joggers per mountpath (AIStore runs one).
+pub const DEFAULT_WORKERS_PER_MOUNTPATH: usize = 1;
+/// Default capacity of each mountpath's task queue.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 1000;
+/// Default number of jobs expanded at once; later jobs wait their turn.
+pub const DEFAULT_MAX_ACTIVE_JOBS: usize = 16;
+/// Default number of submitted jobs that may wait to become active.
+pub const DEFAULT_JOB_QUEUE_CAPACITY: usize = 1024;
+/// How long `submit` waits for the dispatcher before it says the queue is full.
+const SUBMIT_WAIT: Duration = Duration::from_millis(100);
+
+/// Why a [`Downloader`] could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// No mountpath was given.
+    #[error("no mountpath: give at least one directory")]
+    NoMountpath,
+    /// The same directory was given twice.
+    #[error("mountpath {0} given twice")]
+    DuplicateMountpath(PathBuf),
+    /// A mountpath could not be created or opened.
+    #[error("cannot open mountpath {path}")]
+    Mountpath {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A figure that must be at least 1 was 0.
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
+    /// A thread could not be spawned; the threads already started were stopped.
+    #[error("cannot spawn thread {name}")]
+    Spawn {
+        /// The thread's name.
+        name: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Why a job was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubmitError {
+    /// Too many jobs are waiting: try again later.
+    #[error("job queue is full ({capacity} jobs waiting)")]
+    QueueFull {
+        /// The job queue's capacity.
+        capacity: usize,
+    },
+    /// The job has no objects.
+    #[error("job has no objects")]
+    Empty,
+    /// The range template is malformed.
+    #[error("bad range template")]
+    Template(#[from] TemplateError),
+    /// A URL is malformed or implies no safe name.
+    #[error("bad URL")]
+    Url(#[from] UrlError),
+    /// An explicit object name or the subdirectory is not a safe name.
+    #[error("bad object name")]
+    Name(#[from] NameError),
+    /// An option has a value that cannot work.
+    #[error("bad option {option}: {reason}")]
+    Option {
+        /// The option.
+        option: &'static str,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The downloader is shutting down.
+    #[error("downloader is shut down")]
+    ShutDown,
+}
+
+/// Why a call about one job failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JobError {
+    /// No job has this id (it never existed or was removed).
+    #[error("unknown job {0}")]
+    Unknown(JobId),
+    /// The job is still running; abort it or wait for it first.
+    #[error("{0} is still running")]
+    Running(JobId),
+}
+
+/// A pattern for [`Downloader::list`] was not a valid regular expression.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("bad job filter {pattern:?}: {reason}")]
+pub struct FilterError {
+    /// The pattern.
+    pub pattern: String,
+    /// Why it is not a regular expression.
+    pub reason: String,
+}
+
+/// Which jobs [`Downloader::list`] returns.
+///
+/// ```
+/// let filter = haul::JobFilter::all().matching("^shards")?.only_running();
+/// # drop(filter);
+/// # Ok::<(), haul::FilterError>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pattern: Option<regex::Regex>,
+    only_running: bool,
+}
+
+impl JobFilter {
+    /// Every job.
+    pub fn all() -> JobFilter {
+        JobFilter::default()
+    }
+
+    /// Only jobs whose description matches the regular expression `pattern`.
+    ///
+    /// # Errors
+    ///
+    /// A [`FilterError`] when `pattern` is not a valid regular expression.
+    pub fn matching(mut self, pattern: &str) -> Result<JobFilter, FilterError> {
+        let regex = regex::Regex::new(pattern).map_err(|e| FilterError {
+            pattern: pattern.to_owned(),
+            reason: e.to_string(),
+        })?;
+        self.pattern = Some(regex);
+        Ok(self)
+    }
+
+    /// Only jobs that have not finished.
+    pub fn only_running(mut self) -> JobFilter {
+        self.only_running = true;
+        self
+    }
+}
+
+/// A thread of the downloader panicked; found at [`Downloader::shutdown`].
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("downloader threads panicked: {}", threads.join(", "))]
+pub struct ShutdownError {
+    /// The names of the threads that panicked.
+    pub threads: Vec<String>,
+}
+
+/// Builds a [`Downloader`]. Setters take and return the builder by value.
+#[derive(Debug, Clone)]
+pub struct DownloaderBuilder {
+    mountpaths: Vec<PathBuf>,
+    workers_per_mountpath: usize,
+    queue_capacity: usize,
+    max_active_jobs: usize,
+    job_queue_capacity: usize,
+    fsync: bool,
+    http: HttpConfig,
+}
+
+impl DownloaderBuilder {
+    /// Adds a mountpath: a local directory (typically one per disk), created when missing.
+    pub fn mountpath(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.mountpaths.push(dir.into());
+        self
+    }
+
+    /// Joggers per mountpath, each running one download at a time. Default
+    /// [`DEFAULT_WORKERS_PER_MOUNTPATH`]; raise it for network-bound work (16 in total is a
+    /// good start on loopback or a fast LAN).
+    pub fn workers_per_mountpath(mut self, n: usize) -> Self {
+        self.workers_per_mountpath = n;
+        self
+    }
+
+    /// Capacity of each mountpath's task queue. Default [`DEFAULT_QUEUE_CAPACITY`].
+    pub fn queue_capacity(mut self, n: usize) -> Self {
+        self.queue_capacity = n;
+        self
+    }
+
+    /// Jobs expanded at once, their objects interleaved. Default [`DEFAULT_MAX_ACTIVE_JOBS`].
+    pub fn max_active_jobs(mut self, n: usize) -> Self {
+        self.max_active_jobs = n;
+        self
+    }
+
+    /// Submitted jobs that may wait to become active before `submit` says
+    /// [`SubmitError::QueueFull`]. Default [`DEFAULT_JOB_QUEUE_CAPACITY`].
+    pub fn job_queue_capacity(mut self, n: usize) -> Self {
+        self.job_queue_capacity = n;
+        self
+    }
+
+    /// Fsync each object before it counts as landed. Default off (see [`Mountpath::new`]).
+    pub fn fsync(mut self, on: bool) -> Self {
+        self.fsync = on;
+        self
+    }
+
+    /// Settings of the shared HTTP client. Its idle connections per host are raised to the
+    /// number of joggers when lower.
+    pub fn http(mut self, config: HttpConfig) -> Self {
+        self.http = config;
+        self
+    }
+
+    /// Opens the mountpaths and starts the threads.
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`]; threads already started are stopped and joined first.
+    pub fn build(self) -> Result<Downloader, BuildError> {
+        if self.mountpaths.is_empty() {
+            return Err(BuildError::NoMountpath);
+        }
+        for (figure, name) in [
+            (self.workers_per_mountpath, "workers_per_mountpath"),
+            (self.queue_capacity, "queue_capacity"),
+            (self.max_active_jobs, "max_active_jobs"),
+            (self.job_queue_capacity, "job_queue_capacity"),
+        ] {
+            if figure == 0 {
+                return Err(BuildError::Zero(name));
+            }
+        }
+        let mut mountpaths = Vec::with_capacity(self.mountpaths.len());
+        let mut ids = Vec::with_capacity(self.mountpaths.len());
+        for path in &self.mountpaths {
+            let mp = Mountpath::new(path).map_err(|source| BuildError::Mountpath {
+                path: path.clone(),
+                source,
+            })?;
+            let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+            let id = hrw::hash(canonical.to_string_lossy().as_bytes());
+            if ids.contains(&id) {
+                return Err(BuildError::DuplicateMountpath(path.clone()));
+            }
+            ids.push(id);
+            mountpaths.push(Arc::new(mp.fsync(self.fsync)));
+        }
+        let workers = self.workers_per_mountpath * mountpaths.len();
+        let mut http = self.http;
+        http.idle_connections_per_host = http.idle_connections_per_host.max(workers);
+        let client = HttpClient::new(http);
+
+        let store = Arc::new(Store::default());
+        let unstarted = Arc::new(AtomicUsize::new(0));
+        let (command_tx, command_rx) = crossbeam_channel::bounded(self.job_queue_capacity);
+        let (done_tx, done_rx) = crossbeam_channel::unbounded();
+        let mut queues = Vec::with_capacity(mountpaths.len());
+        let mut joggers = Vec::with_capacity(workers);
+        for (index, mountpath) in mountpaths.iter().enumerate() {
+            let (tx, rx) = crossbeam_channel::bounded(self.queue_capacity);
+            queues.push(tx);
+            let label = mountpath
+                .root()
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| index.to_string());
+            for i in 0..self.workers_per_mountpath {
+                let name = format!("haul-jog-{label}-{i}");
+                let jogger = Jogger {
+                    queue: rx.clone(),
+                    done: done_tx.clone(),
+                    mountpath: Arc::clone(mountpath),
+                    client: client.clone(),
+                    slot: joggers.len() as u64,
+                };
+                match JoinOnDrop::spawn(name.clone(), move || jogger.run()) {
+                    Ok(handle) => joggers.push(handle),
+                    Err(source) => {
+                        // Close the queues first, so the joggers already started end and
+                        // can be joined.
+                        drop(queues);
+                        drop(joggers);
+                        return Err(BuildError::Spawn { name, source });
+                    }
+                }
+            }
+        }
+        drop(done_tx);
+        let dispatcher = Dispatcher {
+            commands: command_rx,
+            done: done_rx,
+            queues,
+            mountpath_ids: ids,
+            store: Arc::clone(&store),
+            max_active: self.max_active_jobs,
+            unstarted: Arc::clone(&unstarted),
+        };
+        let dispatcher = JoinOnDrop::spawn("haul-dispatch".into(), move || dispatcher.run())
+            .map_err(|source| BuildError::Spawn {
+                name: "haul-dispatch".into(),
+                source,
+            })?;
+        log::debug!(
+            "downloader started: {} mountpaths, {workers} joggers",
+            mountpaths.len()
+        );
+        Ok(Downloader {
+            commands: Some(command_tx),
+            store,
+            unstarted,
+            job_queue_capacity: self.job_queue_capacity,
+            mountpaths,
+            dispatcher: Some(dispatcher),
+            joggers,
+        })
+    }
+}
+
+/// Downloads jobs of objects into local mountpaths with a fixed set of threads.
+///
+/// ```
+/// use std::time::Duration;
+/// use haul::{Detail, Downloader, JobSpec};
+/// # let origin = haul::origin::Origin::start()?;
+/// # let template = origin.url("/data/shard-{000..099}.bin?size=1000");
+/// # let dir = std::env::temp_dir().join(format!("haul-doc-dl-{}", std::process::id()));
+///
+/// let downloader = Downloader::builder()
+///     .mountpath(dir.join("disk1"))
+///     .mountpath(dir.join("disk2"))
+///     .workers_per_mountpath(4)
+///     .build()?;
+/// let job = downloader.submit(JobSpec::range(template).subdir("shards"))?;
+/// assert!(downloader.wait(job, Duration::from_secs(60))?);
+/// let status = downloader.status(job, Detail::All)?;
+/// assert_eq!((status.finished, status.failed), (100, 0));
+/// # drop(downloader);
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Threads and ownership
+///
+/// A `Downloader` owns, and joins when dropped:
+/// - one dispatcher thread, `haul-dispatch`, which owns every active job's lazy expansion. It
+///   receives commands on a bounded channel (capacity: the job queue capacity), places each
+///   object on a mountpath by highest-random-weight hashing of its name, and sends it into
+///   that mountpath's bounded task queue, blocking while the queue is full — but it waits for
+///   a command or a finished task at the same time, so it is never deaf to `abort`;
+/// - `workers_per_mountpath` joggers per mountpath, `haul-jog-<dir>-<i>`, each taking one task
+///   at a time from its mountpath's queue and reporting it done on an unbounded channel (it
+///   never holds more than the tasks in flight).
+///
+/// All methods take `&self` and return quickly: `submit` waits at most ~100 ms for room in
+/// the command channel; `status`, `list`, `abort` and `remove` take the job table's lock
+/// briefly; only `wait` blocks, up to its timeout. The handle is `Send + Sync`: share it
+/// behind an `Arc`.
+///
+/// Dropping the `Downloader` aborts every job (running transfers stop within one read), closes
+/// the channels and joins every thread; [`shutdown`](Downloader::shutdown) does the same and
+/// reports threads that panicked. A panic inside one transfer fails that object with
+/// [`DownloadError::Panicked`](crate::DownloadError::Panicked); the jogger goes on.
+#[derive(Debug)]
+pub struct Downloader {
+    // Field order is the shutdown order (see `Drop`).
+    commands: Option<Sender<Command>>,
+    store: Arc<Store>,
+    unstarted: Arc<AtomicUsize>,
+    job_queue_capacity: usize,
+    mountpaths: Vec<Arc<Mountpath>>,
+    dispatcher: Option<JoinOnDrop>,
+    joggers: Vec<JoinOnDrop>,
+}
+
+impl Downloader {
+    /// A builder with the defaults.
+    pub fn builder() -> DownloaderBuilder {
+        DownloaderBuilder {
+            mountpaths: Vec::new(),
+            workers_per_mountpath: DEFAULT_WORKERS_PER_MOUNTPATH,
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            max_active_jobs: DEFAULT_MAX_ACTIVE_JOBS,
+            job_queue_capacity: DEFAULT_JOB_QUEUE_CAPACITY,
+            fsync: false,
+            http: HttpConfig::default(),
+        }
+    }
+
+    /// The mountpaths, in the order given to the builder.
+    pub fn mountpaths(&self) -> impl Iterator<Item = &Mountpath> {
+        self.mountpaths.iter().map(|m| &**m)
+    }
+
+    /// The mountpath HRW places `name` on (index into [`mountpaths`](Downloader::mountpaths)).
+    pub fn placement(&self, name: &ObjectName) -> usize {
+        let ids: Vec<u64> = self
+            .mountpaths
+            .iter()
+            .map(|m| {
+                let canonical =
+                    std::fs::canonicalize(m.root()).unwrap_or_else(|_| m.root().to_owned());
+                hrw::hash(canonical.to_string_lossy().as_bytes())
+            })
+            .collect();
+        hrw::pick(hrw::hash(name.as_str().as_bytes()), &ids).expect("at least one mountpath")
+    }
+
+    /// Submits a job. Its objects are expanded lazily, so a job of ten million names costs
+    /// no more memory than a job of ten.
+    ///
+    /// # Errors
+    ///
+    /// A [`SubmitError`]: an invalid spec (bad template, URL, name or option, no objects) is
+    /// refused here; [`SubmitError::QueueFull`] when too many jobs are waiting.
+    pub fn submit(&self, spec: JobSpec) -> Result<JobId, SubmitError> {
+        let commands = self.commands.as_ref().ok_or(SubmitError::ShutDown)?;
+        let (settings, expansion) = prepare(spec)?;
+        let full = SubmitError::QueueFull {
+            capacity: self.job_queue_capacity,
+        };
+        if self.unstarted.fetch_add(1, Ordering::AcqRel) >= self.job_queue_capacity {
+            self.unstarted.fetch_sub(1, Ordering::AcqRel);
+            return Err(full);
+        }
+        let job = self.store.create(settings);
+        let id = job.id;
+        match commands.send_timeout(Command::Submit(Arc::clone(&job), expansion), SUBMIT_WAIT) {
+            Ok(()) => {
+                log::info!("{id} submitted: {}", job.description);
+                Ok(id)
+            }
+            Err(e) => {
+                self.unstarted.fetch_sub(1, Ordering::AcqRel);
+                self.store.remove(id);
+                Err(match e {
+                    SendTimeoutError::Timeout(_) => full,
+                    SendTimeoutError::Disconnected(_) => SubmitError::ShutDown,
+                })
+            }
+        }
+    }
+
+    /// Aborts a job: it is marked aborted at once, its queued objects are dropped as they are
+    /// dequeued, running transfers stop within one read and leave no work file. The job
+    /// finishes once nothing of it is in flight. Aborting a finished job succeeds.
+    ///
+    /// # Errors
+    ///
+    /// [`JobError::Unknown`].
+    pub fn abort(&self, id: JobId) -> Result<(), JobError> {
+        let job = self.store.get(id).ok_or(JobError::Unknown(id))?;
+        if !job.is_finished() && !job.is_aborted() {
+            log::info!("{id} aborted");
+            job.abort();
+            if let Some(commands) = &self.commands {
+                // A wake-up only: the flag is what counts, so a full channel is fine.
+                let _ = commands.try_send(Command::Abort);
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets a finished job.
+    ///
+    /// # Errors
+    ///
+    /// [`JobError::Running`] while the job is not finished, [`JobError::Unknown`].
+    pub fn remove(&self, id: JobId) -> Result<(), JobError> {
+        let job = self.store.get(id).ok_or(JobError::Unknown(id))?;
+        if !job.is_finished() {
+            return Err(JobError::Running(id));
+        }
+        self.store.remove(id);
+        Ok(())
+    }
+
+    /// A snapshot of one job.
+    ///
+    /// # Errors
+    ///
+    /// [`JobError::Unknown`].
+    pub fn status(&self, id: JobId, detail: Detail) -> Result<JobStatus, JobError> {
+        let job = self.store.get(id).ok_or(JobError::Unknown(id))?;
+        Ok(job.status(detail))
+    }
+
+    /// Snapshots (without failure lists) of the jobs `filter` selects, oldest first.
+    pub fn list(&self, filter: &JobFilter) -> Vec<JobStatus> {
+        self.store
+            .all()
+            .into_iter()
+            .filter(|job| !(filter.only_running && job.is_finished()))
+            .filter(|job| {
+                filter
+                    .pattern
+                    .as_ref()
+                    .is_none_or(|p| p.is_match(&job.description))
+            })
+            .map(|job| job.status(Detail::OnlyActive))
+            .collect()
+    }
+
+    /// Blocks until the job finishes or `timeout` passes; returns whether it finished.
+    ///
+    /// # Errors
+    ///
+    /// [`JobError::Unknown`].
+    pub fn wait(&self, id: JobId, timeout: Duration) -> Result<bool, JobError> {
+        let job = self.store.get(id).ok_or(JobError::Unknown(id))?;
+        Ok(self.store.wait(&job, timeout))
+    }
+
+    /// Aborts every job, stops and joins every thread.
+    ///
+    /// # Errors
+    ///
+    /// A [`ShutdownError`] naming the threads that panicked.
+    pub fn shutdown(mut self) -> Result<(), ShutdownError> {
+        let mut panicked = Vec::new();
+        self.stop(&mut panicked);
+        if panicked.is_empty() {
+            Ok(())
+        } else {
+            Err(ShutdownError { threads: panicked })
+        }
+    }
+
+    fn stop(&mut self, panicked: &mut Vec<String>) {
+        for job in self.store.all() {
+            job.abort();
+        }
+        // Closing the command channel ends the dispatcher, which drops the queue senders,
+        // which ends each jogger once its queue is drained (aborted tasks drain at once).
+        self.commands = None;
+        if let Some(dispatcher) = self.dispatcher.take() {
+            if let Err(name) = dispatcher.join() {
+                panicked.push(name);
+            }
+        }
+        for jogger in self.joggers.drain(..) {
+            if let Err(name) = jogger.join() {
+                panicked.push(name);
+            }
+        }
+        // Jobs the dispatcher did not get to finish are over now.
+        for job in self.store.all() {
+            job.close_dispatch();
+            self.store.finish(&job);
+        }
+    }
+}
+
+impl Drop for Downloader {
+    fn drop(&mut self) {
+        let mut panicked = Vec::new();
+        self.stop(&mut panicked);
+        if !panicked.is_empty() && !std::thread::panicking() {
+            panic!("downloader threads panicked: {}", panicked.join(", "));
+        }
+    }
+}
+
+/// Validates a spec and turns it into job settings and a lazy expansion.
+fn prepare(spec: JobSpec) -> Result<(JobSettings, Expansion), SubmitError> {
+    if spec.max_connections == Some(0) {
+        return Err(SubmitError::Option {
+            option: "max_connections",
+            reason: "must be at least 1",
+        });
+    }
+    if spec.rate_limit == Some(0) {
+        return Err(SubmitError::Option {
+            option: "rate_limit",
+            reason: "must be at least 1 byte per second",
+        });
+    }
+    for (name, _) in &spec.headers {
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+            return Err(SubmitError::Option {
+                option: "header",
+                reason: "a header name must be printable ASCII without ':' or spaces",
+            });
+        }
+    }
+    let subdir = match spec.subdir.as_deref() {
+        None | Some("") => None,
+        Some(dir) => Some(ObjectName::new(dir.trim_end_matches('/'))?.to_string()),
+    };
+    let place = |url: &str, name: Option<&str>| -> Result<(String, ObjectName), SubmitError> {
+        url::check(url)?;
+        let name = match name {
+            Some(name) => ObjectName::new(name)?,
+            None => url::object_name(url)?,
+        };
+        let name = match &subdir {
+            Some(dir) => name.under(dir)?,
+            None => name,
+        };
+        Ok((url.to_owned(), name))
+    };
+    let description = spec
+        .description
+        .clone()
+        .unwrap_or_else(|| spec.default_description());
+    let (total, expansion) = match spec.source {
+        Source::Single { url, name } => {
+            let object = place(&url, name.as_deref())?;
+            (1, Expansion::List(vec![object].into_iter()))
+        }
+        Source::Multi(list) => {
+            if list.is_empty() {
+                return Err(SubmitError::Empty);
+            }
+            let objects = list
+                .iter()
+                .map(|(name, url)| place(url, name.as_deref()))
+                .collect::<Result<Vec<_>, _>>()?;
+            (objects.len() as u64, Expansion::List(objects.into_iter()))
+        }
+        Source::Range { template } => {
+            let template = Template::parse(&template)?;
+            // The first URL shows whether the scheme and host are right; later names are
+            // checked as they are reached, and a bad one fails only its object.
+            let first = template.get(0).ok_or(SubmitError::Empty)?;
+            url::check(&first)?;
+            (
+                template.len(),
+                Expansion::Range {
+                    names: template.into_iter(),
+                    subdir,
+                },
+            )
+        }
+    };
+    let settings = JobSettings {
+        description,
+        headers: spec.headers,
+        timeout: spec.timeout,
+        max_connections: spec.max_connections,
+        rate_limit: spec.rate_limit,
+        skip_existing: spec.skip_existing,
+        total: Some(total),
+    };
+    Ok((settings, expansion))
+}

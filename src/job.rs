@@ -1,0 +1,286 @@
+//! Jobs: what to download ([`JobSpec`]), its handle ([`JobId`]) and what happened
+//! ([`JobStatus`]).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::name::ObjectName;
+use crate::task::DownloadError;
+
+/// Identifies a job within one [`Downloader`](crate::Downloader). Never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobId(pub(crate) u64);
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "job-{}", self.0)
+    }
+}
+
+/// Where a job's objects come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Source {
+    /// One URL; the name defaults to the URL's last path segment.
+    Single {
+        /// The URL.
+        url: String,
+        /// The name to land under, when not the URL's.
+        name: Option<String>,
+    },
+    /// A list of URLs, each with an optional name (the URL's last segment otherwise).
+    Multi(Vec<(Option<String>, String)>),
+    /// A range template whose expansions are the URLs (see [`Template`](crate::Template)).
+    Range {
+        /// The template, e.g. `https://host/shard-{0000..0999}.tar`.
+        template: String,
+    },
+}
+
+/// A download job: a [`Source`] plus options. Build one with [`JobSpec::single`],
+/// [`JobSpec::multi`], [`JobSpec::multi_named`] or [`JobSpec::range`], then the setters.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let spec = haul::JobSpec::range("https://host/shard-{0000..0999}.tar")
+///     .subdir("shards")
+///     .description("training shards")
+///     .header("Authorization", "Bearer t0k3n")
+///     .max_connections(8)
+///     .rate_limit(100 << 20)
+///     .timeout(Duration::from_secs(300));
+/// # drop(spec);
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct JobSpec {
+    /// Where the objects come from.
+    pub source: Source,
+    /// A directory (relative to each mountpath) the objects land under.
+    pub subdir: Option<String>,
+    /// A description for [`list`](crate::Downloader::list); derived from the source when
+    /// `None`.
+    pub description: Option<String>,
+    /// Extra request headers sent with every GET of the job.
+    pub headers: Vec<(String, String)>,
+    /// A limit on each GET, headers and body together.
+    pub timeout: Option<Duration>,
+    /// At most this many of the job's objects in flight at once (queued or running).
+    pub max_connections: Option<usize>,
+    /// At most this many bytes per second across the job's transfers (a token bucket).
+    pub rate_limit: Option<u64>,
+    /// Skip objects whose file already exists on their mountpath.
+    pub skip_existing: bool,
+}
+
+impl fmt::Debug for JobSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Header values often carry credentials.
+        let header_names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("JobSpec")
+            .field("source", &self.source)
+            .field("subdir", &self.subdir)
+            .field("description", &self.description)
+            .field("headers", &header_names)
+            .field("timeout", &self.timeout)
+            .field("max_connections", &self.max_connections)
+            .field("rate_limit", &self.rate_limit)
+            .field("skip_existing", &self.skip_existing)
+            .finish()
+    }
+}
+
+impl JobSpec {
+    /// A job with `source` and default options.
+    pub fn new(source: Source) -> JobSpec {
+        JobSpec {
+            source,
+            subdir: None,
+            description: None,
+            headers: Vec::new(),
+            timeout: None,
+            max_connections: None,
+            rate_limit: None,
+            skip_existing: false,
+        }
+    }
+
+    /// One URL, landing under its last path segment.
+    pub fn single(url: impl Into<String>) -> JobSpec {
+        JobSpec::new(Source::Single {
+            url: url.into(),
+            name: None,
+        })
+    }
+
+    /// One URL, landing under `name`.
+    pub fn single_named(url: impl Into<String>, name: impl Into<String>) -> JobSpec {
+        JobSpec::new(Source::Single {
+            url: url.into(),
+            name: Some(name.into()),
+        })
+    }
+
+    /// A list of URLs, each landing under its last path segment.
+    pub fn multi<I, S>(urls: I) -> JobSpec
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        JobSpec::new(Source::Multi(
+            urls.into_iter().map(|u| (None, u.into())).collect(),
+        ))
+    }
+
+    /// A list of `(name, url)` pairs.
+    pub fn multi_named<I, N, U>(pairs: I) -> JobSpec
+    where
+        I: IntoIterator<Item = (N, U)>,
+        N: Into<String>,
+        U: Into<String>,
+    {
+        JobSpec::new(Source::Multi(
+            pairs
+                .into_iter()
+                .map(|(n, u)| (Some(n.into()), u.into()))
+                .collect(),
+        ))
+    }
+
+    /// A range template (the template is the URL).
+    pub fn range(template: impl Into<String>) -> JobSpec {
+        JobSpec::new(Source::Range {
+            template: template.into(),
+        })
+    }
+
+    /// Sets [`subdir`](JobSpec::subdir).
+    pub fn subdir(mut self, dir: impl Into<String>) -> JobSpec {
+        self.subdir = Some(dir.into());
+        self
+    }
+
+    /// Sets [`description`](JobSpec::description).
+    pub fn description(mut self, text: impl Into<String>) -> JobSpec {
+        self.description = Some(text.into());
+        self
+    }
+
+    /// Adds a request header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> JobSpec {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets [`timeout`](JobSpec::timeout).
+    pub fn timeout(mut self, timeout: Duration) -> JobSpec {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sets [`max_connections`](JobSpec::max_connections).
+    pub fn max_connections(mut self, n: usize) -> JobSpec {
+        self.max_connections = Some(n);
+        self
+    }
+
+    /// Sets [`rate_limit`](JobSpec::rate_limit) in bytes per second.
+    pub fn rate_limit(mut self, bytes_per_second: u64) -> JobSpec {
+        self.rate_limit = Some(bytes_per_second);
+        self
+    }
+
+    /// Sets [`skip_existing`](JobSpec::skip_existing).
+    pub fn skip_existing(mut self, on: bool) -> JobSpec {
+        self.skip_existing = on;
+        self
+    }
+
+    /// The description used when none is given, in AIStore's manner.
+    pub(crate) fn default_description(&self) -> String {
+        match &self.source {
+            Source::Single { url, .. } => format!("single: {}", crate::url::redact(url)),
+            Source::Multi(list) => format!("multi: {} objects", list.len()),
+            Source::Range { template } => format!("range: {}", crate::url::redact(template)),
+        }
+    }
+}
+
+/// How much a [`status`](crate::Downloader::status) snapshot includes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Detail {
+    /// Everything, including the list of failed objects.
+    #[default]
+    All,
+    /// Counters and in-flight tasks only: the failure list is left out (AIStore's
+    /// `only_active_tasks`).
+    OnlyActive,
+}
+
+/// One object in flight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TaskInfo {
+    /// The object's name.
+    pub name: ObjectName,
+    /// Bytes received so far.
+    pub bytes_done: u64,
+    /// Bytes expected, when the server said.
+    pub bytes_total: Option<u64>,
+}
+
+/// One object that failed, with why.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct TaskFailure {
+    /// The object's name, or the URL when no name could be made of it.
+    pub name: String,
+    /// Why it failed.
+    pub error: Arc<DownloadError>,
+}
+
+/// A snapshot of one job. Owned: holding it locks nothing.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct JobStatus {
+    /// The job.
+    pub id: JobId,
+    /// Its description.
+    pub description: String,
+    /// How many objects the job has, once known.
+    pub total: Option<u64>,
+    /// Objects handed to a mountpath's queue so far.
+    pub scheduled: u64,
+    /// Objects that landed.
+    pub finished: u64,
+    /// Objects that failed.
+    pub failed: u64,
+    /// Objects skipped (already present, with [`JobSpec::skip_existing`]).
+    pub skipped: u64,
+    /// Objects not downloaded because the job was aborted.
+    pub cancelled: u64,
+    /// Bytes received, including those of objects still in flight.
+    pub bytes: u64,
+    /// The failed objects and why ([`Detail::All`] only).
+    pub failures: Vec<TaskFailure>,
+    /// Objects being downloaded now.
+    pub in_flight: Vec<TaskInfo>,
+    /// When the job was submitted.
+    pub submitted_at: SystemTime,
+    /// When it finished, once it has.
+    pub finished_at: Option<SystemTime>,
+    /// Whether it was aborted.
+    pub aborted: bool,
+    /// Whether every object has been handed out (or dropped, for an aborted job).
+    pub all_dispatched: bool,
+}
+
+impl JobStatus {
+    /// Whether the job is over: nothing of it is queued or in flight, and nothing more will be.
+    pub fn is_finished(&self) -> bool {
+        self.finished_at.is_some()
+    }
+}

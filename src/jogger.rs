@@ -1,0 +1,93 @@
+//! Joggers: worker threads pinned to one mountpath (`haul-jog-<mountpath>-<i>`), each running
+//! one task at a time from that mountpath's bounded queue.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender};
+use log::{debug, trace};
+
+use crate::dispatcher::Task;
+use crate::http::HttpClient;
+use crate::mountpath::Mountpath;
+use crate::progress::Progress;
+use crate::store::Job;
+use crate::task::{self, DownloadError, Request};
+use crate::url;
+
+pub(crate) struct Jogger {
+    pub(crate) queue: Receiver<Task>,
+    pub(crate) done: Sender<Arc<Job>>,
+    pub(crate) mountpath: Arc<Mountpath>,
+    pub(crate) client: HttpClient,
+    /// This jogger's identity in a job's list of running transfers.
+    pub(crate) slot: u64,
+}
+
+impl Jogger {
+    /// Runs tasks until the queue is closed and empty.
+    pub(crate) fn run(self) {
+        debug!("jogger {} started", self.slot);
+        // One progress record per jogger, reset per task: no allocation per object.
+        let progress = Arc::new(Progress::new());
+        for task in &self.queue {
+            let job = Arc::clone(&task.job);
+            self.run_one(&task, &progress);
+            // The dispatcher may be gone on shutdown; nothing to tell then.
+            let _ = self.done.send(job);
+        }
+        debug!("jogger {} stopped", self.slot);
+    }
+
+    fn run_one(&self, task: &Task, progress: &Arc<Progress>) {
+        let job = &task.job;
+        if job.is_aborted() {
+            trace!("{}: dropping {}: job aborted", job.id, task.name);
+            job.cancelled();
+            return;
+        }
+        if job.should_skip(&self.mountpath.path_of(&task.name)) {
+            debug!("{}: skipping {}: already present", job.id, task.name);
+            job.skipped();
+            return;
+        }
+        progress.reset();
+        job.start_running(self.slot, &task.name, progress);
+        let request = Request {
+            url: &task.url,
+            name: &task.name,
+            headers: &job.headers,
+            timeout: job.timeout,
+            limiter: job.limiter.as_ref(),
+        };
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            task::fetch(
+                &self.client,
+                &request,
+                &self.mountpath,
+                progress,
+                &job.cancel,
+            )
+        }));
+        job.stop_running(self.slot);
+        match result {
+            Ok(Ok(landed)) => job.landed(landed.bytes),
+            Ok(Err(e)) if e.is_cancelled() => job.cancelled(),
+            Ok(Err(e)) => job.failed(task.name.to_string(), e),
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_owned());
+                job.failed(
+                    task.name.to_string(),
+                    DownloadError::Panicked {
+                        url: url::redact(&task.url),
+                        message,
+                    },
+                );
+            }
+        }
+    }
+}

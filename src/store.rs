@@ -1,0 +1,267 @@
+//! The job table: the only shared mutable state on the download side. Counters are atomics;
+//! the locks guard short lists and are never held across I/O or a blocking send.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::cancel::CancelToken;
+use crate::job::{Detail, JobId, JobStatus, TaskFailure, TaskInfo};
+use crate::name::ObjectName;
+use crate::progress::Progress;
+use crate::rate::RateLimiter;
+use crate::task::DownloadError;
+
+const UNKNOWN: u64 = u64::MAX;
+
+/// One job's settings and live counters, shared by the handle, the dispatcher and the joggers.
+#[derive(Debug)]
+pub(crate) struct Job {
+    pub(crate) id: JobId,
+    pub(crate) description: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) max_connections: Option<usize>,
+    pub(crate) limiter: Option<RateLimiter>,
+    pub(crate) skip_existing: bool,
+    pub(crate) cancel: CancelToken,
+    aborted: AtomicBool,
+    total: AtomicU64,
+    scheduled: AtomicU64,
+    finished: AtomicU64,
+    failed: AtomicU64,
+    skipped: AtomicU64,
+    cancelled: AtomicU64,
+    bytes: AtomicU64,
+    failures: Mutex<Vec<TaskFailure>>,
+    running: Mutex<Vec<Running>>,
+    submitted_at: SystemTime,
+    finished_at: Mutex<Option<SystemTime>>,
+    all_dispatched: AtomicBool,
+}
+
+#[derive(Debug)]
+struct Running {
+    slot: u64,
+    name: ObjectName,
+    progress: Arc<Progress>,
+}
+
+/// The settings a job is created with.
+#[derive(Debug)]
+pub(crate) struct JobSettings {
+    pub(crate) description: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) max_connections: Option<usize>,
+    pub(crate) rate_limit: Option<u64>,
+    pub(crate) skip_existing: bool,
+    pub(crate) total: Option<u64>,
+}
+
+impl Job {
+    pub(crate) fn is_aborted(&self) -> bool {
+        self.aborted.load(Ordering::Acquire)
+    }
+
+    /// Marks the job aborted and cancels its running transfers.
+    pub(crate) fn abort(&self) {
+        self.aborted.store(true, Ordering::Release);
+        self.cancel.cancel();
+    }
+
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished_at.lock().is_some()
+    }
+
+    pub(crate) fn scheduled(&self) {
+        self.scheduled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn landed(&self, bytes: u64) {
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.finished.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn skipped(&self) {
+        self.skipped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn cancelled(&self) {
+        self.cancelled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn failed(&self, name: String, error: DownloadError) {
+        log::debug!("{}: {name} failed: {error}", self.id);
+        self.failures.lock().push(TaskFailure {
+            name,
+            error: Arc::new(error),
+        });
+        self.failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// No more objects of this job will be scheduled. For an aborted job, every object never
+    /// scheduled counts as cancelled, so a finished job always accounts for its total:
+    /// `finished + failed + skipped + cancelled == total`. Idempotent.
+    pub(crate) fn close_dispatch(&self) {
+        if self.all_dispatched.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let total = self.total.load(Ordering::Relaxed);
+        if self.is_aborted() && total != UNKNOWN {
+            let scheduled = self.scheduled.load(Ordering::Relaxed);
+            self.cancelled
+                .fetch_add(total.saturating_sub(scheduled), Ordering::Relaxed);
+        }
+    }
+
+    /// Registers a running transfer in jogger slot `slot`.
+    pub(crate) fn start_running(&self, slot: u64, name: &ObjectName, progress: &Arc<Progress>) {
+        self.running.lock().push(Running {
+            slot,
+            name: name.clone(),
+            progress: Arc::clone(progress),
+        });
+    }
+
+    pub(crate) fn stop_running(&self, slot: u64) {
+        self.running.lock().retain(|r| r.slot != slot);
+    }
+
+    /// Whether `path` exists, for [`skip_existing`](crate::JobSpec::skip_existing).
+    pub(crate) fn should_skip(&self, path: &Path) -> bool {
+        self.skip_existing && path.is_file()
+    }
+
+    /// An owned snapshot.
+    pub(crate) fn status(&self, detail: Detail) -> JobStatus {
+        let in_flight: Vec<TaskInfo> = self
+            .running
+            .lock()
+            .iter()
+            .map(|r| TaskInfo {
+                name: r.name.clone(),
+                bytes_done: r.progress.done(),
+                bytes_total: r.progress.total(),
+            })
+            .collect();
+        let failures = match detail {
+            Detail::All => self.failures.lock().clone(),
+            Detail::OnlyActive => Vec::new(),
+        };
+        let total = self.total.load(Ordering::Relaxed);
+        JobStatus {
+            id: self.id,
+            description: self.description.clone(),
+            total: (total != UNKNOWN).then_some(total),
+            scheduled: self.scheduled.load(Ordering::Relaxed),
+            finished: self.finished.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            skipped: self.skipped.load(Ordering::Relaxed),
+            cancelled: self.cancelled.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed)
+                + in_flight.iter().map(|t| t.bytes_done).sum::<u64>(),
+            failures,
+            in_flight,
+            submitted_at: self.submitted_at,
+            finished_at: *self.finished_at.lock(),
+            aborted: self.is_aborted(),
+            all_dispatched: self.all_dispatched.load(Ordering::Acquire),
+        }
+    }
+}
+
+/// Every job of one downloader, and the condition variable `wait` sleeps on.
+#[derive(Debug, Default)]
+pub(crate) struct Store {
+    jobs: Mutex<BTreeMap<JobId, Arc<Job>>>,
+    finished: Condvar,
+    next_id: AtomicU64,
+}
+
+impl Store {
+    pub(crate) fn create(&self, settings: JobSettings) -> Arc<Job> {
+        let id = JobId(self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
+        let job = Arc::new(Job {
+            id,
+            description: settings.description,
+            headers: settings.headers,
+            timeout: settings.timeout,
+            max_connections: settings.max_connections,
+            limiter: settings.rate_limit.map(RateLimiter::new),
+            skip_existing: settings.skip_existing,
+            cancel: CancelToken::new(),
+            aborted: AtomicBool::new(false),
+            total: AtomicU64::new(settings.total.unwrap_or(UNKNOWN)),
+            scheduled: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            cancelled: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            failures: Mutex::new(Vec::new()),
+            running: Mutex::new(Vec::new()),
+            submitted_at: SystemTime::now(),
+            finished_at: Mutex::new(None),
+            all_dispatched: AtomicBool::new(false),
+        });
+        self.jobs.lock().insert(id, Arc::clone(&job));
+        job
+    }
+
+    pub(crate) fn get(&self, id: JobId) -> Option<Arc<Job>> {
+        self.jobs.lock().get(&id).cloned()
+    }
+
+    pub(crate) fn remove(&self, id: JobId) -> Option<Arc<Job>> {
+        self.jobs.lock().remove(&id)
+    }
+
+    pub(crate) fn all(&self) -> Vec<Arc<Job>> {
+        self.jobs.lock().values().cloned().collect()
+    }
+
+    /// Marks `job` finished and wakes every `wait`er.
+    pub(crate) fn finish(&self, job: &Job) {
+        let jobs = self.jobs.lock();
+        {
+            let mut at = job.finished_at.lock();
+            if at.is_some() {
+                return;
+            }
+            *at = Some(SystemTime::now());
+        }
+        drop(jobs);
+        let status = job.status(Detail::OnlyActive);
+        log::info!(
+            "{} finished{}: {} landed, {} failed, {} skipped, {} cancelled, {} bytes",
+            job.id,
+            if status.aborted { " (aborted)" } else { "" },
+            status.finished,
+            status.failed,
+            status.skipped,
+            status.cancelled,
+            status.bytes
+        );
+        let _jobs = self.jobs.lock();
+        self.finished.notify_all();
+    }
+
+    /// Blocks until `job` is finished or `timeout` passes; returns whether it finished.
+    pub(crate) fn wait(&self, job: &Job, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut jobs = self.jobs.lock();
+        loop {
+            if job.is_finished() {
+                return true;
+            }
+            if self.finished.wait_until(&mut jobs, deadline).timed_out() {
+                return job.is_finished();
+            }
+        }
+    }
+}
