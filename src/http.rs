@@ -105,8 +105,13 @@ impl HttpClient {
             .timeout_per_read(Some(config.read_timeout))
             .user_agent(config.user_agent.as_str())
             .build();
+        let agent = ureq::Agent::with_parts(
+            agent_config,
+            crate::transport::CancellableConnector::default(),
+            ureq::unversioned::resolver::DefaultResolver::default(),
+        );
         HttpClient {
-            agent: ureq::Agent::new_with_config(agent_config),
+            agent,
             config: Arc::new(config),
         }
     }

@@ -115,6 +115,7 @@ mod store;
 mod task;
 pub mod template;
 mod thread;
+mod transport;
 pub mod url;
 
 pub use cancel::CancelToken;

@@ -216,6 +216,18 @@ pub(crate) fn fetch(
     progress: &Progress,
     cancel: &CancelToken,
 ) -> Result<Landed, DownloadError> {
+    crate::transport::with_cancel(cancel, || {
+        fetch_inner(client, task, mountpath, progress, cancel)
+    })
+}
+
+fn fetch_inner(
+    client: &HttpClient,
+    task: &Request<'_>,
+    mountpath: &Mountpath,
+    progress: &Progress,
+    cancel: &CancelToken,
+) -> Result<Landed, DownloadError> {
     let shown = || url::redact(task.url);
     url::check(task.url)?;
     if cancel.is_cancelled() {
@@ -223,9 +235,15 @@ pub(crate) fn fetch(
     }
     let response = client
         .get(task.url, task.headers, task.timeout)
-        .map_err(|e| DownloadError::Request {
-            url: shown(),
-            source: Box::new(e),
+        .map_err(|e| {
+            if cancel.is_cancelled() {
+                DownloadError::Cancelled { url: shown() }
+            } else {
+                DownloadError::Request {
+                    url: shown(),
+                    source: Box::new(e),
+                }
+            }
         })?;
     let status = response.status().as_u16();
     if status != 200 {

@@ -601,3 +601,52 @@ fn handles_are_send_and_sync() {
     send_sync::<SubmitError>();
     send_sync::<JobError>();
 }
+
+#[test]
+fn abort_and_drop_stop_transfers_whose_server_sends_nothing() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let patient = haul::HttpConfig::default()
+            .response_timeout(Duration::from_secs(600))
+            .read_timeout(Duration::from_secs(600));
+        let d = Downloader::builder()
+            .mountpath(dir.path().join("stl5"))
+            .workers_per_mountpath(2)
+            .http(patient)
+            .build()
+            .unwrap();
+        let stalled = d
+            .submit(JobSpec::range(
+                origin.url("/st/o-{0..9}.bin?size=100000&stall_after=1000"),
+            ))
+            .unwrap();
+        assert!(wait_until(|| {
+            let s = d.status(stalled, Detail::OnlyActive).unwrap();
+            s.in_flight.len() == 2 && s.in_flight.iter().all(|t| t.bytes_done == 1000)
+        }));
+        d.abort(stalled).unwrap();
+        let status = finish(&d, stalled);
+        assert_eq!(status.cancelled, 10);
+
+        // A second stalled job, then drop the downloader with it in flight.
+        let again = d
+            .submit(JobSpec::range(
+                origin.url("/st2/o-{0..9}.bin?size=100000&stall_after=1000"),
+            ))
+            .unwrap();
+        assert!(wait_until(|| d
+            .status(again, Detail::OnlyActive)
+            .unwrap()
+            .in_flight
+            .len()
+            == 2));
+        drop(d);
+        assert!(live_threads_named("haul-jog-stl5").is_empty());
+        assert!(
+            files_under(dir.path()).is_empty(),
+            "{:?}",
+            files_under(dir.path())
+        );
+    });
+}

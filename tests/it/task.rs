@@ -319,3 +319,69 @@ fn errors_and_handles_cross_threads() {
         std::mem::size_of::<DownloadError>()
     );
 }
+
+/// A client whose own timeouts are far longer than the hang guard: if cancellation relied on
+/// them, these tests would fail by hanging.
+fn patient_client() -> HttpClient {
+    HttpClient::new(
+        haul::HttpConfig::default()
+            .response_timeout(Duration::from_secs(600))
+            .read_timeout(Duration::from_secs(600)),
+    )
+}
+
+#[test]
+fn cancel_stops_a_transfer_whose_server_sends_nothing_more() {
+    guard(|| {
+        let origin = Arc::new(Origin::start().unwrap());
+        let dir = Arc::new(TestDir::new());
+        let cancel = CancelToken::new();
+        let progress = Arc::new(Progress::new());
+        let worker = {
+            let (origin, dir, cancel, progress) = (
+                Arc::clone(&origin),
+                Arc::clone(&dir),
+                cancel.clone(),
+                Arc::clone(&progress),
+            );
+            std::thread::spawn(move || {
+                let mp = Mountpath::new(dir.path()).unwrap();
+                let task =
+                    ObjectTask::from_url(origin.url("/stall.bin?size=1000000&stall_after=4000"))
+                        .unwrap();
+                haul::download(&patient_client(), &task, &mp, &progress, &cancel)
+            })
+        };
+        assert!(wait_until(|| progress.done() == 4000));
+        cancel.cancel(); // the server never sends another byte
+        let err = worker.join().unwrap().expect_err("cancelled");
+        assert!(err.is_cancelled(), "{}", chain(&err));
+        assert!(
+            files_under(dir.path()).is_empty(),
+            "{:?}",
+            files_under(dir.path())
+        );
+    });
+}
+
+#[test]
+fn cancel_stops_a_request_still_waiting_for_headers() {
+    guard(|| {
+        let origin = Arc::new(Origin::start().unwrap());
+        let dir = Arc::new(TestDir::new());
+        let cancel = CancelToken::new();
+        let worker = {
+            let (origin, dir, cancel) = (Arc::clone(&origin), Arc::clone(&dir), cancel.clone());
+            std::thread::spawn(move || {
+                let mp = Mountpath::new(dir.path()).unwrap();
+                let task = ObjectTask::from_url(origin.url("/slow.bin?delay_ms=600000")).unwrap();
+                haul::download(&patient_client(), &task, &mp, &Progress::new(), &cancel)
+            })
+        };
+        assert!(wait_until(|| origin.stats().active == 1));
+        cancel.cancel();
+        let err = worker.join().unwrap().expect_err("cancelled");
+        assert!(err.is_cancelled(), "{}", chain(&err));
+        assert!(files_under(dir.path()).is_empty());
+    });
+}

@@ -1,0 +1,120 @@
+//! A ureq transport that notices cancellation while it waits for bytes.
+//!
+//! A body read blocks in the socket until data arrives; a [`ProgressReader`] sees its cancel
+//! flag only when that read returns. This transport, wrapped around ureq's default chain,
+//! waits for input in slices of at most [`SLICE`] and checks the calling thread's current
+//! cancel token between slices, so an abort stops a transfer promptly even when the server
+//! sends nothing. ureq drives a request's I/O on the calling thread, so the token travels in
+//! a thread-local set by [`with_cancel`] around the whole transfer.
+//!
+//! This uses ureq's *unversioned* transport API; `Cargo.toml` pins ureq's minor version.
+//!
+//! [`ProgressReader`]: crate::ProgressReader
+
+use std::cell::RefCell;
+use std::io;
+use std::time::{Duration, Instant};
+
+use ureq::unversioned::transport::{
+    Buffers, ConnectionDetails, Connector, DefaultConnector, NextTimeout, Transport,
+};
+
+use crate::cancel::CancelToken;
+use crate::progress::Cancelled;
+
+/// The longest a blocked read waits before it looks at the cancel flag again.
+const SLICE: Duration = Duration::from_millis(50);
+
+thread_local! {
+    static CURRENT: RefCell<Option<CancelToken>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with `token` as this thread's current cancel token.
+pub(crate) fn with_cancel<T>(token: &CancelToken, f: impl FnOnce() -> T) -> T {
+    struct Reset(Option<CancelToken>);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            CURRENT.with_borrow_mut(|current| *current = previous);
+        }
+    }
+    let previous = CURRENT.with_borrow_mut(|current| current.replace(token.clone()));
+    let _reset = Reset(previous);
+    f()
+}
+
+fn current() -> Option<CancelToken> {
+    CURRENT.with_borrow(Clone::clone)
+}
+
+/// ureq's default connector chain, each transport wrapped in [`CancellableTransport`].
+#[derive(Debug, Default)]
+pub(crate) struct CancellableConnector {
+    inner: DefaultConnector,
+}
+
+impl Connector<()> for CancellableConnector {
+    type Out = CancellableTransport;
+
+    fn connect(
+        &self,
+        details: &ConnectionDetails,
+        chained: Option<()>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        Ok(self
+            .inner
+            .connect(details, chained)?
+            .map(|inner| CancellableTransport { inner }))
+    }
+}
+
+/// A transport whose waits for input end early when the current cancel token is cancelled.
+#[derive(Debug)]
+pub(crate) struct CancellableTransport {
+    inner: Box<dyn Transport>,
+}
+
+impl Transport for CancellableTransport {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        self.inner.buffers()
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        self.inner.transmit_output(amount, timeout)
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        let Some(cancel) = current() else {
+            return self.inner.await_input(timeout);
+        };
+        let real = timeout.for_read();
+        let limit = (!real.after.is_not_happening()).then(|| *real.after);
+        let started = Instant::now();
+        loop {
+            if cancel.is_cancelled() {
+                return Err(ureq::Error::Io(io::Error::other(Cancelled)));
+            }
+            let left = limit.map(|l| l.saturating_sub(started.elapsed()));
+            let slice = left.map_or(SLICE, |l| l.min(SLICE));
+            let sliced = NextTimeout {
+                after: slice.into(),
+                reason: real.reason,
+                per_read: None,
+                per_write: timeout.per_write,
+            };
+            match self.inner.await_input(sliced) {
+                // Our slice ran out, not the caller's timeout: look at the flag, wait again.
+                Err(ureq::Error::Timeout(_)) if left.is_none_or(|l| l > slice) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn is_open(&mut self) -> bool {
+        self.inner.is_open()
+    }
+
+    fn is_tls(&self) -> bool {
+        self.inner.is_tls()
+    }
+}
