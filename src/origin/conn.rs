@@ -23,6 +23,8 @@ struct Request {
     range: Option<String>,
     if_range: Option<String>,
     keep_alive: bool,
+    /// Every header, name lowercased.
+    headers: Vec<(String, String)>,
 }
 
 /// How a response ended, and so what happens to the connection.
@@ -84,6 +86,7 @@ fn read_request(reader: &mut BufReader<&TcpStream>) -> std::io::Result<Option<Re
         range: None,
         if_range: None,
         keep_alive: version != "HTTP/1.0",
+        headers: Vec::new(),
     };
     for _ in 0..MAX_HEADERS {
         line.clear();
@@ -98,7 +101,9 @@ fn read_request(reader: &mut BufReader<&TcpStream>) -> std::io::Result<Option<Re
             continue;
         };
         let value = value.trim().to_owned();
-        match name.trim().to_ascii_lowercase().as_str() {
+        let name = name.trim().to_ascii_lowercase();
+        request.headers.push((name.clone(), value.clone()));
+        match name.as_str() {
             "range" => request.range = Some(value),
             "if-range" => request.if_range = Some(value),
             "connection" => {
@@ -187,6 +192,7 @@ fn reason(status: u16) -> &'static str {
         200 => "OK",
         206 => "Partial Content",
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
@@ -258,6 +264,13 @@ fn respond(
             "GET or HEAD only\n",
             keep_alive,
         );
+    }
+    if let Some((name, want)) = &f.need_header {
+        let found = request.headers.iter().any(|(n, v)| n == name && v == want);
+        if !found {
+            let text = format!("missing header {name}\n");
+            return simple(shared, active, stream, 401, "", &text, keep_alive);
+        }
     }
     if f.fail_first.is_some_and(|k| attempt <= u64::from(k)) {
         let text = format!("injected failure {attempt}\n");

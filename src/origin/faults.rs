@@ -44,6 +44,9 @@ pub struct Faults {
     pub changing_etag: bool,
     /// `close=1`: close the connection after the response (no keep-alive).
     pub close: bool,
+    /// `need_header=NAME:VALUE`: answer 401 unless the request has this header (the name
+    /// compared case-insensitively, the value exactly).
+    pub need_header: Option<(String, String)>,
 }
 
 /// A query that is not understood: the request gets 400.
@@ -85,6 +88,12 @@ pub(super) fn from_query(base: &Faults, query: &str, size: &mut u64) -> Result<F
             "no_ranges" => f.no_ranges = flag(),
             "etag" => f.changing_etag = value == "changing",
             "close" => f.close = flag(),
+            "need_header" => {
+                let (name, want) = value
+                    .split_once(':')
+                    .ok_or_else(|| BadQuery(format!("need_header={value}: expected NAME:VALUE")))?;
+                f.need_header = Some((name.to_ascii_lowercase(), want.to_owned()));
+            }
             // Unknown keys are ignored: presigned URLs and the like carry their own.
             _ => {}
         }

@@ -650,3 +650,52 @@ fn abort_and_drop_stop_transfers_whose_server_sends_nothing() {
         );
     });
 }
+
+#[test]
+fn job_headers_are_sent_with_every_request() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let d = Downloader::builder().mountpath(dir.path()).build().unwrap();
+        let template = origin.url("/h/o-{0..4}.bin?size=10&need_header=x-token:s3cr3t");
+        let without = finish(&d, d.submit(JobSpec::range(template.as_str())).unwrap());
+        assert_eq!(without.failed, 5);
+        assert!(chain(&*without.failures[0].error).ends_with("HTTP status 401"));
+        let with = d
+            .submit(JobSpec::range(template.as_str()).header("X-Token", "s3cr3t"))
+            .unwrap();
+        assert_eq!(finish(&d, with).finished, 5);
+        // The header's value is a secret: Debug shows only its name.
+        let debug = format!(
+            "{:?}",
+            JobSpec::single("http://h/x").header("X-Token", "s3cr3t")
+        );
+        assert!(
+            debug.contains("X-Token") && !debug.contains("s3cr3t"),
+            "{debug}"
+        );
+    });
+}
+
+#[test]
+fn a_job_timeout_fails_requests_that_take_longer() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let d = Downloader::builder().mountpath(dir.path()).build().unwrap();
+        let job = d
+            .submit(
+                JobSpec::single(origin.url("/slow.bin?size=10&delay_ms=30000"))
+                    .timeout(Duration::from_millis(200)),
+            )
+            .unwrap();
+        let status = finish(&d, job);
+        assert_eq!(status.failed, 1);
+        let text = chain(&*status.failures[0].error);
+        assert!(
+            text.contains("request failed") && text.contains("timeout"),
+            "{text}"
+        );
+        assert!(files_under(dir.path()).is_empty());
+    });
+}
