@@ -138,4 +138,13 @@ impl HttpClient {
         }
         request.call()
     }
+
+    /// Sends a PUT of `body`; any status is a response, not an error.
+    pub(crate) fn put(
+        &self,
+        url: &str,
+        body: &[u8],
+    ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        self.agent.put(url).send(body)
+    }
 }

@@ -111,6 +111,7 @@ mod name;
 pub mod origin;
 pub mod progress;
 mod rate;
+pub mod s3;
 mod store;
 mod task;
 pub mod template;

@@ -4,6 +4,7 @@ mod cli;
 mod downloader;
 mod name;
 mod origin;
+mod s3;
 mod support;
 mod task;
 mod template;

@@ -1,5 +1,7 @@
 //! Test support: the hang guard and temporary directories.
 
+pub mod s3;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

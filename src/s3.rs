@@ -1,0 +1,477 @@
+//! S3 and S3-compatible stores (SeaweedFS, MinIO, Ceph, AWS): configuration, signing, listing.
+//!
+//! rust-s3 (sync, signing only) holds the credentials and signs requests as presigned URLs;
+//! haul moves every byte — objects and listings — through its own [`HttpClient`], one
+//! keep-alive pool. rust-s3's own sync transport opens a new connection per request and
+//! sleeps in the calling thread on retries, so it is never used to move data.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Read;
+
+use crate::http::{HttpClient, HttpConfig};
+use crate::url::redact;
+
+/// How long a presigned URL is valid. Each is used at once, so this only has to cover clock
+/// skew and slow starts.
+const PRESIGN_EXPIRY_SECS: u32 = 3600;
+/// Keys per listing page (the S3 maximum).
+const PAGE_KEYS: &str = "1000";
+
+/// Why an S3 call failed. Each variant names the bucket and key (or prefix) involved.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum S3Error {
+    /// The configuration cannot work: a bad endpoint or region, a bad bucket name.
+    #[error("bad S3 configuration: {0}")]
+    Config(String),
+    /// No credentials were found (environment, profile) and none were given.
+    #[error("no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or a profile")]
+    Credentials,
+    /// A request could not be signed.
+    #[error("signing {op} s3://{bucket}/{key}: {reason}")]
+    Sign {
+        /// The operation.
+        op: &'static str,
+        /// The bucket.
+        bucket: String,
+        /// The key or prefix.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+    /// No response: connection refused or reset, timeout, TLS.
+    #[error("{op} s3://{bucket}/{key}: request failed")]
+    Request {
+        /// The operation.
+        op: &'static str,
+        /// The bucket.
+        bucket: String,
+        /// The key or prefix.
+        key: String,
+        /// What failed.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The store answered with an error status.
+    #[error("{op} s3://{bucket}/{key}: HTTP status {status}{}", code.as_ref().map(|c| format!(" ({c})")).unwrap_or_default())]
+    Status {
+        /// The operation.
+        op: &'static str,
+        /// The bucket.
+        bucket: String,
+        /// The key or prefix.
+        key: String,
+        /// The status code.
+        status: u16,
+        /// The S3 error code from the body (`NoSuchKey`, `AccessDenied`, ...), when given.
+        code: Option<String>,
+    },
+    /// A listing page could not be parsed.
+    #[error("list s3://{bucket}/{prefix}: unreadable response: {reason}")]
+    Parse {
+        /// The bucket.
+        bucket: String,
+        /// The prefix.
+        prefix: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Where the store is and how to sign for it.
+///
+/// ```
+/// let config = haul::s3::S3Config::new("http://127.0.0.1:8333", "us-east-1")
+///     .credentials("AKIAEXAMPLE", "wJalrXUtnFEMI");
+/// // Debug never shows the credentials.
+/// let shown = format!("{config:?}");
+/// assert!(!shown.contains("AKIAEXAMPLE") && !shown.contains("wJalrXUtnFEMI"));
+/// ```
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct S3Config {
+    /// The endpoint URL (`http://127.0.0.1:8333`), or `None` for AWS itself.
+    pub endpoint: Option<String>,
+    /// The region (`us-east-1` unless the store says otherwise).
+    pub region: String,
+    /// Path-style addressing (`endpoint/bucket/key`), which MinIO, SeaweedFS and Ceph need.
+    /// Default: on with a custom endpoint, off for AWS.
+    pub path_style: bool,
+    access_key: Option<String>,
+    secret_key: Option<String>,
+    session_token: Option<String>,
+    /// Settings of the HTTP client that moves the bytes.
+    pub http: HttpConfig,
+}
+
+impl fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("path_style", &self.path_style)
+            .field("access_key", &self.access_key.as_ref().map(|_| "REDACTED"))
+            .field("secret_key", &self.secret_key.as_ref().map(|_| "REDACTED"))
+            .field("http", &self.http)
+            .finish()
+    }
+}
+
+impl S3Config {
+    /// A store at `endpoint` in `region`, path-style, with credentials from the environment
+    /// or the AWS profile files unless [`credentials`](S3Config::credentials) sets them.
+    pub fn new(endpoint: impl Into<String>, region: impl Into<String>) -> S3Config {
+        S3Config {
+            endpoint: Some(endpoint.into()),
+            region: region.into(),
+            path_style: true,
+            access_key: None,
+            secret_key: None,
+            session_token: None,
+            http: HttpConfig::default(),
+        }
+    }
+
+    /// From the standard AWS environment: `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` (none
+    /// means AWS itself), `AWS_REGION` or `AWS_DEFAULT_REGION` (default `us-east-1`);
+    /// credentials from `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN` or the
+    /// profile files (`AWS_PROFILE`).
+    pub fn from_env() -> S3Config {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let endpoint = var("AWS_ENDPOINT_URL_S3").or_else(|| var("AWS_ENDPOINT_URL"));
+        let region = var("AWS_REGION")
+            .or_else(|| var("AWS_DEFAULT_REGION"))
+            .unwrap_or_else(|| "us-east-1".to_owned());
+        S3Config {
+            path_style: endpoint.is_some(),
+            endpoint,
+            region,
+            access_key: None,
+            secret_key: None,
+            session_token: None,
+            http: HttpConfig::default(),
+        }
+    }
+
+    /// Sets static credentials.
+    pub fn credentials(
+        mut self,
+        access_key: impl Into<String>,
+        secret_key: impl Into<String>,
+    ) -> S3Config {
+        self.access_key = Some(access_key.into());
+        self.secret_key = Some(secret_key.into());
+        self
+    }
+
+    /// Sets a session token (temporary credentials).
+    pub fn session_token(mut self, token: impl Into<String>) -> S3Config {
+        self.session_token = Some(token.into());
+        self
+    }
+
+    /// Sets [`path_style`](S3Config::path_style).
+    pub fn path_style(mut self, on: bool) -> S3Config {
+        self.path_style = on;
+        self
+    }
+
+    /// Sets [`http`](S3Config::http).
+    pub fn http(mut self, config: HttpConfig) -> S3Config {
+        self.http = config;
+        self
+    }
+}
+
+/// Checks a bucket name against S3's rules: 3–63 characters of lowercase letters, digits,
+/// dots and hyphens, starting and ending with a letter or digit.
+fn check_bucket_name(name: &str) -> Result<(), S3Error> {
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+    let ok_ends = name
+        .bytes()
+        .next()
+        .zip(name.bytes().last())
+        .is_some_and(|(a, z)| a.is_ascii_alphanumeric() && z.is_ascii_alphanumeric());
+    if (3..=63).contains(&name.len()) && ok_chars && ok_ends && !name.contains("..") {
+        Ok(())
+    } else {
+        Err(S3Error::Config(format!(
+            "bucket name {name:?} must be 3-63 lowercase letters, digits, dots or hyphens, starting and ending with a letter or digit"
+        )))
+    }
+}
+
+/// One bucket of a store: signs requests with rust-s3, moves bytes through haul's
+/// [`HttpClient`]. Cheap to clone; `Send + Sync`.
+#[derive(Clone)]
+pub struct Bucket {
+    name: String,
+    signer: Box<::s3::Bucket>,
+    client: HttpClient,
+}
+
+impl fmt::Debug for Bucket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bucket")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Bucket {
+    /// The bucket `name` of the store `config` describes.
+    ///
+    /// # Errors
+    ///
+    /// [`S3Error::Config`] for a bad bucket name, endpoint or region;
+    /// [`S3Error::Credentials`] when no credentials can be found.
+    pub fn new(name: &str, config: &S3Config) -> Result<Bucket, S3Error> {
+        Bucket::with_client(name, config, HttpClient::new(config.http.clone()))
+    }
+
+    /// Like [`Bucket::new`], sharing an existing client (and its keep-alive pool).
+    ///
+    /// # Errors
+    ///
+    /// As [`Bucket::new`].
+    pub fn with_client(
+        name: &str,
+        config: &S3Config,
+        client: HttpClient,
+    ) -> Result<Bucket, S3Error> {
+        check_bucket_name(name)?;
+        let region = match &config.endpoint {
+            Some(endpoint) => {
+                crate::url::check(endpoint).map_err(|e| S3Error::Config(e.to_string()))?;
+                ::s3::Region::Custom {
+                    region: config.region.clone(),
+                    endpoint: endpoint.trim_end_matches('/').to_owned(),
+                }
+            }
+            None => config
+                .region
+                .parse()
+                .map_err(|e| S3Error::Config(format!("region {:?}: {e}", config.region)))?,
+        };
+        let credentials = ::s3::creds::Credentials::new(
+            config.access_key.as_deref(),
+            config.secret_key.as_deref(),
+            None,
+            config.session_token.as_deref(),
+            None,
+        )
+        .map_err(|_| S3Error::Credentials)?;
+        let mut signer = ::s3::Bucket::new(name, region, credentials)
+            .map_err(|e| S3Error::Config(e.to_string()))?;
+        if config.path_style {
+            signer = signer.with_path_style();
+        }
+        Ok(Bucket {
+            name: name.to_owned(),
+            signer,
+            client,
+        })
+    }
+
+    /// The bucket's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The client that moves this bucket's bytes.
+    pub fn client(&self) -> &HttpClient {
+        &self.client
+    }
+
+    /// A presigned GET URL for `key` (and `version`, when given).
+    #[allow(dead_code)] // The fetcher uses it; it lands next.
+    pub(crate) fn presign_get(&self, key: &str, version: Option<&str>) -> Result<String, S3Error> {
+        let queries = version.map(|v| HashMap::from([("versionId".to_owned(), v.to_owned())]));
+        self.signer
+            .presign_get(key, PRESIGN_EXPIRY_SECS, queries)
+            .map_err(|e| self.sign_error("GET", key, e))
+    }
+
+    fn sign_error(&self, op: &'static str, key: &str, e: ::s3::error::S3Error) -> S3Error {
+        S3Error::Sign {
+            op,
+            bucket: self.name.clone(),
+            key: key.to_owned(),
+            reason: redact(&e.to_string()),
+        }
+    }
+
+    /// Stores `bytes` under `key` (one PUT).
+    ///
+    /// # Errors
+    ///
+    /// An [`S3Error`] naming the key.
+    pub fn put(&self, key: &str, bytes: &[u8]) -> Result<(), S3Error> {
+        let url = self
+            .signer
+            .presign_put(key, PRESIGN_EXPIRY_SECS, None, None)
+            .map_err(|e| self.sign_error("PUT", key, e))?;
+        let response = self.client.put(&url, bytes).map_err(|e| S3Error::Request {
+            op: "PUT",
+            bucket: self.name.clone(),
+            key: key.to_owned(),
+            source: Box::new(e),
+        })?;
+        let status = response.status().as_u16();
+        if status / 100 == 2 {
+            return Ok(());
+        }
+        Err(S3Error::Status {
+            op: "PUT",
+            bucket: self.name.clone(),
+            key: key.to_owned(),
+            status,
+            code: error_code(response.into_body()),
+        })
+    }
+
+    /// The objects under `prefix`, listed lazily one page (up to 1,000 keys) at a time, so
+    /// listing millions of keys holds one page in memory.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), haul::s3::S3Error> {
+    /// let bucket = haul::s3::Bucket::new("data", &haul::s3::S3Config::from_env())?;
+    /// for object in bucket.list("shards/") {
+    ///     let object = object?;
+    ///     println!("{} {}", object.key, object.size);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn list(&self, prefix: &str) -> Listing {
+        Listing {
+            bucket: self.clone(),
+            prefix: prefix.to_owned(),
+            page: Vec::new().into_iter(),
+            token: None,
+            done: false,
+        }
+    }
+
+    fn list_page(
+        &self,
+        prefix: &str,
+        token: Option<&str>,
+    ) -> Result<::s3::serde_types::ListBucketResult, S3Error> {
+        let mut queries = HashMap::from([
+            ("list-type".to_owned(), "2".to_owned()),
+            ("prefix".to_owned(), prefix.to_owned()),
+            ("max-keys".to_owned(), PAGE_KEYS.to_owned()),
+        ]);
+        if let Some(token) = token {
+            queries.insert("continuation-token".to_owned(), token.to_owned());
+        }
+        let url = self
+            .signer
+            .presign_get("/", PRESIGN_EXPIRY_SECS, Some(queries))
+            .map_err(|e| self.sign_error("list", prefix, e))?;
+        let request_error = |source: Box<dyn std::error::Error + Send + Sync>| S3Error::Request {
+            op: "list",
+            bucket: self.name.clone(),
+            key: prefix.to_owned(),
+            source,
+        };
+        let response = self
+            .client
+            .get(&url, &[], None)
+            .map_err(|e| request_error(Box::new(e)))?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            return Err(S3Error::Status {
+                op: "list",
+                bucket: self.name.clone(),
+                key: prefix.to_owned(),
+                status,
+                code: error_code(response.into_body()),
+            });
+        }
+        let mut text = String::new();
+        response
+            .into_body()
+            .into_reader()
+            .read_to_string(&mut text)
+            .map_err(|e| request_error(Box::new(e)))?;
+        quick_xml::de::from_str(&text).map_err(|e| S3Error::Parse {
+            bucket: self.name.clone(),
+            prefix: prefix.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// The `<Code>` of an S3 error body, when there is one.
+fn error_code(body: ureq::Body) -> Option<String> {
+    let mut text = String::new();
+    body.into_reader()
+        .take(64 * 1024)
+        .read_to_string(&mut text)
+        .ok()?;
+    let start = text.find("<Code>")? + "<Code>".len();
+    let end = start + text[start..].find("</Code>")?;
+    Some(text[start..end].to_owned())
+}
+
+/// An object found by [`Bucket::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListedObject {
+    /// Its key.
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its ETag, quotes removed.
+    pub etag: Option<String>,
+}
+
+/// The objects under a prefix, fetched a page at a time. See [`Bucket::list`].
+#[derive(Debug)]
+pub struct Listing {
+    bucket: Bucket,
+    prefix: String,
+    page: std::vec::IntoIter<ListedObject>,
+    token: Option<String>,
+    done: bool,
+}
+
+impl Iterator for Listing {
+    type Item = Result<ListedObject, S3Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(object) = self.page.next() {
+                return Some(Ok(object));
+            }
+            if self.done {
+                return None;
+            }
+            match self.bucket.list_page(&self.prefix, self.token.as_deref()) {
+                Ok(page) => {
+                    self.token = page.next_continuation_token.filter(|_| page.is_truncated);
+                    self.done = self.token.is_none();
+                    let objects: Vec<ListedObject> = page
+                        .contents
+                        .into_iter()
+                        .map(|o| ListedObject {
+                            key: o.key,
+                            size: o.size,
+                            etag: o.e_tag.map(|e| e.trim_matches('"').to_owned()),
+                        })
+                        .collect();
+                    self.page = objects.into_iter();
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! A real S3 server inside the test process: s3s + s3s-fs on 127.0.0.1:0, SigV4 checked, on a
+//! background thread with its own tokio runtime, counting concurrent requests. Dropping it
+//! stops the runtime and joins the thread.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::thread::JoinHandle;
+
+use haul::s3::{Bucket, S3Config};
+
+use super::TestDir;
+
+pub const ACCESS_KEY: &str = "haul-test-key";
+pub const SECRET_KEY: &str = "haul-test-secret";
+
+/// Requests seen by the server.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub requests: AtomicU64,
+    pub active: AtomicU64,
+    pub peak: AtomicU64,
+    pub gets: AtomicU64,
+}
+
+struct Active(Arc<Counters>);
+
+impl Active {
+    fn start(c: &Arc<Counters>) -> Active {
+        c.requests.fetch_add(1, Ordering::SeqCst);
+        let now = c.active.fetch_add(1, Ordering::SeqCst) + 1;
+        c.peak.fetch_max(now, Ordering::SeqCst);
+        Active(Arc::clone(c))
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A response body that keeps its request counted as active until the body ends.
+struct CountedBody {
+    inner: s3s::Body,
+    _active: Active,
+}
+
+impl http_body::Body for CountedBody {
+    type Data = <s3s::Body as http_body::Body>::Data;
+    type Error = <s3s::Body as http_body::Body>::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+pub struct S3Server {
+    addr: SocketAddr,
+    root: TestDir,
+    pub counters: Arc<Counters>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl S3Server {
+    /// Starts a server with the given buckets (directories under its root).
+    pub fn start(buckets: &[&str]) -> S3Server {
+        let root = TestDir::new();
+        for bucket in buckets {
+            std::fs::create_dir_all(root.path().join(bucket)).unwrap();
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let counters = Arc::new(Counters::default());
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+        let fs = s3s_fs::FileSystem::new(root.path()).unwrap();
+        let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+        builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+        let service = builder.build();
+        let thread_counters = Arc::clone(&counters);
+        let thread = std::thread::Builder::new()
+            .name("test-s3-server".into())
+            .spawn(move || serve(listener, service, thread_counters, stop_rx))
+            .unwrap();
+        S3Server {
+            addr,
+            root,
+            counters,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn config(&self) -> S3Config {
+        S3Config::new(self.endpoint(), "us-east-1").credentials(ACCESS_KEY, SECRET_KEY)
+    }
+
+    pub fn bucket(&self, name: &str) -> Bucket {
+        Bucket::new(name, &self.config()).unwrap()
+    }
+
+    /// Writes an object straight into the server's directory (fast seeding of plain keys).
+    pub fn seed_file(&self, bucket: &str, key: &str, bytes: &[u8]) {
+        let path = self.root.path().join(bucket).join(key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn serve(
+    listener: std::net::TcpListener,
+    service: s3s::service::S3Service,
+    counters: Arc<Counters>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_io()
+        .enable_time()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        let http =
+            hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+        loop {
+            let socket = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((socket, _)) => socket,
+                    Err(_) => continue,
+                },
+                _ = &mut stop => break,
+            };
+            let _ = socket.set_nodelay(true);
+            let service = service.clone();
+            let counters = Arc::clone(&counters);
+            let counted =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let active = Active::start(&counters);
+                    if req.method() == hyper::Method::GET {
+                        counters.gets.fetch_add(1, Ordering::SeqCst);
+                    }
+                    let call = hyper::service::Service::call(&service, req);
+                    async move {
+                        let response = call.await?;
+                        Ok::<_, s3s::HttpError>(response.map(|inner| CountedBody {
+                            inner,
+                            _active: active,
+                        }))
+                    }
+                });
+            let conn = http
+                .serve_connection(hyper_util::rt::TokioIo::new(socket), counted)
+                .into_owned();
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+        }
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+}
