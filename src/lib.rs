@@ -101,6 +101,7 @@
 mod cancel;
 mod dispatcher;
 mod downloader;
+pub mod fetch;
 pub mod hrw;
 mod http;
 mod job;
@@ -125,6 +126,7 @@ pub use downloader::{
     DEFAULT_WORKERS_PER_MOUNTPATH, Downloader, DownloaderBuilder, FilterError, JobError, JobFilter,
     ShutdownError, SubmitError,
 };
+pub use fetch::{FetchError, FetchKey, Fetcher, Object, Objects};
 pub use http::{HttpClient, HttpConfig};
 pub use job::{Detail, JobId, JobSpec, JobStatus, Source, TaskFailure, TaskInfo};
 pub use mountpath::Mountpath;

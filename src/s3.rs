@@ -287,7 +287,6 @@ impl Bucket {
     }
 
     /// A presigned GET URL for `key` (and `version`, when given).
-    #[allow(dead_code)] // The fetcher uses it; it lands next.
     pub(crate) fn presign_get(&self, key: &str, version: Option<&str>) -> Result<String, S3Error> {
         let queries = version.map(|v| HashMap::from([("versionId".to_owned(), v.to_owned())]));
         self.signer

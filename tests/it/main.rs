@@ -2,6 +2,7 @@
 
 mod cli;
 mod downloader;
+mod fetcher;
 mod name;
 mod origin;
 mod s3;

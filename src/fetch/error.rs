@@ -1,0 +1,165 @@
+//! Why one key of a fetch failed. Every error names its bucket, key and, for a part, range.
+
+use std::fmt;
+
+use crate::s3::S3Error;
+
+/// Why one key (or one part of it) could not be fetched.
+///
+/// Its `Display` is `GET s3://bucket/key[ bytes=a-b]: what`; the cause, when there is one,
+/// is its [`source`](std::error::Error::source).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct FetchError {
+    /// The bucket.
+    pub bucket: String,
+    /// The key.
+    pub key: String,
+    /// The byte range (first, last inclusive) when a part failed.
+    pub range: Option<(u64, u64)>,
+    /// What went wrong.
+    pub kind: FetchErrorKind,
+}
+
+/// What went wrong with a key.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum FetchErrorKind {
+    /// The key does not exist (404).
+    NotFound,
+    /// Another error status.
+    Status {
+        /// The status code.
+        status: u16,
+    },
+    /// No response: connection refused or reset, timeout, TLS.
+    Request(Box<dyn std::error::Error + Send + Sync>),
+    /// The body broke off.
+    Body {
+        /// Bytes received before it did.
+        received: u64,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The body's length differs from the expected size.
+    Length {
+        /// Bytes expected (the listed size or the range).
+        expected: u64,
+        /// Bytes received.
+        received: u64,
+    },
+    /// The store sent no Content-Length for an object of unknown size.
+    NoLength,
+    /// The request could not be signed.
+    Sign(Box<S3Error>),
+    /// The request was cancelled (its `Objects` or the `Fetcher` was dropped).
+    Cancelled,
+}
+
+impl FetchError {
+    pub(crate) fn new(
+        bucket: &str,
+        key: &str,
+        range: Option<(u64, u64)>,
+        kind: FetchErrorKind,
+    ) -> FetchError {
+        FetchError {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            range,
+            kind,
+        }
+    }
+
+    /// Whether the key does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self.kind, FetchErrorKind::NotFound)
+    }
+
+    /// Whether the fetch was cancelled rather than failed.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self.kind, FetchErrorKind::Cancelled)
+    }
+}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "GET s3://{}/{}", self.bucket, self.key)?;
+        if let Some((first, last)) = self.range {
+            write!(f, " bytes={first}-{last}")?;
+        }
+        match &self.kind {
+            FetchErrorKind::NotFound => write!(f, ": not found"),
+            FetchErrorKind::Status { status } => write!(f, ": HTTP status {status}"),
+            FetchErrorKind::Request(_) => write!(f, ": request failed"),
+            FetchErrorKind::Body { received, .. } => {
+                write!(f, ": body broke off after {received} bytes")
+            }
+            FetchErrorKind::Length { expected, received } => {
+                write!(f, ": {received} bytes arrived, expected {expected}")
+            }
+            FetchErrorKind::NoLength => write!(f, ": no Content-Length"),
+            FetchErrorKind::Sign(_) => write!(f, ": cannot sign the request"),
+            FetchErrorKind::Cancelled => write!(f, ": cancelled"),
+        }
+    }
+}
+
+impl std::error::Error for FetchError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            FetchErrorKind::Request(e) => Some(&**e),
+            FetchErrorKind::Body { source, .. } => Some(source),
+            FetchErrorKind::Sign(e) => Some(&**e),
+            _ => None,
+        }
+    }
+}
+
+/// Why a [`Fetcher`](super::Fetcher) could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetcherBuildError {
+    /// A figure that must be at least 1 was 0.
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
+    /// The per-request cap exceeds the pool.
+    #[error("per_request_workers ({cap}) exceeds workers ({pool})")]
+    CapAbovePool {
+        /// The per-request cap.
+        cap: usize,
+        /// The pool size.
+        pool: usize,
+    },
+    /// The budget cannot hold one part per worker.
+    #[error(
+        "memory budget of {budget} bytes cannot hold one {part_size}-byte part per worker ({workers} workers need {needed})"
+    )]
+    BudgetTooSmall {
+        /// The budget.
+        budget: u64,
+        /// The part size.
+        part_size: u64,
+        /// The pool size.
+        workers: usize,
+        /// What it would take.
+        needed: u64,
+    },
+    /// The largest whole object exceeds the budget.
+    #[error("max_whole_object ({max}) exceeds the memory budget ({budget})")]
+    WholeAboveBudget {
+        /// The largest whole object.
+        max: u64,
+        /// The budget.
+        budget: u64,
+    },
+    /// A worker thread could not be spawned; the threads already started were stopped.
+    #[error("cannot spawn thread {name}")]
+    Spawn {
+        /// The thread's name.
+        name: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}

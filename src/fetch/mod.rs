@@ -1,0 +1,589 @@
+//! The ordered S3 fetcher: a fixed worker pool shared by every request, a per-request worker
+//! cap, a byte budget whose bytes come back when the caller drops an object, and results in
+//! the caller's order.
+//!
+//! # How a request runs
+//!
+//! [`Fetcher::fetch`] takes the keys lazily (an iterator, so a listing of millions of keys is
+//! never materialised) and returns [`Objects`]. The request puts `per_request_workers` tokens
+//! into the pool's queue; a pool thread that takes a token runs one *unit* of the request (a
+//! whole object, or one ranged part of a large one) and puts the token back, so a request
+//! never has more units in flight than its cap, and requests share the pool round-robin.
+//!
+//! # The budget and its fairness rule
+//!
+//! Every unit reserves its bytes before it reads them, and units reserve strictly in the
+//! caller's order (item by item, part by part) from a FIFO [`MemoryBudget`]. The object the
+//! caller needs next is therefore never blocked by a later one: the only bytes in its way
+//! are those the caller still holds. Bytes come back when the caller drops the [`Object`]
+//! (or, for a streamed object, as each part is read) — not when a worker finishes.
+//!
+//! Objects up to `max_whole_object` bytes arrive whole ([`Object::bytes`]); larger ones,
+//! including objects larger than the whole budget, arrive as a stream of ranged parts
+//! ([`Object::into_reader`]), each part holding its budget until read. Read a streamed
+//! object before asking [`Objects`] for the next item: the next item may need the budget its
+//! unread parts hold.
+
+mod budget;
+mod error;
+mod request;
+
+use std::fmt;
+use std::io::{self, Read};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+
+pub use budget::{BudgetPermit, MemoryBudget};
+pub use error::{FetchError, FetchErrorKind, FetcherBuildError};
+use request::{PartData, Request, Slot};
+
+use crate::s3::{Bucket, ListedObject};
+use crate::thread::JoinOnDrop;
+
+/// Default pool size.
+pub const DEFAULT_WORKERS: usize = 16;
+/// Default cap on one request's units in flight.
+pub const DEFAULT_PER_REQUEST_WORKERS: usize = 8;
+/// Default byte budget: 512 MiB.
+pub const DEFAULT_MEMORY_BUDGET_BYTES: u64 = 512 << 20;
+/// Default part size for large objects: 8 MiB.
+pub const DEFAULT_PART_BYTES: u64 = 8 << 20;
+/// Default largest object delivered whole: 64 MiB (or the budget, if smaller).
+pub const DEFAULT_MAX_WHOLE_OBJECT_BYTES: u64 = 64 << 20;
+
+/// A key to fetch: the key, and optionally its size (so the budget is reserved before the
+/// GET, and large objects are split at once) and an S3 version id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FetchKey {
+    /// The object's key.
+    pub key: String,
+    /// Its size, when known (from a listing).
+    pub size: Option<u64>,
+    /// The version to fetch, when not the latest.
+    pub version: Option<String>,
+}
+
+impl FetchKey {
+    /// A key of unknown size.
+    pub fn new(key: impl Into<String>) -> FetchKey {
+        FetchKey {
+            key: key.into(),
+            size: None,
+            version: None,
+        }
+    }
+
+    /// Sets the known size.
+    pub fn size(mut self, bytes: u64) -> FetchKey {
+        self.size = Some(bytes);
+        self
+    }
+
+    /// Sets the version id.
+    pub fn version(mut self, version: impl Into<String>) -> FetchKey {
+        self.version = Some(version.into());
+        self
+    }
+}
+
+impl From<&str> for FetchKey {
+    fn from(key: &str) -> FetchKey {
+        FetchKey::new(key)
+    }
+}
+
+impl From<String> for FetchKey {
+    fn from(key: String) -> FetchKey {
+        FetchKey::new(key)
+    }
+}
+
+impl From<&String> for FetchKey {
+    fn from(key: &String) -> FetchKey {
+        FetchKey::new(key.as_str())
+    }
+}
+
+impl From<ListedObject> for FetchKey {
+    fn from(object: ListedObject) -> FetchKey {
+        FetchKey::new(object.key).size(object.size)
+    }
+}
+
+/// Counters of a [`Fetcher`], for monitoring and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FetcherStats {
+    /// Pool threads.
+    pub workers: usize,
+    /// Pool threads running a unit now.
+    pub busy: usize,
+    /// The whole budget.
+    pub budget_bytes: u64,
+    /// Bytes held now (by objects the caller holds, and units in flight).
+    pub budget_in_use: u64,
+    /// The most bytes ever held at once.
+    pub budget_peak: u64,
+}
+
+/// Builds a [`Fetcher`].
+#[derive(Debug, Clone)]
+pub struct FetcherBuilder {
+    workers: usize,
+    per_request_workers: usize,
+    memory_budget: u64,
+    part_size: u64,
+    max_whole_object: Option<u64>,
+}
+
+impl FetcherBuilder {
+    /// Pool threads shared by every request. Default [`DEFAULT_WORKERS`].
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n;
+        self
+    }
+
+    /// Most units one request has in flight. Default [`DEFAULT_PER_REQUEST_WORKERS`] (or the
+    /// pool size, if smaller).
+    pub fn per_request_workers(mut self, n: usize) -> Self {
+        self.per_request_workers = n;
+        self
+    }
+
+    /// The byte budget. Default [`DEFAULT_MEMORY_BUDGET_BYTES`].
+    pub fn memory_budget(mut self, bytes: u64) -> Self {
+        self.memory_budget = bytes;
+        self
+    }
+
+    /// The part size for large objects. Default [`DEFAULT_PART_BYTES`].
+    pub fn part_size(mut self, bytes: u64) -> Self {
+        self.part_size = bytes;
+        self
+    }
+
+    /// The largest object delivered whole. Default [`DEFAULT_MAX_WHOLE_OBJECT_BYTES`] or the
+    /// budget, if smaller.
+    pub fn max_whole_object(mut self, bytes: u64) -> Self {
+        self.max_whole_object = Some(bytes);
+        self
+    }
+
+    /// Validates the settings and starts the pool.
+    ///
+    /// # Errors
+    ///
+    /// A [`FetcherBuildError`]: a zero figure, a cap above the pool, a budget that cannot
+    /// hold one part per worker, a thread that cannot be spawned.
+    pub fn build(self) -> Result<Fetcher, FetcherBuildError> {
+        for (figure, name) in [
+            (self.workers as u64, "workers"),
+            (self.per_request_workers as u64, "per_request_workers"),
+            (self.memory_budget, "memory_budget"),
+            (self.part_size, "part_size"),
+            (self.max_whole_object.unwrap_or(1), "max_whole_object"),
+        ] {
+            if figure == 0 {
+                return Err(FetcherBuildError::Zero(name));
+            }
+        }
+        if self.per_request_workers > self.workers {
+            return Err(FetcherBuildError::CapAbovePool {
+                cap: self.per_request_workers,
+                pool: self.workers,
+            });
+        }
+        let needed = self.part_size.saturating_mul(self.workers as u64);
+        if self.memory_budget < needed {
+            return Err(FetcherBuildError::BudgetTooSmall {
+                budget: self.memory_budget,
+                part_size: self.part_size,
+                workers: self.workers,
+                needed,
+            });
+        }
+        let max_whole = match self.max_whole_object {
+            Some(max) if max > self.memory_budget => {
+                return Err(FetcherBuildError::WholeAboveBudget {
+                    max,
+                    budget: self.memory_budget,
+                });
+            }
+            Some(max) => max,
+            None => DEFAULT_MAX_WHOLE_OBJECT_BYTES.min(self.memory_budget),
+        };
+        let shared = Arc::new(Shared {
+            budget: MemoryBudget::new(self.memory_budget),
+            part_size: self.part_size,
+            max_whole,
+            per_request: self.per_request_workers,
+            busy: AtomicUsize::new(0),
+            live: Mutex::new(Vec::new()),
+        });
+        let (queue, rx) = crossbeam_channel::unbounded::<Message>();
+        let mut workers = Vec::with_capacity(self.workers);
+        for i in 0..self.workers {
+            let name = format!("haul-fetch-{i}");
+            let (rx, tx, shared) = (rx.clone(), queue.clone(), Arc::clone(&shared));
+            match JoinOnDrop::spawn(name.clone(), move || work(&rx, &tx, &shared)) {
+                Ok(handle) => workers.push(handle),
+                Err(source) => {
+                    for _ in 0..workers.len() {
+                        let _ = queue.send(Message::Stop);
+                    }
+                    drop(workers);
+                    return Err(FetcherBuildError::Spawn { name, source });
+                }
+            }
+        }
+        Ok(Fetcher {
+            queue,
+            shared,
+            workers,
+        })
+    }
+}
+
+enum Message {
+    Work(Arc<Request>),
+    Stop,
+}
+
+#[derive(Debug)]
+struct Shared {
+    budget: Arc<MemoryBudget>,
+    part_size: u64,
+    max_whole: u64,
+    per_request: usize,
+    busy: AtomicUsize,
+    live: Mutex<Vec<Weak<Request>>>,
+}
+
+/// A pool thread: takes a request's token, runs one unit, puts the token back.
+fn work(rx: &Receiver<Message>, tx: &Sender<Message>, shared: &Shared) {
+    for message in rx {
+        let request = match message {
+            Message::Work(request) => request,
+            Message::Stop => return,
+        };
+        let Some(unit) = request.next_unit() else {
+            continue; // nothing to do now: the token retires
+        };
+        shared.busy.fetch_add(1, Ordering::SeqCst);
+        request.run(unit);
+        shared.busy.fetch_sub(1, Ordering::SeqCst);
+        if !request.cancel.is_cancelled() {
+            let _ = tx.send(Message::Work(request));
+        }
+    }
+}
+
+/// Fetches lists of keys from S3 in the caller's order with a fixed pool of threads and a
+/// byte budget. See the [module documentation](self).
+///
+/// # Threads and ownership
+///
+/// A `Fetcher` owns `workers` threads (`haul-fetch-<i>`) and joins them when dropped; it
+/// cancels every live request first, so nothing waits on budget or the network. Share it
+/// behind an `Arc` (it is `Send + Sync`); every request shares its pool and its budget.
+pub struct Fetcher {
+    queue: Sender<Message>,
+    shared: Arc<Shared>,
+    workers: Vec<JoinOnDrop>,
+}
+
+impl fmt::Debug for Fetcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fetcher")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Fetcher {
+    /// A builder with the defaults.
+    pub fn builder() -> FetcherBuilder {
+        FetcherBuilder {
+            workers: DEFAULT_WORKERS,
+            per_request_workers: DEFAULT_PER_REQUEST_WORKERS,
+            memory_budget: DEFAULT_MEMORY_BUDGET_BYTES,
+            part_size: DEFAULT_PART_BYTES,
+            max_whole_object: None,
+        }
+    }
+
+    /// Fetches `keys` from `bucket`, yielding exactly one item per key, in order, each as
+    /// soon as it and every key before it are ready. Dropping the returned [`Objects`]
+    /// cancels the request and gives every worker and byte back.
+    pub fn fetch<I, K>(&self, bucket: &Bucket, keys: I) -> Objects
+    where
+        I: IntoIterator<Item = K>,
+        I::IntoIter: Send + 'static,
+        K: Into<FetchKey> + 'static,
+    {
+        let keys = Box::new(keys.into_iter().map(Into::into));
+        let request = Arc::new(Request::new(
+            bucket.clone(),
+            keys,
+            Arc::clone(&self.shared.budget),
+            self.shared.part_size,
+            self.shared.max_whole,
+        ));
+        {
+            let mut live = self.shared.live.lock();
+            live.retain(|r| r.strong_count() > 0);
+            live.push(Arc::downgrade(&request));
+        }
+        for _ in 0..self.shared.per_request {
+            let _ = self.queue.send(Message::Work(Arc::clone(&request)));
+        }
+        Objects {
+            keep: Arc::new(KeepAlive(Arc::clone(&request))),
+            request,
+            next: 0,
+            fail_fast: false,
+            failed: false,
+        }
+    }
+
+    /// The pool's and the budget's counters.
+    pub fn stats(&self) -> FetcherStats {
+        FetcherStats {
+            workers: self.workers.len(),
+            busy: self.shared.busy.load(Ordering::SeqCst),
+            budget_bytes: self.shared.budget.total(),
+            budget_in_use: self.shared.budget.in_use(),
+            budget_peak: self.shared.budget.peak_in_use(),
+        }
+    }
+}
+
+impl Drop for Fetcher {
+    fn drop(&mut self) {
+        for request in self.shared.live.lock().drain(..) {
+            if let Some(request) = request.upgrade() {
+                request.cancel();
+            }
+        }
+        for _ in 0..self.workers.len() {
+            let _ = self.queue.send(Message::Stop);
+        }
+        self.workers.clear(); // joins
+    }
+}
+
+/// Cancels its request when the last holder (the `Objects`, or a streamed object's reader)
+/// is gone.
+#[derive(Debug)]
+struct KeepAlive(Arc<Request>);
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// The objects of one request, in the caller's order. See [`Fetcher::fetch`].
+#[derive(Debug)]
+pub struct Objects {
+    request: Arc<Request>,
+    keep: Arc<KeepAlive>,
+    next: u64,
+    fail_fast: bool,
+    failed: bool,
+}
+
+impl Objects {
+    /// Stops at the first error: it is yielded, the request is cancelled, and iteration ends.
+    pub fn fail_fast(mut self) -> Objects {
+        self.fail_fast = true;
+        self
+    }
+}
+
+impl Iterator for Objects {
+    type Item = Result<Object, FetchError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        let slot = self.request.take_item(self.next)?;
+        let item = self.next;
+        self.next += 1;
+        let result = match slot {
+            Slot::Done(result) => result,
+            Slot::Streamed {
+                key,
+                size,
+                etag,
+                parts,
+            } => Ok(Object {
+                key,
+                size,
+                etag,
+                body: Body::Streamed(Stream {
+                    request: Arc::clone(&self.request),
+                    _keep: Arc::clone(&self.keep),
+                    item,
+                    parts,
+                    next_part: 0,
+                    current: None,
+                    pos: 0,
+                }),
+            }),
+        };
+        if result.is_err() && self.fail_fast {
+            self.failed = true;
+            self.request.cancel();
+        }
+        Some(result)
+    }
+}
+
+impl Drop for Objects {
+    fn drop(&mut self) {
+        // Start nothing new; a streamed object's reader may still finish its own parts.
+        self.request.stop_planning_at(self.next);
+    }
+}
+
+/// One fetched object. It holds its share of the budget until dropped.
+#[derive(Debug)]
+pub struct Object {
+    key: String,
+    size: u64,
+    etag: Option<String>,
+    body: Body,
+}
+
+#[derive(Debug)]
+enum Body {
+    Whole {
+        bytes: Vec<u8>,
+        _permit: BudgetPermit,
+    },
+    Streamed(Stream),
+}
+
+impl Object {
+    pub(crate) fn whole(
+        key: String,
+        etag: Option<String>,
+        bytes: Vec<u8>,
+        permit: BudgetPermit,
+    ) -> Object {
+        Object {
+            key,
+            size: bytes.len() as u64,
+            etag,
+            body: Body::Whole {
+                bytes,
+                _permit: permit,
+            },
+        }
+    }
+
+    /// The key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The ETag, quotes removed.
+    pub fn etag(&self) -> Option<&str> {
+        self.etag.as_deref()
+    }
+
+    /// The bytes of an object delivered whole; `None` for a streamed one.
+    pub fn bytes(&self) -> Option<&[u8]> {
+        match &self.body {
+            Body::Whole { bytes, .. } => Some(bytes),
+            Body::Streamed(_) => None,
+        }
+    }
+
+    /// Whether the object arrives as a stream of parts (it is larger than
+    /// `max_whole_object`).
+    pub fn is_streamed(&self) -> bool {
+        matches!(self.body, Body::Streamed(_))
+    }
+
+    /// A reader over the object's bytes, whole or streamed. A streamed object's parts give
+    /// their budget back as they are read.
+    pub fn into_reader(self) -> ObjectReader {
+        ObjectReader {
+            key: self.key,
+            body: self.body,
+            pos: 0,
+        }
+    }
+}
+
+/// Reads an [`Object`]; see [`Object::into_reader`]. A failed part is an `io::Error` whose
+/// inner error is the [`FetchError`] naming the key and range.
+#[derive(Debug)]
+pub struct ObjectReader {
+    key: String,
+    body: Body,
+    pos: usize,
+}
+
+#[derive(Debug)]
+struct Stream {
+    request: Arc<Request>,
+    _keep: Arc<KeepAlive>,
+    item: u64,
+    parts: u64,
+    next_part: u64,
+    current: Option<PartData>,
+    pos: usize,
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        if self.next_part < self.parts {
+            self.request.abandon(self.item);
+        }
+    }
+}
+
+impl Read for ObjectReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.body {
+            Body::Whole { bytes, .. } => {
+                let n = (&bytes[self.pos..]).read(buf)?;
+                self.pos += n;
+                Ok(n)
+            }
+            Body::Streamed(stream) => loop {
+                if let Some(part) = &stream.current {
+                    if stream.pos < part.bytes.len() {
+                        let n = (&part.bytes[stream.pos..]).read(buf)?;
+                        stream.pos += n;
+                        return Ok(n);
+                    }
+                    stream.current = None; // gives the part's budget back
+                }
+                if stream.next_part >= stream.parts {
+                    return Ok(0);
+                }
+                let part = stream
+                    .request
+                    .take_part(stream.item, stream.next_part, &self.key)
+                    .map_err(io::Error::other)?;
+                stream.next_part += 1;
+                stream.current = Some(part);
+                stream.pos = 0;
+            },
+        }
+    }
+}

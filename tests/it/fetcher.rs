@@ -1,0 +1,340 @@
+//! The ordered fetcher against a real S3 server in this process.
+
+use std::io::Read;
+use std::sync::atomic::Ordering;
+
+use haul::fetch::{FetchKey, Fetcher, FetcherBuildError};
+
+use crate::support::s3::S3Server;
+use crate::support::{guard, wait_until};
+
+/// Deterministic bytes for a key.
+fn content(key: &str, size: usize) -> Vec<u8> {
+    haul::origin::body(key, size as u64)
+}
+
+/// Reads an object whole, whether delivered whole or streamed.
+fn read_all(object: haul::Object) -> Vec<u8> {
+    if let Some(bytes) = object.bytes() {
+        return bytes.to_vec();
+    }
+    let mut out = Vec::new();
+    object
+        .into_reader()
+        .read_to_end(&mut out)
+        .expect("stream reads");
+    out
+}
+
+fn small_fetcher() -> Fetcher {
+    Fetcher::builder()
+        .workers(4)
+        .per_request_workers(3)
+        .part_size(256 << 10)
+        .max_whole_object(1 << 20)
+        .memory_budget(4 << 20)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn ordered_output_equals_a_sequential_loop_for_mixed_sizes_shuffled_with_duplicates() {
+    guard(|| {
+        let server = S3Server::start(&["data"]);
+        let mut sizes = Vec::new();
+        for i in 0..120usize {
+            // 0 B up to ~3 MiB: whole objects, streamed ones, and some larger than a part.
+            let size = match i % 6 {
+                0 => 0,
+                1 => 1 + i,
+                2 => 64 << 10,
+                3 => (300 << 10) + i,
+                4 => (1 << 20) + 17,
+                _ => (3 << 19) - i,
+            };
+            server.seed_file(
+                "data",
+                &format!("m/k-{i:03}"),
+                &content(&format!("k-{i:03}"), size),
+            );
+            sizes.push(size);
+        }
+        // Shuffled (a fixed permutation), with duplicates; half with listed sizes.
+        let order: Vec<usize> = (0..160).map(|j| (j * 37 + 11) % 120).collect();
+        let keys: Vec<FetchKey> = order
+            .iter()
+            .enumerate()
+            .map(|(j, &i)| {
+                let key = FetchKey::new(format!("m/k-{i:03}"));
+                if j % 2 == 0 {
+                    key.size(sizes[i] as u64)
+                } else {
+                    key
+                }
+            })
+            .collect();
+        let fetcher = small_fetcher();
+        let bucket = server.bucket("data");
+        let mut streamed = 0;
+        let mut n = 0;
+        for (object, &i) in fetcher.fetch(&bucket, keys).zip(&order) {
+            let object = object.unwrap_or_else(|e| panic!("k-{i:03}: {e}"));
+            assert_eq!(object.key(), format!("m/k-{i:03}"));
+            assert_eq!(object.size(), sizes[i] as u64);
+            streamed += usize::from(object.is_streamed());
+            assert!(
+                read_all(object) == content(&format!("k-{i:03}"), sizes[i]),
+                "k-{i:03} differs"
+            );
+            n += 1;
+        }
+        assert_eq!(n, 160, "exactly one item per key");
+        assert!(streamed > 0, "some objects were streamed in parts");
+        let stats = fetcher.stats();
+        assert!(stats.budget_peak <= stats.budget_bytes, "{stats:?}");
+        assert!(
+            wait_until(|| fetcher.stats().budget_in_use == 0),
+            "{:?}",
+            fetcher.stats()
+        );
+    });
+}
+
+#[test]
+fn a_missing_key_yields_an_error_naming_it_in_its_place() {
+    guard(|| {
+        let server = S3Server::start(&["data"]);
+        for k in ["a", "c"] {
+            server.seed_file("data", k, k.as_bytes());
+        }
+        let fetcher = small_fetcher();
+        let got: Vec<_> = fetcher
+            .fetch(&server.bucket("data"), ["a", "b", "c"])
+            .collect();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[0].as_ref().unwrap().bytes(), Some(&b"a"[..]));
+        let err = got[1].as_ref().unwrap_err();
+        assert!(err.is_not_found(), "{err}");
+        assert_eq!(err.to_string(), "GET s3://data/b: not found");
+        assert_eq!(got[2].as_ref().unwrap().bytes(), Some(&b"c"[..]));
+
+        // fail_fast stops at the first error.
+        let got: Vec<_> = fetcher
+            .fetch(&server.bucket("data"), ["a", "b", "c"])
+            .fail_fast()
+            .collect();
+        assert_eq!(got.len(), 2);
+        assert!(got[1].is_err());
+    });
+}
+
+#[test]
+fn keys_with_odd_characters_and_long_names() {
+    guard(|| {
+        let server = S3Server::start(&["odd"]);
+        let bucket = server.bucket("odd");
+        // 1,000 bytes in ten path segments (a file system allows 255 bytes per name).
+        let long = (0..10)
+            .map(|i| format!("{i}{}", "x".repeat(98)))
+            .collect::<Vec<_>>()
+            .join("/")
+            + "y";
+        let keys = [
+            "sp ace",
+            "pl+us",
+            "per%cent",
+            "qu?est",
+            "ha#sh",
+            "eq=ual",
+            "ünï/cødé ✓",
+            long.as_str(),
+        ];
+        for key in &keys[..7] {
+            bucket.put(key, key.as_bytes()).unwrap();
+        }
+        // s3s-fs answers 500 to a PUT of a 1,000-byte key (S3 allows 1,024), so that object
+        // is written straight into the server's directory: fetching it is what is tested.
+        server.seed_file("odd", &long, long.as_bytes());
+        let fetcher = small_fetcher();
+        for (object, key) in fetcher.fetch(&bucket, keys.map(String::from)).zip(keys) {
+            let object = object.unwrap_or_else(|e| panic!("{key}: {e}"));
+            assert_eq!(object.bytes(), Some(key.as_bytes()), "{key}");
+        }
+    });
+}
+
+#[test]
+fn an_object_four_times_the_budget_streams_whole_and_correct() {
+    guard(|| {
+        let server = S3Server::start(&["big"]);
+        let size = 8 << 20;
+        server.seed_file("big", "huge.bin", &content("huge", size));
+        let fetcher = Fetcher::builder()
+            .workers(4)
+            .per_request_workers(4)
+            .part_size(512 << 10)
+            .max_whole_object(512 << 10)
+            .memory_budget(2 << 20)
+            .build()
+            .unwrap();
+        let bucket = server.bucket("big");
+        for key in [
+            FetchKey::new("huge.bin"),
+            FetchKey::new("huge.bin").size(size as u64),
+        ] {
+            let mut objects = fetcher.fetch(&bucket, [key]);
+            let object = objects.next().unwrap().unwrap();
+            assert!(object.is_streamed());
+            assert_eq!(object.size(), size as u64);
+            let bytes = read_all(object);
+            assert!(bytes == content("huge", size));
+            assert!(objects.next().is_none());
+        }
+        assert!(fetcher.stats().budget_peak <= 2 << 20);
+    });
+}
+
+#[test]
+fn a_consumer_holding_objects_stalls_the_workers_instead_of_growing_memory() {
+    guard(|| {
+        let server = S3Server::start(&["data"]);
+        for i in 0..40 {
+            server.seed_file("data", &format!("o-{i:02}"), &content("x", 200 << 10));
+        }
+        let fetcher = Fetcher::builder()
+            .workers(2)
+            .per_request_workers(2)
+            .part_size(256 << 10)
+            .memory_budget(1 << 20)
+            .build()
+            .unwrap();
+        let keys: Vec<FetchKey> = (0..40)
+            .map(|i| FetchKey::new(format!("o-{i:02}")).size(200 << 10))
+            .collect();
+        let mut objects = fetcher.fetch(&server.bucket("data"), keys);
+        // Hold five objects (1,000 KiB of the 1,024 KiB budget): nothing more fits.
+        let held: Vec<_> = (&mut objects).take(5).map(Result::unwrap).collect();
+        assert!(wait_until(
+            || fetcher.stats().busy == 0 || fetcher.stats().budget_in_use <= 1 << 20
+        ));
+        assert!(fetcher.stats().budget_in_use <= 1 << 20);
+        assert_eq!(
+            server.counters.gets.load(Ordering::SeqCst),
+            5,
+            "no sixth GET while the budget is held"
+        );
+        drop(held);
+        assert_eq!(objects.map(Result::unwrap).count(), 35);
+        assert!(fetcher.stats().budget_peak <= 1 << 20);
+    });
+}
+
+#[test]
+fn one_request_never_has_more_gets_in_flight_than_its_cap_and_two_requests_share_the_pool() {
+    guard(|| {
+        let server = S3Server::start(&["data"]);
+        for i in 0..60 {
+            server.seed_file("data", &format!("o-{i:02}"), &content("y", 100 << 10));
+        }
+        let fetcher = Fetcher::builder()
+            .workers(6)
+            .per_request_workers(2)
+            .part_size(1 << 20)
+            .memory_budget(64 << 20)
+            .build()
+            .unwrap();
+        let bucket = server.bucket("data");
+        let keys = || (0..60).map(|i| format!("o-{i:02}")).collect::<Vec<_>>();
+        assert_eq!(
+            fetcher.fetch(&bucket, keys()).map(Result::unwrap).count(),
+            60
+        );
+        assert!(
+            server.counters.peak.load(Ordering::SeqCst) <= 2,
+            "peak {}",
+            server.counters.peak.load(Ordering::SeqCst)
+        );
+
+        let (a, b) = (
+            fetcher.fetch(&bucket, keys()),
+            fetcher.fetch(&bucket, keys()),
+        );
+        let (mut a, mut b) = (a.map(Result::unwrap), b.map(Result::unwrap));
+        // Alternate: both requests make progress side by side.
+        for _ in 0..60 {
+            assert!(a.next().is_some() && b.next().is_some());
+        }
+        assert!(a.next().is_none() && b.next().is_none());
+    });
+}
+
+#[test]
+fn dropping_objects_after_the_first_item_returns_every_worker_and_byte() {
+    guard(|| {
+        let server = S3Server::start(&["data"]);
+        for i in 0..200 {
+            server.seed_file("data", &format!("o-{i:03}"), &content("z", 64 << 10));
+        }
+        let fetcher = small_fetcher();
+        let keys: Vec<String> = (0..200).map(|i| format!("o-{i:03}")).collect();
+        let mut objects = fetcher.fetch(&server.bucket("data"), keys);
+        let first = objects.next().unwrap().unwrap();
+        drop(objects);
+        drop(first);
+        assert!(
+            wait_until(|| {
+                let s = fetcher.stats();
+                s.busy == 0 && s.budget_in_use == 0
+            }),
+            "{:?}",
+            fetcher.stats()
+        );
+        assert!(
+            server.counters.gets.load(Ordering::SeqCst) < 200,
+            "the request stopped early"
+        );
+    });
+}
+
+#[test]
+fn builder_validates_like_the_seed() {
+    let err = |b: haul::fetch::FetcherBuilder| b.build().unwrap_err().to_string();
+    assert_eq!(
+        err(Fetcher::builder().workers(0)),
+        "workers must be at least 1"
+    );
+    assert_eq!(
+        err(Fetcher::builder().workers(2).per_request_workers(3)),
+        "per_request_workers (3) exceeds workers (2)"
+    );
+    assert!(
+        err(Fetcher::builder().memory_budget(1 << 20))
+            .starts_with("memory budget of 1048576 bytes cannot hold")
+    );
+    assert!(matches!(
+        Fetcher::builder()
+            .memory_budget(256 << 20)
+            .max_whole_object(512 << 20)
+            .build(),
+        Err(FetcherBuildError::WholeAboveBudget { .. })
+    ));
+}
+
+#[test]
+fn list_then_fetch_streams_a_prefix() {
+    guard(|| {
+        let server = S3Server::start(&["data"]);
+        for i in 0..1500 {
+            server.seed_file("data", &format!("p/{i:04}"), format!("{i}").as_bytes());
+        }
+        let fetcher = small_fetcher();
+        let bucket = server.bucket("data");
+        let listing = bucket.list("p/").map(|o| FetchKey::from(o.unwrap()));
+        let mut n = 0;
+        for (i, object) in fetcher.fetch(&bucket, listing).enumerate() {
+            assert_eq!(object.unwrap().bytes(), Some(format!("{i}").as_bytes()));
+            n += 1;
+        }
+        assert_eq!(n, 1500);
+    });
+}
