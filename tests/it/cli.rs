@@ -150,3 +150,49 @@ fn usage_errors_exit_2_with_a_helpful_message() {
         );
     });
 }
+
+#[test]
+fn s3_cat_writes_objects_in_order_and_ls_lists_them() {
+    guard(|| {
+        let server = crate::support::s3::S3Server::start(&["data"]);
+        let names = ["c", "a", "b", "a"];
+        for name in ["a", "b", "c"] {
+            server.seed_file("data", &format!("k/{name}"), format!("<{name}>").as_bytes());
+        }
+        let s3 = |args: &[&str]| {
+            Command::new(env!("CARGO_BIN_EXE_haul"))
+                .args(args)
+                .env("AWS_ACCESS_KEY_ID", crate::support::s3::ACCESS_KEY)
+                .env("AWS_SECRET_ACCESS_KEY", crate::support::s3::SECRET_KEY)
+                .env("AWS_ENDPOINT_URL", server.endpoint())
+                .env("AWS_REGION", "us-east-1")
+                .output()
+                .unwrap()
+        };
+        let urls: Vec<String> = names.iter().map(|n| format!("s3://data/k/{n}")).collect();
+        let mut args = vec!["s3", "cat"];
+        args.extend(urls.iter().map(String::as_str));
+        let out = s3(&args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), "<c><a><b><a>");
+
+        let out = s3(&["s3", "cat", "s3://data/k/a", "s3://data/k/zz"]);
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(text(&out.stdout), "<a>");
+        assert!(
+            text(&out.stderr).contains("failed: GET s3://data/k/zz: not found"),
+            "{}",
+            text(&out.stderr)
+        );
+
+        let out = s3(&["s3", "ls", "s3://data/k/"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(
+            text(&out.stdout),
+            "           3 k/a\n           3 k/b\n           3 k/c\n"
+        );
+
+        let out = s3(&["s3", "cat", "http://not-s3"]);
+        assert_eq!(out.status.code(), Some(2));
+    });
+}

@@ -5,6 +5,7 @@
 mod demo;
 mod get;
 mod run;
+mod s3;
 
 use std::process::ExitCode;
 
@@ -22,6 +23,8 @@ struct Cli {
 enum Command {
     /// Download URLs and range templates into one or more directories.
     Get(get::Args),
+    /// S3 commands: ls, cat.
+    S3(s3::Args),
     /// Start a loopback origin in this process, download a range job from it into a
     /// temporary directory, verify every byte, and print what happened.
     Demo(demo::Args),
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Get(args) => get::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::S3(args) => s3::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,123 @@
+//! `haul s3 ...`: S3 commands. Credentials and endpoint come from the standard AWS
+//! environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ENDPOINT_URL`,
+//! `AWS_REGION`) or the profile files; `--endpoint` and `--region` override.
+
+use std::error::Error;
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use haul::fetch::Fetcher;
+use haul::s3::{Bucket, S3Config};
+
+use crate::run::UsageError;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    #[command(subcommand)]
+    command: Command,
+    /// The S3 endpoint (default: AWS_ENDPOINT_URL, or AWS itself).
+    #[arg(long, global = true, value_name = "URL")]
+    endpoint: Option<String>,
+    /// The region (default: AWS_REGION, or us-east-1).
+    #[arg(long, global = true)]
+    region: Option<String>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Write objects to stdout, in the order given, fetched in parallel within a memory budget.
+    Cat {
+        /// Objects as s3://bucket/key; all in one bucket.
+        #[arg(required = true)]
+        objects: Vec<String>,
+        /// Parallel GETs.
+        #[arg(long, value_name = "N", default_value_t = 8)]
+        workers: usize,
+        /// Memory budget in MiB.
+        #[arg(long, value_name = "MIB", default_value_t = 256)]
+        memory_mib: u64,
+    },
+    /// List the keys under s3://bucket/prefix with their sizes.
+    Ls {
+        /// s3://bucket/prefix
+        prefix: String,
+    },
+}
+
+/// Splits `s3://bucket/key` into its bucket and key.
+fn split_s3_url(url: &str) -> Result<(&str, &str), UsageError> {
+    let rest = url
+        .strip_prefix("s3://")
+        .ok_or_else(|| UsageError(format!("{url:?} is not an s3://bucket/key URL")))?;
+    Ok(rest.split_once('/').unwrap_or((rest, "")))
+}
+
+pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
+    let mut config = S3Config::from_env();
+    if let Some(endpoint) = args.endpoint {
+        config = S3Config::new(endpoint, config.region.clone());
+    }
+    if let Some(region) = args.region {
+        config.region = region;
+    }
+    match args.command {
+        Command::Ls { prefix } => {
+            let (bucket, prefix) = split_s3_url(&prefix)?;
+            let bucket = Bucket::new(bucket, &config).map_err(|e| UsageError(e.to_string()))?;
+            let mut out = io::stdout().lock();
+            for object in bucket.list(prefix) {
+                let object = object?;
+                writeln!(out, "{:>12} {}", object.size, object.key)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cat {
+            objects,
+            workers,
+            memory_mib,
+        } => {
+            let mut keys = Vec::with_capacity(objects.len());
+            let mut bucket_name = None;
+            for url in &objects {
+                let (bucket, key) = split_s3_url(url)?;
+                if bucket_name.is_some_and(|b| b != bucket) {
+                    return Err(UsageError("all objects must be in one bucket".into()).into());
+                }
+                bucket_name = Some(bucket);
+                keys.push(key.to_owned());
+            }
+            let bucket = Bucket::new(bucket_name.unwrap_or_default(), &config)
+                .map_err(|e| UsageError(e.to_string()))?;
+            let part = 8u64 << 20;
+            let fetcher = Fetcher::builder()
+                .workers(workers)
+                .per_request_workers(workers)
+                .part_size(part)
+                .memory_budget((memory_mib << 20).max(part * workers as u64))
+                .build()
+                .map_err(|e| UsageError(e.to_string()))?;
+            let mut out = io::stdout().lock();
+            let mut failed = 0;
+            for object in fetcher.fetch(&bucket, keys) {
+                match object {
+                    Ok(object) => match object.bytes() {
+                        Some(bytes) => out.write_all(bytes)?,
+                        None => {
+                            io::copy(&mut object.into_reader(), &mut out)?;
+                        }
+                    },
+                    Err(e) => {
+                        eprintln!("failed: {}", crate::run::chain(&e));
+                        failed += 1;
+                    }
+                }
+            }
+            out.flush()?;
+            Ok(if failed > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}
