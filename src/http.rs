@@ -148,3 +148,17 @@ impl HttpClient {
         self.agent.put(url).send(body)
     }
 }
+
+/// The announced body length: `Content-Length`, unless the body is chunked.
+pub(crate) fn content_length(headers: &ureq::http::HeaderMap) -> Option<u64> {
+    if headers.contains_key("transfer-encoding") {
+        return None;
+    }
+    headers
+        .get("content-length")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}

@@ -258,7 +258,7 @@ fn fetch_inner(
         .get("etag")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let expected = content_length(response.headers());
+    let expected = crate::http::content_length(response.headers());
     let body = response.into_body();
     progress.set_total(expected);
 
@@ -310,20 +310,6 @@ fn fetch_inner(
         bytes: received,
         etag,
     })
-}
-
-/// The announced body length: `Content-Length`, unless the body is chunked.
-fn content_length(headers: &ureq::http::HeaderMap) -> Option<u64> {
-    if headers.contains_key("transfer-encoding") {
-        return None;
-    }
-    headers
-        .get("content-length")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 /// A reader that pays the job's rate limiter for every byte it returns.

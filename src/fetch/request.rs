@@ -417,7 +417,7 @@ impl Request {
             Ok(got) => got,
             Err(e) => return self.fail_probe(unit, e),
         };
-        let Some(size) = content_length(response.headers()) else {
+        let Some(size) = crate::http::content_length(response.headers()) else {
             let e = self.error(&unit.key, None, FetchErrorKind::NoLength);
             return self.fail_probe(unit, e);
         };
@@ -587,14 +587,4 @@ impl Request {
             )),
         }
     }
-}
-
-fn content_length(headers: &ureq::http::HeaderMap) -> Option<u64> {
-    headers
-        .get("content-length")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }
