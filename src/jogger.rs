@@ -60,7 +60,7 @@ impl Jogger {
             timeout: job.timeout,
             limiter: job.limiter.as_ref(),
         };
-        let result = catch_unwind(AssertUnwindSafe(|| {
+        let result = caught(&task.url, || {
             task::fetch(
                 &self.client,
                 &request,
@@ -68,26 +68,49 @@ impl Jogger {
                 progress,
                 &job.cancel,
             )
-        }));
+        });
         job.stop_running(self.slot);
         match result {
-            Ok(Ok(landed)) => job.landed(landed.bytes),
-            Ok(Err(e)) if e.is_cancelled() => job.cancelled(),
-            Ok(Err(e)) => job.failed(task.name.to_string(), e),
-            Err(panic) => {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".to_owned());
-                job.failed(
-                    task.name.to_string(),
-                    DownloadError::Panicked {
-                        url: url::redact(&task.url),
-                        message,
-                    },
-                );
-            }
+            Ok(landed) => job.landed(landed.bytes),
+            Err(e) if e.is_cancelled() => job.cancelled(),
+            Err(e) => job.failed(task.name.to_string(), e),
         }
+    }
+}
+
+/// Runs one transfer; a panic inside it becomes [`DownloadError::Panicked`] for that object,
+/// and the jogger goes on.
+fn caught<T>(
+    url: &str,
+    transfer: impl FnOnce() -> Result<T, DownloadError>,
+) -> Result<T, DownloadError> {
+    catch_unwind(AssertUnwindSafe(transfer)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_owned());
+        Err(DownloadError::Panicked {
+            url: url::redact(url),
+            message,
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_transfer_fails_its_object_and_the_thread_goes_on() {
+        let err = caught::<()>("http://h/x?sig=s3cr3t", || panic!("boom {}", 7)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "GET http://h/x?sig=REDACTED: panicked: boom 7"
+        );
+        let err = caught::<()>("http://h/y", || panic!("static")).unwrap_err();
+        assert!(matches!(err, DownloadError::Panicked { ref message, .. } if message == "static"));
+        // The same thread carries on with the next transfer.
+        assert_eq!(caught("http://h/z", || Ok(5)).unwrap(), 5);
     }
 }
