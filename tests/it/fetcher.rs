@@ -214,10 +214,14 @@ fn a_consumer_holding_objects_stalls_the_workers_instead_of_growing_memory() {
         let mut objects = fetcher.fetch(&server.bucket("data"), keys);
         // Hold five objects (1,000 KiB of the 1,024 KiB budget): nothing more fits.
         let held: Vec<_> = (&mut objects).take(5).map(Result::unwrap).collect();
-        assert!(wait_until(
-            || fetcher.stats().busy == 0 || fetcher.stats().budget_in_use <= 1 << 20
-        ));
-        assert!(fetcher.stats().budget_in_use <= 1 << 20);
+        // Both workers are now inside a unit, blocked: one waits for bytes, one for its turn.
+        assert!(
+            wait_until(|| fetcher.stats().busy == 2),
+            "{:?}",
+            fetcher.stats()
+        );
+        // Exactly the held objects' bytes: the blocked sixth has reserved nothing.
+        assert_eq!(fetcher.stats().budget_in_use, 5 * (200 << 10));
         assert_eq!(
             server.counters.gets.load(Ordering::SeqCst),
             5,
