@@ -26,6 +26,24 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Quick start: an ordered S3 fetch
+//!
+//! ```no_run
+//! use haul::fetch::{FetchKey, Fetcher};
+//! use haul::s3::{Bucket, S3Config};
+//!
+//! let bucket = Bucket::new("datasets", &S3Config::from_env())?;
+//! let fetcher = Fetcher::builder().workers(16).memory_budget(512 << 20).build()?;
+//! let keys = bucket.list("train/").filter_map(Result::ok).map(FetchKey::from);
+//! for object in fetcher.fetch(&bucket, keys) {
+//!     let object = object?; // in the caller's order; an error names its key
+//!     if let Some(bytes) = object.bytes() {
+//!         println!("{}: {} bytes", object.key(), bytes.len());
+//!     }
+//! } // each object's bytes go back to the budget when it is dropped
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Quick start: one object
 //!
 //! ```
@@ -59,7 +77,8 @@
 //! Nothing in this crate spawns a thread behind your back except the handles that say so in
 //! their docs; each names its threads `haul-…` and joins them when dropped. A [`Downloader`]
 //! owns one dispatcher thread and `workers_per_mountpath` joggers per mountpath (see its
-//! "Threads and ownership" section); [`origin::Origin`] owns an accept thread and one thread
+//! "Threads and ownership" section); a [`Fetcher`] owns a fixed pool of `haul-fetch-<i>`
+//! threads shared by all its requests; [`origin::Origin`] owns an accept thread and one thread
 //! per connection. [`download`] runs on the calling thread. rayon is never used for network
 //! I/O. Bytes move through
 //! [`ProgressReader`], which counts them into a [`Progress`] and checks a [`CancelToken`] on
@@ -82,7 +101,8 @@
 //! One error enum per concern, each `#[non_exhaustive]`, `Send + Sync + 'static`, with a
 //! lowercase "what: why" message that names the URL, object or path, and the cause as its
 //! [`source`](std::error::Error::source): [`TemplateError`], [`NameError`], [`UrlError`],
-//! [`DownloadError`], [`SubmitError`], [`JobError`], [`BuildError`].
+//! [`DownloadError`], [`SubmitError`], [`JobError`], [`BuildError`], [`FetchError`],
+//! [`s3::S3Error`].
 //!
 //! # Features
 //!
