@@ -165,7 +165,17 @@ impl MemoryBudget {
         }
     }
 
-    /// [`enqueue`](MemoryBudget::enqueue) then [`wait`](MemoryBudget::wait).
+    /// Takes `bytes` from the budget, joining the back of the queue and blocking until they
+    /// are free, or until `cancel` is cancelled (whoever cancels must then call
+    /// [`wake_all`](MemoryBudget::wake_all): a flag alone wakes no one).
+    ///
+    /// # Errors
+    ///
+    /// [`Cancelled`] when `cancel` was cancelled first.
+    ///
+    /// # Panics
+    ///
+    /// If `bytes` exceeds the whole budget.
     pub fn acquire(
         self: &Arc<Self>,
         bytes: u64,
@@ -176,7 +186,7 @@ impl MemoryBudget {
     }
 
     /// Wakes every waiter so it looks at its cancel flag.
-    pub(crate) fn wake_all(&self) {
+    pub fn wake_all(&self) {
         let _state = self.state.lock();
         self.cv.notify_all();
     }
