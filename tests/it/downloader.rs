@@ -13,6 +13,15 @@ use crate::support::{TestDir, chain, files_under, guard, wait_until};
 
 const WAIT: Duration = Duration::from_secs(60);
 
+/// A downloader with one mountpath, `dir`, and `workers` joggers.
+fn downloader(dir: &TestDir, workers: usize) -> Downloader {
+    Downloader::builder()
+        .mountpath(dir.path())
+        .workers_per_mountpath(workers)
+        .build()
+        .unwrap()
+}
+
 fn finish(d: &Downloader, job: JobId) -> JobStatus {
     assert!(d.wait(job, WAIT).unwrap(), "{job} did not finish");
     let status = d.status(job, Detail::All).unwrap();
@@ -150,11 +159,7 @@ fn a_job_connection_limit_caps_its_concurrency() {
     guard(|| {
         let origin = Origin::start().unwrap();
         let dir = TestDir::new();
-        let d = Downloader::builder()
-            .mountpath(dir.path())
-            .workers_per_mountpath(6)
-            .build()
-            .unwrap();
+        let d = downloader(&dir, 6);
         let job = d
             .submit(
                 JobSpec::range(origin.url("/l/o-{00..29}.bin?size=5000&gate_after=100"))
@@ -174,7 +179,7 @@ fn abort_while_the_gate_holds_a_body_stops_the_job_and_leaves_nothing() {
     guard(|| {
         let origin = Origin::start().unwrap();
         let dir = TestDir::new();
-        let d = Downloader::builder().mountpath(dir.path()).build().unwrap();
+        let d = downloader(&dir, 1);
         let job = d
             .submit(JobSpec::range(
                 origin.url("/a/o-{000..099}.bin?size=100000&gate_after=5000"),
@@ -218,7 +223,7 @@ fn remove_is_refused_while_running_and_forgets_a_finished_job() {
     guard(|| {
         let origin = Origin::start().unwrap();
         let dir = TestDir::new();
-        let d = Downloader::builder().mountpath(dir.path()).build().unwrap();
+        let d = downloader(&dir, 1);
         let job = d
             .submit(JobSpec::single(
                 origin.url("/x.bin?size=1000&gate_after=10"),
@@ -296,11 +301,7 @@ fn a_small_job_is_not_starved_behind_a_big_one() {
     guard(|| {
         let origin = Origin::builder().object_size(1000).start().unwrap();
         let dir = TestDir::new();
-        let d = Downloader::builder()
-            .mountpath(dir.path())
-            .workers_per_mountpath(2)
-            .build()
-            .unwrap();
+        let d = downloader(&dir, 2);
         let big = d
             .submit(JobSpec::range(origin.url("/big/o-{0000..4999}.bin")))
             .unwrap();
@@ -325,7 +326,7 @@ fn status_detail_lists_failures_and_list_filters_by_description() {
     guard(|| {
         let origin = Origin::start().unwrap();
         let dir = TestDir::new();
-        let d = Downloader::builder().mountpath(dir.path()).build().unwrap();
+        let d = downloader(&dir, 1);
         let good = origin.url("/s/good.bin?size=10");
         let missing = origin.url("/s/missing.bin?status=404");
         let mixed = d
@@ -372,7 +373,7 @@ fn status_detail_lists_failures_and_list_filters_by_description() {
 fn bad_specs_are_refused_at_submit_with_typed_errors() {
     guard(|| {
         let dir = TestDir::new();
-        let d = Downloader::builder().mountpath(dir.path()).build().unwrap();
+        let d = downloader(&dir, 1);
         let check = |spec: JobSpec, message: &str| {
             let err = d.submit(spec).unwrap_err();
             assert_eq!(chain(&err), message);
@@ -418,7 +419,7 @@ fn bad_names_inside_a_template_fail_only_their_objects() {
     guard(|| {
         let origin = Origin::start().unwrap();
         let dir = TestDir::new();
-        let d = Downloader::builder().mountpath(dir.path()).build().unwrap();
+        let d = downloader(&dir, 1);
         // "{ok,..}" expands to a good name and one that would escape the mountpath.
         let job = d
             .submit(JobSpec::range(origin.url("/n/{ok,..}?size=10")))
@@ -435,7 +436,7 @@ fn skip_existing_counts_skipped_objects_and_fetches_nothing_again() {
     guard(|| {
         let origin = Origin::start().unwrap();
         let dir = TestDir::new();
-        let d = Downloader::builder().mountpath(dir.path()).build().unwrap();
+        let d = downloader(&dir, 1);
         let spec = || JobSpec::range(origin.url("/k/o-{0..9}.bin?size=100")).skip_existing(true);
         assert_eq!(finish(&d, d.submit(spec()).unwrap()).finished, 10);
         std::fs::remove_file(dir.path().join("o-3.bin")).unwrap();
@@ -451,11 +452,7 @@ fn a_rate_limited_job_still_lands_correct_bytes() {
     guard(|| {
         let origin = Origin::start().unwrap();
         let dir = TestDir::new();
-        let d = Downloader::builder()
-            .mountpath(dir.path())
-            .workers_per_mountpath(2)
-            .build()
-            .unwrap();
+        let d = downloader(&dir, 2);
         let job = d
             .submit(JobSpec::range(origin.url("/t/o-{0..3}.bin?size=100000")).rate_limit(4 << 20))
             .unwrap();
@@ -481,7 +478,7 @@ fn a_ten_million_name_job_is_accepted_and_aborted_with_flat_memory() {
     guard(|| {
         let origin = Origin::builder().object_size(100).start().unwrap();
         let dir = TestDir::new();
-        let d = Downloader::builder().mountpath(dir.path()).build().unwrap();
+        let d = downloader(&dir, 1);
         let before = rss_bytes();
         let job = d
             .submit(JobSpec::range(origin.url("/m/o-{0000000..9999999}.bin")))
@@ -558,11 +555,7 @@ fn dropping_a_downloader_mid_job_returns_with_every_thread_joined() {
 fn shutdown_joins_and_reports_no_panics() {
     guard(|| {
         let dir = TestDir::new();
-        let d = Downloader::builder()
-            .mountpath(dir.path())
-            .workers_per_mountpath(4)
-            .build()
-            .unwrap();
+        let d = downloader(&dir, 4);
         d.shutdown().unwrap();
     });
 }
@@ -656,7 +649,7 @@ fn job_headers_are_sent_with_every_request() {
     guard(|| {
         let origin = Origin::start().unwrap();
         let dir = TestDir::new();
-        let d = Downloader::builder().mountpath(dir.path()).build().unwrap();
+        let d = downloader(&dir, 1);
         let template = origin.url("/h/o-{0..4}.bin?size=10&need_header=x-token:s3cr3t");
         let without = finish(&d, d.submit(JobSpec::range(template.as_str())).unwrap());
         assert_eq!(without.failed, 5);
@@ -682,7 +675,7 @@ fn a_job_timeout_fails_requests_that_take_longer() {
     guard(|| {
         let origin = Origin::start().unwrap();
         let dir = TestDir::new();
-        let d = Downloader::builder().mountpath(dir.path()).build().unwrap();
+        let d = downloader(&dir, 1);
         let job = d
             .submit(
                 JobSpec::single(origin.url("/slow.bin?size=10&delay_ms=30000"))
