@@ -31,6 +31,9 @@ pub struct HttpConfig {
     pub read_timeout: Duration,
     /// The `User-Agent` sent with every request. Default `haul/<version>`.
     pub user_agent: String,
+    /// PEM root certificates to trust *instead of* the built-in web PKI roots (a private CA,
+    /// or a test server's self-signed certificate). Empty (the default) means the web PKI.
+    pub root_certificates_pem: Vec<Vec<u8>>,
 }
 
 impl Default for HttpConfig {
@@ -41,6 +44,7 @@ impl Default for HttpConfig {
             response_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(30),
             user_agent: concat!("haul/", env!("CARGO_PKG_VERSION")).to_owned(),
+            root_certificates_pem: Vec::new(),
         }
     }
 }
@@ -61,6 +65,12 @@ impl HttpConfig {
     /// Sets [`response_timeout`](HttpConfig::response_timeout).
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
         self.response_timeout = timeout;
+        self
+    }
+
+    /// Adds a PEM root certificate to [`root_certificates_pem`](HttpConfig::root_certificates_pem).
+    pub fn root_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_certificates_pem.push(pem.into());
         self
     }
 
@@ -96,7 +106,24 @@ impl Default for HttpClient {
 impl HttpClient {
     /// A client with `config`.
     pub fn new(config: HttpConfig) -> HttpClient {
-        let agent_config = ureq::Agent::config_builder()
+        let mut builder = ureq::Agent::config_builder();
+        if !config.root_certificates_pem.is_empty() {
+            let mut roots = Vec::new();
+            for pem in &config.root_certificates_pem {
+                for item in ureq::tls::parse_pem(pem) {
+                    match item {
+                        Ok(ureq::tls::PemItem::Certificate(cert)) => roots.push(cert),
+                        Ok(_) => {}
+                        Err(e) => log::warn!("ignoring an unreadable root certificate: {e}"),
+                    }
+                }
+            }
+            let tls = ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
+                .build();
+            builder = builder.tls_config(tls);
+        }
+        let agent_config = builder
             .http_status_as_error(false)
             .max_idle_connections_per_host(config.idle_connections_per_host.max(1))
             .max_idle_connections(config.idle_connections_per_host.max(1) * 4)

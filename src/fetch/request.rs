@@ -440,7 +440,7 @@ impl Request {
             return;
         };
         let range = Some((0, first - 1));
-        match self.read_exact(&unit.key, range, response, first) {
+        match self.read_body(&unit.key, range, response, first, false) {
             Ok(bytes) => {
                 self.post_item(
                     unit.item,
@@ -560,8 +560,23 @@ impl Request {
         response: ureq::http::Response<ureq::Body>,
         len: u64,
     ) -> Result<Vec<u8>, FetchError> {
+        self.read_body(key, range, response, len, true)
+    }
+
+    /// Reads `len` bytes of the body. With `whole`, the body must end there: reading on to
+    /// its end also lets ureq put the connection back in the keep-alive pool. Without it (a
+    /// probe keeping only its first part) the rest is left unread and the connection closes.
+    fn read_body(
+        &self,
+        key: &FetchKey,
+        range: Option<(u64, u64)>,
+        response: ureq::http::Response<ureq::Body>,
+        len: u64,
+        whole: bool,
+    ) -> Result<Vec<u8>, FetchError> {
         let progress = Progress::new();
-        let body = response.into_body().into_reader().take(len);
+        let limit = if whole { len.saturating_add(1) } else { len };
+        let body = response.into_body().into_reader().take(limit);
         let mut reader = ProgressReader::new(body, &progress, &self.cancel);
         let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
         match reader.read_to_end(&mut bytes) {

@@ -342,3 +342,49 @@ fn list_then_fetch_streams_a_prefix() {
         assert_eq!(n, 1500);
     });
 }
+
+#[test]
+fn fetch_and_list_work_over_https() {
+    guard(|| {
+        let server = S3Server::start_tls(&["tls"]);
+        assert!(server.endpoint().starts_with("https://127.0.0.1:"));
+        for i in 0..20 {
+            server.seed_file(
+                "tls",
+                &format!("k-{i:02}"),
+                &content(&format!("t{i}"), 70_000 + i),
+            );
+        }
+        server.seed_file("tls", "large", &content("large", 3 << 20));
+        let bucket = server.bucket("tls");
+        let listed: Vec<FetchKey> = bucket
+            .list("")
+            .map(|o| FetchKey::from(o.unwrap()))
+            .collect();
+        assert_eq!(listed.len(), 21);
+        let fetcher = small_fetcher();
+        let mut n = 0;
+        for object in fetcher.fetch(&bucket, listed) {
+            let object = object.unwrap();
+            let expected = match object.key() {
+                "large" => content("large", 3 << 20),
+                key => {
+                    let i: usize = key[2..].parse().unwrap();
+                    content(&format!("t{i}"), 70_000 + i)
+                }
+            };
+            assert!(read_all(object) == expected);
+            n += 1;
+        }
+        assert_eq!(n, 21);
+
+        // Without the test root the certificate is refused.
+        let untrusting = haul::s3::S3Config::new(server.endpoint(), "us-east-1").credentials(
+            crate::support::s3::ACCESS_KEY,
+            crate::support::s3::SECRET_KEY,
+        );
+        let bucket = haul::s3::Bucket::new("tls", &untrusting).unwrap();
+        let err = bucket.list("").next().unwrap().unwrap_err();
+        assert!(matches!(err, haul::s3::S3Error::Request { .. }), "{err}");
+    });
+}

@@ -42,10 +42,28 @@ impl Drop for Active {
     }
 }
 
-/// A response body that keeps its request counted as active until the body ends.
+/// A response body that keeps its request counted as active until its last bytes are handed
+/// to the connection — just *before* the client can have them, so the peak the server
+/// reports never exceeds what the client really had in flight.
 struct CountedBody {
     inner: s3s::Body,
-    _active: Active,
+    active: Option<Active>,
+    remaining: Option<u64>,
+}
+
+impl CountedBody {
+    fn new(inner: s3s::Body, active: Active) -> CountedBody {
+        let remaining = http_body::Body::size_hint(&inner).exact();
+        let mut body = CountedBody {
+            inner,
+            active: Some(active),
+            remaining,
+        };
+        if body.remaining == Some(0) {
+            body.active = None;
+        }
+        body
+    }
 }
 
 impl http_body::Body for CountedBody {
@@ -56,7 +74,21 @@ impl http_body::Body for CountedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(remaining)) = (frame.data_ref(), self.remaining) {
+                    let left = remaining.saturating_sub(data.len() as u64);
+                    self.remaining = Some(left);
+                    if left == 0 {
+                        self.active = None;
+                    }
+                }
+            }
+            Poll::Ready(_) => self.active = None,
+            Poll::Pending => {}
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -70,6 +102,8 @@ impl http_body::Body for CountedBody {
 
 pub struct S3Server {
     addr: SocketAddr,
+    /// The server certificate's PEM, when it speaks HTTPS.
+    pub certificate_pem: Option<String>,
     root: TestDir,
     pub counters: Arc<Counters>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -79,6 +113,15 @@ pub struct S3Server {
 impl S3Server {
     /// Starts a server with the given buckets (directories under its root).
     pub fn start(buckets: &[&str]) -> S3Server {
+        S3Server::start_with(buckets, false)
+    }
+
+    /// Starts a server that speaks HTTPS with a fresh self-signed certificate for 127.0.0.1.
+    pub fn start_tls(buckets: &[&str]) -> S3Server {
+        S3Server::start_with(buckets, true)
+    }
+
+    fn start_with(buckets: &[&str], tls: bool) -> S3Server {
         let root = TestDir::new();
         for bucket in buckets {
             std::fs::create_dir_all(root.path().join(bucket)).unwrap();
@@ -92,13 +135,20 @@ impl S3Server {
         let mut builder = s3s::service::S3ServiceBuilder::new(fs);
         builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
         let service = builder.build();
+        let (acceptor, certificate_pem) = if tls {
+            let (acceptor, pem) = tls_acceptor();
+            (Some(acceptor), Some(pem))
+        } else {
+            (None, None)
+        };
         let thread_counters = Arc::clone(&counters);
         let thread = std::thread::Builder::new()
             .name("test-s3-server".into())
-            .spawn(move || serve(listener, service, thread_counters, stop_rx))
+            .spawn(move || serve(listener, service, thread_counters, stop_rx, acceptor))
             .unwrap();
         S3Server {
             addr,
+            certificate_pem,
             root,
             counters,
             stop: Some(stop_tx),
@@ -107,11 +157,24 @@ impl S3Server {
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.certificate_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
     }
 
     pub fn config(&self) -> S3Config {
-        S3Config::new(self.endpoint(), "us-east-1").credentials(ACCESS_KEY, SECRET_KEY)
+        let config =
+            S3Config::new(self.endpoint(), "us-east-1").credentials(ACCESS_KEY, SECRET_KEY);
+        match &self.certificate_pem {
+            Some(pem) => {
+                let http = haul::HttpConfig::default().root_certificate_pem(pem.as_bytes());
+                config.http(http)
+            }
+            None => config,
+        }
     }
 
     pub fn bucket(&self, name: &str) -> Bucket {
@@ -137,11 +200,32 @@ impl Drop for S3Server {
     }
 }
 
+/// A TLS acceptor (ring provider, like ureq) with a self-signed certificate for 127.0.0.1.
+fn tls_acceptor() -> (tokio_rustls::TlsAcceptor, String) {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap();
+    let pem = certified.cert.pem();
+    let cert = rustls::pki_types::CertificateDer::from(certified.cert.der().to_vec());
+    let key =
+        rustls::pki_types::PrivateKeyDer::try_from(certified.signing_key.serialize_der()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert], key)
+    .unwrap();
+    (tokio_rustls::TlsAcceptor::from(Arc::new(config)), pem)
+}
+
 fn serve(
     listener: std::net::TcpListener,
     service: s3s::service::S3Service,
     counters: Arc<Counters>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
 ) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -173,17 +257,27 @@ fn serve(
                     let call = hyper::service::Service::call(&service, req);
                     async move {
                         let response = call.await?;
-                        Ok::<_, s3s::HttpError>(response.map(|inner| CountedBody {
-                            inner,
-                            _active: active,
-                        }))
+                        Ok::<_, s3s::HttpError>(
+                            response.map(|inner| CountedBody::new(inner, active)),
+                        )
                     }
                 });
-            let conn = http
-                .serve_connection(hyper_util::rt::TokioIo::new(socket), counted)
-                .into_owned();
+            let http = http.clone();
+            let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let _ = conn.await;
+                match acceptor {
+                    Some(acceptor) => {
+                        let Ok(tls) = acceptor.accept(socket).await else {
+                            return;
+                        };
+                        let io = hyper_util::rt::TokioIo::new(tls);
+                        let _ = http.serve_connection(io, counted).await;
+                    }
+                    None => {
+                        let io = hyper_util::rt::TokioIo::new(socket);
+                        let _ = http.serve_connection(io, counted).await;
+                    }
+                }
             });
         }
     });
