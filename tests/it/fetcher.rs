@@ -42,15 +42,18 @@ fn ordered_output_equals_a_sequential_loop_for_mixed_sizes_shuffled_with_duplica
     guard(|| {
         let server = S3Server::start(&["data"]);
         let mut sizes = Vec::new();
-        for i in 0..120usize {
-            // 0 B up to ~3 MiB: whole objects, streamed ones, and some larger than a part.
-            let size = match i % 6 {
-                0 => 0,
-                1 => 1 + i,
-                2 => 64 << 10,
-                3 => (300 << 10) + i,
-                4 => (1 << 20) + 17,
-                _ => (3 << 19) - i,
+        for i in 0..600usize {
+            // 0 B up to 3 MiB: mostly small whole objects, some streamed in parts (above the
+            // 1 MiB max_whole_object), a few several parts long.
+            let size = match i {
+                _ if i % 60 == 59 => (3 << 20) - i,
+                _ if i % 30 == 29 => (1 << 20) + 17,
+                _ => match i % 4 {
+                    0 => 0,
+                    1 => 1 + i,
+                    2 => 16 << 10,
+                    _ => (40 << 10) + i,
+                },
             };
             server.seed_file(
                 "data",
@@ -59,8 +62,9 @@ fn ordered_output_equals_a_sequential_loop_for_mixed_sizes_shuffled_with_duplica
             );
             sizes.push(size);
         }
-        // Shuffled (a fixed permutation), with duplicates; half with listed sizes.
-        let order: Vec<usize> = (0..160).map(|j| (j * 37 + 11) % 120).collect();
+        // 1,000 keys: shuffled (a fixed permutation) over 600 objects, so with duplicates;
+        // half with listed sizes, half probed.
+        let order: Vec<usize> = (0..1000).map(|j| (j * 37 + 11) % 600).collect();
         let keys: Vec<FetchKey> = order
             .iter()
             .enumerate()
@@ -88,7 +92,7 @@ fn ordered_output_equals_a_sequential_loop_for_mixed_sizes_shuffled_with_duplica
             );
             n += 1;
         }
-        assert_eq!(n, 160, "exactly one item per key");
+        assert_eq!(n, 1000, "exactly one item per key");
         assert!(streamed > 0, "some objects were streamed in parts");
         let stats = fetcher.stats();
         assert!(stats.budget_peak <= stats.budget_bytes, "{stats:?}");
