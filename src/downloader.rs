@@ -306,7 +306,7 @@ impl DownloaderBuilder {
             commands: command_rx,
             done: done_rx,
             queues,
-            mountpath_ids: ids,
+            mountpath_ids: ids.clone(),
             store: Arc::clone(&store),
             max_active: self.max_active_jobs,
             unstarted: Arc::clone(&unstarted),
@@ -326,6 +326,7 @@ impl DownloaderBuilder {
             unstarted,
             job_queue_capacity: self.job_queue_capacity,
             mountpaths,
+            mountpath_ids: ids,
             dispatcher: Some(dispatcher),
             joggers,
         })
@@ -384,6 +385,8 @@ pub struct Downloader {
     unstarted: Arc<AtomicUsize>,
     job_queue_capacity: usize,
     mountpaths: Vec<Arc<Mountpath>>,
+    /// Each mountpath's HRW identity (the hash of its canonical path), computed once.
+    mountpath_ids: Vec<u64>,
     dispatcher: Option<JoinOnDrop>,
     joggers: Vec<JoinOnDrop>,
 }
@@ -409,16 +412,8 @@ impl Downloader {
 
     /// The mountpath HRW places `name` on (index into [`mountpaths`](Downloader::mountpaths)).
     pub fn placement(&self, name: &ObjectName) -> usize {
-        let ids: Vec<u64> = self
-            .mountpaths
-            .iter()
-            .map(|m| {
-                let canonical =
-                    std::fs::canonicalize(m.root()).unwrap_or_else(|_| m.root().to_owned());
-                hrw::hash(canonical.to_string_lossy().as_bytes())
-            })
-            .collect();
-        hrw::pick(hrw::hash(name.as_str().as_bytes()), &ids).expect("at least one mountpath")
+        hrw::pick(hrw::hash(name.as_str().as_bytes()), &self.mountpath_ids)
+            .expect("at least one mountpath")
     }
 
     /// Submits a job. Its objects are expanded lazily, so a job of ten million names costs
