@@ -332,6 +332,69 @@ impl Bucket {
         })
     }
 
+    /// Creates the bucket (one `PUT /bucket`). Creating a bucket you already own succeeds, so
+    /// this is safe to call before every batch that writes into it.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), haul::s3::S3Error> {
+    /// let bucket = haul::s3::Bucket::new("landing", &haul::s3::S3Config::from_env())?;
+    /// bucket.create()?;
+    /// bucket.put("hello.txt", b"hello")?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// An [`S3Error`]: `Status` with code `BucketAlreadyExists` when the name is taken by a
+    /// bucket these credentials cannot use.
+    pub fn create(&self) -> Result<(), S3Error> {
+        let url = self
+            .signer
+            .presign_put("/", PRESIGN_EXPIRY_SECS, None, None)
+            .map_err(|e| self.sign_error("create bucket", "", e))?;
+        // Outside us-east-1, S3 wants the region restated in the body.
+        let region = self.signer.region().to_string();
+        let body = if region == "us-east-1" {
+            String::new()
+        } else {
+            format!(
+                "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+                 <LocationConstraint>{region}</LocationConstraint></CreateBucketConfiguration>"
+            )
+        };
+        let response = self
+            .client
+            .put(&url, body.as_bytes())
+            .map_err(|e| S3Error::Request {
+                op: "create bucket",
+                bucket: self.name.clone(),
+                key: String::new(),
+                source: Box::new(e),
+            })?;
+        let status = response.status().as_u16();
+        if status / 100 == 2 {
+            return Ok(());
+        }
+        let code = error_code(response.into_body());
+        // `BucketAlreadyOwnedByYou` is AWS's answer to the owner; single-tenant stores (s3s,
+        // some MinIO set-ups) say `BucketAlreadyExists` to everyone, so that one counts as
+        // success when these credentials can list the bucket.
+        let usable = || self.list_page("", None, "1").is_ok();
+        match code.as_deref() {
+            Some("BucketAlreadyOwnedByYou") => return Ok(()),
+            Some("BucketAlreadyExists") if usable() => return Ok(()),
+            _ => {}
+        }
+        Err(S3Error::Status {
+            op: "create bucket",
+            bucket: self.name.clone(),
+            key: String::new(),
+            status,
+            code,
+        })
+    }
+
     /// The objects under `prefix`, listed lazily one page (up to 1,000 keys) at a time, so
     /// listing millions of keys holds one page in memory.
     ///
@@ -359,11 +422,12 @@ impl Bucket {
         &self,
         prefix: &str,
         token: Option<&str>,
+        max_keys: &str,
     ) -> Result<::s3::serde_types::ListBucketResult, S3Error> {
         let mut queries = HashMap::from([
             ("list-type".to_owned(), "2".to_owned()),
             ("prefix".to_owned(), prefix.to_owned()),
-            ("max-keys".to_owned(), PAGE_KEYS.to_owned()),
+            ("max-keys".to_owned(), max_keys.to_owned()),
         ]);
         if let Some(token) = token {
             queries.insert("continuation-token".to_owned(), token.to_owned());
@@ -451,7 +515,10 @@ impl Iterator for Listing {
             if self.done {
                 return None;
             }
-            match self.bucket.list_page(&self.prefix, self.token.as_deref()) {
+            match self
+                .bucket
+                .list_page(&self.prefix, self.token.as_deref(), PAGE_KEYS)
+            {
                 Ok(page) => {
                     self.token = page.next_continuation_token.filter(|_| page.is_truncated);
                     self.done = self.token.is_none();

@@ -155,6 +155,8 @@ fn usage_errors_exit_2_with_a_helpful_message() {
 fn s3_cat_writes_objects_in_order_and_ls_lists_them() {
     guard(|| {
         let server = crate::support::s3::S3Server::start(&["data"]);
+        let data = server.bucket_name("data");
+        let (access_key, secret_key) = server.keys();
         let names = ["c", "a", "b", "a"];
         for name in ["a", "b", "c"] {
             server.seed_file("data", &format!("k/{name}"), format!("<{name}>").as_bytes());
@@ -162,30 +164,31 @@ fn s3_cat_writes_objects_in_order_and_ls_lists_them() {
         let s3 = |args: &[&str]| {
             Command::new(env!("CARGO_BIN_EXE_haul"))
                 .args(args)
-                .env("AWS_ACCESS_KEY_ID", crate::support::s3::ACCESS_KEY)
-                .env("AWS_SECRET_ACCESS_KEY", crate::support::s3::SECRET_KEY)
+                .env("AWS_ACCESS_KEY_ID", access_key)
+                .env("AWS_SECRET_ACCESS_KEY", secret_key)
                 .env("AWS_ENDPOINT_URL", server.endpoint())
                 .env("AWS_REGION", "us-east-1")
                 .output()
                 .unwrap()
         };
-        let urls: Vec<String> = names.iter().map(|n| format!("s3://data/k/{n}")).collect();
+        let urls: Vec<String> = names.iter().map(|n| format!("s3://{data}/k/{n}")).collect();
         let mut args = vec!["s3", "cat"];
         args.extend(urls.iter().map(String::as_str));
         let out = s3(&args);
         assert!(out.status.success(), "{}", text(&out.stderr));
         assert_eq!(text(&out.stdout), "<c><a><b><a>");
 
-        let out = s3(&["s3", "cat", "s3://data/k/a", "s3://data/k/zz"]);
+        let (a, zz) = (format!("s3://{data}/k/a"), format!("s3://{data}/k/zz"));
+        let out = s3(&["s3", "cat", &a, &zz]);
         assert_eq!(out.status.code(), Some(1));
         assert_eq!(text(&out.stdout), "<a>");
         assert!(
-            text(&out.stderr).contains("failed: GET s3://data/k/zz: not found"),
+            text(&out.stderr).contains(&format!("failed: GET {zz}: not found")),
             "{}",
             text(&out.stderr)
         );
 
-        let out = s3(&["s3", "ls", "s3://data/k/"]);
+        let out = s3(&["s3", "ls", &format!("s3://{data}/k/")]);
         assert!(out.status.success(), "{}", text(&out.stderr));
         assert_eq!(
             text(&out.stdout),

@@ -42,6 +42,7 @@ fn ordered_output_equals_a_sequential_loop_for_mixed_sizes_shuffled_with_duplica
     guard(|| {
         let server = S3Server::start(&["data"]);
         let mut sizes = Vec::new();
+        let mut seeds = Vec::new();
         for i in 0..600usize {
             // 0 B up to 3 MiB: mostly small whole objects, some streamed in parts (above the
             // 1 MiB max_whole_object), a few several parts long.
@@ -55,13 +56,10 @@ fn ordered_output_equals_a_sequential_loop_for_mixed_sizes_shuffled_with_duplica
                     _ => (40 << 10) + i,
                 },
             };
-            server.seed_file(
-                "data",
-                &format!("m/k-{i:03}"),
-                &content(&format!("k-{i:03}"), size),
-            );
+            seeds.push((format!("m/k-{i:03}"), content(&format!("k-{i:03}"), size)));
             sizes.push(size);
         }
+        server.seed_many("data", seeds);
         // 1,000 keys: shuffled (a fixed permutation) over 600 objects, so with duplicates;
         // half with listed sizes, half probed.
         let order: Vec<usize> = (0..1000).map(|j| (j * 37 + 11) % 600).collect();
@@ -119,7 +117,10 @@ fn a_missing_key_yields_an_error_naming_it_in_its_place() {
         assert_eq!(got[0].as_ref().unwrap().bytes(), Some(&b"a"[..]));
         let err = got[1].as_ref().unwrap_err();
         assert!(err.is_not_found(), "{err}");
-        assert_eq!(err.to_string(), "GET s3://data/b: not found");
+        assert_eq!(
+            err.to_string(),
+            format!("GET s3://{}/b: not found", server.bucket_name("data"))
+        );
         assert_eq!(got[2].as_ref().unwrap().bytes(), Some(&b"c"[..]));
 
         // fail_fast stops at the first error.
@@ -156,8 +157,9 @@ fn keys_with_odd_characters_and_long_names() {
         for key in &keys[..7] {
             bucket.put(key, key.as_bytes()).unwrap();
         }
-        // s3s-fs answers 500 to a PUT of a 1,000-byte key (S3 allows 1,024), so that object
-        // is written straight into the server's directory: fetching it is what is tested.
+        // s3s-fs answers 500 to a PUT of a 1,000-byte key (S3 allows 1,024), so in process that
+        // object is written straight into the server's directory (on an outside store it is a
+        // PUT): fetching it is what is tested.
         server.seed_file("odd", &long, long.as_bytes());
         let fetcher = small_fetcher();
         for (object, key) in fetcher.fetch(&bucket, keys.map(String::from)).zip(keys) {
@@ -202,9 +204,12 @@ fn an_object_four_times_the_budget_streams_whole_and_correct() {
 fn a_consumer_holding_objects_stalls_the_workers_instead_of_growing_memory() {
     guard(|| {
         let server = S3Server::start(&["data"]);
-        for i in 0..40 {
-            server.seed_file("data", &format!("o-{i:02}"), &content("x", 200 << 10));
-        }
+        server.seed_many(
+            "data",
+            (0..40)
+                .map(|i| (format!("o-{i:02}"), content("x", 200 << 10)))
+                .collect(),
+        );
         let fetcher = Fetcher::builder()
             .workers(2)
             .per_request_workers(2)
@@ -226,11 +231,13 @@ fn a_consumer_holding_objects_stalls_the_workers_instead_of_growing_memory() {
         );
         // Exactly the held objects' bytes: the blocked sixth has reserved nothing.
         assert_eq!(fetcher.stats().budget_in_use, 5 * (200 << 10));
-        assert_eq!(
-            server.counters.gets.load(Ordering::SeqCst),
-            5,
-            "no sixth GET while the budget is held"
-        );
+        if let Some(counters) = server.counters() {
+            assert_eq!(
+                counters.gets.load(Ordering::SeqCst),
+                5,
+                "no sixth GET while the budget is held"
+            );
+        }
         drop(held);
         assert_eq!(objects.map(Result::unwrap).count(), 35);
         assert!(fetcher.stats().budget_peak <= 1 << 20);
@@ -241,9 +248,12 @@ fn a_consumer_holding_objects_stalls_the_workers_instead_of_growing_memory() {
 fn one_request_never_has_more_gets_in_flight_than_its_cap_and_two_requests_share_the_pool() {
     guard(|| {
         let server = S3Server::start(&["data"]);
-        for i in 0..60 {
-            server.seed_file("data", &format!("o-{i:02}"), &content("y", 100 << 10));
-        }
+        server.seed_many(
+            "data",
+            (0..60)
+                .map(|i| (format!("o-{i:02}"), content("y", 100 << 10)))
+                .collect(),
+        );
         let fetcher = Fetcher::builder()
             .workers(6)
             .per_request_workers(2)
@@ -257,11 +267,10 @@ fn one_request_never_has_more_gets_in_flight_than_its_cap_and_two_requests_share
             fetcher.fetch(&bucket, keys()).map(Result::unwrap).count(),
             60
         );
-        assert!(
-            server.counters.peak.load(Ordering::SeqCst) <= 2,
-            "peak {}",
-            server.counters.peak.load(Ordering::SeqCst)
-        );
+        if let Some(counters) = server.counters() {
+            let peak = counters.peak.load(Ordering::SeqCst);
+            assert!(peak <= 2, "peak {peak}");
+        }
 
         let (a, b) = (
             fetcher.fetch(&bucket, keys()),
@@ -280,9 +289,12 @@ fn one_request_never_has_more_gets_in_flight_than_its_cap_and_two_requests_share
 fn dropping_objects_after_the_first_item_returns_every_worker_and_byte() {
     guard(|| {
         let server = S3Server::start(&["data"]);
-        for i in 0..200 {
-            server.seed_file("data", &format!("o-{i:03}"), &content("z", 64 << 10));
-        }
+        server.seed_many(
+            "data",
+            (0..200)
+                .map(|i| (format!("o-{i:03}"), content("z", 64 << 10)))
+                .collect(),
+        );
         let fetcher = small_fetcher();
         let keys: Vec<String> = (0..200).map(|i| format!("o-{i:03}")).collect();
         let mut objects = fetcher.fetch(&server.bucket("data"), keys);
@@ -297,10 +309,12 @@ fn dropping_objects_after_the_first_item_returns_every_worker_and_byte() {
             "{:?}",
             fetcher.stats()
         );
-        assert!(
-            server.counters.gets.load(Ordering::SeqCst) < 200,
-            "the request stopped early"
-        );
+        if let Some(counters) = server.counters() {
+            assert!(
+                counters.gets.load(Ordering::SeqCst) < 200,
+                "the request stopped early"
+            );
+        }
     });
 }
 
@@ -332,9 +346,12 @@ fn builder_validates_like_the_seed() {
 fn list_then_fetch_streams_a_prefix() {
     guard(|| {
         let server = S3Server::start(&["data"]);
-        for i in 0..1500 {
-            server.seed_file("data", &format!("p/{i:04}"), format!("{i}").as_bytes());
-        }
+        server.seed_many(
+            "data",
+            (0..1500)
+                .map(|i| (format!("p/{i:04}"), format!("{i}").into_bytes()))
+                .collect(),
+        );
         let fetcher = small_fetcher();
         let bucket = server.bucket("data");
         let listing = bucket.list("p/").map(|o| FetchKey::from(o.unwrap()));

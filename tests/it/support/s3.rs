@@ -1,6 +1,11 @@
 //! A real S3 server inside the test process: s3s + s3s-fs on 127.0.0.1:0, SigV4 checked, on a
 //! background thread with its own tokio runtime, counting concurrent requests. Dropping it
 //! stops the runtime and joins the thread.
+//!
+//! With `HAUL_TEST_S3_ENDPOINT` set (and `HAUL_TEST_S3_ACCESS_KEY`, `HAUL_TEST_S3_SECRET_KEY`),
+//! [`S3Server::start`] uses that store instead — `.ci/run` points it at SeaweedFS to catch
+//! dialect differences. Each test then gets fresh buckets (`<name>-<pid>-<n>`), seeds through
+//! PUTs, and has no request counters: [`S3Server::counters`] is `None`.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -100,19 +105,51 @@ impl http_body::Body for CountedBody {
     }
 }
 
+/// An S3 store for one test: in this process, or an outside one named by the environment.
 pub struct S3Server {
+    backend: Backend,
+}
+
+enum Backend {
+    Local(Local),
+    External(External),
+}
+
+struct Local {
     addr: SocketAddr,
     /// The server certificate's PEM, when it speaks HTTPS.
-    pub certificate_pem: Option<String>,
+    certificate_pem: Option<String>,
     root: TestDir,
-    pub counters: Arc<Counters>,
+    counters: Arc<Counters>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
+struct External {
+    endpoint: String,
+    access_key: String,
+    secret_key: String,
+    /// Bucket names as the test knows them, and their real, unique names.
+    buckets: Vec<(String, String)>,
+    /// Suffix for bucket names the test did not ask to create (they stay missing).
+    suffix: String,
+}
+
 impl S3Server {
-    /// Starts a server with the given buckets (directories under its root).
+    /// Starts a server with the given buckets — in this process, or (with
+    /// `HAUL_TEST_S3_ENDPOINT` set) fresh buckets on the outside store.
     pub fn start(buckets: &[&str]) -> S3Server {
+        match std::env::var("HAUL_TEST_S3_ENDPOINT") {
+            Ok(endpoint) if !endpoint.is_empty() => S3Server {
+                backend: Backend::External(External::new(endpoint, buckets)),
+            },
+            _ => S3Server::start_local(buckets),
+        }
+    }
+
+    /// Starts a server in this process, whatever the environment says: for tests about the
+    /// server itself going away, or that count its requests.
+    pub fn start_local(buckets: &[&str]) -> S3Server {
         S3Server::start_with(buckets, false)
     }
 
@@ -147,49 +184,155 @@ impl S3Server {
             .spawn(move || serve(listener, service, thread_counters, stop_rx, acceptor))
             .unwrap();
         S3Server {
-            addr,
-            certificate_pem,
-            root,
-            counters,
-            stop: Some(stop_tx),
-            thread: Some(thread),
+            backend: Backend::Local(Local {
+                addr,
+                certificate_pem,
+                root,
+                counters,
+                stop: Some(stop_tx),
+                thread: Some(thread),
+            }),
+        }
+    }
+
+    /// Whether this is the in-process server (so counters exist and seeding is a file write).
+    pub fn is_local(&self) -> bool {
+        matches!(self.backend, Backend::Local(_))
+    }
+
+    /// The requests the server saw: only the in-process server counts them.
+    pub fn counters(&self) -> Option<&Counters> {
+        match &self.backend {
+            Backend::Local(local) => Some(&local.counters),
+            Backend::External(_) => None,
         }
     }
 
     pub fn endpoint(&self) -> String {
-        let scheme = if self.certificate_pem.is_some() {
-            "https"
-        } else {
-            "http"
-        };
-        format!("{scheme}://{}", self.addr)
+        match &self.backend {
+            Backend::Local(local) => {
+                let scheme = if local.certificate_pem.is_some() {
+                    "https"
+                } else {
+                    "http"
+                };
+                format!("{scheme}://{}", local.addr)
+            }
+            Backend::External(external) => external.endpoint.clone(),
+        }
+    }
+
+    /// The access key and secret the server accepts.
+    pub fn keys(&self) -> (&str, &str) {
+        match &self.backend {
+            Backend::Local(_) => (ACCESS_KEY, SECRET_KEY),
+            Backend::External(external) => (&external.access_key, &external.secret_key),
+        }
     }
 
     pub fn config(&self) -> S3Config {
-        let config =
-            S3Config::new(self.endpoint(), "us-east-1").credentials(ACCESS_KEY, SECRET_KEY);
-        match &self.certificate_pem {
-            Some(pem) => {
+        let (access, secret) = self.keys();
+        let config = S3Config::new(self.endpoint(), "us-east-1").credentials(access, secret);
+        match &self.backend {
+            Backend::Local(Local {
+                certificate_pem: Some(pem),
+                ..
+            }) => {
                 let http = haul::HttpConfig::default().root_certificate_pem(pem.as_bytes());
                 config.http(http)
             }
-            None => config,
+            _ => config,
+        }
+    }
+
+    /// The real name of the bucket the test calls `name`.
+    pub fn bucket_name(&self, name: &str) -> String {
+        match &self.backend {
+            Backend::Local(_) => name.to_owned(),
+            Backend::External(external) => external.real_name(name),
         }
     }
 
     pub fn bucket(&self, name: &str) -> Bucket {
-        Bucket::new(name, &self.config()).unwrap()
+        Bucket::new(&self.bucket_name(name), &self.config()).unwrap()
     }
 
-    /// Writes an object straight into the server's directory (fast seeding of plain keys).
+    /// Stores an object: straight into the in-process server's directory (fast seeding of
+    /// plain keys), or with a PUT on an outside store.
     pub fn seed_file(&self, bucket: &str, key: &str, bytes: &[u8]) {
-        let path = self.root.path().join(bucket).join(key);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, bytes).unwrap();
+        match &self.backend {
+            Backend::Local(local) => {
+                let path = local.root.path().join(bucket).join(key);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, bytes).unwrap();
+            }
+            Backend::External(_) => self
+                .bucket(bucket)
+                .put(key, bytes)
+                .unwrap_or_else(|e| panic!("seeding {key}: {e}")),
+        }
+    }
+
+    /// Stores many objects; on an outside store, with a few PUTs at a time.
+    pub fn seed_many(&self, bucket: &str, objects: Vec<(String, Vec<u8>)>) {
+        if self.is_local() {
+            for (key, bytes) in &objects {
+                self.seed_file(bucket, key, bytes);
+            }
+            return;
+        }
+        let queue = std::sync::Mutex::new(objects.into_iter());
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    loop {
+                        let next = queue.lock().unwrap().next();
+                        let Some((key, bytes)) = next else { break };
+                        self.seed_file(bucket, &key, &bytes);
+                    }
+                });
+            }
+        });
     }
 }
 
-impl Drop for S3Server {
+impl External {
+    fn new(endpoint: String, buckets: &[&str]) -> External {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let env = |name: &str| {
+            std::env::var(name).unwrap_or_else(|_| panic!("HAUL_TEST_S3_ENDPOINT needs {name}"))
+        };
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let mut external = External {
+            endpoint,
+            access_key: env("HAUL_TEST_S3_ACCESS_KEY"),
+            secret_key: env("HAUL_TEST_S3_SECRET_KEY"),
+            buckets: Vec::new(),
+            suffix: format!("{}-{n}", std::process::id()),
+        };
+        let config = S3Config::new(external.endpoint.clone(), "us-east-1")
+            .credentials(external.access_key.clone(), external.secret_key.clone());
+        for name in buckets {
+            let real = external.real_name(name);
+            Bucket::new(&real, &config)
+                .unwrap()
+                .create()
+                .unwrap_or_else(|e| panic!("creating bucket {real}: {e}"));
+            external.buckets.push((name.to_string(), real));
+        }
+        external
+    }
+
+    fn real_name(&self, name: &str) -> String {
+        self.buckets
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, real)| real.clone())
+            .unwrap_or_else(|| format!("{name}-{}", self.suffix))
+    }
+}
+
+impl Drop for Local {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

