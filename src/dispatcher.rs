@@ -115,11 +115,11 @@ impl Dispatcher {
         };
         loop {
             self.promote(&mut state);
-            if let Some((_, task)) = &state.pending {
-                if task.job.is_aborted() {
-                    // Never scheduled: `close_dispatch` counts it as cancelled.
-                    state.pending = None;
-                }
+            if let Some((_, task)) = &state.pending
+                && task.job.is_aborted()
+            {
+                // Never scheduled: `close_dispatch` counts it as cancelled.
+                state.pending = None;
             }
             if state.pending.is_none() {
                 state.pending = self.next_task(&mut state);

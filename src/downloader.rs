@@ -93,6 +93,17 @@ pub enum SubmitError {
         /// Why.
         reason: &'static str,
     },
+    /// Two objects of the job would land under the same name: one would silently replace
+    /// the other, so the job is refused. Give them distinct names.
+    #[error("objects {first} and {second} of the job both land as {name}")]
+    DuplicateName {
+        /// The name.
+        name: String,
+        /// The position (from 0) of the first object with it.
+        first: usize,
+        /// The position of the second.
+        second: usize,
+    },
     /// The downloader is shutting down.
     #[error("downloader is shut down")]
     ShutDown,
@@ -543,10 +554,10 @@ impl Downloader {
         // Closing the command channel ends the dispatcher, which drops the queue senders,
         // which ends each jogger once its queue is drained (aborted tasks drain at once).
         self.commands = None;
-        if let Some(dispatcher) = self.dispatcher.take() {
-            if let Err(name) = dispatcher.join() {
-                panicked.push(name);
-            }
+        if let Some(dispatcher) = self.dispatcher.take()
+            && let Err(name) = dispatcher.join()
+        {
+            panicked.push(name);
         }
         for jogger in self.joggers.drain(..) {
             if let Err(name) = jogger.join() {
@@ -597,6 +608,7 @@ fn prepare(spec: JobSpec) -> Result<(JobSettings, Expansion), SubmitError> {
         None | Some("") => None,
         Some(dir) => Some(ObjectName::new(dir.trim_end_matches('/'))?.to_string()),
     };
+    let subdir_for_digests = subdir.clone();
     let place = |url: &str, name: Option<&str>| -> Result<(String, ObjectName), SubmitError> {
         url::check(url)?;
         let name = match name {
@@ -626,6 +638,16 @@ fn prepare(spec: JobSpec) -> Result<(JobSettings, Expansion), SubmitError> {
                 .iter()
                 .map(|(name, url)| place(url, name.as_deref()))
                 .collect::<Result<Vec<_>, _>>()?;
+            let mut seen = std::collections::HashMap::with_capacity(objects.len());
+            for (second, (_, name)) in objects.iter().enumerate() {
+                if let Some(first) = seen.insert(name.as_str(), second) {
+                    return Err(SubmitError::DuplicateName {
+                        name: name.to_string(),
+                        first,
+                        second,
+                    });
+                }
+            }
             (objects.len() as u64, Expansion::List(objects.into_iter()))
         }
         Source::Range { template } => {
@@ -643,13 +665,27 @@ fn prepare(spec: JobSpec) -> Result<(JobSettings, Expansion), SubmitError> {
             )
         }
     };
+    let sha256 = spec
+        .sha256
+        .into_iter()
+        .map(|(name, digest)| {
+            let name = ObjectName::new(&name)?;
+            let name = match &subdir_for_digests {
+                Some(dir) => name.under(dir)?,
+                None => name,
+            };
+            Ok((name.to_string(), digest))
+        })
+        .collect::<Result<_, SubmitError>>()?;
     let settings = JobSettings {
         description,
         headers: spec.headers,
         timeout: spec.timeout,
         max_connections: spec.max_connections,
         rate_limit: spec.rate_limit,
-        skip_existing: spec.skip_existing,
+        existing: spec.existing,
+        retry: spec.retry,
+        sha256,
         total: Some(total),
     };
     Ok((settings, expansion))

@@ -1,8 +1,11 @@
 //! The shared HTTP client: one ureq `Agent` (one keep-alive pool) per process or per handle.
 
 use std::fmt;
+use std::io::{self, Read};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use crate::egress::{EgressPolicy, PolicyResolver};
 
 /// Settings of the shared HTTP client.
 ///
@@ -26,9 +29,17 @@ pub struct HttpConfig {
     pub connect_timeout: Duration,
     /// Longest wait from sending a request to the end of the response headers. Default 30 s.
     pub response_timeout: Duration,
-    /// Longest wait for any one read of the body to return data. A server that stalls longer
-    /// fails the transfer. Default 30 s.
-    pub read_timeout: Duration,
+    /// The stall rule's window: a transfer that receives fewer than
+    /// [`stall_min_bytes`](HttpConfig::stall_min_bytes) in this long (or nothing at all in
+    /// any one read) is abandoned, and retried by the [`RetryPolicy`](crate::RetryPolicy).
+    /// Default 30 s.
+    pub stall_window: Duration,
+    /// The stall rule's floor: fewer bytes than this in a whole
+    /// [`stall_window`](HttpConfig::stall_window) is a stall. Default 1 KiB (the rule then
+    /// only catches a server that has all but stopped; raise it to demand a minimum speed).
+    pub stall_min_bytes: u64,
+    /// Which addresses may be connected to. Default [`EgressPolicy::Any`].
+    pub egress: EgressPolicy,
     /// The `User-Agent` sent with every request. Default `haul/<version>`.
     pub user_agent: String,
     /// PEM root certificates to trust *instead of* the built-in web PKI roots (a private CA,
@@ -42,7 +53,9 @@ impl Default for HttpConfig {
             idle_connections_per_host: 64,
             connect_timeout: Duration::from_secs(10),
             response_timeout: Duration::from_secs(30),
-            read_timeout: Duration::from_secs(30),
+            stall_window: Duration::from_secs(30),
+            stall_min_bytes: 1024,
+            egress: EgressPolicy::Any,
             user_agent: concat!("haul/", env!("CARGO_PKG_VERSION")).to_owned(),
             root_certificates_pem: Vec::new(),
         }
@@ -74,9 +87,16 @@ impl HttpConfig {
         self
     }
 
-    /// Sets [`read_timeout`](HttpConfig::read_timeout).
-    pub fn read_timeout(mut self, timeout: Duration) -> Self {
-        self.read_timeout = timeout;
+    /// Sets the stall rule: fewer than `min_bytes` in `window` abandons the attempt.
+    pub fn stall(mut self, min_bytes: u64, window: Duration) -> Self {
+        self.stall_min_bytes = min_bytes;
+        self.stall_window = window;
+        self
+    }
+
+    /// Sets [`egress`](HttpConfig::egress).
+    pub fn egress(mut self, policy: EgressPolicy) -> Self {
+        self.egress = policy;
         self
     }
 }
@@ -123,19 +143,23 @@ impl HttpClient {
                 .build();
             builder = builder.tls_config(tls);
         }
+        if config.egress != EgressPolicy::Any {
+            // The resolver must see the target, not a proxy from the environment.
+            builder = builder.proxy(None);
+        }
         let agent_config = builder
             .http_status_as_error(false)
             .max_idle_connections_per_host(config.idle_connections_per_host.max(1))
             .max_idle_connections(config.idle_connections_per_host.max(1) * 4)
             .timeout_connect(Some(config.connect_timeout))
             .timeout_recv_response(Some(config.response_timeout))
-            .timeout_per_read(Some(config.read_timeout))
+            .timeout_per_read(Some(config.stall_window))
             .user_agent(config.user_agent.as_str())
             .build();
         let agent = ureq::Agent::with_parts(
             agent_config,
             crate::transport::CancellableConnector::default(),
-            ureq::unversioned::resolver::DefaultResolver::default(),
+            PolicyResolver::new(config.egress),
         );
         HttpClient {
             agent,
@@ -188,4 +212,62 @@ pub(crate) fn content_length(headers: &ureq::http::HeaderMap) -> Option<u64> {
         .trim()
         .parse()
         .ok()
+}
+
+/// The error a [`StallGuard`] returns: fewer than the rule's bytes arrived in its window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("stalled: {received} bytes in {window:?}, fewer than {min_bytes}")]
+pub struct Stalled {
+    /// Bytes received in the window.
+    pub received: u64,
+    /// The rule's floor.
+    pub min_bytes: u64,
+    /// The rule's window.
+    pub window: Duration,
+}
+
+/// A `Read` wrapper that enforces the stall rule on the bytes it passes through. A read that
+/// returns nothing at all for a whole window is ended by the client's per-read timeout; this
+/// catches a trickle.
+#[derive(Debug)]
+pub(crate) struct StallGuard<R> {
+    inner: R,
+    min_bytes: u64,
+    window: Duration,
+    started: Instant,
+    received: u64,
+}
+
+impl<R: Read> StallGuard<R> {
+    pub(crate) fn new(inner: R, config: &HttpConfig) -> StallGuard<R> {
+        StallGuard {
+            inner,
+            min_bytes: config.stall_min_bytes,
+            window: config.stall_window,
+            started: Instant::now(),
+            received: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for StallGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.received += n as u64;
+        if n > 0 && self.started.elapsed() >= self.window {
+            if self.received < self.min_bytes {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    Stalled {
+                        received: self.received,
+                        min_bytes: self.min_bytes,
+                        window: self.window,
+                    },
+                ));
+            }
+            self.started = Instant::now();
+            self.received = 0;
+        }
+        Ok(n)
+    }
 }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::name::ObjectName;
+use crate::retry::RetryPolicy;
 use crate::task::DownloadError;
+use crate::verify::Sha256Digest;
 
 /// Identifies a job within one [`Downloader`](crate::Downloader). Never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -71,8 +73,13 @@ pub struct JobSpec {
     pub max_connections: Option<usize>,
     /// At most this many bytes per second across the job's transfers (a token bucket).
     pub rate_limit: Option<u64>,
-    /// Skip objects whose file already exists on their mountpath.
-    pub skip_existing: bool,
+    /// What to do with an object whose file already exists. Default [`Existing::Replace`].
+    pub existing: Existing,
+    /// How each object's failed attempts are retried. Default [`RetryPolicy::default`].
+    pub retry: RetryPolicy,
+    /// Expected SHA-256 digests by object name (the name the object lands under, without
+    /// [`subdir`](JobSpec::subdir)). Objects not listed are checked for length only.
+    pub sha256: std::collections::BTreeMap<String, Sha256Digest>,
 }
 
 impl fmt::Debug for JobSpec {
@@ -87,7 +94,9 @@ impl fmt::Debug for JobSpec {
             .field("timeout", &self.timeout)
             .field("max_connections", &self.max_connections)
             .field("rate_limit", &self.rate_limit)
-            .field("skip_existing", &self.skip_existing)
+            .field("existing", &self.existing)
+            .field("retry", &self.retry)
+            .field("sha256", &self.sha256.len())
             .finish()
     }
 }
@@ -103,7 +112,9 @@ impl JobSpec {
             timeout: None,
             max_connections: None,
             rate_limit: None,
-            skip_existing: false,
+            existing: Existing::Replace,
+            retry: RetryPolicy::default(),
+            sha256: std::collections::BTreeMap::new(),
         }
     }
 
@@ -192,9 +203,21 @@ impl JobSpec {
         self
     }
 
-    /// Sets [`skip_existing`](JobSpec::skip_existing).
-    pub fn skip_existing(mut self, on: bool) -> JobSpec {
-        self.skip_existing = on;
+    /// Sets [`retry`](JobSpec::retry).
+    pub fn retry(mut self, policy: RetryPolicy) -> JobSpec {
+        self.retry = policy;
+        self
+    }
+
+    /// Expects object `name` to have SHA-256 `digest` (see [`sha256`](JobSpec::sha256)).
+    pub fn sha256(mut self, name: impl Into<String>, digest: Sha256Digest) -> JobSpec {
+        self.sha256.insert(name.into(), digest);
+        self
+    }
+
+    /// Sets [`existing`](JobSpec::existing).
+    pub fn existing(mut self, policy: Existing) -> JobSpec {
+        self.existing = policy;
         self
     }
 
@@ -206,6 +229,30 @@ impl JobSpec {
             Source::Range { template } => format!("range: {}", crate::url::redact(template)),
         }
     }
+}
+
+/// What a job does with an object whose file already exists on its mountpath (after a
+/// crash, or when a job is run again).
+///
+/// haul records nothing beside a landed object but its modification time, which it sets to
+/// the server's `Last-Modified` (as `curl -R` and `wget -N` do): no sidecar or extended
+/// attribute per object. Interrupted transfers are another matter: their work files resume
+/// on their own, whatever this says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Existing {
+    /// Download it again and replace the file (the default).
+    #[default]
+    Replace,
+    /// Skip it without a request: trust any file that is there. Fastest for finishing a
+    /// batch that was interrupted, since objects land atomically.
+    Skip,
+    /// Ask the server whether the object changed, in one GET without a body:
+    /// `Range: bytes=SIZE-` with `If-Range` set to the file's modification time. An unchanged
+    /// object of the same size answers 416 `bytes */SIZE`, and is skipped. A changed one
+    /// answers 200, and that response is the new download. A server that ignores ranges
+    /// answers 200 too: skipped when its `Content-Length` and `Last-Modified` match the file.
+    Revalidate,
 }
 
 /// How much a [`status`](crate::Downloader::status) snapshot includes.
@@ -258,12 +305,14 @@ pub struct JobStatus {
     pub finished: u64,
     /// Objects that failed.
     pub failed: u64,
-    /// Objects skipped (already present, with [`JobSpec::skip_existing`]).
+    /// Objects skipped: already present (see [`Existing`]).
     pub skipped: u64,
     /// Objects not downloaded because the job was aborted.
     pub cancelled: u64,
     /// Bytes received, including those of objects still in flight.
     pub bytes: u64,
+    /// Attempts beyond each object's first: how often something went wrong and was retried.
+    pub retries: u64,
     /// The failed objects and why ([`Detail::All`] only).
     pub failures: Vec<TaskFailure>,
     /// Objects being downloaded now.

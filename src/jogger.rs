@@ -11,8 +11,8 @@ use crate::dispatcher::Task;
 use crate::http::HttpClient;
 use crate::mountpath::Mountpath;
 use crate::progress::Progress;
-use crate::store::Job;
-use crate::task::{self, DownloadError, Request};
+use crate::store::{Job, Present};
+use crate::task::{self, DownloadError, Fetched, Request};
 use crate::url;
 
 pub(crate) struct Jogger {
@@ -46,11 +46,15 @@ impl Jogger {
             job.cancelled();
             return;
         }
-        if job.should_skip(&self.mountpath.path_of(&task.name)) {
-            debug!("{}: skipping {}: already present", job.id, task.name);
-            job.skipped();
-            return;
-        }
+        let revalidate = match job.existing(&self.mountpath.path_of(&task.name)) {
+            None => None,
+            Some(Present::Skip) => {
+                debug!("{}: skipping {}: already present", job.id, task.name);
+                job.skipped();
+                return;
+            }
+            Some(Present::Check { size, modified }) => Some((size, modified)),
+        };
         progress.reset();
         job.start_running(self.slot, &task.name, progress);
         let request = Request {
@@ -59,6 +63,10 @@ impl Jogger {
             headers: &job.headers,
             timeout: job.timeout,
             limiter: job.limiter.as_ref(),
+            retry: &job.retry,
+            sha256: job.sha256.get(task.name.as_str()),
+            retries: Some(&job.retries),
+            revalidate,
         };
         let result = caught(&task.url, || {
             task::fetch(
@@ -71,7 +79,8 @@ impl Jogger {
         });
         job.stop_running(self.slot);
         match result {
-            Ok(landed) => job.landed(landed.bytes),
+            Ok(Fetched::Landed(landed)) => job.landed(landed.bytes),
+            Ok(Fetched::Unchanged) => job.skipped(),
             Err(e) if e.is_cancelled() => job.cancelled(),
             Err(e) => job.failed(task.name.to_string(), e),
         }

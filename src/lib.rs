@@ -121,6 +121,7 @@
 mod cancel;
 mod dispatcher;
 mod downloader;
+mod egress;
 pub mod fetch;
 pub mod hrw;
 mod http;
@@ -132,6 +133,7 @@ mod name;
 pub mod origin;
 pub mod progress;
 mod rate;
+mod retry;
 pub mod s3;
 mod store;
 mod task;
@@ -139,6 +141,7 @@ pub mod template;
 mod thread;
 mod transport;
 pub mod url;
+mod verify;
 
 pub use cancel::CancelToken;
 pub use downloader::{
@@ -146,12 +149,15 @@ pub use downloader::{
     DEFAULT_WORKERS_PER_MOUNTPATH, Downloader, DownloaderBuilder, FilterError, JobError, JobFilter,
     ShutdownError, SubmitError,
 };
+pub use egress::{EgressPolicy, EgressRefused};
 pub use fetch::{FetchError, FetchKey, Fetcher, Object, Objects};
-pub use http::{HttpClient, HttpConfig};
-pub use job::{Detail, JobId, JobSpec, JobStatus, Source, TaskFailure, TaskInfo};
+pub use http::{HttpClient, HttpConfig, Stalled};
+pub use job::{Detail, Existing, JobId, JobSpec, JobStatus, Source, TaskFailure, TaskInfo};
 pub use mountpath::Mountpath;
 pub use name::{NameError, ObjectName};
 pub use progress::{Progress, ProgressReader};
+pub use retry::RetryPolicy;
 pub use task::{BUFFER_BYTES, DownloadError, Landed, ObjectTask, download};
 pub use template::{Template, TemplateError};
 pub use url::UrlError;
+pub use verify::{DigestError, DigestMismatch, Sha256Digest};

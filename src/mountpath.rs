@@ -83,8 +83,16 @@ impl Mountpath {
         path
     }
 
-    /// A fresh work-file path for `name`, unique within this process.
+    /// The work-file path for `name`: the same in every run, so a run after a crash finds
+    /// what the last one left (see `task::WorkFile`).
     pub(crate) fn work_path(&self, name: &ObjectName) -> PathBuf {
+        let hash = crate::hrw::hash(name.as_str().as_bytes());
+        self.work.join(format!("{hash:016x}.part"))
+    }
+
+    /// A work-file path for `name` unique within this process, for when the usual one is
+    /// taken by another transfer of the same name.
+    pub(crate) fn spare_work_path(&self, name: &ObjectName) -> PathBuf {
         let seq = self.next_work_file.fetch_add(1, Ordering::Relaxed);
         let hash = crate::hrw::hash(name.as_str().as_bytes());
         self.work

@@ -47,6 +47,10 @@ impl Progress {
             .store(total.unwrap_or(UNKNOWN), Ordering::Relaxed);
     }
 
+    pub(crate) fn set_done(&self, bytes: u64) {
+        self.done.store(bytes, Ordering::Relaxed);
+    }
+
     pub(crate) fn reset(&self) {
         self.done.store(0, Ordering::Relaxed);
         self.total.store(UNKNOWN, Ordering::Relaxed);

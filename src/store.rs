@@ -10,13 +10,24 @@ use std::time::{Duration, Instant, SystemTime};
 use parking_lot::{Condvar, Mutex};
 
 use crate::cancel::CancelToken;
-use crate::job::{Detail, JobId, JobStatus, TaskFailure, TaskInfo};
+use crate::job::{Detail, Existing, JobId, JobStatus, TaskFailure, TaskInfo};
 use crate::name::ObjectName;
 use crate::progress::Progress;
 use crate::rate::RateLimiter;
+use crate::retry::RetryPolicy;
 use crate::task::DownloadError;
+use crate::verify::Sha256Digest;
 
 const UNKNOWN: u64 = u64::MAX;
+
+/// An object's file is already there.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Present {
+    /// Skip it.
+    Skip,
+    /// Ask the server whether it changed since.
+    Check { size: u64, modified: SystemTime },
+}
 
 /// One job's settings and live counters, shared by the handle, the dispatcher and the joggers.
 #[derive(Debug)]
@@ -27,8 +38,11 @@ pub(crate) struct Job {
     pub(crate) timeout: Option<Duration>,
     pub(crate) max_connections: Option<usize>,
     pub(crate) limiter: Option<RateLimiter>,
-    pub(crate) skip_existing: bool,
+    pub(crate) existing: Existing,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) sha256: BTreeMap<String, Sha256Digest>,
     pub(crate) cancel: CancelToken,
+    pub(crate) retries: AtomicU64,
     aborted: AtomicBool,
     total: AtomicU64,
     scheduled: AtomicU64,
@@ -59,7 +73,10 @@ pub(crate) struct JobSettings {
     pub(crate) timeout: Option<Duration>,
     pub(crate) max_connections: Option<usize>,
     pub(crate) rate_limit: Option<u64>,
-    pub(crate) skip_existing: bool,
+    pub(crate) existing: Existing,
+    pub(crate) retry: RetryPolicy,
+    /// Expected digests by the object's full name (subdir included).
+    pub(crate) sha256: BTreeMap<String, Sha256Digest>,
     pub(crate) total: Option<u64>,
 }
 
@@ -132,9 +149,20 @@ impl Job {
         self.running.lock().retain(|r| r.slot != slot);
     }
 
-    /// Whether `path` exists, for [`skip_existing`](crate::JobSpec::skip_existing).
-    pub(crate) fn should_skip(&self, path: &Path) -> bool {
-        self.skip_existing && path.is_file()
+    /// What is known of the file at `path` when the job cares: `Skip` when it should be
+    /// skipped outright, or its size and modification time for a revalidation.
+    pub(crate) fn existing(&self, path: &Path) -> Option<Present> {
+        match self.existing {
+            Existing::Replace => None,
+            Existing::Skip => path.is_file().then_some(Present::Skip),
+            Existing::Revalidate => {
+                let meta = std::fs::metadata(path).ok().filter(|m| m.is_file())?;
+                Some(Present::Check {
+                    size: meta.len(),
+                    modified: meta.modified().ok()?,
+                })
+            }
+        }
     }
 
     /// An owned snapshot.
@@ -163,6 +191,7 @@ impl Job {
             failed: self.failed.load(Ordering::Relaxed),
             skipped: self.skipped.load(Ordering::Relaxed),
             cancelled: self.cancelled.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed)
                 + in_flight.iter().map(|t| t.bytes_done).sum::<u64>(),
             failures,
@@ -193,7 +222,10 @@ impl Store {
             timeout: settings.timeout,
             max_connections: settings.max_connections,
             limiter: settings.rate_limit.map(RateLimiter::new),
-            skip_existing: settings.skip_existing,
+            existing: settings.existing,
+            retry: settings.retry,
+            sha256: settings.sha256,
+            retries: AtomicU64::new(0),
             cancel: CancelToken::new(),
             aborted: AtomicBool::new(false),
             total: AtomicU64::new(settings.total.unwrap_or(UNKNOWN)),

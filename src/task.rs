@@ -3,8 +3,9 @@
 
 use std::cell::RefCell;
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use log::{debug, trace, warn};
 
@@ -14,7 +15,9 @@ use crate::mountpath::Mountpath;
 use crate::name::ObjectName;
 use crate::progress::{self, Progress, ProgressReader};
 use crate::rate::RateLimiter;
+use crate::retry::RetryPolicy;
 use crate::url::{self, UrlError};
+use crate::verify::{DigestMismatch, Sha256Digest};
 
 /// Size of the per-thread buffer bodies are streamed through. `std::io::copy` moves 8 KiB at
 /// a time, which was measured 1.4–2× slower for large bodies.
@@ -69,6 +72,23 @@ pub enum DownloadError {
         /// The bytes that arrived.
         received: u64,
     },
+    /// The bytes that arrived do not have the digest they should have.
+    #[error("GET {url}: {mismatch}")]
+    Digest {
+        /// The URL, redacted.
+        url: String,
+        /// Which digest, expected and actual.
+        mismatch: Box<DigestMismatch>,
+    },
+    /// The [`EgressPolicy`](crate::EgressPolicy) refused the address; nothing was sent.
+    #[error("GET {url}: refused")]
+    Egress {
+        /// The URL, redacted.
+        url: String,
+        /// Which address, and why.
+        #[source]
+        refused: Box<crate::egress::EgressRefused>,
+    },
     /// The transfer was cancelled through its [`CancelToken`].
     #[error("GET {url}: cancelled")]
     Cancelled {
@@ -103,7 +123,8 @@ impl DownloadError {
     }
 }
 
-/// One object to download: where from, under which name, with which extra request headers.
+/// One object to download: where from, under which name, with which extra request headers,
+/// retry policy and expected digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ObjectTask {
@@ -113,6 +134,10 @@ pub struct ObjectTask {
     pub name: ObjectName,
     /// Extra request headers.
     pub headers: Vec<(String, String)>,
+    /// How failed attempts are retried. Default [`RetryPolicy::default`].
+    pub retry: RetryPolicy,
+    /// The SHA-256 the object must have; a mismatch fails the attempt (and is retried).
+    pub sha256: Option<Sha256Digest>,
 }
 
 impl ObjectTask {
@@ -122,6 +147,8 @@ impl ObjectTask {
             url: url.into(),
             name,
             headers: Vec::new(),
+            retry: RetryPolicy::default(),
+            sha256: None,
         }
     }
 
@@ -141,6 +168,18 @@ impl ObjectTask {
         self.headers.push((name.into(), value.into()));
         self
     }
+
+    /// Sets [`retry`](ObjectTask::retry).
+    pub fn retry(mut self, policy: RetryPolicy) -> ObjectTask {
+        self.retry = policy;
+        self
+    }
+
+    /// Sets [`sha256`](ObjectTask::sha256).
+    pub fn sha256(mut self, digest: Sha256Digest) -> ObjectTask {
+        self.sha256 = Some(digest);
+        self
+    }
 }
 
 /// An object that landed.
@@ -153,14 +192,31 @@ pub struct Landed {
     pub bytes: u64,
     /// The `ETag` the server sent, if any.
     pub etag: Option<String>,
+    /// Attempts it took (1 when nothing went wrong).
+    pub attempts: u32,
+    /// Bytes that arrived more than once: received, then thrown away because the object had
+    /// to start over (the server ignored a range, its ETag changed, a digest mismatched).
+    /// Bytes kept across a resume are not counted.
+    pub refetched: u64,
+    /// Bytes taken over from a work file an earlier run left (after a crash).
+    pub resumed: u64,
 }
 
-/// Downloads one object into `mountpath`.
+/// Downloads one object into `mountpath`, retrying and resuming as its task says.
 ///
 /// The body streams through a [`ProgressReader`] (so `progress` counts every byte and
 /// `cancel` stops the transfer within one read) into a work file in the mountpath's work
-/// directory, and is renamed into place only when complete and of the announced length. On
-/// any error or cancellation the work file is removed: no partial object is ever visible.
+/// directory, and is renamed into place only when complete, of the announced length and (when
+/// the task has one) of the right SHA-256. A body that breaks off is resumed with
+/// `Range: bytes=N-` and `If-Range` on the validator (a strong `ETag`, else
+/// `Last-Modified`): only the missing bytes are fetched again. A server that ignores the
+/// range, or whose object changed, starts the object over, and haul logs why. The landed
+/// file's modification time is the server's `Last-Modified`, when it sent one.
+///
+/// On a failure or cancellation the work file is removed: no partial object is ever visible.
+/// A process killed mid-transfer leaves its work file and a small sidecar (`.part.meta`:
+/// the redacted URL and the validator) in the work directory; the next download of the same
+/// name and URL resumes it when the validator still matches.
 ///
 /// ```
 /// use haul::{CancelToken, HttpClient, Mountpath, ObjectTask, Progress};
@@ -195,8 +251,15 @@ pub fn download(
         headers: &task.headers,
         timeout: None,
         limiter: None,
+        retry: &task.retry,
+        sha256: task.sha256.as_ref(),
+        retries: None,
+        revalidate: None,
     };
-    fetch(client, &request, mountpath, progress, cancel)
+    match fetch(client, &request, mountpath, progress, cancel)? {
+        Fetched::Landed(landed) => Ok(landed),
+        Fetched::Unchanged => unreachable!("no revalidation was asked for"),
+    }
 }
 
 /// What the downloader's joggers pass for one object: borrowed from the task and its job.
@@ -206,6 +269,20 @@ pub(crate) struct Request<'a> {
     pub(crate) headers: &'a [(String, String)],
     pub(crate) timeout: Option<std::time::Duration>,
     pub(crate) limiter: Option<&'a RateLimiter>,
+    pub(crate) retry: &'a RetryPolicy,
+    pub(crate) sha256: Option<&'a Sha256Digest>,
+    /// Counts every retry, landed or not.
+    pub(crate) retries: Option<&'a std::sync::atomic::AtomicU64>,
+    /// The file already there (size, modification time): ask whether the object changed.
+    pub(crate) revalidate: Option<(u64, SystemTime)>,
+}
+
+/// What became of a request.
+#[derive(Debug)]
+pub(crate) enum Fetched {
+    Landed(Landed),
+    /// Revalidation found the file already there up to date.
+    Unchanged,
 }
 
 /// [`download`] for a borrowed request, with the job's timeout and rate limit.
@@ -215,10 +292,41 @@ pub(crate) fn fetch(
     mountpath: &Mountpath,
     progress: &Progress,
     cancel: &CancelToken,
-) -> Result<Landed, DownloadError> {
+) -> Result<Fetched, DownloadError> {
     crate::transport::with_cancel(cancel, || {
         fetch_inner(client, task, mountpath, progress, cancel)
     })
+}
+
+/// A failed attempt: the error, and whether another attempt could go better.
+struct Failure {
+    error: DownloadError,
+    retry: bool,
+    retry_after: Option<Duration>,
+}
+
+impl Failure {
+    fn fatal(error: DownloadError) -> Failure {
+        Failure {
+            error,
+            retry: false,
+            retry_after: None,
+        }
+    }
+
+    fn transient(error: DownloadError) -> Failure {
+        Failure {
+            error,
+            retry: true,
+            retry_after: None,
+        }
+    }
+}
+
+impl From<DownloadError> for Failure {
+    fn from(error: DownloadError) -> Failure {
+        Failure::fatal(error)
+    }
 }
 
 fn fetch_inner(
@@ -227,89 +335,356 @@ fn fetch_inner(
     mountpath: &Mountpath,
     progress: &Progress,
     cancel: &CancelToken,
-) -> Result<Landed, DownloadError> {
-    let shown = || url::redact(task.url);
+) -> Result<Fetched, DownloadError> {
+    let shown = url::redact(task.url);
     url::check(task.url)?;
     if cancel.is_cancelled() {
-        return Err(DownloadError::Cancelled { url: shown() });
+        return Err(DownloadError::Cancelled { url: shown });
+    }
+    let final_path = mountpath.path_of(task.name);
+    let mut work = WorkFile::open(mountpath, task.name, &shown)?;
+    let resumed = work.len;
+    let mut state = Attempts {
+        attempt: 1,
+        refetched: 0,
+        revalidate: task.revalidate,
+    };
+    let seed = crate::hrw::hash(task.url.as_bytes())
+        ^ SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos().into());
+    loop {
+        let failure = match attempt(client, task, &mut work, &mut state, progress, cancel) {
+            Ok(Done::Complete) => break,
+            Ok(Done::Unchanged) => return Ok(Fetched::Unchanged),
+            Err(failure) => failure,
+        };
+        if cancel.is_cancelled() || failure.error.is_cancelled() {
+            return Err(DownloadError::Cancelled { url: shown });
+        }
+        if !failure.retry {
+            return Err(failure.error);
+        }
+        let Some(wait) = task.retry.delay(state.attempt, failure.retry_after, seed) else {
+            return Err(failure.error);
+        };
+        warn!(
+            "{}; attempt {} of {} failed, retrying in {wait:.2?}",
+            chain(&failure.error),
+            state.attempt,
+            task.retry.attempts
+        );
+        if !cancel.sleep(wait) {
+            return Err(DownloadError::Cancelled { url: shown });
+        }
+        state.attempt += 1;
+        if let Some(retries) = task.retries {
+            retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let bytes = work.len;
+    let etag = work.etag.clone();
+    work.land(&final_path, mountpath.fsyncs())?;
+    trace!("landed {} ({bytes} bytes)", final_path.display());
+    Ok(Fetched::Landed(Landed {
+        path: final_path,
+        bytes,
+        etag,
+        attempts: state.attempt,
+        refetched: state.refetched,
+        resumed,
+    }))
+}
+
+/// An error and its sources on one line, for logs.
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+struct Attempts {
+    attempt: u32,
+    refetched: u64,
+    /// The file already there, until a response has been compared with it.
+    revalidate: Option<(u64, SystemTime)>,
+}
+
+/// A successful attempt.
+enum Done {
+    /// The work file holds the whole, verified object.
+    Complete,
+    /// The file already there is up to date.
+    Unchanged,
+}
+
+/// One GET: from the work file's end (with `Range` and `If-Range`) when it has bytes and a
+/// validator, else from zero. On success the work file holds the whole, verified object.
+fn attempt(
+    client: &HttpClient,
+    task: &Request<'_>,
+    work: &mut WorkFile,
+    state: &mut Attempts,
+    progress: &Progress,
+    cancel: &CancelToken,
+) -> Result<Done, Failure> {
+    let shown = || url::redact(task.url);
+    let mut headers = task.headers.to_vec();
+    // Revalidation in one request without a body: "the bytes after mine, if the object is
+    // still the one of this date". Unchanged and the same size: 416 `bytes */SIZE`.
+    let revalidate = state.revalidate.filter(|_| work.len == 0);
+    if let Some((size, modified)) = revalidate {
+        headers.push(("range".to_owned(), format!("bytes={size}-")));
+        headers.push((
+            "if-range".to_owned(),
+            crate::retry::format_http_date(modified),
+        ));
+    }
+    if work.len > 0 {
+        match work.validator() {
+            Some(validator) => {
+                headers.push(("range".to_owned(), format!("bytes={}-", work.len)));
+                headers.push(("if-range".to_owned(), validator.to_owned()));
+            }
+            None => state.refetched += work.truncate()?,
+        }
     }
     let response = client
-        .get(task.url, task.headers, task.timeout)
-        .map_err(|e| {
-            if cancel.is_cancelled() {
-                DownloadError::Cancelled { url: shown() }
-            } else {
-                DownloadError::Request {
-                    url: shown(),
-                    source: Box::new(e),
+        .get(task.url, &headers, task.timeout)
+        .map_err(|e| request_failure(e, shown(), cancel))?;
+    let status = response.status().as_u16();
+    let etag = header(&response, "etag");
+    let last_modified = header(&response, "last-modified");
+    if let Some((size, modified)) = revalidate {
+        state.revalidate = None;
+        let same_time = last_modified
+            .as_deref()
+            .and_then(crate::retry::parse_http_date)
+            .is_some_and(|t| same_second(t, modified));
+        let unchanged = match status {
+            416 => {
+                header(&response, "content-range").as_deref().map(str::trim)
+                    == Some(format!("bytes */{size}").as_str())
+            }
+            // A server that ignores ranges: compare what it says.
+            200 => same_time && crate::http::content_length(response.headers()) == Some(size),
+            _ => false,
+        };
+        if unchanged {
+            debug!("GET {}: unchanged since the file there", shown());
+            return Ok(Done::Unchanged);
+        }
+        if matches!(status, 206 | 416) {
+            // Same object, but the file there is not all of it: download it whole.
+            debug!("GET {}: the file there is incomplete", shown());
+            drop(response);
+            return attempt(client, task, work, state, progress, cancel);
+        }
+    }
+    let total = match status {
+        200 => {
+            if work.len > 0 {
+                let why = match (&work.etag, &etag) {
+                    (Some(old), Some(new)) if old != new => {
+                        format!("its ETag changed from {old} to {new}")
+                    }
+                    _ => "the server ignored the range".to_owned(),
+                };
+                warn!(
+                    "GET {}: starting over after {} bytes: {why}",
+                    shown(),
+                    work.len
+                );
+                state.refetched += work.truncate()?;
+            }
+            crate::http::content_length(response.headers())
+        }
+        206 if work.len > 0 => {
+            let range = header(&response, "content-range");
+            match range.as_deref().and_then(parse_content_range) {
+                Some((start, total)) if start == work.len => total,
+                _ => {
+                    state.refetched += work.truncate()?;
+                    return Err(Failure::transient(DownloadError::Status {
+                        url: shown(),
+                        status,
+                    }));
                 }
             }
-        })?;
-    let status = response.status().as_u16();
-    if status != 200 {
-        debug!("GET {}: status {status}", shown());
-        return Err(DownloadError::Status {
-            url: shown(),
-            status,
-        });
-    }
-    let etag = response
-        .headers()
-        .get("etag")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let expected = crate::http::content_length(response.headers());
-    let body = response.into_body();
-    progress.set_total(expected);
-
-    let final_path = mountpath.path_of(task.name);
-    let mut work = WorkFile::create(mountpath.work_dir(), mountpath.work_path(task.name))?;
-    let reader = ProgressReader::new(body.into_reader(), progress, cancel);
-    let received = BUFFER.with_borrow_mut(|buffer| {
-        if buffer.len() != BUFFER_BYTES {
-            buffer.resize(BUFFER_BYTES, 0);
         }
-        match task.limiter {
-            None => stream(&mut { reader }, &mut work, buffer),
-            Some(limiter) => {
-                let mut throttled = Throttled {
-                    inner: reader,
-                    limiter,
-                    cancel,
-                };
-                stream(&mut throttled, &mut work, buffer)
+        416 if work.len > 0 => {
+            // `bytes */N` with N what we hold: the range starts at the end, so we have it
+            // all (the body that brought it announced more than it sent). If-Range held,
+            // or the server would have answered 200, so the bytes are of this object.
+            let range = header(&response, "content-range");
+            let size = range
+                .as_deref()
+                .and_then(|r| r.trim().strip_prefix("bytes */"));
+            if size.and_then(|n| n.parse::<u64>().ok()) == Some(work.len) {
+                debug!("GET {}: complete at {} bytes", shown(), work.len);
+                return verify(task, work, state).map(|()| Done::Complete);
             }
-        }
-    });
-    let received = match received {
-        Ok(received) => received,
-        Err(StreamError::Read(e, received)) if progress::is_cancelled(&e) => {
-            debug!("GET {}: cancelled after {received} bytes", shown());
-            return Err(DownloadError::Cancelled { url: shown() });
-        }
-        Err(StreamError::Read(source, received)) => {
-            return Err(DownloadError::Body {
+            // Otherwise the object is now shorter than what we hold: it changed.
+            state.refetched += work.truncate()?;
+            return Err(Failure::transient(DownloadError::Status {
                 url: shown(),
-                received,
-                source,
+                status,
+            }));
+        }
+        _ => {
+            debug!("GET {}: status {status}", shown());
+            let retry_after = match status {
+                429 | 503 => header(&response, "retry-after")
+                    .and_then(|v| crate::retry::parse_retry_after(&v, SystemTime::now())),
+                _ => None,
+            };
+            return Err(Failure {
+                error: DownloadError::Status {
+                    url: shown(),
+                    status,
+                },
+                retry: matches!(status, 408 | 429 | 500..=599),
+                retry_after,
             });
         }
-        Err(StreamError::Write(source)) => return Err(work.error("writing", source)),
     };
-    if let Some(expected) = expected.filter(|&e| e != received) {
-        return Err(DownloadError::Length {
+    work.set_validator(etag, last_modified)?;
+    progress.set_total(total);
+    progress.set_done(work.len);
+    let reader = crate::http::StallGuard::new(
+        ProgressReader::new(response.into_body().into_reader(), progress, cancel),
+        client.config(),
+    );
+    let streamed = work.append(|file| {
+        BUFFER.with_borrow_mut(|buffer| {
+            if buffer.len() != BUFFER_BYTES {
+                buffer.resize(BUFFER_BYTES, 0);
+            }
+            match task.limiter {
+                None => stream(&mut { reader }, file, buffer),
+                Some(limiter) => {
+                    let mut throttled = Throttled {
+                        inner: reader,
+                        limiter,
+                        cancel,
+                    };
+                    stream(&mut throttled, file, buffer)
+                }
+            }
+        })
+    });
+    match streamed {
+        Ok(_) => {}
+        Err(StreamError::Read(e, received)) if progress::is_cancelled(&e) => {
+            debug!("GET {}: cancelled after {received} bytes", shown());
+            return Err(Failure::fatal(DownloadError::Cancelled { url: shown() }));
+        }
+        Err(StreamError::Read(source, _)) => {
+            return Err(Failure::transient(DownloadError::Body {
+                url: shown(),
+                received: work.len,
+                source,
+            }));
+        }
+        Err(StreamError::Write(source)) => return Err(work.error("writing", source).into()),
+    }
+    if let Some(expected) = total.filter(|&t| t != work.len) {
+        let received = work.len;
+        if received > expected {
+            state.refetched += work.truncate()?;
+        }
+        return Err(Failure::transient(DownloadError::Length {
             url: shown(),
             expected,
             received,
+        }));
+    }
+    verify(task, work, state).map(|()| Done::Complete)
+}
+
+/// Whether two times fall in the same second (HTTP dates have no finer resolution).
+fn same_second(a: SystemTime, b: SystemTime) -> bool {
+    let secs = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+    };
+    secs(a).ok() == secs(b).ok()
+}
+
+/// Checks a complete work file against the task's digest, if it has one.
+fn verify(task: &Request<'_>, work: &mut WorkFile, state: &mut Attempts) -> Result<(), Failure> {
+    let Some(expected) = task.sha256 else {
+        return Ok(());
+    };
+    let actual = Sha256Digest::of_file(&work.path).map_err(|e| work.error("reading", e))?;
+    if actual == *expected {
+        return Ok(());
+    }
+    state.refetched += work.truncate()?;
+    Err(Failure::transient(DownloadError::Digest {
+        url: url::redact(task.url),
+        mismatch: DigestMismatch::new("sha256", expected.to_string(), actual.to_string()),
+    }))
+}
+
+/// Classifies a request that got no response.
+fn request_failure(error: ureq::Error, url: String, cancel: &CancelToken) -> Failure {
+    if cancel.is_cancelled() {
+        return Failure::fatal(DownloadError::Cancelled { url });
+    }
+    if let Some(refused) = crate::egress::refusal(&error).cloned() {
+        return Failure::fatal(DownloadError::Egress {
+            url,
+            refused: Box::new(refused),
         });
     }
-    work.land(&final_path, mountpath.fsyncs())?;
-    trace!("landed {} ({received} bytes)", final_path.display());
-    Ok(Landed {
-        path: final_path,
-        bytes: received,
-        etag,
-    })
+    let retry = is_transient(&error);
+    Failure {
+        error: DownloadError::Request {
+            url,
+            source: Box::new(error),
+        },
+        retry,
+        retry_after: None,
+    }
+}
+
+/// Whether a request error could go away on its own: network trouble and timeouts, not TLS,
+/// protocol or configuration errors.
+pub(crate) fn is_transient(error: &ureq::Error) -> bool {
+    matches!(
+        error,
+        ureq::Error::Io(_)
+            | ureq::Error::Timeout(_)
+            | ureq::Error::ConnectionFailed
+            | ureq::Error::HostNotFound
+            | ureq::Error::Protocol(_)
+    )
+}
+
+fn header(response: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// `bytes START-END/TOTAL` → (START, TOTAL when known).
+fn parse_content_range(value: &str) -> Option<(u64, Option<u64>)> {
+    let rest = value.trim().strip_prefix("bytes ")?;
+    let (span, total) = rest.split_once('/')?;
+    let (start, _end) = span.split_once('-')?;
+    let total = match total {
+        "*" => None,
+        t => Some(t.parse().ok()?),
+    };
+    Some((start.parse().ok()?, total))
 }
 
 /// A reader that pays the job's rate limiter for every byte it returns.
@@ -334,80 +709,203 @@ enum StreamError {
     Write(io::Error),
 }
 
-/// Copies `reader` into `work`, filling `buffer` before each write to keep writes large.
-fn stream(
-    reader: &mut impl Read,
-    work: &mut WorkFile,
-    buffer: &mut [u8],
-) -> Result<u64, StreamError> {
+/// Copies `reader` into `file`, filling `buffer` before each write to keep writes large.
+/// Returns the bytes written; on a read error, what was read before it is written first.
+fn stream(reader: &mut impl Read, file: &mut File, buffer: &mut [u8]) -> Result<u64, StreamError> {
     let mut received = 0u64;
     loop {
         let mut filled = 0;
-        let mut eof = false;
+        let mut end = None;
         while filled < buffer.len() {
             match reader.read(&mut buffer[filled..]) {
                 Ok(0) => {
-                    eof = true;
+                    end = Some(Ok(()));
                     break;
                 }
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(StreamError::Read(e, received + filled as u64)),
+                Err(e) => {
+                    end = Some(Err(e));
+                    break;
+                }
             }
         }
         if filled > 0 {
-            work.file()
-                .write_all(&buffer[..filled])
+            file.write_all(&buffer[..filled])
                 .map_err(StreamError::Write)?;
             received += filled as u64;
         }
-        if eof {
-            return Ok(received);
+        match end {
+            None => {}
+            Some(Ok(())) => return Ok(received),
+            Some(Err(e)) => return Err(StreamError::Read(e, received)),
         }
     }
 }
 
-/// A work file that removes itself unless it landed.
+/// A work file in a mountpath's work directory, with its sidecar. It removes both unless it
+/// lands (or the process dies, which is what lets the next run resume it).
+///
+/// The file is locked (`flock`) while open, so two transfers of one name — in this process
+/// or another — never share it: the second gets a spare path of its own.
 struct WorkFile {
     path: PathBuf,
+    meta: PathBuf,
     file: Option<File>,
+    /// Bytes in the file; all of them good.
+    len: u64,
+    /// The redacted URL, as the sidecar records it.
+    source: String,
+    etag: Option<String>,
+    last_modified: Option<String>,
 }
 
 impl WorkFile {
-    fn create(work_dir: &Path, path: PathBuf) -> Result<WorkFile, DownloadError> {
-        let file = match File::create(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                // The work directory was removed under us: make it again once.
-                fs::create_dir_all(work_dir).map_err(|source| DownloadError::Local {
-                    action: "creating work directory",
-                    path: work_dir.to_owned(),
-                    source,
+    fn open(
+        mountpath: &Mountpath,
+        name: &ObjectName,
+        source: &str,
+    ) -> Result<WorkFile, DownloadError> {
+        let usual = mountpath.work_path(name);
+        let (path, file) = match open_locked(mountpath.work_dir(), &usual)? {
+            Some(file) => (usual, file),
+            None => {
+                let spare = mountpath.spare_work_path(name);
+                let file = open_locked(mountpath.work_dir(), &spare)?.ok_or_else(|| {
+                    DownloadError::Local {
+                        action: "locking work file",
+                        path: spare.clone(),
+                        source: io::Error::from(io::ErrorKind::WouldBlock),
+                    }
                 })?;
-                File::create(&path).map_err(|source| DownloadError::Local {
-                    action: "creating work file",
-                    path: path.clone(),
-                    source,
-                })?
-            }
-            Err(source) => {
-                return Err(DownloadError::Local {
-                    action: "creating work file",
-                    path,
-                    source,
-                });
+                (spare, file)
             }
         };
-        Ok(WorkFile {
+        let mut meta = path.clone().into_os_string();
+        meta.push(".meta");
+        let mut work = WorkFile {
             path,
+            meta: meta.into(),
             file: Some(file),
+            len: 0,
+            source: source.to_owned(),
+            etag: None,
+            last_modified: None,
+        };
+        let on_disk = work.file().metadata().map(|m| m.len()).unwrap_or(0);
+        if on_disk > 0 {
+            match work.read_sidecar() {
+                Some((etag, last_modified)) => {
+                    debug!(
+                        "{}: resuming a work file of {on_disk} bytes",
+                        work.path.display()
+                    );
+                    work.len = on_disk;
+                    work.etag = etag;
+                    work.last_modified = last_modified;
+                }
+                None => {
+                    work.truncate()?;
+                }
+            }
+        }
+        Ok(work)
+    }
+
+    /// The sidecar's validators, when it is for this source.
+    fn read_sidecar(&self) -> Option<(Option<String>, Option<String>)> {
+        let text = fs::read_to_string(&self.meta).ok()?;
+        let mut lines = text.lines();
+        if lines.next()? != format!("source {}", self.source) {
+            return None;
+        }
+        let (mut etag, mut last_modified) = (None, None);
+        for line in lines {
+            if let Some(v) = line.strip_prefix("etag ") {
+                etag = Some(v.to_owned());
+            } else if let Some(v) = line.strip_prefix("last-modified ") {
+                last_modified = Some(v.to_owned());
+            }
+        }
+        Some((etag, last_modified))
+    }
+
+    /// What `If-Range` can carry: a strong ETag, else `Last-Modified`.
+    fn validator(&self) -> Option<&str> {
+        self.etag
+            .as_deref()
+            .filter(|e| !e.starts_with("W/"))
+            .or(self.last_modified.as_deref())
+    }
+
+    /// Records the response's validators, rewriting the sidecar when they changed.
+    fn set_validator(
+        &mut self,
+        etag: Option<String>,
+        last_modified: Option<String>,
+    ) -> Result<(), DownloadError> {
+        if etag == self.etag && last_modified == self.last_modified && self.meta_written() {
+            return Ok(());
+        }
+        self.etag = etag;
+        self.last_modified = last_modified;
+        if self.validator().is_none() {
+            let _ = fs::remove_file(&self.meta);
+            return Ok(());
+        }
+        let mut text = format!("source {}\n", self.source);
+        if let Some(etag) = &self.etag {
+            text.push_str(&format!("etag {etag}\n"));
+        }
+        if let Some(lm) = &self.last_modified {
+            text.push_str(&format!("last-modified {lm}\n"));
+        }
+        fs::write(&self.meta, text).map_err(|source| DownloadError::Local {
+            action: "writing",
+            path: self.meta.clone(),
+            source,
         })
+    }
+
+    fn meta_written(&self) -> bool {
+        self.validator().is_some() && self.meta.exists()
     }
 
     fn file(&mut self) -> &mut File {
         self.file
             .as_mut()
             .expect("work file is open until it lands")
+    }
+
+    /// Empties the file; returns how many bytes were thrown away.
+    fn truncate(&mut self) -> Result<u64, DownloadError> {
+        let dropped = self.len;
+        let file = self.file();
+        file.set_len(0)
+            .and_then(|()| file.seek(SeekFrom::Start(0)).map(drop))
+            .map_err(|e| self.error("truncating", e))?;
+        self.len = 0;
+        Ok(dropped)
+    }
+
+    /// Appends through `write`, which returns the bytes it wrote (also on a read error).
+    fn append(
+        &mut self,
+        write: impl FnOnce(&mut File) -> Result<u64, StreamError>,
+    ) -> Result<u64, StreamError> {
+        let len = self.len;
+        let file = self.file();
+        file.seek(SeekFrom::Start(len))
+            .map_err(StreamError::Write)?;
+        let result = write(file);
+        match &result {
+            Ok(n) | Err(StreamError::Read(_, n)) => self.len += n,
+            Err(StreamError::Write(_)) => {
+                // Some of the block may be on disk; trust only what the file says now.
+                self.len = self.file().stream_position().unwrap_or(0).min(self.len);
+            }
+        }
+        result
     }
 
     fn error(&self, action: &'static str, source: io::Error) -> DownloadError {
@@ -418,9 +916,18 @@ impl WorkFile {
         }
     }
 
-    /// Makes the work file the object at `target`, atomically.
+    /// Makes the work file the object at `target`, atomically, with the server's
+    /// `Last-Modified` as its modification time.
     fn land(mut self, target: &Path, fsync: bool) -> Result<(), DownloadError> {
         let file = self.file.take().expect("work file is open until it lands");
+        if let Some(time) = self
+            .last_modified
+            .as_deref()
+            .and_then(crate::retry::parse_http_date)
+            && let Err(e) = file.set_modified(time)
+        {
+            debug!("{}: cannot set mtime: {e}", self.path.display());
+        }
         if fsync {
             file.sync_all().map_err(|e| self.error("syncing", e))?;
         }
@@ -436,6 +943,7 @@ impl WorkFile {
             path: target.to_owned(),
             source,
         })?;
+        let _ = fs::remove_file(&self.meta);
         if fsync {
             File::open(parent)
                 .and_then(|dir| dir.sync_all())
@@ -450,6 +958,50 @@ impl WorkFile {
     }
 }
 
+/// Opens (creating) and locks the file at `path`; `None` when another holder has the lock.
+fn open_locked(work_dir: &Path, path: &Path) -> Result<Option<File>, DownloadError> {
+    let open = || {
+        fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+    };
+    let file = match open() {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // The work directory was removed under us: make it again once.
+            fs::create_dir_all(work_dir).map_err(|source| DownloadError::Local {
+                action: "creating work directory",
+                path: work_dir.to_owned(),
+                source,
+            })?;
+            open().map_err(|source| DownloadError::Local {
+                action: "creating work file",
+                path: path.to_owned(),
+                source,
+            })?
+        }
+        Err(source) => {
+            return Err(DownloadError::Local {
+                action: "creating work file",
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(fs::TryLockError::WouldBlock) => Ok(None),
+        Err(fs::TryLockError::Error(source)) => Err(DownloadError::Local {
+            action: "locking work file",
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
 impl Drop for WorkFile {
     fn drop(&mut self) {
         if self.path.as_os_str().is_empty() {
@@ -459,5 +1011,6 @@ impl Drop for WorkFile {
         if let Err(e) = fs::remove_file(&self.path) {
             warn!("could not remove work file {}: {e}", self.path.display());
         }
+        let _ = fs::remove_file(&self.meta);
     }
 }

@@ -31,10 +31,10 @@ impl JoinOnDrop {
 
 impl Drop for JoinOnDrop {
     fn drop(&mut self) {
-        if let Err(name) = self.join_inner() {
-            if !std::thread::panicking() {
-                panic!("thread {name} panicked");
-            }
+        if let Err(name) = self.join_inner()
+            && !std::thread::panicking()
+        {
+            panic!("thread {name} panicked");
         }
     }
 }

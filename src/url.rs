@@ -61,10 +61,10 @@ fn split(url: &str) -> Result<Parts<'_>, UrlError> {
     if host.is_empty() || host.starts_with(':') {
         return Err(malformed("it has no host"));
     }
-    if let Some((_, port)) = host.rsplit_once(':').filter(|_| !host.ends_with(']')) {
-        if port.is_empty() || port.parse::<u16>().is_err() {
-            return Err(malformed("its port is not a number from 0 to 65535"));
-        }
+    if let Some((_, port)) = host.rsplit_once(':').filter(|_| !host.ends_with(']'))
+        && (port.is_empty() || port.parse::<u16>().is_err())
+    {
+        return Err(malformed("its port is not a number from 0 to 65535"));
     }
     let after = &rest[authority_end..];
     let path_end = after.find(['?', '#']).unwrap_or(after.len());

@@ -50,6 +50,9 @@ pub enum FetchErrorKind {
     },
     /// The store sent no Content-Length for an object of unknown size.
     NoLength,
+    /// The bytes do not have the digest the store gave for them (the MD5 in a single-part
+    /// upload's ETag).
+    Digest(Box<crate::verify::DigestMismatch>),
     /// The request could not be signed.
     Sign(Box<S3Error>),
     /// The request was cancelled (its `Objects` or the `Fetcher` was dropped).
@@ -99,6 +102,7 @@ impl fmt::Display for FetchError {
                 write!(f, ": {received} bytes arrived, expected {expected}")
             }
             FetchErrorKind::NoLength => write!(f, ": no Content-Length"),
+            FetchErrorKind::Digest(mismatch) => write!(f, ": {mismatch}"),
             FetchErrorKind::Sign(_) => write!(f, ": cannot sign the request"),
             FetchErrorKind::Cancelled => write!(f, ": cancelled"),
         }

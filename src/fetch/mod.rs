@@ -30,7 +30,7 @@ mod request;
 
 use std::fmt;
 use std::io::{self, Read};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -40,6 +40,7 @@ pub use budget::{BudgetPermit, MemoryBudget};
 pub use error::{FetchError, FetchErrorKind, FetcherBuildError};
 use request::{PartData, Request, Slot};
 
+use crate::retry::RetryPolicy;
 use crate::s3::{Bucket, ListedObject};
 use crate::thread::JoinOnDrop;
 
@@ -128,6 +129,8 @@ pub struct FetcherStats {
     pub budget_in_use: u64,
     /// The most bytes ever held at once.
     pub budget_peak: u64,
+    /// GETs retried after a failed attempt, over the fetcher's life.
+    pub retries: u64,
 }
 
 /// Builds a [`Fetcher`].
@@ -138,9 +141,17 @@ pub struct FetcherBuilder {
     memory_budget: u64,
     part_size: u64,
     max_whole_object: Option<u64>,
+    retry: RetryPolicy,
 }
 
 impl FetcherBuilder {
+    /// How failed GETs are retried. Default [`RetryPolicy::default`]. A body that breaks off
+    /// is resumed from where it stopped (a ranged GET with `If-Match` on the ETag).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
     /// Pool threads shared by every request. Default [`DEFAULT_WORKERS`].
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n;
@@ -220,6 +231,8 @@ impl FetcherBuilder {
             budget: MemoryBudget::new(self.memory_budget),
             part_size: self.part_size,
             max_whole,
+            retry: self.retry,
+            retries: Arc::new(AtomicU64::new(0)),
             per_request: self.per_request_workers,
             busy: AtomicUsize::new(0),
             live: Mutex::new(Vec::new()),
@@ -258,6 +271,8 @@ struct Shared {
     budget: Arc<MemoryBudget>,
     part_size: u64,
     max_whole: u64,
+    retry: RetryPolicy,
+    retries: Arc<AtomicU64>,
     per_request: usize,
     busy: AtomicUsize,
     live: Mutex<Vec<Weak<Request>>>,
@@ -313,6 +328,7 @@ impl Fetcher {
             memory_budget: DEFAULT_MEMORY_BUDGET_BYTES,
             part_size: DEFAULT_PART_BYTES,
             max_whole_object: None,
+            retry: RetryPolicy::default(),
         }
     }
 
@@ -332,6 +348,8 @@ impl Fetcher {
             Arc::clone(&self.shared.budget),
             self.shared.part_size,
             self.shared.max_whole,
+            self.shared.retry,
+            Arc::clone(&self.shared.retries),
         ));
         {
             let mut live = self.shared.live.lock();
@@ -358,6 +376,7 @@ impl Fetcher {
             budget_bytes: self.shared.budget.total(),
             budget_in_use: self.shared.budget.in_use(),
             budget_peak: self.shared.budget.peak_in_use(),
+            retries: self.shared.retries.load(Ordering::Relaxed),
         }
     }
 }
@@ -421,6 +440,7 @@ impl Iterator for Objects {
                 key,
                 size,
                 etag,
+                md5,
                 parts,
             } => Ok(Object {
                 key,
@@ -434,6 +454,7 @@ impl Iterator for Objects {
                     next_part: 0,
                     current: None,
                     pos: 0,
+                    md5: md5.map(|expected| (crate::verify::Md5::new(), expected)),
                 }),
             }),
         };
@@ -546,6 +567,8 @@ struct Stream {
     next_part: u64,
     current: Option<PartData>,
     pos: usize,
+    /// The running MD5 of the parts read, and the one the ETag gives.
+    md5: Option<(crate::verify::Md5, String)>,
 }
 
 impl Drop for Stream {
@@ -574,12 +597,28 @@ impl Read for ObjectReader {
                     stream.current = None; // gives the part's budget back
                 }
                 if stream.next_part >= stream.parts {
+                    if let Some((md5, expected)) = stream.md5.take() {
+                        let actual = md5.hex();
+                        if actual != expected {
+                            return Err(io::Error::other(FetchError::new(
+                                stream.request.bucket.name(),
+                                &self.key,
+                                None,
+                                FetchErrorKind::Digest(crate::verify::DigestMismatch::new(
+                                    "md5", expected, actual,
+                                )),
+                            )));
+                        }
+                    }
                     return Ok(0);
                 }
                 let part = stream
                     .request
                     .take_part(stream.item, stream.next_part, &self.key)
                     .map_err(io::Error::other)?;
+                if let Some((md5, _)) = &mut stream.md5 {
+                    md5.update(&part.bytes);
+                }
                 stream.next_part += 1;
                 stream.current = Some(part);
                 stream.pos = 0;

@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::io::Read;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use parking_lot::{Condvar, Mutex};
 
@@ -18,6 +19,7 @@ use super::error::{FetchError, FetchErrorKind};
 use super::{FetchKey, Object};
 use crate::cancel::CancelToken;
 use crate::progress::{self, Progress, ProgressReader};
+use crate::retry::RetryPolicy;
 use crate::s3::Bucket;
 
 /// One unit of work: a whole object, or one part of a large one.
@@ -79,6 +81,8 @@ pub(crate) enum Slot {
         key: String,
         size: u64,
         etag: Option<String>,
+        /// The MD5 (hex) the ETag stands for, checked as the caller reads.
+        md5: Option<String>,
         parts: u64,
     },
 }
@@ -106,6 +110,8 @@ pub(crate) struct Request {
     budget: Arc<MemoryBudget>,
     part_size: u64,
     max_whole: u64,
+    retry: RetryPolicy,
+    retries: Arc<AtomicU64>,
     plan: Mutex<Planner>,
     turn: Mutex<Turn>,
     turn_cv: Condvar,
@@ -129,6 +135,8 @@ impl Request {
         budget: Arc<MemoryBudget>,
         part_size: u64,
         max_whole: u64,
+        retry: RetryPolicy,
+        retries: Arc<AtomicU64>,
     ) -> Request {
         Request {
             bucket,
@@ -136,6 +144,8 @@ impl Request {
             budget,
             part_size,
             max_whole,
+            retry,
+            retries,
             plan: Mutex::new(Planner {
                 keys,
                 next_item: 0,
@@ -187,15 +197,15 @@ impl Request {
         let mut plan = self.plan.lock();
         // Later parts of items already started come first: they are earlier in turn order.
         for open in plan.open.iter_mut() {
-            if let Some((total, parts)) = open.shape {
-                if open.next_part < parts {
-                    let part = open.next_part;
-                    open.next_part += 1;
-                    let unit = self.part_unit(open.index, part, &open.key, total, parts);
-                    plan.open
-                        .retain(|o| o.shape.is_none_or(|(_, n)| o.next_part < n));
-                    return Some(unit);
-                }
+            if let Some((total, parts)) = open.shape
+                && open.next_part < parts
+            {
+                let part = open.next_part;
+                open.next_part += 1;
+                let unit = self.part_unit(open.index, part, &open.key, total, parts);
+                plan.open
+                    .retain(|o| o.shape.is_none_or(|(_, n)| o.next_part < n));
+                return Some(unit);
             }
         }
         if plan.exhausted || plan.stop_at.is_some_and(|s| plan.next_item >= s) {
@@ -405,19 +415,22 @@ impl Request {
         let Ok(permit) = self.reserve(unit.item, 0, 1, size) else {
             return;
         };
-        let result = self.get(&unit.key, None).and_then(|(response, etag)| {
-            let bytes = self.read_exact(&unit.key, None, response, size)?;
-            Ok(Object::whole(unit.key.key.clone(), etag, bytes, permit))
-        });
+        let result = self
+            .download(&unit.key, Span::whole(size), None)
+            .map(|(bytes, got)| Object::whole(unit.key.key.clone(), got.etag, bytes, permit));
         self.post_item(unit.item, Slot::Done(result));
     }
 
     fn run_probe(self: &Arc<Self>, unit: &Unit) {
-        let (response, etag) = match self.get(&unit.key, None) {
+        let got = match self.retrying(&unit.key, None, || self.get(&unit.key, None, None)) {
             Ok(got) => got,
             Err(e) => return self.fail_probe(unit, e),
         };
-        let Some(size) = crate::http::content_length(response.headers()) else {
+        let Some(size) = got
+            .response
+            .as_ref()
+            .and_then(|r| crate::http::content_length(r.headers()))
+        else {
             let e = self.error(&unit.key, None, FetchErrorKind::NoLength);
             return self.fail_probe(unit, e);
         };
@@ -427,8 +440,8 @@ impl Request {
                 return;
             };
             let result = self
-                .read_exact(&unit.key, None, response, size)
-                .map(|bytes| Object::whole(unit.key.key.clone(), etag, bytes, permit));
+                .download(&unit.key, Span::whole(size), Some(got))
+                .map(|(bytes, got)| Object::whole(unit.key.key.clone(), got.etag, bytes, permit));
             return self.post_item(unit.item, Slot::Done(result));
         }
         // A large object: this response's first part_size bytes are part 0; the other parts
@@ -439,15 +452,20 @@ impl Request {
         let Ok(permit) = self.reserve(unit.item, 0, parts, first) else {
             return;
         };
-        let range = Some((0, first - 1));
-        match self.read_body(&unit.key, range, response, first, false) {
-            Ok(bytes) => {
+        let span = Span {
+            start: 0,
+            len: first,
+            total: size,
+        };
+        match self.download(&unit.key, span, Some(got)) {
+            Ok((bytes, got)) => {
                 self.post_item(
                     unit.item,
                     Slot::Streamed {
                         key: unit.key.key.clone(),
                         size,
-                        etag,
+                        md5: got.md5_hex(),
+                        etag: got.etag,
                         parts,
                     },
                 );
@@ -477,20 +495,21 @@ impl Request {
         let Ok(permit) = self.reserve(unit.item, unit.part, parts, end - start) else {
             return;
         };
-        let range = Some((start, end - 1));
-        let result = self.get(&unit.key, range).and_then(|(response, etag)| {
-            let bytes = self.read_exact(&unit.key, range, response, end - start)?;
-            Ok((bytes, etag))
-        });
-        match result {
-            Ok((bytes, etag)) => {
+        let span = Span {
+            start,
+            len: end - start,
+            total,
+        };
+        match self.download(&unit.key, span, None) {
+            Ok((bytes, got)) => {
                 if unit.part == 0 {
                     self.post_item(
                         unit.item,
                         Slot::Streamed {
                             key: unit.key.key.clone(),
                             size: total,
-                            etag,
+                            md5: got.md5_hex(),
+                            etag: got.etag,
                             parts,
                         },
                     );
@@ -509,28 +528,139 @@ impl Request {
         }
     }
 
-    /// Presigns and sends a GET (ranged when `range` is given), checking the status.
+    /// Runs `once` until it succeeds, fails for good, or the retry policy gives up.
+    fn retrying<T>(
+        &self,
+        key: &FetchKey,
+        range: Option<(u64, u64)>,
+        mut once: impl FnMut() -> Result<T, Attempt>,
+    ) -> Result<T, FetchError> {
+        let seed = crate::hrw::hash(key.key.as_bytes()) ^ range.map_or(0, |(a, _)| a);
+        let mut attempt = 1;
+        loop {
+            let failed = match once() {
+                Ok(value) => return Ok(value),
+                Err(failed) => failed,
+            };
+            if self.cancel.is_cancelled() {
+                return Err(self.error(key, range, FetchErrorKind::Cancelled));
+            }
+            if !failed.retry {
+                return Err(failed.error);
+            }
+            let Some(wait) = self.retry.delay(attempt, failed.retry_after, seed) else {
+                return Err(failed.error);
+            };
+            log::warn!(
+                "{}; attempt {attempt} of {} failed, retrying in {wait:.2?}",
+                crate::task::chain(&failed.error),
+                self.retry.attempts
+            );
+            if !self.cancel.sleep(wait) {
+                return Err(self.error(key, range, FetchErrorKind::Cancelled));
+            }
+            attempt += 1;
+            self.retries
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Fetches `span` of `key` into memory, retrying; a body that breaks off resumes from
+    /// where it stopped with a ranged GET and `If-Match` on the ETag, so only the missing
+    /// bytes come again. `pending` is a response already in hand for the span's start. A
+    /// whole object whose ETag is an MD5 is checked against it.
+    fn download(
+        &self,
+        key: &FetchKey,
+        span: Span,
+        mut pending: Option<Got>,
+    ) -> Result<(Vec<u8>, Got), FetchError> {
+        let range = span.range();
+        let mut bytes = Vec::with_capacity(usize::try_from(span.len).unwrap_or(0));
+        let mut seen: Option<Got> = None;
+        self.retrying(key, range, || {
+            let mut got = match pending.take() {
+                Some(got) => got,
+                None => {
+                    let have = bytes.len() as u64;
+                    let asked = (span.ranged() || have > 0)
+                        .then(|| (span.start + have, span.start + span.len - 1));
+                    let if_match = seen.as_ref().and_then(|g| g.etag.as_deref());
+                    self.get(key, asked, if_match.filter(|_| have > 0))?
+                }
+            };
+            let etag_changed = seen
+                .as_ref()
+                .is_some_and(|old| old.etag.is_some() && old.etag != got.etag);
+            if etag_changed {
+                log::warn!(
+                    "GET s3://{}/{}: its ETag changed; starting over",
+                    self.bucket.name(),
+                    key.key
+                );
+                bytes.clear();
+            }
+            // The body must end where the span does, unless it is a whole-object response
+            // of which only the first part is wanted (a probe of a large object).
+            let ends = bytes.is_empty() && span.start == 0 && span.len < span.total;
+            let response = got.take_response();
+            seen = Some(got);
+            self.read_into(key, range, response, &mut bytes, span.len, !ends)?;
+            if !span.ranged()
+                && let Some(expected) = seen.as_ref().and_then(Got::md5_hex)
+            {
+                let actual = crate::verify::md5_hex(&bytes);
+                if actual != expected {
+                    bytes.clear();
+                    return Err(Attempt::again(self.error(
+                        key,
+                        range,
+                        FetchErrorKind::Digest(crate::verify::DigestMismatch::new(
+                            "md5", expected, actual,
+                        )),
+                    )));
+                }
+            }
+            Ok(())
+        })?;
+        let got = seen.expect("a successful attempt saw a response");
+        Ok((bytes, got))
+    }
+
+    /// Presigns and sends one GET (ranged when `range` is given), checking the status.
     fn get(
         &self,
         key: &FetchKey,
         range: Option<(u64, u64)>,
-    ) -> Result<(ureq::http::Response<ureq::Body>, Option<String>), FetchError> {
+        if_match: Option<&str>,
+    ) -> Result<Got, Attempt> {
         let url = self
             .bucket
             .presign_get(&key.key, key.version.as_deref())
-            .map_err(|e| self.error(key, range, FetchErrorKind::Sign(Box::new(e))))?;
-        let headers: Vec<(String, String)> = range
+            .map_err(|e| {
+                Attempt::fatal(self.error(key, range, FetchErrorKind::Sign(Box::new(e))))
+            })?;
+        let mut headers: Vec<(String, String)> = range
             .map(|(first, last)| vec![("range".to_owned(), format!("bytes={first}-{last}"))])
             .unwrap_or_default();
+        if let Some(etag) = if_match {
+            headers.push(("if-match".to_owned(), format!("\"{etag}\"")));
+        }
         let response = self
             .bucket
             .client()
             .get(&url, &headers, None)
             .map_err(|e| {
                 if self.cancel.is_cancelled() {
-                    self.error(key, range, FetchErrorKind::Cancelled)
+                    Attempt::fatal(self.error(key, range, FetchErrorKind::Cancelled))
                 } else {
-                    self.error(key, range, FetchErrorKind::Request(Box::new(e)))
+                    let retry =
+                        crate::task::is_transient(&e) && crate::egress::refusal(&e).is_none();
+                    Attempt {
+                        error: self.error(key, range, FetchErrorKind::Request(Box::new(e))),
+                        retry,
+                        retry_after: None,
+                    }
                 }
             })?;
         let status = response.status().as_u16();
@@ -541,65 +671,156 @@ impl Request {
             } else {
                 FetchErrorKind::Status { status }
             };
-            return Err(self.error(key, range, kind));
+            let retry_after = match status {
+                429 | 503 => response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| crate::retry::parse_retry_after(v, std::time::SystemTime::now())),
+                _ => None,
+            };
+            return Err(Attempt {
+                error: self.error(key, range, kind),
+                // 412: the object changed under an If-Match; the retry starts it over.
+                retry: matches!(status, 408 | 412 | 429 | 500..=599),
+                retry_after,
+            });
         }
-        let etag = response
-            .headers()
-            .get("etag")
-            .and_then(|v| v.to_str().ok())
-            .map(|e| e.trim_matches('"').to_owned());
-        Ok((response, etag))
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let etag = header("etag").map(|e| e.trim_matches('"').to_owned());
+        // SSE-KMS and SSE-C objects have ETags that are not the MD5 of their bytes.
+        let encrypted = header("x-amz-server-side-encryption").is_some_and(|v| v != "AES256")
+            || header("x-amz-server-side-encryption-customer-algorithm").is_some();
+        let md5 = etag
+            .as_deref()
+            .filter(|_| !encrypted)
+            .and_then(crate::verify::etag_md5);
+        Ok(Got {
+            response: Some(response),
+            etag,
+            md5,
+        })
     }
 
-    /// Reads exactly `len` bytes of the body (a body may be longer: a probe reads only its
-    /// first part).
-    fn read_exact(
+    /// Appends the body to `bytes` until it holds `len` bytes. With `ends`, the body must
+    /// end there: reading on to its end also lets ureq put the connection back in the
+    /// keep-alive pool. Without it (a probe keeping only its first part) the rest is left
+    /// unread and the connection closes.
+    fn read_into(
         &self,
         key: &FetchKey,
         range: Option<(u64, u64)>,
         response: ureq::http::Response<ureq::Body>,
+        bytes: &mut Vec<u8>,
         len: u64,
-    ) -> Result<Vec<u8>, FetchError> {
-        self.read_body(key, range, response, len, true)
-    }
-
-    /// Reads `len` bytes of the body. With `whole`, the body must end there: reading on to
-    /// its end also lets ureq put the connection back in the keep-alive pool. Without it (a
-    /// probe keeping only its first part) the rest is left unread and the connection closes.
-    fn read_body(
-        &self,
-        key: &FetchKey,
-        range: Option<(u64, u64)>,
-        response: ureq::http::Response<ureq::Body>,
-        len: u64,
-        whole: bool,
-    ) -> Result<Vec<u8>, FetchError> {
+        ends: bool,
+    ) -> Result<(), Attempt> {
         let progress = Progress::new();
-        let limit = if whole { len.saturating_add(1) } else { len };
+        let want = len - bytes.len() as u64;
+        let limit = if ends { want.saturating_add(1) } else { want };
         let body = response.into_body().into_reader().take(limit);
-        let mut reader = ProgressReader::new(body, &progress, &self.cancel);
-        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-        match reader.read_to_end(&mut bytes) {
-            Ok(_) if bytes.len() as u64 == len => Ok(bytes),
-            Ok(_) => Err(self.error(
-                key,
-                range,
-                FetchErrorKind::Length {
+        let reader = ProgressReader::new(body, &progress, &self.cancel);
+        let mut reader = crate::http::StallGuard::new(reader, self.bucket.client().config());
+        let result = reader.read_to_end(bytes);
+        let error = |kind| self.error(key, range, kind);
+        match result {
+            Ok(_) if bytes.len() as u64 == len => Ok(()),
+            Ok(_) => {
+                let received = bytes.len() as u64;
+                if received > len {
+                    bytes.clear();
+                }
+                Err(Attempt::again(error(FetchErrorKind::Length {
                     expected: len,
-                    received: bytes.len() as u64,
-                },
-            )),
-            Err(e) if progress::is_cancelled(&e) || self.cancel.is_cancelled() => {
-                Err(self.error(key, range, FetchErrorKind::Cancelled))
+                    received,
+                })))
             }
-            Err(source) => Err(self.error(
-                key,
-                range,
-                FetchErrorKind::Body {
-                    received: progress.done(),
-                    source,
-                },
-            )),
+            Err(e) if progress::is_cancelled(&e) || self.cancel.is_cancelled() => {
+                Err(Attempt::fatal(error(FetchErrorKind::Cancelled)))
+            }
+            Err(source) => Err(Attempt::again(error(FetchErrorKind::Body {
+                received: bytes.len() as u64,
+                source,
+            }))),
+        }
+    }
+}
+
+/// Which bytes of an object a unit wants.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: u64,
+    len: u64,
+    /// The object's size.
+    total: u64,
+}
+
+impl Span {
+    fn whole(size: u64) -> Span {
+        Span {
+            start: 0,
+            len: size,
+            total: size,
+        }
+    }
+
+    /// Whether the span is less than the whole object, so every GET for it is ranged.
+    fn ranged(&self) -> bool {
+        self.start > 0 || self.len < self.total
+    }
+
+    /// The inclusive byte range errors name, for a part.
+    fn range(&self) -> Option<(u64, u64)> {
+        (self.ranged() && self.len > 0).then(|| (self.start, self.start + self.len - 1))
+    }
+}
+
+/// A response with its checked status, and what it says about the object.
+struct Got {
+    response: Option<ureq::http::Response<ureq::Body>>,
+    etag: Option<String>,
+    /// The MD5 the ETag stands for, when it stands for one.
+    md5: Option<[u8; 16]>,
+}
+
+impl Got {
+    fn take_response(&mut self) -> ureq::http::Response<ureq::Body> {
+        self.response.take().expect("a response is read once")
+    }
+
+    fn md5_hex(&self) -> Option<String> {
+        self.md5
+            .map(|d| d.iter().map(|b| format!("{b:02x}")).collect())
+    }
+}
+
+/// A failed attempt: the error, and whether another attempt could go better.
+struct Attempt {
+    error: FetchError,
+    retry: bool,
+    retry_after: Option<std::time::Duration>,
+}
+
+impl Attempt {
+    fn fatal(error: FetchError) -> Attempt {
+        Attempt {
+            error,
+            retry: false,
+            retry_after: None,
+        }
+    }
+
+    fn again(error: FetchError) -> Attempt {
+        Attempt {
+            error,
+            retry: true,
+            retry_after: None,
         }
     }
 }

@@ -241,13 +241,14 @@ fn respond(
     let mut size = shared.object_size;
     let base = shared.faults.lock().clone();
     let f = match faults::from_query(&base, &request.query, &mut size) {
+        Ok(f) if f.faults_first.is_some_and(|k| attempt > u64::from(k)) => f.shape_only(),
         Ok(f) => f,
         Err(bad) => return simple(shared, active, stream, 400, "", &bad.0, request.keep_alive),
     };
-    if let Some(delay) = f.delay {
-        if !shared.sleep(delay) {
-            return End::Gone;
-        }
+    if let Some(delay) = f.delay
+        && !shared.sleep(delay)
+    {
+        return End::Gone;
     }
     let keep_alive = request.keep_alive && !f.close;
     let retry_after = f
@@ -296,9 +297,11 @@ fn respond(
     } else {
         format!("\"{seed:016x}-{size}\"")
     };
+    let modified = last_modified(seed);
     let range = match (&request.range, &request.if_range) {
         (Some(_), _) if f.no_ranges => Range::Full,
-        (Some(_), Some(validator)) if *validator != etag => Range::Full,
+        // If-Range holds an ETag or a date; either must match exactly.
+        (Some(_), Some(validator)) if *validator != etag && *validator != modified => Range::Full,
         (Some(header), _) => parse_range(header, size),
         (None, _) => Range::Full,
     };
@@ -315,6 +318,7 @@ fn respond(
     let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
     head.push_str("content-type: application/octet-stream\r\n");
     head.push_str(&format!("etag: {etag}\r\n"));
+    head.push_str(&format!("last-modified: {modified}\r\n"));
     if !f.no_ranges {
         head.push_str("accept-ranges: bytes\r\n");
     }
@@ -435,11 +439,12 @@ fn send_body(
             }
             active.end();
         }
+        // Counted before the write, so a client that has the bytes sees them counted.
+        shared.body_bytes.fetch_add(limit as u64, Ordering::Relaxed);
         if !write(&mut out) {
             return Some(End::Gone);
         }
         sent += limit as u64;
-        shared.body_bytes.fetch_add(limit as u64, Ordering::Relaxed);
         if let Some(rate) = f.rate {
             let due = Duration::from_secs_f64(sent as f64 / rate as f64);
             let elapsed = began.elapsed();
@@ -461,4 +466,30 @@ fn send_body(
         return Some(End::Close);
     }
     None
+}
+
+/// A fixed `Last-Modified` per path: some second of 2024, as an IMF-fixdate.
+fn last_modified(seed: u64) -> String {
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    const LENGTHS: [u64; 12] = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let second_of_year = seed % (366 * 86_400);
+    let day_of_year = second_of_year / 86_400;
+    let (mut month, mut day) = (0, day_of_year);
+    while day >= LENGTHS[month] {
+        day -= LENGTHS[month];
+        month += 1;
+    }
+    let rem = second_of_year % 86_400;
+    format!(
+        "{}, {:02} {} 2024 {:02}:{:02}:{:02} GMT",
+        DAYS[(day_of_year % 7) as usize], // 2024-01-01 was a Monday
+        day + 1,
+        MONTHS[month],
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }

@@ -20,6 +20,11 @@ pub struct Faults {
     pub retry_after: Option<u64>,
     /// `fail_first`: answer the first K requests for each path with 503.
     pub fail_first: Option<u32>,
+    /// `faults_first`: apply the failures (`delay_ms`, `status`, `drop_after`,
+    /// `reset_after`, `stall_after`, `gate_after`, `extra_length`, `short_length`) only to
+    /// the first K requests for each path, so a retry gets past them. The shape of the
+    /// response (`no_ranges`, `etag`, `no_length`, `chunked`, `close`, `rate`) stays.
+    pub faults_first: Option<u32>,
     /// `drop_after`: close the connection cleanly (FIN) after N body bytes.
     pub drop_after: Option<u64>,
     /// `reset_after`: reset the connection (RST) after N body bytes.
@@ -49,6 +54,22 @@ pub struct Faults {
     pub need_header: Option<(String, String)>,
 }
 
+impl Faults {
+    /// These faults without the failures that `faults_first` limits.
+    pub(super) fn shape_only(&self) -> Faults {
+        Faults {
+            rate: self.rate,
+            no_length: self.no_length,
+            chunked: self.chunked,
+            no_ranges: self.no_ranges,
+            changing_etag: self.changing_etag,
+            close: self.close,
+            need_header: self.need_header.clone(),
+            ..Faults::default()
+        }
+    }
+}
+
 /// A query that is not understood: the request gets 400.
 #[derive(Debug)]
 pub(super) struct BadQuery(pub String);
@@ -75,6 +96,10 @@ pub(super) fn from_query(base: &Faults, query: &str, size: &mut u64) -> Result<F
             "retry_after" => f.retry_after = Some(num()?),
             "fail_first" => {
                 f.fail_first =
+                    Some(u32::try_from(num()?).map_err(|_| BadQuery(format!("{key}={value}")))?)
+            }
+            "faults_first" => {
+                f.faults_first =
                     Some(u32::try_from(num()?).map_err(|_| BadQuery(format!("{key}={value}")))?)
             }
             "drop_after" => f.drop_after = Some(num()?),

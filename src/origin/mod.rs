@@ -213,10 +213,11 @@ impl Drop for Origin {
         }
         // Wake the accept loop; it sees `stopping` and returns.
         let _ = TcpStream::connect_timeout(&self.shared.addr, Duration::from_secs(1));
-        if let Some(accept) = self.accept.take() {
-            if accept.join().is_err() && !std::thread::panicking() {
-                panic!("origin accept thread panicked");
-            }
+        if let Some(accept) = self.accept.take()
+            && accept.join().is_err()
+            && !std::thread::panicking()
+        {
+            panic!("origin accept thread panicked");
         }
     }
 }

@@ -437,7 +437,9 @@ fn skip_existing_counts_skipped_objects_and_fetches_nothing_again() {
         let origin = Origin::start().unwrap();
         let dir = TestDir::new();
         let d = downloader(&dir, 1);
-        let spec = || JobSpec::range(origin.url("/k/o-{0..9}.bin?size=100")).skip_existing(true);
+        let spec = || {
+            JobSpec::range(origin.url("/k/o-{0..9}.bin?size=100")).existing(haul::Existing::Skip)
+        };
         assert_eq!(finish(&d, d.submit(spec()).unwrap()).finished, 10);
         std::fs::remove_file(dir.path().join("o-3.bin")).unwrap();
         origin.reset_stats();
@@ -508,10 +510,10 @@ fn live_threads_named(prefix: &str) -> Vec<String> {
         .flatten()
         .flatten()
     {
-        if let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) {
-            if comm.trim().starts_with(prefix) {
-                names.push(comm.trim().to_owned());
-            }
+        if let Ok(comm) = std::fs::read_to_string(entry.path().join("comm"))
+            && comm.trim().starts_with(prefix)
+        {
+            names.push(comm.trim().to_owned());
         }
     }
     names
@@ -602,7 +604,7 @@ fn abort_and_drop_stop_transfers_whose_server_sends_nothing() {
         let dir = TestDir::new();
         let patient = haul::HttpConfig::default()
             .response_timeout(Duration::from_secs(600))
-            .read_timeout(Duration::from_secs(600));
+            .stall(1, Duration::from_secs(600));
         let d = Downloader::builder()
             .mountpath(dir.path().join("stl5"))
             .workers_per_mountpath(2)

@@ -2,6 +2,7 @@
 
 mod cli;
 mod downloader;
+mod faults;
 mod fetcher;
 mod name;
 mod origin;

@@ -26,12 +26,19 @@ impl Fixture {
         }
     }
 
+    /// One attempt, no retries: what a single GET does.
     fn get(&self, path_and_query: &str) -> (Result<haul::Landed, DownloadError>, Progress) {
-        let task = ObjectTask::from_url(self.origin.url(path_and_query)).unwrap();
+        let task = ObjectTask::from_url(self.origin.url(path_and_query))
+            .unwrap()
+            .retry(haul::RetryPolicy::none());
+        self.run(&task)
+    }
+
+    fn run(&self, task: &ObjectTask) -> (Result<haul::Landed, DownloadError>, Progress) {
         let progress = Progress::new();
         let result = haul::download(
             &self.client,
-            &task,
+            task,
             &self.mountpath,
             &progress,
             &CancelToken::new(),
@@ -220,10 +227,13 @@ fn cancel_while_the_gate_holds_the_body_returns_cancelled_and_leaves_no_work_fil
             "client stuck at {} bytes",
             progress.done()
         );
-        // Mid-body, provably: a work file exists and no object is visible.
+        // Mid-body, provably: a work file (and its sidecar) exists and no object is visible.
         let files = fx.files();
-        assert_eq!(files.len(), 1, "{files:?}");
-        assert!(files[0].starts_with(".haul-work/"), "{files:?}");
+        assert!(
+            files.iter().all(|f| f.starts_with(".haul-work/")),
+            "{files:?}"
+        );
+        assert!(files.iter().any(|f| f.ends_with(".part")), "{files:?}");
         cancel.cancel();
         fx.origin.gate().release();
         let err = worker.join().unwrap().expect_err("cancelled");
@@ -326,7 +336,7 @@ fn patient_client() -> HttpClient {
     HttpClient::new(
         haul::HttpConfig::default()
             .response_timeout(Duration::from_secs(600))
-            .read_timeout(Duration::from_secs(600)),
+            .stall(1, Duration::from_secs(600)),
     )
 }
 

@@ -53,7 +53,11 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
     let started = Instant::now();
     let mut jobs = Vec::new();
     for spec in specs {
-        let spec = spec.skip_existing(args.skip_existing);
+        let spec = spec.existing(if args.skip_existing {
+            haul::Existing::Skip
+        } else {
+            haul::Existing::Replace
+        });
         jobs.push(
             downloader
                 .submit(spec)

@@ -1,0 +1,609 @@
+//! The fault matrix (issue 6): one test per kind of misbehaviour, each checking that nothing
+//! is lost — every object is on disk with the right bytes, or reported failed with the right
+//! reason — and that no work file remains. Then one mixed run of 10,000 objects.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use haul::origin::{Origin, body};
+use haul::{
+    Detail, DownloadError, Downloader, EgressPolicy, Existing, HttpConfig, JobSpec, JobStatus,
+    RetryPolicy, Sha256Digest,
+};
+
+use crate::support::{TestDir, chain, files_under, guard};
+
+const SIZE: u64 = 500_000;
+
+/// Retries that do not make the suite slow: 4 attempts, waits of at most 20 ms.
+fn quick_retries() -> RetryPolicy {
+    RetryPolicy::default()
+        .attempts(4)
+        .initial_backoff(Duration::from_millis(1))
+        .max_backoff(Duration::from_millis(20))
+}
+
+/// A downloader over `mountpaths` (4 workers each) with a 300 ms stall rule.
+fn downloader(mountpaths: &[&Path]) -> Downloader {
+    let http = HttpConfig::default().stall(1, Duration::from_millis(300));
+    mountpaths
+        .iter()
+        .fold(Downloader::builder(), |b, mp| b.mountpath(mp))
+        .workers_per_mountpath(4)
+        .http(http)
+        .build()
+        .unwrap()
+}
+
+fn finish(d: &Downloader, spec: JobSpec) -> JobStatus {
+    let job = d.submit(spec).unwrap();
+    assert!(d.wait(job, Duration::from_secs(50)).unwrap(), "job hangs");
+    let status = d.status(job, Detail::All).unwrap();
+    assert_eq!(
+        status.finished + status.failed + status.skipped + status.cancelled,
+        status.total.unwrap(),
+        "{status:?}"
+    );
+    status
+}
+
+/// What should have become of one object.
+enum Expect<'a> {
+    /// On disk, with the origin's bytes for its path.
+    Landed,
+    /// Failed, with this text in its error chain.
+    Failed(&'a str),
+}
+
+/// Nothing lost: each object landed with the right bytes, or failed for the expected reason
+/// and left no file; no work files anywhere under `root`.
+fn assert_nothing_lost(root: &Path, status: &JobStatus, objects: &[(&str, &str, Expect<'_>)]) {
+    for (name, path, expect) in objects {
+        let file = root.join(name);
+        let failure = status.failures.iter().find(|f| f.name == *name);
+        match expect {
+            Expect::Landed => {
+                assert!(
+                    failure.is_none(),
+                    "{name}: {}",
+                    chain(&*failure.unwrap().error)
+                );
+                let bytes = std::fs::read(&file).unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert!(bytes == body(path, SIZE), "{name}: wrong bytes");
+            }
+            Expect::Failed(reason) => {
+                let failure = failure.unwrap_or_else(|| panic!("{name} did not fail"));
+                let text = chain(&*failure.error);
+                assert!(text.contains(reason), "{name}: {text}");
+                assert!(!file.exists(), "{name}: a failed object is on disk");
+            }
+        }
+    }
+    let work: Vec<String> = files_under(root)
+        .into_iter()
+        .filter(|f| f.contains(".haul-work/"))
+        .collect();
+    assert!(work.is_empty(), "work files remain: {work:?}");
+}
+
+/// A job of `(name, path?query)` objects with quick retries.
+fn job(origin: &Origin, objects: &[(&str, &str)]) -> JobSpec {
+    JobSpec::multi_named(
+        objects
+            .iter()
+            .map(|(name, path)| (name.to_string(), origin.url(path))),
+    )
+    .retry(quick_retries())
+}
+
+#[test]
+fn a_body_cut_by_fin_rst_or_stall_resumes_and_fetches_only_the_missing_bytes() {
+    guard(|| {
+        for (fault, exact) in [
+            ("drop_after=123456", true),
+            ("reset_after=200000", false),
+            ("stall_after=100000", true),
+        ] {
+            let origin = Origin::start().unwrap();
+            let dir = TestDir::new();
+            let d = downloader(&[dir.path()]);
+            let query = format!("/o.bin?size={SIZE}&{fault}&faults_first=1");
+            let status = finish(&d, job(&origin, &[("o.bin", &query)]));
+            assert_nothing_lost(dir.path(), &status, &[("o.bin", "/o.bin", Expect::Landed)]);
+            assert_eq!(status.retries, 1, "{fault}");
+            let stats = origin.stats();
+            // The second request asked for the rest of the object, and got it.
+            assert_eq!(
+                (stats.status_count(200), stats.status_count(206)),
+                (1, 1),
+                "{fault}"
+            );
+            if exact {
+                assert_eq!(stats.body_bytes, SIZE, "{fault}: bytes sent twice");
+            } else {
+                // A reset throws away what was in flight: those bytes come again, no more.
+                assert!(stats.body_bytes < SIZE + 200_000, "{fault}: {stats:?}");
+            }
+        }
+    });
+}
+
+#[test]
+fn status_503_twice_then_ok_and_429_with_retry_after_succeed_after_waiting() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let d = downloader(&[dir.path()]);
+        let status = finish(
+            &d,
+            job(
+                &origin,
+                &[("a.bin", &format!("/a.bin?size={SIZE}&fail_first=2"))],
+            ),
+        );
+        assert_nothing_lost(dir.path(), &status, &[("a.bin", "/a.bin", Expect::Landed)]);
+        assert_eq!(status.retries, 2);
+        assert_eq!(origin.stats().status_count(503), 2);
+
+        let started = Instant::now();
+        let query = format!("/b.bin?size={SIZE}&status=429&retry_after=1&faults_first=1");
+        let status = finish(&d, job(&origin, &[("b.bin", &query)]));
+        assert_nothing_lost(dir.path(), &status, &[("b.bin", "/b.bin", Expect::Landed)]);
+        assert_eq!(origin.stats().status_count(429), 1);
+        // Retry-After: 1 is honoured although the policy's own backoff is at most 20 ms.
+        assert!(
+            started.elapsed() >= Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+
+        // A Retry-After beyond the policy's limit ends the retries at once.
+        let query = format!("/c.bin?size={SIZE}&status=503&retry_after=3600");
+        let status = finish(&d, job(&origin, &[("c.bin", &query)]));
+        assert_nothing_lost(
+            dir.path(),
+            &status,
+            &[("c.bin", "/c.bin", Expect::Failed("HTTP status 503"))],
+        );
+        assert_eq!(origin.stats().requests_for("/c.bin"), 1);
+    });
+}
+
+#[test]
+fn status_404_and_403_fail_at_once_after_one_request() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let d = downloader(&[dir.path()]);
+        let status = finish(
+            &d,
+            job(
+                &origin,
+                &[
+                    ("nf.bin", "/nf.bin?status=404"),
+                    ("fb.bin", "/fb.bin?status=403"),
+                    ("ok.bin", &format!("/ok.bin?size={SIZE}")),
+                ],
+            ),
+        );
+        assert_nothing_lost(
+            dir.path(),
+            &status,
+            &[
+                ("nf.bin", "/nf.bin", Expect::Failed("HTTP status 404")),
+                ("fb.bin", "/fb.bin", Expect::Failed("HTTP status 403")),
+                ("ok.bin", "/ok.bin", Expect::Landed),
+            ],
+        );
+        assert_eq!(status.retries, 0);
+        let stats = origin.stats();
+        assert_eq!(
+            (stats.requests_for("/nf.bin"), stats.requests_for("/fb.bin")),
+            (1, 1)
+        );
+    });
+}
+
+#[test]
+fn a_wrong_content_length_is_detected_and_retried_and_never_lands_wrong_bytes() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let d = downloader(&[dir.path()]);
+        let digest = |path: &str| Sha256Digest::of(&body(path, SIZE));
+        // Longer than the body: the body ends early; resumed.
+        // Shorter than the body: only the digest can tell; the object starts over.
+        // Shorter every time: fails with both digests, nothing on disk.
+        let spec = job(
+            &origin,
+            &[
+                (
+                    "long.bin",
+                    &format!("/long.bin?size={SIZE}&extra_length=1000&faults_first=1"),
+                ),
+                (
+                    "short.bin",
+                    &format!("/short.bin?size={SIZE}&short_length=1000&faults_first=1"),
+                ),
+                (
+                    "bad.bin",
+                    &format!("/bad.bin?size={SIZE}&short_length=1000"),
+                ),
+            ],
+        )
+        .sha256("short.bin", digest("/short.bin"))
+        .sha256("bad.bin", digest("/bad.bin"));
+        let status = finish(&d, spec);
+        let mismatch = format!("sha256 mismatch: expected {}, got ", digest("/bad.bin"));
+        assert_nothing_lost(
+            dir.path(),
+            &status,
+            &[
+                ("long.bin", "/long.bin", Expect::Landed),
+                ("short.bin", "/short.bin", Expect::Landed),
+                ("bad.bin", "/bad.bin", Expect::Failed(&mismatch)),
+            ],
+        );
+        let stats = origin.stats();
+        assert_eq!(stats.requests_for("/long.bin"), 2);
+        assert_eq!(stats.requests_for("/short.bin"), 2);
+        assert_eq!(stats.requests_for("/bad.bin"), 4, "every attempt used");
+    });
+}
+
+#[test]
+fn bodies_without_length_or_chunked_succeed_and_are_checked_against_the_digest() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let d = downloader(&[dir.path()]);
+        let digest = |path: &str| Sha256Digest::of(&body(path, SIZE));
+        let spec = job(
+            &origin,
+            &[
+                ("nl.bin", &format!("/nl.bin?size={SIZE}&no_length=1")),
+                ("ch.bin", &format!("/ch.bin?size={SIZE}&chunked=1")),
+                // Without a length, a connection closed early looks like a whole body: the
+                // digest catches it, and the retry starts over.
+                (
+                    "cut.bin",
+                    &format!("/cut.bin?size={SIZE}&no_length=1&drop_after=70000&faults_first=1"),
+                ),
+            ],
+        )
+        .sha256("nl.bin", digest("/nl.bin"))
+        .sha256("ch.bin", digest("/ch.bin"))
+        .sha256("cut.bin", digest("/cut.bin"));
+        let status = finish(&d, spec);
+        assert_nothing_lost(
+            dir.path(),
+            &status,
+            &[
+                ("nl.bin", "/nl.bin", Expect::Landed),
+                ("ch.bin", "/ch.bin", Expect::Landed),
+                ("cut.bin", "/cut.bin", Expect::Landed),
+            ],
+        );
+        assert_eq!(status.retries, 1);
+
+        // And a digest that does not match fails the object, naming both values.
+        let wrong = Sha256Digest::of(b"something else");
+        let spec = job(
+            &origin,
+            &[("w.bin", &format!("/w.bin?size={SIZE}&chunked=1"))],
+        )
+        .sha256("w.bin", wrong)
+        .retry(RetryPolicy::none());
+        let status = finish(&d, spec);
+        let text = format!(
+            "sha256 mismatch: expected {wrong}, got {}",
+            digest("/w.bin")
+        );
+        assert_nothing_lost(
+            dir.path(),
+            &status,
+            &[("w.bin", "/w.bin", Expect::Failed(&text))],
+        );
+    });
+}
+
+#[test]
+fn a_server_that_ignores_ranges_or_changes_the_etag_makes_the_object_start_over() {
+    guard(|| {
+        for fault in ["no_ranges=1", "etag=changing"] {
+            let origin = Origin::start().unwrap();
+            let dir = TestDir::new();
+            let d = downloader(&[dir.path()]);
+            let query = format!("/o.bin?size={SIZE}&{fault}&drop_after=100000&faults_first=1");
+            let status = finish(&d, job(&origin, &[("o.bin", &query)]));
+            assert_nothing_lost(dir.path(), &status, &[("o.bin", "/o.bin", Expect::Landed)]);
+            let stats = origin.stats();
+            // The resume was refused: a whole 200 again, the first 100,000 bytes sent twice.
+            assert_eq!(
+                (stats.status_count(200), stats.status_count(206)),
+                (2, 0),
+                "{fault}"
+            );
+            assert_eq!(stats.body_bytes, SIZE + 100_000, "{fault}");
+        }
+    });
+}
+
+#[test]
+fn a_dead_server_fails_every_object_promptly_with_the_reason() {
+    guard(|| {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let dir = TestDir::new();
+        let d = downloader(&[dir.path()]);
+        let spec = JobSpec::range(format!("http://127.0.0.1:{port}/o-{{00..19}}.bin"))
+            .retry(quick_retries());
+        let status = finish(&d, spec);
+        assert_eq!((status.failed, status.finished), (20, 0));
+        assert_eq!(status.retries, 20 * 3, "every attempt was made");
+        for failure in &status.failures {
+            let text = chain(&*failure.error);
+            assert!(
+                matches!(*failure.error, DownloadError::Request { .. })
+                    && text.contains("onnection refused"),
+                "{text}"
+            );
+        }
+        assert!(
+            files_under(dir.path()).is_empty(),
+            "{:?}",
+            files_under(dir.path())
+        );
+    });
+}
+
+#[test]
+fn a_broken_or_full_mountpath_fails_its_objects_and_the_others_complete() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let (good, broken) = (dir.path().join("good"), dir.path().join("broken"));
+        let d = downloader(&[&good, &broken]);
+        // The broken mountpath's work directory becomes a file: nothing can be created in it.
+        let work = broken.join(".haul-work");
+        std::fs::remove_dir_all(&work).unwrap();
+        std::fs::write(&work, b"not a directory").unwrap();
+        let names: Vec<String> = (0..40).map(|i| format!("o-{i:02}.bin")).collect();
+        let spec = JobSpec::multi_named(
+            names
+                .iter()
+                .map(|n| (n.clone(), origin.url(&format!("/{n}?size=1000")))),
+        )
+        .retry(quick_retries());
+        let status = finish(&d, spec);
+        let on_broken = names
+            .iter()
+            .filter(|n| d.placement(&haul::ObjectName::new(n.as_str()).unwrap()) == 1)
+            .count() as u64;
+        assert!(on_broken > 0 && on_broken < 40, "{on_broken}");
+        assert_eq!(
+            (status.failed, status.finished),
+            (on_broken, 40 - on_broken)
+        );
+        for failure in &status.failures {
+            let text = chain(&*failure.error);
+            assert!(
+                text.starts_with(&format!("creating work file {}", work.display())),
+                "{text}"
+            );
+        }
+        assert_eq!(status.retries, 0, "a local error is not retried");
+        for name in &names {
+            let on = if d.placement(&haul::ObjectName::new(name.as_str()).unwrap()) == 0 {
+                &good
+            } else {
+                continue;
+            };
+            assert!(std::fs::read(on.join(name)).unwrap() == body(&format!("/{name}"), 1000));
+        }
+    });
+}
+
+/// A full disk, for real: the work file is a link to `/dev/full`, where every write fails
+/// with `ENOSPC`.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_is_a_clear_error_naming_the_file_and_the_work_file_is_removed() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let d = downloader(&[dir.path()]);
+        let work = dir
+            .path()
+            .join(".haul-work")
+            .join(format!("{:016x}.part", haul::hrw::hash(b"full.bin")));
+        std::os::unix::fs::symlink("/dev/full", &work).unwrap();
+        let spec = job(
+            &origin,
+            &[
+                ("full.bin", &format!("/full.bin?size={SIZE}")),
+                ("fine.bin", &format!("/fine.bin?size={SIZE}")),
+            ],
+        );
+        let status = finish(&d, spec);
+        let reason = format!("writing {}: No space left on device", work.display());
+        assert_nothing_lost(
+            dir.path(),
+            &status,
+            &[
+                ("full.bin", "/full.bin", Expect::Failed(&reason)),
+                ("fine.bin", "/fine.bin", Expect::Landed),
+            ],
+        );
+        assert_eq!(status.retries, 0);
+    });
+}
+
+#[test]
+fn public_only_refuses_loopback_before_connecting() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let d = Downloader::builder()
+            .mountpath(dir.path())
+            .http(HttpConfig::default().egress(EgressPolicy::PublicOnly))
+            .build()
+            .unwrap();
+        let url = origin.url("/o.bin");
+        let localhost = url.replace("127.0.0.1", "localhost");
+        let status = finish(
+            &d,
+            JobSpec::multi_named([("a.bin", url.as_str()), ("b.bin", localhost.as_str())])
+                .retry(quick_retries()),
+        );
+        assert_eq!(status.failed, 2);
+        for failure in &status.failures {
+            assert!(
+                matches!(*failure.error, DownloadError::Egress { .. }),
+                "{}",
+                chain(&*failure.error)
+            );
+            let text = chain(&*failure.error);
+            assert!(text.contains("is loopback"), "{text}");
+        }
+        assert_eq!(status.retries, 0);
+        assert_eq!(origin.stats().connections, 0, "nothing reached the origin");
+        assert!(files_under(dir.path()).is_empty());
+    });
+}
+
+#[test]
+fn a_rerun_with_revalidate_skips_unchanged_objects_and_fetches_the_rest() {
+    guard(|| {
+        const N: usize = 10;
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let d = downloader(&[dir.path()]);
+        let spec = || {
+            JobSpec::range(origin.url(&format!("/r/o-{{0..9}}.bin?size={SIZE}")))
+                .existing(Existing::Revalidate)
+                .retry(quick_retries())
+        };
+        let status = finish(&d, spec());
+        assert_eq!((status.finished, status.skipped), (N as u64, 0));
+        let file = |i: usize| dir.path().join(format!("o-{i}.bin"));
+        // The landed file's modification time is the origin's Last-Modified (in 2024).
+        let mtime = |i: usize| std::fs::metadata(file(i)).unwrap().modified().unwrap();
+        let year_2024 = std::time::UNIX_EPOCH + Duration::from_secs(1_704_067_200);
+        for i in 0..N {
+            let t = mtime(i);
+            assert!(t >= year_2024 && t < year_2024 + Duration::from_secs(366 * 86_400));
+        }
+
+        // Changes on disk: o-1 cut short (its time kept), o-2 touched, o-3 deleted.
+        let kept = mtime(1);
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(file(1))
+            .unwrap();
+        f.set_len(1000).unwrap();
+        f.set_modified(kept).unwrap();
+        drop(f);
+        std::fs::File::options()
+            .write(true)
+            .open(file(2))
+            .unwrap()
+            .set_modified(std::time::SystemTime::now())
+            .unwrap();
+        std::fs::remove_file(file(3)).unwrap();
+        origin.reset_stats();
+
+        let status = finish(&d, spec());
+        assert_eq!(
+            (status.finished, status.skipped),
+            (3, N as u64 - 3),
+            "{status:?}"
+        );
+        let stats = origin.stats();
+        // Unchanged: one bodiless 416 each. o-1: a 206 showed it incomplete, then whole.
+        assert_eq!(stats.status_count(416), N as u64 - 3, "{stats:?}");
+        assert_eq!(stats.status_count(200), 3, "{stats:?}");
+        for i in 0..N {
+            let bytes = std::fs::read(file(i)).unwrap();
+            assert!(bytes == body(&format!("/r/o-{i}.bin"), SIZE), "o-{i}");
+        }
+    });
+}
+
+#[test]
+fn sigkill_mid_job_leaves_no_partial_file_and_a_rerun_completes_fetching_less() {
+    guard(|| {
+        const N: u64 = 6;
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        // Slow objects (half a second each, two at a time) so the kill lands mid-transfer.
+        let template = origin.url(&format!("/k/o-{{0..5}}.bin?size={SIZE}&rate=1000000"));
+        let haul = |extra: &[&str]| {
+            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_haul"));
+            cmd.args(["get", &template, "--workers-per-mountpath", "2", "-o"])
+                .arg(dir.path())
+                .args(extra)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            cmd
+        };
+        let visible = || -> Vec<String> {
+            files_under(dir.path())
+                .into_iter()
+                .filter(|f| !f.starts_with(".haul-work/"))
+                .collect()
+        };
+        let partial_work_file = || {
+            files_under(dir.path()).iter().any(|f| {
+                f.ends_with(".part")
+                    && std::fs::metadata(dir.path().join(f)).is_ok_and(|m| m.len() > 0)
+            })
+        };
+        let mut child = haul(&[]).spawn().unwrap();
+        assert!(
+            crate::support::wait_until(|| !visible().is_empty() && partial_work_file()),
+            "never saw a landed object beside a transfer in progress"
+        );
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+
+        // No partial file under a visible name: what is visible is whole.
+        let landed_before = visible();
+        assert!(!landed_before.is_empty() && (landed_before.len() as u64) < N);
+        for name in &landed_before {
+            let bytes = std::fs::read(dir.path().join(name)).unwrap();
+            assert!(
+                bytes == body(&format!("/k/{name}"), SIZE),
+                "{name} is partial"
+            );
+        }
+        assert!(partial_work_file(), "the crash left its work file");
+
+        origin.reset_stats();
+        let status = haul(&["--skip-existing"]).status().unwrap();
+        assert!(status.success());
+        for i in 0..N {
+            let name = format!("o-{i}.bin");
+            let bytes = std::fs::read(dir.path().join(&name)).unwrap();
+            assert!(bytes == body(&format!("/k/{name}"), SIZE), "{name}");
+        }
+        let work: Vec<String> = files_under(dir.path())
+            .into_iter()
+            .filter(|f| f.starts_with(".haul-work/"))
+            .collect();
+        assert!(work.is_empty(), "{work:?}");
+        let stats = origin.stats();
+        assert!(
+            stats.status_count(206) >= 1,
+            "a work file was resumed: {stats:?}"
+        );
+        let missing = (N - landed_before.len() as u64) * SIZE;
+        assert!(
+            stats.body_bytes < missing,
+            "{} >= {missing}",
+            stats.body_bytes
+        );
+    });
+}
