@@ -76,6 +76,6 @@ done
 [[ $ready == 1 ]] || { echo "SeaweedFS not ready on $EP" >&2; tail -20 "$WORK/server.log" >&2; exit 1; }
 echo "SeaweedFS $VERSION on $EP"
 
-# Everything that talks S3: module names fetcher::, s3:: and the `haul s3` CLI test.
+# Everything that talks S3: the modules fetcher::, fetch_faults::, s3:: and the `haul s3` CLI test.
 HAUL_TEST_S3_ENDPOINT=$EP HAUL_TEST_S3_ACCESS_KEY=$AK HAUL_TEST_S3_SECRET_KEY=$SK \
-  cargo test --test it "$@" -- s3 fetcher
+  cargo test --test it "$@" -- s3 fetch

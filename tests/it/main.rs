@@ -3,6 +3,7 @@
 mod cli;
 mod downloader;
 mod faults;
+mod fetch_faults;
 mod fetcher;
 mod name;
 mod origin;

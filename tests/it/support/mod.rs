@@ -1,5 +1,6 @@
 //! Test support: the hang guard and temporary directories.
 
+pub mod proxy;
 pub mod s3;
 
 use std::path::{Path, PathBuf};

@@ -230,9 +230,24 @@ impl S3Server {
         }
     }
 
+    /// The server's socket address (for a proxy in front of it).
+    pub fn socket_addr(&self) -> SocketAddr {
+        let endpoint = self.endpoint();
+        let authority = endpoint.split("://").nth(1).unwrap().trim_end_matches('/');
+        std::net::ToSocketAddrs::to_socket_addrs(authority)
+            .unwrap()
+            .next()
+            .unwrap()
+    }
+
     pub fn config(&self) -> S3Config {
+        self.config_at(self.endpoint())
+    }
+
+    /// A configuration for this server reached at `endpoint` (a proxy in front of it).
+    pub fn config_at(&self, endpoint: String) -> S3Config {
         let (access, secret) = self.keys();
-        let config = S3Config::new(self.endpoint(), "us-east-1").credentials(access, secret);
+        let config = S3Config::new(endpoint, "us-east-1").credentials(access, secret);
         match &self.backend {
             Backend::Local(Local {
                 certificate_pem: Some(pem),
