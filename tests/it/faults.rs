@@ -607,3 +607,131 @@ fn sigkill_mid_job_leaves_no_partial_file_and_a_rerun_completes_fetching_less() 
         );
     });
 }
+
+/// A small deterministic generator (splitmix64) for the mixed run's choices.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[test]
+fn a_mixed_run_of_10000_objects_with_one_percent_faults_loses_nothing() {
+    crate::support::guard_for(Duration::from_secs(180), || {
+        const OBJECTS: usize = 10_000;
+        // Each fault strikes the first request for its object only (faults_first=1, or
+        // fail_first=1); the ones a length cannot reveal are caught by the object's digest.
+        const KINDS: [&str; 12] = [
+            "drop_after",
+            "reset_after",
+            "stall_after",
+            "fail_first",
+            "status_500",
+            "status_429",
+            "extra_length",
+            "short_length",
+            "no_length_cut",
+            "no_ranges_cut",
+            "etag_changing_cut",
+            "chunked_cut",
+        ];
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let d = downloader(&[dir.path()]);
+        let mut rng = Rng(0x6861_756c); // "haul"
+        let mut objects = Vec::with_capacity(OBJECTS);
+        let mut injected = [0u64; KINDS.len()];
+        let mut total_bytes = 0;
+        let mut spec_digests = Vec::new();
+        for i in 0..OBJECTS {
+            let size = 1024 + rng.below(15 * 1024);
+            total_bytes += size;
+            let path = format!("/mix/o-{i:05}.bin");
+            let mut query = format!("size={size}");
+            if rng.below(100) == 0 {
+                let kind = rng.below(KINDS.len() as u64) as usize;
+                injected[kind] += 1;
+                let half = size / 2;
+                query.push_str(&match KINDS[kind] {
+                    "drop_after" => format!("&drop_after={half}&faults_first=1"),
+                    "reset_after" => format!("&reset_after={half}&faults_first=1"),
+                    "stall_after" => format!("&stall_after={half}&faults_first=1"),
+                    "fail_first" => "&fail_first=1".to_owned(),
+                    "status_500" => "&status=500&faults_first=1".to_owned(),
+                    "status_429" => "&status=429&retry_after=0&faults_first=1".to_owned(),
+                    "extra_length" => "&extra_length=100&faults_first=1".to_owned(),
+                    "short_length" => "&short_length=100&faults_first=1".to_owned(),
+                    "no_length_cut" => format!("&no_length=1&drop_after={half}&faults_first=1"),
+                    "no_ranges_cut" => format!("&no_ranges=1&drop_after={half}&faults_first=1"),
+                    "etag_changing_cut" => {
+                        format!("&etag=changing&drop_after={half}&faults_first=1")
+                    }
+                    "chunked_cut" => format!("&chunked=1&drop_after={half}&faults_first=1"),
+                    _ => unreachable!(),
+                });
+                spec_digests.push((
+                    format!("o-{i:05}.bin"),
+                    Sha256Digest::of(&body(&path, size)),
+                ));
+            }
+            objects.push((format!("o-{i:05}.bin"), path, query, size));
+        }
+        let mut spec =
+            JobSpec::multi_named(objects.iter().map(|(name, path, query, _)| {
+                (name.clone(), origin.url(&format!("{path}?{query}")))
+            }))
+            .retry(quick_retries());
+        for (name, digest) in spec_digests {
+            spec = spec.sha256(name, digest);
+        }
+        let started = Instant::now();
+        let status = finish(&d, spec);
+        let wall = started.elapsed();
+
+        assert_eq!(
+            status.finished,
+            OBJECTS as u64,
+            "{:?}",
+            status.failures.first()
+        );
+        for (name, path, _, size) in &objects {
+            let bytes = std::fs::read(dir.path().join(name)).unwrap();
+            assert!(bytes == body(path, *size), "{name}: wrong bytes");
+        }
+        let work: Vec<String> = files_under(dir.path())
+            .into_iter()
+            .filter(|f| f.contains(".haul-work/"))
+            .collect();
+        assert!(work.is_empty(), "{work:?}");
+        let faults: u64 = injected.iter().sum();
+        assert!(
+            (50..200).contains(&faults),
+            "about 1% of requests: {faults}"
+        );
+        assert!(status.retries >= faults, "each fault cost a retry");
+        let stats = origin.stats();
+        println!(
+            "mixed run: {OBJECTS} objects ({total_bytes} bytes), {faults} faults injected \
+             ({}), {} retries, {} bytes re-fetched, {} requests, wall {wall:.2?}",
+            KINDS
+                .iter()
+                .zip(injected)
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            status.retries,
+            stats.body_bytes.saturating_sub(total_bytes),
+            stats.requests,
+        );
+    });
+}
