@@ -656,6 +656,14 @@ fn prepare(spec: JobSpec) -> Result<(JobSettings, Expansion), SubmitError> {
             // checked as they are reached, and a bad one fails only its object.
             let first = template.get(0).ok_or(SubmitError::Empty)?;
             url::check(&first)?;
+            if let Some((a, b)) = template.same_name_pair() {
+                let name = url::object_name(&first)?;
+                return Err(SubmitError::DuplicateName {
+                    name: name.to_string(),
+                    first: a as usize,
+                    second: b as usize,
+                });
+            }
             (
                 template.len(),
                 Expansion::Range {

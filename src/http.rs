@@ -214,7 +214,8 @@ pub(crate) fn content_length(headers: &ureq::http::HeaderMap) -> Option<u64> {
         .ok()
 }
 
-/// The error a [`StallGuard`] returns: fewer than the rule's bytes arrived in its window.
+/// The stall rule broke an attempt off: fewer than the rule's bytes arrived in its window
+/// (see [`HttpConfig::stall`]). It is the source of the `io::Error` the attempt failed with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("stalled: {received} bytes in {window:?}, fewer than {min_bytes}")]
 pub struct Stalled {

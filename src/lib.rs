@@ -72,6 +72,35 @@
 //! # Ok::<(), haul::TemplateError>(())
 //! ```
 //!
+//! # Retries, resume and verification
+//!
+//! A failed attempt is retried by a [`RetryPolicy`] (5 attempts, jittered exponential
+//! backoff, `Retry-After` honoured) when another attempt could go better: network errors,
+//! timeouts, stalls ([`HttpConfig::stall`]), 408/429/5xx, a body of the wrong length or
+//! digest. A body that broke off resumes from its last byte (`Range` + `If-Range`); objects
+//! land only complete and verified (length; [`Sha256Digest`] when given; S3 MD5 ETags).
+//! Work files survive only a crash, and the next run resumes them; [`Existing`] says what
+//! to do with files already there. [`EgressPolicy::PublicOnly`] refuses private addresses.
+//!
+//! ```
+//! use std::time::Duration;
+//! # let origin = haul::origin::Origin::start()?;
+//! # let url = origin.url("/o.bin?size=300000&drop_after=100000&faults_first=1");
+//! # let dir = std::env::temp_dir().join(format!("haul-doc-lib-retry-{}", std::process::id()));
+//! use haul::{Detail, Downloader, JobSpec, RetryPolicy};
+//!
+//! let downloader = Downloader::builder().mountpath(&dir).build()?;
+//! // The origin cuts this body after 100,000 bytes, once: the retry fetches the rest.
+//! let spec = JobSpec::single(url).retry(RetryPolicy::default().initial_backoff(Duration::from_millis(10)));
+//! let job = downloader.submit(spec)?;
+//! assert!(downloader.wait(job, Duration::from_secs(30))?);
+//! let status = downloader.status(job, Detail::All)?;
+//! assert_eq!((status.finished, status.retries), (1, 1));
+//! # drop(downloader);
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Thread model
 //!
 //! Nothing in this crate spawns a thread behind your back except the handles that say so in
@@ -102,7 +131,8 @@
 //! lowercase "what: why" message that names the URL, object or path, and the cause as its
 //! [`source`](std::error::Error::source): [`TemplateError`], [`NameError`], [`UrlError`],
 //! [`DownloadError`], [`SubmitError`], [`JobError`], [`BuildError`], [`FetchError`],
-//! [`s3::S3Error`].
+//! [`s3::S3Error`]; their sources include [`DigestMismatch`], [`EgressRefused`] and
+//! [`Stalled`].
 //!
 //! # Features
 //!

@@ -10,6 +10,7 @@ use std::fmt;
 use std::io::Read;
 
 use crate::http::{HttpClient, HttpConfig};
+use crate::retry::RetryPolicy;
 use crate::url::redact;
 
 /// How long a presigned URL is valid. Each is used at once, so this only has to cover clock
@@ -103,6 +104,10 @@ pub struct S3Config {
     session_token: Option<String>,
     /// Settings of the HTTP client that moves the bytes.
     pub http: HttpConfig,
+    /// How listing pages, PUTs and bucket creation are retried (the fetcher has its own,
+    /// [`FetcherBuilder::retry`](crate::fetch::FetcherBuilder::retry)). Default
+    /// [`RetryPolicy::default`].
+    pub retry: RetryPolicy,
 }
 
 impl fmt::Debug for S3Config {
@@ -114,6 +119,7 @@ impl fmt::Debug for S3Config {
             .field("access_key", &self.access_key.as_ref().map(|_| "REDACTED"))
             .field("secret_key", &self.secret_key.as_ref().map(|_| "REDACTED"))
             .field("http", &self.http)
+            .field("retry", &self.retry)
             .finish()
     }
 }
@@ -130,6 +136,7 @@ impl S3Config {
             secret_key: None,
             session_token: None,
             http: HttpConfig::default(),
+            retry: RetryPolicy::default(),
         }
     }
 
@@ -151,6 +158,7 @@ impl S3Config {
             secret_key: None,
             session_token: None,
             http: HttpConfig::default(),
+            retry: RetryPolicy::default(),
         }
     }
 
@@ -182,6 +190,12 @@ impl S3Config {
         self.http = config;
         self
     }
+
+    /// Sets [`retry`](S3Config::retry).
+    pub fn retry(mut self, policy: RetryPolicy) -> S3Config {
+        self.retry = policy;
+        self
+    }
 }
 
 /// Checks a bucket name against S3's rules: 3–63 characters of lowercase letters, digits,
@@ -211,6 +225,7 @@ pub struct Bucket {
     name: String,
     signer: Box<::s3::Bucket>,
     client: HttpClient,
+    retry: RetryPolicy,
 }
 
 impl fmt::Debug for Bucket {
@@ -273,6 +288,7 @@ impl Bucket {
             name: name.to_owned(),
             signer,
             client,
+            retry: config.retry,
         })
     }
 
@@ -294,6 +310,41 @@ impl Bucket {
             .map_err(|e| self.sign_error("GET", key, e))
     }
 
+    /// Runs `once` until it succeeds, fails for good, or the retry policy gives up.
+    fn retrying<T>(&self, mut once: impl FnMut() -> Result<T, S3Error>) -> Result<T, S3Error> {
+        let seed = crate::hrw::hash(self.name.as_bytes());
+        let mut attempt = 1;
+        loop {
+            let error = match once() {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            };
+            let transient = match &error {
+                S3Error::Status { status, .. } => matches!(status, 408 | 429 | 500..=599),
+                S3Error::Request { source, .. } => match source.downcast_ref::<ureq::Error>() {
+                    Some(e) => crate::task::is_transient(e) && crate::egress::refusal(e).is_none(),
+                    None => true, // a body that broke off
+                },
+                _ => false,
+            };
+            let wait = if transient {
+                self.retry.delay(attempt, None, seed)
+            } else {
+                None
+            };
+            let Some(wait) = wait else {
+                return Err(error);
+            };
+            log::warn!(
+                "{}; attempt {attempt} of {} failed, retrying in {wait:.2?}",
+                crate::task::chain(&error),
+                self.retry.attempts
+            );
+            std::thread::sleep(wait);
+            attempt += 1;
+        }
+    }
+
     fn sign_error(&self, op: &'static str, key: &str, e: ::s3::error::S3Error) -> S3Error {
         S3Error::Sign {
             op,
@@ -309,6 +360,10 @@ impl Bucket {
     ///
     /// An [`S3Error`] naming the key.
     pub fn put(&self, key: &str, bytes: &[u8]) -> Result<(), S3Error> {
+        self.retrying(|| self.put_once(key, bytes))
+    }
+
+    fn put_once(&self, key: &str, bytes: &[u8]) -> Result<(), S3Error> {
         let url = self
             .signer
             .presign_put(key, PRESIGN_EXPIRY_SECS, None, None)
@@ -349,6 +404,10 @@ impl Bucket {
     /// An [`S3Error`]: `Status` with code `BucketAlreadyExists` when the name is taken by a
     /// bucket these credentials cannot use.
     pub fn create(&self) -> Result<(), S3Error> {
+        self.retrying(|| self.create_once())
+    }
+
+    fn create_once(&self) -> Result<(), S3Error> {
         let url = self
             .signer
             .presign_put("/", PRESIGN_EXPIRY_SECS, None, None)
@@ -515,9 +574,10 @@ impl Iterator for Listing {
             if self.done {
                 return None;
             }
+            let (prefix, token) = (&self.prefix, self.token.as_deref());
             match self
                 .bucket
-                .list_page(&self.prefix, self.token.as_deref(), PAGE_KEYS)
+                .retrying(|| self.bucket.list_page(prefix, token, PAGE_KEYS))
             {
                 Ok(page) => {
                     self.token = page.next_continuation_token.filter(|_| page.is_truncated);

@@ -71,6 +71,16 @@ pub enum TemplateError {
         /// Where the group starts.
         column: usize,
     },
+    /// A list naming one item twice, such as `{a,b,a}`: its objects would collide.
+    #[error("item {item:?} twice in list {group:?} at column {column}")]
+    DuplicateItem {
+        /// The item.
+        item: String,
+        /// The group as written, braces included.
+        group: String,
+        /// Where the group starts.
+        column: usize,
+    },
     /// A range bound or step that is not a decimal number, such as `{a..z}`.
     #[error("not a number: {text:?} in range {group:?} at column {column}")]
     NotANumber {
@@ -238,6 +248,54 @@ impl Template {
         Some(out)
     }
 
+    /// Two indices whose URLs imply the same object name, when a group varies only a part
+    /// of the URL that the name does not come from: a directory (`/{a,b}/file.bin`) or the
+    /// query (`/file.bin?part={1..3}`). The name is the last path segment, so such a job
+    /// would land every object under one name.
+    ///
+    /// ```
+    /// let t = haul::Template::parse("https://h/{a,b}/f-{1..3}.bin")?;
+    /// assert_eq!(t.same_name_pair(), Some((0, 3)));
+    /// let t = haul::Template::parse("https://h/d/f-{1..3}.bin?v=1")?;
+    /// assert_eq!(t.same_name_pair(), None);
+    /// # Ok::<(), haul::TemplateError>(())
+    /// ```
+    pub fn same_name_pair(&self) -> Option<(u64, u64)> {
+        // The path ends at the first '?' or '#'; the name starts after the last '/' before it.
+        // Both fall inside literals, so comparing segment indices places each group.
+        let literal = |i: usize| match &self.segments[i] {
+            Segment::Literal(text) => Some(text.as_str()),
+            _ => None,
+        };
+        let n = self.segments.len();
+        let path_end = (0..n)
+            .find(|&i| literal(i).is_some_and(|t| t.contains(['?', '#'])))
+            .unwrap_or(n);
+        // The literal that ends the path counts up to its '?' or '#'.
+        let path_part = |i: usize| {
+            literal(i).map(|t| {
+                if i == path_end {
+                    t.split(['?', '#']).next().unwrap_or("")
+                } else {
+                    t
+                }
+            })
+        };
+        let name_start = (0..=path_end.min(n.saturating_sub(1)))
+            .rev()
+            .find(|&i| path_part(i).is_some_and(|t| t.contains('/')));
+        let mut stride: u64 = 1;
+        for i in (0..n).rev() {
+            let count = self.segments[i].count();
+            let in_name = name_start.is_none_or(|start| i > start) && i < path_end;
+            if count > 1 && !in_name {
+                return Some((0, stride));
+            }
+            stride = stride.saturating_mul(count);
+        }
+        None
+    }
+
     /// A lazy iterator over the names, in expansion order (the last group varies fastest).
     pub fn iter(&self) -> Names {
         self.clone().into_iter()
@@ -370,6 +428,14 @@ fn parse_group(body: &str, column: usize) -> Result<Segment, TemplateError> {
         let items: Vec<String> = body.split(',').map(str::to_owned).collect();
         if items.iter().any(String::is_empty) {
             return Err(TemplateError::EmptyItem {
+                group: group(),
+                column,
+            });
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(item) = items.iter().find(|item| !seen.insert(item.as_str())) {
+            return Err(TemplateError::DuplicateItem {
+                item: item.clone(),
                 group: group(),
                 column,
             });

@@ -199,3 +199,66 @@ fn s3_cat_writes_objects_in_order_and_ls_lists_them() {
         assert_eq!(out.status.code(), Some(2));
     });
 }
+
+#[test]
+fn get_checks_a_sha256_manifest_revalidates_on_rerun_and_refuses_private_addresses() {
+    guard(|| {
+        let origin = Origin::builder().object_size(5000).start().unwrap();
+        let dir = TestDir::new();
+        let out_dir = dir.path().join("out");
+        let manifest = dir.path().join("SHA256SUMS");
+        let good = haul::Sha256Digest::of(&body("/m/a.bin", 5000));
+        let wrong = haul::Sha256Digest::of(b"not b");
+        std::fs::write(&manifest, format!("{good}  a.bin\n{wrong} *b.bin\n")).unwrap();
+        let template = origin.url("/m/{a,b,c}.bin");
+        let get = |extra: &[&str]| {
+            let mut args = vec!["get", "-o", out_dir.to_str().unwrap(), &template];
+            args.extend_from_slice(extra);
+            haul(&args)
+        };
+        let out = get(&["--sha256", manifest.to_str().unwrap(), "--attempts", "2"]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "failed: b.bin: GET {}: sha256 mismatch: expected {wrong}, got ",
+                origin.url("/m/b.bin")
+            )),
+            "{stderr}"
+        );
+        assert_eq!(files_under(&out_dir), ["a.bin", "c.bin"]);
+
+        // A rerun that revalidates: a and c are unchanged, b is fetched (no manifest now).
+        let out = get(&["--revalidate"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).starts_with("1 landed, 0 failed, 2 skipped"),
+            "{}",
+            text(&out.stdout)
+        );
+
+        let out = get(&["--public-only"]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            text(&out.stderr)
+                .contains("refused: egress policy refuses 127.0.0.1: 127.0.0.1 is loopback"),
+            "{}",
+            text(&out.stderr)
+        );
+        // 4 in the first run (b twice), 3 in the second, none with --public-only.
+        assert_eq!(origin.stats().requests, 7, "--public-only sent nothing");
+
+        // Bad input is a usage error (exit 2) that names it.
+        std::fs::write(&manifest, "xyz  a.bin\n").unwrap();
+        let out = get(&["--sha256", manifest.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            text(&out.stderr).contains("line 1: bad SHA-256 digest \"xyz\""),
+            "{}",
+            text(&out.stderr)
+        );
+        let out = get(&["--stall-window", "0"]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(text(&out.stderr).contains("--stall-window must be a positive number of seconds"));
+    });
+}

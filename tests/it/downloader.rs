@@ -407,6 +407,29 @@ fn bad_specs_are_refused_at_submit_with_typed_errors() {
             JobSpec::single("http://h/x").header("Bad Header", "v"),
             "bad option header: a header name must be printable ASCII without ':' or spaces",
         );
+        // Objects that would land under one name: refused, naming the name and both.
+        check(
+            JobSpec::multi(["http://a/x/f.bin", "http://b/y/g.bin", "http://c/z/f.bin"]),
+            "objects 0 and 2 of the job both land as f.bin",
+        );
+        check(
+            JobSpec::range("http://h/{eu,us}/day-{1..3}/part.bin"),
+            "objects 0 and 1 of the job both land as part.bin",
+        );
+        check(
+            JobSpec::range("http://h/part.bin?shard={0..9}"),
+            "objects 0 and 1 of the job both land as part.bin",
+        );
+        check(
+            JobSpec::range("http://h/{a,b,a}.bin"),
+            "bad range template: item \"a\" twice in list \"{a,b,a}\" at column 10",
+        );
+        check(
+            JobSpec::single("http://h/x")
+                .retry(haul::RetryPolicy::default())
+                .sha256("../x", haul::Sha256Digest::of(b"")),
+            "bad object name: object name \"../x\" has a \"..\" segment",
+        );
         assert!(
             d.list(&JobFilter::all()).is_empty(),
             "refused jobs leave no trace"

@@ -127,7 +127,11 @@ fn a_dead_endpoint_is_a_request_error() {
     guard(|| {
         // In process, whatever the environment says: the test stops the server.
         let server = S3Server::start_local(&["data"]);
-        let config = server.config();
+        let config = server.config().retry(
+            haul::RetryPolicy::default()
+                .attempts(3)
+                .initial_backoff(std::time::Duration::from_millis(1)),
+        );
         drop(server);
         let bucket = Bucket::new("data", &config).unwrap();
         let err = bucket.list("p/").next().unwrap().unwrap_err();

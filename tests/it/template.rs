@@ -125,6 +125,10 @@ fn errors_say_what_and_where() {
     );
     check_err("{a,,b}", "empty item in list \"{a,,b}\" at column 1");
     check_err(
+        "x{a,b,a}",
+        "item \"a\" twice in list \"{a,b,a}\" at column 2",
+    );
+    check_err(
         "ab{a..z}",
         "not a number: \"a\" in range \"{a..z}\" at column 3",
     );

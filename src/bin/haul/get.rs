@@ -23,9 +23,19 @@ pub(crate) struct Args {
     /// Download threads per output directory.
     #[arg(long, value_name = "N", default_value_t = 8)]
     workers_per_mountpath: usize,
-    /// Skip objects whose file already exists.
-    #[arg(long)]
+    /// Skip objects whose file already exists, without asking the server.
+    #[arg(long, conflicts_with = "revalidate")]
     skip_existing: bool,
+    /// Skip objects whose file already exists when the server says it is unchanged and
+    /// complete (one bodiless request each); download the others.
+    #[arg(long)]
+    revalidate: bool,
+    /// A `sha256sum` manifest (`HEX  NAME` lines, NAME as the object lands): each object
+    /// listed must have that digest, or it fails (after its retries).
+    #[arg(long, value_name = "FILE")]
+    sha256: Option<PathBuf>,
+    #[command(flatten)]
+    net: crate::net::NetArgs,
 }
 
 pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
@@ -45,7 +55,13 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
         }
         specs.push(JobSpec::new(haul::Source::Multi(pairs)));
     }
-    let mut builder = Downloader::builder().workers_per_mountpath(args.workers_per_mountpath);
+    let digests = match &args.sha256 {
+        Some(path) => parse_manifest(path)?,
+        None => Vec::new(),
+    };
+    let mut builder = Downloader::builder()
+        .workers_per_mountpath(args.workers_per_mountpath)
+        .http(args.net.http()?);
     for dir in &args.out {
         builder = builder.mountpath(dir);
     }
@@ -53,11 +69,18 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
     let started = Instant::now();
     let mut jobs = Vec::new();
     for spec in specs {
-        let spec = spec.existing(if args.skip_existing {
-            haul::Existing::Skip
-        } else {
-            haul::Existing::Replace
-        });
+        let mut spec = spec
+            .existing(if args.skip_existing {
+                haul::Existing::Skip
+            } else if args.revalidate {
+                haul::Existing::Revalidate
+            } else {
+                haul::Existing::Replace
+            })
+            .retry(args.net.retry());
+        for (name, digest) in &digests {
+            spec = spec.sha256(name.clone(), *digest);
+        }
         jobs.push(
             downloader
                 .submit(spec)
@@ -66,6 +89,34 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
     }
     let summary = run::wait_all(&downloader, &jobs, started)?;
     Ok(summary.report())
+}
+
+/// The `(name, digest)` pairs of a `sha256sum` manifest: `HEX  NAME` or `HEX *NAME` lines.
+fn parse_manifest(path: &std::path::Path) -> Result<Vec<(String, haul::Sha256Digest)>, UsageError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| UsageError(format!("cannot read --sha256 {}: {e}", path.display())))?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim_end();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad =
+            |why: String| UsageError(format!("--sha256 {} line {}: {why}", path.display(), n + 1));
+        let (hex, name) = line
+            .split_once(' ')
+            .ok_or_else(|| bad("expected `HEX  NAME`".into()))?;
+        let name = name.trim_start_matches(' ').trim_start_matches('*');
+        let name = name.strip_prefix("./").unwrap_or(name);
+        let digest = hex
+            .parse()
+            .map_err(|e: haul::DigestError| bad(e.to_string()))?;
+        if name.is_empty() {
+            return Err(bad("no name".into()));
+        }
+        out.push((name.to_owned(), digest));
+    }
+    Ok(out)
 }
 
 /// Lines of `url` or `name<TAB>url`; blank lines and `#` comments are skipped.

@@ -4,6 +4,7 @@
 
 mod demo;
 mod get;
+mod net;
 mod run;
 mod s3;
 

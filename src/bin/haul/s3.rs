@@ -21,6 +21,8 @@ pub(crate) struct Args {
     /// The region (default: AWS_REGION, or us-east-1).
     #[arg(long, global = true)]
     region: Option<String>,
+    #[command(flatten)]
+    net: crate::net::NetArgs,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -60,6 +62,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
     if let Some(region) = args.region {
         config.region = region;
     }
+    config = config.http(args.net.http()?).retry(args.net.retry());
     match args.command {
         Command::Ls { prefix } => {
             let (bucket, prefix) = split_s3_url(&prefix)?;
@@ -94,6 +97,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
                 .per_request_workers(workers)
                 .part_size(part)
                 .memory_budget((memory_mib << 20).max(part * workers as u64))
+                .retry(args.net.retry())
                 .build()
                 .map_err(|e| UsageError(e.to_string()))?;
             let mut out = io::stdout().lock();
