@@ -194,9 +194,14 @@ impl HttpClient {
     pub(crate) fn put(
         &self,
         url: &str,
+        headers: &[(String, String)],
         body: &[u8],
     ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
-        self.agent.put(url).send(body)
+        let mut request = self.agent.put(url);
+        for (name, value) in headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        request.send(body)
     }
 }
 

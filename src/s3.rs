@@ -354,7 +354,8 @@ impl Bucket {
         }
     }
 
-    /// Stores `bytes` under `key` (one PUT).
+    /// Stores `bytes` under `key` (one PUT, with an `x-amz-checksum-sha256` the store checks
+    /// and keeps, so later GETs can be verified against it).
     ///
     /// # Errors
     ///
@@ -364,16 +365,30 @@ impl Bucket {
     }
 
     fn put_once(&self, key: &str, bytes: &[u8]) -> Result<(), S3Error> {
+        // The store verifies the upload and keeps the checksum, which later GETs return and
+        // the fetcher checks. The header is signed: stores that check every x-amz-* header
+        // against the signature (SeaweedFS) refuse an unsigned one.
+        const CHECKSUM: &str = "x-amz-checksum-sha256";
+        let checksum = crate::verify::Sha256Digest::of(bytes).to_base64();
+        let mut signed = ureq::http::HeaderMap::new();
+        signed.insert(
+            CHECKSUM,
+            ureq::http::HeaderValue::from_str(&checksum).expect("base64 is a valid header"),
+        );
         let url = self
             .signer
-            .presign_put(key, PRESIGN_EXPIRY_SECS, None, None)
+            .presign_put(key, PRESIGN_EXPIRY_SECS, Some(signed), None)
             .map_err(|e| self.sign_error("PUT", key, e))?;
-        let response = self.client.put(&url, bytes).map_err(|e| S3Error::Request {
-            op: "PUT",
-            bucket: self.name.clone(),
-            key: key.to_owned(),
-            source: Box::new(e),
-        })?;
+        let headers = [(CHECKSUM.to_owned(), checksum)];
+        let response = self
+            .client
+            .put(&url, &headers, bytes)
+            .map_err(|e| S3Error::Request {
+                op: "PUT",
+                bucket: self.name.clone(),
+                key: key.to_owned(),
+                source: Box::new(e),
+            })?;
         let status = response.status().as_u16();
         if status / 100 == 2 {
             return Ok(());
@@ -422,15 +437,15 @@ impl Bucket {
                  <LocationConstraint>{region}</LocationConstraint></CreateBucketConfiguration>"
             )
         };
-        let response = self
-            .client
-            .put(&url, body.as_bytes())
-            .map_err(|e| S3Error::Request {
-                op: "create bucket",
-                bucket: self.name.clone(),
-                key: String::new(),
-                source: Box::new(e),
-            })?;
+        let response =
+            self.client
+                .put(&url, &[], body.as_bytes())
+                .map_err(|e| S3Error::Request {
+                    op: "create bucket",
+                    bucket: self.name.clone(),
+                    key: String::new(),
+                    source: Box::new(e),
+                })?;
         let status = response.status().as_u16();
         if status / 100 == 2 {
             return Ok(());

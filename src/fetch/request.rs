@@ -578,6 +578,7 @@ impl Request {
         let range = span.range();
         let mut bytes = Vec::with_capacity(usize::try_from(span.len).unwrap_or(0));
         let mut seen: Option<Got> = None;
+        let mut checksum = None;
         self.retrying(key, range, || {
             let mut got = match pending.take() {
                 Some(got) => got,
@@ -592,6 +593,10 @@ impl Request {
             let etag_changed = seen
                 .as_ref()
                 .is_some_and(|old| old.etag.is_some() && old.etag != got.etag);
+            // A resume's ranged response carries no full-object checksum: keep the first's.
+            if etag_changed || got.checksum.is_some() {
+                checksum = got.checksum.clone();
+            }
             if etag_changed {
                 log::warn!(
                     "GET s3://{}/{}: its ETag changed; starting over",
@@ -606,25 +611,47 @@ impl Request {
             let response = got.take_response();
             seen = Some(got);
             self.read_into(key, range, response, &mut bytes, span.len, !ends)?;
-            if !span.ranged()
-                && let Some(expected) = seen.as_ref().and_then(Got::md5_hex)
-            {
-                let actual = crate::verify::md5_hex(&bytes);
-                if actual != expected {
-                    bytes.clear();
-                    return Err(Attempt::again(self.error(
-                        key,
-                        range,
-                        FetchErrorKind::Digest(crate::verify::DigestMismatch::new(
-                            "md5", expected, actual,
-                        )),
-                    )));
-                }
+            if !span.ranged() {
+                self.verify_whole(key, &mut bytes, checksum.as_ref(), seen.as_ref())?;
             }
             Ok(())
         })?;
         let got = seen.expect("a successful attempt saw a response");
         Ok((bytes, got))
+    }
+
+    /// Checks a whole object against the store's checksum and its MD5 ETag, when it gave
+    /// them; a mismatch empties `bytes` and is worth another attempt.
+    fn verify_whole(
+        &self,
+        key: &FetchKey,
+        bytes: &mut Vec<u8>,
+        checksum: Option<&crate::verify::StoreChecksum>,
+        got: Option<&Got>,
+    ) -> Result<(), Attempt> {
+        let mut checks = Vec::with_capacity(2);
+        if let Some(checksum) = checksum {
+            checks.push((
+                checksum.algorithm,
+                checksum.value.clone(),
+                checksum.of(bytes),
+            ));
+        }
+        if let Some(expected) = got.and_then(Got::md5_hex) {
+            checks.push(("md5", expected, crate::verify::md5_hex(bytes)));
+        }
+        for (algorithm, expected, actual) in checks {
+            if actual != expected {
+                bytes.clear();
+                let mismatch = crate::verify::DigestMismatch::new(algorithm, expected, actual);
+                return Err(Attempt::again(self.error(
+                    key,
+                    None,
+                    FetchErrorKind::Digest(mismatch),
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Presigns and sends one GET (ranged when `range` is given), checking the status.
@@ -646,6 +673,7 @@ impl Request {
         if let Some(etag) = if_match {
             headers.push(("if-match".to_owned(), format!("\"{etag}\"")));
         }
+
         let response = self
             .bucket
             .client()
@@ -701,10 +729,18 @@ impl Request {
             .as_deref()
             .filter(|_| !encrypted)
             .and_then(crate::verify::etag_md5);
+        let checksum = crate::verify::CHECKSUM_HEADERS
+            .iter()
+            .find_map(|(name, algorithm)| {
+                header(name)
+                    .filter(|v| !v.contains('-')) // composite: a checksum of part checksums
+                    .map(|value| crate::verify::StoreChecksum { algorithm, value })
+            });
         Ok(Got {
             response: Some(response),
             etag,
             md5,
+            checksum,
         })
     }
 
@@ -787,6 +823,8 @@ struct Got {
     etag: Option<String>,
     /// The MD5 the ETag stands for, when it stands for one.
     md5: Option<[u8; 16]>,
+    /// A full-object checksum the store returned.
+    checksum: Option<crate::verify::StoreChecksum>,
 }
 
 impl Got {

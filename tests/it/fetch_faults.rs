@@ -127,13 +127,22 @@ fn corrupted_bytes_fail_the_md5_etag_check_and_are_fetched_again() {
         assert_eq!(fetch.stats().retries, 1);
 
         // Corrupt every time: an error naming the key and both digests, for a whole object
-        // and at the end of a streamed one.
+        // (seeded as a file, so checked by its MD5 ETag; or PUT with a SHA-256 checksum the
+        // store returns) and at the end of a streamed one.
         let always = Faults {
             corrupt_every: Some(100_000),
             ..Faults::default()
         };
-        for (key, size) in [("w", 300_000), ("s", 6 << 20)] {
-            let (_server, _proxy, bucket) = setup(&[(key, size)], always, u64::MAX);
+        for (key, size, put) in [
+            ("w", 300_000, false),
+            ("p", 300_000, true),
+            ("s", 6 << 20, false),
+        ] {
+            let seeded: &[(&str, usize)] = if put { &[] } else { &[(key, size)] };
+            let (server, _proxy, bucket) = setup(seeded, always, u64::MAX);
+            if put {
+                server.bucket("data").put(key, &content(key, size)).unwrap();
+            }
             let fetcher = fetcher();
             let result = fetcher.fetch(&bucket, [key]).next().unwrap();
             let error = match result {
@@ -148,15 +157,29 @@ fn corrupted_bytes_fail_the_md5_etag_check_and_are_fetched_again() {
                         .unwrap()
                 }
             };
-            assert!(
-                matches!(error.kind, FetchErrorKind::Digest(_)),
-                "{key}: {error}"
-            );
-            let text = error.to_string();
+            let FetchErrorKind::Digest(mismatch) = &error.kind else {
+                panic!("{key}: {error}");
+            };
             let md5 = format!("{:x}", md5_of(&content(key, size)));
+            let sha256 = haul::Sha256Digest::of(&content(key, size)).to_base64();
+            let expected = match mismatch.algorithm {
+                "md5" => md5,
+                "sha256" => sha256,
+                other => panic!("{key}: {other}"),
+            };
+            // In process, a file seeded on disk has no checksum; a PUT's is kept. An outside
+            // store may keep one for every object.
+            if server.is_local() {
+                let want = if put { "sha256" } else { "md5" };
+                assert_eq!(mismatch.algorithm, want, "{key}");
+            }
+            let text = error.to_string();
             assert!(
-                text.starts_with(&format!("GET s3://{}/{key}", bucket.name()))
-                    && text.contains(&format!("md5 mismatch: expected {md5}, got ")),
+                text.starts_with(&format!("GET s3://{}/{key}: ", bucket.name()))
+                    && text.contains(&format!(
+                        "{} mismatch: expected {expected}, got ",
+                        mismatch.algorithm
+                    )),
                 "{text}"
             );
         }
