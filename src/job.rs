@@ -20,8 +20,8 @@ impl fmt::Display for JobId {
     }
 }
 
-/// Where a job's objects come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a job's objects come from. Its `Debug` redacts credential-like query values.
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Source {
     /// One URL; the name defaults to the URL's last path segment.
@@ -38,6 +38,32 @@ pub enum Source {
         /// The template, e.g. `https://host/shard-{0000..0999}.tar`.
         template: String,
     },
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use crate::url::redact;
+        match self {
+            Source::Single { url, name } => f
+                .debug_struct("Single")
+                .field("url", &redact(url))
+                .field("name", name)
+                .finish(),
+            Source::Multi(list) => f
+                .debug_tuple("Multi")
+                .field(
+                    &list
+                        .iter()
+                        .map(|(name, url)| (name, redact(url)))
+                        .collect::<Vec<_>>(),
+                )
+                .finish(),
+            Source::Range { template } => f
+                .debug_struct("Range")
+                .field("template", &redact(template))
+                .finish(),
+        }
+    }
 }
 
 /// A download job: a [`Source`] plus options. Build one with [`JobSpec::single`],

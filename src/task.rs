@@ -125,7 +125,7 @@ impl DownloadError {
 
 /// One object to download: where from, under which name, with which extra request headers,
 /// retry policy and expected digest.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ObjectTask {
     /// The URL to GET.
@@ -138,6 +138,20 @@ pub struct ObjectTask {
     pub retry: RetryPolicy,
     /// The SHA-256 the object must have; a mismatch fails the attempt (and is retried).
     pub sha256: Option<Sha256Digest>,
+}
+
+impl std::fmt::Debug for ObjectTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // URLs may carry signatures, header values credentials.
+        let header_names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("ObjectTask")
+            .field("url", &url::redact(&self.url))
+            .field("name", &self.name)
+            .field("headers", &header_names)
+            .field("retry", &self.retry)
+            .field("sha256", &self.sha256)
+            .finish()
+    }
 }
 
 impl ObjectTask {

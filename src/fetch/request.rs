@@ -587,7 +587,18 @@ impl Request {
                     let asked = (span.ranged() || have > 0)
                         .then(|| (span.start + have, span.start + span.len - 1));
                     let if_match = seen.as_ref().and_then(|g| g.etag.as_deref());
-                    self.get(key, asked, if_match.filter(|_| have > 0))?
+                    match self.get(key, asked, if_match.filter(|_| have > 0)) {
+                        Ok(got) => got,
+                        Err(failed) => {
+                            if failed.is_status(412) {
+                                // The object changed since the bytes we hold: start over.
+                                bytes.clear();
+                                seen = None;
+                                checksum = None;
+                            }
+                            return Err(failed);
+                        }
+                    }
                 }
             };
             let etag_changed = seen
@@ -603,7 +614,17 @@ impl Request {
                     self.bucket.name(),
                     key.key
                 );
+                let resumed = !bytes.is_empty();
                 bytes.clear();
+                seen = None;
+                if resumed {
+                    // This response holds the rest of another version: not a byte of it fits.
+                    return Err(Attempt::again(self.error(
+                        key,
+                        range,
+                        FetchErrorKind::Status { status: 412 },
+                    )));
+                }
             }
             // The body must end where the span does, unless it is a whole-object response
             // of which only the first part is wanted (a probe of a large object).
@@ -846,6 +867,10 @@ struct Attempt {
 }
 
 impl Attempt {
+    fn is_status(&self, code: u16) -> bool {
+        matches!(self.error.kind, FetchErrorKind::Status { status } if status == code)
+    }
+
     fn fatal(error: FetchError) -> Attempt {
         Attempt {
             error,

@@ -298,6 +298,23 @@ fn respond(
         format!("\"{seed:016x}-{size}\"")
     };
     let modified = last_modified(seed);
+    // If-Match (a resume that must not mix versions): 412 unless the ETag matches.
+    let if_match = request
+        .headers
+        .iter()
+        .find(|(name, _)| name == "if-match")
+        .map(|(_, value)| value.as_str());
+    if if_match.is_some_and(|want| want != "*" && want != etag) {
+        return simple(
+            shared,
+            active,
+            stream,
+            412,
+            "",
+            "precondition failed\n",
+            keep_alive,
+        );
+    }
     let range = match (&request.range, &request.if_range) {
         (Some(_), _) if f.no_ranges => Range::Full,
         // If-Range holds an ETag or a date; either must match exactly.

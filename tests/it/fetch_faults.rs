@@ -212,3 +212,43 @@ fn a_dead_store_fails_every_key_promptly_naming_it() {
         assert_eq!(fetcher.stats().retries, 10 * 3, "every attempt was made");
     });
 }
+
+/// An object that changes between attempts must not be stitched from two versions. The
+/// loopback origin stands in for the store here (it serves any path, ignores the signature,
+/// and answers `If-Match` like S3): S3 servers cannot change an object mid-GET on cue.
+#[test]
+fn an_object_that_changes_mid_transfer_starts_over_instead_of_mixing_versions() {
+    guard(|| {
+        let mut faults = haul::origin::Faults::default();
+        faults.changing_etag = true;
+        faults.drop_after = Some(100_000);
+        faults.faults_first = Some(1);
+        let origin = haul::origin::Origin::builder()
+            .object_size(300_000)
+            .faults(faults)
+            .start()
+            .unwrap();
+        let config = haul::s3::S3Config::new(origin.url(""), "us-east-1").credentials("k", "s");
+        let bucket = Bucket::new("bkt", &config).unwrap();
+        let fetch = fetcher();
+        for key in [FetchKey::new("obj"), FetchKey::new("sized").size(300_000)] {
+            origin.reset_stats();
+            let name = key.key.clone();
+            let object = fetch.fetch(&bucket, [key]).next().unwrap().unwrap();
+            assert!(
+                object.bytes() == Some(&haul::origin::body(&format!("/bkt/{name}"), 300_000)[..])
+            );
+            // Cut, then the resume is refused (412: not the version we hold), then whole.
+            let stats = origin.stats();
+            assert_eq!(
+                (
+                    stats.status_count(200),
+                    stats.status_count(412),
+                    stats.requests
+                ),
+                (2, 1, 3),
+                "{name}: {stats:?}"
+            );
+        }
+    });
+}

@@ -164,3 +164,25 @@ fn signatures_are_redacted_from_urls_in_errors() {
         "{text}"
     );
 }
+
+#[test]
+fn signatures_and_credentials_are_redacted_in_debug_output() {
+    let url = "https://b.s3/k.bin?X-Amz-Signature=secret1&X-Amz-Credential=secret2";
+    let task = haul::ObjectTask::from_url(url)
+        .unwrap()
+        .header("Authorization", "Bearer secret3");
+    let spec = haul::JobSpec::multi([url])
+        .header("Authorization", "Bearer secret4")
+        .description("d");
+    let single = haul::JobSpec::single(url);
+    let config = haul::s3::S3Config::new("http://127.0.0.1:1", "us-east-1")
+        .credentials("AKIDsecret5", "secret6")
+        .session_token("secret7");
+    let shown = format!("{task:?} {spec:?} {single:?} {config:?}");
+    for secret in [
+        "secret1", "secret2", "secret3", "secret4", "secret5", "secret6", "secret7",
+    ] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+    assert!(shown.contains("X-Amz-Signature=REDACTED"), "{shown}");
+}
