@@ -2,7 +2,8 @@
 # `haul get` against a real nginx serving a directory (issue 4's "any HTTP server").
 # Installs nginx-light when missing, serves fixtures from a private instance on 127.0.0.1,
 # downloads a range template into two mountpaths and a --list into one, and checks every
-# file against a sha256 manifest. Also checks that a missing object exits 1 and is named.
+# file against a sha256 manifest; reruns with --revalidate (nginx's If-Range by date and 416)
+# and with --sha256. Also checks that a missing object exits 1 and is named.
 # Usage: .ci/nginx-check.sh HAUL_BINARY
 set -euo pipefail
 
@@ -70,6 +71,17 @@ cp "$WORK"/a/*.bin "$WORK"/b/*.bin "$WORK/merged/"
 [[ $(ls "$WORK/a" | wc -l) -gt 0 && $(ls "$WORK/b" | wc -l) -gt 0 ]] || { echo "HRW used one mountpath only"; exit 1; }
 (cd "$WORK/merged" && sha256sum --quiet -c "$WORK/manifest.sha256")
 
+echo "== haul get --revalidate: nginx says all 200 are unchanged; a changed one comes again"
+touch -d "2001-01-01" "$WORK/a/$(ls "$WORK/a" | head -1)"
+"$HAUL" get -o "$WORK/a" -o "$WORK/b" --workers-per-mountpath 4 --revalidate \
+  "$BASE/set/obj-{000..199}.bin" > "$WORK/revalidate.out"
+grep -q "^1 landed, 0 failed, 199 skipped" "$WORK/revalidate.out" || { cat "$WORK/revalidate.out"; exit 1; }
+cp "$WORK"/a/*.bin "$WORK"/b/*.bin "$WORK/merged/"
+(cd "$WORK/merged" && sha256sum --quiet -c "$WORK/manifest.sha256")
+
+echo "== haul get --sha256: the manifest is checked"
+"$HAUL" get -o "$WORK/checked" --sha256 "$WORK/manifest.sha256" "$BASE/set/obj-{000..049}.bin" > /dev/null
+
 echo "== haul get --list"
 { echo "# two objects, one renamed"; echo "$BASE/set/obj-007.bin"; printf 'renamed.bin\t%s\n' "$BASE/set/obj-008.bin"; } > "$WORK/list.txt"
 "$HAUL" get --list "$WORK/list.txt" -o "$WORK/listed"
@@ -84,4 +96,4 @@ set -e
 [[ $code -eq 1 ]] || { echo "expected exit 1, got $code"; exit 1; }
 grep -q "failed: nope.bin: GET $BASE/set/nope.bin: HTTP status 404" "$WORK/stderr" || { cat "$WORK/stderr"; exit 1; }
 [[ ! -e "$WORK/missing/nope.bin" ]]
-echo "nginx-check: 3 passed, 0 failed"
+echo "nginx-check: 5 passed, 0 failed"
