@@ -140,9 +140,11 @@
 //!   and `haul demo`.
 //! - `cli` (default): the `haul` binary (adds clap). Library users can turn both off with
 //!   `default-features = false`.
-//!
-//! ureq logs every body byte at `trace` level. A binary that moves gigabytes should compile
-//! those out with `log`'s `release_max_level_debug` feature, as haul's own binary does.
+//! - `max-level-debug` (off): compiles `trace` logging out of release builds (`log`'s
+//!   `release_max_level_debug`). ureq logs every body byte at `trace` level, a level check
+//!   per 16 bytes; a binary that moves gigabytes should turn this on (or enable that `log`
+//!   feature itself), as haul's benchmarks do for the `haul` binary:
+//!   `cargo build --release --features max-level-debug`.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -166,12 +168,14 @@ mod rate;
 mod retry;
 pub mod s3;
 mod store;
+mod stream;
 mod task;
 pub mod template;
 mod thread;
 mod transport;
 pub mod url;
 mod verify;
+mod work;
 
 pub use cancel::CancelToken;
 pub use downloader::{
@@ -187,6 +191,7 @@ pub use mountpath::Mountpath;
 pub use name::{NameError, ObjectName};
 pub use progress::{Progress, ProgressReader};
 pub use retry::RetryPolicy;
+pub use stream::download_to;
 pub use task::{BUFFER_BYTES, DownloadError, Landed, ObjectTask, download};
 pub use template::{Template, TemplateError};
 pub use url::UrlError;

@@ -2,9 +2,8 @@
 //! work file, check the length, optionally fsync, rename into place.
 
 use std::cell::RefCell;
-use std::fs::{self, File};
-use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use log::{debug, trace, warn};
@@ -18,13 +17,14 @@ use crate::rate::RateLimiter;
 use crate::retry::RetryPolicy;
 use crate::url::{self, UrlError};
 use crate::verify::{DigestMismatch, Sha256Digest};
+use crate::work::WorkFile;
 
 /// Size of the per-thread buffer bodies are streamed through. `std::io::copy` moves 8 KiB at
 /// a time, which was measured 1.4–2× slower for large bodies.
 pub const BUFFER_BYTES: usize = 256 * 1024;
 
 thread_local! {
-    static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    pub(crate) static BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Why one object did not land. Each variant names the URL (redacted) or the local path.
@@ -313,14 +313,14 @@ pub(crate) fn fetch(
 }
 
 /// A failed attempt: the error, and whether another attempt could go better.
-struct Failure {
-    error: DownloadError,
-    retry: bool,
-    retry_after: Option<Duration>,
+pub(crate) struct Failure {
+    pub(crate) error: DownloadError,
+    pub(crate) retry: bool,
+    pub(crate) retry_after: Option<Duration>,
 }
 
 impl Failure {
-    fn fatal(error: DownloadError) -> Failure {
+    pub(crate) fn fatal(error: DownloadError) -> Failure {
         Failure {
             error,
             retry: false,
@@ -328,7 +328,7 @@ impl Failure {
         }
     }
 
-    fn transient(error: DownloadError) -> Failure {
+    pub(crate) fn transient(error: DownloadError) -> Failure {
         Failure {
             error,
             retry: true,
@@ -647,7 +647,7 @@ fn verify(task: &Request<'_>, work: &mut WorkFile, state: &mut Attempts) -> Resu
 }
 
 /// Classifies a request that got no response.
-fn request_failure(error: ureq::Error, url: String, cancel: &CancelToken) -> Failure {
+pub(crate) fn request_failure(error: ureq::Error, url: String, cancel: &CancelToken) -> Failure {
     if cancel.is_cancelled() {
         return Failure::fatal(DownloadError::Cancelled { url });
     }
@@ -681,7 +681,7 @@ pub(crate) fn is_transient(error: &ureq::Error) -> bool {
     )
 }
 
-fn header(response: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String> {
+pub(crate) fn header(response: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String> {
     response
         .headers()
         .get(name)
@@ -690,7 +690,7 @@ fn header(response: &ureq::http::Response<ureq::Body>, name: &str) -> Option<Str
 }
 
 /// `bytes START-END/TOTAL` → (START, TOTAL when known).
-fn parse_content_range(value: &str) -> Option<(u64, Option<u64>)> {
+pub(crate) fn parse_content_range(value: &str) -> Option<(u64, Option<u64>)> {
     let rest = value.trim().strip_prefix("bytes ")?;
     let (span, total) = rest.split_once('/')?;
     let (start, _end) = span.split_once('-')?;
@@ -718,14 +718,18 @@ impl<R: Read> Read for Throttled<'_, R> {
     }
 }
 
-enum StreamError {
+pub(crate) enum StreamError {
     Read(io::Error, u64),
     Write(io::Error),
 }
 
-/// Copies `reader` into `file`, filling `buffer` before each write to keep writes large.
+/// Copies `reader` into `out`, filling `buffer` before each write to keep writes large.
 /// Returns the bytes written; on a read error, what was read before it is written first.
-fn stream(reader: &mut impl Read, file: &mut File, buffer: &mut [u8]) -> Result<u64, StreamError> {
+pub(crate) fn stream(
+    reader: &mut impl Read,
+    out: &mut impl Write,
+    buffer: &mut [u8],
+) -> Result<u64, StreamError> {
     let mut received = 0u64;
     loop {
         let mut filled = 0;
@@ -745,7 +749,7 @@ fn stream(reader: &mut impl Read, file: &mut File, buffer: &mut [u8]) -> Result<
             }
         }
         if filled > 0 {
-            file.write_all(&buffer[..filled])
+            out.write_all(&buffer[..filled])
                 .map_err(StreamError::Write)?;
             received += filled as u64;
         }
@@ -754,277 +758,5 @@ fn stream(reader: &mut impl Read, file: &mut File, buffer: &mut [u8]) -> Result<
             Some(Ok(())) => return Ok(received),
             Some(Err(e)) => return Err(StreamError::Read(e, received)),
         }
-    }
-}
-
-/// A work file in a mountpath's work directory, with its sidecar. It removes both unless it
-/// lands (or the process dies, which is what lets the next run resume it).
-///
-/// The file is locked (`flock`) while open, so two transfers of one name — in this process
-/// or another — never share it: the second gets a spare path of its own.
-struct WorkFile {
-    path: PathBuf,
-    meta: PathBuf,
-    file: Option<File>,
-    /// Bytes in the file; all of them good.
-    len: u64,
-    /// The redacted URL, as the sidecar records it.
-    source: String,
-    etag: Option<String>,
-    last_modified: Option<String>,
-}
-
-impl WorkFile {
-    fn open(
-        mountpath: &Mountpath,
-        name: &ObjectName,
-        source: &str,
-    ) -> Result<WorkFile, DownloadError> {
-        let usual = mountpath.work_path(name);
-        let (path, file) = match open_locked(mountpath.work_dir(), &usual)? {
-            Some(file) => (usual, file),
-            None => {
-                let spare = mountpath.spare_work_path(name);
-                let file = open_locked(mountpath.work_dir(), &spare)?.ok_or_else(|| {
-                    DownloadError::Local {
-                        action: "locking work file",
-                        path: spare.clone(),
-                        source: io::Error::from(io::ErrorKind::WouldBlock),
-                    }
-                })?;
-                (spare, file)
-            }
-        };
-        let mut meta = path.clone().into_os_string();
-        meta.push(".meta");
-        let mut work = WorkFile {
-            path,
-            meta: meta.into(),
-            file: Some(file),
-            len: 0,
-            source: source.to_owned(),
-            etag: None,
-            last_modified: None,
-        };
-        let on_disk = work.file().metadata().map(|m| m.len()).unwrap_or(0);
-        if on_disk > 0 {
-            match work.read_sidecar() {
-                Some((etag, last_modified)) => {
-                    debug!(
-                        "{}: resuming a work file of {on_disk} bytes",
-                        work.path.display()
-                    );
-                    work.len = on_disk;
-                    work.etag = etag;
-                    work.last_modified = last_modified;
-                }
-                None => {
-                    work.truncate()?;
-                }
-            }
-        }
-        Ok(work)
-    }
-
-    /// The sidecar's validators, when it is for this source.
-    fn read_sidecar(&self) -> Option<(Option<String>, Option<String>)> {
-        let text = fs::read_to_string(&self.meta).ok()?;
-        let mut lines = text.lines();
-        if lines.next()? != format!("source {}", self.source) {
-            return None;
-        }
-        let (mut etag, mut last_modified) = (None, None);
-        for line in lines {
-            if let Some(v) = line.strip_prefix("etag ") {
-                etag = Some(v.to_owned());
-            } else if let Some(v) = line.strip_prefix("last-modified ") {
-                last_modified = Some(v.to_owned());
-            }
-        }
-        Some((etag, last_modified))
-    }
-
-    /// What `If-Range` can carry: a strong ETag, else `Last-Modified`.
-    fn validator(&self) -> Option<&str> {
-        self.etag
-            .as_deref()
-            .filter(|e| !e.starts_with("W/"))
-            .or(self.last_modified.as_deref())
-    }
-
-    /// Records the response's validators, rewriting the sidecar when they changed.
-    fn set_validator(
-        &mut self,
-        etag: Option<String>,
-        last_modified: Option<String>,
-    ) -> Result<(), DownloadError> {
-        if etag == self.etag && last_modified == self.last_modified && self.meta_written() {
-            return Ok(());
-        }
-        self.etag = etag;
-        self.last_modified = last_modified;
-        if self.validator().is_none() {
-            let _ = fs::remove_file(&self.meta);
-            return Ok(());
-        }
-        let mut text = format!("source {}\n", self.source);
-        if let Some(etag) = &self.etag {
-            text.push_str(&format!("etag {etag}\n"));
-        }
-        if let Some(lm) = &self.last_modified {
-            text.push_str(&format!("last-modified {lm}\n"));
-        }
-        fs::write(&self.meta, text).map_err(|source| DownloadError::Local {
-            action: "writing",
-            path: self.meta.clone(),
-            source,
-        })
-    }
-
-    fn meta_written(&self) -> bool {
-        self.validator().is_some() && self.meta.exists()
-    }
-
-    fn file(&mut self) -> &mut File {
-        self.file
-            .as_mut()
-            .expect("work file is open until it lands")
-    }
-
-    /// Empties the file; returns how many bytes were thrown away.
-    fn truncate(&mut self) -> Result<u64, DownloadError> {
-        let dropped = self.len;
-        let file = self.file();
-        file.set_len(0)
-            .and_then(|()| file.seek(SeekFrom::Start(0)).map(drop))
-            .map_err(|e| self.error("truncating", e))?;
-        self.len = 0;
-        Ok(dropped)
-    }
-
-    /// Appends through `write`, which returns the bytes it wrote (also on a read error).
-    fn append(
-        &mut self,
-        write: impl FnOnce(&mut File) -> Result<u64, StreamError>,
-    ) -> Result<u64, StreamError> {
-        let len = self.len;
-        let file = self.file();
-        file.seek(SeekFrom::Start(len))
-            .map_err(StreamError::Write)?;
-        let result = write(file);
-        match &result {
-            Ok(n) | Err(StreamError::Read(_, n)) => self.len += n,
-            Err(StreamError::Write(_)) => {
-                // Some of the block may be on disk; trust only what the file says now.
-                self.len = self.file().stream_position().unwrap_or(0).min(self.len);
-            }
-        }
-        result
-    }
-
-    fn error(&self, action: &'static str, source: io::Error) -> DownloadError {
-        DownloadError::Local {
-            action,
-            path: self.path.clone(),
-            source,
-        }
-    }
-
-    /// Makes the work file the object at `target`, atomically, with the server's
-    /// `Last-Modified` as its modification time.
-    fn land(mut self, target: &Path, fsync: bool) -> Result<(), DownloadError> {
-        let file = self.file.take().expect("work file is open until it lands");
-        if let Some(time) = self
-            .last_modified
-            .as_deref()
-            .and_then(crate::retry::parse_http_date)
-            && let Err(e) = file.set_modified(time)
-        {
-            debug!("{}: cannot set mtime: {e}", self.path.display());
-        }
-        if fsync {
-            file.sync_all().map_err(|e| self.error("syncing", e))?;
-        }
-        drop(file);
-        let parent = target.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(parent).map_err(|source| DownloadError::Local {
-            action: "creating directory",
-            path: parent.to_owned(),
-            source,
-        })?;
-        fs::rename(&self.path, target).map_err(|source| DownloadError::Local {
-            action: "renaming work file to",
-            path: target.to_owned(),
-            source,
-        })?;
-        let _ = fs::remove_file(&self.meta);
-        if fsync {
-            File::open(parent)
-                .and_then(|dir| dir.sync_all())
-                .map_err(|source| DownloadError::Local {
-                    action: "syncing directory",
-                    path: parent.to_owned(),
-                    source,
-                })?;
-        }
-        self.path = PathBuf::new();
-        Ok(())
-    }
-}
-
-/// Opens (creating) and locks the file at `path`; `None` when another holder has the lock.
-fn open_locked(work_dir: &Path, path: &Path) -> Result<Option<File>, DownloadError> {
-    let open = || {
-        fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-    };
-    let file = match open() {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            // The work directory was removed under us: make it again once.
-            fs::create_dir_all(work_dir).map_err(|source| DownloadError::Local {
-                action: "creating work directory",
-                path: work_dir.to_owned(),
-                source,
-            })?;
-            open().map_err(|source| DownloadError::Local {
-                action: "creating work file",
-                path: path.to_owned(),
-                source,
-            })?
-        }
-        Err(source) => {
-            return Err(DownloadError::Local {
-                action: "creating work file",
-                path: path.to_owned(),
-                source,
-            });
-        }
-    };
-    match file.try_lock() {
-        Ok(()) => Ok(Some(file)),
-        Err(fs::TryLockError::WouldBlock) => Ok(None),
-        Err(fs::TryLockError::Error(source)) => Err(DownloadError::Local {
-            action: "locking work file",
-            path: path.to_owned(),
-            source,
-        }),
-    }
-}
-
-impl Drop for WorkFile {
-    fn drop(&mut self) {
-        if self.path.as_os_str().is_empty() {
-            return;
-        }
-        self.file = None;
-        if let Err(e) = fs::remove_file(&self.path) {
-            warn!("could not remove work file {}: {e}", self.path.display());
-        }
-        let _ = fs::remove_file(&self.meta);
     }
 }

@@ -20,6 +20,11 @@ use sha2::Digest as _;
 pub struct Sha256Digest([u8; 32]);
 
 impl Sha256Digest {
+    /// The digest whose 32 bytes are `bytes`.
+    pub fn from_bytes(bytes: [u8; 32]) -> Sha256Digest {
+        Sha256Digest(bytes)
+    }
+
     /// The digest of `bytes`.
     pub fn of(bytes: &[u8]) -> Sha256Digest {
         Sha256Digest(sha2::Sha256::digest(bytes).into())

@@ -262,3 +262,26 @@ fn get_checks_a_sha256_manifest_revalidates_on_rerun_and_refuses_private_address
         assert!(text(&out.stderr).contains("--stall-window must be a positive number of seconds"));
     });
 }
+
+#[test]
+fn get_stdout_writes_objects_in_order_and_the_summary_to_stderr() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let out = haul(&[
+            "get",
+            "--stdout",
+            &origin.url("/o/{b,a}.bin?size=70000"),
+            &origin.url("/o/c.bin?size=10"),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let mut expected = body("/o/b.bin", 70000);
+        expected.extend(body("/o/a.bin", 70000));
+        expected.extend(body("/o/c.bin", 10));
+        assert!(out.stdout == expected, "stdout holds the objects in order");
+        assert!(
+            text(&out.stderr).starts_with("3 written, 0 failed; 140010 bytes"),
+            "{}",
+            text(&out.stderr)
+        );
+    });
+}

@@ -395,3 +395,49 @@ fn cancel_stops_a_request_still_waiting_for_headers() {
         assert!(files_under(dir.path()).is_empty());
     });
 }
+
+#[test]
+fn download_to_a_writer_resumes_a_cut_body_and_refuses_what_it_cannot_take_back() {
+    guard(|| {
+        let fx = Fixture::new();
+        let quick = haul::RetryPolicy::default().initial_backoff(Duration::from_millis(1));
+        let get = |query: &str, sha: Option<haul::Sha256Digest>| {
+            let mut task = ObjectTask::from_url(fx.origin.url(query))
+                .unwrap()
+                .retry(quick);
+            if let Some(sha) = sha {
+                task = task.sha256(sha);
+            }
+            let mut out = Vec::new();
+            let result = haul::download_to(
+                &fx.client,
+                &task,
+                &mut out,
+                &Progress::new(),
+                &CancelToken::new(),
+            );
+            (result, out)
+        };
+        // Cut once: the rest is asked for with a range, and the stream is whole.
+        let (n, out) = get("/s.bin?size=300000&drop_after=100000&faults_first=1", None);
+        assert_eq!(n.unwrap(), 300_000);
+        assert!(out == body("/s.bin", 300_000));
+        assert_eq!(fx.origin.stats().status_count(206), 1);
+
+        // Cut where the server then ignores ranges: written bytes cannot be taken back.
+        let (err, out) = get(
+            "/n.bin?size=300000&drop_after=100000&faults_first=1&no_ranges=1",
+            None,
+        );
+        let text = chain(&err.unwrap_err());
+        assert!(text.contains("cannot resume the stream"), "{text}");
+        assert_eq!(out.len(), 100_000);
+
+        // A digest is checked over the whole stream.
+        let wrong = haul::Sha256Digest::of(b"x");
+        let (err, _) = get("/d.bin?size=1000", Some(wrong));
+        assert!(chain(&err.unwrap_err()).contains("sha256 mismatch"));
+        let right = haul::Sha256Digest::of(&body("/d.bin", 1000));
+        assert_eq!(get("/d.bin?size=1000", Some(right)).0.unwrap(), 1000);
+    });
+}

@@ -34,6 +34,10 @@ pub(crate) struct Args {
     /// listed must have that digest, or it fails (after its retries).
     #[arg(long, value_name = "FILE")]
     sha256: Option<PathBuf>,
+    /// Write the objects to stdout, one after another in the order given, instead of into
+    /// files (one connection; the summary goes to stderr).
+    #[arg(long, conflicts_with_all = ["skip_existing", "revalidate"])]
+    stdout: bool,
     #[command(flatten)]
     net: crate::net::NetArgs,
 }
@@ -59,6 +63,9 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
         Some(path) => parse_manifest(path)?,
         None => Vec::new(),
     };
+    if args.stdout {
+        return to_stdout(&args, &digests);
+    }
     let mut builder = Downloader::builder()
         .workers_per_mountpath(args.workers_per_mountpath)
         .http(args.net.http()?);
@@ -89,6 +96,64 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
     }
     let summary = run::wait_all(&downloader, &jobs, started)?;
     Ok(summary.report())
+}
+
+/// `--stdout`: every object of every source, in order, into stdout.
+fn to_stdout(
+    args: &Args,
+    digests: &[(String, haul::Sha256Digest)],
+) -> Result<ExitCode, Box<dyn Error>> {
+    let mut urls: Vec<(Option<String>, String)> = Vec::new();
+    for source in &args.sources {
+        let template = haul::Template::parse(source).map_err(|e| UsageError(run::chain(&e)))?;
+        urls.extend(template.iter().map(|url| (None, url)));
+    }
+    if let Some(path) = &args.list {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| UsageError(format!("cannot read --list {}: {e}", path.display())))?;
+        urls.extend(parse_list(&text));
+    }
+    let client = haul::HttpClient::new(args.net.http()?);
+    // Unbuffered: the body arrives in large blocks, and stdout's line buffering would split
+    // binary data at every newline.
+    let mut out =
+        std::fs::File::from(std::os::fd::AsFd::as_fd(&std::io::stdout()).try_clone_to_owned()?);
+    let started = Instant::now();
+    let (mut landed, mut failed, mut bytes) = (0u64, 0u64, 0u64);
+    for (name, url) in urls {
+        let name = name.or_else(|| haul::url::object_name(&url).ok().map(|n| n.to_string()));
+        let mut task = haul::ObjectTask::new(url.as_str(), haul::ObjectName::new("-")?)
+            .retry(args.net.retry());
+        if let Some(digest) = name.and_then(|n| digests.iter().find(|(d, _)| *d == n)) {
+            task = task.sha256(digest.1);
+        }
+        match haul::download_to(
+            &client,
+            &task,
+            &mut out,
+            &haul::Progress::new(),
+            &haul::CancelToken::new(),
+        ) {
+            Ok(n) => {
+                landed += 1;
+                bytes += n;
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("failed: {}", run::chain(&e));
+            }
+        }
+    }
+    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    eprintln!(
+        "{landed} written, {failed} failed; {bytes} bytes in {secs:.3} s: {:.1} MB/s",
+        bytes as f64 / 1e6 / secs
+    );
+    Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// The `(name, digest)` pairs of a `sha256sum` manifest: `HEX  NAME` or `HEX *NAME` lines.

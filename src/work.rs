@@ -1,0 +1,284 @@
+//! Work files: where an object's bytes go until it lands, with the sidecar that lets a
+//! later run resume them after a crash.
+
+use std::fs::{self, File};
+use std::io::{self, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use log::{debug, warn};
+
+use crate::mountpath::Mountpath;
+use crate::name::ObjectName;
+use crate::task::{DownloadError, StreamError};
+
+/// A work file in a mountpath's work directory, with its sidecar. It removes both unless it
+/// lands (or the process dies, which is what lets the next run resume it).
+///
+/// The file is locked (`flock`) while open, so two transfers of one name — in this process
+/// or another — never share it: the second gets a spare path of its own.
+pub(crate) struct WorkFile {
+    pub(crate) path: PathBuf,
+    meta: PathBuf,
+    file: Option<File>,
+    /// Bytes in the file; all of them good.
+    pub(crate) len: u64,
+    /// The redacted URL, as the sidecar records it.
+    source: String,
+    pub(crate) etag: Option<String>,
+    last_modified: Option<String>,
+}
+
+impl WorkFile {
+    pub(crate) fn open(
+        mountpath: &Mountpath,
+        name: &ObjectName,
+        source: &str,
+    ) -> Result<WorkFile, DownloadError> {
+        let usual = mountpath.work_path(name);
+        let (path, file) = match open_locked(mountpath.work_dir(), &usual)? {
+            Some(file) => (usual, file),
+            None => {
+                let spare = mountpath.spare_work_path(name);
+                let file = open_locked(mountpath.work_dir(), &spare)?.ok_or_else(|| {
+                    DownloadError::Local {
+                        action: "locking work file",
+                        path: spare.clone(),
+                        source: io::Error::from(io::ErrorKind::WouldBlock),
+                    }
+                })?;
+                (spare, file)
+            }
+        };
+        let mut meta = path.clone().into_os_string();
+        meta.push(".meta");
+        let mut work = WorkFile {
+            path,
+            meta: meta.into(),
+            file: Some(file),
+            len: 0,
+            source: source.to_owned(),
+            etag: None,
+            last_modified: None,
+        };
+        let on_disk = work.file().metadata().map(|m| m.len()).unwrap_or(0);
+        if on_disk > 0 {
+            match work.read_sidecar() {
+                Some((etag, last_modified)) => {
+                    debug!(
+                        "{}: resuming a work file of {on_disk} bytes",
+                        work.path.display()
+                    );
+                    work.len = on_disk;
+                    work.etag = etag;
+                    work.last_modified = last_modified;
+                }
+                None => {
+                    work.truncate()?;
+                }
+            }
+        }
+        Ok(work)
+    }
+
+    /// The sidecar's validators, when it is for this source.
+    fn read_sidecar(&self) -> Option<(Option<String>, Option<String>)> {
+        let text = fs::read_to_string(&self.meta).ok()?;
+        let mut lines = text.lines();
+        if lines.next()? != format!("source {}", self.source) {
+            return None;
+        }
+        let (mut etag, mut last_modified) = (None, None);
+        for line in lines {
+            if let Some(v) = line.strip_prefix("etag ") {
+                etag = Some(v.to_owned());
+            } else if let Some(v) = line.strip_prefix("last-modified ") {
+                last_modified = Some(v.to_owned());
+            }
+        }
+        Some((etag, last_modified))
+    }
+
+    /// What `If-Range` can carry: a strong ETag, else `Last-Modified`.
+    pub(crate) fn validator(&self) -> Option<&str> {
+        self.etag
+            .as_deref()
+            .filter(|e| !e.starts_with("W/"))
+            .or(self.last_modified.as_deref())
+    }
+
+    /// Records the response's validators, rewriting the sidecar when they changed.
+    pub(crate) fn set_validator(
+        &mut self,
+        etag: Option<String>,
+        last_modified: Option<String>,
+    ) -> Result<(), DownloadError> {
+        if etag == self.etag && last_modified == self.last_modified && self.meta_written() {
+            return Ok(());
+        }
+        self.etag = etag;
+        self.last_modified = last_modified;
+        if self.validator().is_none() {
+            let _ = fs::remove_file(&self.meta);
+            return Ok(());
+        }
+        let mut text = format!("source {}\n", self.source);
+        if let Some(etag) = &self.etag {
+            text.push_str(&format!("etag {etag}\n"));
+        }
+        if let Some(lm) = &self.last_modified {
+            text.push_str(&format!("last-modified {lm}\n"));
+        }
+        fs::write(&self.meta, text).map_err(|source| DownloadError::Local {
+            action: "writing",
+            path: self.meta.clone(),
+            source,
+        })
+    }
+
+    fn meta_written(&self) -> bool {
+        self.validator().is_some() && self.meta.exists()
+    }
+
+    fn file(&mut self) -> &mut File {
+        self.file
+            .as_mut()
+            .expect("work file is open until it lands")
+    }
+
+    /// Empties the file; returns how many bytes were thrown away.
+    pub(crate) fn truncate(&mut self) -> Result<u64, DownloadError> {
+        let dropped = self.len;
+        let file = self.file();
+        file.set_len(0)
+            .and_then(|()| file.seek(SeekFrom::Start(0)).map(drop))
+            .map_err(|e| self.error("truncating", e))?;
+        self.len = 0;
+        Ok(dropped)
+    }
+
+    /// Appends through `write`, which returns the bytes it wrote (also on a read error).
+    pub(crate) fn append(
+        &mut self,
+        write: impl FnOnce(&mut File) -> Result<u64, StreamError>,
+    ) -> Result<u64, StreamError> {
+        let len = self.len;
+        let file = self.file();
+        file.seek(SeekFrom::Start(len))
+            .map_err(StreamError::Write)?;
+        let result = write(file);
+        match &result {
+            Ok(n) | Err(StreamError::Read(_, n)) => self.len += n,
+            Err(StreamError::Write(_)) => {
+                // Some of the block may be on disk; trust only what the file says now.
+                self.len = self.file().stream_position().unwrap_or(0).min(self.len);
+            }
+        }
+        result
+    }
+
+    pub(crate) fn error(&self, action: &'static str, source: io::Error) -> DownloadError {
+        DownloadError::Local {
+            action,
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Makes the work file the object at `target`, atomically, with the server's
+    /// `Last-Modified` as its modification time.
+    pub(crate) fn land(mut self, target: &Path, fsync: bool) -> Result<(), DownloadError> {
+        let file = self.file.take().expect("work file is open until it lands");
+        if let Some(time) = self
+            .last_modified
+            .as_deref()
+            .and_then(crate::retry::parse_http_date)
+            && let Err(e) = file.set_modified(time)
+        {
+            debug!("{}: cannot set mtime: {e}", self.path.display());
+        }
+        if fsync {
+            file.sync_all().map_err(|e| self.error("syncing", e))?;
+        }
+        drop(file);
+        let parent = target.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(parent).map_err(|source| DownloadError::Local {
+            action: "creating directory",
+            path: parent.to_owned(),
+            source,
+        })?;
+        fs::rename(&self.path, target).map_err(|source| DownloadError::Local {
+            action: "renaming work file to",
+            path: target.to_owned(),
+            source,
+        })?;
+        let _ = fs::remove_file(&self.meta);
+        if fsync {
+            File::open(parent)
+                .and_then(|dir| dir.sync_all())
+                .map_err(|source| DownloadError::Local {
+                    action: "syncing directory",
+                    path: parent.to_owned(),
+                    source,
+                })?;
+        }
+        self.path = PathBuf::new();
+        Ok(())
+    }
+}
+
+/// Opens (creating) and locks the file at `path`; `None` when another holder has the lock.
+fn open_locked(work_dir: &Path, path: &Path) -> Result<Option<File>, DownloadError> {
+    let open = || {
+        fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+    };
+    let file = match open() {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // The work directory was removed under us: make it again once.
+            fs::create_dir_all(work_dir).map_err(|source| DownloadError::Local {
+                action: "creating work directory",
+                path: work_dir.to_owned(),
+                source,
+            })?;
+            open().map_err(|source| DownloadError::Local {
+                action: "creating work file",
+                path: path.to_owned(),
+                source,
+            })?
+        }
+        Err(source) => {
+            return Err(DownloadError::Local {
+                action: "creating work file",
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(fs::TryLockError::WouldBlock) => Ok(None),
+        Err(fs::TryLockError::Error(source)) => Err(DownloadError::Local {
+            action: "locking work file",
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+impl Drop for WorkFile {
+    fn drop(&mut self) {
+        if self.path.as_os_str().is_empty() {
+            return;
+        }
+        self.file = None;
+        if let Err(e) = fs::remove_file(&self.path) {
+            warn!("could not remove work file {}: {e}", self.path.display());
+        }
+        let _ = fs::remove_file(&self.meta);
+    }
+}
