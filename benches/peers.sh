@@ -113,14 +113,14 @@ fi
 if want a; then
   LIST="$WORK/list64k.txt" CFG="$WORK/curl64k.cfg"
   (cd "$FX_ROOT/s64k" && ls) | sed "s#^#$B/s64k/#" > "$LIST"
-  awk '{n=split($0,a,"/"); printf "url = \"%s\"\noutput = \"@DEST@/%s\"\n", $0, a[n]}' "$LIST" > "$CFG.in"
+  awk '{n=split($0,a,"/"); printf "url = \"%s\"\noutput = \"__DEST__/%s\"\n", $0, a[n]}' "$LIST" > "$CFG.in"
   M="$FX_ROOT/s64k.sha256"
   echo "# a: 2000 x 64 KiB, concurrency $CONC" >&2
   run_case a peer "aria2c -j$CONC" "$M" aria2c -q -i "$LIST" -d @DEST@ -j "$CONC" \
     --file-allocation=none --auto-file-renaming=false --allow-overwrite=true \
     --console-log-level=warn --summary-interval=0 --download-result=hide
   run_case a peer "curl --parallel-max $CONC" "$M" bash -c \
-    'sed "s#@DEST@#$1#" "$2" > "$1.cfg" && curl -sS --no-progress-meter --fail --parallel --parallel-max "$3" --create-dirs -K "$1.cfg"; rc=$?; rm -f "$1.cfg"; exit $rc' \
+    'sed "s#__DEST__#$1#" "$2" > "$1.cfg" && curl -sS --no-progress-meter --fail --parallel --parallel-max "$3" --create-dirs -K "$1.cfg"; rc=$?; rm -f "$1.cfg"; exit $rc' \
     _ @DEST@ "$CFG.in" "$CONC"
   run_case a peer "wget2 --max-threads=$CONC" "$M" wget2 -q --no-robots --max-threads="$CONC" -i "$LIST" -P @DEST@
   run_case a haul "haul get --workers-per-mountpath $CONC" "$M" "$HAUL" get -o @DEST@ \

@@ -40,6 +40,10 @@ pub struct HttpConfig {
     pub stall_min_bytes: u64,
     /// Which addresses may be connected to. Default [`EgressPolicy::Any`].
     pub egress: EgressPolicy,
+    /// The receive buffer of each connection, allocated on its first use. Default 1 MiB:
+    /// ureq's own 128 KiB made a 1 GiB loopback stream 2–3× slower, one `recv` per 128 KiB
+    /// (BENCHMARKS.md, case b).
+    pub input_buffer_bytes: usize,
     /// The `User-Agent` sent with every request. Default `haul/<version>`.
     pub user_agent: String,
     /// PEM root certificates to trust *instead of* the built-in web PKI roots (a private CA,
@@ -56,6 +60,7 @@ impl Default for HttpConfig {
             stall_window: Duration::from_secs(30),
             stall_min_bytes: 1024,
             egress: EgressPolicy::Any,
+            input_buffer_bytes: 1 << 20,
             user_agent: concat!("haul/", env!("CARGO_PKG_VERSION")).to_owned(),
             root_certificates_pem: Vec::new(),
         }
@@ -149,6 +154,7 @@ impl HttpClient {
         }
         let agent_config = builder
             .http_status_as_error(false)
+            .input_buffer_size(config.input_buffer_bytes.max(16 * 1024))
             .max_idle_connections_per_host(config.idle_connections_per_host.max(1))
             .max_idle_connections(config.idle_connections_per_host.max(1) * 4)
             .timeout_connect(Some(config.connect_timeout))

@@ -26,7 +26,16 @@ pub(crate) struct WorkFile {
     source: String,
     pub(crate) etag: Option<String>,
     last_modified: Option<String>,
+    /// Whether the sidecar exists on disk (read at open, or written since).
+    meta_on_disk: bool,
+    /// Where the file's cursor is, when known (saves a seek per append).
+    cursor: Option<u64>,
 }
+
+/// Objects smaller than this get no sidecar, so a crash cannot resume them: fetching them
+/// again costs less than the sidecar's file operations cost every object (measured: on this
+/// VM's ext4, creating, writing and removing it was a third of the time per 64 KiB object).
+pub(crate) const RESUMABLE_BYTES: u64 = 1 << 20;
 
 impl WorkFile {
     pub(crate) fn open(
@@ -59,6 +68,8 @@ impl WorkFile {
             source: source.to_owned(),
             etag: None,
             last_modified: None,
+            meta_on_disk: false,
+            cursor: Some(0),
         };
         let on_disk = work.file().metadata().map(|m| m.len()).unwrap_or(0);
         if on_disk > 0 {
@@ -71,6 +82,7 @@ impl WorkFile {
                     work.len = on_disk;
                     work.etag = etag;
                     work.last_modified = last_modified;
+                    work.meta_on_disk = true;
                 }
                 None => {
                     work.truncate()?;
@@ -106,19 +118,26 @@ impl WorkFile {
             .or(self.last_modified.as_deref())
     }
 
-    /// Records the response's validators, rewriting the sidecar when they changed.
+    /// Records the response's validators, and writes the sidecar (rewriting it when they
+    /// changed) for an object of `total` bytes that is worth resuming after a crash.
     pub(crate) fn set_validator(
         &mut self,
         etag: Option<String>,
         last_modified: Option<String>,
+        total: Option<u64>,
     ) -> Result<(), DownloadError> {
-        if etag == self.etag && last_modified == self.last_modified && self.meta_written() {
-            return Ok(());
-        }
+        let same = etag == self.etag && last_modified == self.last_modified;
         self.etag = etag;
         self.last_modified = last_modified;
-        if self.validator().is_none() {
-            let _ = fs::remove_file(&self.meta);
+        let worth = total.is_none_or(|t| t >= RESUMABLE_BYTES) && self.validator().is_some();
+        if !worth {
+            if self.meta_on_disk {
+                let _ = fs::remove_file(&self.meta);
+                self.meta_on_disk = false;
+            }
+            return Ok(());
+        }
+        if same && self.meta_on_disk {
             return Ok(());
         }
         let mut text = format!("source {}\n", self.source);
@@ -132,11 +151,9 @@ impl WorkFile {
             action: "writing",
             path: self.meta.clone(),
             source,
-        })
-    }
-
-    fn meta_written(&self) -> bool {
-        self.validator().is_some() && self.meta.exists()
+        })?;
+        self.meta_on_disk = true;
+        Ok(())
     }
 
     fn file(&mut self) -> &mut File {
@@ -153,6 +170,7 @@ impl WorkFile {
             .and_then(|()| file.seek(SeekFrom::Start(0)).map(drop))
             .map_err(|e| self.error("truncating", e))?;
         self.len = 0;
+        self.cursor = Some(0);
         Ok(dropped)
     }
 
@@ -162,15 +180,22 @@ impl WorkFile {
         write: impl FnOnce(&mut File) -> Result<u64, StreamError>,
     ) -> Result<u64, StreamError> {
         let len = self.len;
+        let cursor = self.cursor;
         let file = self.file();
-        file.seek(SeekFrom::Start(len))
-            .map_err(StreamError::Write)?;
+        if cursor != Some(len) {
+            file.seek(SeekFrom::Start(len))
+                .map_err(StreamError::Write)?;
+        }
         let result = write(file);
         match &result {
-            Ok(n) | Err(StreamError::Read(_, n)) => self.len += n,
+            Ok(n) | Err(StreamError::Read(_, n)) => {
+                self.len += n;
+                self.cursor = Some(self.len);
+            }
             Err(StreamError::Write(_)) => {
-                // Some of the block may be on disk; trust only what the file says now.
-                self.len = self.file().stream_position().unwrap_or(0).min(self.len);
+                // Some of the block may be on disk: keep the bytes known good, and seek
+                // back to their end before the next append.
+                self.cursor = None;
             }
         }
         result
@@ -201,17 +226,26 @@ impl WorkFile {
         }
         drop(file);
         let parent = target.parent().unwrap_or(Path::new("."));
-        fs::create_dir_all(parent).map_err(|source| DownloadError::Local {
-            action: "creating directory",
-            path: parent.to_owned(),
-            source,
-        })?;
-        fs::rename(&self.path, target).map_err(|source| DownloadError::Local {
+        // The directory usually exists: try the rename first, make it only when missing.
+        let renamed = match fs::rename(&self.path, target) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && self.path.exists() => {
+                fs::create_dir_all(parent).map_err(|source| DownloadError::Local {
+                    action: "creating directory",
+                    path: parent.to_owned(),
+                    source,
+                })?;
+                fs::rename(&self.path, target)
+            }
+            other => other,
+        };
+        renamed.map_err(|source| DownloadError::Local {
             action: "renaming work file to",
             path: target.to_owned(),
             source,
         })?;
-        let _ = fs::remove_file(&self.meta);
+        if self.meta_on_disk {
+            let _ = fs::remove_file(&self.meta);
+        }
         if fsync {
             File::open(parent)
                 .and_then(|dir| dir.sync_all())
@@ -279,6 +313,8 @@ impl Drop for WorkFile {
         if let Err(e) = fs::remove_file(&self.path) {
             warn!("could not remove work file {}: {e}", self.path.display());
         }
-        let _ = fs::remove_file(&self.meta);
+        if self.meta_on_disk {
+            let _ = fs::remove_file(&self.meta);
+        }
     }
 }
