@@ -142,7 +142,32 @@ impl Dispatcher {
     }
 
     /// Waits for room in queue `mp`, a command or a done task. False on shutdown.
+    ///
+    /// Without blocking first: a waiting command, the done tasks, then the pending task if
+    /// its queue has room. Only when none of that moves does it block on all three at once,
+    /// so a busy dispatcher does not build a `Select` or sleep per task.
     fn wait_with_task(&self, state: &mut State, mp: usize) -> bool {
+        match self.commands.try_recv() {
+            Ok(command) => {
+                self.handle(state, command);
+                return true;
+            }
+            Err(crossbeam_channel::TryRecvError::Disconnected) => return false,
+            Err(crossbeam_channel::TryRecvError::Empty) => {}
+        }
+        for job in self.done.try_iter() {
+            self.task_done(state, &job);
+        }
+        let (_, task) = state.pending.take().expect("pending");
+        let job = Arc::clone(&task.job);
+        match self.queues[mp].try_send(task) {
+            Ok(()) => {
+                self.scheduled(state, &job);
+                return true;
+            }
+            Err(crossbeam_channel::TrySendError::Full(task)) => state.pending = Some((mp, task)),
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => return false,
+        }
         let mut select = Select::new();
         let command = select.recv(&self.commands);
         select.recv(&self.done);
@@ -154,10 +179,7 @@ impl Dispatcher {
                 let job = Arc::clone(&task.job);
                 match op.send(&self.queues[mp], task) {
                     Ok(()) => {
-                        job.scheduled();
-                        if let Some(t) = state.tracked.get_mut(&job.id) {
-                            t.in_flight += 1;
-                        }
+                        self.scheduled(state, &job);
                         true
                     }
                     // The joggers are gone: only on shutdown.
@@ -177,6 +199,14 @@ impl Dispatcher {
                 }
                 true
             }
+        }
+    }
+
+    /// A task of `job` went into a queue.
+    fn scheduled(&self, state: &mut State, job: &Arc<Job>) {
+        job.scheduled();
+        if let Some(t) = state.tracked.get_mut(&job.id) {
+            t.in_flight += 1;
         }
     }
 

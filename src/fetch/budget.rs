@@ -12,25 +12,49 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use parking_lot::{Condvar, Mutex};
+use std::thread::Thread;
+
+use parking_lot::Mutex;
 
 use crate::cancel::CancelToken;
 use crate::progress::Cancelled;
 
 /// A pool of bytes shared by every request of a [`Fetcher`](crate::fetch::Fetcher).
+///
+/// Only the waiter at the head of the queue can ever proceed, so only it is woken (each
+/// waiter parks its own thread): no thundering herd however many threads wait.
 #[derive(Debug)]
 pub struct MemoryBudget {
     total: u64,
     state: Mutex<State>,
-    cv: Condvar,
 }
 
 #[derive(Debug)]
 struct State {
     available: u64,
     peak_in_use: u64,
-    queue: VecDeque<(u64, u64)>,
+    queue: VecDeque<Waiter>,
     next_ticket: u64,
+}
+
+#[derive(Debug)]
+struct Waiter {
+    id: u64,
+    bytes: u64,
+    /// The thread waiting for this ticket, once it waits.
+    thread: Option<Thread>,
+}
+
+impl State {
+    /// Wakes the head waiter when its bytes are free.
+    fn wake_head(&self) {
+        if let Some(head) = self.queue.front()
+            && head.bytes <= self.available
+            && let Some(thread) = &head.thread
+        {
+            thread.unpark();
+        }
+    }
 }
 
 /// A place in the budget's queue, for `bytes` bytes. Redeem it with
@@ -48,8 +72,8 @@ impl Drop for Ticket {
     fn drop(&mut self) {
         if !self.redeemed {
             let mut state = self.budget.state.lock();
-            state.queue.retain(|(id, _)| *id != self.id);
-            self.budget.cv.notify_all();
+            state.queue.retain(|w| w.id != self.id);
+            state.wake_head();
         }
     }
 }
@@ -75,7 +99,7 @@ impl Drop for BudgetPermit {
             let mut state = self.budget.state.lock();
             state.available += self.bytes;
             debug_assert!(state.available <= self.budget.total);
-            self.budget.cv.notify_all();
+            state.wake_head();
         }
     }
 }
@@ -91,7 +115,6 @@ impl MemoryBudget {
                 queue: VecDeque::new(),
                 next_ticket: 0,
             }),
-            cv: Condvar::new(),
         })
     }
 
@@ -124,7 +147,11 @@ impl MemoryBudget {
         let mut state = self.state.lock();
         let id = state.next_ticket;
         state.next_ticket += 1;
-        state.queue.push_back((id, bytes));
+        state.queue.push_back(Waiter {
+            id,
+            bytes,
+            thread: None,
+        });
         Ticket {
             budget: Arc::clone(self),
             id,
@@ -141,27 +168,34 @@ impl MemoryBudget {
         mut ticket: Ticket,
         cancel: &CancelToken,
     ) -> Result<BudgetPermit, Cancelled> {
-        let mut state = self.state.lock();
         loop {
+            let mut state = self.state.lock();
             if cancel.is_cancelled() {
                 drop(state);
                 return Err(Cancelled); // the ticket's Drop leaves the queue
             }
-            let at_head = state.queue.front().is_some_and(|(id, _)| *id == ticket.id);
+            let at_head = state.queue.front().is_some_and(|w| w.id == ticket.id);
             if at_head && state.available >= ticket.bytes {
                 state.queue.pop_front();
                 state.available -= ticket.bytes;
                 let in_use = self.total - state.available;
                 state.peak_in_use = state.peak_in_use.max(in_use);
                 // The next head may fit too.
-                self.cv.notify_all();
+                state.wake_head();
                 ticket.redeemed = true;
                 return Ok(BudgetPermit {
                     budget: Arc::clone(&ticket.budget),
                     bytes: ticket.bytes,
                 });
             }
-            self.cv.wait(&mut state);
+            if let Some(waiter) = state.queue.iter_mut().find(|w| w.id == ticket.id)
+                && waiter.thread.is_none()
+            {
+                waiter.thread = Some(std::thread::current());
+            }
+            drop(state);
+            // An unpark between the unlock and here is kept: park returns at once.
+            std::thread::park();
         }
     }
 
@@ -187,8 +221,10 @@ impl MemoryBudget {
 
     /// Wakes every waiter so it looks at its cancel flag.
     pub fn wake_all(&self) {
-        let _state = self.state.lock();
-        self.cv.notify_all();
+        let state = self.state.lock();
+        for thread in state.queue.iter().filter_map(|w| w.thread.as_ref()) {
+            thread.unpark();
+        }
     }
 }
 
