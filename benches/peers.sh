@@ -12,7 +12,7 @@
 #     a  2,000 x 64 KiB from nginx into files: aria2c -j C, curl --parallel, wget2, haul get;
 #        cp -r of the same tree is the no-network floor
 #     b  one 1 GiB object over HTTP: to /dev/null (curl, wget2, haul get --stdout) and to a
-#        file (curl, wget2, haul get)
+#        file (curl, wget2, haul get on one connection and with --parts 4)
 #     c  1,000 x 256 KiB from S3 (SeaweedFS): s5cmd cp, rclone copy (into files), and haul's
 #        ordered fetcher (haul s3 cat, into memory then /dev/null)
 #     d  memory: peak RSS of haul s3 cat over case c with a 64 MiB budget, and of a
@@ -139,6 +139,8 @@ if want b; then
   run_case b2 peer "wget2 -O file" "file:$SIZE" wget2 -q -O @DEST@ "$B/big/$BIG"
   run_case b2 haul "haul get (one connection)" "file:$SIZE" bash -c \
     '"$1" get -o "$(dirname "$2")" "$3" && mv "$(dirname "$2")/$4" "$2"' _ "$HAUL" @DEST@ "$B/big/$BIG" "$BIG"
+  run_case b2 haul "haul get --parts 4 (ranged parts)" "file:$SIZE" bash -c \
+    '"$1" get --parts 4 -o "$(dirname "$2")" "$3" && mv "$(dirname "$2")/$4" "$2"' _ "$HAUL" @DEST@ "$B/big/$BIG" "$BIG"
 fi
 
 if want c || want d; then

@@ -693,6 +693,7 @@ fn prepare(spec: JobSpec) -> Result<(JobSettings, Expansion), SubmitError> {
         rate_limit: spec.rate_limit,
         existing: spec.existing,
         retry: spec.retry,
+        parts: spec.parts,
         sha256,
         total: Some(total),
     };

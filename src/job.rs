@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::name::ObjectName;
+use crate::parts::PartsPolicy;
 use crate::retry::RetryPolicy;
 use crate::task::DownloadError;
 use crate::verify::Sha256Digest;
@@ -103,6 +104,8 @@ pub struct JobSpec {
     pub existing: Existing,
     /// How each object's failed attempts are retried. Default [`RetryPolicy::default`].
     pub retry: RetryPolicy,
+    /// Split large objects into ranged parts over several connections. Default off.
+    pub parts: Option<PartsPolicy>,
     /// Expected SHA-256 digests by object name (the name the object lands under, without
     /// [`subdir`](JobSpec::subdir)). Objects not listed are checked for length only.
     pub sha256: std::collections::BTreeMap<String, Sha256Digest>,
@@ -122,6 +125,7 @@ impl fmt::Debug for JobSpec {
             .field("rate_limit", &self.rate_limit)
             .field("existing", &self.existing)
             .field("retry", &self.retry)
+            .field("parts", &self.parts)
             .field("sha256", &self.sha256.len())
             .finish()
     }
@@ -140,6 +144,7 @@ impl JobSpec {
             rate_limit: None,
             existing: Existing::Replace,
             retry: RetryPolicy::default(),
+            parts: None,
             sha256: std::collections::BTreeMap::new(),
         }
     }
@@ -232,6 +237,12 @@ impl JobSpec {
     /// Sets [`retry`](JobSpec::retry).
     pub fn retry(mut self, policy: RetryPolicy) -> JobSpec {
         self.retry = policy;
+        self
+    }
+
+    /// Sets [`parts`](JobSpec::parts).
+    pub fn parts(mut self, policy: PartsPolicy) -> JobSpec {
+        self.parts = Some(policy);
         self
     }
 

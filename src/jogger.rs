@@ -67,6 +67,7 @@ impl Jogger {
             sha256: job.sha256.get(task.name.as_str()),
             retries: Some(&job.retries),
             revalidate,
+            parts: job.parts.as_ref(),
         };
         let result = caught(&task.url, || {
             task::fetch(

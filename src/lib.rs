@@ -163,6 +163,7 @@ mod mountpath;
 mod name;
 #[cfg(feature = "origin")]
 pub mod origin;
+mod parts;
 pub mod progress;
 mod rate;
 mod retry;
@@ -189,6 +190,7 @@ pub use http::{HttpClient, HttpConfig, Stalled};
 pub use job::{Detail, Existing, JobId, JobSpec, JobStatus, Source, TaskFailure, TaskInfo};
 pub use mountpath::Mountpath;
 pub use name::{NameError, ObjectName};
+pub use parts::PartsPolicy;
 pub use progress::{Progress, ProgressReader};
 pub use retry::RetryPolicy;
 pub use stream::download_to;

@@ -12,6 +12,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::cancel::CancelToken;
 use crate::job::{Detail, Existing, JobId, JobStatus, TaskFailure, TaskInfo};
 use crate::name::ObjectName;
+use crate::parts::PartsPolicy;
 use crate::progress::Progress;
 use crate::rate::RateLimiter;
 use crate::retry::RetryPolicy;
@@ -40,6 +41,7 @@ pub(crate) struct Job {
     pub(crate) limiter: Option<RateLimiter>,
     pub(crate) existing: Existing,
     pub(crate) retry: RetryPolicy,
+    pub(crate) parts: Option<PartsPolicy>,
     pub(crate) sha256: BTreeMap<String, Sha256Digest>,
     pub(crate) cancel: CancelToken,
     pub(crate) retries: AtomicU64,
@@ -75,6 +77,7 @@ pub(crate) struct JobSettings {
     pub(crate) rate_limit: Option<u64>,
     pub(crate) existing: Existing,
     pub(crate) retry: RetryPolicy,
+    pub(crate) parts: Option<PartsPolicy>,
     /// Expected digests by the object's full name (subdir included).
     pub(crate) sha256: BTreeMap<String, Sha256Digest>,
     pub(crate) total: Option<u64>,
@@ -224,6 +227,7 @@ impl Store {
             limiter: settings.rate_limit.map(RateLimiter::new),
             existing: settings.existing,
             retry: settings.retry,
+            parts: settings.parts,
             sha256: settings.sha256,
             retries: AtomicU64::new(0),
             cancel: CancelToken::new(),

@@ -12,6 +12,7 @@ use crate::cancel::CancelToken;
 use crate::http::HttpClient;
 use crate::mountpath::Mountpath;
 use crate::name::ObjectName;
+use crate::parts::PartsPolicy;
 use crate::progress::{self, Progress, ProgressReader};
 use crate::rate::RateLimiter;
 use crate::retry::RetryPolicy;
@@ -140,6 +141,8 @@ pub struct ObjectTask {
     pub retry: RetryPolicy,
     /// The SHA-256 the object must have; a mismatch fails the attempt (and is retried).
     pub sha256: Option<Sha256Digest>,
+    /// Split a large object into ranged parts over several connections. Default off.
+    pub parts: Option<PartsPolicy>,
 }
 
 impl std::fmt::Debug for ObjectTask {
@@ -152,6 +155,7 @@ impl std::fmt::Debug for ObjectTask {
             .field("headers", &header_names)
             .field("retry", &self.retry)
             .field("sha256", &self.sha256)
+            .field("parts", &self.parts)
             .finish()
     }
 }
@@ -165,6 +169,7 @@ impl ObjectTask {
             headers: Vec::new(),
             retry: RetryPolicy::default(),
             sha256: None,
+            parts: None,
         }
     }
 
@@ -194,6 +199,12 @@ impl ObjectTask {
     /// Sets [`sha256`](ObjectTask::sha256).
     pub fn sha256(mut self, digest: Sha256Digest) -> ObjectTask {
         self.sha256 = Some(digest);
+        self
+    }
+
+    /// Sets [`parts`](ObjectTask::parts).
+    pub fn parts(mut self, policy: PartsPolicy) -> ObjectTask {
+        self.parts = Some(policy);
         self
     }
 }
@@ -271,6 +282,7 @@ pub fn download(
         sha256: task.sha256.as_ref(),
         retries: None,
         revalidate: None,
+        parts: task.parts.as_ref(),
     };
     match fetch(client, &request, mountpath, progress, cancel)? {
         Fetched::Landed(landed) => Ok(landed),
@@ -291,6 +303,8 @@ pub(crate) struct Request<'a> {
     pub(crate) retries: Option<&'a std::sync::atomic::AtomicU64>,
     /// The file already there (size, modification time): ask whether the object changed.
     pub(crate) revalidate: Option<(u64, SystemTime)>,
+    /// Split a large object into ranged parts over several connections.
+    pub(crate) parts: Option<&'a PartsPolicy>,
 }
 
 /// What became of a request.
@@ -364,6 +378,7 @@ fn fetch_inner(
         attempt: 1,
         refetched: 0,
         revalidate: task.revalidate,
+        no_split: false,
     };
     let seed = crate::hrw::hash(task.url.as_bytes())
         ^ SystemTime::now()
@@ -429,6 +444,8 @@ struct Attempts {
     refetched: u64,
     /// The file already there, until a response has been compared with it.
     revalidate: Option<(u64, SystemTime)>,
+    /// The server cannot be asked for the opening part (it refused the range): one stream.
+    no_split: bool,
 }
 
 /// A successful attempt.
@@ -470,6 +487,16 @@ fn attempt(
             None => state.refetched += work.truncate()?,
         }
     }
+    // Splitting: open with a ranged GET for the first part; its Content-Range tells the size.
+    let split = task
+        .parts
+        .filter(|p| p.active() && !state.no_split && work.len == 0 && revalidate.is_none());
+    if let Some(policy) = split {
+        headers.push((
+            "range".to_owned(),
+            format!("bytes=0-{}", policy.min_object_bytes - 1),
+        ));
+    }
     let response = client
         .get(task.url, &headers, task.timeout)
         .map_err(|e| request_failure(e, shown(), cancel))?;
@@ -500,6 +527,48 @@ fn attempt(
             debug!("GET {}: the file there is incomplete", shown());
             drop(response);
             return attempt(client, task, work, state, progress, cancel);
+        }
+    }
+    if let Some(policy) = split {
+        let range = header(&response, "content-range");
+        let total = range.as_deref().and_then(parse_content_range);
+        match (status, total) {
+            (206, Some((0, Some(total)))) if total > policy.min_object_bytes => {
+                return split_download(
+                    client,
+                    task,
+                    policy,
+                    work,
+                    state,
+                    total,
+                    etag,
+                    last_modified,
+                    response,
+                    progress,
+                    cancel,
+                );
+            }
+            // The whole object fit in the opening part: read it as usual.
+            (206, Some((0, Some(total)))) => {
+                work.set_validator(etag, last_modified, Some(total))?;
+                return stream_body(
+                    client,
+                    task,
+                    work,
+                    state,
+                    response,
+                    Some(total),
+                    progress,
+                    cancel,
+                );
+            }
+            // A range it will not serve (an empty object answers 416): ask plainly.
+            (206 | 416, _) => {
+                drop(response);
+                state.no_split = true;
+                return attempt(client, task, work, state, progress, cancel);
+            }
+            _ => {}
         }
     }
     let total = match status {
@@ -570,6 +639,23 @@ fn attempt(
         }
     };
     work.set_validator(etag, last_modified, total)?;
+    stream_body(client, task, work, state, response, total, progress, cancel)
+}
+
+/// Appends `response`'s body to the work file and checks the result: its length against
+/// `total`, and the task's digest.
+#[allow(clippy::too_many_arguments)]
+fn stream_body(
+    client: &HttpClient,
+    task: &Request<'_>,
+    work: &mut WorkFile,
+    state: &mut Attempts,
+    response: ureq::http::Response<ureq::Body>,
+    total: Option<u64>,
+    progress: &Progress,
+    cancel: &CancelToken,
+) -> Result<Done, Failure> {
+    let shown = || url::redact(task.url);
     progress.set_total(total);
     progress.set_done(work.len);
     let reader = crate::http::StallGuard::new(
@@ -620,6 +706,65 @@ fn attempt(
             received,
         }));
     }
+    verify(task, work, state).map(|()| Done::Complete)
+}
+
+/// An object larger than its opening part: the rest in ranged parts over several
+/// connections (`parts.rs`), into a work file sized up front. No sidecar: a file with holes
+/// cannot be resumed after a crash.
+#[allow(clippy::too_many_arguments)]
+fn split_download(
+    client: &HttpClient,
+    task: &Request<'_>,
+    policy: &PartsPolicy,
+    work: &mut WorkFile,
+    state: &mut Attempts,
+    total: u64,
+    etag: Option<String>,
+    last_modified: Option<String>,
+    first: ureq::http::Response<ureq::Body>,
+    progress: &Progress,
+    cancel: &CancelToken,
+) -> Result<Done, Failure> {
+    work.set_validator(etag.clone(), last_modified, Some(0))?;
+    work.preallocate(total)?;
+    progress.set_total(Some(total));
+    progress.set_done(0);
+    let strong = etag.filter(|e| !e.starts_with("W/"));
+    let result = crate::parts::fetch(
+        client,
+        task,
+        policy,
+        work.file_ref(),
+        &work.path,
+        total,
+        strong.as_deref(),
+        first,
+        progress,
+        cancel,
+    );
+    if let Err(failure) = result {
+        // Parts may be missing anywhere: the next attempt starts over. An object that
+        // changed under its parts (412), or a server that stopped honouring ranges (200),
+        // is fetched on one connection from then on: a single stream cannot mix versions.
+        if matches!(
+            failure.error,
+            DownloadError::Status {
+                status: 200 | 412,
+                ..
+            }
+        ) {
+            warn!(
+                "GET {}: the parts could not be stitched; fetching it on one connection",
+                url::redact(task.url)
+            );
+            state.no_split = true;
+        }
+        state.refetched += progress.done();
+        work.truncate()?;
+        return Err(failure);
+    }
+    work.len = total;
     verify(task, work, state).map(|()| Done::Complete)
 }
 

@@ -162,6 +162,21 @@ impl WorkFile {
             .expect("work file is open until it lands")
     }
 
+    /// Sizes the file to `total` up front (for parts written at their offsets).
+    pub(crate) fn preallocate(&mut self, total: u64) -> Result<(), DownloadError> {
+        let file = self.file();
+        file.set_len(total).map_err(|e| self.error("sizing", e))?;
+        self.cursor = None;
+        Ok(())
+    }
+
+    /// The open file, for positional writes.
+    pub(crate) fn file_ref(&self) -> &File {
+        self.file
+            .as_ref()
+            .expect("work file is open until it lands")
+    }
+
     /// Empties the file; returns how many bytes were thrown away.
     pub(crate) fn truncate(&mut self) -> Result<u64, DownloadError> {
         let dropped = self.len;

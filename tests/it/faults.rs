@@ -738,3 +738,103 @@ fn a_mixed_run_of_10000_objects_with_one_percent_faults_loses_nothing() {
         );
     });
 }
+
+/// Parts small enough for tests: objects above 1 MiB are split, 256 KiB at a time, over 4
+/// connections.
+fn small_parts() -> haul::PartsPolicy {
+    haul::PartsPolicy::new(4)
+        .min_object_bytes(1 << 20)
+        .part_bytes(256 << 10)
+}
+
+#[test]
+fn a_large_object_split_into_ranged_parts_lands_whole_and_small_ones_are_not_split() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let d = downloader(&[dir.path()]);
+        let big = 5 << 20;
+        let spec = JobSpec::multi_named([
+            ("big.bin", origin.url(&format!("/big.bin?size={big}"))),
+            ("small.bin", origin.url("/small.bin?size=300000")),
+            ("empty.bin", origin.url("/empty.bin?size=0")),
+        ])
+        .parts(small_parts())
+        .retry(quick_retries());
+        let status = finish(&d, spec);
+        assert_eq!(status.finished, 3, "{:?}", status.failures.first());
+        let read = |name: &str| std::fs::read(dir.path().join(name)).unwrap();
+        assert!(read("big.bin") == body("/big.bin", big), "big.bin");
+        assert!(read("small.bin") == body("/small.bin", 300000));
+        assert!(read("empty.bin").is_empty());
+        let stats = origin.stats();
+        // big: the opening 1 MiB, then 4 MiB in 16 parts of 256 KiB; each byte sent once.
+        assert_eq!(stats.requests_for("/big.bin"), 17);
+        // small: its opening range held all of it. empty: 416 to the range, then a plain GET.
+        assert_eq!(stats.requests_for("/small.bin"), 1);
+        assert_eq!(stats.requests_for("/empty.bin"), 2);
+        assert_eq!(stats.body_bytes, big + 300000);
+        assert_eq!(status.retries, 0);
+    });
+}
+
+#[test]
+fn split_parts_resume_on_their_own_and_a_changing_object_falls_back_to_one_stream() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let d = downloader(&[dir.path()]);
+        let big = 3 << 20;
+        // The first three responses for each path are cut after 100,000 bytes.
+        let cut = format!("/cut.bin?size={big}&drop_after=100000&faults_first=3");
+        // A new ETag on every response: parts answer 412 to If-Match, and the object is
+        // fetched again on one connection.
+        let changing = format!("/chg.bin?size={big}&etag=changing");
+        // Ranges ignored: the opening GET gets the whole object, on one connection.
+        let ignored = format!("/ign.bin?size={big}&no_ranges=1");
+        let spec = JobSpec::multi_named([
+            ("cut.bin", origin.url(&cut)),
+            ("chg.bin", origin.url(&changing)),
+            ("ign.bin", origin.url(&ignored)),
+        ])
+        .parts(small_parts())
+        .retry(quick_retries());
+        let status = finish(&d, spec);
+        assert_nothing_lost_sized(
+            dir.path(),
+            &status,
+            &[
+                ("cut.bin", "/cut.bin"),
+                ("chg.bin", "/chg.bin"),
+                ("ign.bin", "/ign.bin"),
+            ],
+            big,
+        );
+        let stats = origin.stats();
+        assert!(stats.status_count(412) >= 1, "{stats:?}");
+        assert_eq!(stats.requests_for("/ign.bin"), 1);
+        assert!(
+            status.retries >= 3,
+            "each cut part was retried: {}",
+            status.retries
+        );
+    });
+}
+
+/// [`assert_nothing_lost`] for objects of `size` bytes that all landed.
+fn assert_nothing_lost_sized(root: &Path, status: &JobStatus, objects: &[(&str, &str)], size: u64) {
+    assert!(
+        status.failures.is_empty(),
+        "{}",
+        chain(&*status.failures[0].error)
+    );
+    for (name, path) in objects {
+        let bytes = std::fs::read(root.join(name)).unwrap();
+        assert!(bytes == body(path, size), "{name}: wrong bytes");
+    }
+    let work: Vec<String> = files_under(root)
+        .into_iter()
+        .filter(|f| f.contains(".haul-work/"))
+        .collect();
+    assert!(work.is_empty(), "work files remain: {work:?}");
+}

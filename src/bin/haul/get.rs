@@ -34,6 +34,10 @@ pub(crate) struct Args {
     /// listed must have that digest, or it fails (after its retries).
     #[arg(long, value_name = "FILE")]
     sha256: Option<PathBuf>,
+    /// Connections per large object: objects above 64 MiB are fetched in 16 MiB ranged parts
+    /// over this many connections (1 = one connection per object).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    parts: usize,
     /// Write the objects to stdout, one after another in the order given, instead of into
     /// files (one connection; the summary goes to stderr).
     #[arg(long, conflicts_with_all = ["skip_existing", "revalidate"])]
@@ -85,6 +89,9 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
                 haul::Existing::Replace
             })
             .retry(args.net.retry());
+        if args.parts > 1 {
+            spec = spec.parts(haul::PartsPolicy::new(args.parts));
+        }
         for (name, digest) in &digests {
             spec = spec.sha256(name.clone(), *digest);
         }
