@@ -125,6 +125,8 @@ if want a; then
   run_case a peer "wget2 --max-threads=$CONC" "$M" wget2 -q --no-robots --max-threads="$CONC" -i "$LIST" -P @DEST@
   run_case a haul "haul get --workers-per-mountpath $CONC" "$M" "$HAUL" get -o @DEST@ \
     --workers-per-mountpath "$CONC" "$B/s64k/obj-{000000..001999}.bin"
+  run_case a haul "haul get --fsync (durable, like aria2c)" "$M" "$HAUL" get -o @DEST@ --fsync \
+    --workers-per-mountpath "$CONC" "$B/s64k/obj-{000000..001999}.bin"
   run_case a floor "cp -r (no network)" "$M" cp -r "$FX_ROOT/s64k" @DEST@
 fi
 

@@ -34,6 +34,10 @@ pub(crate) struct Args {
     /// listed must have that digest, or it fails (after its retries).
     #[arg(long, value_name = "FILE")]
     sha256: Option<PathBuf>,
+    /// fsync each object (and its directory) before it counts as landed, so it survives a
+    /// power cut; off by default, as in curl and wget.
+    #[arg(long)]
+    fsync: bool,
     /// Connections per large object: objects above 64 MiB are fetched in 16 MiB ranged parts
     /// over this many connections (1 = one connection per object).
     #[arg(long, value_name = "N", default_value_t = 1)]
@@ -72,6 +76,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
     }
     let mut builder = Downloader::builder()
         .workers_per_mountpath(args.workers_per_mountpath)
+        .fsync(args.fsync)
         .http(args.net.http()?);
     for dir in &args.out {
         builder = builder.mountpath(dir);
