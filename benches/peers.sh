@@ -13,8 +13,8 @@
 #        cp -r of the same tree is the no-network floor
 #     b  one 1 GiB object over HTTP: to /dev/null (curl, wget2, haul get --stdout) and to a
 #        file (curl, wget2, haul get on one connection and with --parts 4)
-#     c  1,000 x 256 KiB from S3 (SeaweedFS): s5cmd cp, rclone copy (into files), and haul's
-#        ordered fetcher (haul s3 cat, into memory then /dev/null)
+#     c  1,000 x 256 KiB from S3 (SeaweedFS): s5cmd cp, rclone copy, haul s3 get (into
+#        files), and haul's ordered fetcher (haul s3 cat, into memory then /dev/null)
 #     d  memory: peak RSS of haul s3 cat over case c with a 64 MiB budget, and of a
 #        10,000,000-name range job aborted after 100,000 objects (examples/big_job_memory.rs)
 #   C = --conc (default 16). Raw runs are appended to $OUT_TSV (default /tmp/haul-peers.tsv).
@@ -165,6 +165,10 @@ if want c; then
   # trailing slash on the source: without it rclone first HEADs "s256k" as an object
   run_case c peer "rclone copy --transfers $CONC" "$M" "$RCLONE" copy local:bench/s256k/ @DEST@ \
     --transfers "$CONC" --checkers "$CONC"
+  # haul's downloader lands objects under their keys: compare from the s256k/ directory.
+  run_case c haul "haul s3 get --workers-per-mountpath $CONC (to files)" "$M" bash -c \
+    '"$1" s3 get --workers-per-mountpath "$2" -o "$3.tmp" s3://bench/s256k/ && mv "$3.tmp/s256k" "$3" && rmdir "$3.tmp"' \
+    _ "$HAUL" "$CONC" @DEST@
   run_case c haul "haul s3 cat --workers $CONC > /dev/null" - "$HAUL" s3 cat --workers "$CONC" "${KEYS[@]}"
   run_case c floor "cp -r (no network)" "$M" cp -r "$FX_ROOT/s256k" @DEST@
 fi

@@ -46,6 +46,17 @@ pub(crate) enum Expansion {
         names: Names,
         subdir: Option<String>,
     },
+    /// A bucket prefix, listed a page at a time as objects are needed. Pulling a new page
+    /// blocks the dispatcher for one listing request (once per 1,000 objects).
+    Listed(Box<Listed>),
+}
+
+#[derive(Debug)]
+pub(crate) struct Listed {
+    pub(crate) bucket: crate::s3::Bucket,
+    pub(crate) listing: crate::s3::Listing,
+    pub(crate) suffix: Option<String>,
+    pub(crate) subdir: Option<String>,
 }
 
 impl Expansion {
@@ -64,6 +75,57 @@ impl Expansion {
                 });
                 Some((url, name.map_err(DownloadError::from)))
             }
+            Expansion::Listed(listed) => loop {
+                let Listed {
+                    bucket,
+                    listing,
+                    suffix,
+                    subdir,
+                } = &mut **listed;
+                let object = match listing.next()? {
+                    Ok(object) => object,
+                    Err(e) => {
+                        // The listing cannot go on: one failure names why, and the job
+                        // ends with what was listed so far.
+                        let shown = format!("s3://{}/", bucket.name());
+                        let failure = DownloadError::Request {
+                            url: shown.clone(),
+                            source: Box::new(e),
+                        };
+                        *listing = crate::s3::Listing::done(bucket);
+                        return Some((shown, Err(failure)));
+                    }
+                };
+                let key = object.key;
+                if key.ends_with('/') || suffix.as_deref().is_some_and(|s| !key.ends_with(s)) {
+                    continue; // a directory marker, or filtered out
+                }
+                let shown = format!("s3://{}/{key}", bucket.name());
+                let name = crate::name::ObjectName::new(&key).and_then(|name| match subdir {
+                    Some(dir) => name.under(dir),
+                    None => Ok(name),
+                });
+                let name = match name {
+                    Ok(name) => name,
+                    Err(source) => {
+                        let error = DownloadError::Url(UrlError::Name {
+                            url: shown.clone(),
+                            source,
+                        });
+                        return Some((shown, Err(error)));
+                    }
+                };
+                return match bucket.presign_get(&key, None) {
+                    Ok(url) => Some((url, Ok(name))),
+                    Err(e) => Some((
+                        shown.clone(),
+                        Err(DownloadError::Request {
+                            url: shown,
+                            source: Box::new(e),
+                        }),
+                    )),
+                };
+            },
         }
     }
 }

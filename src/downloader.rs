@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{SendTimeoutError, Sender};
 
-use crate::dispatcher::{Command, Dispatcher, Expansion};
+use crate::dispatcher::{Command, Dispatcher, Expansion, Listed};
 use crate::hrw;
 use crate::http::{HttpClient, HttpConfig};
 use crate::job::{Detail, JobId, JobSpec, JobStatus, Source};
@@ -628,7 +628,7 @@ fn prepare(spec: JobSpec) -> Result<(JobSettings, Expansion), SubmitError> {
     let (total, expansion) = match spec.source {
         Source::Single { url, name } => {
             let object = place(&url, name.as_deref())?;
-            (1, Expansion::List(vec![object].into_iter()))
+            (Some(1), Expansion::List(vec![object].into_iter()))
         }
         Source::Multi(list) => {
             if list.is_empty() {
@@ -648,7 +648,10 @@ fn prepare(spec: JobSpec) -> Result<(JobSettings, Expansion), SubmitError> {
                     });
                 }
             }
-            (objects.len() as u64, Expansion::List(objects.into_iter()))
+            (
+                Some(objects.len() as u64),
+                Expansion::List(objects.into_iter()),
+            )
         }
         Source::Range { template } => {
             let template = Template::parse(&template)?;
@@ -665,11 +668,27 @@ fn prepare(spec: JobSpec) -> Result<(JobSettings, Expansion), SubmitError> {
                 });
             }
             (
-                template.len(),
+                Some(template.len()),
                 Expansion::Range {
                     names: template.into_iter(),
                     subdir,
                 },
+            )
+        }
+        Source::S3Prefix {
+            bucket,
+            prefix,
+            suffix,
+        } => {
+            let listing = bucket.list(&prefix);
+            (
+                None,
+                Expansion::Listed(Box::new(Listed {
+                    bucket,
+                    listing,
+                    suffix,
+                    subdir,
+                })),
             )
         }
     };
@@ -695,7 +714,7 @@ fn prepare(spec: JobSpec) -> Result<(JobSettings, Expansion), SubmitError> {
         retry: spec.retry,
         parts: spec.parts,
         sha256,
-        total: Some(total),
+        total,
     };
     Ok((settings, expansion))
 }

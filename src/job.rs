@@ -22,7 +22,7 @@ impl fmt::Display for JobId {
 }
 
 /// Where a job's objects come from. Its `Debug` redacts credential-like query values.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub enum Source {
     /// One URL; the name defaults to the URL's last path segment.
@@ -38,6 +38,17 @@ pub enum Source {
     Range {
         /// The template, e.g. `https://host/shard-{0000..0999}.tar`.
         template: String,
+    },
+    /// Every object under a prefix of an S3 bucket (AIStore's *backend* job), listed lazily
+    /// page by page while the first objects already download; the job's total becomes exact
+    /// when the listing ends. Each object lands under its key.
+    S3Prefix {
+        /// The bucket (its store, credentials and client for listing).
+        bucket: crate::s3::Bucket,
+        /// The key prefix; empty for the whole bucket.
+        prefix: String,
+        /// Only keys ending with this (applied locally), e.g. `.tar`.
+        suffix: Option<String>,
     },
 }
 
@@ -63,6 +74,16 @@ impl fmt::Debug for Source {
                 .debug_struct("Range")
                 .field("template", &redact(template))
                 .finish(),
+            Source::S3Prefix {
+                bucket,
+                prefix,
+                suffix,
+            } => f
+                .debug_struct("S3Prefix")
+                .field("bucket", &bucket.name())
+                .field("prefix", prefix)
+                .field("suffix", suffix)
+                .finish(),
         }
     }
 }
@@ -82,7 +103,7 @@ impl fmt::Debug for Source {
 ///     .timeout(Duration::from_secs(300));
 /// # drop(spec);
 /// ```
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct JobSpec {
     /// Where the objects come from.
@@ -191,6 +212,31 @@ impl JobSpec {
         ))
     }
 
+    /// Every object under `prefix` in `bucket` (see [`Source::S3Prefix`]).
+    ///
+    /// ```no_run
+    /// let bucket = haul::s3::Bucket::new("datasets", &haul::s3::S3Config::from_env())?;
+    /// let spec = haul::JobSpec::s3_prefix(&bucket, "imagenet/train/").suffix(".tar");
+    /// # drop(spec);
+    /// # Ok::<(), haul::s3::S3Error>(())
+    /// ```
+    pub fn s3_prefix(bucket: &crate::s3::Bucket, prefix: impl Into<String>) -> JobSpec {
+        JobSpec::new(Source::S3Prefix {
+            bucket: bucket.clone(),
+            prefix: prefix.into(),
+            suffix: None,
+        })
+    }
+
+    /// Keeps only the objects of an [`S3Prefix`](Source::S3Prefix) job whose keys end with
+    /// `suffix`; no effect on other sources.
+    pub fn suffix(mut self, suffix: impl Into<String>) -> JobSpec {
+        if let Source::S3Prefix { suffix: s, .. } = &mut self.source {
+            *s = Some(suffix.into());
+        }
+        self
+    }
+
     /// A range template (the template is the URL).
     pub fn range(template: impl Into<String>) -> JobSpec {
         JobSpec::new(Source::Range {
@@ -264,6 +310,18 @@ impl JobSpec {
             Source::Single { url, .. } => format!("single: {}", crate::url::redact(url)),
             Source::Multi(list) => format!("multi: {} objects", list.len()),
             Source::Range { template } => format!("range: {}", crate::url::redact(template)),
+            Source::S3Prefix {
+                bucket,
+                prefix,
+                suffix,
+            } => format!(
+                "backend: s3://{}/{prefix}{}",
+                bucket.name(),
+                suffix
+                    .as_deref()
+                    .map(|s| format!(" *{s}"))
+                    .unwrap_or_default()
+            ),
         }
     }
 }

@@ -578,6 +578,19 @@ pub struct Listing {
     done: bool,
 }
 
+impl Listing {
+    /// A listing of `bucket` that yields nothing more.
+    pub(crate) fn done(bucket: &Bucket) -> Listing {
+        Listing {
+            bucket: bucket.clone(),
+            prefix: String::new(),
+            page: Vec::new().into_iter(),
+            token: None,
+            done: true,
+        }
+    }
+}
+
 impl Iterator for Listing {
     type Item = Result<ListedObject, S3Error>;
 

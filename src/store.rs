@@ -131,6 +131,13 @@ impl Job {
         if self.all_dispatched.swap(true, Ordering::AcqRel) {
             return;
         }
+        // A listed job's total is known only now: every object it listed was scheduled.
+        let _ = self.total.compare_exchange(
+            UNKNOWN,
+            self.scheduled.load(Ordering::Relaxed),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
         let total = self.total.load(Ordering::Relaxed);
         if self.is_aborted() && total != UNKNOWN {
             let scheduled = self.scheduled.load(Ordering::Relaxed);

@@ -197,6 +197,24 @@ fn s3_cat_writes_objects_in_order_and_ls_lists_them() {
 
         let out = s3(&["s3", "cat", "http://not-s3"]);
         assert_eq!(out.status.code(), Some(2));
+
+        // A backend job: every object under the prefix, into files named by key.
+        let dir = TestDir::new();
+        let out = s3(&[
+            "s3",
+            "get",
+            &format!("s3://{data}/k/"),
+            "-o",
+            dir.path().to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).starts_with("3 landed, 0 failed"),
+            "{}",
+            text(&out.stdout)
+        );
+        assert_eq!(files_under(dir.path()), ["k/a", "k/b", "k/c"]);
+        assert_eq!(std::fs::read(dir.path().join("k/b")).unwrap(), b"<b>");
     });
 }
 

@@ -8,6 +8,7 @@ mod fetcher;
 mod name;
 mod origin;
 mod s3;
+mod s3_jobs;
 mod support;
 mod task;
 mod template;

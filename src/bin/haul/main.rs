@@ -24,7 +24,7 @@ struct Cli {
 enum Command {
     /// Download URLs and range templates into one or more directories.
     Get(get::Args),
-    /// S3 commands: ls, cat.
+    /// S3 commands: ls, get, cat.
     S3(s3::Args),
     /// Start a loopback origin in this process, download a range job from it into a
     /// temporary directory, verify every byte, and print what happened.

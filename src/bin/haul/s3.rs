@@ -39,6 +39,26 @@ enum Command {
         #[arg(long, value_name = "MIB", default_value_t = 256)]
         memory_mib: u64,
     },
+    /// Download every object under s3://bucket/prefix into one or more directories (a
+    /// backend job: listed page by page while the first objects already download). Each
+    /// object lands under its key.
+    Get {
+        /// s3://bucket/prefix; each is one job.
+        #[arg(required = true)]
+        prefixes: Vec<String>,
+        /// A directory to download into; repeat it for several disks.
+        #[arg(short = 'o', long = "out", value_name = "DIR", default_value = ".")]
+        out: Vec<std::path::PathBuf>,
+        /// Download threads per output directory.
+        #[arg(long, value_name = "N", default_value_t = 8)]
+        workers_per_mountpath: usize,
+        /// Only keys ending with this, e.g. `.tar`.
+        #[arg(long)]
+        suffix: Option<String>,
+        /// Skip objects whose file already exists, without asking the store.
+        #[arg(long)]
+        skip_existing: bool,
+    },
     /// List the keys under s3://bucket/prefix with their sizes.
     Ls {
         /// s3://bucket/prefix
@@ -73,6 +93,41 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
                 writeln!(out, "{:>12} {}", object.size, object.key)?;
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Get {
+            prefixes,
+            out,
+            workers_per_mountpath,
+            suffix,
+            skip_existing,
+        } => {
+            let mut builder = haul::Downloader::builder()
+                .workers_per_mountpath(workers_per_mountpath)
+                .http(args.net.http()?);
+            for dir in &out {
+                builder = builder.mountpath(dir);
+            }
+            let downloader = builder.build()?;
+            let started = std::time::Instant::now();
+            let mut jobs = Vec::new();
+            for url in &prefixes {
+                let (bucket, prefix) = split_s3_url(url)?;
+                let bucket = Bucket::new(bucket, &config).map_err(|e| UsageError(e.to_string()))?;
+                let mut spec = haul::JobSpec::s3_prefix(&bucket, prefix).retry(args.net.retry());
+                if let Some(suffix) = &suffix {
+                    spec = spec.suffix(suffix.as_str());
+                }
+                if skip_existing {
+                    spec = spec.existing(haul::Existing::Skip);
+                }
+                jobs.push(
+                    downloader
+                        .submit(spec)
+                        .map_err(|e| UsageError(crate::run::chain(&e)))?,
+                );
+            }
+            let summary = crate::run::wait_all(&downloader, &jobs, started)?;
+            Ok(summary.report())
         }
         Command::Cat {
             objects,

@@ -1,0 +1,116 @@
+//! Backend jobs: every object under an S3 prefix, listed lazily, through the Downloader,
+//! from the in-process S3 server (or SeaweedFS, with `HAUL_TEST_S3_ENDPOINT`).
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use haul::{Detail, Downloader, JobSpec};
+
+use crate::support::s3::S3Server;
+use crate::support::{TestDir, files_under, guard_for};
+
+/// Keys with spaces, `+`, `%`, `=`, `?`, `#` and unicode, in two directories.
+fn key(i: usize) -> String {
+    let odd = ["a b", "c+d", "e%f", "g=h", "ü✓", "q?r", "s#t"][i % 7];
+    format!("set/d{}/{i:04} {odd}.bin", i % 2)
+}
+
+fn content(key: &str) -> Vec<u8> {
+    haul::origin::body(key, 100 + (haul::hrw::hash(key.as_bytes()) % 4000))
+}
+
+#[test]
+fn a_backend_job_lands_every_object_under_a_prefix_once_and_its_total_becomes_exact() {
+    guard_for(Duration::from_secs(120), || {
+        const N: usize = 5000;
+        let server = S3Server::start(&["data"]);
+        let mut seeds: Vec<(String, Vec<u8>)> = (0..N)
+            .map(|i| {
+                let k = key(i);
+                let bytes = content(&k);
+                (k, bytes)
+            })
+            .collect();
+        seeds.push(("other/x.bin".to_owned(), b"not in the prefix".to_vec()));
+        server.seed_many("data", seeds);
+        let bucket = server.bucket("data");
+        let dir = TestDir::new();
+        let d = Downloader::builder()
+            .mountpath(dir.path().join("m0"))
+            .mountpath(dir.path().join("m1"))
+            .workers_per_mountpath(4)
+            .build()
+            .unwrap();
+        let gets_before = server.counters().map(|c| c.gets.load(Ordering::SeqCst));
+        let job = d.submit(JobSpec::s3_prefix(&bucket, "set/")).unwrap();
+        assert!(d.wait(job, Duration::from_secs(100)).unwrap());
+        let status = d.status(job, Detail::All).unwrap();
+        assert_eq!(status.total, Some(N as u64), "exact once the listing ended");
+        assert_eq!(
+            (status.finished, status.failed),
+            (N as u64, 0),
+            "{:?}",
+            status
+                .failures
+                .first()
+                .map(|f| crate::support::chain(&*f.error))
+        );
+        assert!(status.description.starts_with("backend: s3://"));
+        for i in 0..N {
+            let k = key(i);
+            let name = haul::ObjectName::new(k.as_str()).unwrap();
+            let mp = dir.path().join(format!("m{}", d.placement(&name)));
+            let bytes = std::fs::read(mp.join(&k)).unwrap_or_else(|e| panic!("{k}: {e}"));
+            assert!(bytes == content(&k), "{k}");
+        }
+        let landed = files_under(dir.path())
+            .into_iter()
+            .filter(|f| !f.contains(".haul-work/"))
+            .count();
+        assert_eq!(landed, N, "nothing outside the prefix, nothing twice");
+        if let (Some(before), Some(c)) = (gets_before, server.counters()) {
+            assert_eq!(
+                c.gets.load(Ordering::SeqCst) - before,
+                N as u64 + 5,
+                "one GET per object, plus 5 listing pages"
+            );
+        }
+    });
+}
+
+#[test]
+fn a_backend_job_filters_by_suffix_and_a_missing_bucket_fails_naming_it() {
+    guard_for(Duration::from_secs(60), || {
+        let server = S3Server::start(&["data"]);
+        server.seed_many(
+            "data",
+            ["p/a.tar", "p/b.tar", "p/c.txt", "p/d.tar"]
+                .iter()
+                .map(|k| (k.to_string(), k.as_bytes().to_vec()))
+                .collect(),
+        );
+        let dir = TestDir::new();
+        let d = Downloader::builder().mountpath(dir.path()).build().unwrap();
+        let job = d
+            .submit(JobSpec::s3_prefix(&server.bucket("data"), "p/").suffix(".tar"))
+            .unwrap();
+        assert!(d.wait(job, Duration::from_secs(30)).unwrap());
+        let status = d.status(job, Detail::All).unwrap();
+        assert_eq!((status.total, status.finished), (Some(3), 3));
+        assert_eq!(files_under(dir.path()), ["p/a.tar", "p/b.tar", "p/d.tar"]);
+
+        let missing = server.bucket("nope");
+        let job = d.submit(JobSpec::s3_prefix(&missing, "x/")).unwrap();
+        assert!(d.wait(job, Duration::from_secs(30)).unwrap());
+        let status = d.status(job, Detail::All).unwrap();
+        assert_eq!((status.total, status.failed), (Some(1), 1));
+        let text = crate::support::chain(&*status.failures[0].error);
+        assert!(
+            text.contains(&format!(
+                "list s3://{}/x/: HTTP status 404 (NoSuchBucket)",
+                missing.name()
+            )),
+            "{text}"
+        );
+    });
+}
