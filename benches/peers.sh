@@ -167,7 +167,7 @@ if want c; then
     --transfers "$CONC" --checkers "$CONC"
   # haul's downloader lands objects under their keys: compare from the s256k/ directory.
   run_case c haul "haul s3 get --workers-per-mountpath $CONC (to files)" "$M" bash -c \
-    '"$1" s3 get --workers-per-mountpath "$2" -o "$3.tmp" s3://bench/s256k/ && mv "$3.tmp/s256k" "$3" && rmdir "$3.tmp"' \
+    '"$1" s3 get --workers-per-mountpath "$2" -o "$3.tmp" s3://bench/s256k/ && mv "$3.tmp/s256k" "$3" && rm -rf "$3.tmp"' \
     _ "$HAUL" "$CONC" @DEST@
   run_case c haul "haul s3 cat --workers $CONC > /dev/null" - "$HAUL" s3 cat --workers "$CONC" "${KEYS[@]}"
   run_case c floor "cp -r (no network)" "$M" cp -r "$FX_ROOT/s256k" @DEST@

@@ -62,6 +62,37 @@ fn dispatch(c: &mut Criterion) {
             )
         })
     });
+    // The ceiling the dispatcher works under: the same two channel hand-offs per task
+    // (dispatcher → queue → worker → done → dispatcher) with two workers and a `stat` each,
+    // and nothing else: no jobs, no templates, no placement.
+    group.bench_function("baseline_channels_and_stat_20k", |b| {
+        let probe = dir.join("o-00000");
+        b.iter(|| {
+            let (queue_tx, queue_rx) = crossbeam_channel::bounded::<u64>(1000);
+            let (done_tx, done_rx) = crossbeam_channel::unbounded::<u64>();
+            std::thread::scope(|s| {
+                for _ in 0..2 {
+                    let (rx, tx, probe) = (queue_rx.clone(), done_tx.clone(), &probe);
+                    s.spawn(move || {
+                        for task in rx {
+                            std::hint::black_box(std::fs::metadata(probe).is_ok());
+                            tx.send(task).unwrap();
+                        }
+                    });
+                }
+                let mut done = 0;
+                for task in 0..N {
+                    queue_tx.send(task).unwrap();
+                    done += done_rx.try_iter().count() as u64;
+                }
+                drop(queue_tx);
+                while done < N {
+                    done_rx.recv().unwrap();
+                    done += 1;
+                }
+            })
+        })
+    });
     group.finish();
     drop(d);
     let _ = std::fs::remove_dir_all(&dir);
