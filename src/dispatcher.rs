@@ -391,7 +391,7 @@ impl Dispatcher {
                     state.active.push_back(active);
                     continue;
                 }
-                let Some((url, name)) = active.names.next() else {
+                let Some((url, name)) = next_in_shard(&mut active) else {
                     self.dispatch_over(state, &active.job);
                     progressed = true;
                     continue;
@@ -415,6 +415,25 @@ impl Dispatcher {
             if !progressed || state.active.is_empty() {
                 return None;
             }
+        }
+    }
+}
+
+/// The job's next object that belongs to this process's shard (every object, unsharded).
+/// An object without a name is reported by the shard its URL hashes to, so exactly one
+/// shard reports it.
+fn next_in_shard(active: &mut Active) -> Option<(String, Result<ObjectName, DownloadError>)> {
+    loop {
+        let (url, name) = active.names.next()?;
+        let Some((index, ids)) = &active.job.shard else {
+            return Some((url, name));
+        };
+        let key = match &name {
+            Ok(name) => name.as_str(),
+            Err(_) => url.as_str(),
+        };
+        if hrw::shard_of(key, ids) == Some(*index) {
+            return Some((url, name));
         }
     }
 }

@@ -590,6 +590,14 @@ fn prepare(spec: JobSpec) -> Result<(JobSettings, Expansion), SubmitError> {
             reason: "must be at least 1",
         });
     }
+    if let Some((index, count)) = spec.shard
+        && (count == 0 || index >= count)
+    {
+        return Err(SubmitError::Option {
+            option: "shard",
+            reason: "the index must be below the count, and the count at least 1",
+        });
+    }
     if spec.rate_limit == Some(0) {
         return Err(SubmitError::Option {
             option: "rate_limit",
@@ -713,8 +721,10 @@ fn prepare(spec: JobSpec) -> Result<(JobSettings, Expansion), SubmitError> {
         existing: spec.existing,
         retry: spec.retry,
         parts: spec.parts,
+        shard: spec.shard,
         sha256,
-        total,
+        // A shard's share is known only when the expansion ends.
+        total: total.filter(|_| spec.shard.is_none()),
     };
     Ok((settings, expansion))
 }

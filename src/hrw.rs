@@ -40,3 +40,15 @@ pub fn pick(name_hash: u64, target_ids: &[u64]) -> Option<usize> {
     }
     best.map(|(_, index)| index)
 }
+
+/// The HRW identities of `count` shards of a job: the same on every machine.
+pub fn shard_ids(count: u32) -> Vec<u64> {
+    (0..count)
+        .map(|i| hash(format!("haul-shard-{i}").as_bytes()))
+        .collect()
+}
+
+/// The shard, among `ids` (from [`shard_ids`]), that owns the object named `name`.
+pub fn shard_of(name: &str, ids: &[u64]) -> Option<usize> {
+    pick(hash(name.as_bytes()), ids)
+}

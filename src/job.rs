@@ -127,6 +127,8 @@ pub struct JobSpec {
     pub retry: RetryPolicy,
     /// Split large objects into ranged parts over several connections. Default off.
     pub parts: Option<PartsPolicy>,
+    /// This process's share of the job: `(index, count)`. See [`JobSpec::shard`].
+    pub shard: Option<(u32, u32)>,
     /// Expected SHA-256 digests by object name (the name the object lands under, without
     /// [`subdir`](JobSpec::subdir)). Objects not listed are checked for length only.
     pub sha256: std::collections::BTreeMap<String, Sha256Digest>,
@@ -147,6 +149,7 @@ impl fmt::Debug for JobSpec {
             .field("existing", &self.existing)
             .field("retry", &self.retry)
             .field("parts", &self.parts)
+            .field("shard", &self.shard)
             .field("sha256", &self.sha256.len())
             .finish()
     }
@@ -166,6 +169,7 @@ impl JobSpec {
             existing: Existing::Replace,
             retry: RetryPolicy::default(),
             parts: None,
+            shard: None,
             sha256: std::collections::BTreeMap::new(),
         }
     }
@@ -283,6 +287,22 @@ impl JobSpec {
     /// Sets [`retry`](JobSpec::retry).
     pub fn retry(mut self, policy: RetryPolicy) -> JobSpec {
         self.retry = policy;
+        self
+    }
+
+    /// Takes only shard `index` of `count` of the job's objects: those whose
+    /// highest-random-weight winner among `count` shards is `index`. N processes (on N
+    /// machines) running the same job with shards `0..N` download every object exactly once,
+    /// with no coordinator and nothing shared; going from N to N+1 shards moves only about
+    /// 1/(N+1) of the objects. A sharded job's total is known when its expansion ends.
+    ///
+    /// ```
+    /// // Machine 2 of 8 (for example a Kubernetes indexed Job's JOB_COMPLETION_INDEX):
+    /// let spec = haul::JobSpec::range("https://host/shard-{00000..99999}.tar").shard(2, 8);
+    /// # drop(spec);
+    /// ```
+    pub fn shard(mut self, index: u32, count: u32) -> JobSpec {
+        self.shard = Some((index, count));
         self
     }
 

@@ -42,6 +42,8 @@ pub(crate) struct Job {
     pub(crate) existing: Existing,
     pub(crate) retry: RetryPolicy,
     pub(crate) parts: Option<PartsPolicy>,
+    /// This process's shard index, and the HRW ids of all the job's shards.
+    pub(crate) shard: Option<(usize, Vec<u64>)>,
     pub(crate) sha256: BTreeMap<String, Sha256Digest>,
     pub(crate) cancel: CancelToken,
     pub(crate) retries: AtomicU64,
@@ -78,6 +80,7 @@ pub(crate) struct JobSettings {
     pub(crate) existing: Existing,
     pub(crate) retry: RetryPolicy,
     pub(crate) parts: Option<PartsPolicy>,
+    pub(crate) shard: Option<(u32, u32)>,
     /// Expected digests by the object's full name (subdir included).
     pub(crate) sha256: BTreeMap<String, Sha256Digest>,
     pub(crate) total: Option<u64>,
@@ -235,6 +238,9 @@ impl Store {
             existing: settings.existing,
             retry: settings.retry,
             parts: settings.parts,
+            shard: settings
+                .shard
+                .map(|(index, count)| (index as usize, crate::hrw::shard_ids(count))),
             sha256: settings.sha256,
             retries: AtomicU64::new(0),
             cancel: CancelToken::new(),

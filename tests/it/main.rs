@@ -9,6 +9,7 @@ mod name;
 mod origin;
 mod s3;
 mod s3_jobs;
+mod shard;
 mod support;
 mod task;
 mod template;

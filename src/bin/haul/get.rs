@@ -34,6 +34,10 @@ pub(crate) struct Args {
     /// listed must have that digest, or it fails (after its retries).
     #[arg(long, value_name = "FILE")]
     sha256: Option<PathBuf>,
+    /// Take only shard I of N of every job (0-based): N machines running the same command
+    /// with shards 0..N download every object exactly once, with no coordinator.
+    #[arg(long, value_name = "I/N", value_parser = crate::net::parse_shard)]
+    shard: Option<(u32, u32)>,
     /// fsync each object (and its directory) before it counts as landed, so it survives a
     /// power cut; off by default, as in curl and wget.
     #[arg(long)]
@@ -94,6 +98,9 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
                 haul::Existing::Replace
             })
             .retry(args.net.retry());
+        if let Some((index, count)) = args.shard {
+            spec = spec.shard(index, count);
+        }
         if args.parts > 1 {
             spec = spec.parts(haul::PartsPolicy::new(args.parts));
         }

@@ -53,3 +53,14 @@ impl NetArgs {
         RetryPolicy::default().attempts(self.attempts)
     }
 }
+
+/// `--shard I/N`: this process takes shard I of N (0-based).
+pub(crate) fn parse_shard(text: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("{text:?}: expected I/N with 0 <= I < N, e.g. 2/8");
+    let (i, n) = text.split_once('/').ok_or_else(bad)?;
+    let (i, n): (u32, u32) = (i.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
+    if n == 0 || i >= n {
+        return Err(bad());
+    }
+    Ok((i, n))
+}

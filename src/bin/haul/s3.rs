@@ -58,6 +58,10 @@ enum Command {
         /// Skip objects whose file already exists, without asking the store.
         #[arg(long)]
         skip_existing: bool,
+        /// Take only shard I of N (0-based): N machines running the same command with
+        /// shards 0..N download every object exactly once, with no coordinator.
+        #[arg(long, value_name = "I/N", value_parser = crate::net::parse_shard)]
+        shard: Option<(u32, u32)>,
     },
     /// List the keys under s3://bucket/prefix with their sizes.
     Ls {
@@ -100,6 +104,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
             workers_per_mountpath,
             suffix,
             skip_existing,
+            shard,
         } => {
             let mut builder = haul::Downloader::builder()
                 .workers_per_mountpath(workers_per_mountpath)
@@ -119,6 +124,9 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
                 }
                 if skip_existing {
                     spec = spec.existing(haul::Existing::Skip);
+                }
+                if let Some((index, count)) = shard {
+                    spec = spec.shard(index, count);
                 }
                 jobs.push(
                     downloader

@@ -69,6 +69,21 @@ impl TestDir {
         TestDir(dir)
     }
 
+    /// A fresh directory on tmpfs (`/dev/shm`) when the machine has one, for tests that
+    /// create many files; else like [`TestDir::new`].
+    pub fn new_fast() -> TestDir {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let shm = Path::new("/dev/shm");
+        if !shm.is_dir() {
+            return TestDir::new();
+        }
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = shm.join(format!("haul-test-{}-fast-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create test dir");
+        TestDir(dir)
+    }
+
     pub fn path(&self) -> &Path {
         &self.0
     }
