@@ -303,3 +303,133 @@ fn get_stdout_writes_objects_in_order_and_the_summary_to_stderr() {
         );
     });
 }
+
+#[test]
+fn json_output_parses_and_matches_the_files_and_quiet_prints_nothing() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let out = haul(&[
+            "get",
+            "--json",
+            "-H",
+            "X-Token: abc",
+            "-o",
+            dir.path().to_str().unwrap(),
+            &origin.url("/j/{a,b,c}.bin?size=1000&need_header=x-token:abc"),
+            &origin.url("/j/missing.bin?status=404"),
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+        assert_eq!(json["landed"], 3);
+        assert_eq!(json["failed"], 1);
+        assert_eq!(json["bytes"], 3000);
+        assert_eq!(json["jobs"].as_array().unwrap().len(), 2);
+        let failure = &json["jobs"][1]["failures"][0];
+        assert_eq!(failure["name"], "missing.bin");
+        assert!(
+            failure["error"]
+                .as_str()
+                .unwrap()
+                .ends_with("HTTP status 404")
+        );
+        assert_eq!(files_under(dir.path()), ["a.bin", "b.bin", "c.bin"]);
+
+        let out = haul(&[
+            "get",
+            "-q",
+            "-o",
+            dir.path().to_str().unwrap(),
+            &origin.url("/j/d.bin"),
+        ]);
+        assert!(out.status.success());
+        assert!(
+            out.stdout.is_empty() && out.stderr.is_empty(),
+            "{}",
+            text(&out.stdout)
+        );
+    });
+}
+
+/// Slow objects, so that the job is mid-transfer when the test acts.
+fn slow_template(origin: &Origin) -> String {
+    origin.url("/slow/o-{0..7}.bin?size=4000000&rate=1000000")
+}
+
+#[test]
+fn ctrl_c_aborts_cleanly_with_exit_code_130_and_no_work_files() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let child = Command::new(env!("CARGO_BIN_EXE_haul"))
+            .args([
+                "get",
+                "-o",
+                dir.path().to_str().unwrap(),
+                &slow_template(&origin),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Mid-transfer, provably: work files with bytes in them.
+        assert!(crate::support::wait_until(|| files_under(dir.path())
+            .iter()
+            .any(|f| f.ends_with(".part")
+                && std::fs::metadata(dir.path().join(f))
+                    .is_ok_and(|m| m.len() > 0))));
+        let kill = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).contains(" cancelled; "),
+            "{}",
+            text(&out.stdout)
+        );
+        let left: Vec<String> = files_under(dir.path())
+            .into_iter()
+            .filter(|f| f.contains(".haul-work/"))
+            .collect();
+        assert!(left.is_empty(), "work files left: {left:?}");
+    });
+}
+
+/// As a person sees it: `haul get` under a pseudo-terminal (util-linux `script`, part of
+/// every Debian system) draws the progress display, then clears it for the summary.
+#[test]
+fn on_a_terminal_progress_is_drawn_and_ends_in_the_summary() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let command = format!(
+            "{} get -o {} '{}'",
+            env!("CARGO_BIN_EXE_haul"),
+            dir.path().display(),
+            origin.url("/tty/o-{0..3}.bin?size=600000&rate=1000000"),
+        );
+        let out = Command::new("script")
+            .args(["-qfec", &command, "/dev/null"])
+            .env("TERM", "xterm")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stdout));
+        let screen = text(&out.stdout);
+        assert!(
+            screen.contains("/4 objects"),
+            "no progress line in {screen:?}"
+        );
+        assert!(
+            screen.contains("o-0.bin") || screen.contains("o-1.bin"),
+            "no per-object line"
+        );
+        let summary = screen.rfind("4 landed, 0 failed").expect("a summary");
+        assert!(
+            summary > screen.find("/4 objects").unwrap(),
+            "the summary comes last"
+        );
+    });
+}

@@ -34,6 +34,15 @@ pub(crate) struct Args {
     /// listed must have that digest, or it fails (after its retries).
     #[arg(long, value_name = "FILE")]
     sha256: Option<PathBuf>,
+    /// An extra request header, `NAME: VALUE`; repeat for more.
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    headers: Vec<(String, String)>,
+    /// At most this many bytes per second for each job (its transfers together).
+    #[arg(long, value_name = "BYTES")]
+    rate_limit: Option<u64>,
+    /// At most this many of each job's objects in flight at once.
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
     /// Take only shard I of N of every job (0-based): N machines running the same command
     /// with shards 0..N download every object exactly once, with no coordinator.
     #[arg(long, value_name = "I/N", value_parser = crate::net::parse_shard)]
@@ -101,6 +110,15 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
         if let Some((index, count)) = args.shard {
             spec = spec.shard(index, count);
         }
+        for (name, value) in &args.headers {
+            spec = spec.header(name.as_str(), value.as_str());
+        }
+        if let Some(rate) = args.rate_limit {
+            spec = spec.rate_limit(rate);
+        }
+        if let Some(n) = args.max_connections {
+            spec = spec.max_connections(n);
+        }
         if args.parts > 1 {
             spec = spec.parts(haul::PartsPolicy::new(args.parts));
         }
@@ -115,6 +133,14 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
     }
     let summary = run::wait_all(&downloader, &jobs, started)?;
     Ok(summary.report())
+}
+
+/// `-H 'NAME: VALUE'`.
+fn parse_header(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once(':')
+        .ok_or_else(|| format!("{text:?}: expected NAME: VALUE"))?;
+    Ok((name.trim().to_owned(), value.trim().to_owned()))
 }
 
 /// `--stdout`: every object of every source, in order, into stdout.

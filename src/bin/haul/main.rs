@@ -5,6 +5,7 @@
 mod demo;
 mod get;
 mod net;
+mod progress;
 mod run;
 mod s3;
 
@@ -18,6 +19,15 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Print nothing but failures (no progress, no summary).
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// Print the final status as one JSON object on stdout (the library's status fields).
+    #[arg(long, global = true)]
+    json: bool,
+    /// Log more: -v info, -vv debug, -vvv trace (RUST_LOG, when set, decides instead).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
 }
 
 #[derive(Debug, Subcommand)]
@@ -33,6 +43,18 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse(); // usage errors exit with 2
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+    run::set_output(run::Output {
+        quiet: cli.quiet,
+        json: cli.json,
+    });
+    run::abort_on_ctrl_c();
     let result = match cli.command {
         Command::Get(args) => get::run(args),
         Command::Demo(args) => demo::run(args),

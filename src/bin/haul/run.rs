@@ -1,7 +1,9 @@
 //! Running jobs on a Downloader and reporting them: shared by `haul get` and `haul demo`.
 
 use std::error::Error;
+use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use haul::{Detail, Downloader, JobId, JobStatus};
@@ -15,6 +17,8 @@ pub(crate) struct UsageError(pub(crate) String);
 pub(crate) struct Summary {
     pub(crate) statuses: Vec<JobStatus>,
     pub(crate) elapsed: Duration,
+    /// Ctrl-C aborted the jobs.
+    pub(crate) interrupted: bool,
 }
 
 impl Summary {
@@ -34,46 +38,153 @@ impl Summary {
         self.statuses.iter().map(f).sum()
     }
 
-    /// Prints the summary and each failure; the exit code says whether everything landed.
+    /// Prints the summary (a line, or one JSON object with `--json`; nothing with `-q`) and
+    /// each failure on stderr. The exit code: 0 all landed, 1 any failed, 130 interrupted.
     pub(crate) fn report(&self) -> ExitCode {
+        let out = output();
         let secs = self.elapsed.as_secs_f64().max(1e-9);
-        println!(
-            "{} landed, {} failed, {} skipped, {} cancelled; {} bytes in {secs:.3} s: {:.1} MB/s, {:.0} objects/s",
-            self.landed(),
-            self.failed(),
-            self.count(|s| s.skipped),
-            self.count(|s| s.cancelled),
-            self.bytes(),
-            self.bytes() as f64 / 1e6 / secs,
-            self.landed() as f64 / secs,
-        );
+        if out.json {
+            println!("{}", self.json(secs));
+        } else if !out.quiet {
+            println!(
+                "{} landed, {} failed, {} skipped, {} cancelled; {} bytes in {secs:.3} s: {:.1} MB/s, {:.0} objects/s",
+                self.landed(),
+                self.failed(),
+                self.count(|s| s.skipped),
+                self.count(|s| s.cancelled),
+                self.bytes(),
+                self.bytes() as f64 / 1e6 / secs,
+                self.landed() as f64 / secs,
+            );
+        }
         for status in &self.statuses {
             for failure in &status.failures {
                 eprintln!("failed: {}: {}", failure.name, chain(&*failure.error));
             }
         }
-        if self.failed() > 0 || self.count(|s| s.cancelled) > 0 {
+        if self.interrupted {
+            ExitCode::from(130)
+        } else if self.failed() > 0 || self.count(|s| s.cancelled) > 0 {
             ExitCode::FAILURE
         } else {
             ExitCode::SUCCESS
         }
     }
+
+    /// The library's status fields, per job and summed.
+    fn json(&self, secs: f64) -> serde_json::Value {
+        let jobs: Vec<serde_json::Value> = self
+            .statuses
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "id": s.id.to_string(),
+                    "description": s.description,
+                    "total": s.total,
+                    "finished": s.finished,
+                    "failed": s.failed,
+                    "skipped": s.skipped,
+                    "cancelled": s.cancelled,
+                    "bytes": s.bytes,
+                    "retries": s.retries,
+                    "aborted": s.aborted,
+                    "failures": s.failures.iter().map(|f| serde_json::json!({
+                        "name": f.name,
+                        "error": chain(&*f.error),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "landed": self.landed(),
+            "failed": self.failed(),
+            "skipped": self.count(|s| s.skipped),
+            "cancelled": self.count(|s| s.cancelled),
+            "bytes": self.bytes(),
+            "retries": self.count(|s| s.retries),
+            "seconds": secs,
+            "interrupted": self.interrupted,
+            "jobs": jobs,
+        })
+    }
 }
 
-/// Waits for every job and collects their final statuses.
+/// How the commands talk: set once from the global flags.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Output {
+    pub(crate) quiet: bool,
+    pub(crate) json: bool,
+}
+
+static OUTPUT: std::sync::OnceLock<Output> = std::sync::OnceLock::new();
+
+pub(crate) fn set_output(out: Output) {
+    let _ = OUTPUT.set(out);
+}
+
+pub(crate) fn output() -> Output {
+    OUTPUT.get().copied().unwrap_or_default()
+}
+
+/// Set by the Ctrl-C handler; the wait loop aborts every job when it sees it.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Makes Ctrl-C (SIGINT) abort the jobs cleanly instead of killing the process: running
+/// transfers stop, work files are removed, the summary is printed, the exit code is 130.
+pub(crate) fn abort_on_ctrl_c() {
+    if let Err(e) = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst)) {
+        log::warn!("Ctrl-C will kill haul outright: {e}");
+    }
+}
+
+/// Waits for every job, drawing progress on a terminal, and collects their final statuses.
+/// Ctrl-C aborts them all.
 pub(crate) fn wait_all(
     downloader: &Downloader,
     jobs: &[JobId],
     started: Instant,
 ) -> Result<Summary, Box<dyn Error>> {
+    let out = output();
+    let mut bars = (!out.quiet && !out.json && std::io::stderr().is_terminal())
+        .then(crate::progress::Bars::new);
+    let mut aborted = false;
+    loop {
+        if INTERRUPTED.load(Ordering::SeqCst) && !aborted {
+            aborted = true;
+            for &job in jobs {
+                let _ = downloader.abort(job);
+            }
+        }
+        let mut all_done = true;
+        let mut live = Vec::with_capacity(jobs.len());
+        for &job in jobs {
+            let status = downloader.status(job, Detail::OnlyActive)?;
+            all_done &= status.is_finished();
+            live.push(status);
+        }
+        if let Some(bars) = &mut bars {
+            bars.draw(&live, started.elapsed());
+        }
+        if all_done {
+            break;
+        }
+        // Wakes as soon as the first unfinished job ends; redraws every 100 ms meanwhile.
+        let pending = live.iter().find(|s| !s.is_finished()).map(|s| s.id);
+        if let Some(job) = pending {
+            downloader.wait(job, Duration::from_millis(100))?;
+        }
+    }
+    if let Some(bars) = bars {
+        bars.finish();
+    }
     let mut statuses = Vec::with_capacity(jobs.len());
     for &job in jobs {
-        while !downloader.wait(job, Duration::from_secs(3600))? {}
         statuses.push(downloader.status(job, Detail::All)?);
     }
     Ok(Summary {
         statuses,
         elapsed: started.elapsed(),
+        interrupted: aborted,
     })
 }
 
