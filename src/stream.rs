@@ -2,7 +2,6 @@
 //! same retries, resume and verification as a download to disk, as far as a stream allows.
 
 use std::io::Write;
-use std::time::SystemTime;
 
 use log::warn;
 use sha2::Digest as _;
@@ -175,21 +174,7 @@ fn once(
                 )));
             }
         },
-        _ => {
-            let retry_after = match status {
-                429 | 503 => header(&response, "retry-after")
-                    .and_then(|v| crate::retry::parse_retry_after(&v, SystemTime::now())),
-                _ => None,
-            };
-            return Err(Failure {
-                error: DownloadError::Status {
-                    url: shown(),
-                    status,
-                },
-                retry: matches!(status, 408 | 429 | 500..=599),
-                retry_after,
-            });
-        }
+        _ => return Err(task::status_failure(&response, shown())),
     };
     if state.written == 0 {
         state.etag = header(&response, "etag");

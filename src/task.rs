@@ -623,19 +623,7 @@ fn attempt(
         }
         _ => {
             debug!("GET {}: status {status}", shown());
-            let retry_after = match status {
-                429 | 503 => header(&response, "retry-after")
-                    .and_then(|v| crate::retry::parse_retry_after(&v, SystemTime::now())),
-                _ => None,
-            };
-            return Err(Failure {
-                error: DownloadError::Status {
-                    url: shown(),
-                    status,
-                },
-                retry: matches!(status, 408 | 429 | 500..=599),
-                retry_after,
-            });
+            return Err(status_failure(&response, shown()));
         }
     };
     work.set_validator(etag, last_modified, total)?;
@@ -791,6 +779,22 @@ fn verify(task: &Request<'_>, work: &mut WorkFile, state: &mut Attempts) -> Resu
         url: url::redact(task.url),
         mismatch: DigestMismatch::new("sha256", expected.to_string(), actual.to_string()),
     }))
+}
+
+/// An unwanted status: retried when the server may answer better later (408, 429, 5xx),
+/// after its `Retry-After` for 429 and 503.
+pub(crate) fn status_failure(response: &ureq::http::Response<ureq::Body>, url: String) -> Failure {
+    let status = response.status().as_u16();
+    let retry_after = match status {
+        429 | 503 => header(response, "retry-after")
+            .and_then(|v| crate::retry::parse_retry_after(&v, SystemTime::now())),
+        _ => None,
+    };
+    Failure {
+        error: DownloadError::Status { url, status },
+        retry: matches!(status, 408 | 429 | 500..=599),
+        retry_after,
+    }
 }
 
 /// Classifies a request that got no response.
