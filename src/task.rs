@@ -550,7 +550,7 @@ fn attempt(
             }
             // The whole object fit in the opening part: read it as usual.
             (206, Some((0, Some(total)))) => {
-                work.set_validator(etag, last_modified, Some(total))?;
+                work.set_validator(etag, last_modified, crate::work::resumable(Some(total)))?;
                 return stream_body(
                     client,
                     task,
@@ -626,7 +626,7 @@ fn attempt(
             return Err(status_failure(&response, shown()));
         }
     };
-    work.set_validator(etag, last_modified, total)?;
+    work.set_validator(etag, last_modified, crate::work::resumable(total))?;
     stream_body(client, task, work, state, response, total, progress, cancel)
 }
 
@@ -714,7 +714,8 @@ fn split_download(
     progress: &Progress,
     cancel: &CancelToken,
 ) -> Result<Done, Failure> {
-    work.set_validator(etag.clone(), last_modified, Some(0))?;
+    // A file with holes cannot be resumed after a crash: no sidecar.
+    work.set_validator(etag.clone(), last_modified, false)?;
     work.preallocate(total)?;
     progress.set_total(Some(total));
     progress.set_done(0);

@@ -37,6 +37,11 @@ pub(crate) struct WorkFile {
 /// VM's ext4, creating, writing and removing it was a third of the time per 64 KiB object).
 pub(crate) const RESUMABLE_BYTES: u64 = 1 << 20;
 
+/// Whether an object of `total` bytes (unknown: `None`) is worth resuming after a crash.
+pub(crate) fn resumable(total: Option<u64>) -> bool {
+    total.is_none_or(|t| t >= RESUMABLE_BYTES)
+}
+
 impl WorkFile {
     pub(crate) fn open(
         mountpath: &Mountpath,
@@ -119,17 +124,17 @@ impl WorkFile {
     }
 
     /// Records the response's validators, and writes the sidecar (rewriting it when they
-    /// changed) for an object of `total` bytes that is worth resuming after a crash.
+    /// changed) when the object is `resumable` after a crash (see [`resumable`]).
     pub(crate) fn set_validator(
         &mut self,
         etag: Option<String>,
         last_modified: Option<String>,
-        total: Option<u64>,
+        resumable: bool,
     ) -> Result<(), DownloadError> {
         let same = etag == self.etag && last_modified == self.last_modified;
         self.etag = etag;
         self.last_modified = last_modified;
-        let worth = total.is_none_or(|t| t >= RESUMABLE_BYTES) && self.validator().is_some();
+        let worth = resumable && self.validator().is_some();
         if !worth {
             if self.meta_on_disk {
                 let _ = fs::remove_file(&self.meta);
