@@ -76,6 +76,7 @@ done
 [[ $ready == 1 ]] || { echo "SeaweedFS not ready on $EP" >&2; tail -20 "$WORK/server.log" >&2; exit 1; }
 echo "SeaweedFS $VERSION on $EP"
 
-# Everything that talks S3: the modules fetcher::, fetch_faults::, s3:: and the `haul s3` CLI test.
+# Everything that talks S3: the modules fetcher::, fetch_faults::, s3::, s3_jobs::, sink::
+# and the `haul s3` CLI tests.
 HAUL_TEST_S3_ENDPOINT=$EP HAUL_TEST_S3_ACCESS_KEY=$AK HAUL_TEST_S3_SECRET_KEY=$SK \
-  cargo test --test it "$@" -- s3 fetch
+  cargo test --test it "$@" -- s3 fetch sink

@@ -11,9 +11,10 @@ use crate::dispatcher::{Command, Dispatcher, Expansion, Listed};
 use crate::hrw;
 use crate::http::{HttpClient, HttpConfig};
 use crate::job::{Detail, JobId, JobSpec, JobStatus, Source};
-use crate::jogger::Jogger;
+use crate::jogger::{Jogger, Target};
 use crate::mountpath::Mountpath;
 use crate::name::{NameError, ObjectName};
+use crate::sink::S3Target;
 use crate::store::{JobSettings, Store};
 use crate::template::{Template, TemplateError};
 use crate::thread::JoinOnDrop;
@@ -34,9 +35,26 @@ const SUBMIT_WAIT: Duration = Duration::from_millis(100);
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
-    /// No mountpath was given.
-    #[error("no mountpath: give at least one directory")]
+    /// No mountpath or S3 target was given.
+    #[error("no mountpath: give at least one directory or S3 target")]
     NoMountpath,
+    /// Both mountpaths and S3 targets were given: a downloader lands its objects in one kind
+    /// of place.
+    #[error("mountpaths and S3 targets cannot be mixed in one downloader")]
+    MixedTargets,
+    /// The same S3 bucket and prefix was given twice.
+    #[error("S3 target {0} given twice")]
+    DuplicateTarget(String),
+    /// A figure is out of its range.
+    #[error("{name} is {value}, below its minimum of {min}")]
+    TooSmall {
+        /// What.
+        name: &'static str,
+        /// The value given.
+        value: u64,
+        /// The least it may be.
+        min: u64,
+    },
     /// The same directory was given twice.
     #[error("mountpath {0} given twice")]
     DuplicateMountpath(PathBuf),
@@ -183,6 +201,8 @@ pub struct ShutdownError {
 #[derive(Debug, Clone)]
 pub struct DownloaderBuilder {
     mountpaths: Vec<PathBuf>,
+    s3_targets: Vec<S3Target>,
+    memory_budget: Option<u64>,
     workers_per_mountpath: usize,
     queue_capacity: usize,
     max_active_jobs: usize,
@@ -198,7 +218,26 @@ impl DownloaderBuilder {
         self
     }
 
-    /// Joggers per mountpath, each running one download at a time. Default
+    /// Adds an S3 target: objects land in a bucket under a prefix instead of in local
+    /// directories (a downloader takes either mountpaths or S3 targets). Each target has its
+    /// own queue and `workers_per_mountpath` joggers, and objects are spread over several
+    /// targets by HRW, as over mountpaths. See [`S3Target`].
+    pub fn s3_target(mut self, target: S3Target) -> Self {
+        self.s3_targets.push(target);
+        self
+    }
+
+    /// For S3 targets: the most bytes buffered at once by all joggers together (each object
+    /// in flight buffers one part, or the whole object when smaller). Default: one part per
+    /// jogger, so the budget never makes a jogger wait. Lower it to cap memory; a jogger then
+    /// waits for bytes to come back before it reads its object's body. An object that needs
+    /// more than the whole budget fails with [`DownloadError::Budget`](crate::DownloadError::Budget).
+    pub fn memory_budget(mut self, bytes: u64) -> Self {
+        self.memory_budget = Some(bytes);
+        self
+    }
+
+    /// Joggers per mountpath (or per S3 target), each running one download at a time. Default
     /// [`DEFAULT_WORKERS_PER_MOUNTPATH`]; raise it for network-bound work (16 in total is a
     /// good start on loopback or a fast LAN).
     pub fn workers_per_mountpath(mut self, n: usize) -> Self {
@@ -244,8 +283,11 @@ impl DownloaderBuilder {
     ///
     /// A [`BuildError`]; threads already started are stopped and joined first.
     pub fn build(self) -> Result<Downloader, BuildError> {
-        if self.mountpaths.is_empty() {
+        if self.mountpaths.is_empty() && self.s3_targets.is_empty() {
             return Err(BuildError::NoMountpath);
+        }
+        if !self.mountpaths.is_empty() && !self.s3_targets.is_empty() {
+            return Err(BuildError::MixedTargets);
         }
         for (figure, name) in [
             (self.workers_per_mountpath, "workers_per_mountpath"),
@@ -257,8 +299,8 @@ impl DownloaderBuilder {
                 return Err(BuildError::Zero(name));
             }
         }
-        let mut mountpaths = Vec::with_capacity(self.mountpaths.len());
-        let mut ids = Vec::with_capacity(self.mountpaths.len());
+        let mut targets = Vec::with_capacity(self.mountpaths.len() + self.s3_targets.len());
+        let mut ids = Vec::with_capacity(targets.capacity());
         for path in &self.mountpaths {
             let mp = Mountpath::new(path).map_err(|source| BuildError::Mountpath {
                 path: path.clone(),
@@ -270,9 +312,42 @@ impl DownloaderBuilder {
                 return Err(BuildError::DuplicateMountpath(path.clone()));
             }
             ids.push(id);
-            mountpaths.push(Arc::new(mp.fsync(self.fsync)));
+            targets.push(Target::Dir(mp.fsync(self.fsync)));
         }
-        let workers = self.workers_per_mountpath * mountpaths.len();
+        let workers_total = (self.workers_per_mountpath * self.s3_targets.len()) as u64;
+        let largest_part = self
+            .s3_targets
+            .iter()
+            .map(S3Target::configured_part_size)
+            .max()
+            .unwrap_or(0);
+        let budget = (!self.s3_targets.is_empty()).then(|| {
+            crate::fetch::MemoryBudget::new(
+                self.memory_budget
+                    .unwrap_or(workers_total.saturating_mul(largest_part)),
+            )
+        });
+        for target in &self.s3_targets {
+            let part = target.configured_part_size();
+            if part < crate::sink::MIN_PART_BYTES {
+                return Err(BuildError::TooSmall {
+                    name: "part_size",
+                    value: part,
+                    min: crate::sink::MIN_PART_BYTES,
+                });
+            }
+            let id = target.id();
+            if ids.contains(&id) {
+                return Err(BuildError::DuplicateTarget(target.shown()));
+            }
+            ids.push(id);
+            targets.push(Target::S3 {
+                target: target.clone(),
+                budget: Arc::clone(budget.as_ref().expect("made for S3 targets")),
+            });
+        }
+        let targets: Vec<Arc<Target>> = targets.into_iter().map(Arc::new).collect();
+        let workers = self.workers_per_mountpath * targets.len();
         let mut http = self.http;
         http.idle_connections_per_host = http.idle_connections_per_host.max(workers);
         let client = HttpClient::new(http);
@@ -281,22 +356,25 @@ impl DownloaderBuilder {
         let unstarted = Arc::new(AtomicUsize::new(0));
         let (command_tx, command_rx) = crossbeam_channel::bounded(self.job_queue_capacity);
         let (done_tx, done_rx) = crossbeam_channel::unbounded();
-        let mut queues = Vec::with_capacity(mountpaths.len());
+        let mut queues = Vec::with_capacity(targets.len());
         let mut joggers = Vec::with_capacity(workers);
-        for (index, mountpath) in mountpaths.iter().enumerate() {
+        for (index, target) in targets.iter().enumerate() {
             let (tx, rx) = crossbeam_channel::bounded(self.queue_capacity);
             queues.push(tx);
-            let label = mountpath
-                .root()
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| index.to_string());
+            let label = match &**target {
+                Target::Dir(mountpath) => mountpath
+                    .root()
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| index.to_string()),
+                Target::S3 { target, .. } => target.bucket().name().to_owned(),
+            };
             for i in 0..self.workers_per_mountpath {
                 let name = format!("haul-jog-{label}-{i}");
                 let jogger = Jogger {
                     queue: rx.clone(),
                     done: done_tx.clone(),
-                    mountpath: Arc::clone(mountpath),
+                    target: Arc::clone(target),
                     client: client.clone(),
                     slot: joggers.len() as u64,
                 };
@@ -328,15 +406,16 @@ impl DownloaderBuilder {
                 source,
             })?;
         log::debug!(
-            "downloader started: {} mountpaths, {workers} joggers",
-            mountpaths.len()
+            "downloader started: {} targets, {workers} joggers",
+            targets.len()
         );
         Ok(Downloader {
             commands: Some(command_tx),
             store,
             unstarted,
             job_queue_capacity: self.job_queue_capacity,
-            mountpaths,
+            targets,
+            budget,
             mountpath_ids: ids,
             dispatcher: Some(dispatcher),
             joggers,
@@ -395,8 +474,10 @@ pub struct Downloader {
     store: Arc<Store>,
     unstarted: Arc<AtomicUsize>,
     job_queue_capacity: usize,
-    mountpaths: Vec<Arc<Mountpath>>,
-    /// Each mountpath's HRW identity (the hash of its canonical path), computed once.
+    targets: Vec<Arc<Target>>,
+    /// The memory budget of S3 targets' buffers.
+    budget: Option<Arc<crate::fetch::MemoryBudget>>,
+    /// Each mountpath's (or S3 target's) HRW identity (the hash of its canonical path), computed once.
     mountpath_ids: Vec<u64>,
     dispatcher: Option<JoinOnDrop>,
     joggers: Vec<JoinOnDrop>,
@@ -407,6 +488,8 @@ impl Downloader {
     pub fn builder() -> DownloaderBuilder {
         DownloaderBuilder {
             mountpaths: Vec::new(),
+            s3_targets: Vec::new(),
+            memory_budget: None,
             workers_per_mountpath: DEFAULT_WORKERS_PER_MOUNTPATH,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             max_active_jobs: DEFAULT_MAX_ACTIVE_JOBS,
@@ -416,12 +499,32 @@ impl Downloader {
         }
     }
 
-    /// The mountpaths, in the order given to the builder.
+    /// The mountpaths, in the order given to the builder (none for a downloader of S3
+    /// targets).
     pub fn mountpaths(&self) -> impl Iterator<Item = &Mountpath> {
-        self.mountpaths.iter().map(|m| &**m)
+        self.targets.iter().filter_map(|t| match &**t {
+            Target::Dir(mountpath) => Some(mountpath),
+            Target::S3 { .. } => None,
+        })
     }
 
-    /// The mountpath HRW places `name` on (index into [`mountpaths`](Downloader::mountpaths)).
+    /// The memory budget S3 targets buffer their parts in (`None` for a downloader of
+    /// mountpaths): how much is in use now, and the most ever in use.
+    pub fn memory_budget(&self) -> Option<&Arc<crate::fetch::MemoryBudget>> {
+        self.budget.as_ref()
+    }
+
+    /// The S3 targets, in the order given to the builder (none for a downloader of
+    /// mountpaths).
+    pub fn s3_targets(&self) -> impl Iterator<Item = &S3Target> {
+        self.targets.iter().filter_map(|t| match &**t {
+            Target::S3 { target, .. } => Some(target),
+            Target::Dir(_) => None,
+        })
+    }
+
+    /// The mountpath (or S3 target) HRW places `name` on: an index into
+    /// [`mountpaths`](Downloader::mountpaths) or [`s3_targets`](Downloader::s3_targets).
     pub fn placement(&self, name: &ObjectName) -> usize {
         hrw::pick(hrw::hash(name.as_str().as_bytes()), &self.mountpath_ids)
             .expect("at least one mountpath")
@@ -436,7 +539,8 @@ impl Downloader {
     /// refused here; [`SubmitError::QueueFull`] when too many jobs are waiting.
     pub fn submit(&self, spec: JobSpec) -> Result<JobId, SubmitError> {
         let commands = self.commands.as_ref().ok_or(SubmitError::ShutDown)?;
-        let (settings, expansion) = prepare(spec)?;
+        let to_store = self.budget.is_some();
+        let (settings, expansion) = prepare(spec, to_store)?;
         let full = SubmitError::QueueFull {
             capacity: self.job_queue_capacity,
         };
@@ -474,6 +578,10 @@ impl Downloader {
         if !job.is_finished() && !job.is_aborted() {
             log::info!("{id} aborted");
             job.abort();
+            if let Some(budget) = &self.budget {
+                // Joggers waiting for buffer bytes look at their job's flag.
+                budget.wake_all();
+            }
             if let Some(commands) = &self.commands {
                 // A wake-up only: the flag is what counts, so a full channel is fine.
                 let _ = commands.try_send(Command::Abort);
@@ -551,6 +659,9 @@ impl Downloader {
         for job in self.store.all() {
             job.abort();
         }
+        if let Some(budget) = &self.budget {
+            budget.wake_all();
+        }
         // Closing the command channel ends the dispatcher, which drops the queue senders,
         // which ends each jogger once its queue is drained (aborted tasks drain at once).
         self.commands = None;
@@ -583,7 +694,21 @@ impl Drop for Downloader {
 }
 
 /// Validates a spec and turns it into job settings and a lazy expansion.
-fn prepare(spec: JobSpec) -> Result<(JobSettings, Expansion), SubmitError> {
+fn prepare(spec: JobSpec, to_store: bool) -> Result<(JobSettings, Expansion), SubmitError> {
+    if to_store {
+        if spec.existing == crate::Existing::Revalidate {
+            return Err(SubmitError::Option {
+                option: "existing",
+                reason: "Revalidate needs local mountpaths; S3 targets take Skip or Replace",
+            });
+        }
+        if spec.parts.is_some_and(|p| p.active()) {
+            return Err(SubmitError::Option {
+                option: "parts",
+                reason: "ranged parts need local mountpaths; S3 targets upload large objects in parts already",
+            });
+        }
+    }
     if spec.max_connections == Some(0) {
         return Err(SubmitError::Option {
             option: "max_connections",

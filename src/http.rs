@@ -203,11 +203,24 @@ impl HttpClient {
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
-        let mut request = self.agent.put(url);
+        self.send(ureq::http::Method::PUT, url, headers, body)
+    }
+
+    /// Sends a request with `method` and `body` (empty: none); any status is a response, not
+    /// an error.
+    pub(crate) fn send(
+        &self,
+        method: ureq::http::Method,
+        url: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+        let mut request = ureq::http::Request::builder().method(method).uri(url);
         for (name, value) in headers {
             request = request.header(name.as_str(), value.as_str());
         }
-        request.send(body)
+        let request = request.body(body).map_err(ureq::Error::from)?;
+        self.agent.run(request)
     }
 }
 

@@ -8,9 +8,11 @@ use crossbeam_channel::{Receiver, Sender};
 use log::{debug, trace};
 
 use crate::dispatcher::Task;
+use crate::fetch::MemoryBudget;
 use crate::http::HttpClient;
 use crate::mountpath::Mountpath;
 use crate::progress::Progress;
+use crate::sink::{self, S3Target};
 use crate::store::{Job, Present};
 use crate::task::{self, DownloadError, Fetched, Request};
 use crate::url;
@@ -18,7 +20,7 @@ use crate::url;
 pub(crate) struct Jogger {
     pub(crate) queue: Receiver<Task>,
     pub(crate) done: Sender<Arc<Job>>,
-    pub(crate) mountpath: Arc<Mountpath>,
+    pub(crate) target: Arc<Target>,
     pub(crate) client: HttpClient,
     /// This jogger's identity in a job's list of running transfers.
     pub(crate) slot: u64,
@@ -46,14 +48,18 @@ impl Jogger {
             job.cancelled();
             return;
         }
-        let revalidate = match job.existing(&self.mountpath.path_of(&task.name)) {
-            None => None,
-            Some(Present::Skip) => {
+        let revalidate = match self.present(task) {
+            Ok(None) => None,
+            Ok(Some(Present::Skip)) => {
                 debug!("{}: skipping {}: already present", job.id, task.name);
                 job.skipped();
                 return;
             }
-            Some(Present::Check { size, modified }) => Some((size, modified)),
+            Ok(Some(Present::Check { size, modified })) => Some((size, modified)),
+            Err(error) => {
+                job.failed(task.name.to_string(), error);
+                return;
+            }
         };
         progress.reset();
         job.start_running(self.slot, &task.name, progress);
@@ -69,23 +75,64 @@ impl Jogger {
             revalidate,
             parts: job.parts.as_ref(),
         };
-        let result = caught(&task.url, || {
-            task::fetch(
+        let result = caught(&task.url, || match &*self.target {
+            Target::Dir(mountpath) => {
+                task::fetch(&self.client, &request, mountpath, progress, &job.cancel)
+            }
+            Target::S3 { target, budget } => sink::store(
                 &self.client,
                 &request,
-                &self.mountpath,
+                target,
+                budget,
                 progress,
                 &job.cancel,
             )
+            .map(Fetched::Stored),
         });
         job.stop_running(self.slot);
         match result {
             Ok(Fetched::Landed(landed)) => job.landed(landed.bytes),
+            Ok(Fetched::Stored(bytes)) => job.landed(bytes),
             Ok(Fetched::Unchanged) => job.skipped(),
             Err(e) if e.is_cancelled() => job.cancelled(),
             Err(e) => job.failed(task.name.to_string(), e),
         }
     }
+
+    /// Whether the object is already at its target, as far as the job cares (see
+    /// [`Existing`](crate::Existing)): a file on a mountpath, or a key in a store (one HEAD).
+    fn present(&self, task: &Task) -> Result<Option<Present>, DownloadError> {
+        let job = &task.job;
+        match &*self.target {
+            Target::Dir(mountpath) => Ok(job.existing(&mountpath.path_of(&task.name))),
+            Target::S3 { target, .. } => {
+                if job.existing == crate::Existing::Replace {
+                    return Ok(None);
+                }
+                let key = target.key_of(&task.name);
+                let head =
+                    crate::transport::with_cancel(&job.cancel, || target.bucket().head(&key));
+                match head {
+                    Ok(found) => Ok(found.map(|_| Present::Skip)),
+                    Err(source) => Err(DownloadError::Store {
+                        key: format!("s3://{}/{key}", target.bucket().name()),
+                        source: Box::new(source),
+                    }),
+                }
+            }
+        }
+    }
+}
+
+/// Where a jogger puts objects: a local directory, or a place in an S3 store with the
+/// downloader's memory budget for the parts in flight.
+#[derive(Debug)]
+pub(crate) enum Target {
+    Dir(Mountpath),
+    S3 {
+        target: S3Target,
+        budget: Arc<MemoryBudget>,
+    },
 }
 
 /// Runs one transfer; a panic inside it becomes [`DownloadError::Panicked`] for that object,

@@ -106,6 +106,28 @@ pub enum DownloadError {
         /// The panic's message.
         message: String,
     },
+    /// The object could not be stored in its S3 target (after the store's retries).
+    #[error("storing {key}")]
+    Store {
+        /// `s3://bucket/key`.
+        key: String,
+        /// What failed.
+        #[source]
+        source: Box<crate::s3::S3Error>,
+    },
+    /// Going to an S3 target, the object needs a larger buffer (one part, or the whole
+    /// object when smaller) than the downloader's whole memory budget.
+    #[error(
+        "GET {url}: needs a buffer of {needed} bytes, more than the whole memory budget of {budget} bytes"
+    )]
+    Budget {
+        /// The URL, redacted.
+        url: String,
+        /// The buffer it needs.
+        needed: u64,
+        /// The budget.
+        budget: u64,
+    },
     /// A local file operation failed (the disk is full, the directory is not writable, ...).
     #[error("{action} {path}")]
     Local {
@@ -286,7 +308,7 @@ pub fn download(
     };
     match fetch(client, &request, mountpath, progress, cancel)? {
         Fetched::Landed(landed) => Ok(landed),
-        Fetched::Unchanged => unreachable!("no revalidation was asked for"),
+        Fetched::Unchanged | Fetched::Stored(_) => unreachable!("no revalidation was asked for"),
     }
 }
 
@@ -311,6 +333,8 @@ pub(crate) struct Request<'a> {
 #[derive(Debug)]
 pub(crate) enum Fetched {
     Landed(Landed),
+    /// Stored in an S3 target, this many bytes.
+    Stored(u64),
     /// Revalidation found the file already there up to date.
     Unchanged,
 }
@@ -359,6 +383,51 @@ impl From<DownloadError> for Failure {
     }
 }
 
+/// Runs `attempt` (given its number, from 1) until it succeeds, fails for good, is
+/// cancelled, or the task's retry policy gives up; waits the policy's backoff (or the
+/// server's `Retry-After`) between attempts, cancellably, and counts each retry.
+pub(crate) fn retrying<T>(
+    task: &Request<'_>,
+    cancel: &CancelToken,
+    mut attempt: impl FnMut(u32) -> Result<T, Failure>,
+) -> Result<T, DownloadError> {
+    let cancelled = || DownloadError::Cancelled {
+        url: url::redact(task.url),
+    };
+    let seed = crate::hrw::hash(task.url.as_bytes())
+        ^ SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos().into());
+    let mut number = 1;
+    loop {
+        let failure = match attempt(number) {
+            Ok(value) => return Ok(value),
+            Err(failure) => failure,
+        };
+        if cancel.is_cancelled() || failure.error.is_cancelled() {
+            return Err(cancelled());
+        }
+        if !failure.retry {
+            return Err(failure.error);
+        }
+        let Some(wait) = task.retry.delay(number, failure.retry_after, seed) else {
+            return Err(failure.error);
+        };
+        warn!(
+            "{}; attempt {number} of {} failed, retrying in {wait:.2?}",
+            chain(&failure.error),
+            task.retry.attempts
+        );
+        if !cancel.sleep(wait) {
+            return Err(cancelled());
+        }
+        number += 1;
+        if let Some(retries) = task.retries {
+            retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
 fn fetch_inner(
     client: &HttpClient,
     task: &Request<'_>,
@@ -380,38 +449,12 @@ fn fetch_inner(
         revalidate: task.revalidate,
         no_split: false,
     };
-    let seed = crate::hrw::hash(task.url.as_bytes())
-        ^ SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos().into());
-    loop {
-        let failure = match attempt(client, task, &mut work, &mut state, progress, cancel) {
-            Ok(Done::Complete) => break,
-            Ok(Done::Unchanged) => return Ok(Fetched::Unchanged),
-            Err(failure) => failure,
-        };
-        if cancel.is_cancelled() || failure.error.is_cancelled() {
-            return Err(DownloadError::Cancelled { url: shown });
-        }
-        if !failure.retry {
-            return Err(failure.error);
-        }
-        let Some(wait) = task.retry.delay(state.attempt, failure.retry_after, seed) else {
-            return Err(failure.error);
-        };
-        warn!(
-            "{}; attempt {} of {} failed, retrying in {wait:.2?}",
-            chain(&failure.error),
-            state.attempt,
-            task.retry.attempts
-        );
-        if !cancel.sleep(wait) {
-            return Err(DownloadError::Cancelled { url: shown });
-        }
-        state.attempt += 1;
-        if let Some(retries) = task.retries {
-            retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
+    let unchanged = retrying(task, cancel, |attempt_number| {
+        state.attempt = attempt_number;
+        attempt(client, task, &mut work, &mut state, progress, cancel)
+    })?;
+    if let Done::Unchanged = unchanged {
+        return Ok(Fetched::Unchanged);
     }
     let bytes = work.len;
     let etag = work.etag.clone();
@@ -854,10 +897,10 @@ pub(crate) fn parse_content_range(value: &str) -> Option<(u64, Option<u64>)> {
 }
 
 /// A reader that pays the job's rate limiter for every byte it returns.
-struct Throttled<'a, R> {
-    inner: R,
-    limiter: &'a RateLimiter,
-    cancel: &'a CancelToken,
+pub(crate) struct Throttled<'a, R> {
+    pub(crate) inner: R,
+    pub(crate) limiter: &'a RateLimiter,
+    pub(crate) cancel: &'a CancelToken,
 }
 
 impl<R: Read> Read for Throttled<'_, R> {

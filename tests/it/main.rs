@@ -10,6 +10,7 @@ mod origin;
 mod s3;
 mod s3_jobs;
 mod shard;
+mod sink;
 mod support;
 mod task;
 mod template;

@@ -168,8 +168,8 @@ impl S3Server {
         let addr = listener.local_addr().unwrap();
         let counters = Arc::new(Counters::default());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-        let fs = s3s_fs::FileSystem::new(root.path()).unwrap();
-        let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+        let store = super::s3_store::Store::new(root.path().to_owned());
+        let mut builder = s3s::service::S3ServiceBuilder::new(store);
         builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
         let service = builder.build();
         let (acceptor, certificate_pem) = if tls {

@@ -9,6 +9,13 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io::Read;
 
+mod listing;
+mod multipart;
+mod sign;
+
+pub use listing::{ListedObject, Listing};
+pub use multipart::Upload;
+
 use crate::http::{HttpClient, HttpConfig};
 use crate::retry::RetryPolicy;
 use crate::url::redact;
@@ -68,13 +75,25 @@ pub enum S3Error {
         /// The S3 error code from the body (`NoSuchKey`, `AccessDenied`, ...), when given.
         code: Option<String>,
     },
-    /// A listing page could not be parsed.
-    #[error("list s3://{bucket}/{prefix}: unreadable response: {reason}")]
-    Parse {
+    /// The call was cancelled (its job was aborted) before it could succeed.
+    #[error("{op} s3://{bucket}/{key}: cancelled")]
+    Cancelled {
+        /// The operation.
+        op: &'static str,
         /// The bucket.
         bucket: String,
-        /// The prefix.
-        prefix: String,
+        /// The key or prefix.
+        key: String,
+    },
+    /// A reply could not be parsed.
+    #[error("{op} s3://{bucket}/{key}: unreadable response: {reason}")]
+    Parse {
+        /// The operation.
+        op: &'static str,
+        /// The bucket.
+        bucket: String,
+        /// The key or prefix.
+        key: String,
         /// Why.
         reason: String,
     },
@@ -297,6 +316,11 @@ impl Bucket {
         &self.name
     }
 
+    /// The bucket's URL (`endpoint/bucket`, or the bucket's own host).
+    pub(crate) fn url(&self) -> String {
+        self.signer.url()
+    }
+
     /// The client that moves this bucket's bytes.
     pub fn client(&self) -> &HttpClient {
         &self.client
@@ -311,7 +335,10 @@ impl Bucket {
     }
 
     /// Runs `once` until it succeeds, fails for good, or the retry policy gives up.
-    fn retrying<T>(&self, mut once: impl FnMut() -> Result<T, S3Error>) -> Result<T, S3Error> {
+    pub(crate) fn retrying<T>(
+        &self,
+        mut once: impl FnMut() -> Result<T, S3Error>,
+    ) -> Result<T, S3Error> {
         let seed = crate::hrw::hash(self.name.as_bytes());
         let mut attempt = 1;
         loop {
@@ -340,7 +367,11 @@ impl Bucket {
                 crate::task::chain(&error),
                 self.retry.attempts
             );
-            std::thread::sleep(wait);
+            // The thread's cancel token (a job's, inside a transfer or a listing) ends the
+            // wait at once.
+            if !crate::transport::sleep(wait) {
+                return Err(error);
+            }
             attempt += 1;
         }
     }
@@ -399,6 +430,60 @@ impl Bucket {
             key: key.to_owned(),
             status,
             code: error_code(response.into_body()),
+        })
+    }
+
+    /// Deletes `key`. Deleting a key that does not exist succeeds, as in S3.
+    ///
+    /// # Errors
+    ///
+    /// An [`S3Error`] naming the key.
+    pub fn delete(&self, key: &str) -> Result<(), S3Error> {
+        let headers = ureq::http::HeaderMap::new();
+        self.retrying(|| {
+            let presign = sign::Presign {
+                op: "delete",
+                method: "DELETE",
+                key,
+                queries: &[],
+                headers: &headers,
+            };
+            match self.call(&presign, &[], &[]) {
+                Ok(_) | Err(S3Error::Status { status: 404, .. }) => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    /// What the store says of `key` (one HEAD): its size and ETag, or `None` when it does
+    /// not exist.
+    ///
+    /// # Errors
+    ///
+    /// An [`S3Error`] naming the key.
+    pub fn head(&self, key: &str) -> Result<Option<ListedObject>, S3Error> {
+        let headers = ureq::http::HeaderMap::new();
+        self.retrying(|| {
+            let presign = sign::Presign {
+                op: "head",
+                method: "HEAD",
+                key,
+                queries: &[],
+                headers: &headers,
+            };
+            let (reply, _) = match self.call(&presign, &[], &[]) {
+                Ok(reply) => reply,
+                Err(S3Error::Status { status: 404, .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let text = |name: &str| reply.get(name).and_then(|v| v.to_str().ok());
+            Ok(Some(ListedObject {
+                key: key.to_owned(),
+                size: text("content-length")
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0),
+                etag: text("etag").map(|e| e.trim().trim_matches('"').to_owned()),
+            }))
         })
     }
 
@@ -468,80 +553,6 @@ impl Bucket {
             code,
         })
     }
-
-    /// The objects under `prefix`, listed lazily one page (up to 1,000 keys) at a time, so
-    /// listing millions of keys holds one page in memory.
-    ///
-    /// ```no_run
-    /// # fn main() -> Result<(), haul::s3::S3Error> {
-    /// let bucket = haul::s3::Bucket::new("data", &haul::s3::S3Config::from_env())?;
-    /// for object in bucket.list("shards/") {
-    ///     let object = object?;
-    ///     println!("{} {}", object.key, object.size);
-    /// }
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn list(&self, prefix: &str) -> Listing {
-        Listing {
-            bucket: self.clone(),
-            prefix: prefix.to_owned(),
-            page: Vec::new().into_iter(),
-            token: None,
-            done: false,
-        }
-    }
-
-    fn list_page(
-        &self,
-        prefix: &str,
-        token: Option<&str>,
-        max_keys: &str,
-    ) -> Result<::s3::serde_types::ListBucketResult, S3Error> {
-        let mut queries = HashMap::from([
-            ("list-type".to_owned(), "2".to_owned()),
-            ("prefix".to_owned(), prefix.to_owned()),
-            ("max-keys".to_owned(), max_keys.to_owned()),
-        ]);
-        if let Some(token) = token {
-            queries.insert("continuation-token".to_owned(), token.to_owned());
-        }
-        let url = self
-            .signer
-            .presign_get("/", PRESIGN_EXPIRY_SECS, Some(queries))
-            .map_err(|e| self.sign_error("list", prefix, e))?;
-        let request_error = |source: Box<dyn std::error::Error + Send + Sync>| S3Error::Request {
-            op: "list",
-            bucket: self.name.clone(),
-            key: prefix.to_owned(),
-            source,
-        };
-        let response = self
-            .client
-            .get(&url, &[], None)
-            .map_err(|e| request_error(Box::new(e)))?;
-        let status = response.status().as_u16();
-        if status != 200 {
-            return Err(S3Error::Status {
-                op: "list",
-                bucket: self.name.clone(),
-                key: prefix.to_owned(),
-                status,
-                code: error_code(response.into_body()),
-            });
-        }
-        let mut text = String::new();
-        response
-            .into_body()
-            .into_reader()
-            .read_to_string(&mut text)
-            .map_err(|e| request_error(Box::new(e)))?;
-        quick_xml::de::from_str(&text).map_err(|e| S3Error::Parse {
-            bucket: self.name.clone(),
-            prefix: prefix.to_owned(),
-            reason: e.to_string(),
-        })
-    }
 }
 
 /// The `<Code>` of an S3 error body, when there is one.
@@ -554,78 +565,4 @@ fn error_code(body: ureq::Body) -> Option<String> {
     let start = text.find("<Code>")? + "<Code>".len();
     let end = start + text[start..].find("</Code>")?;
     Some(text[start..end].to_owned())
-}
-
-/// An object found by [`Bucket::list`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ListedObject {
-    /// Its key.
-    pub key: String,
-    /// Its size in bytes.
-    pub size: u64,
-    /// Its ETag, quotes removed.
-    pub etag: Option<String>,
-}
-
-/// The objects under a prefix, fetched a page at a time. See [`Bucket::list`].
-#[derive(Debug)]
-pub struct Listing {
-    bucket: Bucket,
-    prefix: String,
-    page: std::vec::IntoIter<ListedObject>,
-    token: Option<String>,
-    done: bool,
-}
-
-impl Listing {
-    /// A listing of `bucket` that yields nothing more.
-    pub(crate) fn done(bucket: &Bucket) -> Listing {
-        Listing {
-            bucket: bucket.clone(),
-            prefix: String::new(),
-            page: Vec::new().into_iter(),
-            token: None,
-            done: true,
-        }
-    }
-}
-
-impl Iterator for Listing {
-    type Item = Result<ListedObject, S3Error>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(object) = self.page.next() {
-                return Some(Ok(object));
-            }
-            if self.done {
-                return None;
-            }
-            let (prefix, token) = (&self.prefix, self.token.as_deref());
-            match self
-                .bucket
-                .retrying(|| self.bucket.list_page(prefix, token, PAGE_KEYS))
-            {
-                Ok(page) => {
-                    self.token = page.next_continuation_token.filter(|_| page.is_truncated);
-                    self.done = self.token.is_none();
-                    let objects: Vec<ListedObject> = page
-                        .contents
-                        .into_iter()
-                        .map(|o| ListedObject {
-                            key: o.key,
-                            size: o.size,
-                            etag: o.e_tag.map(|e| e.trim_matches('"').to_owned()),
-                        })
-                        .collect();
-                    self.page = objects.into_iter();
-                }
-                Err(e) => {
-                    self.done = true;
-                    return Some(Err(e));
-                }
-            }
-        }
-    }
 }

@@ -1,0 +1,157 @@
+//! Listing a bucket lazily, a page (up to 1,000 keys) at a time.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use super::{Bucket, PAGE_KEYS, PRESIGN_EXPIRY_SECS, S3Error, error_code};
+
+impl Bucket {
+    /// The objects under `prefix`, listed lazily one page (up to 1,000 keys) at a time, so
+    /// listing millions of keys holds one page in memory.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), haul::s3::S3Error> {
+    /// let bucket = haul::s3::Bucket::new("data", &haul::s3::S3Config::from_env())?;
+    /// for object in bucket.list("shards/") {
+    ///     let object = object?;
+    ///     println!("{} {}", object.key, object.size);
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn list(&self, prefix: &str) -> Listing {
+        Listing {
+            bucket: self.clone(),
+            prefix: prefix.to_owned(),
+            page: Vec::new().into_iter(),
+            token: None,
+            done: false,
+        }
+    }
+
+    pub(super) fn list_page(
+        &self,
+        prefix: &str,
+        token: Option<&str>,
+        max_keys: &str,
+    ) -> Result<::s3::serde_types::ListBucketResult, S3Error> {
+        let mut queries = HashMap::from([
+            ("list-type".to_owned(), "2".to_owned()),
+            ("prefix".to_owned(), prefix.to_owned()),
+            ("max-keys".to_owned(), max_keys.to_owned()),
+        ]);
+        if let Some(token) = token {
+            queries.insert("continuation-token".to_owned(), token.to_owned());
+        }
+        let url = self
+            .signer
+            .presign_get("/", PRESIGN_EXPIRY_SECS, Some(queries))
+            .map_err(|e| self.sign_error("list", prefix, e))?;
+        let request_error = |source: Box<dyn std::error::Error + Send + Sync>| S3Error::Request {
+            op: "list",
+            bucket: self.name.clone(),
+            key: prefix.to_owned(),
+            source,
+        };
+        let response = self
+            .client
+            .get(&url, &[], None)
+            .map_err(|e| request_error(Box::new(e)))?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            return Err(S3Error::Status {
+                op: "list",
+                bucket: self.name.clone(),
+                key: prefix.to_owned(),
+                status,
+                code: error_code(response.into_body()),
+            });
+        }
+        let mut text = String::new();
+        response
+            .into_body()
+            .into_reader()
+            .read_to_string(&mut text)
+            .map_err(|e| request_error(Box::new(e)))?;
+        quick_xml::de::from_str(&text).map_err(|e| S3Error::Parse {
+            op: "list",
+            bucket: self.name.clone(),
+            key: prefix.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// An object found by [`Bucket::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListedObject {
+    /// Its key.
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its ETag, quotes removed.
+    pub etag: Option<String>,
+}
+
+/// The objects under a prefix, fetched a page at a time. See [`Bucket::list`].
+#[derive(Debug)]
+pub struct Listing {
+    bucket: Bucket,
+    prefix: String,
+    page: std::vec::IntoIter<ListedObject>,
+    token: Option<String>,
+    done: bool,
+}
+
+impl Listing {
+    /// A listing of `bucket` that yields nothing more.
+    pub(crate) fn done(bucket: &Bucket) -> Listing {
+        Listing {
+            bucket: bucket.clone(),
+            prefix: String::new(),
+            page: Vec::new().into_iter(),
+            token: None,
+            done: true,
+        }
+    }
+}
+
+impl Iterator for Listing {
+    type Item = Result<ListedObject, S3Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(object) = self.page.next() {
+                return Some(Ok(object));
+            }
+            if self.done {
+                return None;
+            }
+            let (prefix, token) = (&self.prefix, self.token.as_deref());
+            match self
+                .bucket
+                .retrying(|| self.bucket.list_page(prefix, token, PAGE_KEYS))
+            {
+                Ok(page) => {
+                    self.token = page.next_continuation_token.filter(|_| page.is_truncated);
+                    self.done = self.token.is_none();
+                    let objects: Vec<ListedObject> = page
+                        .contents
+                        .into_iter()
+                        .map(|o| ListedObject {
+                            key: o.key,
+                            size: o.size,
+                            etag: o.e_tag.map(|e| e.trim_matches('"').to_owned()),
+                        })
+                        .collect();
+                    self.page = objects.into_iter();
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,386 @@
+//! S3 targets: jobs from the loopback origin into a bucket of the in-process S3 server (or
+//! SeaweedFS, with `HAUL_TEST_S3_ENDPOINT`). Objects appear whole or not at all, and no
+//! multipart upload is ever left behind.
+
+use std::io::Read;
+use std::time::Duration;
+
+use haul::fetch::Fetcher;
+use haul::origin::{Origin, fill, seed};
+use haul::s3::Bucket;
+use haul::{Detail, Downloader, JobSpec, JobStatus, RetryPolicy, S3Target};
+
+use crate::support::s3::S3Server;
+use crate::support::{chain, guard_for, wait_until};
+
+const MIB: u64 = 1 << 20;
+
+/// Reads `key` back from the store and compares it, byte for byte, with the origin's
+/// object at `path` of `size` bytes.
+#[track_caller]
+fn assert_stored(bucket: &Bucket, key: &str, path: &str, size: u64) {
+    let fetcher = Fetcher::builder()
+        .workers(2)
+        .per_request_workers(2)
+        .memory_budget(64 * MIB)
+        .build()
+        .unwrap();
+    let object = fetcher
+        .fetch(bucket, vec![key.to_owned()])
+        .next()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{key}: {}", chain(&e)));
+    let mut reader = object.into_reader();
+    let (mut offset, mut got, mut want) = (0u64, vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    loop {
+        let n = reader.read(&mut got).unwrap();
+        if n == 0 {
+            break;
+        }
+        fill(seed(path), offset, &mut want[..n]);
+        assert!(
+            got[..n] == want[..n],
+            "{key}: bytes differ near offset {offset}"
+        );
+        offset += n as u64;
+    }
+    assert_eq!(offset, size, "{key}: length");
+}
+
+fn downloader(bucket: &Bucket, prefix: &str, workers: usize) -> Downloader {
+    Downloader::builder()
+        .s3_target(S3Target::new(bucket, prefix).part_size(5 * MIB))
+        .workers_per_mountpath(workers)
+        .build()
+        .unwrap()
+}
+
+fn finish(d: &Downloader, spec: JobSpec) -> JobStatus {
+    let job = d.submit(spec).unwrap();
+    assert!(d.wait(job, Duration::from_secs(100)).unwrap(), "job hangs");
+    d.status(job, Detail::All).unwrap()
+}
+
+fn failures(status: &JobStatus) -> Vec<String> {
+    status
+        .failures
+        .iter()
+        .map(|f| format!("{}: {}", f.name, chain(&*f.error)))
+        .collect()
+}
+
+fn fast_retries() -> RetryPolicy {
+    RetryPolicy::default().initial_backoff(Duration::from_millis(5))
+}
+
+#[test]
+fn objects_of_every_size_land_whole_under_the_prefix() {
+    guard_for(Duration::from_secs(120), || {
+        let server = S3Server::start(&["land"]);
+        let bucket = server.bucket("land");
+        let origin = Origin::start().unwrap();
+        let part = 5 * MIB;
+        // Around the part size, several parts, empty, and bodies of unknown length.
+        let objects: Vec<(String, u64, &str)> = vec![
+            ("empty.bin".into(), 0, ""),
+            ("one.bin".into(), 1, ""),
+            ("below.bin".into(), part - 1, ""),
+            ("exact.bin".into(), part, ""),
+            ("above.bin".into(), part + 1, ""),
+            ("three.bin".into(), 3 * part + 7, ""),
+            ("chunked.bin".into(), 2 * part + 3, "&chunked=1"),
+            ("nolength.bin".into(), part + 5, "&no_length=1"),
+            ("small-chunked.bin".into(), 1000, "&chunked=1"),
+        ];
+        let pairs: Vec<(String, String)> = objects
+            .iter()
+            .map(|(name, size, extra)| {
+                let url = origin.url(&format!("/sz/{name}?size={size}{extra}"));
+                (format!("d/{name}"), url)
+            })
+            .collect();
+        let d = downloader(&bucket, "in", 3);
+        let status = finish(&d, JobSpec::multi_named(pairs));
+        assert_eq!(
+            (status.finished, status.failed),
+            (objects.len() as u64, 0),
+            "{:?}",
+            failures(&status)
+        );
+        for (name, size, _) in &objects {
+            assert_stored(
+                &bucket,
+                &format!("in/d/{name}"),
+                &format!("/sz/{name}"),
+                *size,
+            );
+        }
+        let expected: u64 = objects.iter().map(|o| o.1).sum();
+        assert_eq!(status.bytes, expected);
+        assert_eq!(bucket.uploads("").unwrap(), vec![], "no upload left behind");
+        // Multipart where the object is larger than a part, one PUT otherwise.
+        let etag = |key: &str| bucket.head(key).unwrap().unwrap().etag.unwrap();
+        assert!(
+            etag("in/d/three.bin").ends_with("-4"),
+            "{}",
+            etag("in/d/three.bin")
+        );
+        assert!(!etag("in/d/below.bin").contains('-'));
+        let budget = d.memory_budget().unwrap();
+        assert_eq!(budget.in_use(), 0, "every buffer went back");
+        assert!(budget.peak_in_use() <= budget.total());
+    });
+}
+
+#[test]
+fn a_range_job_and_a_200_mib_object_go_into_a_bucket_multipart() {
+    guard_for(Duration::from_secs(240), || {
+        let server = S3Server::start(&["big"]);
+        let bucket = server.bucket("big");
+        let origin = Origin::start().unwrap();
+        let d = Downloader::builder()
+            .s3_target(S3Target::new(&bucket, "r/"))
+            .workers_per_mountpath(4)
+            .build()
+            .unwrap();
+        let status = finish(
+            &d,
+            JobSpec::range(origin.url("/rg/o-{000..099}.bin?size=3000")),
+        );
+        assert_eq!(
+            (status.finished, status.failed),
+            (100, 0),
+            "{:?}",
+            failures(&status)
+        );
+        let keys: Vec<String> = bucket.list("r/").map(|o| o.unwrap().key).collect();
+        let expected: Vec<String> = (0..100).map(|i| format!("r/o-{i:03}.bin")).collect();
+        assert_eq!(keys, expected);
+        for i in [0, 57, 99] {
+            assert_stored(
+                &bucket,
+                &format!("r/o-{i:03}.bin"),
+                &format!("/rg/o-{i:03}.bin"),
+                3000,
+            );
+        }
+
+        let size = 200 * MIB;
+        let status = finish(
+            &d,
+            JobSpec::single(origin.url(&format!("/rg/big.bin?size={size}"))),
+        );
+        assert_eq!(
+            (status.finished, status.failed),
+            (1, 0),
+            "{:?}",
+            failures(&status)
+        );
+        let head = bucket.head("r/big.bin").unwrap().unwrap();
+        assert_eq!(head.size, size);
+        // 200 MiB in the default 8 MiB parts.
+        assert!(head.etag.as_deref().unwrap().ends_with("-25"), "{head:?}");
+        assert_stored(&bucket, "r/big.bin", "/rg/big.bin", size);
+        assert_eq!(bucket.uploads("").unwrap(), vec![]);
+        let budget = d.memory_budget().unwrap();
+        assert_eq!(budget.total(), 4 * 8 * MIB, "one part per jogger");
+        assert!(budget.peak_in_use() <= budget.total());
+    });
+}
+
+#[test]
+fn abort_mid_upload_leaves_no_object_and_no_dangling_upload() {
+    guard_for(Duration::from_secs(120), || {
+        let server = S3Server::start(&["abort"]);
+        let bucket = server.bucket("abort");
+        let origin = Origin::start().unwrap();
+        let d = downloader(&bucket, "", 2);
+        // Two parts go up, then the body stops at the gate in the third.
+        let big = origin.url(&format!(
+            "/ab/big.bin?size={}&gate_after={}",
+            40 * MIB,
+            12 * MIB
+        ));
+        let job = d.submit(JobSpec::single(big)).unwrap();
+        assert!(origin.gate().wait_arrivals(1, Duration::from_secs(60)));
+        assert!(
+            wait_until(|| bucket.uploads("").unwrap().len() == 1),
+            "the upload is under way"
+        );
+        d.abort(job).unwrap();
+        assert!(d.wait(job, Duration::from_secs(60)).unwrap());
+        let status = d.status(job, Detail::All).unwrap();
+        assert_eq!((status.finished, status.cancelled), (0, 1));
+        assert_eq!(
+            bucket.uploads("").unwrap(),
+            vec![],
+            "the upload was aborted"
+        );
+        assert_eq!(bucket.head("big.bin").unwrap(), None, "no partial object");
+        origin.gate().release();
+
+        // Dropping the downloader mid-upload cleans up the same way.
+        let d = downloader(&bucket, "", 2);
+        let big = origin.url(&format!(
+            "/ab/big2.bin?size={}&gate_after={}",
+            40 * MIB,
+            12 * MIB
+        ));
+        d.submit(JobSpec::single(big)).unwrap();
+        assert!(origin.gate().wait_arrivals(2, Duration::from_secs(60)));
+        assert!(wait_until(|| bucket.uploads("").unwrap().len() == 1));
+        drop(d);
+        assert_eq!(bucket.uploads("").unwrap(), vec![]);
+        assert_eq!(bucket.head("big2.bin").unwrap(), None);
+        origin.gate().release();
+    });
+}
+
+#[test]
+fn a_body_that_breaks_resumes_into_the_same_upload_and_one_that_fails_leaves_nothing() {
+    guard_for(Duration::from_secs(120), || {
+        let server = S3Server::start(&["brk"]);
+        let bucket = server.bucket("brk");
+        let origin = Origin::start().unwrap();
+        let d = downloader(&bucket, "", 2);
+        let size = 17 * MIB + 5;
+        // Cut mid-part, once: the retry asks for the rest and the upload goes on.
+        let url = origin.url(&format!(
+            "/bk/resumed.bin?size={size}&reset_after={}&faults_first=1",
+            7 * MIB + 11
+        ));
+        let status = finish(&d, JobSpec::single(url).retry(fast_retries()));
+        assert_eq!(
+            (status.finished, status.retries),
+            (1, 1),
+            "{:?}",
+            failures(&status)
+        );
+        assert_stored(&bucket, "resumed.bin", "/bk/resumed.bin", size);
+        let stats = origin.stats();
+        assert!(
+            stats.body_bytes < size + MIB,
+            "only the missing bytes came again: {} of {size}",
+            stats.body_bytes
+        );
+
+        // Cut every time, and no retries left: the object fails, and nothing is left.
+        let url = origin.url(&format!(
+            "/bk/failed.bin?size={size}&drop_after={}",
+            11 * MIB
+        ));
+        let status = finish(&d, JobSpec::single(url).retry(RetryPolicy::none()));
+        assert_eq!(status.failed, 1);
+        let error = chain(&*status.failures[0].error);
+        assert!(error.contains("body broke off after"), "{error}");
+        assert_eq!(bucket.uploads("").unwrap(), vec![]);
+        assert_eq!(bucket.head("failed.bin").unwrap(), None);
+
+        // A digest that never matches: each attempt starts over; nothing lands.
+        let url = origin.url(&format!("/bk/wrong.bin?size={}", 6 * MIB));
+        let spec = JobSpec::single(url)
+            .sha256("wrong.bin", haul::Sha256Digest::of(b"something else"))
+            .retry(fast_retries().attempts(2));
+        let status = finish(&d, spec);
+        assert_eq!((status.failed, status.retries), (1, 1));
+        assert!(chain(&*status.failures[0].error).contains("sha256"));
+        assert_eq!(bucket.uploads("").unwrap(), vec![]);
+        assert_eq!(bucket.head("wrong.bin").unwrap(), None);
+    });
+}
+
+#[test]
+fn store_errors_name_the_key_and_budgets_too_small_are_refused() {
+    guard_for(Duration::from_secs(60), || {
+        let server = S3Server::start(&["real"]);
+        let origin = Origin::start().unwrap();
+        // A store that refuses the credentials, and one that is not there at all.
+        let real = server.bucket_name("real");
+        let wrong = haul::s3::S3Config::new(server.endpoint(), "us-east-1")
+            .credentials(server.keys().0, "wrong")
+            .retry(fast_retries().attempts(2));
+        let refusing = Bucket::new(&real, &wrong).unwrap();
+        let dead = haul::s3::S3Config::new("http://127.0.0.1:1", "us-east-1")
+            .credentials("k", "s")
+            .retry(fast_retries().attempts(2));
+        let dead = Bucket::new("dead", &dead).unwrap();
+        for (bucket, cause) in [(&refusing, "HTTP status 403"), (&dead, "request failed")] {
+            let d = downloader(bucket, "p", 1);
+            let status = finish(&d, JobSpec::single(origin.url("/se/a.bin?size=10")));
+            assert_eq!(status.failed, 1, "{status:?}");
+            let error = chain(&*status.failures[0].error);
+            let expected = format!(
+                "storing s3://{}/p/a.bin: PUT s3://{}/p/a.bin: {cause}",
+                bucket.name(),
+                bucket.name()
+            );
+            assert!(error.starts_with(&expected), "{error}");
+        }
+
+        // An object needing a larger buffer than the whole budget.
+        let bucket = server.bucket("real");
+        let d = Downloader::builder()
+            .s3_target(S3Target::new(&bucket, ""))
+            .memory_budget(MIB)
+            .build()
+            .unwrap();
+        let url = origin.url(&format!("/se/b.bin?size={}", 2 * MIB));
+        let status = finish(&d, JobSpec::single(&url));
+        assert_eq!(status.failed, 1);
+        assert_eq!(
+            chain(&*status.failures[0].error),
+            format!(
+                "GET {url}: needs a buffer of {} bytes, more than the whole memory budget of {} bytes",
+                2 * MIB,
+                MIB
+            )
+        );
+        assert_eq!(bucket.head("b.bin").unwrap(), None);
+
+        // Building: a part below S3's minimum; mountpaths mixed with targets.
+        let err = Downloader::builder()
+            .s3_target(S3Target::new(&bucket, "").part_size(MIB))
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "part_size is 1048576, below its minimum of 5242880"
+        );
+        let dir = crate::support::TestDir::new();
+        let err = Downloader::builder()
+            .mountpath(dir.path())
+            .s3_target(S3Target::new(&bucket, ""))
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "mountpaths and S3 targets cannot be mixed in one downloader"
+        );
+        // Options that need files.
+        let err = d
+            .submit(JobSpec::single(&url).existing(haul::Existing::Revalidate))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("Revalidate needs local mountpaths"),
+            "{err}"
+        );
+    });
+}
+
+#[test]
+fn skip_existing_asks_the_store_and_skips_what_is_there() {
+    guard_for(Duration::from_secs(60), || {
+        let server = S3Server::start(&["skip"]);
+        let bucket = server.bucket("skip");
+        let origin = Origin::start().unwrap();
+        let d = downloader(&bucket, "s", 2);
+        let template = origin.url("/sk/o-{0..9}.bin?size=100");
+        let status = finish(&d, JobSpec::range(&template));
+        assert_eq!(status.finished, 10);
+        origin.reset_stats();
+        let status = finish(&d, JobSpec::range(&template).existing(haul::Existing::Skip));
+        assert_eq!((status.finished, status.skipped), (0, 10));
+        assert_eq!(origin.stats().requests, 0, "nothing fetched again");
+    });
+}

@@ -1,0 +1,120 @@
+//! The in-process S3 store: s3s-fs, plus `ListMultipartUploads`, which s3s-fs lacks and the
+//! sink tests need to show that no upload is left dangling.
+//!
+//! Every call the tests make is passed to s3s-fs unchanged. The uploads listing reads the
+//! state s3s-fs keeps for an unfinished upload: a metadata file per upload in its root,
+//! `.bucket-<b64 bucket>.object-<b64 key>.upload-<id>.metadata.json`, written by
+//! CreateMultipartUpload and removed by CompleteMultipartUpload and AbortMultipartUpload.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+
+use s3s::dto::*;
+use s3s::{S3, S3Request, S3Response, S3Result};
+
+pub struct Store {
+    fs: s3s_fs::FileSystem,
+    root: PathBuf,
+}
+
+impl Store {
+    pub fn new(root: PathBuf) -> Store {
+        Store {
+            fs: s3s_fs::FileSystem::new(&root).unwrap(),
+            root,
+        }
+    }
+}
+
+/// Passes calls to s3s-fs. Written in the shape `async_trait` gives trait methods, because
+/// `#[async_trait]` does not see into a macro's output.
+macro_rules! delegate {
+    ($($name:ident: $input:ident -> $output:ident;)*) => {
+        $(
+            fn $name<'life0, 'async_trait>(
+                &'life0 self,
+                req: S3Request<$input>,
+            ) -> Pin<Box<dyn Future<Output = S3Result<S3Response<$output>>> + Send + 'async_trait>>
+            where
+                'life0: 'async_trait,
+                Self: 'async_trait,
+            {
+                self.fs.$name(req)
+            }
+        )*
+    };
+}
+
+fn decode(text: &str) -> Option<String> {
+    let bytes = base64_simd::URL_SAFE_NO_PAD.decode_to_vec(text).ok()?;
+    String::from_utf8(bytes).ok()
+}
+
+#[async_trait::async_trait]
+impl S3 for Store {
+    delegate! {
+        abort_multipart_upload: AbortMultipartUploadInput -> AbortMultipartUploadOutput;
+        complete_multipart_upload: CompleteMultipartUploadInput -> CompleteMultipartUploadOutput;
+        copy_object: CopyObjectInput -> CopyObjectOutput;
+        create_bucket: CreateBucketInput -> CreateBucketOutput;
+        create_multipart_upload: CreateMultipartUploadInput -> CreateMultipartUploadOutput;
+        delete_bucket: DeleteBucketInput -> DeleteBucketOutput;
+        delete_object: DeleteObjectInput -> DeleteObjectOutput;
+        delete_objects: DeleteObjectsInput -> DeleteObjectsOutput;
+        get_bucket_location: GetBucketLocationInput -> GetBucketLocationOutput;
+        get_object: GetObjectInput -> GetObjectOutput;
+        head_bucket: HeadBucketInput -> HeadBucketOutput;
+        head_object: HeadObjectInput -> HeadObjectOutput;
+        list_buckets: ListBucketsInput -> ListBucketsOutput;
+        list_objects: ListObjectsInput -> ListObjectsOutput;
+        list_objects_v2: ListObjectsV2Input -> ListObjectsV2Output;
+        list_parts: ListPartsInput -> ListPartsOutput;
+        put_object: PutObjectInput -> PutObjectOutput;
+        upload_part: UploadPartInput -> UploadPartOutput;
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        let input = req.input;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let mut uploads = Vec::new();
+        let entries = std::fs::read_dir(&self.root)
+            .map_err(|e| s3s::s3_error!(e, InternalError, "reading the store's root"))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix(".bucket-") else {
+                continue;
+            };
+            let Some(rest) = rest.strip_suffix(".metadata.json") else {
+                continue;
+            };
+            let Some((bucket, rest)) = rest.split_once(".object-") else {
+                continue;
+            };
+            let Some((key, upload_id)) = rest.split_once(".upload-") else {
+                continue;
+            };
+            let (Some(bucket), Some(key)) = (decode(bucket), decode(key)) else {
+                continue;
+            };
+            if bucket == input.bucket && key.starts_with(&prefix) {
+                uploads.push(MultipartUpload {
+                    key: Some(key),
+                    upload_id: Some(upload_id.to_owned()),
+                    ..Default::default()
+                });
+            }
+        }
+        uploads.sort_by(|a, b| (&a.key, &a.upload_id).cmp(&(&b.key, &b.upload_id)));
+        Ok(S3Response::new(ListMultipartUploadsOutput {
+            bucket: Some(input.bucket),
+            prefix: input.prefix,
+            is_truncated: Some(false),
+            uploads: Some(uploads),
+            ..Default::default()
+        }))
+    }
+}
