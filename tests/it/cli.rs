@@ -433,3 +433,153 @@ fn on_a_terminal_progress_is_drawn_and_ends_in_the_summary() {
         );
     });
 }
+
+/// `haul` with the in-process S3 server's endpoint and keys in the standard AWS variables.
+fn haul_s3(server: &crate::support::s3::S3Server, args: &[&str]) -> Output {
+    let (access_key, secret_key) = server.keys();
+    Command::new(env!("CARGO_BIN_EXE_haul"))
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", access_key)
+        .env("AWS_SECRET_ACCESS_KEY", secret_key)
+        .env("AWS_ENDPOINT_URL", server.endpoint())
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn get_into_an_s3_bucket_and_s3_get_from_bucket_to_bucket() {
+    guard(|| {
+        let server = crate::support::s3::S3Server::start(&["land"]);
+        let land = server.bucket_name("land");
+        let bucket = server.bucket("land");
+        let origin = Origin::start().unwrap();
+        let template = origin.url("/cs/o-{00..19}.bin?size=7000");
+        let out = haul_s3(
+            &server,
+            &["get", "-o", &format!("s3://{land}/in"), &template],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stdout).starts_with("20 landed, 0 failed"),
+            "{}",
+            text(&out.stdout)
+        );
+        let keys = |prefix: &str| -> Vec<(String, u64)> {
+            bucket
+                .list(prefix)
+                .map(|o| o.unwrap())
+                .map(|o| (o.key, o.size))
+                .collect()
+        };
+        let expected: Vec<(String, u64)> = (0..20)
+            .map(|i| (format!("in/o-{i:02}.bin"), 7000))
+            .collect();
+        assert_eq!(keys("in/"), expected);
+
+        // Bucket to bucket: a backend job whose target is another prefix, with --json.
+        let out = haul_s3(
+            &server,
+            &[
+                "s3",
+                "get",
+                "--json",
+                &format!("s3://{land}/in/"),
+                "-o",
+                &format!("s3://{land}/copy"),
+            ],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        assert_eq!(
+            (json["landed"].as_u64(), json["bytes"].as_u64()),
+            (Some(20), Some(140_000))
+        );
+        let copied: Vec<(String, u64)> = (0..20)
+            .map(|i| (format!("copy/in/o-{i:02}.bin"), 7000))
+            .collect();
+        assert_eq!(keys("copy/"), copied);
+
+        // Directories and buckets cannot be mixed; a bad size is a usage error.
+        let out = haul_s3(
+            &server,
+            &[
+                "get",
+                "-o",
+                "/tmp",
+                "-o",
+                &format!("s3://{land}/x"),
+                &template,
+            ],
+        );
+        assert_eq!(out.status.code(), Some(2));
+        assert!(text(&out.stderr).contains("-o takes directories or s3:// targets, not both"));
+        let out = haul_s3(&server, &["get", "--memory", "lots", &template]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            text(&out.stderr).contains("expected a size such as"),
+            "{}",
+            text(&out.stderr)
+        );
+        let out = haul_s3(
+            &server,
+            &[
+                "get",
+                "-o",
+                &format!("s3://{land}/x"),
+                "--part-size",
+                "1MiB",
+                &template,
+            ],
+        );
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            text(&out.stderr).contains("part_size is 1048576, below its minimum of 5242880"),
+            "{}",
+            text(&out.stderr)
+        );
+    });
+}
+
+#[test]
+fn json_progress_prints_status_lines_while_the_job_runs_then_the_final_status() {
+    use std::io::BufRead;
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        // The object stops mid-body at the gate until a progress line has been read.
+        let url = origin.url("/jp/held.bin?size=300000&gate_after=100000");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_haul"))
+            .args([
+                "get",
+                "--json-progress",
+                "-o",
+                dir.path().to_str().unwrap(),
+                &url,
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let first: serde_json::Value =
+            serde_json::from_str(&lines.next().unwrap().unwrap()).expect("a JSON line");
+        assert_eq!(first["done"], false);
+        let busy = &first["jobs"][0]["in_flight"][0];
+        assert_eq!(busy["name"], "held.bin");
+        assert_eq!(busy["bytes_total"], 300_000);
+        origin.gate().release();
+        let rest: Vec<serde_json::Value> = lines
+            .map(|l| serde_json::from_str(&l.unwrap()).expect("JSON lines only"))
+            .collect();
+        let last = rest.last().expect("a final status");
+        assert_eq!(last["done"], true);
+        assert_eq!(
+            (last["landed"].as_u64(), last["bytes"].as_u64()),
+            (Some(1), Some(300_000))
+        );
+        assert!(rest[..rest.len() - 1].iter().all(|l| l["done"] == false));
+        assert!(child.wait().unwrap().success());
+        assert_eq!(files_under(dir.path()), ["held.bin"]);
+    });
+}

@@ -4,6 +4,7 @@
 
 mod demo;
 mod get;
+mod jobs;
 mod net;
 mod progress;
 mod run;
@@ -20,19 +21,23 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
     /// Print nothing but failures (no progress, no summary).
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = "Output")]
     quiet: bool,
     /// Print the final status as one JSON object on stdout (the library's status fields).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Output")]
     json: bool,
+    /// Like --json, and one JSON status line (the same fields, "done": false) every second
+    /// while the jobs run.
+    #[arg(long, global = true, help_heading = "Output")]
+    json_progress: bool,
     /// Log more: -v info, -vv debug, -vvv trace (RUST_LOG, when set, decides instead).
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, help_heading = "Output")]
     verbose: u8,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Download URLs and range templates into one or more directories.
+    /// Download URLs and range templates into directories or an S3 bucket.
     Get(get::Args),
     /// S3 commands: ls, get, cat.
     S3(s3::Args),
@@ -52,7 +57,8 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
     run::set_output(run::Output {
         quiet: cli.quiet,
-        json: cli.json,
+        json: cli.json || cli.json_progress,
+        json_progress: cli.json_progress,
     });
     run::abort_on_ctrl_c();
     let result = match cli.command {

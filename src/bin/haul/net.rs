@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use haul::s3::S3Config;
 use haul::{EgressPolicy, HttpConfig, RetryPolicy};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -54,6 +55,61 @@ impl NetArgs {
     }
 }
 
+/// Where the S3 store is: the standard AWS environment, overridden by the flags.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct S3Args {
+    /// The S3 endpoint (default: AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL, or AWS itself).
+    #[arg(long, global = true, value_name = "URL")]
+    endpoint: Option<String>,
+    /// The region (default: AWS_REGION or AWS_DEFAULT_REGION, or us-east-1).
+    #[arg(long, global = true)]
+    region: Option<String>,
+}
+
+impl S3Args {
+    /// The store's configuration: credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY
+    /// or the profile files, the network options of `net`.
+    pub(crate) fn config(&self, net: &NetArgs) -> Result<S3Config, crate::run::UsageError> {
+        let mut config = S3Config::from_env();
+        if let Some(endpoint) = &self.endpoint {
+            config = S3Config::new(endpoint.as_str(), config.region.clone());
+        }
+        if let Some(region) = &self.region {
+            config.region = region.clone();
+        }
+        Ok(config.http(net.http()?).retry(net.retry()))
+    }
+}
+
+/// A size in bytes: `1048576`, `512K`, `8MiB`, `1.5G` (K, M, G, T and KiB, MiB, GiB, TiB are
+/// powers of 1024; KB, MB, GB, TB powers of 1000).
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
+    let bad = || format!("{text:?}: expected a size such as 1048576, 512K, 8MiB or 1.5G");
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let unit: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        _ => return Err(bad()),
+    };
+    let value: f64 = number.parse().map_err(|_| bad())?;
+    let bytes = value * unit as f64;
+    if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(bytes as u64)
+}
+
 /// `--shard I/N`: this process takes shard I of N (0-based).
 pub(crate) fn parse_shard(text: &str) -> Result<(u32, u32), String> {
     let bad = || format!("{text:?}: expected I/N with 0 <= I < N, e.g. 2/8");
@@ -63,4 +119,27 @@ pub(crate) fn parse_shard(text: &str) -> Result<(u32, u32), String> {
         return Err(bad());
     }
     Ok((i, n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_take_binary_and_decimal_units() {
+        for (text, bytes) in [
+            ("1048576", 1 << 20),
+            ("512K", 512 << 10),
+            ("8MiB", 8 << 20),
+            ("8m", 8 << 20),
+            ("1.5G", 3 << 29),
+            ("2GB", 2_000_000_000),
+            ("0", 0),
+        ] {
+            assert_eq!(parse_size(text), Ok(bytes), "{text}");
+        }
+        for text in ["", "M", "8 parsecs", "-1", "1e3"] {
+            assert!(parse_size(text).is_err(), "{text}");
+        }
+    }
 }

@@ -73,40 +73,58 @@ impl Summary {
 
     /// The library's status fields, per job and summed.
     fn json(&self, secs: f64) -> serde_json::Value {
-        let jobs: Vec<serde_json::Value> = self
-            .statuses
-            .iter()
-            .map(|s| {
-                serde_json::json!({
-                    "id": s.id.to_string(),
-                    "description": s.description,
-                    "total": s.total,
-                    "finished": s.finished,
-                    "failed": s.failed,
-                    "skipped": s.skipped,
-                    "cancelled": s.cancelled,
-                    "bytes": s.bytes,
-                    "retries": s.retries,
-                    "aborted": s.aborted,
-                    "failures": s.failures.iter().map(|f| serde_json::json!({
-                        "name": f.name,
-                        "error": chain(&*f.error),
-                    })).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        serde_json::json!({
-            "landed": self.landed(),
-            "failed": self.failed(),
-            "skipped": self.count(|s| s.skipped),
-            "cancelled": self.count(|s| s.cancelled),
-            "bytes": self.bytes(),
-            "retries": self.count(|s| s.retries),
-            "seconds": secs,
-            "interrupted": self.interrupted,
-            "jobs": jobs,
-        })
+        status_json(&self.statuses, secs, true, self.interrupted)
     }
+}
+
+/// One JSON status: the library's fields per job, and sums. `done` tells the final status
+/// from a `--json-progress` line.
+fn status_json(
+    statuses: &[JobStatus],
+    secs: f64,
+    done: bool,
+    interrupted: bool,
+) -> serde_json::Value {
+    let sum = |f: fn(&JobStatus) -> u64| statuses.iter().map(f).sum::<u64>();
+    let jobs: Vec<serde_json::Value> = statuses
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "id": s.id.to_string(),
+                "description": s.description,
+                "total": s.total,
+                "scheduled": s.scheduled,
+                "finished": s.finished,
+                "failed": s.failed,
+                "skipped": s.skipped,
+                "cancelled": s.cancelled,
+                "bytes": s.bytes,
+                "retries": s.retries,
+                "aborted": s.aborted,
+                "in_flight": s.in_flight.iter().map(|t| serde_json::json!({
+                    "name": t.name.as_str(),
+                    "bytes_done": t.bytes_done,
+                    "bytes_total": t.bytes_total,
+                })).collect::<Vec<_>>(),
+                "failures": s.failures.iter().map(|f| serde_json::json!({
+                    "name": f.name,
+                    "error": chain(&*f.error),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "done": done,
+        "landed": sum(|s| s.finished),
+        "failed": sum(|s| s.failed),
+        "skipped": sum(|s| s.skipped),
+        "cancelled": sum(|s| s.cancelled),
+        "bytes": sum(|s| s.bytes),
+        "retries": sum(|s| s.retries),
+        "seconds": secs,
+        "interrupted": interrupted,
+        "jobs": jobs,
+    })
 }
 
 /// How the commands talk: set once from the global flags.
@@ -114,7 +132,12 @@ impl Summary {
 pub(crate) struct Output {
     pub(crate) quiet: bool,
     pub(crate) json: bool,
+    /// With `json`: a status line every [`PROGRESS_INTERVAL`] too.
+    pub(crate) json_progress: bool,
 }
+
+/// How often `--json-progress` prints a line.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 
 static OUTPUT: std::sync::OnceLock<Output> = std::sync::OnceLock::new();
 
@@ -148,6 +171,7 @@ pub(crate) fn wait_all(
     let mut bars = (!out.quiet && !out.json && std::io::stderr().is_terminal())
         .then(crate::progress::Bars::new);
     let mut aborted = false;
+    let mut next_line = started + PROGRESS_INTERVAL;
     loop {
         if INTERRUPTED.load(Ordering::SeqCst) && !aborted {
             aborted = true;
@@ -167,6 +191,11 @@ pub(crate) fn wait_all(
         }
         if all_done {
             break;
+        }
+        if out.json_progress && Instant::now() >= next_line {
+            next_line += PROGRESS_INTERVAL;
+            let line = status_json(&live, started.elapsed().as_secs_f64(), false, aborted);
+            println!("{line}");
         }
         // Wakes as soon as the first unfinished job ends; redraws every 100 ms meanwhile.
         let pending = live.iter().find(|s| !s.is_finished()).map(|s| s.id);

@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use haul::fetch::Fetcher;
-use haul::s3::{Bucket, S3Config};
+use haul::s3::Bucket;
 
 use crate::run::UsageError;
 
@@ -15,13 +15,9 @@ use crate::run::UsageError;
 pub(crate) struct Args {
     #[command(subcommand)]
     command: Command,
-    /// The S3 endpoint (default: AWS_ENDPOINT_URL, or AWS itself).
-    #[arg(long, global = true, value_name = "URL")]
-    endpoint: Option<String>,
-    /// The region (default: AWS_REGION, or us-east-1).
-    #[arg(long, global = true)]
-    region: Option<String>,
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "S3 options")]
+    s3: crate::net::S3Args,
+    #[command(flatten, next_help_heading = "Network options")]
     net: crate::net::NetArgs,
 }
 
@@ -35,33 +31,26 @@ enum Command {
         /// Parallel GETs.
         #[arg(long, value_name = "N", default_value_t = 8)]
         workers: usize,
-        /// Memory budget in MiB.
-        #[arg(long, value_name = "MIB", default_value_t = 256)]
-        memory_mib: u64,
+        /// The most bytes held at once: fetched objects waiting for their turn, and parts of
+        /// large ones. At least one part per worker.
+        #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = crate::net::parse_size)]
+        memory: u64,
+        /// Objects above 64 MiB are fetched in ranged parts of this size.
+        #[arg(long, value_name = "SIZE", default_value = "8MiB", value_parser = crate::net::parse_size)]
+        part_size: u64,
     },
-    /// Download every object under s3://bucket/prefix into one or more directories (a
-    /// backend job: listed page by page while the first objects already download). Each
+    /// Download every object under s3://bucket/prefix into directories or another S3 target
+    /// (a backend job: listed page by page while the first objects already download). Each
     /// object lands under its key.
     Get {
         /// s3://bucket/prefix; each is one job.
         #[arg(required = true)]
         prefixes: Vec<String>,
-        /// A directory to download into; repeat it for several disks.
-        #[arg(short = 'o', long = "out", value_name = "DIR", default_value = ".")]
-        out: Vec<std::path::PathBuf>,
-        /// Download threads per output directory.
-        #[arg(long, value_name = "N", default_value_t = 8)]
-        workers_per_mountpath: usize,
         /// Only keys ending with this, e.g. `.tar`.
         #[arg(long)]
         suffix: Option<String>,
-        /// Skip objects whose file already exists, without asking the store.
-        #[arg(long)]
-        skip_existing: bool,
-        /// Take only shard I of N (0-based): N machines running the same command with
-        /// shards 0..N download every object exactly once, with no coordinator.
-        #[arg(long, value_name = "I/N", value_parser = crate::net::parse_shard)]
-        shard: Option<(u32, u32)>,
+        #[command(flatten, next_help_heading = "Job options")]
+        job: crate::jobs::JobArgs,
     },
     /// List the keys under s3://bucket/prefix with their sizes.
     Ls {
@@ -79,14 +68,7 @@ fn split_s3_url(url: &str) -> Result<(&str, &str), UsageError> {
 }
 
 pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
-    let mut config = S3Config::from_env();
-    if let Some(endpoint) = args.endpoint {
-        config = S3Config::new(endpoint, config.region.clone());
-    }
-    if let Some(region) = args.region {
-        config.region = region;
-    }
-    config = config.http(args.net.http()?).retry(args.net.retry());
+    let config = args.s3.config(&args.net)?;
     match args.command {
         Command::Ls { prefix } => {
             let (bucket, prefix) = split_s3_url(&prefix)?;
@@ -100,34 +82,21 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
         }
         Command::Get {
             prefixes,
-            out,
-            workers_per_mountpath,
             suffix,
-            skip_existing,
-            shard,
+            job,
         } => {
-            let mut builder = haul::Downloader::builder()
-                .workers_per_mountpath(workers_per_mountpath)
-                .http(args.net.http()?);
-            for dir in &out {
-                builder = builder.mountpath(dir);
-            }
-            let downloader = builder.build()?;
+            let digests = job.digests()?;
+            let downloader = job.downloader(&args.net, &args.s3)?;
             let started = std::time::Instant::now();
             let mut jobs = Vec::new();
             for url in &prefixes {
                 let (bucket, prefix) = split_s3_url(url)?;
                 let bucket = Bucket::new(bucket, &config).map_err(|e| UsageError(e.to_string()))?;
-                let mut spec = haul::JobSpec::s3_prefix(&bucket, prefix).retry(args.net.retry());
+                let mut spec = haul::JobSpec::s3_prefix(&bucket, prefix);
                 if let Some(suffix) = &suffix {
                     spec = spec.suffix(suffix.as_str());
                 }
-                if skip_existing {
-                    spec = spec.existing(haul::Existing::Skip);
-                }
-                if let Some((index, count)) = shard {
-                    spec = spec.shard(index, count);
-                }
+                let spec = job.apply(spec, &args.net, &digests);
                 jobs.push(
                     downloader
                         .submit(spec)
@@ -140,7 +109,8 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
         Command::Cat {
             objects,
             workers,
-            memory_mib,
+            memory,
+            part_size,
         } => {
             let mut keys = Vec::with_capacity(objects.len());
             let mut bucket_name = None;
@@ -154,12 +124,11 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
             }
             let bucket = Bucket::new(bucket_name.unwrap_or_default(), &config)
                 .map_err(|e| UsageError(e.to_string()))?;
-            let part = 8u64 << 20;
             let fetcher = Fetcher::builder()
                 .workers(workers)
                 .per_request_workers(workers)
-                .part_size(part)
-                .memory_budget((memory_mib << 20).max(part * workers as u64))
+                .part_size(part_size)
+                .memory_budget(memory.max(part_size.saturating_mul(workers as u64)))
                 .retry(args.net.retry())
                 .build()
                 .map_err(|e| UsageError(e.to_string()))?;

@@ -1,0 +1,223 @@
+//! What `haul get` and `haul s3 get` share: where objects go (`-o DIR` or
+//! `-o s3://bucket/prefix`), how each job runs, and the downloader that runs them.
+
+use std::path::PathBuf;
+
+use haul::{Downloader, Existing, JobSpec, S3Target};
+
+use crate::net::{NetArgs, S3Args, parse_size};
+use crate::run::UsageError;
+
+/// Where objects land: a local directory, or a bucket and prefix of an S3 store.
+#[derive(Debug, Clone)]
+pub(crate) enum Out {
+    Dir(PathBuf),
+    S3 { bucket: String, prefix: String },
+}
+
+/// `-o DIR` or `-o s3://bucket/prefix`.
+pub(crate) fn parse_out(text: &str) -> Result<Out, String> {
+    match text.strip_prefix("s3://") {
+        Some(rest) => {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(format!("{text:?}: expected s3://bucket/prefix"));
+            }
+            Ok(Out::S3 {
+                bucket: bucket.to_owned(),
+                prefix: prefix.to_owned(),
+            })
+        }
+        None => Ok(Out::Dir(PathBuf::from(text))),
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct JobArgs {
+    /// Where objects land: a directory (repeat it for several disks; objects are spread over
+    /// them by highest-random-weight hashing of their names), or s3://bucket/prefix to store
+    /// them in an S3-compatible store (multipart for large objects; an object appears only
+    /// when complete).
+    #[arg(short = 'o', long = "out", value_name = "DIR|s3://BUCKET/PREFIX", default_value = ".", value_parser = parse_out)]
+    pub(crate) out: Vec<Out>,
+    /// Download threads per output directory (or S3 target).
+    #[arg(long, visible_alias = "workers", value_name = "N", default_value_t = 8)]
+    pub(crate) workers_per_mountpath: usize,
+    /// At most this many of each job's objects in flight at once.
+    #[arg(long, value_name = "N")]
+    pub(crate) max_connections: Option<usize>,
+    /// At most this many bytes per second for each job (its transfers together), e.g. 20MiB.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub(crate) rate_limit: Option<u64>,
+    /// Skip objects already there (a file, or a key in the S3 target), without asking the
+    /// source.
+    #[arg(long, conflicts_with = "revalidate")]
+    pub(crate) skip_existing: bool,
+    /// Skip objects whose file already exists when the server says it is unchanged and
+    /// complete (one bodiless request each); download the others. Directories only.
+    #[arg(long)]
+    pub(crate) revalidate: bool,
+    /// A `sha256sum` manifest (`HEX  NAME` lines, NAME as the object lands): each object
+    /// listed must have that digest, or it fails (after its retries).
+    #[arg(long, visible_alias = "sha256", value_name = "FILE")]
+    pub(crate) sha256_manifest: Option<PathBuf>,
+    /// Take only shard I of N of every job (0-based): N machines running the same command
+    /// with shards 0..N download every object exactly once, with no coordinator.
+    #[arg(long, value_name = "I/N", value_parser = crate::net::parse_shard)]
+    pub(crate) shard: Option<(u32, u32)>,
+    /// fsync each object (and its directory) before it counts as landed, so it survives a
+    /// power cut; off by default, as in curl and wget. Directories only.
+    #[arg(long)]
+    pub(crate) fsync: bool,
+    /// Connections per large object: objects above 64 MiB are fetched in ranged parts of
+    /// --part-size over this many connections (1 = one connection per object). Directories
+    /// only.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub(crate) parts: usize,
+    /// The part size: of ranged parts with --parts (default 16MiB), and of multipart uploads
+    /// into an S3 target (default 8MiB, at least 5MiB).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub(crate) part_size: Option<u64>,
+    /// For S3 targets: the most bytes buffered at once, all workers together (each object in
+    /// flight buffers one part, or all of it when smaller). Default: one part per worker.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub(crate) memory: Option<u64>,
+}
+
+impl JobArgs {
+    /// Whether objects go to S3 targets.
+    fn to_s3(&self) -> bool {
+        self.out.iter().any(|o| matches!(o, Out::S3 { .. }))
+    }
+
+    /// The downloader for `-o` and the thread and memory options.
+    pub(crate) fn downloader(
+        &self,
+        net: &NetArgs,
+        s3: &S3Args,
+    ) -> Result<Downloader, Box<dyn std::error::Error>> {
+        let mut builder = Downloader::builder()
+            .workers_per_mountpath(self.workers_per_mountpath)
+            .fsync(self.fsync)
+            .http(net.http()?);
+        if self.to_s3() {
+            if self.out.iter().any(|o| matches!(o, Out::Dir(_))) {
+                return Err(
+                    UsageError("-o takes directories or s3:// targets, not both".into()).into(),
+                );
+            }
+            let config = s3.config(net)?;
+            for out in &self.out {
+                if let Out::S3 { bucket, prefix } = out {
+                    let bucket = haul::s3::Bucket::new(bucket, &config)
+                        .map_err(|e| UsageError(e.to_string()))?;
+                    let mut target = S3Target::new(&bucket, prefix.as_str());
+                    if let Some(size) = self.part_size {
+                        target = target.part_size(size);
+                    }
+                    builder = builder.s3_target(target);
+                }
+            }
+            if let Some(bytes) = self.memory {
+                builder = builder.memory_budget(bytes);
+            }
+        } else {
+            for out in &self.out {
+                if let Out::Dir(dir) = out {
+                    builder = builder.mountpath(dir);
+                }
+            }
+        }
+        builder.build().map_err(|e| match e {
+            haul::BuildError::TooSmall { .. } | haul::BuildError::DuplicateTarget(_) => {
+                UsageError(crate::run::chain(&e)).into()
+            }
+            e => e.into(),
+        })
+    }
+
+    /// `spec` with the job options.
+    pub(crate) fn apply(
+        &self,
+        mut spec: JobSpec,
+        net: &NetArgs,
+        digests: &[(String, haul::Sha256Digest)],
+    ) -> JobSpec {
+        spec = spec
+            .existing(if self.skip_existing {
+                Existing::Skip
+            } else if self.revalidate {
+                Existing::Revalidate
+            } else {
+                Existing::Replace
+            })
+            .retry(net.retry());
+        if let Some((index, count)) = self.shard {
+            spec = spec.shard(index, count);
+        }
+        if let Some(rate) = self.rate_limit {
+            spec = spec.rate_limit(rate);
+        }
+        if let Some(n) = self.max_connections {
+            spec = spec.max_connections(n);
+        }
+        if self.parts > 1 {
+            let mut policy = haul::PartsPolicy::new(self.parts);
+            if let Some(size) = self.part_size {
+                policy = policy.part_bytes(size);
+            }
+            spec = spec.parts(policy);
+        }
+        for (name, digest) in digests {
+            spec = spec.sha256(name.clone(), *digest);
+        }
+        spec
+    }
+
+    /// The `(name, digest)` pairs of the manifest, if one was given.
+    pub(crate) fn digests(&self) -> Result<Vec<(String, haul::Sha256Digest)>, UsageError> {
+        match &self.sha256_manifest {
+            Some(path) => parse_manifest(path),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+/// The `(name, digest)` pairs of a `sha256sum` manifest: `HEX  NAME` or `HEX *NAME` lines.
+pub(crate) fn parse_manifest(
+    path: &std::path::Path,
+) -> Result<Vec<(String, haul::Sha256Digest)>, UsageError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        UsageError(format!(
+            "cannot read --sha256-manifest {}: {e}",
+            path.display()
+        ))
+    })?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim_end();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad = |why: String| {
+            UsageError(format!(
+                "--sha256-manifest {} line {}: {why}",
+                path.display(),
+                n + 1
+            ))
+        };
+        let (hex, name) = line
+            .split_once(' ')
+            .ok_or_else(|| bad("expected `HEX  NAME`".into()))?;
+        let name = name.trim_start_matches(' ').trim_start_matches('*');
+        let name = name.strip_prefix("./").unwrap_or(name);
+        let digest = hex
+            .parse()
+            .map_err(|e: haul::DigestError| bad(e.to_string()))?;
+        if name.is_empty() {
+            return Err(bad("no name".into()));
+        }
+        out.push((name.to_owned(), digest));
+    }
+    Ok(out)
+}
