@@ -15,6 +15,7 @@ use crate::hrw;
 use crate::job::JobId;
 use crate::name::ObjectName;
 use crate::store::{Job, Store};
+use crate::sync::{SyncRun, Ticket};
 use crate::task::DownloadError;
 use crate::template::Names;
 use crate::url::{self, UrlError};
@@ -25,13 +26,23 @@ pub(crate) struct Task {
     pub(crate) job: Arc<Job>,
     pub(crate) url: String,
     pub(crate) name: ObjectName,
+    /// Its place in a sync job's record.
+    pub(crate) sync: Option<Ticket>,
+}
+
+/// A jogger finished a task of `job`; for a sync job, its ticket's seq and whether the
+/// object is there now (landed or skipped).
+#[derive(Debug)]
+pub(crate) struct Done {
+    pub(crate) job: Arc<Job>,
+    pub(crate) sync: Option<(u64, bool)>,
 }
 
 /// What the handle tells the dispatcher. A closed set.
 #[derive(Debug)]
 pub(crate) enum Command {
-    /// A new job and its objects, still unexpanded.
-    Submit(Arc<Job>, Expansion),
+    /// A new job and its objects, still unexpanded, and its sync record when it syncs.
+    Submit(Arc<Job>, Expansion, Option<Box<SyncRun>>),
     /// A job was aborted (its flag is already set): stop expanding it now.
     Abort,
 }
@@ -57,13 +68,43 @@ pub(crate) struct Listed {
     pub(crate) listing: crate::s3::Listing,
     pub(crate) suffix: Option<String>,
     pub(crate) subdir: Option<String>,
+    /// The listing broke off: keys after the last one listed are unknown.
+    pub(crate) failed: bool,
+}
+
+/// A job's next object: its URL, its name (or why it has none), and what the listing said
+/// of it, for a listed job.
+pub(crate) struct Next {
+    url: String,
+    name: Result<ObjectName, DownloadError>,
+    listed: Option<crate::s3::ListedObject>,
+}
+
+impl Next {
+    fn of(url: String, name: Result<ObjectName, DownloadError>) -> Next {
+        Next {
+            url,
+            name,
+            listed: None,
+        }
+    }
 }
 
 impl Expansion {
-    /// The next object: a URL and its name, or a URL and why it has none.
-    fn next(&mut self) -> Option<(String, Result<ObjectName, DownloadError>)> {
+    /// Whether the expansion ended with every object it should have: not a listing that
+    /// broke off.
+    fn complete(&self) -> bool {
         match self {
-            Expansion::List(list) => list.next().map(|(url, name)| (url, Ok(name))),
+            Expansion::Listed(listed) => !listed.failed,
+            _ => true,
+        }
+    }
+
+    /// The next object: a URL and its name, or a URL and why it has none. `cancel` (the
+    /// job's) stops a listing request, or its backoff, when the job is aborted.
+    fn next(&mut self, cancel: &crate::cancel::CancelToken) -> Option<Next> {
+        match self {
+            Expansion::List(list) => list.next().map(|(url, name)| Next::of(url, Ok(name))),
             Expansion::Range { names, subdir } => {
                 let url = names.next()?;
                 let name = url::object_name(&url).and_then(|name| match subdir {
@@ -73,7 +114,7 @@ impl Expansion {
                     }),
                     None => Ok(name),
                 });
-                Some((url, name.map_err(DownloadError::from)))
+                Some(Next::of(url, name.map_err(DownloadError::from)))
             }
             Expansion::Listed(listed) => loop {
                 let Listed {
@@ -81,8 +122,9 @@ impl Expansion {
                     listing,
                     suffix,
                     subdir,
+                    failed,
                 } = &mut **listed;
-                let object = match listing.next()? {
+                let object = match crate::transport::with_cancel(cancel, || listing.next())? {
                     Ok(object) => object,
                     Err(e) => {
                         // The listing cannot go on: one failure names why, and the job
@@ -93,15 +135,19 @@ impl Expansion {
                             source: Box::new(e),
                         };
                         *listing = crate::s3::Listing::done(bucket);
-                        return Some((shown, Err(failure)));
+                        *failed = true;
+                        if cancel.is_cancelled() {
+                            return None; // aborted: not a failure of the listing
+                        }
+                        return Some(Next::of(shown, Err(failure)));
                     }
                 };
-                let key = object.key;
+                let key = &object.key;
                 if key.ends_with('/') || suffix.as_deref().is_some_and(|s| !key.ends_with(s)) {
                     continue; // a directory marker, or filtered out
                 }
                 let shown = format!("s3://{}/{key}", bucket.name());
-                let name = crate::name::ObjectName::new(&key).and_then(|name| match subdir {
+                let name = crate::name::ObjectName::new(key).and_then(|name| match subdir {
                     Some(dir) => name.under(dir),
                     None => Ok(name),
                 });
@@ -112,12 +158,16 @@ impl Expansion {
                             url: shown.clone(),
                             source,
                         });
-                        return Some((shown, Err(error)));
+                        return Some(Next::of(shown, Err(error)));
                     }
                 };
-                return match bucket.presign_get(&key, None) {
-                    Ok(url) => Some((url, Ok(name))),
-                    Err(e) => Some((
+                return match bucket.presign_get(key, None) {
+                    Ok(url) => Some(Next {
+                        url,
+                        name: Ok(name),
+                        listed: Some(object),
+                    }),
+                    Err(e) => Some(Next::of(
                         shown.clone(),
                         Err(DownloadError::Request {
                             url: shown,
@@ -138,6 +188,11 @@ struct Tracked {
     in_flight: usize,
     /// No more tasks will be sent (the expansion ended or the job was aborted).
     dispatch_done: bool,
+    /// The expansion ended with every object it should have (not aborted, not a listing
+    /// that broke off).
+    complete: bool,
+    /// A sync job's record.
+    sync: Option<Box<SyncRun>>,
 }
 
 #[derive(Debug)]
@@ -148,7 +203,7 @@ struct Active {
 
 pub(crate) struct Dispatcher {
     pub(crate) commands: Receiver<Command>,
-    pub(crate) done: Receiver<Arc<Job>>,
+    pub(crate) done: Receiver<Done>,
     pub(crate) queues: Vec<Sender<Task>>,
     /// Each mountpath's stable HRW identity, in the order of `queues`.
     pub(crate) mountpath_ids: Vec<u64>,
@@ -217,8 +272,8 @@ impl Dispatcher {
             Err(crossbeam_channel::TryRecvError::Disconnected) => return false,
             Err(crossbeam_channel::TryRecvError::Empty) => {}
         }
-        for job in self.done.try_iter() {
-            self.task_done(state, &job);
+        for done in self.done.try_iter() {
+            self.task_done(state, done);
         }
         let (_, task) = state.pending.take().expect("pending");
         let job = Arc::clone(&task.job);
@@ -256,8 +311,8 @@ impl Dispatcher {
                 Err(_) => false,
             },
             _ => {
-                if let Ok(job) = op.recv(&self.done) {
-                    self.task_done(state, &job);
+                if let Ok(done) = op.recv(&self.done) {
+                    self.task_done(state, done);
                 }
                 true
             }
@@ -282,9 +337,9 @@ impl Dispatcher {
                 }
                 Err(_) => false,
             },
-            recv(self.done) -> job => {
-                if let Ok(job) = job {
-                    self.task_done(state, &job);
+            recv(self.done) -> done => {
+                if let Ok(done) = done {
+                    self.task_done(state, done);
                 }
                 true
             }
@@ -293,7 +348,7 @@ impl Dispatcher {
 
     fn handle(&self, state: &mut State, command: Command) {
         match command {
-            Command::Submit(job, names) => {
+            Command::Submit(job, names, sync) => {
                 debug!("{} accepted by the dispatcher", job.id);
                 state.tracked.insert(
                     job.id,
@@ -301,6 +356,8 @@ impl Dispatcher {
                         job: Arc::clone(&job),
                         in_flight: 0,
                         dispatch_done: false,
+                        complete: false,
+                        sync,
                     },
                 );
                 state.waiting.push_back(Active { job, names });
@@ -312,23 +369,27 @@ impl Dispatcher {
                 state.waiting = waiting.into();
                 for a in aborted {
                     self.unstarted.fetch_sub(1, Ordering::AcqRel);
-                    self.dispatch_over(state, &a.job);
+                    self.dispatch_over(state, &a.job, false);
                 }
                 let (aborted, active): (Vec<_>, Vec<_>) =
                     state.active.drain(..).partition(|a| a.job.is_aborted());
                 state.active = active.into();
                 for a in aborted {
-                    self.dispatch_over(state, &a.job);
+                    self.dispatch_over(state, &a.job, false);
                 }
             }
         }
     }
 
-    fn task_done(&self, state: &mut State, job: &Arc<Job>) {
-        if let Some(t) = state.tracked.get_mut(&job.id) {
+    fn task_done(&self, state: &mut State, done: Done) {
+        let id = done.job.id;
+        if let Some(t) = state.tracked.get_mut(&id) {
             t.in_flight = t.in_flight.saturating_sub(1);
+            if let (Some(run), Some((seq, kept))) = (&mut t.sync, done.sync) {
+                run.done(seq, kept);
+            }
         }
-        self.maybe_finish(state, job.id);
+        self.maybe_finish(state, id);
     }
 
     /// Moves waiting jobs to active while there is room.
@@ -339,7 +400,7 @@ impl Dispatcher {
             };
             self.unstarted.fetch_sub(1, Ordering::AcqRel);
             if next.job.is_aborted() {
-                self.dispatch_over(state, &next.job);
+                self.dispatch_over(state, &next.job, false);
             } else {
                 debug!("{} active", next.job.id);
                 state.active.push_back(next);
@@ -347,11 +408,13 @@ impl Dispatcher {
         }
     }
 
-    /// The job will send no more tasks.
-    fn dispatch_over(&self, state: &mut State, job: &Arc<Job>) {
+    /// The job will send no more tasks; `complete` when its expansion ended with every
+    /// object it should have.
+    fn dispatch_over(&self, state: &mut State, job: &Arc<Job>, complete: bool) {
         job.close_dispatch();
         if let Some(t) = state.tracked.get_mut(&job.id) {
             t.dispatch_done = true;
+            t.complete = complete && !job.is_aborted();
         }
         self.maybe_finish(state, job.id);
     }
@@ -362,7 +425,11 @@ impl Dispatcher {
             .get(&id)
             .is_some_and(|t| t.dispatch_done && t.in_flight == 0);
         if over {
-            let t = state.tracked.remove(&id).expect("tracked");
+            let mut t = state.tracked.remove(&id).expect("tracked");
+            if let Some(run) = t.sync.take() {
+                // Deletions count before waiters wake.
+                run.finish(t.complete && !t.job.is_aborted(), &t.job);
+            }
             self.store.finish(&t.job);
         }
     }
@@ -383,7 +450,7 @@ impl Dispatcher {
             for _ in 0..state.active.len() {
                 let mut active = state.active.pop_front().expect("counted");
                 if active.job.is_aborted() {
-                    self.dispatch_over(state, &active.job);
+                    self.dispatch_over(state, &active.job, false);
                     progressed = true;
                     continue;
                 }
@@ -391,8 +458,9 @@ impl Dispatcher {
                     state.active.push_back(active);
                     continue;
                 }
-                let Some((url, name)) = next_in_shard(&mut active) else {
-                    self.dispatch_over(state, &active.job);
+                let Some(Next { url, name, listed }) = next_in_shard(&mut active) else {
+                    let complete = active.names.complete();
+                    self.dispatch_over(state, &active.job, complete);
                     progressed = true;
                     continue;
                 };
@@ -403,7 +471,24 @@ impl Dispatcher {
                         let mp =
                             hrw::pick(hrw::hash(name.as_str().as_bytes()), &self.mountpath_ids)
                                 .expect("at least one mountpath");
-                        return Some((mp, Task { job, url, name }));
+                        let sync = match (&listed, state.tracked.get_mut(&job.id)) {
+                            (
+                                Some(object),
+                                Some(Tracked {
+                                    sync: Some(run), ..
+                                }),
+                            ) => Some(run.listed(object, &job)),
+                            _ => None,
+                        };
+                        return Some((
+                            mp,
+                            Task {
+                                job,
+                                url,
+                                name,
+                                sync,
+                            },
+                        ));
                     }
                     Err(error) => {
                         job.scheduled();
@@ -422,18 +507,18 @@ impl Dispatcher {
 /// The job's next object that belongs to this process's shard (every object, unsharded).
 /// An object without a name is reported by the shard its URL hashes to, so exactly one
 /// shard reports it.
-fn next_in_shard(active: &mut Active) -> Option<(String, Result<ObjectName, DownloadError>)> {
+fn next_in_shard(active: &mut Active) -> Option<Next> {
     loop {
-        let (url, name) = active.names.next()?;
+        let next = active.names.next(&active.job.cancel)?;
         let Some((index, ids)) = &active.job.shard else {
-            return Some((url, name));
+            return Some(next);
         };
-        let key = match &name {
+        let key = match &next.name {
             Ok(name) => name.as_str(),
-            Err(_) => url.as_str(),
+            Err(_) => next.url.as_str(),
         };
         if hrw::shard_of(key, ids) == Some(*index) {
-            return Some((url, name));
+            return Some(next);
         }
     }
 }

@@ -125,6 +125,13 @@ pub enum SubmitError {
     /// The downloader is shutting down.
     #[error("downloader is shut down")]
     ShutDown,
+    /// A sync job's record could not be opened or started.
+    #[error("cannot open the sync record")]
+    SyncRecord {
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Why a call about one job failed.
@@ -312,7 +319,7 @@ impl DownloaderBuilder {
                 return Err(BuildError::DuplicateMountpath(path.clone()));
             }
             ids.push(id);
-            targets.push(Target::Dir(mp.fsync(self.fsync)));
+            targets.push(Target::Dir(Arc::new(mp.fsync(self.fsync))));
         }
         let workers_total = (self.workers_per_mountpath * self.s3_targets.len()) as u64;
         let largest_part = self
@@ -503,7 +510,7 @@ impl Downloader {
     /// targets).
     pub fn mountpaths(&self) -> impl Iterator<Item = &Mountpath> {
         self.targets.iter().filter_map(|t| match &**t {
-            Target::Dir(mountpath) => Some(mountpath),
+            Target::Dir(mountpath) => Some(&**mountpath),
             Target::S3 { .. } => None,
         })
     }
@@ -540,7 +547,25 @@ impl Downloader {
     pub fn submit(&self, spec: JobSpec) -> Result<JobId, SubmitError> {
         let commands = self.commands.as_ref().ok_or(SubmitError::ShutDown)?;
         let to_store = self.budget.is_some();
+        let sync_source = sync_source(&spec);
         let (settings, expansion) = prepare(spec, to_store)?;
+        let sync = match sync_source {
+            None => None,
+            Some((source, subdir)) => {
+                let mountpaths = self
+                    .targets
+                    .iter()
+                    .zip(&self.mountpath_ids)
+                    .filter_map(|(t, id)| match &**t {
+                        Target::Dir(mountpath) => Some((*id, Arc::clone(mountpath))),
+                        Target::S3 { .. } => None,
+                    })
+                    .collect();
+                let run = crate::sync::SyncRun::open(&source, mountpaths, subdir)
+                    .map_err(|source| SubmitError::SyncRecord { source })?;
+                Some(Box::new(run))
+            }
+        };
         let full = SubmitError::QueueFull {
             capacity: self.job_queue_capacity,
         };
@@ -550,7 +575,10 @@ impl Downloader {
         }
         let job = self.store.create(settings);
         let id = job.id;
-        match commands.send_timeout(Command::Submit(Arc::clone(&job), expansion), SUBMIT_WAIT) {
+        match commands.send_timeout(
+            Command::Submit(Arc::clone(&job), expansion, sync),
+            SUBMIT_WAIT,
+        ) {
             Ok(()) => {
                 log::info!("{id} submitted: {}", job.description);
                 Ok(id)
@@ -693,8 +721,46 @@ impl Drop for Downloader {
     }
 }
 
+/// For a sync job: what tells its record from every other job's (the store, bucket,
+/// prefix, suffix, subdirectory and shard), and its subdirectory.
+fn sync_source(spec: &JobSpec) -> Option<(String, Option<String>)> {
+    let Source::S3Prefix {
+        bucket,
+        prefix,
+        suffix,
+    } = &spec.source
+    else {
+        return None;
+    };
+    if !spec.sync {
+        return None;
+    }
+    let subdir = spec
+        .subdir
+        .as_deref()
+        .filter(|d| !d.is_empty())
+        .map(|d| d.trim_end_matches('/').to_owned());
+    let shard = spec
+        .shard
+        .map(|(i, n)| format!("{i}/{n}"))
+        .unwrap_or_default();
+    let source = format!(
+        "{}/{prefix} suffix={} subdir={} shard={shard}",
+        bucket.url(),
+        suffix.as_deref().unwrap_or(""),
+        subdir.as_deref().unwrap_or("")
+    );
+    Some((source, subdir))
+}
+
 /// Validates a spec and turns it into job settings and a lazy expansion.
 fn prepare(spec: JobSpec, to_store: bool) -> Result<(JobSettings, Expansion), SubmitError> {
+    if spec.sync && (to_store || !matches!(spec.source, Source::S3Prefix { .. })) {
+        return Err(SubmitError::Option {
+            option: "sync",
+            reason: "needs an S3 prefix job and local mountpaths",
+        });
+    }
     if to_store {
         if spec.existing == crate::Existing::Revalidate {
             return Err(SubmitError::Option {
@@ -821,6 +887,7 @@ fn prepare(spec: JobSpec, to_store: bool) -> Result<(JobSettings, Expansion), Su
                     listing,
                     suffix,
                     subdir,
+                    failed: false,
                 })),
             )
         }

@@ -129,6 +129,9 @@ pub struct JobSpec {
     pub parts: Option<PartsPolicy>,
     /// This process's share of the job: `(index, count)`. See [`JobSpec::shard`].
     pub shard: Option<(u32, u32)>,
+    /// Keep the local copy of an [`S3Prefix`](Source::S3Prefix) in step with the bucket.
+    /// See [`JobSpec::sync`].
+    pub sync: bool,
     /// Expected SHA-256 digests by object name (the name the object lands under, without
     /// [`subdir`](JobSpec::subdir)). Objects not listed are checked for length only.
     pub sha256: std::collections::BTreeMap<String, Sha256Digest>,
@@ -150,6 +153,7 @@ impl fmt::Debug for JobSpec {
             .field("retry", &self.retry)
             .field("parts", &self.parts)
             .field("shard", &self.shard)
+            .field("sync", &self.sync)
             .field("sha256", &self.sha256.len())
             .finish()
     }
@@ -170,6 +174,7 @@ impl JobSpec {
             retry: RetryPolicy::default(),
             parts: None,
             shard: None,
+            sync: false,
             sha256: std::collections::BTreeMap::new(),
         }
     }
@@ -306,6 +311,29 @@ impl JobSpec {
         self
     }
 
+    /// Makes an [`S3Prefix`](Source::S3Prefix) job a *sync* (AIStore's `synchronize`):
+    /// objects unchanged remotely since haul downloaded them (same size and ETag) are
+    /// skipped without a request, changed and new ones are downloaded, and files haul
+    /// downloaded earlier from this prefix whose objects are gone are deleted
+    /// ([`JobStatus::deleted`]). Files haul did not download are never touched.
+    ///
+    /// What haul downloaded is kept in a record per job source (bucket, prefix, suffix,
+    /// subdirectory, shard) in a mountpath's work directory, written in key order as the
+    /// listing goes, so a sync holds one record line and the objects in flight in memory,
+    /// never the whole prefix. A sync needs local mountpaths. An aborted sync, or one whose
+    /// listing broke off, deletes nothing past the last key it listed.
+    ///
+    /// ```no_run
+    /// let bucket = haul::s3::Bucket::new("datasets", &haul::s3::S3Config::from_env())?;
+    /// let spec = haul::JobSpec::s3_prefix(&bucket, "imagenet/").sync(true);
+    /// # drop(spec);
+    /// # Ok::<(), haul::s3::S3Error>(())
+    /// ```
+    pub fn sync(mut self, on: bool) -> JobSpec {
+        self.sync = on;
+        self
+    }
+
     /// Sets [`parts`](JobSpec::parts).
     pub fn parts(mut self, policy: PartsPolicy) -> JobSpec {
         self.parts = Some(policy);
@@ -424,6 +452,9 @@ pub struct JobStatus {
     pub skipped: u64,
     /// Objects not downloaded because the job was aborted.
     pub cancelled: u64,
+    /// Files a sync job deleted because their objects are gone remotely (see
+    /// [`JobSpec::sync`]). Not part of `total`.
+    pub deleted: u64,
     /// Bytes received, including those of objects still in flight.
     pub bytes: u64,
     /// Attempts beyond each object's first: how often something went wrong and was retried.

@@ -7,19 +7,19 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender};
 use log::{debug, trace};
 
-use crate::dispatcher::Task;
+use crate::dispatcher::{Done, Task};
 use crate::fetch::MemoryBudget;
 use crate::http::HttpClient;
 use crate::mountpath::Mountpath;
 use crate::progress::Progress;
 use crate::sink::{self, S3Target};
-use crate::store::{Job, Present};
+use crate::store::Present;
 use crate::task::{self, DownloadError, Fetched, Request};
 use crate::url;
 
 pub(crate) struct Jogger {
     pub(crate) queue: Receiver<Task>,
-    pub(crate) done: Sender<Arc<Job>>,
+    pub(crate) done: Sender<Done>,
     pub(crate) target: Arc<Target>,
     pub(crate) client: HttpClient,
     /// This jogger's identity in a job's list of running transfers.
@@ -33,32 +33,37 @@ impl Jogger {
         // One progress record per jogger, reset per task: no allocation per object.
         let progress = Arc::new(Progress::new());
         for task in &self.queue {
-            let job = Arc::clone(&task.job);
-            self.run_one(&task, &progress);
+            let kept = self.run_one(&task, &progress);
+            let done = Done {
+                job: Arc::clone(&task.job),
+                sync: task.sync.map(|ticket| (ticket.seq, kept)),
+            };
             // The dispatcher may be gone on shutdown; nothing to tell then.
-            let _ = self.done.send(job);
+            let _ = self.done.send(done);
         }
         debug!("jogger {} stopped", self.slot);
     }
 
-    fn run_one(&self, task: &Task, progress: &Arc<Progress>) {
+    /// Runs one task; returns whether the object is at its target now (landed, or skipped
+    /// as already there).
+    fn run_one(&self, task: &Task, progress: &Arc<Progress>) -> bool {
         let job = &task.job;
         if job.is_aborted() {
             trace!("{}: dropping {}: job aborted", job.id, task.name);
             job.cancelled();
-            return;
+            return false;
         }
         let revalidate = match self.present(task) {
             Ok(None) => None,
             Ok(Some(Present::Skip)) => {
                 debug!("{}: skipping {}: already present", job.id, task.name);
                 job.skipped();
-                return;
+                return true;
             }
             Ok(Some(Present::Check { size, modified })) => Some((size, modified)),
             Err(error) => {
                 job.failed(task.name.to_string(), error);
-                return;
+                return false;
             }
         };
         progress.reset();
@@ -94,9 +99,16 @@ impl Jogger {
             Ok(Fetched::Landed(landed)) => job.landed(landed.bytes),
             Ok(Fetched::Stored(bytes)) => job.landed(bytes),
             Ok(Fetched::Unchanged) => job.skipped(),
-            Err(e) if e.is_cancelled() => job.cancelled(),
-            Err(e) => job.failed(task.name.to_string(), e),
+            Err(e) if e.is_cancelled() => {
+                job.cancelled();
+                return false;
+            }
+            Err(e) => {
+                job.failed(task.name.to_string(), e);
+                return false;
+            }
         }
+        true
     }
 
     /// Whether the object is already at its target, as far as the job cares (see
@@ -104,7 +116,18 @@ impl Jogger {
     fn present(&self, task: &Task) -> Result<Option<Present>, DownloadError> {
         let job = &task.job;
         match &*self.target {
-            Target::Dir(mountpath) => Ok(job.existing(&mountpath.path_of(&task.name))),
+            Target::Dir(mountpath) => {
+                let path = mountpath.path_of(&task.name);
+                // A sync job's object unchanged since haul downloaded it: there, same size.
+                let expected = task.sync.and_then(|t| t.expect);
+                if expected.is_some()
+                    && std::fs::metadata(&path)
+                        .is_ok_and(|m| m.is_file() && Some(m.len()) == expected)
+                {
+                    return Ok(Some(Present::Skip));
+                }
+                Ok(job.existing(&path))
+            }
             Target::S3 { target, .. } => {
                 if job.existing == crate::Existing::Replace {
                     return Ok(None);
@@ -128,7 +151,7 @@ impl Jogger {
 /// downloader's memory budget for the parts in flight.
 #[derive(Debug)]
 pub(crate) enum Target {
-    Dir(Mountpath),
+    Dir(Arc<Mountpath>),
     S3 {
         target: S3Target,
         budget: Arc<MemoryBudget>,

@@ -171,6 +171,7 @@ pub mod s3;
 mod sink;
 mod store;
 mod stream;
+mod sync;
 mod task;
 pub mod template;
 mod thread;

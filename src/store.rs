@@ -54,6 +54,7 @@ pub(crate) struct Job {
     failed: AtomicU64,
     skipped: AtomicU64,
     cancelled: AtomicU64,
+    deleted: AtomicU64,
     bytes: AtomicU64,
     failures: Mutex<Vec<TaskFailure>>,
     running: Mutex<Vec<Running>>,
@@ -116,6 +117,11 @@ impl Job {
 
     pub(crate) fn cancelled(&self) {
         self.cancelled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A sync job deleted a file whose object is gone remotely.
+    pub(crate) fn deleted(&self) {
+        self.deleted.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn failed(&self, name: String, error: DownloadError) {
@@ -204,6 +210,7 @@ impl Job {
             failed: self.failed.load(Ordering::Relaxed),
             skipped: self.skipped.load(Ordering::Relaxed),
             cancelled: self.cancelled.load(Ordering::Relaxed),
+            deleted: self.deleted.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed)
                 + in_flight.iter().map(|t| t.bytes_done).sum::<u64>(),
@@ -251,6 +258,7 @@ impl Store {
             failed: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
+            deleted: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             failures: Mutex::new(Vec::new()),
             running: Mutex::new(Vec::new()),
@@ -287,13 +295,14 @@ impl Store {
         drop(jobs);
         let status = job.status(Detail::OnlyActive);
         log::info!(
-            "{} finished{}: {} landed, {} failed, {} skipped, {} cancelled, {} bytes",
+            "{} finished{}: {} landed, {} failed, {} skipped, {} cancelled, {} deleted, {} bytes",
             job.id,
             if status.aborted { " (aborted)" } else { "" },
             status.finished,
             status.failed,
             status.skipped,
             status.cancelled,
+            status.deleted,
             status.bytes
         );
         let _jobs = self.jobs.lock();

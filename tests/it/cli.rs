@@ -583,3 +583,62 @@ fn json_progress_prints_status_lines_while_the_job_runs_then_the_final_status() 
         assert_eq!(files_under(dir.path()), ["held.bin"]);
     });
 }
+
+#[test]
+fn s3_get_sync_skips_the_unchanged_and_deletes_the_gone() {
+    guard(|| {
+        let server = crate::support::s3::S3Server::start(&["mirror"]);
+        let mirror = server.bucket_name("mirror");
+        for name in ["a", "b", "c"] {
+            server.seed_file(
+                "mirror",
+                &format!("m/{name}"),
+                format!("<{name}>").as_bytes(),
+            );
+        }
+        let dir = TestDir::new();
+        let args = [
+            "s3",
+            "get",
+            "--sync",
+            "--json",
+            &format!("s3://{mirror}/m/"),
+            "-o",
+            dir.path().to_str().unwrap(),
+        ];
+        let out = haul_s3(&server, &args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            (json["landed"].as_u64(), json["deleted"].as_u64()),
+            (Some(3), Some(0))
+        );
+        server.bucket("mirror").delete("m/b").unwrap();
+        let out = haul_s3(&server, &args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let counts = ["landed", "skipped", "deleted"].map(|k| json[k].as_u64().unwrap());
+        assert_eq!(counts, [0, 2, 1]);
+        let left: Vec<String> = files_under(dir.path())
+            .into_iter()
+            .filter(|f| !f.starts_with(".haul-work"))
+            .collect();
+        assert_eq!(left, ["m/a", "m/c"]);
+        // Without --json the summary names the deletions.
+        server.bucket("mirror").delete("m/c").unwrap();
+        let out = haul_s3(
+            &server,
+            &args[..3]
+                .iter()
+                .chain(&args[4..])
+                .copied()
+                .collect::<Vec<_>>(),
+        );
+        assert!(
+            text(&out.stdout)
+                .starts_with("0 landed, 0 failed, 1 skipped, 0 cancelled, 1 deleted; "),
+            "{}",
+            text(&out.stdout)
+        );
+    });
+}

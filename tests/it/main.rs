@@ -12,5 +12,6 @@ mod s3_jobs;
 mod shard;
 mod sink;
 mod support;
+mod sync;
 mod task;
 mod template;

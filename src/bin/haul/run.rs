@@ -46,8 +46,12 @@ impl Summary {
         if out.json {
             println!("{}", self.json(secs));
         } else if !out.quiet {
+            let deleted = match self.count(|s| s.deleted) {
+                0 => String::new(),
+                n => format!(", {n} deleted"),
+            };
             println!(
-                "{} landed, {} failed, {} skipped, {} cancelled; {} bytes in {secs:.3} s: {:.1} MB/s, {:.0} objects/s",
+                "{} landed, {} failed, {} skipped, {} cancelled{deleted}; {} bytes in {secs:.3} s: {:.1} MB/s, {:.0} objects/s",
                 self.landed(),
                 self.failed(),
                 self.count(|s| s.skipped),
@@ -98,6 +102,7 @@ fn status_json(
                 "failed": s.failed,
                 "skipped": s.skipped,
                 "cancelled": s.cancelled,
+                "deleted": s.deleted,
                 "bytes": s.bytes,
                 "retries": s.retries,
                 "aborted": s.aborted,
@@ -119,6 +124,7 @@ fn status_json(
         "failed": sum(|s| s.failed),
         "skipped": sum(|s| s.skipped),
         "cancelled": sum(|s| s.cancelled),
+        "deleted": sum(|s| s.deleted),
         "bytes": sum(|s| s.bytes),
         "retries": sum(|s| s.retries),
         "seconds": secs,

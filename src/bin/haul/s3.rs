@@ -49,6 +49,12 @@ enum Command {
         /// Only keys ending with this, e.g. `.tar`.
         #[arg(long)]
         suffix: Option<String>,
+        /// Keep the directories in step with the prefix: skip objects unchanged since haul
+        /// downloaded them (size and ETag, no request), fetch changed and new ones, and
+        /// delete files haul downloaded whose objects are gone. Files haul did not download
+        /// are never touched.
+        #[arg(long)]
+        sync: bool,
         #[command(flatten, next_help_heading = "Job options")]
         job: crate::jobs::JobArgs,
     },
@@ -83,6 +89,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
         Command::Get {
             prefixes,
             suffix,
+            sync,
             job,
         } => {
             let digests = job.digests()?;
@@ -92,7 +99,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
             for url in &prefixes {
                 let (bucket, prefix) = split_s3_url(url)?;
                 let bucket = Bucket::new(bucket, &config).map_err(|e| UsageError(e.to_string()))?;
-                let mut spec = haul::JobSpec::s3_prefix(&bucket, prefix);
+                let mut spec = haul::JobSpec::s3_prefix(&bucket, prefix).sync(sync);
                 if let Some(suffix) = &suffix {
                     spec = spec.suffix(suffix.as_str());
                 }

@@ -1,5 +1,6 @@
 //! The in-process S3 store: s3s-fs, plus `ListMultipartUploads`, which s3s-fs lacks and the
-//! sink tests need to show that no upload is left dangling.
+//! sink tests need to show that no upload is left dangling, and ETags in listings, which
+//! s3s-fs leaves out and sync needs (S3 and SeaweedFS list them).
 //!
 //! Every call the tests make is passed to s3s-fs unchanged. The uploads listing reads the
 //! state s3s-fs keeps for an unfinished upload: a metadata file per upload in its root,
@@ -29,6 +30,27 @@ impl Store {
 
 /// Passes calls to s3s-fs. Written in the shape `async_trait` gives trait methods, because
 /// `#[async_trait]` does not see into a macro's output.
+impl Store {
+    /// The ETag s3s-fs gives `key` on a GET: the one it stored (multipart objects), else
+    /// the MD5 of the file.
+    fn etag(&self, bucket: &str, key: &str) -> Option<String> {
+        let encode = |s: &str| base64_simd::URL_SAFE_NO_PAD.encode_to_string(s);
+        let info = self.root.join(format!(
+            ".bucket-{}.object-{}.internal.json",
+            encode(bucket),
+            encode(key)
+        ));
+        if let Ok(text) = std::fs::read(&info)
+            && let Ok(map) = serde_json::from_slice::<serde_json::Value>(&text)
+            && let Some(etag) = map.get("e_tag").and_then(|v| v.as_str())
+        {
+            return Some(etag.to_owned());
+        }
+        let bytes = std::fs::read(self.root.join(bucket).join(key)).ok()?;
+        Some(format!("{:x}", md5::compute(bytes)))
+    }
+}
+
 macro_rules! delegate {
     ($($name:ident: $input:ident -> $output:ident;)*) => {
         $(
@@ -68,10 +90,23 @@ impl S3 for Store {
         head_object: HeadObjectInput -> HeadObjectOutput;
         list_buckets: ListBucketsInput -> ListBucketsOutput;
         list_objects: ListObjectsInput -> ListObjectsOutput;
-        list_objects_v2: ListObjectsV2Input -> ListObjectsV2Output;
         list_parts: ListPartsInput -> ListPartsOutput;
         put_object: PutObjectInput -> PutObjectOutput;
         upload_part: UploadPartInput -> UploadPartOutput;
+    }
+
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
+        let bucket = req.input.bucket.clone();
+        let mut response = self.fs.list_objects_v2(req).await?;
+        for object in response.output.contents.iter_mut().flatten() {
+            if let Some(key) = &object.key {
+                object.e_tag = self.etag(&bucket, key).map(ETag::Strong);
+            }
+        }
+        Ok(response)
     }
 
     async fn list_multipart_uploads(

@@ -1,0 +1,255 @@
+//! Sync for backend jobs: reruns fetch exactly what changed, delete what haul downloaded and
+//! is gone remotely, and never touch files haul did not write. In process, and against
+//! SeaweedFS in `.ci/run`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use haul::{Detail, Downloader, JobSpec, JobStatus};
+
+use crate::support::s3::S3Server;
+use crate::support::{TestDir, chain, guard_for};
+
+fn key(i: usize) -> String {
+    format!("ds/k-{i:03}.bin")
+}
+
+/// Version `v` of object `i`: versions 1 of objects 15..20 change size, the others only
+/// their bytes.
+fn content(i: usize, v: u64) -> Vec<u8> {
+    let size = 200 + (i as u64 * 37) % 900 + if (15..20).contains(&i) { v * 11 } else { 0 };
+    haul::origin::body(&format!("{}#{v}", key(i)), size)
+}
+
+struct Setup {
+    server: S3Server,
+    dir: TestDir,
+    downloader: Downloader,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let server = S3Server::start(&["sync"]);
+        let dir = TestDir::new();
+        let downloader = Downloader::builder()
+            .mountpath(dir.path().join("m0"))
+            .mountpath(dir.path().join("m1"))
+            .workers_per_mountpath(3)
+            .build()
+            .unwrap();
+        Setup {
+            server,
+            dir,
+            downloader,
+        }
+    }
+
+    fn sync(&self, bucket: &haul::s3::Bucket) -> JobStatus {
+        let spec = JobSpec::s3_prefix(bucket, "ds/").sync(true);
+        let job = self.downloader.submit(spec).unwrap();
+        assert!(self.downloader.wait(job, Duration::from_secs(60)).unwrap());
+        self.downloader.status(job, Detail::All).unwrap()
+    }
+
+    /// Where object `i` landed, on whichever mountpath holds it.
+    fn file(&self, i: usize) -> Option<PathBuf> {
+        ["m0", "m1"]
+            .iter()
+            .map(|m| self.dir.path().join(m).join(key(i)))
+            .find(|p| p.is_file())
+    }
+}
+
+#[track_caller]
+fn counts(status: &JobStatus, expected: (u64, u64, u64, u64)) {
+    let failures: Vec<String> = status
+        .failures
+        .iter()
+        .map(|f| format!("{}: {}", f.name, chain(&*f.error)))
+        .collect();
+    assert_eq!(
+        (
+            status.finished,
+            status.skipped,
+            status.deleted,
+            status.failed
+        ),
+        expected,
+        "(downloaded, skipped, deleted, failed); {failures:?}"
+    );
+}
+
+#[track_caller]
+fn holds(path: &Path, bytes: &[u8]) {
+    assert!(std::fs::read(path).unwrap() == bytes, "{}", path.display());
+}
+
+#[test]
+fn a_rerun_fetches_what_changed_deletes_what_is_gone_and_spares_files_haul_did_not_write() {
+    guard_for(Duration::from_secs(120), || {
+        let s = Setup::new();
+        let bucket = s.server.bucket("sync");
+        s.server
+            .seed_many("sync", (0..100).map(|i| (key(i), content(i, 0))).collect());
+        // Files haul did not write: one beside the objects, one among them.
+        let mine = s.dir.path().join("m0/mine.txt");
+        let local_only = s.dir.path().join("m1/ds/local-only.bin");
+        std::fs::create_dir_all(local_only.parent().unwrap()).unwrap();
+        std::fs::write(&mine, b"mine").unwrap();
+        std::fs::write(&local_only, b"also mine").unwrap();
+
+        let first = s.sync(&bucket);
+        counts(&first, (100, 0, 0, 0));
+        assert_eq!(first.total, Some(100));
+
+        // Remotely: 10 deleted, 10 changed (5 in size, 5 only in bytes), 10 added.
+        for i in 0..10 {
+            bucket.delete(&key(i)).unwrap();
+        }
+        s.server.seed_many(
+            "sync",
+            (10..20)
+                .map(|i| (key(i), content(i, 1)))
+                .chain((100..110).map(|i| (key(i), content(i, 0))))
+                .collect(),
+        );
+        let second = s.sync(&bucket);
+        counts(&second, (20, 80, 10, 0));
+        let fetched: u64 = (10..20)
+            .map(|i| content(i, 1).len() as u64)
+            .chain((100..110).map(|i| content(i, 0).len() as u64))
+            .sum();
+        assert_eq!(
+            second.bytes, fetched,
+            "only the changed and new objects came"
+        );
+        for i in 0..10 {
+            assert_eq!(s.file(i), None, "{} is gone remotely", key(i));
+        }
+        for i in 10..20 {
+            holds(&s.file(i).unwrap(), &content(i, 1));
+        }
+        for i in (20..100).chain(100..110) {
+            holds(&s.file(i).unwrap(), &content(i, 0));
+        }
+        holds(&mine, b"mine");
+        holds(&local_only, b"also mine");
+
+        // A file haul wrote and someone changed since is not deleted when its object goes;
+        // one changed locally while its object did not is fetched again.
+        let changed = s.file(20).unwrap();
+        std::fs::write(&changed, b"edited by hand").unwrap();
+        bucket.delete(&key(20)).unwrap();
+        std::fs::write(s.file(21).unwrap(), b"edited too").unwrap();
+        let third = s.sync(&bucket);
+        counts(&third, (1, 98, 0, 0));
+        holds(&changed, b"edited by hand");
+        holds(&s.file(21).unwrap(), &content(21, 0));
+        holds(&local_only, b"also mine");
+
+        // Nothing changed: everything is skipped without a request for its bytes.
+        let fourth = s.sync(&bucket);
+        counts(&fourth, (0, 99, 0, 0));
+        assert_eq!(fourth.bytes, 0);
+    });
+}
+
+#[test]
+fn a_sync_whose_listing_fails_deletes_nothing_and_keeps_its_record() {
+    guard_for(Duration::from_secs(60), || {
+        let s = Setup::new();
+        let bucket = s.server.bucket("sync");
+        s.server
+            .seed_many("sync", (0..20).map(|i| (key(i), content(i, 0))).collect());
+        counts(&s.sync(&bucket), (20, 0, 0, 0));
+        for i in 0..5 {
+            bucket.delete(&key(i)).unwrap();
+        }
+        // The same bucket, with credentials the store refuses: the listing fails at once.
+        let (access_key, _) = s.server.keys();
+        let wrong = haul::s3::S3Config::new(s.server.endpoint(), "us-east-1")
+            .credentials(access_key, "wrong")
+            .retry(haul::RetryPolicy::none());
+        let refused = haul::s3::Bucket::new(bucket.name(), &wrong).unwrap();
+        let failed = s.sync(&refused);
+        counts(&failed, (0, 0, 0, 1));
+        assert!(chain(&*failed.failures[0].error).contains("403"));
+        for i in 0..20 {
+            assert!(s.file(i).is_some(), "{} deleted by a failed sync", key(i));
+        }
+        // The record survived: the next good sync deletes the five and skips the rest.
+        counts(&s.sync(&bucket), (0, 15, 5, 0));
+    });
+}
+
+#[test]
+fn an_aborted_sync_deletes_nothing_past_where_it_stopped_and_the_next_one_catches_up() {
+    guard_for(Duration::from_secs(60), || {
+        let s = Setup::new();
+        let bucket = s.server.bucket("sync");
+        s.server
+            .seed_many("sync", (0..40).map(|i| (key(i), content(i, 0))).collect());
+        counts(&s.sync(&bucket), (40, 0, 0, 0));
+        // The last ten go; the rest change, and come back slowly (a byte-rate limit).
+        for i in 30..40 {
+            bucket.delete(&key(i)).unwrap();
+        }
+        s.server
+            .seed_many("sync", (0..30).map(|i| (key(i), content(i, 1))).collect());
+        let spec = JobSpec::s3_prefix(&bucket, "ds/")
+            .sync(true)
+            .rate_limit(4000);
+        let job = s.downloader.submit(spec).unwrap();
+        assert!(crate::support::wait_until(|| s
+            .downloader
+            .status(job, Detail::OnlyActive)
+            .unwrap()
+            .finished
+            >= 1));
+        s.downloader.abort(job).unwrap();
+        assert!(s.downloader.wait(job, Duration::from_secs(30)).unwrap());
+        let aborted = s.downloader.status(job, Detail::All).unwrap();
+        assert!(aborted.cancelled > 0 && aborted.deleted == 0, "{aborted:?}");
+        for i in 30..40 {
+            assert!(s.file(i).is_some(), "{} deleted by an aborted sync", key(i));
+        }
+        // The record kept every key: the next sync deletes the ten and fetches the rest.
+        let next = s.sync(&bucket);
+        counts(&next, (30 - aborted.finished, aborted.finished, 10, 0));
+        for i in 0..30 {
+            holds(&s.file(i).unwrap(), &content(i, 1));
+        }
+    });
+}
+
+#[test]
+fn sync_needs_a_prefix_job_and_mountpaths() {
+    guard_for(
+        Duration::from_secs(30),
+        sync_needs_a_prefix_job_and_mountpaths_body,
+    );
+}
+
+fn sync_needs_a_prefix_job_and_mountpaths_body() {
+    let s = Setup::new();
+    let err = s
+        .downloader
+        .submit(JobSpec::single("http://127.0.0.1:9/x").sync(true))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "bad option sync: needs an S3 prefix job and local mountpaths"
+    );
+    let bucket = s.server.bucket("sync");
+    let to_store = Downloader::builder()
+        .s3_target(haul::S3Target::new(&bucket, "copy/"))
+        .build()
+        .unwrap();
+    let err = to_store
+        .submit(JobSpec::s3_prefix(&bucket, "ds/").sync(true))
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "bad option sync: needs an S3 prefix job and local mountpaths"
+    );
+}
