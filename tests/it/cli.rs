@@ -642,3 +642,149 @@ fn s3_get_sync_skips_the_unchanged_and_deletes_the_gone() {
         );
     });
 }
+
+#[test]
+fn get_options_take_effect_at_the_origin() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let out_dir = dir.path().to_str().unwrap();
+        // --max-connections: eight workers, one object of the job at a time.
+        let out = haul(&[
+            "get",
+            "--workers",
+            "8",
+            "--max-connections",
+            "1",
+            "--rate-limit",
+            "64MiB",
+            "--fsync",
+            "-o",
+            out_dir,
+            &origin.url("/opt/c-{0..9}.bin?size=20000"),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(origin.stats().peak_concurrent, 1);
+        assert_eq!(
+            files_under(dir.path())
+                .iter()
+                .filter(|f| f.starts_with("c-"))
+                .count(),
+            10
+        );
+
+        // --parts with --part-size: one large object in ranged parts.
+        origin.reset_stats();
+        let size = 66 << 20;
+        let out = haul(&[
+            "get",
+            "--parts",
+            "4",
+            "--part-size",
+            "1MiB",
+            "-o",
+            out_dir,
+            &origin.url(&format!("/opt/big.bin?size={size}")),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(
+            origin.stats().status_count(206) >= 3,
+            "{:?}",
+            origin.stats().statuses
+        );
+        assert_eq!(
+            std::fs::metadata(dir.path().join("big.bin")).unwrap().len(),
+            size
+        );
+
+        // --header-timeout with --attempts 1: a slow server fails the object, named.
+        let out = haul(&[
+            "get",
+            "--header-timeout",
+            "0.2",
+            "--attempts",
+            "1",
+            "-o",
+            out_dir,
+            &origin.url("/opt/slow.bin?delay_ms=3000"),
+        ]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            text(&out.stderr).contains("failed: slow.bin: GET "),
+            "{}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains("timeout"),
+            "{}",
+            text(&out.stderr)
+        );
+
+        // -v logs each job at info level.
+        let out = haul(&["get", "-v", "-o", out_dir, &origin.url("/opt/v.bin")]);
+        assert!(out.status.success());
+        assert!(
+            text(&out.stderr).contains("job-1 submitted"),
+            "{}",
+            text(&out.stderr)
+        );
+    });
+}
+
+#[test]
+fn s3_options_endpoint_region_suffix_and_cat_memory_take_effect() {
+    guard(|| {
+        let server = crate::support::s3::S3Server::start(&["opts"]);
+        let opts = server.bucket_name("opts");
+        let big: Vec<u8> = haul::origin::body("/big", 3 << 20);
+        server.seed_file("opts", "p/big.bin", &big);
+        server.seed_file("opts", "p/small.txt", b"small");
+        let (access_key, secret_key) = server.keys();
+        // The environment names a dead endpoint; --endpoint overrides it.
+        let run = |args: &[&str]| {
+            Command::new(env!("CARGO_BIN_EXE_haul"))
+                .args(args)
+                .args(["--endpoint", &server.endpoint(), "--region", "us-east-1"])
+                .env("AWS_ACCESS_KEY_ID", access_key)
+                .env("AWS_SECRET_ACCESS_KEY", secret_key)
+                .env("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
+                .output()
+                .unwrap()
+        };
+        let out = run(&["s3", "ls", &format!("s3://{opts}/p/")]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(
+            text(&out.stdout),
+            format!("{:>12} p/big.bin\n           5 p/small.txt\n", 3 << 20)
+        );
+
+        // A 3 MiB object streamed through a 1 MiB budget in 1 MiB parts.
+        let out = run(&[
+            "s3",
+            "cat",
+            "--memory",
+            "1MiB",
+            "--part-size",
+            "1MiB",
+            "--workers",
+            "1",
+            &format!("s3://{opts}/p/big.bin"),
+            &format!("s3://{opts}/p/small.txt"),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(out.stdout[..big.len()] == big[..] && &out.stdout[big.len()..] == b"small");
+
+        let dir = TestDir::new();
+        let out = run(&[
+            "s3",
+            "get",
+            "--suffix",
+            ".txt",
+            &format!("s3://{opts}/p/"),
+            "-o",
+            dir.path().to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(files_under(dir.path()), ["p/small.txt"]);
+    });
+}
