@@ -465,6 +465,11 @@ impl DownloaderBuilder {
 ///   at a time from its mountpath's queue and reporting it done on an unbounded channel (it
 ///   never holds more than the tasks in flight).
 ///
+/// A downloader of [S3 targets](DownloaderBuilder::s3_target) has the same shape: each target
+/// is placed, queued and served like a mountpath (joggers `haul-jog-<bucket>-<i>`), and its
+/// joggers share one [memory budget](DownloaderBuilder::memory_budget) for the parts they
+/// buffer. A sync job's record is read and written by the dispatcher thread.
+///
 /// All methods take `&self` and return quickly: `submit` waits at most ~100 ms for room in
 /// the command channel; `status`, `list`, `abort` and `remove` take the job table's lock
 /// briefly; only `wait` blocks, up to its timeout. The handle is `Send + Sync`: share it

@@ -44,6 +44,82 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Watching a job
+//!
+//! [`Downloader::status`] is an owned snapshot: counters, the bytes so far, and each object
+//! in flight with its progress. Poll it while [`Downloader::wait`] times out, or draw your
+//! own display from it (`examples/custom_progress.rs`):
+//!
+//! ```
+//! use std::time::Duration;
+//! use haul::{Detail, Downloader, JobSpec};
+//! # let origin = haul::origin::Origin::start()?;
+//! # let template = origin.url("/watch/o-{00..19}.bin?size=100000");
+//! # let dir = std::env::temp_dir().join(format!("haul-doc-lib-watch-{}", std::process::id()));
+//!
+//! let downloader = Downloader::builder().mountpath(&dir).workers_per_mountpath(2).build()?;
+//! let job = downloader.submit(JobSpec::range(template).description("watched"))?;
+//! while !downloader.wait(job, Duration::from_millis(100))? {
+//!     let status = downloader.status(job, Detail::OnlyActive)?;
+//!     for task in &status.in_flight {
+//!         println!("{}: {} of {:?} bytes", task.name, task.bytes_done, task.bytes_total);
+//!     }
+//! }
+//! let status = downloader.status(job, Detail::All)?;
+//! assert_eq!(status.finished + status.failed, 20);
+//! # drop(downloader);
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! [`Downloader::abort`] stops a job within one read of each running transfer and leaves
+//! no partial file; [`Downloader::list`] finds jobs by a regular expression over their
+//! descriptions.
+//!
+//! # Into an S3 bucket
+//!
+//! A downloader built with [`S3Target`]s instead of mountpaths stores each object in a
+//! bucket under a prefix: one PUT up to the part size, a multipart upload above it, the
+//! parts in flight bounded by a memory budget. An object appears only when complete; a
+//! failure, an abort or dropping the downloader aborts its upload.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use haul::s3::{Bucket, S3Config};
+//! use haul::{Downloader, JobSpec, S3Target};
+//!
+//! let bucket = Bucket::new("landing", &S3Config::from_env())?;
+//! let downloader = Downloader::builder()
+//!     .s3_target(S3Target::new(&bucket, "shards/"))
+//!     .workers_per_mountpath(16)
+//!     .memory_budget(256 << 20)
+//!     .build()?;
+//! let job = downloader.submit(JobSpec::range("https://host/shard-{0000..0999}.tar"))?;
+//! downloader.wait(job, Duration::from_secs(3600))?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Keeping a copy of a prefix in step
+//!
+//! An [`S3Prefix`](Source::S3Prefix) job downloads every object under a prefix, listed page
+//! by page. With [`JobSpec::sync`] a rerun fetches only what changed, skips the rest without
+//! a request, and deletes the files it downloaded earlier whose objects are gone
+//! ([`JobStatus::deleted`]); files haul did not write are never touched.
+//!
+//! ```no_run
+//! # let downloader = haul::Downloader::builder().mountpath("/data").build()?;
+//! let bucket = haul::s3::Bucket::new("datasets", &haul::s3::S3Config::from_env())?;
+//! let job = downloader.submit(haul::JobSpec::s3_prefix(&bucket, "train/").sync(true))?;
+//! # let _ = job;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Over several machines
+//!
+//! [`JobSpec::shard`]`(i, n)` takes the objects whose highest-random-weight winner among `n`
+//! shards is `i`: `n` processes running the same job with shards `0..n` fetch every object
+//! exactly once, with no coordinator. With an S3 target they fill one bucket together.
+//!
 //! # Quick start: one object
 //!
 //! ```
@@ -105,8 +181,8 @@
 //!
 //! Nothing in this crate spawns a thread behind your back except the handles that say so in
 //! their docs; each names its threads `haul-…` and joins them when dropped. A [`Downloader`]
-//! owns one dispatcher thread and `workers_per_mountpath` joggers per mountpath (see its
-//! "Threads and ownership" section); a [`Fetcher`] owns a fixed pool of `haul-fetch-<i>`
+//! owns one dispatcher thread and `workers_per_mountpath` joggers per mountpath or S3 target
+//! (see its "Threads and ownership" section); a [`Fetcher`] owns a fixed pool of `haul-fetch-<i>`
 //! threads shared by all its requests; [`origin::Origin`] owns an accept thread and one thread
 //! per connection. [`download`] runs on the calling thread. rayon is never used for network
 //! I/O. Bytes move through
@@ -132,7 +208,8 @@
 //! [`source`](std::error::Error::source): [`TemplateError`], [`NameError`], [`UrlError`],
 //! [`DownloadError`], [`SubmitError`], [`JobError`], [`BuildError`], [`FetchError`],
 //! [`s3::S3Error`]; their sources include [`DigestMismatch`], [`EgressRefused`] and
-//! [`Stalled`].
+//! [`Stalled`]. An object that cannot be stored in its S3 target fails with
+//! [`DownloadError::Store`], naming `s3://bucket/key`.
 //!
 //! # Features
 //!
