@@ -590,7 +590,10 @@ fn shutdown_joins_and_reports_no_panics() {
 #[test]
 fn builder_errors_are_clear() {
     let err = Downloader::builder().build().unwrap_err();
-    assert_eq!(err.to_string(), "no mountpath: give at least one directory");
+    assert_eq!(
+        err.to_string(),
+        "no mountpath: give at least one directory or S3 target"
+    );
     let dir = TestDir::new();
     let err = Downloader::builder()
         .mountpath(dir.path())
