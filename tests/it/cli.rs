@@ -17,6 +17,14 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// `out` exited with `code` and its stderr says `needle`.
+#[track_caller]
+fn exits_with(out: &Output, code: i32, needle: &str) {
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{stderr}");
+    assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
+}
+
 #[test]
 fn demo_downloads_verifies_and_reports() {
     guard(|| {
@@ -129,25 +137,13 @@ fn get_exits_1_and_names_each_failed_object() {
 fn usage_errors_exit_2_with_a_helpful_message() {
     guard(|| {
         let out = haul(&["frobnicate"]);
-        assert_eq!(out.status.code(), Some(2));
-        assert!(
-            text(&out.stderr).contains("unrecognized subcommand 'frobnicate'"),
-            "{}",
-            text(&out.stderr)
-        );
+        exits_with(&out, 2, "unrecognized subcommand 'frobnicate'");
         let out = haul(&["demo", "--objects", "many"]);
-        assert_eq!(out.status.code(), Some(2));
-        assert!(text(&out.stderr).contains("invalid value 'many' for '--objects <N>'"));
+        exits_with(&out, 2, "invalid value 'many' for '--objects <N>'");
         let out = haul(&["get"]);
-        assert_eq!(out.status.code(), Some(2));
-        assert!(text(&out.stderr).contains("give at least one URL or template, or --list FILE"));
+        exits_with(&out, 2, "give at least one URL or template, or --list FILE");
         let out = haul(&["get", "http://h/o-{1..}.bin"]);
-        assert_eq!(out.status.code(), Some(2));
-        assert!(
-            text(&out.stderr).contains("bad range template: malformed group"),
-            "{}",
-            text(&out.stderr)
-        );
+        exits_with(&out, 2, "bad range template: malformed group");
     });
 }
 
@@ -269,15 +265,13 @@ fn get_checks_a_sha256_manifest_revalidates_on_rerun_and_refuses_private_address
         // Bad input is a usage error (exit 2) that names it.
         std::fs::write(&manifest, "xyz  a.bin\n").unwrap();
         let out = get(&["--sha256", manifest.to_str().unwrap()]);
-        assert_eq!(out.status.code(), Some(2));
-        assert!(
-            text(&out.stderr).contains("line 1: bad SHA-256 digest \"xyz\""),
-            "{}",
-            text(&out.stderr)
-        );
+        exits_with(&out, 2, "line 1: bad SHA-256 digest \"xyz\"");
         let out = get(&["--stall-window", "0"]);
-        assert_eq!(out.status.code(), Some(2));
-        assert!(text(&out.stderr).contains("--stall-window must be a positive number of seconds"));
+        exits_with(
+            &out,
+            2,
+            "--stall-window must be a positive number of seconds",
+        );
     });
 }
 
@@ -512,15 +506,9 @@ fn get_into_an_s3_bucket_and_s3_get_from_bucket_to_bucket() {
                 &template,
             ],
         );
-        assert_eq!(out.status.code(), Some(2));
-        assert!(text(&out.stderr).contains("-o takes directories or s3:// targets, not both"));
+        exits_with(&out, 2, "-o takes directories or s3:// targets, not both");
         let out = haul_s3(&server, &["get", "--memory", "lots", &template]);
-        assert_eq!(out.status.code(), Some(2));
-        assert!(
-            text(&out.stderr).contains("expected a size such as"),
-            "{}",
-            text(&out.stderr)
-        );
+        exits_with(&out, 2, "expected a size such as");
         let out = haul_s3(
             &server,
             &[
@@ -532,11 +520,10 @@ fn get_into_an_s3_bucket_and_s3_get_from_bucket_to_bucket() {
                 &template,
             ],
         );
-        assert_eq!(out.status.code(), Some(2));
-        assert!(
-            text(&out.stderr).contains("part_size is 1048576, below its minimum of 5242880"),
-            "{}",
-            text(&out.stderr)
+        exits_with(
+            &out,
+            2,
+            "part_size is 1048576, below its minimum of 5242880",
         );
     });
 }
@@ -708,12 +695,7 @@ fn get_options_take_effect_at_the_origin() {
             out_dir,
             &origin.url("/opt/slow.bin?delay_ms=3000"),
         ]);
-        assert_eq!(out.status.code(), Some(1));
-        assert!(
-            text(&out.stderr).contains("failed: slow.bin: GET "),
-            "{}",
-            text(&out.stderr)
-        );
+        exits_with(&out, 1, "failed: slow.bin: GET ");
         assert!(
             text(&out.stderr).contains("timeout"),
             "{}",
