@@ -17,6 +17,10 @@
 #        files), and haul's ordered fetcher (haul s3 cat, into memory then /dev/null)
 #     d  memory: peak RSS of haul s3 cat over case c with a 64 MiB budget, and of a
 #        10,000,000-name range job aborted after 100,000 objects (examples/big_job_memory.rs)
+#     e  from nginx into S3 (SeaweedFS): 2,000 x 64 KiB (rclone copy from its http backend,
+#        curl into files then s5cmd cp, haul get -o s3://) and the 1 GiB object (rclone
+#        copyurl, curl | s5cmd pipe, haul get -o s3://; s5cmd cp of the local file is the
+#        store's floor)
 #   C = --conc (default 16). Raw runs are appended to $OUT_TSV (default /tmp/haul-peers.tsv).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -32,10 +36,10 @@ while [[ $# -gt 0 ]]; do
     --only) ONLY+=" $2"; shift 2 ;;
     --keep) KEEP=1; shift ;;
     --no-install) INSTALL=0; shift ;;
-    *) sed -n '2,22p' "$0" >&2; exit 2 ;;
+    *) sed -n '2,26p' "$0" >&2; exit 2 ;;
   esac
 done
-[[ -n "$ONLY" ]] || ONLY=" a b c d"
+[[ -n "$ONLY" ]] || ONLY=" a b c d e"
 want() { [[ " $ONLY " == *" $1 "* ]]; }
 
 ((INSTALL)) && "$TOOLS/install-peers.sh" >&2
@@ -71,8 +75,9 @@ fresh() { RUN_SEQ=$((RUN_SEQ + 1)); echo "$WORK/run-$$-$RUN_SEQ"; }
 declare -A RESULTS KIND ORDER_OF
 ORDER=()
 # run_case CASE KIND NAME VERIFY CMD... ; KIND is peer, haul or floor. In CMD, @DEST@ is
-# replaced by a fresh directory (or file, with VERIFY=file:SIZE) for each run. VERIFY is a
-# manifest path, file:SIZE, or - (nothing to check: a sink).
+# replaced by a fresh directory (or file, with VERIFY=file:SIZE) for each run, and @RUN@ by
+# its name (a fresh S3 prefix). VERIFY is a manifest path, file:SIZE, s3:COUNT:BYTES (the
+# objects under s3://bench/@RUN@/, removed after the run), or - (nothing to check: a sink).
 run_case() {
   local case=$1 kind=$2 name=$3 verify=$4; shift 4
   local key="$case|$name" i t0 t1 secs dest
@@ -80,8 +85,9 @@ run_case() {
   for ((i = 0; i < WARMUP + RUNS; i++)); do
     dest=$(fresh)
     [[ "$verify" == file:* ]] && mkdir -p "$dest" && dest="$dest/out.bin"
-    local args=() a
-    for a in "$@"; do args+=("${a//@DEST@/$dest}"); done
+    local args=() a run
+    run=$(basename "${dest%/out.bin}")
+    for a in "$@"; do a=${a//@DEST@/$dest}; args+=("${a//@RUN@/$run}"); done
     sync
     t0=$(now)
     "${args[@]}" >/dev/null
@@ -92,7 +98,12 @@ run_case() {
       printf '%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$key" "$((i - WARMUP + 1))" "$secs" >> "$OUT_TSV"
       echo "  $case $name run $((i - WARMUP + 1)): $secs s" >&2
     fi
-    if ((i == 0)); then
+    if [[ "$verify" == s3:* ]]; then
+      local got
+      got=$("$S5CMD" ls "s3://bench/$run/*" | awk '{n++; b+=$3} END {printf "%d:%d", n, b}')
+      [[ "s3:$got" == "$verify" ]] || { echo "VERIFY FAILED: $name: $got" >&2; exit 1; }
+      "$S5CMD" --numworkers 16 rm "s3://bench/$run/*" >/dev/null
+    elif ((i == 0)); then
       case "$verify" in
         -) ;;
         file:*) [[ $(stat -c %s "$dest") == "${verify#file:}" ]] || { echo "VERIFY FAILED: $name" >&2; exit 1; } ;;
@@ -145,7 +156,13 @@ if want b; then
     '"$1" get --parts 4 -o "$(dirname "$2")" "$3" && mv "$(dirname "$2")/$4" "$2"' _ "$HAUL" @DEST@ "$B/big/$BIG" "$BIG"
 fi
 
-if want c || want d; then
+if want e && ! want a && ! want b; then
+  if ! [[ -f "/tmp/nginx-$NGINX_PORT/nginx.pid" ]] || ! kill -0 "$(cat "/tmp/nginx-$NGINX_PORT/nginx.pid")" 2>/dev/null; then STARTED_NGINX=1; fi
+  echo "# $("$TOOLS/nginx-up.sh" "$FX_ROOT" "$NGINX_PORT")" >&2
+  B="http://127.0.0.1:$NGINX_PORT"
+fi
+
+if want c || want d || want e; then
   if ! [[ -f "/tmp/s3-$S3_PORT/server.pid" ]] || ! kill -0 "$(cat "/tmp/s3-$S3_PORT/server.pid")" 2>/dev/null; then STARTED_S3=1; fi
   echo "# $("$TOOLS/s3-up.sh" "$S3_PORT")" >&2
   . "/tmp/s3-$S3_PORT/env.sh"
@@ -173,6 +190,27 @@ if want c; then
   run_case c floor "cp -r (no network)" "$M" cp -r "$FX_ROOT/s256k" @DEST@
 fi
 
+if want e; then
+  echo "# e: from nginx into S3 ($(cat "/tmp/s3-$S3_PORT/impl")), concurrency $CONC" >&2
+  (cd "$FX_ROOT/s64k" && ls) > "$WORK/names64k.txt"
+  sed "s#^#$B/s64k/#" "$WORK/names64k.txt" |
+    awk '{n=split($0,a,"/"); printf "url = \"%s\"\noutput = \"__DEST__/%s\"\n", $0, a[n]}' > "$WORK/curl64k.cfg.in"
+  N64=$(wc -l < "$WORK/names64k.txt")
+  B64=$(cd "$FX_ROOT/s64k" && cat * | wc -c)
+  run_case e peer "rclone copy (http backend) --transfers $CONC" "s3:$N64:$B64" "$RCLONE" copy :http:     local:bench/@RUN@/ --http-url "$B/s64k/" --files-from "$WORK/names64k.txt" --no-traverse     --transfers "$CONC" --checkers "$CONC"
+  run_case e peer "curl --parallel to files, then s5cmd cp" "s3:$N64:$B64" bash -c     'sed "s#__DEST__#$1#" "$2" > "$1.cfg" && curl -sS --no-progress-meter --fail --parallel --parallel-max "$3" --create-dirs -K "$1.cfg" && "$4" --numworkers "$3" cp "$1/*" "s3://bench/$5/" && rm -rf "$1" "$1.cfg"' \
+    _ @DEST@ "$WORK/curl64k.cfg.in" "$CONC" "$S5CMD" @RUN@
+  run_case e haul "haul get -o s3:// --workers $CONC" "s3:$N64:$B64" "$HAUL" get -o s3://bench/@RUN@ \
+    --workers "$CONC" "$B/s64k/obj-{000000..001999}.bin"
+  BIG=$(cd "$FX_ROOT/big" && ls | head -1)
+  SIZE=$(stat -c %s "$FX_ROOT/big/$BIG")
+  run_case e2 peer "rclone copyurl" "s3:1:$SIZE" "$RCLONE" copyurl "$B/big/$BIG" "local:bench/@RUN@/$BIG"
+  run_case e2 peer "curl | s5cmd pipe" "s3:1:$SIZE" bash -c     'curl -sS --fail "$1" | "$2" pipe "s3://bench/$3/$4"' _ "$B/big/$BIG" "$S5CMD" @RUN@ "$BIG"
+  run_case e2 haul "haul get -o s3://" "s3:1:$SIZE" "$HAUL" get -o s3://bench/@RUN@ "$B/big/$BIG"
+  run_case e2 floor "s5cmd cp of the local file (no HTTP: the store's floor)" "s3:1:$SIZE" \
+    "$S5CMD" cp "$FX_ROOT/big/$BIG" "s3://bench/@RUN@/$BIG"
+fi
+
 MEM_ROWS=()
 if want d; then
   echo "# d: peak RSS" >&2
@@ -183,7 +221,7 @@ subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, check=True)
 print(f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.1f}")
 PY
   }
-  rss=$(peak "$HAUL" s3 cat --workers "$CONC" --memory-mib 64 "${KEYS[@]}")
+  rss=$(peak "$HAUL" s3 cat --workers "$CONC" --memory 64MiB "${KEYS[@]}")
   MEM_ROWS+=("| d haul s3 cat, 64 MiB budget, case c | $rss MiB | ≤ 96 MiB (budget + 32) |")
   rss=$(peak "$BIGJOB")
   MEM_ROWS+=("| d 10,000,000-name range job, aborted after 100,000 objects | $rss MiB | ≤ 64 MiB |")
@@ -208,10 +246,10 @@ for key in "${ORDER[@]}"; do
   python3 - "$case" "$name" "$m" "${KIND[$key]}" "${BEST[$case]:-0}" "${RESULTS[$key]}" <<'PY'
 import sys
 case, name, m, kind, best, runs = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4], float(sys.argv[5]), sys.argv[6].split()
-count, size = {"a": (2000, 65536), "b": (1, 1 << 30), "b2": (1, 1 << 30), "c": (1000, 262144)}[case]
+count, size = {"a": (2000, 65536), "b": (1, 1 << 30), "b2": (1, 1 << 30), "c": (1000, 262144), "e": (2000, 65536), "e2": (1, 1 << 30)}[case]
 rate = f"{count / m:,.0f} obj/s" if count > 1 else f"{size / m / 1e9:.2f} GB/s"
 ratio = f"**{m / best:.2f}**" if kind == "haul" and best else ("" if kind == "floor" else f"{m / best:.2f}")
-label = {"a": "a 2,000 x 64 KiB → files", "b": "b 1 GiB → /dev/null", "b2": "b 1 GiB → file", "c": "c 1,000 x 256 KiB S3"}[case]
+label = {"a": "a 2,000 x 64 KiB → files", "b": "b 1 GiB → /dev/null", "b2": "b 1 GiB → file", "c": "c 1,000 x 256 KiB S3", "e": "e 2,000 x 64 KiB → S3", "e2": "e 1 GiB → S3"}[case]
 print(f"| {label} | {name} | {m:.3f} | {rate} | {ratio} | {', '.join(runs)} |")
 PY
 done

@@ -1,6 +1,7 @@
 //! Benchmarks of haul's moving parts end to end: the dispatcher's throughput, the fetcher's
 //! byte budget (alone and under 16 threads), many small objects through the `Downloader`,
-//! and ordered fetches from the in-process S3 server the tests use.
+//! ordered fetches from the in-process S3 server the tests use, and objects from the origin
+//! into that server through an S3 target.
 //!
 //! Output directories go to `/dev/shm` when it exists, so the file system's metadata costs
 //! (large on this VM's ext4) do not hide haul's own.
@@ -203,5 +204,42 @@ fn ordered_fetch(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, dispatch, budget, many_small, ordered_fetch);
+/// Objects from the loopback origin into the in-process S3 server through a `Downloader` with
+/// an S3 target: 500 x 64 KiB (one PUT each), and one 64 MiB object (a multipart upload of
+/// eight 8 MiB parts).
+fn sink(c: &mut Criterion) {
+    let server = support::s3::S3Server::start_local(&["sink"]);
+    let bucket = server.bucket("sink");
+    let origin = Origin::start().unwrap();
+    let d = Downloader::builder()
+        .s3_target(haul::S3Target::new(&bucket, "bench"))
+        .workers_per_mountpath(16)
+        .build()
+        .unwrap();
+    let mut group = c.benchmark_group("sink");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(500));
+    group.bench_function("500_x_64KiB_one_put_each", |b| {
+        b.iter(|| {
+            let n = rand_suffix();
+            run(
+                &d,
+                JobSpec::range(origin.url(&format!("/k{n}/o-{{000..499}}.bin"))),
+            );
+        })
+    });
+    group.throughput(Throughput::Bytes(64 << 20));
+    group.bench_function("one_64MiB_multipart", |b| {
+        b.iter(|| {
+            let n = rand_suffix();
+            run(
+                &d,
+                JobSpec::single(origin.url(&format!("/big{n}.bin?size={}", 64 << 20))),
+            );
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, dispatch, budget, many_small, ordered_fetch, sink);
 criterion_main!(benches);

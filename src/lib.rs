@@ -272,7 +272,7 @@ pub use name::{NameError, ObjectName};
 pub use parts::PartsPolicy;
 pub use progress::{Progress, ProgressReader};
 pub use retry::RetryPolicy;
-pub use sink::{DEFAULT_PART_BYTES, MIN_PART_BYTES, S3Target};
+pub use sink::{DEFAULT_PART_BYTES, DEFAULT_UPLOAD_CONNECTIONS, MIN_PART_BYTES, S3Target};
 pub use stream::download_to;
 pub use task::{BUFFER_BYTES, DownloadError, Landed, ObjectTask, download};
 pub use template::{Template, TemplateError};

@@ -9,6 +9,7 @@
 //! object and no dangling upload is left. A body that breaks off resumes from the byte it
 //! stopped at (`Range` + `If-Range`), like a download to a file.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, Read};
 use std::sync::Arc;
@@ -30,6 +31,8 @@ use crate::verify::{DigestMismatch, Sha256Digest};
 pub const MIN_PART_BYTES: u64 = 5 << 20;
 /// The default part size: 8 MiB.
 pub const DEFAULT_PART_BYTES: u64 = 8 << 20;
+/// Parts of one object uploaded at once by default, as rclone and s5cmd do.
+pub const DEFAULT_UPLOAD_CONNECTIONS: usize = 4;
 /// The most parts one upload may have.
 const MAX_PARTS: u64 = 10_000;
 
@@ -59,6 +62,7 @@ pub struct S3Target {
     bucket: Bucket,
     prefix: String,
     part_size: u64,
+    upload_connections: usize,
 }
 
 impl fmt::Debug for S3Target {
@@ -67,6 +71,7 @@ impl fmt::Debug for S3Target {
             .field("bucket", &self.bucket.name())
             .field("prefix", &self.prefix)
             .field("part_size", &self.part_size)
+            .field("upload_connections", &self.upload_connections)
             .finish()
     }
 }
@@ -83,7 +88,17 @@ impl S3Target {
             bucket: bucket.clone(),
             prefix,
             part_size: DEFAULT_PART_BYTES,
+            upload_connections: DEFAULT_UPLOAD_CONNECTIONS,
         }
+    }
+
+    /// How many parts of one object upload at once, each on a thread of its own, while the
+    /// body is read on. Default [`DEFAULT_UPLOAD_CONNECTIONS`]; 1 sends each part before
+    /// reading on. Extra parts in flight take their buffers from the memory budget only when
+    /// it has room at once, so they never make another object wait.
+    pub fn upload_connections(mut self, n: usize) -> S3Target {
+        self.upload_connections = n.max(1);
+        self
     }
 
     /// The part size of multipart uploads, and so the most an object in flight buffers:
@@ -150,36 +165,58 @@ pub(crate) fn store(
         if cancel.is_cancelled() {
             return Err(DownloadError::Cancelled { url: shown });
         }
-        let mut upload = Upload::new(target, target.key_of(task.name), task.sha256.is_some());
-        task::retrying(task, cancel, |_| {
-            attempt(client, task, &mut upload, budget, progress, cancel)
-        })?;
-        let bytes = upload.received;
-        upload.finish(task)?;
-        trace!(
-            "stored s3://{}/{} ({bytes} bytes)",
-            target.bucket.name(),
-            upload.key
-        );
-        Ok(bytes)
+        // Parts upload on scoped threads, all joined before this returns.
+        std::thread::scope(|scope| {
+            let mut upload = Upload::new(target, task, budget, cancel, scope);
+            task::retrying(task, cancel, |_| {
+                attempt(client, task, &mut upload, progress, cancel)
+            })?;
+            let bytes = upload.received;
+            upload.finish(task)?;
+            trace!(
+                "stored s3://{}/{} ({bytes} bytes)",
+                target.bucket.name(),
+                upload.key
+            );
+            Ok(bytes)
+        })
     })
 }
 
-/// One object on its way into the store: the part being filled, and the upload so far.
-struct Upload<'a> {
+/// A buffer and the budget's share for it.
+type Buffer = (Vec<u8>, BudgetPermit);
+
+/// What a part upload thread gives back: the part's number and ETag, and its buffer (still
+/// counted in the budget until it is dropped or filled again).
+type Sent = Result<(u32, String, Buffer), S3Error>;
+
+/// One object on its way into the store: the part being filled, the parts being sent, and
+/// the upload so far.
+struct Upload<'a, 'scope, 'env> {
     target: &'a S3Target,
     key: String,
+    budget: &'a Arc<MemoryBudget>,
+    cancel: &'a CancelToken,
+    scope: &'scope std::thread::Scope<'scope, 'env>,
     /// The part being filled; its length is the part size (or the whole object).
     buffer: Vec<u8>,
     filled: usize,
-    /// The budget's share for `buffer`.
+    /// The budget's share for `buffer`, held until the object is done.
     permit: Option<BudgetPermit>,
-    /// Bytes of the object taken from the source: uploaded parts and `filled`.
+    /// Parts being uploaded on their own threads, oldest first; each holds its buffer and
+    /// a budget share of its own.
+    sending: VecDeque<std::thread::ScopedJoinHandle<'scope, Sent>>,
+    /// A buffer back from a finished upload, to fill next.
+    spare: Option<Buffer>,
+    /// Bytes of the object taken from the source: parts sent and `filled`.
     received: u64,
     /// The object's size, when the source said.
     total: Option<u64>,
     upload_id: Option<String>,
+    /// Parts uploaded: number and ETag.
     parts: Vec<(u32, String)>,
+    /// The next part's number.
+    next_part: u32,
     /// The source's validators, for resuming with `If-Range`.
     etag: Option<String>,
     last_modified: Option<String>,
@@ -187,21 +224,33 @@ struct Upload<'a> {
     hasher: Option<sha2::Sha256>,
 }
 
-impl<'a> Upload<'a> {
-    fn new(target: &'a S3Target, key: String, hash: bool) -> Upload<'a> {
+impl<'a, 'scope, 'env> Upload<'a, 'scope, 'env> {
+    fn new(
+        target: &'a S3Target,
+        task: &Request<'_>,
+        budget: &'a Arc<MemoryBudget>,
+        cancel: &'a CancelToken,
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+    ) -> Self {
         Upload {
             target,
-            key,
+            key: target.key_of(task.name),
+            budget,
+            cancel,
+            scope,
             buffer: Vec::new(),
             filled: 0,
             permit: None,
+            sending: VecDeque::new(),
+            spare: None,
             received: 0,
             total: None,
             upload_id: None,
             parts: Vec::new(),
+            next_part: 1,
             etag: None,
             last_modified: None,
-            hasher: hash.then(sha2::Sha256::new),
+            hasher: task.sha256.is_some().then(sha2::Sha256::new),
         }
     }
 
@@ -221,42 +270,37 @@ impl<'a> Upload<'a> {
     }
 
     /// Throws away everything received (the object changed, or its bytes were wrong) and
-    /// the upload so far. Returns the bytes thrown away.
-    fn restart(&mut self) -> u64 {
-        let dropped = self.received;
+    /// the upload so far.
+    fn restart(&mut self) {
         self.abort();
         self.parts.clear();
+        self.next_part = 1;
         self.filled = 0;
         self.received = 0;
         self.total = None;
         self.permit = None;
         self.buffer = Vec::new();
+        self.spare = None;
         if let Some(hasher) = &mut self.hasher {
             *hasher = sha2::Sha256::new();
         }
-        dropped
     }
 
     /// Takes the buffer for an object of `total` bytes from the budget, once.
-    fn reserve(
-        &mut self,
-        budget: &Arc<MemoryBudget>,
-        cancel: &CancelToken,
-        task: &Request<'_>,
-    ) -> Result<(), Failure> {
+    fn reserve(&mut self, task: &Request<'_>) -> Result<(), Failure> {
         if self.permit.is_some() {
             return Ok(());
         }
         let part = self.target.part_for(self.total);
         let bytes = self.total.map_or(part, |t| t.min(part));
-        if bytes > budget.total() {
+        if bytes > self.budget.total() {
             return Err(Failure::fatal(DownloadError::Budget {
                 url: url::redact(task.url),
                 needed: bytes,
-                budget: budget.total(),
+                budget: self.budget.total(),
             }));
         }
-        let permit = budget.acquire(bytes, cancel).map_err(|_| {
+        let permit = self.budget.acquire(bytes, self.cancel).map_err(|_| {
             Failure::fatal(DownloadError::Cancelled {
                 url: url::redact(task.url),
             })
@@ -266,7 +310,7 @@ impl<'a> Upload<'a> {
         Ok(())
     }
 
-    /// Reads `reader` to its end, uploading each part as the buffer fills.
+    /// Reads `reader` to its end, sending each part as the buffer fills.
     fn take(&mut self, reader: &mut impl Read) -> Result<(), Taken> {
         loop {
             if self.filled == self.buffer.len() {
@@ -290,7 +334,9 @@ impl<'a> Upload<'a> {
         }
     }
 
-    /// Uploads the buffer as the next part, starting the multipart upload first if needed.
+    /// Sends the buffer as the next part, starting the multipart upload first if needed:
+    /// on a thread of its own while the budget has room for another buffer and fewer than
+    /// the target's upload connections are busy, else here.
     fn send_part(&mut self) -> Result<(), S3Error> {
         let bucket = &self.target.bucket;
         let upload_id = match &self.upload_id {
@@ -302,12 +348,95 @@ impl<'a> Upload<'a> {
                 id
             }
         };
-        let number = self.parts.len() as u32 + 1;
-        let etag =
-            bucket.upload_part(&self.key, &upload_id, number, &self.buffer[..self.filled])?;
-        self.parts.push((number, etag));
+        let number = self.next_part;
+        self.next_part += 1;
+        let Some((mut next, permit)) = self.another_buffer()? else {
+            let etag =
+                bucket.upload_part(&self.key, &upload_id, number, &self.buffer[..self.filled])?;
+            self.parts.push((number, etag));
+            self.filled = 0;
+            return Ok(());
+        };
+        let len = self.buffer.len();
+        next.resize(len, 0);
+        let mut bytes = std::mem::replace(&mut self.buffer, next);
+        bytes.truncate(self.filled);
         self.filled = 0;
+        let (bucket, key, cancel) = (bucket.clone(), self.key.clone(), self.cancel.clone());
+        let handle = std::thread::Builder::new()
+            .name(format!("haul-upload-{number}"))
+            .spawn_scoped(self.scope, move || {
+                crate::transport::with_cancel(&cancel, || {
+                    bucket
+                        .upload_part(&key, &upload_id, number, &bytes)
+                        .map(|etag| (number, etag, (bytes, permit)))
+                })
+            });
+        match handle {
+            Ok(handle) => self.sending.push_back(handle),
+            Err(e) => {
+                return Err(S3Error::Request {
+                    op: "upload part",
+                    bucket: self.target.bucket.name().to_owned(),
+                    key: self.key.clone(),
+                    source: Box::new(e),
+                });
+            }
+        }
         Ok(())
+    }
+
+    /// Another buffer with its budget share, so the full one can be sent on its own
+    /// thread; `None` when it should be sent here. The full buffer keeps the reader's
+    /// share and the thread takes this one: the budget counts every buffer alive. Never
+    /// waits for other joggers' bytes (which could deadlock): only for this object's own
+    /// parts to finish.
+    fn another_buffer(&mut self) -> Result<Option<Buffer>, S3Error> {
+        if self.target.upload_connections <= 1 {
+            return Ok(None);
+        }
+        while self.sending.len() >= self.target.upload_connections {
+            self.reap()?;
+        }
+        loop {
+            if let Some(spare) = self.spare.take() {
+                return Ok(Some(spare));
+            }
+            let len = self.buffer.len();
+            if let Some(permit) = self.budget.try_acquire(len as u64) {
+                return Ok(Some((vec![0; len], permit)));
+            }
+            if self.sending.is_empty() {
+                return Ok(None);
+            }
+            self.reap()?;
+        }
+    }
+
+    /// Waits for the oldest part being sent.
+    fn reap(&mut self) -> Result<(), S3Error> {
+        let Some(handle) = self.sending.pop_front() else {
+            return Ok(());
+        };
+        let (number, etag, buffer) = handle
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+        self.parts.push((number, etag));
+        self.spare = Some(buffer); // an older spare, if any, goes back to the budget
+        Ok(())
+    }
+
+    /// Waits for every part being sent; the first error, if any.
+    fn reap_all(&mut self) -> Result<(), S3Error> {
+        let mut first = Ok(());
+        while !self.sending.is_empty() {
+            if let Err(e) = self.reap()
+                && first.is_ok()
+            {
+                first = Err(e);
+            }
+        }
+        first
     }
 
     /// Stores what was received: one PUT, or the last part and the completion.
@@ -315,14 +444,18 @@ impl<'a> Upload<'a> {
         let bucket = &self.target.bucket;
         let result = match self.upload_id.clone() {
             None => bucket.put(&self.key, &self.buffer[..self.filled]),
-            Some(upload_id) => {
-                let last = if self.filled > 0 {
-                    self.send_part()
-                } else {
-                    Ok(())
-                };
-                last.and_then(|()| bucket.complete_upload(&self.key, &upload_id, &self.parts))
-            }
+            Some(upload_id) => self
+                .reap_all()
+                .and_then(|()| {
+                    if self.filled > 0 {
+                        self.send_part()?;
+                    }
+                    self.reap_all()
+                })
+                .and_then(|()| {
+                    self.parts.sort_unstable_by_key(|(number, _)| *number);
+                    bucket.complete_upload(&self.key, &upload_id, &self.parts)
+                }),
         };
         match result {
             Ok(()) => {
@@ -336,9 +469,13 @@ impl<'a> Upload<'a> {
         }
     }
 
-    /// Aborts the multipart upload, if one was started. Never cancelled itself: it runs
-    /// under a fresh token, so a job's abort cannot stop its own clean-up.
+    /// Aborts the multipart upload, if one was started, once no part of it is in flight
+    /// (a part that lands after the abort would stay in the store). Never cancelled itself:
+    /// it runs under a fresh token, so a job's abort cannot stop its own clean-up.
     fn abort(&mut self) {
+        while let Some(handle) = self.sending.pop_front() {
+            let _ = handle.join();
+        }
         let Some(upload_id) = self.upload_id.take() else {
             return;
         };
@@ -361,7 +498,7 @@ impl<'a> Upload<'a> {
     }
 }
 
-impl Drop for Upload<'_> {
+impl Drop for Upload<'_, '_, '_> {
     fn drop(&mut self) {
         self.abort();
     }
@@ -377,8 +514,7 @@ enum Taken {
 fn attempt(
     client: &HttpClient,
     task: &Request<'_>,
-    upload: &mut Upload<'_>,
-    budget: &Arc<MemoryBudget>,
+    upload: &mut Upload<'_, '_, '_>,
     progress: &Progress,
     cancel: &CancelToken,
 ) -> Result<(), Failure> {
@@ -447,7 +583,7 @@ fn attempt(
         upload.etag = etag;
         upload.last_modified = task::header(&response, "last-modified");
     }
-    upload.reserve(budget, cancel, task)?;
+    upload.reserve(task)?;
     progress.set_total(upload.total);
     progress.set_done(upload.received);
     let reader = crate::http::StallGuard::new(
@@ -494,7 +630,7 @@ fn attempt(
 }
 
 /// Checks everything received against the task's digest, if it has one.
-fn verify(task: &Request<'_>, upload: &mut Upload<'_>) -> Result<(), Failure> {
+fn verify(task: &Request<'_>, upload: &mut Upload<'_, '_, '_>) -> Result<(), Failure> {
     let (Some(expected), Some(hasher)) = (task.sha256, &upload.hasher) else {
         return Ok(());
     };

@@ -219,6 +219,22 @@ impl MemoryBudget {
         self.wait(ticket, cancel)
     }
 
+    /// Takes `bytes` now if that needs no waiting: nobody is queued ahead (the queue stays
+    /// first-in first-out) and the bytes are free. `None` otherwise.
+    pub fn try_acquire(self: &Arc<Self>, bytes: u64) -> Option<BudgetPermit> {
+        let mut state = self.state.lock();
+        if !state.queue.is_empty() || state.available < bytes {
+            return None;
+        }
+        state.available -= bytes;
+        let in_use = self.total - state.available;
+        state.peak_in_use = state.peak_in_use.max(in_use);
+        Some(BudgetPermit {
+            budget: Arc::clone(self),
+            bytes,
+        })
+    }
+
     /// Wakes every waiter so it looks at its cancel flag.
     pub fn wake_all(&self) {
         let state = self.state.lock();
@@ -232,6 +248,23 @@ impl MemoryBudget {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU64, Ordering};
+
+    #[test]
+    fn try_acquire_never_waits_and_never_jumps_the_queue() {
+        let budget = MemoryBudget::new(100);
+        let held = budget.try_acquire(60).expect("free");
+        assert!(budget.try_acquire(50).is_none(), "only 40 left");
+        let more = budget.try_acquire(40).expect("exactly what is left");
+        assert_eq!(budget.in_use(), 100);
+        drop(more);
+        // A queued waiter comes first, even for bytes that are free.
+        let ticket = budget.enqueue(70);
+        assert!(budget.try_acquire(10).is_none(), "someone is queued");
+        drop(ticket);
+        assert!(budget.try_acquire(10).is_some());
+        drop(held);
+        assert_eq!(budget.in_use(), 0);
+    }
 
     #[test]
     fn permits_give_bytes_back_on_drop() {

@@ -69,11 +69,12 @@ pub(crate) struct JobArgs {
     /// power cut; off by default, as in curl and wget. Directories only.
     #[arg(long)]
     pub(crate) fsync: bool,
-    /// Connections per large object: objects above 64 MiB are fetched in ranged parts of
-    /// --part-size over this many connections (1 = one connection per object). Directories
-    /// only.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub(crate) parts: usize,
+    /// Connections per large object. Into directories: objects above 64 MiB are fetched in
+    /// ranged parts of --part-size over this many connections (default 1: one connection
+    /// per object). Into S3: this many parts of an object upload at once while its body is
+    /// read on (default 4).
+    #[arg(long, value_name = "N")]
+    pub(crate) parts: Option<usize>,
     /// The part size: of ranged parts with --parts (default 16MiB), and of multipart uploads
     /// into an S3 target (default 8MiB, at least 5MiB).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
@@ -114,6 +115,9 @@ impl JobArgs {
                     let mut target = S3Target::new(&bucket, prefix.as_str());
                     if let Some(size) = self.part_size {
                         target = target.part_size(size);
+                    }
+                    if let Some(n) = self.parts {
+                        target = target.upload_connections(n);
                     }
                     builder = builder.s3_target(target);
                 }
@@ -161,8 +165,8 @@ impl JobArgs {
         if let Some(n) = self.max_connections {
             spec = spec.max_connections(n);
         }
-        if self.parts > 1 {
-            let mut policy = haul::PartsPolicy::new(self.parts);
+        if let Some(n) = self.parts.filter(|&n| n > 1 && !self.to_s3()) {
+            let mut policy = haul::PartsPolicy::new(n);
             if let Some(size) = self.part_size {
                 policy = policy.part_bytes(size);
             }
