@@ -115,7 +115,7 @@ run_case() {
 }
 median() { python3 -c "import statistics,sys; print(f'{statistics.median(map(float,sys.argv[1:])):.3f}')" $1; }
 
-if want a || want b; then
+if want a || want b || want d || want e; then
   if ! [[ -f "/tmp/nginx-$NGINX_PORT/nginx.pid" ]] || ! kill -0 "$(cat "/tmp/nginx-$NGINX_PORT/nginx.pid")" 2>/dev/null; then STARTED_NGINX=1; fi
   echo "# $("$TOOLS/nginx-up.sh" "$FX_ROOT" "$NGINX_PORT")" >&2
   B="http://127.0.0.1:$NGINX_PORT"
@@ -154,12 +154,6 @@ if want b; then
     '"$1" get -o "$(dirname "$2")" "$3" && mv "$(dirname "$2")/$4" "$2"' _ "$HAUL" @DEST@ "$B/big/$BIG" "$BIG"
   run_case b2 haul "haul get --parts 4 (ranged parts)" "file:$SIZE" bash -c \
     '"$1" get --parts 4 -o "$(dirname "$2")" "$3" && mv "$(dirname "$2")/$4" "$2"' _ "$HAUL" @DEST@ "$B/big/$BIG" "$BIG"
-fi
-
-if want e && ! want a && ! want b; then
-  if ! [[ -f "/tmp/nginx-$NGINX_PORT/nginx.pid" ]] || ! kill -0 "$(cat "/tmp/nginx-$NGINX_PORT/nginx.pid")" 2>/dev/null; then STARTED_NGINX=1; fi
-  echo "# $("$TOOLS/nginx-up.sh" "$FX_ROOT" "$NGINX_PORT")" >&2
-  B="http://127.0.0.1:$NGINX_PORT"
 fi
 
 if want c || want d || want e; then
@@ -225,6 +219,10 @@ PY
   MEM_ROWS+=("| d haul s3 cat, 64 MiB budget, case c | $rss MiB | ≤ 96 MiB (budget + 32) |")
   rss=$(peak "$BIGJOB")
   MEM_ROWS+=("| d 10,000,000-name range job, aborted after 100,000 objects | $rss MiB | ≤ 64 MiB |")
+  BIG=$(cd "$FX_ROOT/big" && ls | head -1)
+  rss=$(peak "$HAUL" get -o s3://bench/rss-$$ "$B/big/$BIG")
+  "$S5CMD" rm "s3://bench/rss-$$/*" >/dev/null
+  MEM_ROWS+=("| d haul get -o s3:// of the 1 GiB object (8 MiB parts, 4 in flight) | $rss MiB | ≤ 64 MiB (5 parts + 24) |")
 fi
 
 echo
