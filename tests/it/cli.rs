@@ -770,3 +770,59 @@ fn s3_options_endpoint_region_suffix_and_cat_memory_take_effect() {
         assert_eq!(files_under(dir.path()), ["p/small.txt"]);
     });
 }
+
+#[test]
+fn ctrl_c_mid_upload_into_s3_leaves_no_object_and_no_upload() {
+    guard(|| {
+        let server = crate::support::s3::S3Server::start(&["intr"]);
+        let bucket = server.bucket("intr");
+        let origin = Origin::start().unwrap();
+        // Two 5 MiB parts go up, then the body waits at the gate.
+        let url = origin.url(&format!(
+            "/intr/big.bin?size={}&gate_after={}",
+            30 << 20,
+            12 << 20
+        ));
+        let (access_key, secret_key) = server.keys();
+        let child = Command::new(env!("CARGO_BIN_EXE_haul"))
+            .args([
+                "get",
+                "--part-size",
+                "5MiB",
+                "-o",
+                &format!("s3://{}/p", bucket.name()),
+                &url,
+            ])
+            .env("AWS_ACCESS_KEY_ID", access_key)
+            .env("AWS_SECRET_ACCESS_KEY", secret_key)
+            .env("AWS_ENDPOINT_URL", server.endpoint())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        assert!(
+            origin
+                .gate()
+                .wait_arrivals(1, std::time::Duration::from_secs(60))
+        );
+        assert!(crate::support::wait_until(|| bucket
+            .uploads("")
+            .unwrap()
+            .len()
+            == 1));
+        let kill = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+        assert_eq!(
+            bucket.uploads("").unwrap(),
+            vec![],
+            "the upload was aborted"
+        );
+        assert_eq!(bucket.head("p/big.bin").unwrap(), None, "no partial object");
+        origin.gate().release();
+    });
+}
