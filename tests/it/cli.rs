@@ -152,21 +152,11 @@ fn s3_cat_writes_objects_in_order_and_ls_lists_them() {
     guard(|| {
         let server = crate::support::s3::S3Server::start(&["data"]);
         let data = server.bucket_name("data");
-        let (access_key, secret_key) = server.keys();
         let names = ["c", "a", "b", "a"];
         for name in ["a", "b", "c"] {
             server.seed_file("data", &format!("k/{name}"), format!("<{name}>").as_bytes());
         }
-        let s3 = |args: &[&str]| {
-            Command::new(env!("CARGO_BIN_EXE_haul"))
-                .args(args)
-                .env("AWS_ACCESS_KEY_ID", access_key)
-                .env("AWS_SECRET_ACCESS_KEY", secret_key)
-                .env("AWS_ENDPOINT_URL", server.endpoint())
-                .env("AWS_REGION", "us-east-1")
-                .output()
-                .unwrap()
-        };
+        let s3 = |args: &[&str]| haul_s3(&server, args);
         let urls: Vec<String> = names.iter().map(|n| format!("s3://{data}/k/{n}")).collect();
         let mut args = vec!["s3", "cat"];
         args.extend(urls.iter().map(String::as_str));
@@ -430,15 +420,7 @@ fn on_a_terminal_progress_is_drawn_and_ends_in_the_summary() {
 
 /// `haul` with the in-process S3 server's endpoint and keys in the standard AWS variables.
 fn haul_s3(server: &crate::support::s3::S3Server, args: &[&str]) -> Output {
-    let (access_key, secret_key) = server.keys();
-    Command::new(env!("CARGO_BIN_EXE_haul"))
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", access_key)
-        .env("AWS_SECRET_ACCESS_KEY", secret_key)
-        .env("AWS_ENDPOINT_URL", server.endpoint())
-        .env("AWS_REGION", "us-east-1")
-        .output()
-        .unwrap()
+    server.haul().args(args).output().unwrap()
 }
 
 #[test]
@@ -721,14 +703,12 @@ fn s3_options_endpoint_region_suffix_and_cat_memory_take_effect() {
         let big: Vec<u8> = haul::origin::body("/big", 3 << 20);
         server.seed_file("opts", "p/big.bin", &big);
         server.seed_file("opts", "p/small.txt", b"small");
-        let (access_key, secret_key) = server.keys();
         // The environment names a dead endpoint; --endpoint overrides it.
         let run = |args: &[&str]| {
-            Command::new(env!("CARGO_BIN_EXE_haul"))
+            server
+                .haul()
                 .args(args)
                 .args(["--endpoint", &server.endpoint(), "--region", "us-east-1"])
-                .env("AWS_ACCESS_KEY_ID", access_key)
-                .env("AWS_SECRET_ACCESS_KEY", secret_key)
                 .env("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
                 .output()
                 .unwrap()
@@ -783,8 +763,8 @@ fn ctrl_c_mid_upload_into_s3_leaves_no_object_and_no_upload() {
             30 << 20,
             12 << 20
         ));
-        let (access_key, secret_key) = server.keys();
-        let child = Command::new(env!("CARGO_BIN_EXE_haul"))
+        let child = server
+            .haul()
             .args([
                 "get",
                 "--part-size",
@@ -793,9 +773,6 @@ fn ctrl_c_mid_upload_into_s3_leaves_no_object_and_no_upload() {
                 &format!("s3://{}/p", bucket.name()),
                 &url,
             ])
-            .env("AWS_ACCESS_KEY_ID", access_key)
-            .env("AWS_SECRET_ACCESS_KEY", secret_key)
-            .env("AWS_ENDPOINT_URL", server.endpoint())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()

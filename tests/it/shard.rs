@@ -121,13 +121,13 @@ fn three_processes_with_shards_store_every_object_once_in_s3() {
         const N: usize = 3_000;
         let server = crate::support::s3::S3Server::start(&["sharded"]);
         let bucket = server.bucket("sharded");
-        let (access_key, secret_key) = server.keys();
         let origin = Origin::start().unwrap();
         let template = origin.url("/s3sh/o-{0000..2999}.bin?size=100");
         let target = format!("s3://{}/run", bucket.name());
         let children: Vec<_> = (0..3)
             .map(|i| {
-                Command::new(env!("CARGO_BIN_EXE_haul"))
+                server
+                    .haul()
                     .args([
                         "get",
                         "--json",
@@ -137,10 +137,6 @@ fn three_processes_with_shards_store_every_object_once_in_s3() {
                         &format!("{i}/3"),
                     ])
                     .args(["-o", &target, &template])
-                    .env("AWS_ACCESS_KEY_ID", access_key)
-                    .env("AWS_SECRET_ACCESS_KEY", secret_key)
-                    .env("AWS_ENDPOINT_URL", server.endpoint())
-                    .env("AWS_REGION", "us-east-1")
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped())
                     .spawn()

@@ -260,6 +260,18 @@ impl S3Server {
         }
     }
 
+    /// The `haul` binary, with this store's endpoint and keys in the standard AWS variables.
+    pub fn haul(&self) -> std::process::Command {
+        let (access_key, secret_key) = self.keys();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_haul"));
+        command
+            .env("AWS_ACCESS_KEY_ID", access_key)
+            .env("AWS_SECRET_ACCESS_KEY", secret_key)
+            .env("AWS_ENDPOINT_URL", self.endpoint())
+            .env("AWS_REGION", "us-east-1");
+        command
+    }
+
     /// The real name of the bucket the test calls `name`.
     pub fn bucket_name(&self, name: &str) -> String {
         match &self.backend {
