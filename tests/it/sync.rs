@@ -198,7 +198,7 @@ fn an_aborted_sync_deletes_nothing_past_where_it_stopped_and_the_next_one_catche
             .seed_many("sync", (0..30).map(|i| (key(i), content(i, 1))).collect());
         let spec = JobSpec::s3_prefix(&bucket, "ds/")
             .sync(true)
-            .rate_limit(4000);
+            .rate_limit(1000);
         let job = s.downloader.submit(spec).unwrap();
         assert!(crate::support::wait_until(|| s
             .downloader
