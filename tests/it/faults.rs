@@ -541,11 +541,16 @@ fn sigkill_mid_job_leaves_no_partial_file_and_a_rerun_completes_fetching_less() 
         const BIG: u64 = 2 << 20;
         let origin = Origin::start().unwrap();
         let dir = TestDir::new();
-        // Slow objects (half a second each, two at a time) so the kill lands mid-transfer.
-        let template = origin.url(&format!("/k/o-{{0..5}}.bin?size={BIG}&rate=4000000"));
+        // o-0 and o-1 land; o-2..o-5 stop at the origin's gate after 1 MiB, so the kill
+        // provably lands with two transfers mid-body (two workers, jobs served in turn).
+        let whole = origin.url(&format!("/k/o-{{0..1}}.bin?size={BIG}"));
+        let held = origin.url(&format!(
+            "/k/o-{{2..5}}.bin?size={BIG}&gate_after={}",
+            1 << 20
+        ));
         let haul = |extra: &[&str]| {
             let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_haul"));
-            cmd.args(["get", &template, "--workers-per-mountpath", "2", "-o"])
+            cmd.args(["get", &whole, &held, "--workers-per-mountpath", "2", "-o"])
                 .arg(dir.path())
                 .args(extra)
                 .stdout(std::process::Stdio::null())
@@ -558,19 +563,24 @@ fn sigkill_mid_job_leaves_no_partial_file_and_a_rerun_completes_fetching_less() 
                 .filter(|f| !f.starts_with(".haul-work/"))
                 .collect()
         };
-        let partial_work_file = || {
-            files_under(dir.path()).iter().any(|f| {
-                f.ends_with(".part")
-                    && std::fs::metadata(dir.path().join(f)).is_ok_and(|m| m.len() > 0)
-            })
+        let partial_work_files = || {
+            files_under(dir.path())
+                .iter()
+                .filter(|f| {
+                    f.ends_with(".part")
+                        && std::fs::metadata(dir.path().join(f)).is_ok_and(|m| m.len() > 0)
+                })
+                .count()
         };
         let mut child = haul(&[]).spawn().unwrap();
+        assert!(origin.gate().wait_arrivals(2, Duration::from_secs(60)));
         assert!(
-            crate::support::wait_until(|| !visible().is_empty() && partial_work_file()),
-            "never saw a landed object beside a transfer in progress"
+            crate::support::wait_until(|| visible().len() == 2 && partial_work_files() == 2),
+            "never saw two landed objects beside two transfers in progress"
         );
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
+        origin.gate().release(); // the rerun passes
 
         // No partial file under a visible name: what is visible is whole.
         let landed_before = visible();
@@ -582,8 +592,15 @@ fn sigkill_mid_job_leaves_no_partial_file_and_a_rerun_completes_fetching_less() 
                 "{name} is partial"
             );
         }
-        assert!(partial_work_file(), "the crash left its work file");
+        assert_eq!(partial_work_files(), 2, "the crash left its work files");
+        let kept: u64 = files_under(dir.path())
+            .iter()
+            .filter(|f| f.ends_with(".part"))
+            .map(|f| std::fs::metadata(dir.path().join(f)).unwrap().len())
+            .sum();
 
+        // The held responses of the killed process end before the rerun is counted.
+        assert!(crate::support::wait_until(|| origin.stats().active == 0));
         origin.reset_stats();
         let status = haul(&["--skip-existing"]).status().unwrap();
         assert!(status.success());
@@ -598,18 +615,15 @@ fn sigkill_mid_job_leaves_no_partial_file_and_a_rerun_completes_fetching_less() 
             .collect();
         assert!(work.is_empty(), "{work:?}");
         let stats = origin.stats();
-        // Resumed: 206 for the rest, or 416 `*/SIZE` when the kill came after the last
-        // byte was written but before the rename (the work file held it all).
-        assert!(
-            stats.status_count(206) + stats.status_count(416) >= 1,
-            "a work file was resumed: {stats:?}"
+        // The two work files resumed (206 for their rest), the two others came whole, and
+        // nothing that had landed or was kept came again.
+        assert_eq!(
+            (stats.status_count(206), stats.status_count(200)),
+            (2, 2),
+            "{stats:?}"
         );
         let missing = (N - landed_before.len() as u64) * BIG;
-        assert!(
-            stats.body_bytes < missing,
-            "{} >= {missing}",
-            stats.body_bytes
-        );
+        assert_eq!(stats.body_bytes, missing - kept);
     });
 }
 
