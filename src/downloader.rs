@@ -468,7 +468,10 @@ impl DownloaderBuilder {
 /// A downloader of [S3 targets](DownloaderBuilder::s3_target) has the same shape: each target
 /// is placed, queued and served like a mountpath (joggers `haul-jog-<bucket>-<i>`), and its
 /// joggers share one [memory budget](DownloaderBuilder::memory_budget) for the parts they
-/// buffer. A sync job's record is read and written by the dispatcher thread.
+/// buffer. A jogger sends a large object's parts on up to
+/// [`upload_connections`](S3Target::upload_connections) scoped `haul-upload-<n>` threads,
+/// joined before the object is done. A sync job's record is read and written by the
+/// dispatcher thread.
 ///
 /// All methods take `&self` and return quickly: `submit` waits at most ~100 ms for room in
 /// the command channel; `status`, `list`, `abort` and `remove` take the job table's lock

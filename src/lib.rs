@@ -182,7 +182,8 @@
 //! Nothing in this crate spawns a thread behind your back except the handles that say so in
 //! their docs; each names its threads `haul-…` and joins them when dropped. A [`Downloader`]
 //! owns one dispatcher thread and `workers_per_mountpath` joggers per mountpath or S3 target
-//! (see its "Threads and ownership" section); a [`Fetcher`] owns a fixed pool of `haul-fetch-<i>`
+//! (see its "Threads and ownership" section), and a jogger storing a large object in S3 sends
+//! its parts on a few scoped `haul-upload-<n>` threads; a [`Fetcher`] owns a fixed pool of `haul-fetch-<i>`
 //! threads shared by all its requests; [`origin::Origin`] owns an accept thread and one thread
 //! per connection. [`download`] runs on the calling thread. rayon is never used for network
 //! I/O. Bytes move through
