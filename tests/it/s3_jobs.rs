@@ -114,3 +114,45 @@ fn a_backend_job_filters_by_suffix_and_a_missing_bucket_fails_naming_it() {
         );
     });
 }
+
+/// A listing that keeps failing waits out its backoff between attempts on the dispatcher
+/// thread; an abort must end that wait, not sit through it.
+#[test]
+fn aborting_a_backend_job_ends_its_listing_backoff_at_once() {
+    guard_for(Duration::from_secs(60), || {
+        // A "store" that answers every request 503: retried after a five-minute backoff.
+        let mut refuse = haul::origin::Faults::default();
+        refuse.status = Some(503);
+        let origin = haul::origin::Origin::builder()
+            .faults(refuse)
+            .start()
+            .unwrap();
+        let busy = haul::s3::S3Config::new(origin.url(""), "us-east-1")
+            .credentials("k", "s")
+            .retry(
+                haul::RetryPolicy::default()
+                    .attempts(10)
+                    .initial_backoff(Duration::from_secs(300))
+                    .max_backoff(Duration::from_secs(300)),
+            );
+        let bucket = haul::s3::Bucket::new("busy", &busy).unwrap();
+        let dir = TestDir::new();
+        let d = Downloader::builder().mountpath(dir.path()).build().unwrap();
+        let job = d.submit(JobSpec::s3_prefix(&bucket, "p/")).unwrap();
+        // The first listing request was refused: the dispatcher is in its backoff now.
+        assert!(crate::support::wait_until(|| origin.stats().requests >= 1));
+        d.abort(job).unwrap();
+        // Without the abort reaching the listing this would take five minutes or more.
+        assert!(
+            d.wait(job, Duration::from_secs(30)).unwrap(),
+            "the listing ignored the abort"
+        );
+        let status = d.status(job, Detail::All).unwrap();
+        assert!(status.aborted);
+        assert_eq!(
+            (status.finished, status.failed),
+            (0, 0),
+            "an abort is not a failure"
+        );
+    });
+}
