@@ -188,8 +188,8 @@ struct Tracked {
     in_flight: usize,
     /// No more tasks will be sent (the expansion ended or the job was aborted).
     dispatch_done: bool,
-    /// The expansion ended with every object it should have (not aborted, not a listing
-    /// that broke off).
+    /// The expansion ended with every object it should have (not a listing that broke
+    /// off); an abort, checked when the job finishes, overrides it.
     complete: bool,
     /// A sync job's record.
     sync: Option<Box<SyncRun>>,
@@ -414,7 +414,7 @@ impl Dispatcher {
         job.close_dispatch();
         if let Some(t) = state.tracked.get_mut(&job.id) {
             t.dispatch_done = true;
-            t.complete = complete && !job.is_aborted();
+            t.complete = complete;
         }
         self.maybe_finish(state, job.id);
     }

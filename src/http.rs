@@ -196,16 +196,6 @@ impl HttpClient {
         request.call()
     }
 
-    /// Sends a PUT of `body`; any status is a response, not an error.
-    pub(crate) fn put(
-        &self,
-        url: &str,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
-        self.send(ureq::http::Method::PUT, url, headers, body)
-    }
-
     /// Sends a request with `method` and `body` (empty: none); any status is a response, not
     /// an error.
     pub(crate) fn send(

@@ -80,9 +80,15 @@ impl Jogger {
             revalidate,
             parts: job.parts.as_ref(),
         };
+        // The bytes that landed, or `None` when revalidation found the file up to date.
         let result = caught(&task.url, || match &*self.target {
             Target::Dir(mountpath) => {
-                task::fetch(&self.client, &request, mountpath, progress, &job.cancel)
+                task::fetch(&self.client, &request, mountpath, progress, &job.cancel).map(
+                    |fetched| match fetched {
+                        Fetched::Landed(landed) => Some(landed.bytes),
+                        Fetched::Unchanged => None,
+                    },
+                )
             }
             Target::S3 { target, budget } => sink::store(
                 &self.client,
@@ -92,13 +98,12 @@ impl Jogger {
                 progress,
                 &job.cancel,
             )
-            .map(Fetched::Stored),
+            .map(Some),
         });
         job.stop_running(self.slot);
         match result {
-            Ok(Fetched::Landed(landed)) => job.landed(landed.bytes),
-            Ok(Fetched::Stored(bytes)) => job.landed(bytes),
-            Ok(Fetched::Unchanged) => job.skipped(),
+            Ok(Some(bytes)) => job.landed(bytes),
+            Ok(None) => job.skipped(),
             Err(e) if e.is_cancelled() => {
                 job.cancelled();
                 return false;

@@ -439,23 +439,24 @@ impl<'a, 'scope, 'env> Upload<'a, 'scope, 'env> {
         first
     }
 
+    /// Sends the last part, waits for every part, and completes the upload.
+    fn complete(&mut self, upload_id: &str) -> Result<(), S3Error> {
+        if self.filled > 0 {
+            self.send_part()?;
+        }
+        self.reap_all()?;
+        self.parts.sort_unstable_by_key(|(number, _)| *number);
+        self.target
+            .bucket
+            .complete_upload(&self.key, upload_id, &self.parts)
+    }
+
     /// Stores what was received: one PUT, or the last part and the completion.
     fn finish(&mut self, task: &Request<'_>) -> Result<(), DownloadError> {
         let bucket = &self.target.bucket;
         let result = match self.upload_id.clone() {
             None => bucket.put(&self.key, &self.buffer[..self.filled]),
-            Some(upload_id) => self
-                .reap_all()
-                .and_then(|()| {
-                    if self.filled > 0 {
-                        self.send_part()?;
-                    }
-                    self.reap_all()
-                })
-                .and_then(|()| {
-                    self.parts.sort_unstable_by_key(|(number, _)| *number);
-                    bucket.complete_upload(&self.key, &upload_id, &self.parts)
-                }),
+            Some(upload_id) => self.complete(&upload_id),
         };
         match result {
             Ok(()) => {
@@ -563,12 +564,8 @@ fn attempt(
             }
         }
         416 if upload.received > 0 => {
-            let range = task::header(&response, "content-range");
-            let size = range
-                .as_deref()
-                .and_then(|r| r.trim().strip_prefix("bytes */"))
-                .and_then(|n| n.parse::<u64>().ok());
-            if size == Some(upload.received) {
+            // `bytes */N` with N what we hold: everything came already.
+            if task::unsatisfied_size(&response) == Some(upload.received) {
                 return verify(task, upload);
             }
             upload.restart();

@@ -86,8 +86,9 @@ pub(crate) struct SyncRun {
     /// False once the listing was seen out of key order: nothing more is deleted, and the
     /// old record stays.
     ordered: bool,
-    /// Where deleted objects' files are: the mountpaths and their HRW ids.
-    mountpaths: Vec<(u64, std::sync::Arc<Mountpath>)>,
+    /// Where deleted objects' files are: the mountpaths, and their HRW ids in that order.
+    mountpaths: Vec<std::sync::Arc<Mountpath>>,
+    ids: Vec<u64>,
     subdir: Option<String>,
 }
 
@@ -100,8 +101,8 @@ impl SyncRun {
         subdir: Option<String>,
     ) -> io::Result<SyncRun> {
         let hash = crate::hrw::hash(source.as_bytes());
-        let ids: Vec<u64> = mountpaths.iter().map(|(id, _)| *id).collect();
-        let home = &mountpaths[crate::hrw::pick(hash, &ids).expect("a mountpath")].1;
+        let (ids, mountpaths): (Vec<u64>, Vec<_>) = mountpaths.into_iter().unzip();
+        let home = &mountpaths[crate::hrw::pick(hash, &ids).expect("a mountpath")];
         let dir = home.work_dir().join("sync");
         fs::create_dir_all(&dir)?;
         let record = dir.join(format!("{hash:016x}.tsv"));
@@ -137,6 +138,7 @@ impl SyncRun {
             last_key: None,
             ordered: true,
             mountpaths,
+            ids,
             subdir,
         };
         run.advance();
@@ -293,9 +295,8 @@ impl SyncRun {
             Some(dir) => name.under(dir).ok()?,
             None => name,
         };
-        let ids: Vec<u64> = self.mountpaths.iter().map(|(id, _)| *id).collect();
-        let index = crate::hrw::pick(crate::hrw::hash(name.as_str().as_bytes()), &ids)?;
-        Some(self.mountpaths[index].1.path_of(&name))
+        let index = crate::hrw::pick(crate::hrw::hash(name.as_str().as_bytes()), &self.ids)?;
+        Some(self.mountpaths[index].path_of(&name))
     }
 
     /// The job is over: nothing of it is in flight. `listed_all` when its listing ended

@@ -308,7 +308,7 @@ pub fn download(
     };
     match fetch(client, &request, mountpath, progress, cancel)? {
         Fetched::Landed(landed) => Ok(landed),
-        Fetched::Unchanged | Fetched::Stored(_) => unreachable!("no revalidation was asked for"),
+        Fetched::Unchanged => unreachable!("no revalidation was asked for"),
     }
 }
 
@@ -333,8 +333,6 @@ pub(crate) struct Request<'a> {
 #[derive(Debug)]
 pub(crate) enum Fetched {
     Landed(Landed),
-    /// Stored in an S3 target, this many bytes.
-    Stored(u64),
     /// Revalidation found the file already there up to date.
     Unchanged,
 }
@@ -649,11 +647,7 @@ fn attempt(
             // `bytes */N` with N what we hold: the range starts at the end, so we have it
             // all (the body that brought it announced more than it sent). If-Range held,
             // or the server would have answered 200, so the bytes are of this object.
-            let range = header(&response, "content-range");
-            let size = range
-                .as_deref()
-                .and_then(|r| r.trim().strip_prefix("bytes */"));
-            if size.and_then(|n| n.parse::<u64>().ok()) == Some(work.len) {
+            if unsatisfied_size(&response) == Some(work.len) {
                 debug!("GET {}: complete at {} bytes", shown(), work.len);
                 return verify(task, work, state).map(|()| Done::Complete);
             }
@@ -882,6 +876,15 @@ pub(crate) fn header(response: &ureq::http::Response<ureq::Body>, name: &str) ->
         .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
+}
+
+/// The size a 416's `Content-Range: bytes */SIZE` gives: the object's whole length.
+pub(crate) fn unsatisfied_size(response: &ureq::http::Response<ureq::Body>) -> Option<u64> {
+    header(response, "content-range")?
+        .trim()
+        .strip_prefix("bytes */")?
+        .parse()
+        .ok()
 }
 
 /// `bytes START-END/TOTAL` → (START, TOTAL when known).

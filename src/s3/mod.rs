@@ -406,31 +406,56 @@ impl Bucket {
             CHECKSUM,
             ureq::http::HeaderValue::from_str(&checksum).expect("base64 is a valid header"),
         );
-        let url = self
-            .signer
-            .presign_put(key, PRESIGN_EXPIRY_SECS, Some(signed), None)
-            .map_err(|e| self.sign_error("PUT", key, e))?;
-        let headers = [(CHECKSUM.to_owned(), checksum)];
+        let presign = sign::Presign {
+            op: "PUT",
+            method: "PUT",
+            key,
+            queries: &[],
+            headers: &signed,
+        };
+        self.call(&presign, &[(CHECKSUM.to_owned(), checksum)], bytes)
+            .map(drop)
+    }
+
+    /// Sends one signed request and returns its body when the status is 2xx.
+    pub(crate) fn call(
+        &self,
+        presign: &sign::Presign<'_>,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(ureq::http::HeaderMap, String), S3Error> {
+        let url = self.presign(presign)?;
+        let method =
+            ureq::http::Method::from_bytes(presign.method.as_bytes()).expect("a valid method");
+        let request_error = |source: Box<dyn std::error::Error + Send + Sync>| S3Error::Request {
+            op: presign.op,
+            bucket: self.name.clone(),
+            key: presign.key.to_owned(),
+            source,
+        };
         let response = self
             .client
-            .put(&url, &headers, bytes)
-            .map_err(|e| S3Error::Request {
-                op: "PUT",
-                bucket: self.name.clone(),
-                key: key.to_owned(),
-                source: Box::new(e),
-            })?;
+            .send(method, &url, headers, body)
+            .map_err(|e| request_error(Box::new(e)))?;
         let status = response.status().as_u16();
-        if status / 100 == 2 {
-            return Ok(());
+        if status / 100 != 2 {
+            return Err(S3Error::Status {
+                op: presign.op,
+                bucket: self.name.clone(),
+                key: presign.key.to_owned(),
+                status,
+                code: error_code(response.into_body()),
+            });
         }
-        Err(S3Error::Status {
-            op: "PUT",
-            bucket: self.name.clone(),
-            key: key.to_owned(),
-            status,
-            code: error_code(response.into_body()),
-        })
+        let headers = response.headers().clone();
+        let mut text = String::new();
+        response
+            .into_body()
+            .into_reader()
+            .take(1 << 20)
+            .read_to_string(&mut text)
+            .map_err(|e| request_error(Box::new(e)))?;
+        Ok((headers, text))
     }
 
     /// Deletes `key`. Deleting a key that does not exist succeeds, as in S3.
@@ -508,10 +533,6 @@ impl Bucket {
     }
 
     fn create_once(&self) -> Result<(), S3Error> {
-        let url = self
-            .signer
-            .presign_put("/", PRESIGN_EXPIRY_SECS, None, None)
-            .map_err(|e| self.sign_error("create bucket", "", e))?;
         // Outside us-east-1, S3 wants the region restated in the body.
         let region = self.signer.region().to_string();
         let body = if region == "us-east-1" {
@@ -522,36 +543,27 @@ impl Bucket {
                  <LocationConstraint>{region}</LocationConstraint></CreateBucketConfiguration>"
             )
         };
-        let response =
-            self.client
-                .put(&url, &[], body.as_bytes())
-                .map_err(|e| S3Error::Request {
-                    op: "create bucket",
-                    bucket: self.name.clone(),
-                    key: String::new(),
-                    source: Box::new(e),
-                })?;
-        let status = response.status().as_u16();
-        if status / 100 == 2 {
-            return Ok(());
-        }
-        let code = error_code(response.into_body());
-        // `BucketAlreadyOwnedByYou` is AWS's answer to the owner; single-tenant stores (s3s,
-        // some MinIO set-ups) say `BucketAlreadyExists` to everyone, so that one counts as
-        // success when these credentials can list the bucket.
-        let usable = || self.list_page("", None, "1").is_ok();
-        match code.as_deref() {
-            Some("BucketAlreadyOwnedByYou") => return Ok(()),
-            Some("BucketAlreadyExists") if usable() => return Ok(()),
-            _ => {}
-        }
-        Err(S3Error::Status {
+        let presign = sign::Presign {
             op: "create bucket",
-            bucket: self.name.clone(),
-            key: String::new(),
-            status,
-            code,
-        })
+            method: "PUT",
+            key: "",
+            queries: &[],
+            headers: &ureq::http::HeaderMap::new(),
+        };
+        match self.call(&presign, &[], body.as_bytes()) {
+            Ok(_) => Ok(()),
+            // `BucketAlreadyOwnedByYou` is AWS's answer to the owner; single-tenant stores
+            // (s3s, some MinIO set-ups) say `BucketAlreadyExists` to everyone, so that one
+            // counts as success when these credentials can list the bucket.
+            Err(S3Error::Status {
+                code: Some(code), ..
+            }) if code == "BucketAlreadyOwnedByYou"
+                || (code == "BucketAlreadyExists" && self.list_page("", None, "1").is_ok()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 

@@ -4,12 +4,10 @@
 //! Every part carries a `Content-MD5` the store checks, and the part's ETag (its MD5 on
 //! every store haul knows) is compared with the MD5 computed here.
 
-use std::io::Read;
-
-use ureq::http::{HeaderMap, Method};
+use ureq::http::HeaderMap;
 
 use super::sign::Presign;
-use super::{Bucket, S3Error, error_code};
+use super::{Bucket, S3Error};
 
 /// An unfinished multipart upload, found by [`Bucket::uploads`]. Its parts take space in
 /// the store until it is completed or aborted ([`Bucket::abort_upload`]).
@@ -49,46 +47,6 @@ struct ListedUpload {
 }
 
 impl Bucket {
-    /// Sends one signed request and returns its body when the status is 2xx.
-    pub(super) fn call(
-        &self,
-        presign: &Presign<'_>,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(HeaderMap, String), S3Error> {
-        let url = self.presign(presign)?;
-        let method = Method::from_bytes(presign.method.as_bytes()).expect("a valid method");
-        let request_error = |source: Box<dyn std::error::Error + Send + Sync>| S3Error::Request {
-            op: presign.op,
-            bucket: self.name.clone(),
-            key: presign.key.to_owned(),
-            source,
-        };
-        let response = self
-            .client
-            .send(method, &url, headers, body)
-            .map_err(|e| request_error(Box::new(e)))?;
-        let status = response.status().as_u16();
-        if status / 100 != 2 {
-            return Err(S3Error::Status {
-                op: presign.op,
-                bucket: self.name.clone(),
-                key: presign.key.to_owned(),
-                status,
-                code: error_code(response.into_body()),
-            });
-        }
-        let headers = response.headers().clone();
-        let mut text = String::new();
-        response
-            .into_body()
-            .into_reader()
-            .take(1 << 20)
-            .read_to_string(&mut text)
-            .map_err(|e| request_error(Box::new(e)))?;
-        Ok((headers, text))
-    }
-
     fn parse<T: serde::de::DeserializeOwned>(
         &self,
         op: &'static str,
