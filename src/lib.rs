@@ -229,53 +229,39 @@
 #![warn(missing_debug_implementations, unreachable_pub)]
 
 mod cancel;
-mod dispatcher;
 mod downloader;
-mod egress;
+mod engine;
 pub mod fetch;
-pub mod hrw;
 mod http;
-mod job;
-mod jogger;
-mod mountpath;
-mod name;
 #[cfg(feature = "origin")]
 pub mod origin;
-mod parts;
 pub mod progress;
-mod rate;
-mod retry;
 pub mod s3;
-mod sink;
-mod store;
-mod stream;
-mod sync;
-mod task;
-pub mod template;
+mod source;
+mod target;
 mod thread;
-mod transport;
-pub mod url;
-mod verify;
-mod work;
 
 pub use cancel::CancelToken;
+pub use downloader::hrw;
+pub use downloader::job::{
+    Detail, Existing, JobId, JobSpec, JobStatus, Source, TaskFailure, TaskInfo,
+};
 pub use downloader::{
     BuildError, DEFAULT_JOB_QUEUE_CAPACITY, DEFAULT_MAX_ACTIVE_JOBS, DEFAULT_QUEUE_CAPACITY,
     DEFAULT_WORKERS_PER_MOUNTPATH, Downloader, DownloaderBuilder, FilterError, JobError, JobFilter,
     ShutdownError, SubmitError,
 };
-pub use egress::{EgressPolicy, EgressRefused};
+pub use engine::parts::PartsPolicy;
+pub use engine::retry::RetryPolicy;
+pub use engine::verify::{DigestError, DigestMismatch, Sha256Digest};
 pub use fetch::{FetchError, FetchKey, Fetcher, Object, Objects};
+pub use http::egress::{EgressPolicy, EgressRefused};
 pub use http::{HttpClient, HttpConfig, Stalled};
-pub use job::{Detail, Existing, JobId, JobSpec, JobStatus, Source, TaskFailure, TaskInfo};
-pub use mountpath::Mountpath;
-pub use name::{NameError, ObjectName};
-pub use parts::PartsPolicy;
 pub use progress::{Progress, ProgressReader};
-pub use retry::RetryPolicy;
-pub use sink::{DEFAULT_PART_BYTES, DEFAULT_UPLOAD_CONNECTIONS, MIN_PART_BYTES, S3Target};
-pub use stream::download_to;
-pub use task::{BUFFER_BYTES, DownloadError, Landed, ObjectTask, download};
-pub use template::{Template, TemplateError};
-pub use url::UrlError;
-pub use verify::{DigestError, DigestMismatch, Sha256Digest};
+pub use source::template::{self, Template, TemplateError};
+pub use source::url::{self, UrlError};
+pub use target::file::{BUFFER_BYTES, DownloadError, Landed, ObjectTask, download};
+pub use target::mountpath::Mountpath;
+pub use target::name::{NameError, ObjectName};
+pub use target::s3::{DEFAULT_PART_BYTES, DEFAULT_UPLOAD_CONNECTIONS, MIN_PART_BYTES, S3Target};
+pub use target::stream::download_to;

@@ -52,7 +52,7 @@ pub enum FetchErrorKind {
     NoLength,
     /// The bytes do not have the digest the store gave for them (the MD5 in a single-part
     /// upload's ETag).
-    Digest(Box<crate::verify::DigestMismatch>),
+    Digest(Box<crate::engine::verify::DigestMismatch>),
     /// The request could not be signed.
     Sign(Box<S3Error>),
     /// The request was cancelled (its `Objects` or the `Fetcher` was dropped).

@@ -40,7 +40,7 @@ pub use budget::{BudgetPermit, MemoryBudget};
 pub use error::{FetchError, FetchErrorKind, FetcherBuildError};
 use request::{PartData, Request, Slot};
 
-use crate::retry::RetryPolicy;
+use crate::engine::retry::RetryPolicy;
 use crate::s3::{Bucket, ListedObject};
 use crate::thread::JoinOnDrop;
 
@@ -137,7 +137,8 @@ pub struct FetcherStats {
 #[derive(Debug, Clone)]
 pub struct FetcherBuilder {
     workers: usize,
-    per_request_workers: usize,
+    /// `None`: the default, [`DEFAULT_PER_REQUEST_WORKERS`] or the pool if smaller.
+    per_request_workers: Option<usize>,
     memory_budget: u64,
     part_size: u64,
     max_whole_object: Option<u64>,
@@ -161,7 +162,7 @@ impl FetcherBuilder {
     /// Most units one request has in flight. Default [`DEFAULT_PER_REQUEST_WORKERS`] (or the
     /// pool size, if smaller).
     pub fn per_request_workers(mut self, n: usize) -> Self {
-        self.per_request_workers = n;
+        self.per_request_workers = Some(n);
         self
     }
 
@@ -191,9 +192,12 @@ impl FetcherBuilder {
     /// A [`FetcherBuildError`]: a zero figure, a cap above the pool, a budget that cannot
     /// hold one part per worker, a thread that cannot be spawned.
     pub fn build(self) -> Result<Fetcher, FetcherBuildError> {
+        let per_request_workers = self
+            .per_request_workers
+            .unwrap_or(DEFAULT_PER_REQUEST_WORKERS.min(self.workers));
         for (figure, name) in [
             (self.workers as u64, "workers"),
-            (self.per_request_workers as u64, "per_request_workers"),
+            (per_request_workers as u64, "per_request_workers"),
             (self.memory_budget, "memory_budget"),
             (self.part_size, "part_size"),
             (self.max_whole_object.unwrap_or(1), "max_whole_object"),
@@ -202,9 +206,9 @@ impl FetcherBuilder {
                 return Err(FetcherBuildError::Zero(name));
             }
         }
-        if self.per_request_workers > self.workers {
+        if per_request_workers > self.workers {
             return Err(FetcherBuildError::CapAbovePool {
-                cap: self.per_request_workers,
+                cap: per_request_workers,
                 pool: self.workers,
             });
         }
@@ -233,7 +237,7 @@ impl FetcherBuilder {
             max_whole,
             retry: self.retry,
             retries: Arc::new(AtomicU64::new(0)),
-            per_request: self.per_request_workers,
+            per_request: per_request_workers,
             busy: AtomicUsize::new(0),
             live: Mutex::new(Vec::new()),
         });
@@ -324,7 +328,7 @@ impl Fetcher {
     pub fn builder() -> FetcherBuilder {
         FetcherBuilder {
             workers: DEFAULT_WORKERS,
-            per_request_workers: DEFAULT_PER_REQUEST_WORKERS,
+            per_request_workers: None,
             memory_budget: DEFAULT_MEMORY_BUDGET_BYTES,
             part_size: DEFAULT_PART_BYTES,
             max_whole_object: None,
@@ -454,7 +458,7 @@ impl Iterator for Objects {
                     next_part: 0,
                     current: None,
                     pos: 0,
-                    md5: md5.map(|expected| (crate::verify::Md5::new(), expected)),
+                    md5: md5.map(|expected| (crate::engine::verify::Md5::new(), expected)),
                 }),
             }),
         };
@@ -568,7 +572,7 @@ struct Stream {
     current: Option<PartData>,
     pos: usize,
     /// The running MD5 of the parts read, and the one the ETag gives.
-    md5: Option<(crate::verify::Md5, String)>,
+    md5: Option<(crate::engine::verify::Md5, String)>,
 }
 
 impl Drop for Stream {
@@ -604,7 +608,7 @@ impl Read for ObjectReader {
                                 stream.request.bucket.name(),
                                 &self.key,
                                 None,
-                                FetchErrorKind::Digest(crate::verify::DigestMismatch::new(
+                                FetchErrorKind::Digest(crate::engine::verify::DigestMismatch::new(
                                     "md5", expected, actual,
                                 )),
                             )));

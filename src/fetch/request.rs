@@ -18,8 +18,8 @@ use super::budget::{BudgetPermit, MemoryBudget};
 use super::error::{FetchError, FetchErrorKind};
 use super::{FetchKey, Object};
 use crate::cancel::CancelToken;
+use crate::engine::retry::RetryPolicy;
 use crate::progress::{self, Progress, ProgressReader};
-use crate::retry::RetryPolicy;
 use crate::s3::Bucket;
 
 /// One unit of work: a whole object, or one part of a large one.
@@ -399,7 +399,7 @@ impl Request {
 
     /// Runs one unit to completion (or failure), posting its result.
     pub(crate) fn run(self: &Arc<Self>, unit: Unit) {
-        crate::transport::with_cancel(&self.cancel.clone(), || match unit.kind {
+        crate::http::transport::with_cancel(&self.cancel.clone(), || match unit.kind {
             UnitKind::Whole { size: Some(size) } => self.run_whole(&unit, size),
             UnitKind::Whole { size: None } => self.run_probe(&unit),
             UnitKind::Part {
@@ -535,7 +535,7 @@ impl Request {
         range: Option<(u64, u64)>,
         mut once: impl FnMut() -> Result<T, Attempt>,
     ) -> Result<T, FetchError> {
-        let seed = crate::hrw::hash(key.key.as_bytes()) ^ range.map_or(0, |(a, _)| a);
+        let seed = crate::downloader::hrw::hash(key.key.as_bytes()) ^ range.map_or(0, |(a, _)| a);
         let mut attempt = 1;
         loop {
             let failed = match once() {
@@ -553,7 +553,7 @@ impl Request {
             };
             log::warn!(
                 "{}; attempt {attempt} of {} failed, retrying in {wait:.2?}",
-                crate::task::chain(&failed.error),
+                crate::target::file::chain(&failed.error),
                 self.retry.attempts
             );
             if !self.cancel.sleep(wait) {
@@ -647,7 +647,7 @@ impl Request {
         &self,
         key: &FetchKey,
         bytes: &mut Vec<u8>,
-        checksum: Option<&crate::verify::StoreChecksum>,
+        checksum: Option<&crate::engine::verify::StoreChecksum>,
         got: Option<&Got>,
     ) -> Result<(), Attempt> {
         let mut checks = Vec::with_capacity(2);
@@ -659,12 +659,13 @@ impl Request {
             ));
         }
         if let Some(expected) = got.and_then(Got::md5_hex) {
-            checks.push(("md5", expected, crate::verify::md5_hex(bytes)));
+            checks.push(("md5", expected, crate::engine::verify::md5_hex(bytes)));
         }
         for (algorithm, expected, actual) in checks {
             if actual != expected {
                 bytes.clear();
-                let mismatch = crate::verify::DigestMismatch::new(algorithm, expected, actual);
+                let mismatch =
+                    crate::engine::verify::DigestMismatch::new(algorithm, expected, actual);
                 return Err(Attempt::again(self.error(
                     key,
                     None,
@@ -703,8 +704,8 @@ impl Request {
                 if self.cancel.is_cancelled() {
                     Attempt::fatal(self.error(key, range, FetchErrorKind::Cancelled))
                 } else {
-                    let retry =
-                        crate::task::is_transient(&e) && crate::egress::refusal(&e).is_none();
+                    let retry = crate::target::file::is_transient(&e)
+                        && crate::http::egress::refusal(&e).is_none();
                     Attempt {
                         error: self.error(key, range, FetchErrorKind::Request(Box::new(e))),
                         retry,
@@ -725,7 +726,9 @@ impl Request {
                     .headers()
                     .get("retry-after")
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| crate::retry::parse_retry_after(v, std::time::SystemTime::now())),
+                    .and_then(|v| {
+                        crate::engine::retry::parse_retry_after(v, std::time::SystemTime::now())
+                    }),
                 _ => None,
             };
             return Err(Attempt {
@@ -749,14 +752,15 @@ impl Request {
         let md5 = etag
             .as_deref()
             .filter(|_| !encrypted)
-            .and_then(crate::verify::etag_md5);
-        let checksum = crate::verify::CHECKSUM_HEADERS
-            .iter()
-            .find_map(|(name, algorithm)| {
-                header(name)
-                    .filter(|v| !v.contains('-')) // composite: a checksum of part checksums
-                    .map(|value| crate::verify::StoreChecksum { algorithm, value })
-            });
+            .and_then(crate::engine::verify::etag_md5);
+        let checksum =
+            crate::engine::verify::CHECKSUM_HEADERS
+                .iter()
+                .find_map(|(name, algorithm)| {
+                    header(name)
+                        .filter(|v| !v.contains('-')) // composite: a checksum of part checksums
+                        .map(|value| crate::engine::verify::StoreChecksum { algorithm, value })
+                });
         Ok(Got {
             response: Some(response),
             etag,
@@ -845,7 +849,7 @@ struct Got {
     /// The MD5 the ETag stands for, when it stands for one.
     md5: Option<[u8; 16]>,
     /// A full-object checksum the store returned.
-    checksum: Option<crate::verify::StoreChecksum>,
+    checksum: Option<crate::engine::verify::StoreChecksum>,
 }
 
 impl Got {

@@ -240,7 +240,13 @@ fn respond(
 ) -> End {
     let mut size = shared.object_size;
     let base = shared.faults.lock().clone();
-    let f = match faults::from_query(&base, &request.query, &mut size) {
+    let path_query = shared.path_queries.lock().get(&request.path).cloned();
+    let query = match path_query {
+        Some(q) if request.query.is_empty() => q,
+        Some(q) => format!("{q}&{}", request.query),
+        None => request.query.clone(),
+    };
+    let f = match faults::from_query(&base, &query, &mut size) {
         Ok(f) if f.faults_first.is_some_and(|k| attempt > u64::from(k)) => f.shape_only(),
         Ok(f) => f,
         Err(bad) => return simple(shared, active, stream, 400, "", &bad.0, request.keep_alive),
@@ -290,7 +296,8 @@ fn respond(
         );
     }
 
-    let seed = content::seed(&request.path);
+    let version = shared.version.load(Ordering::SeqCst);
+    let seed = content::versioned_seed(&request.path, version);
     let etag = if f.changing_etag {
         let n = shared.etag_counter.fetch_add(1, Ordering::Relaxed);
         format!("\"{seed:016x}-{size}-{n}\"")
@@ -304,7 +311,7 @@ fn respond(
         .iter()
         .find(|(name, _)| name == "if-match")
         .map(|(_, value)| value.as_str());
-    if if_match.is_some_and(|want| want != "*" && want != etag) {
+    if !f.ignore_conditions && if_match.is_some_and(|want| want != "*" && want != etag) {
         return simple(
             shared,
             active,
@@ -318,12 +325,18 @@ fn respond(
     let range = match (&request.range, &request.if_range) {
         (Some(_), _) if f.no_ranges => Range::Full,
         // If-Range holds an ETag or a date; either must match exactly.
-        (Some(_), Some(validator)) if *validator != etag && *validator != modified => Range::Full,
+        (Some(_), Some(validator))
+            if !f.ignore_conditions && *validator != etag && *validator != modified =>
+        {
+            Range::Full
+        }
         (Some(header), _) => parse_range(header, size),
         (None, _) => Range::Full,
     };
     let (status, start, end) = match range {
         Range::Full => (200, 0, size),
+        // A lying server: the length asked for, from the wrong place.
+        Range::Part(start, end) if f.range_from_zero => (206, 0, end - start),
         Range::Part(start, end) => (206, start, end),
         Range::Unsatisfiable => {
             let extra = format!("content-range: bytes */{size}\r\n");

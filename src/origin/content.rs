@@ -1,11 +1,21 @@
 //! Deterministic object bytes: a pure function of (path, offset), so any range can be served
 //! or checked without fixture files.
 
-use crate::hrw;
+use crate::downloader::hrw;
 
 /// The seed of the bytes served for `path` (the request path, without the query).
 pub fn seed(path: &str) -> u64 {
     hrw::hash(path.as_bytes())
+}
+
+/// The seed of the bytes served for `path` once the origin's objects were replaced
+/// `version` times ([`Origin::replace_objects`](super::Origin::replace_objects)); version 0
+/// is [`seed`].
+pub fn versioned_seed(path: &str, version: u64) -> u64 {
+    match version {
+        0 => seed(path),
+        v => hrw::hash(format!("{path}\0v{v}").as_bytes()),
+    }
 }
 
 fn word(seed: u64, index: u64) -> u64 {
@@ -48,8 +58,14 @@ pub fn fill(seed: u64, offset: u64, out: &mut [u8]) {
 /// assert_ne!(body, haul::origin::body("/a/c.bin", 10));
 /// ```
 pub fn body(path: &str, size: u64) -> Vec<u8> {
+    versioned_body(path, size, 0)
+}
+
+/// The body served for `path` at `size` bytes after the origin's objects were replaced
+/// `version` times.
+pub fn versioned_body(path: &str, size: u64, version: u64) -> Vec<u8> {
     let mut out = vec![0; usize::try_from(size).expect("size fits in memory")];
-    fill(seed(path), 0, &mut out);
+    fill(versioned_seed(path, version), 0, &mut out);
     out
 }
 

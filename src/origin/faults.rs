@@ -23,7 +23,8 @@ pub struct Faults {
     /// `faults_first`: apply the failures (`delay_ms`, `status`, `drop_after`,
     /// `reset_after`, `stall_after`, `gate_after`, `extra_length`, `short_length`) only to
     /// the first K requests for each path, so a retry gets past them. The shape of the
-    /// response (`no_ranges`, `etag`, `no_length`, `chunked`, `close`, `rate`) stays.
+    /// response (`no_ranges`, `etag`, `no_length`, `chunked`, `close`, `rate`,
+    /// `need_header`, `ignore_conditions`, `range_from_zero`) stays.
     pub faults_first: Option<u32>,
     /// `drop_after`: close the connection cleanly (FIN) after N body bytes.
     pub drop_after: Option<u64>,
@@ -52,6 +53,13 @@ pub struct Faults {
     /// `need_header=NAME:VALUE`: answer 401 unless the request has this header (the name
     /// compared case-insensitively, the value exactly).
     pub need_header: Option<(String, String)>,
+    /// `ignore_conditions=1`: honour `Range` but ignore `If-Range` and `If-Match`, as some
+    /// caches and gateways do: a resume of an object that changed gets the new version's
+    /// bytes in a 206.
+    pub ignore_conditions: bool,
+    /// `range_from_zero=1`: answer every range with a 206 of the length asked but starting
+    /// at offset 0 (and say so in `Content-Range`).
+    pub range_from_zero: bool,
 }
 
 impl Faults {
@@ -65,6 +73,8 @@ impl Faults {
             changing_etag: self.changing_etag,
             close: self.close,
             need_header: self.need_header.clone(),
+            ignore_conditions: self.ignore_conditions,
+            range_from_zero: self.range_from_zero,
             ..Faults::default()
         }
     }
@@ -113,6 +123,8 @@ pub(super) fn from_query(base: &Faults, query: &str, size: &mut u64) -> Result<F
             "no_ranges" => f.no_ranges = flag(),
             "etag" => f.changing_etag = value == "changing",
             "close" => f.close = flag(),
+            "ignore_conditions" => f.ignore_conditions = flag(),
+            "range_from_zero" => f.range_from_zero = flag(),
             "need_header" => {
                 let (name, want) = value
                     .split_once(':')

@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
-pub use content::{body, fill, seed};
+pub use content::{body, fill, seed, versioned_body, versioned_seed};
 pub use faults::Faults;
 pub use gate::Gate;
 
@@ -116,6 +116,8 @@ impl OriginBuilder {
             conns: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(0),
             etag_counter: AtomicU64::new(0),
+            version: AtomicU64::new(0),
+            path_queries: Mutex::new(HashMap::new()),
         });
         let accept_shared = Arc::clone(&shared);
         let accept = std::thread::Builder::new()
@@ -198,6 +200,24 @@ impl Origin {
     pub fn gate(&self) -> &Gate {
         &self.shared.gate
     }
+
+    /// Replaces every object with a new version: new bytes
+    /// ([`versioned_body`]), a new `ETag` and a new `Last-Modified`, as an upload of new
+    /// content would. Returns the new version (1 after the first call). Responses already
+    /// under way keep their version.
+    pub fn replace_objects(&self) -> u64 {
+        self.shared.version.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Answers requests for `path` as if their query started with `query` (the request's
+    /// own query still applies on top): for clients that cannot add a query of their own,
+    /// such as presigned S3 requests. `set_query("/bucket/key", "size=3000000&status=503")`.
+    pub fn set_query(&self, path: &str, query: &str) {
+        self.shared
+            .path_queries
+            .lock()
+            .insert(path.to_owned(), query.to_owned());
+    }
 }
 
 impl Drop for Origin {
@@ -247,6 +267,10 @@ struct Shared {
     conns: Mutex<HashMap<u64, TcpStream>>,
     next_conn: AtomicU64,
     etag_counter: AtomicU64,
+    /// How often every object was replaced ([`Origin::replace_objects`]).
+    version: AtomicU64,
+    /// Per-path queries ([`Origin::set_query`]).
+    path_queries: Mutex<HashMap<String, String>>,
 }
 
 impl Shared {

@@ -16,9 +16,9 @@ mod sign;
 pub use listing::{ListedObject, Listing};
 pub use multipart::Upload;
 
+use crate::engine::retry::RetryPolicy;
 use crate::http::{HttpClient, HttpConfig};
-use crate::retry::RetryPolicy;
-use crate::url::redact;
+use crate::source::url::redact;
 
 /// How long a presigned URL is valid. Each is used at once, so this only has to cover clock
 /// skew and slow starts.
@@ -279,7 +279,7 @@ impl Bucket {
         check_bucket_name(name)?;
         let region = match &config.endpoint {
             Some(endpoint) => {
-                crate::url::check(endpoint).map_err(|e| S3Error::Config(e.to_string()))?;
+                crate::source::url::check(endpoint).map_err(|e| S3Error::Config(e.to_string()))?;
                 ::s3::Region::Custom {
                     region: config.region.clone(),
                     endpoint: endpoint.trim_end_matches('/').to_owned(),
@@ -339,7 +339,7 @@ impl Bucket {
         &self,
         mut once: impl FnMut() -> Result<T, S3Error>,
     ) -> Result<T, S3Error> {
-        let seed = crate::hrw::hash(self.name.as_bytes());
+        let seed = crate::downloader::hrw::hash(self.name.as_bytes());
         let mut attempt = 1;
         loop {
             let error = match once() {
@@ -349,7 +349,10 @@ impl Bucket {
             let transient = match &error {
                 S3Error::Status { status, .. } => matches!(status, 408 | 429 | 500..=599),
                 S3Error::Request { source, .. } => match source.downcast_ref::<ureq::Error>() {
-                    Some(e) => crate::task::is_transient(e) && crate::egress::refusal(e).is_none(),
+                    Some(e) => {
+                        crate::target::file::is_transient(e)
+                            && crate::http::egress::refusal(e).is_none()
+                    }
                     None => true, // a body that broke off
                 },
                 _ => false,
@@ -364,12 +367,12 @@ impl Bucket {
             };
             log::warn!(
                 "{}; attempt {attempt} of {} failed, retrying in {wait:.2?}",
-                crate::task::chain(&error),
+                crate::target::file::chain(&error),
                 self.retry.attempts
             );
             // The thread's cancel token (a job's, inside a transfer or a listing) ends the
             // wait at once.
-            if !crate::transport::sleep(wait) {
+            if !crate::http::transport::sleep(wait) {
                 return Err(error);
             }
             attempt += 1;
@@ -400,7 +403,7 @@ impl Bucket {
         // the fetcher checks. The header is signed: stores that check every x-amz-* header
         // against the signature (SeaweedFS) refuse an unsigned one.
         const CHECKSUM: &str = "x-amz-checksum-sha256";
-        let checksum = crate::verify::Sha256Digest::of(bytes).to_base64();
+        let checksum = crate::engine::verify::Sha256Digest::of(bytes).to_base64();
         let mut signed = ureq::http::HeaderMap::new();
         signed.insert(
             CHECKSUM,

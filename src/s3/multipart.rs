@@ -87,7 +87,10 @@ impl Bucket {
     ) -> Result<String, S3Error> {
         let md5 = md5::compute(bytes);
         let number_text = number.to_string();
-        let headers = [("content-md5".to_owned(), crate::verify::base64(&md5.0))];
+        let headers = [(
+            "content-md5".to_owned(),
+            crate::engine::verify::base64(&md5.0),
+        )];
         self.retrying(|| {
             let presign = Presign {
                 op: "upload part",

@@ -11,14 +11,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crossbeam_channel::{Receiver, Select, Sender};
 use log::debug;
 
-use crate::hrw;
-use crate::job::JobId;
-use crate::name::ObjectName;
-use crate::store::{Job, Store};
-use crate::sync::{SyncRun, Ticket};
-use crate::task::DownloadError;
-use crate::template::Names;
-use crate::url::{self, UrlError};
+use crate::downloader::hrw;
+use crate::downloader::job::JobId;
+use crate::downloader::store::{Job, Store};
+use crate::downloader::sync::{SyncRun, Ticket};
+use crate::source::template::Names;
+use crate::source::url::{self, UrlError};
+use crate::target::file::DownloadError;
+use crate::target::name::ObjectName;
 
 /// One object for a jogger.
 #[derive(Debug)]
@@ -124,7 +124,7 @@ impl Expansion {
                     subdir,
                     failed,
                 } = &mut **listed;
-                let object = match crate::transport::with_cancel(cancel, || listing.next())? {
+                let object = match crate::http::transport::with_cancel(cancel, || listing.next())? {
                     Ok(object) => object,
                     Err(e) => {
                         // The listing cannot go on: one failure names why, and the job
@@ -147,10 +147,11 @@ impl Expansion {
                     continue; // a directory marker, or filtered out
                 }
                 let shown = format!("s3://{}/{key}", bucket.name());
-                let name = crate::name::ObjectName::new(key).and_then(|name| match subdir {
-                    Some(dir) => name.under(dir),
-                    None => Ok(name),
-                });
+                let name =
+                    crate::target::name::ObjectName::new(key).and_then(|name| match subdir {
+                        Some(dir) => name.under(dir),
+                        None => Ok(name),
+                    });
                 let name = match name {
                     Ok(name) => name,
                     Err(source) => {

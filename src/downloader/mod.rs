@@ -1,5 +1,12 @@
 //! The [`Downloader`]: the public handle over the dispatcher thread and the joggers.
 
+pub(crate) mod dispatcher;
+pub mod hrw;
+pub(crate) mod job;
+pub(crate) mod jogger;
+pub(crate) mod store;
+pub(crate) mod sync;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -7,18 +14,17 @@ use std::time::Duration;
 
 use crossbeam_channel::{SendTimeoutError, Sender};
 
-use crate::dispatcher::{Command, Dispatcher, Expansion, Listed};
-use crate::hrw;
+use crate::downloader::dispatcher::{Command, Dispatcher, Expansion, Listed};
+use crate::downloader::job::{Detail, JobId, JobSpec, JobStatus, Source};
+use crate::downloader::jogger::{Jogger, Target};
+use crate::downloader::store::{JobSettings, Store};
 use crate::http::{HttpClient, HttpConfig};
-use crate::job::{Detail, JobId, JobSpec, JobStatus, Source};
-use crate::jogger::{Jogger, Target};
-use crate::mountpath::Mountpath;
-use crate::name::{NameError, ObjectName};
-use crate::sink::S3Target;
-use crate::store::{JobSettings, Store};
-use crate::template::{Template, TemplateError};
+use crate::source::template::{Template, TemplateError};
+use crate::source::url::{self, UrlError};
+use crate::target::mountpath::Mountpath;
+use crate::target::name::{NameError, ObjectName};
+use crate::target::s3::S3Target;
 use crate::thread::JoinOnDrop;
-use crate::url::{self, UrlError};
 
 /// Default number of joggers per mountpath (AIStore runs one).
 pub const DEFAULT_WORKERS_PER_MOUNTPATH: usize = 1;
@@ -336,11 +342,11 @@ impl DownloaderBuilder {
         });
         for target in &self.s3_targets {
             let part = target.configured_part_size();
-            if part < crate::sink::MIN_PART_BYTES {
+            if part < crate::target::s3::MIN_PART_BYTES {
                 return Err(BuildError::TooSmall {
                     name: "part_size",
                     value: part,
-                    min: crate::sink::MIN_PART_BYTES,
+                    min: crate::target::s3::MIN_PART_BYTES,
                 });
             }
             let id = target.id();
@@ -569,7 +575,7 @@ impl Downloader {
                         Target::S3 { .. } => None,
                     })
                     .collect();
-                let run = crate::sync::SyncRun::open(&source, mountpaths, subdir)
+                let run = crate::downloader::sync::SyncRun::open(&source, mountpaths, subdir)
                     .map_err(|source| SubmitError::SyncRecord { source })?;
                 Some(Box::new(run))
             }

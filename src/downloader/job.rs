@@ -5,11 +5,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::name::ObjectName;
-use crate::parts::PartsPolicy;
-use crate::retry::RetryPolicy;
-use crate::task::DownloadError;
-use crate::verify::Sha256Digest;
+use crate::engine::parts::PartsPolicy;
+use crate::engine::retry::RetryPolicy;
+use crate::engine::verify::Sha256Digest;
+use crate::target::file::DownloadError;
+use crate::target::name::ObjectName;
 
 /// Identifies a job within one [`Downloader`](crate::Downloader). Never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -54,7 +54,7 @@ pub enum Source {
 
 impl fmt::Debug for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use crate::url::redact;
+        use crate::source::url::redact;
         match self {
             Source::Single { url, name } => f
                 .debug_struct("Single")
@@ -355,9 +355,11 @@ impl JobSpec {
     /// The description used when none is given, in AIStore's manner.
     pub(crate) fn default_description(&self) -> String {
         match &self.source {
-            Source::Single { url, .. } => format!("single: {}", crate::url::redact(url)),
+            Source::Single { url, .. } => format!("single: {}", crate::source::url::redact(url)),
             Source::Multi(list) => format!("multi: {} objects", list.len()),
-            Source::Range { template } => format!("range: {}", crate::url::redact(template)),
+            Source::Range { template } => {
+                format!("range: {}", crate::source::url::redact(template))
+            }
             Source::S3Prefix {
                 bucket,
                 prefix,

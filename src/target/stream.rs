@@ -7,14 +7,14 @@ use log::warn;
 use sha2::Digest as _;
 
 use crate::cancel::CancelToken;
+use crate::engine::verify::{DigestMismatch, Sha256Digest};
 use crate::http::{HttpClient, StallGuard};
 use crate::progress::{self, Progress, ProgressReader};
-use crate::task::{
-    self, BUFFER, BUFFER_BYTES, DownloadError, Failure, ObjectTask, StreamError, header,
+use crate::source::url;
+use crate::target::file::{
+    self as task, BUFFER, BUFFER_BYTES, DownloadError, Failure, ObjectTask, StreamError, header,
     parse_content_range,
 };
-use crate::url;
-use crate::verify::{DigestMismatch, Sha256Digest};
 
 /// Downloads one object into `out`, returning its length.
 ///
@@ -48,7 +48,7 @@ pub fn download_to(
     progress: &Progress,
     cancel: &CancelToken,
 ) -> Result<u64, DownloadError> {
-    crate::transport::with_cancel(cancel, || {
+    crate::http::transport::with_cancel(cancel, || {
         let shown = url::redact(&task.url);
         url::check(&task.url)?;
         let mut state = State {
@@ -57,7 +57,7 @@ pub fn download_to(
             etag: None,
             hasher: task.sha256.map(|_| sha2::Sha256::new()),
         };
-        let seed = crate::hrw::hash(task.url.as_bytes());
+        let seed = crate::downloader::hrw::hash(task.url.as_bytes());
         let mut attempt = 1;
         loop {
             let failure = match once(client, task, out, &mut state, progress, cancel) {

@@ -103,7 +103,7 @@ impl RetryPolicy {
         // Equal jitter: half fixed, half random.
         let nanos = u64::try_from(full.as_nanos()).unwrap_or(u64::MAX);
         let half = nanos / 2;
-        let random = crate::hrw::mix(seed ^ u64::from(retry)) % (half + 1);
+        let random = crate::downloader::hrw::mix(seed ^ u64::from(retry)) % (half + 1);
         let backoff = Duration::from_nanos(half + random);
         match retry_after {
             Some(asked) if asked > self.max_retry_after => None,

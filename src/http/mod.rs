@@ -5,7 +5,10 @@ use std::io::{self, Read};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::egress::{EgressPolicy, PolicyResolver};
+pub(crate) mod egress;
+pub(crate) mod transport;
+
+use egress::{EgressPolicy, PolicyResolver};
 
 /// Settings of the shared HTTP client.
 ///
@@ -164,7 +167,7 @@ impl HttpClient {
             .build();
         let agent = ureq::Agent::with_parts(
             agent_config,
-            crate::transport::CancellableConnector::default(),
+            crate::http::transport::CancellableConnector::default(),
             PolicyResolver::new(config.egress),
         );
         HttpClient {

@@ -10,14 +10,14 @@ use std::time::{Duration, Instant, SystemTime};
 use parking_lot::{Condvar, Mutex};
 
 use crate::cancel::CancelToken;
-use crate::job::{Detail, Existing, JobId, JobStatus, TaskFailure, TaskInfo};
-use crate::name::ObjectName;
-use crate::parts::PartsPolicy;
+use crate::downloader::job::{Detail, Existing, JobId, JobStatus, TaskFailure, TaskInfo};
+use crate::engine::parts::PartsPolicy;
+use crate::engine::rate::RateLimiter;
+use crate::engine::retry::RetryPolicy;
+use crate::engine::verify::Sha256Digest;
 use crate::progress::Progress;
-use crate::rate::RateLimiter;
-use crate::retry::RetryPolicy;
-use crate::task::DownloadError;
-use crate::verify::Sha256Digest;
+use crate::target::file::DownloadError;
+use crate::target::name::ObjectName;
 
 const UNKNOWN: u64 = u64::MAX;
 
@@ -247,7 +247,7 @@ impl Store {
             parts: settings.parts,
             shard: settings
                 .shard
-                .map(|(index, count)| (index as usize, crate::hrw::shard_ids(count))),
+                .map(|(index, count)| (index as usize, crate::downloader::hrw::shard_ids(count))),
             sha256: settings.sha256,
             retries: AtomicU64::new(0),
             cancel: CancelToken::new(),

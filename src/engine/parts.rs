@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use crate::cancel::CancelToken;
 use crate::http::{HttpClient, StallGuard};
 use crate::progress::{Progress, ProgressReader};
-use crate::task::{self, DownloadError, Failure, Request, StreamError};
+use crate::target::file::{self as task, DownloadError, Failure, Request, StreamError};
 
 /// When and how one large object is split into ranged parts fetched in parallel.
 ///
@@ -121,7 +121,7 @@ pub(crate) fn fetch(
     let parts = 1 + (total - first_len).div_ceil(policy.part_bytes);
     debug!(
         "GET {}: {total} bytes in {parts} parts over {} connections",
-        crate::url::redact(task.url),
+        crate::source::url::redact(task.url),
         policy.connections
     );
     let next = AtomicU64::new(1);
@@ -136,7 +136,7 @@ pub(crate) fn fetch(
     };
     // Each worker runs parts until none are left or one has failed.
     let work = |first: Option<ureq::http::Response<ureq::Body>>| {
-        crate::transport::with_cancel(cancel, || {
+        crate::http::transport::with_cancel(cancel, || {
             let mut first = first;
             let mut part = if first.is_some() {
                 0
@@ -185,7 +185,7 @@ pub(crate) fn fetch(
     match error.into_inner() {
         Some(failure) => Err(failure),
         None if failed.into_inner() => Err(Failure::fatal(DownloadError::Panicked {
-            url: crate::url::redact(task.url),
+            url: crate::source::url::redact(task.url),
             message: "a part's thread panicked".to_owned(),
         })),
         None => Ok(()),
@@ -205,8 +205,8 @@ fn fetch_part(
     progress: &Progress,
     cancel: &CancelToken,
 ) -> Result<(), Failure> {
-    let shown = || crate::url::redact(task.url);
-    let seed = crate::hrw::hash(task.url.as_bytes()) ^ start;
+    let shown = || crate::source::url::redact(task.url);
+    let seed = crate::downloader::hrw::hash(task.url.as_bytes()) ^ start;
     let mut done = 0u64;
     let mut attempt = 1;
     loop {

@@ -27,10 +27,10 @@ use std::path::PathBuf;
 
 use log::{debug, warn};
 
-use crate::mountpath::Mountpath;
-use crate::name::ObjectName;
+use crate::downloader::store::Job;
 use crate::s3::ListedObject;
-use crate::store::Job;
+use crate::target::mountpath::Mountpath;
+use crate::target::name::ObjectName;
 
 const HEADER: &str = "haul-sync 1";
 
@@ -100,9 +100,9 @@ impl SyncRun {
         mountpaths: Vec<(u64, std::sync::Arc<Mountpath>)>,
         subdir: Option<String>,
     ) -> io::Result<SyncRun> {
-        let hash = crate::hrw::hash(source.as_bytes());
+        let hash = crate::downloader::hrw::hash(source.as_bytes());
         let (ids, mountpaths): (Vec<u64>, Vec<_>) = mountpaths.into_iter().unzip();
-        let home = &mountpaths[crate::hrw::pick(hash, &ids).expect("a mountpath")];
+        let home = &mountpaths[crate::downloader::hrw::pick(hash, &ids).expect("a mountpath")];
         let dir = home.work_dir().join("sync");
         fs::create_dir_all(&dir)?;
         let record = dir.join(format!("{hash:016x}.tsv"));
@@ -295,7 +295,10 @@ impl SyncRun {
             Some(dir) => name.under(dir).ok()?,
             None => name,
         };
-        let index = crate::hrw::pick(crate::hrw::hash(name.as_str().as_bytes()), &self.ids)?;
+        let index = crate::downloader::hrw::pick(
+            crate::downloader::hrw::hash(name.as_str().as_bytes()),
+            &self.ids,
+        )?;
         Some(self.mountpaths[index].path_of(&name))
     }
 

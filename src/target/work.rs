@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use log::{debug, warn};
 
-use crate::mountpath::Mountpath;
-use crate::name::ObjectName;
-use crate::task::{DownloadError, StreamError};
+use crate::target::file::{DownloadError, StreamError};
+use crate::target::mountpath::Mountpath;
+use crate::target::name::ObjectName;
 
 /// A work file in a mountpath's work directory, with its sidecar. It removes both unless it
 /// lands (or the process dies, which is what lets the next run resume it).
@@ -236,7 +236,7 @@ impl WorkFile {
         if let Some(time) = self
             .last_modified
             .as_deref()
-            .and_then(crate::retry::parse_http_date)
+            .and_then(crate::engine::retry::parse_http_date)
             && let Err(e) = file.set_modified(time)
         {
             debug!("{}: cannot set mtime: {e}", self.path.display());

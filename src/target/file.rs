@@ -9,16 +9,16 @@ use std::time::{Duration, SystemTime};
 use log::{debug, trace, warn};
 
 use crate::cancel::CancelToken;
+use crate::engine::parts::PartsPolicy;
+use crate::engine::rate::RateLimiter;
+use crate::engine::retry::RetryPolicy;
+use crate::engine::verify::{DigestMismatch, Sha256Digest};
 use crate::http::HttpClient;
-use crate::mountpath::Mountpath;
-use crate::name::ObjectName;
-use crate::parts::PartsPolicy;
 use crate::progress::{self, Progress, ProgressReader};
-use crate::rate::RateLimiter;
-use crate::retry::RetryPolicy;
-use crate::url::{self, UrlError};
-use crate::verify::{DigestMismatch, Sha256Digest};
-use crate::work::WorkFile;
+use crate::source::url::{self, UrlError};
+use crate::target::mountpath::Mountpath;
+use crate::target::name::ObjectName;
+use crate::target::work::WorkFile;
 
 /// Size of the per-thread buffer bodies are streamed through, matching the connection's
 /// receive buffer ([`HttpConfig::input_buffer_bytes`](crate::HttpConfig::input_buffer_bytes)).
@@ -90,7 +90,7 @@ pub enum DownloadError {
         url: String,
         /// Which address, and why.
         #[source]
-        refused: Box<crate::egress::EgressRefused>,
+        refused: Box<crate::http::egress::EgressRefused>,
     },
     /// The transfer was cancelled through its [`CancelToken`].
     #[error("GET {url}: cancelled")]
@@ -345,7 +345,7 @@ pub(crate) fn fetch(
     progress: &Progress,
     cancel: &CancelToken,
 ) -> Result<Fetched, DownloadError> {
-    crate::transport::with_cancel(cancel, || {
+    crate::http::transport::with_cancel(cancel, || {
         fetch_inner(client, task, mountpath, progress, cancel)
     })
 }
@@ -392,7 +392,7 @@ pub(crate) fn retrying<T>(
     let cancelled = || DownloadError::Cancelled {
         url: url::redact(task.url),
     };
-    let seed = crate::hrw::hash(task.url.as_bytes())
+    let seed = crate::downloader::hrw::hash(task.url.as_bytes())
         ^ SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos().into());
@@ -516,7 +516,7 @@ fn attempt(
         headers.push(("range".to_owned(), format!("bytes={size}-")));
         headers.push((
             "if-range".to_owned(),
-            crate::retry::format_http_date(modified),
+            crate::engine::retry::format_http_date(modified),
         ));
     }
     if work.len > 0 {
@@ -548,7 +548,7 @@ fn attempt(
         state.revalidate = None;
         let same_time = last_modified
             .as_deref()
-            .and_then(crate::retry::parse_http_date)
+            .and_then(crate::engine::retry::parse_http_date)
             .is_some_and(|t| same_second(t, modified));
         let unchanged = match status {
             416 => {
@@ -591,7 +591,11 @@ fn attempt(
             }
             // The whole object fit in the opening part: read it as usual.
             (206, Some((0, Some(total)))) => {
-                work.set_validator(etag, last_modified, crate::work::resumable(Some(total)))?;
+                work.set_validator(
+                    etag,
+                    last_modified,
+                    crate::target::work::resumable(Some(total)),
+                )?;
                 return stream_body(
                     client,
                     task,
@@ -663,7 +667,7 @@ fn attempt(
             return Err(status_failure(&response, shown()));
         }
     };
-    work.set_validator(etag, last_modified, crate::work::resumable(total))?;
+    work.set_validator(etag, last_modified, crate::target::work::resumable(total))?;
     stream_body(client, task, work, state, response, total, progress, cancel)
 }
 
@@ -757,7 +761,7 @@ fn split_download(
     progress.set_total(Some(total));
     progress.set_done(0);
     let strong = etag.filter(|e| !e.starts_with("W/"));
-    let result = crate::parts::fetch(
+    let result = crate::engine::parts::fetch(
         client,
         task,
         policy,
@@ -825,7 +829,7 @@ pub(crate) fn status_failure(response: &ureq::http::Response<ureq::Body>, url: S
     let status = response.status().as_u16();
     let retry_after = match status {
         429 | 503 => header(response, "retry-after")
-            .and_then(|v| crate::retry::parse_retry_after(&v, SystemTime::now())),
+            .and_then(|v| crate::engine::retry::parse_retry_after(&v, SystemTime::now())),
         _ => None,
     };
     Failure {
@@ -840,7 +844,7 @@ pub(crate) fn request_failure(error: ureq::Error, url: String, cancel: &CancelTo
     if cancel.is_cancelled() {
         return Failure::fatal(DownloadError::Cancelled { url });
     }
-    if let Some(refused) = crate::egress::refusal(&error).cloned() {
+    if let Some(refused) = crate::http::egress::refusal(&error).cloned() {
         return Failure::fatal(DownloadError::Egress {
             url,
             refused: Box::new(refused),

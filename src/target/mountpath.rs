@@ -5,7 +5,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::name::{ObjectName, WORK_DIR};
+use crate::target::name::{ObjectName, WORK_DIR};
 
 /// A local directory that objects land in, typically one per disk.
 ///
@@ -86,7 +86,7 @@ impl Mountpath {
     /// The work-file path for `name`: the same in every run, so a run after a crash finds
     /// what the last one left (see `task::WorkFile`).
     pub(crate) fn work_path(&self, name: &ObjectName) -> PathBuf {
-        let hash = crate::hrw::hash(name.as_str().as_bytes());
+        let hash = crate::downloader::hrw::hash(name.as_str().as_bytes());
         self.work.join(format!("{hash:016x}.part"))
     }
 
@@ -94,7 +94,7 @@ impl Mountpath {
     /// taken by another transfer of the same name.
     pub(crate) fn spare_work_path(&self, name: &ObjectName) -> PathBuf {
         let seq = self.next_work_file.fetch_add(1, Ordering::Relaxed);
-        let hash = crate::hrw::hash(name.as_str().as_bytes());
+        let hash = crate::downloader::hrw::hash(name.as_str().as_bytes());
         self.work
             .join(format!("{hash:016x}-{}-{seq}.part", std::process::id()))
     }

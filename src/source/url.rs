@@ -1,6 +1,6 @@
 //! HTTP(S) URLs: validation, the object name a URL implies, and redaction for logs.
 
-use crate::name::{NameError, ObjectName};
+use crate::target::name::{NameError, ObjectName};
 
 /// Why a URL was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

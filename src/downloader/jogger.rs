@@ -7,15 +7,15 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, Sender};
 use log::{debug, trace};
 
-use crate::dispatcher::{Done, Task};
+use crate::downloader::dispatcher::{Done, Task};
+use crate::downloader::store::Present;
 use crate::fetch::MemoryBudget;
 use crate::http::HttpClient;
-use crate::mountpath::Mountpath;
 use crate::progress::Progress;
-use crate::sink::{self, S3Target};
-use crate::store::Present;
-use crate::task::{self, DownloadError, Fetched, Request};
-use crate::url;
+use crate::source::url;
+use crate::target::file::{self as task, DownloadError, Fetched, Request};
+use crate::target::mountpath::Mountpath;
+use crate::target::s3::{self as sink, S3Target};
 
 pub(crate) struct Jogger {
     pub(crate) queue: Receiver<Task>,
@@ -139,7 +139,7 @@ impl Jogger {
                 }
                 let key = target.key_of(&task.name);
                 let head =
-                    crate::transport::with_cancel(&job.cancel, || target.bucket().head(&key));
+                    crate::http::transport::with_cancel(&job.cancel, || target.bucket().head(&key));
                 match head {
                     Ok(found) => Ok(found.map(|_| Present::Skip)),
                     Err(source) => Err(DownloadError::Store {

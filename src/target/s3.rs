@@ -18,14 +18,14 @@ use log::{debug, trace, warn};
 use sha2::Digest as _;
 
 use crate::cancel::CancelToken;
+use crate::engine::verify::{DigestMismatch, Sha256Digest};
 use crate::fetch::{BudgetPermit, MemoryBudget};
 use crate::http::HttpClient;
-use crate::name::ObjectName;
 use crate::progress::{self, Progress, ProgressReader};
 use crate::s3::{Bucket, S3Error};
-use crate::task::{self, DownloadError, Failure, Request, Throttled};
-use crate::url;
-use crate::verify::{DigestMismatch, Sha256Digest};
+use crate::source::url;
+use crate::target::file::{self as task, DownloadError, Failure, Request, Throttled};
+use crate::target::name::ObjectName;
 
 /// The smallest part S3 takes (except an upload's last part): 5 MiB.
 pub const MIN_PART_BYTES: u64 = 5 << 20;
@@ -137,7 +137,7 @@ impl S3Target {
 
     /// A stable identity for HRW placement: the store, the bucket and the prefix.
     pub(crate) fn id(&self) -> u64 {
-        crate::hrw::hash(format!("{}/{}", self.bucket.url(), self.prefix).as_bytes())
+        crate::downloader::hrw::hash(format!("{}/{}", self.bucket.url(), self.prefix).as_bytes())
     }
 
     /// The part size for an object of `total` bytes: the configured one, or larger when
@@ -159,7 +159,7 @@ pub(crate) fn store(
     progress: &Progress,
     cancel: &CancelToken,
 ) -> Result<u64, DownloadError> {
-    crate::transport::with_cancel(cancel, || {
+    crate::http::transport::with_cancel(cancel, || {
         let shown = url::redact(task.url);
         url::check(task.url)?;
         if cancel.is_cancelled() {
@@ -366,7 +366,7 @@ impl<'a, 'scope, 'env> Upload<'a, 'scope, 'env> {
         let handle = std::thread::Builder::new()
             .name(format!("haul-upload-{number}"))
             .spawn_scoped(self.scope, move || {
-                crate::transport::with_cancel(&cancel, || {
+                crate::http::transport::with_cancel(&cancel, || {
                     bucket
                         .upload_part(&key, &upload_id, number, &bytes)
                         .map(|etag| (number, etag, (bytes, permit)))
@@ -463,7 +463,7 @@ impl<'a, 'scope, 'env> Upload<'a, 'scope, 'env> {
                 self.upload_id = None; // complete: nothing to abort
                 Ok(())
             }
-            Err(_) if crate::transport::is_cancelled() => Err(DownloadError::Cancelled {
+            Err(_) if crate::http::transport::is_cancelled() => Err(DownloadError::Cancelled {
                 url: url::redact(task.url),
             }),
             Err(e) => Err(self.store_error(e)),
@@ -481,7 +481,7 @@ impl<'a, 'scope, 'env> Upload<'a, 'scope, 'env> {
             return;
         };
         let bucket = &self.target.bucket;
-        let aborted = crate::transport::with_cancel(&CancelToken::new(), || {
+        let aborted = crate::http::transport::with_cancel(&CancelToken::new(), || {
             bucket.abort_upload(&self.key, &upload_id)
         });
         match aborted {
