@@ -9,13 +9,14 @@ use log::{debug, trace};
 
 use crate::downloader::dispatcher::{Done, Task};
 use crate::downloader::store::Present;
+use crate::engine::{Context, Source};
 use crate::fetch::MemoryBudget;
 use crate::http::HttpClient;
 use crate::progress::Progress;
 use crate::source::url;
-use crate::target::file::{self as task, DownloadError, Fetched, Request};
+use crate::target::file::{self, DownloadError, Outcome, Request};
 use crate::target::mountpath::Mountpath;
-use crate::target::s3::{self as sink, S3Target};
+use crate::target::s3::{self, S3Target};
 
 pub(crate) struct Jogger {
     pub(crate) queue: Receiver<Task>,
@@ -68,37 +69,36 @@ impl Jogger {
         };
         progress.reset();
         job.start_running(self.slot, &task.name, progress);
-        let request = Request {
-            url: &task.url,
-            name: &task.name,
+        let ctx = Context {
+            client: &self.client,
             headers: &job.headers,
             timeout: job.timeout,
             limiter: job.limiter.as_ref(),
             retry: &job.retry,
-            sha256: job.sha256.get(task.name.as_str()),
             retries: Some(&job.retries),
-            revalidate,
-            parts: job.parts.as_ref(),
+            progress,
+            cancel: &job.cancel,
         };
+        let source = Source::Url(&task.url);
+        let sha256 = job.sha256.get(task.name.as_str());
         // The bytes that landed, or `None` when revalidation found the file up to date.
         let result = caught(&task.url, || match &*self.target {
             Target::Dir(mountpath) => {
-                task::fetch(&self.client, &request, mountpath, progress, &job.cancel).map(
-                    |fetched| match fetched {
-                        Fetched::Landed(landed) => Some(landed.bytes),
-                        Fetched::Unchanged => None,
-                    },
-                )
+                let request = Request {
+                    source,
+                    name: &task.name,
+                    sha256,
+                    revalidate,
+                    parts: job.parts.as_ref(),
+                };
+                file::fetch(&ctx, &request, mountpath).map(|outcome| match outcome {
+                    Outcome::Landed(landed) => Some(landed.bytes),
+                    Outcome::Unchanged => None,
+                })
             }
-            Target::S3 { target, budget } => sink::store(
-                &self.client,
-                &request,
-                target,
-                budget,
-                progress,
-                &job.cancel,
-            )
-            .map(Some),
+            Target::S3 { target, budget } => {
+                s3::store(&ctx, &source, &task.name, sha256, target, budget).map(Some)
+            }
         });
         job.stop_running(self.slot);
         match result {
@@ -170,16 +170,20 @@ fn caught<T>(
     transfer: impl FnOnce() -> Result<T, DownloadError>,
 ) -> Result<T, DownloadError> {
     catch_unwind(AssertUnwindSafe(transfer)).unwrap_or_else(|panic| {
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".to_owned());
         Err(DownloadError::Panicked {
             url: url::redact(url),
-            message,
+            message: panic_message(&*panic),
         })
     })
+}
+
+/// The message a panic carried.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
 }
 
 #[cfg(test)]

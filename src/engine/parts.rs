@@ -1,8 +1,8 @@
 //! One large object over several connections: ranged parts fetched in parallel into their
-//! places in the work file.
+//! places in a file, each a [`Span::Range`] of the engine pinned to the opening response's
+//! version.
 
 use std::fs::File;
-use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -10,10 +10,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use log::debug;
 use parking_lot::Mutex;
 
-use crate::cancel::CancelToken;
-use crate::http::{HttpClient, StallGuard};
-use crate::progress::{Progress, ProgressReader};
-use crate::target::file::{self as task, DownloadError, Failure, Request, StreamError};
+use crate::engine::dest::{Buffer, Destination};
+use crate::engine::error::DownloadError;
+use crate::engine::response::ObjectInfo;
+use crate::engine::{self, Answer, Context, Expect, Pin, Source, Span};
 
 /// When and how one large object is split into ranged parts fetched in parallel.
 ///
@@ -24,8 +24,10 @@ use crate::target::file::{self as task, DownloadError, Failure, Request, StreamE
 /// larger, the rest is fetched in
 /// parts of [`part_bytes`](PartsPolicy::part_bytes) over
 /// [`connections`](PartsPolicy::connections) connections, each written at its offset in the
-/// work file, each with `If-Match` on the ETag so an object that changes meanwhile is not
-/// stitched from two versions. A server that ignores ranges is read on one connection.
+/// work file, each pinned to the opening response's version (`If-Match` on its ETag, and
+/// every answer's validators and `Content-Range` checked), so an object that changes
+/// meanwhile is never stitched from two versions. A server that ignores ranges, answers
+/// them from the wrong offset, or whose object changes, is read on one connection instead.
 /// Split objects are not resumed after a crash (their work file has holes); within a run a
 /// broken part resumes on its own.
 ///
@@ -75,58 +77,96 @@ impl PartsPolicy {
     }
 }
 
-/// The work file the parts go into.
-#[derive(Clone, Copy)]
-struct Target<'a> {
+/// One part's place in the file: bytes go to `start + held`, through a buffer, with
+/// positional writes (`pwrite`), so parts need no seek or lock.
+struct FileAt<'a> {
     file: &'a File,
     path: &'a Path,
+    start: u64,
+    written: u64,
+    buffer: Buffer,
 }
 
-/// A writer at an offset of a shared file (`pwrite`), so parts need no seek or lock.
-struct At<'a> {
-    file: &'a File,
-    offset: u64,
-}
-
-impl Write for At<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write_at(buf, self.offset)?;
-        self.offset += n as u64;
-        Ok(n)
+impl Destination for FileAt<'_> {
+    fn held(&self) -> u64 {
+        self.written + self.buffer.len() as u64
     }
 
-    fn flush(&mut self) -> io::Result<()> {
+    fn begin(&mut self, _: &ObjectInfo, len: Option<u64>) -> Result<(), DownloadError> {
+        self.buffer = Buffer::for_len(len);
         Ok(())
     }
+
+    fn space(&mut self) -> Result<&mut [u8], DownloadError> {
+        if self.buffer.is_full() {
+            self.flush()?;
+        }
+        Ok(self.buffer.space())
+    }
+
+    fn filled(&mut self, n: usize) -> Result<(), DownloadError> {
+        self.buffer.filled(n);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), DownloadError> {
+        if self.buffer.len() == 0 {
+            return Ok(());
+        }
+        self.file
+            .write_all_at(self.buffer.bytes(), self.start + self.written)
+            .map_err(|source| DownloadError::Local {
+                action: "writing",
+                path: self.path.to_owned(),
+                source,
+            })?;
+        self.written += self.buffer.len() as u64;
+        self.buffer.clear();
+        Ok(())
+    }
+
+    fn restart(&mut self) -> Result<u64, DownloadError> {
+        Err(DownloadError::Changed {
+            url: String::new(),
+            reason: "a part cannot start over on its own".to_owned(),
+        })
+    }
 }
 
-/// Fetches an object of `total` bytes into `file` (already `total` long): part 0 (its first
-/// `min_object_bytes`) from `first`, the response to the opening ranged GET, and the other
-/// parts in parallel.
-#[allow(clippy::too_many_arguments)]
+/// The file an object's parts go into, already sized to the object's `total` bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PartsFile<'a> {
+    pub(crate) file: &'a File,
+    pub(crate) path: &'a Path,
+    pub(crate) total: u64,
+}
+
+/// Fetches an object into `into`: part 0 (its first `min_object_bytes`) from `first`, the
+/// answer to the opening ranged GET, the other parts in parallel, all pinned to `pin`.
+/// Errors are the first part's that failed; [`DownloadError::Changed`] and
+/// [`DownloadError::Unusable`] mean the parts cannot be stitched (the object changed, or
+/// the server mangles ranges).
 pub(crate) fn fetch(
-    client: &HttpClient,
-    task: &Request<'_>,
+    ctx: &Context<'_>,
+    source: &Source<'_>,
     policy: &PartsPolicy,
-    file: &File,
-    path: &Path,
-    total: u64,
-    etag: Option<&str>,
-    first: ureq::http::Response<ureq::Body>,
-    progress: &Progress,
-    cancel: &CancelToken,
-) -> Result<(), Failure> {
+    into: PartsFile<'_>,
+    pin: &Pin,
+    first: Answer,
+) -> Result<(), DownloadError> {
+    let PartsFile { file, path, total } = into;
     // Part 0 is what the opening GET asked for; the rest comes in `part_bytes` pieces.
     let first_len = policy.min_object_bytes.min(total);
     let parts = 1 + (total - first_len).div_ceil(policy.part_bytes);
     debug!(
         "GET {}: {total} bytes in {parts} parts over {} connections",
-        crate::source::url::redact(task.url),
+        source.shown(),
         policy.connections
     );
     let next = AtomicU64::new(1);
     let failed = AtomicBool::new(false);
-    let error: Mutex<Option<Failure>> = Mutex::new(None);
+    let error: Mutex<Option<DownloadError>> = Mutex::new(None);
+    let opening = Mutex::new(Some(first));
     let span = |part: u64| {
         if part == 0 {
             return (0, first_len);
@@ -135,30 +175,35 @@ pub(crate) fn fetch(
         (start, (start + policy.part_bytes).min(total))
     };
     // Each worker runs parts until none are left or one has failed.
-    let work = |first: Option<ureq::http::Response<ureq::Body>>| {
-        crate::http::transport::with_cancel(cancel, || {
-            let mut first = first;
-            let mut part = if first.is_some() {
-                0
-            } else {
-                next.fetch_add(1, Ordering::Relaxed)
-            };
+    let work = |first_part: u64| {
+        crate::http::transport::with_cancel(ctx.cancel, || {
+            let mut part = first_part;
             while part < parts && !failed.load(Ordering::Relaxed) {
                 let (start, end) = span(part);
-                let target = Target { file, path };
-                if let Err(failure) = fetch_part(
-                    client,
-                    task,
-                    target,
+                let mut dest = FileAt {
+                    file,
+                    path,
                     start,
-                    end,
-                    etag,
-                    first.take(),
-                    progress,
-                    cancel,
-                ) {
+                    written: 0,
+                    buffer: Buffer::default(),
+                };
+                let answer = if part == 0 {
+                    opening.lock().take()
+                } else {
+                    None
+                };
+                let fetched = engine::fetch(
+                    ctx,
+                    source,
+                    Span::Range { start, end },
+                    &mut dest,
+                    pin,
+                    Expect::default(),
+                    answer,
+                );
+                if let Err(e) = fetched {
                     failed.store(true, Ordering::Relaxed);
-                    error.lock().get_or_insert(failure);
+                    error.lock().get_or_insert(e);
                     return;
                 }
                 part = next.fetch_add(1, Ordering::Relaxed);
@@ -170,12 +215,12 @@ pub(crate) fn fetch(
             .filter_map(|i| {
                 std::thread::Builder::new()
                     .name(format!("haul-part-{i}"))
-                    .spawn_scoped(scope, || work(None))
+                    .spawn_scoped(scope, || work(next.fetch_add(1, Ordering::Relaxed)))
                     .inspect_err(|e| debug!("no helper thread for a part: {e}"))
                     .ok()
             })
             .collect();
-        work(Some(first));
+        work(0);
         for helper in helpers {
             if helper.join().is_err() {
                 failed.store(true, Ordering::Relaxed);
@@ -183,138 +228,11 @@ pub(crate) fn fetch(
         }
     });
     match error.into_inner() {
-        Some(failure) => Err(failure),
-        None if failed.into_inner() => Err(Failure::fatal(DownloadError::Panicked {
-            url: crate::source::url::redact(task.url),
+        Some(error) => Err(error),
+        None if failed.into_inner() => Err(DownloadError::Panicked {
+            url: source.shown(),
             message: "a part's thread panicked".to_owned(),
-        })),
+        }),
         None => Ok(()),
-    }
-}
-
-/// Bytes `start..end` into their place, retrying and resuming within the part.
-#[allow(clippy::too_many_arguments)]
-fn fetch_part(
-    client: &HttpClient,
-    task: &Request<'_>,
-    target: Target<'_>,
-    start: u64,
-    end: u64,
-    etag: Option<&str>,
-    mut response: Option<ureq::http::Response<ureq::Body>>,
-    progress: &Progress,
-    cancel: &CancelToken,
-) -> Result<(), Failure> {
-    let shown = || crate::source::url::redact(task.url);
-    let seed = crate::downloader::hrw::hash(task.url.as_bytes()) ^ start;
-    let mut done = 0u64;
-    let mut attempt = 1;
-    loop {
-        let result = (|| {
-            let response = match response.take() {
-                Some(response) => response,
-                None => {
-                    let mut headers = task.headers.to_vec();
-                    headers.push((
-                        "range".to_owned(),
-                        format!("bytes={}-{}", start + done, end - 1),
-                    ));
-                    if let Some(etag) = etag {
-                        headers.push(("if-match".to_owned(), etag.to_owned()));
-                    }
-                    let response = client
-                        .get(task.url, &headers, task.timeout)
-                        .map_err(|e| task::request_failure(e, shown(), cancel))?;
-                    let status = response.status().as_u16();
-                    if status != 206 {
-                        // 412: the object changed; 200: the range was ignored. Either way
-                        // the parts cannot be stitched: the object starts over whole.
-                        return Err(Failure {
-                            error: DownloadError::Status {
-                                url: shown(),
-                                status,
-                            },
-                            retry: matches!(status, 200 | 408 | 412 | 429 | 500..=599),
-                            retry_after: None,
-                        });
-                    }
-                    response
-                }
-            };
-            let want = end - start - done;
-            let body = response.into_body().into_reader();
-            let mut reader = StallGuard::new(
-                ProgressReader::new(io::Read::take(body, want), progress, cancel),
-                client.config(),
-            );
-            let mut out = At {
-                file: target.file,
-                offset: start + done,
-            };
-            let streamed = task::BUFFER.with_borrow_mut(|buffer| {
-                if buffer.len() != task::BUFFER_BYTES {
-                    buffer.resize(task::BUFFER_BYTES, 0);
-                }
-                task::stream(&mut reader, &mut out, buffer)
-            });
-            match streamed {
-                Ok(n) => {
-                    done += n;
-                    if done < end - start {
-                        return Err(Failure::transient(DownloadError::Length {
-                            url: shown(),
-                            expected: end - start,
-                            received: done,
-                        }));
-                    }
-                    Ok(())
-                }
-                Err(StreamError::Read(e, n)) => {
-                    done += n;
-                    if crate::progress::is_cancelled(&e) {
-                        return Err(Failure::fatal(DownloadError::Cancelled { url: shown() }));
-                    }
-                    Err(Failure::transient(DownloadError::Body {
-                        url: shown(),
-                        received: done,
-                        source: e,
-                    }))
-                }
-                Err(StreamError::Write(source)) => Err(Failure::fatal(DownloadError::Local {
-                    action: "writing",
-                    path: target.path.to_owned(),
-                    source,
-                })),
-            }
-        })();
-        let failure = match result {
-            Ok(()) => return Ok(()),
-            Err(failure) => failure,
-        };
-        let restarts_object = matches!(
-            failure.error,
-            DownloadError::Status {
-                status: 200 | 412,
-                ..
-            }
-        );
-        if cancel.is_cancelled() || !failure.retry || restarts_object {
-            return Err(failure);
-        }
-        let Some(wait) = task.retry.delay(attempt, failure.retry_after, seed) else {
-            return Err(failure);
-        };
-        log::warn!(
-            "{}; part at {start} attempt {attempt} of {} failed, retrying in {wait:.2?}",
-            task::chain(&failure.error),
-            task.retry.attempts
-        );
-        if !cancel.sleep(wait) {
-            return Err(Failure::fatal(DownloadError::Cancelled { url: shown() }));
-        }
-        attempt += 1;
-        if let Some(retries) = task.retries {
-            retries.fetch_add(1, Ordering::Relaxed);
-        }
     }
 }

@@ -1,13 +1,11 @@
 //! A token bucket shared by every transfer of one job: a byte rate across all its connections.
 
+use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
 use crate::cancel::CancelToken;
-
-/// Longest single sleep, so a cancel is seen promptly while throttled.
-const SLICE: Duration = Duration::from_millis(50);
 
 /// A byte-rate limit: `rate` bytes per second with a burst of one second's worth.
 #[derive(Debug)]
@@ -36,10 +34,10 @@ impl RateLimiter {
         }
     }
 
-    /// Takes `bytes` tokens, sleeping (in short slices, watching `cancel`) until the debt is
-    /// paid. The lock is never held while sleeping.
+    /// Takes `bytes` tokens, waiting until the debt is paid or `cancel` is cancelled
+    /// (which ends the wait at once). The lock is never held while waiting.
     pub(crate) fn take(&self, bytes: u64, cancel: &CancelToken) {
-        let mut wait = {
+        let wait = {
             let mut bucket = self.bucket.lock();
             let now = Instant::now();
             let refill = now.duration_since(bucket.last).as_secs_f64() * self.rate;
@@ -50,10 +48,23 @@ impl RateLimiter {
             }
             Duration::from_secs_f64(-bucket.tokens / self.rate)
         };
-        while !wait.is_zero() && !cancel.is_cancelled() {
-            let slice = wait.min(SLICE);
-            std::thread::sleep(slice);
-            wait -= slice;
-        }
+        cancel.sleep(wait);
+    }
+}
+
+/// A reader that pays a rate limiter for every byte it returns.
+pub(crate) struct Throttled<'a, R> {
+    pub(crate) inner: R,
+    pub(crate) limiter: &'a RateLimiter,
+    pub(crate) cancel: &'a CancelToken,
+}
+
+impl<R: Read> Read for Throttled<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // Small reads keep the pacing smooth and the limiter fair between connections.
+        let len = buf.len().min(64 * 1024);
+        let n = self.inner.read(&mut buf[..len])?;
+        self.limiter.take(n as u64, self.cancel);
+        Ok(n)
     }
 }

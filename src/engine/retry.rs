@@ -1,6 +1,11 @@
-//! Retries: which failures are worth another attempt, and how long to wait before it.
+//! Retries: the policy (how many attempts, how long between them) and the one loop that runs
+//! them, for every transfer and every S3 call.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
+
+use crate::cancel::CancelToken;
+use crate::engine::classify::{Failure, Verdict};
 
 /// How failed attempts are retried: exponential backoff with jitter, honouring `Retry-After`.
 ///
@@ -113,125 +118,78 @@ impl RetryPolicy {
     }
 }
 
-/// A `Retry-After` value: delay-seconds or an HTTP-date.
-pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
+/// Runs `attempt` (given its number, from 1) until it succeeds, fails for good, is
+/// cancelled, or `policy` gives up: the one retry loop of every transfer and S3 call. Between
+/// attempts it waits the policy's backoff, or the server's `Retry-After` when longer, on
+/// `cancel` (the calling thread's current token when `None`), so an abort ends the wait at
+/// once; `cancelled` turns the last failure's error into the one returned then. Each retry is logged at warn and counted
+/// in `retries`. `seed` varies the jitter between callers.
+pub(crate) fn retrying<T, E: std::error::Error>(
+    policy: &RetryPolicy,
+    cancel: Option<&CancelToken>,
+    seed: u64,
+    retries: Option<&AtomicU64>,
+    mut attempt: impl FnMut(u32) -> Result<T, Failure<E>>,
+    cancelled: impl FnOnce(E) -> E,
+) -> Result<T, E> {
+    let current = cancel.cloned().or_else(crate::http::transport::current);
+    let seed = seed
+        ^ SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::from(d.subsec_nanos()));
+    let mut number = 1;
+    loop {
+        let failure = match attempt(number) {
+            Ok(value) => return Ok(value),
+            Err(failure) => failure,
+        };
+        if current.as_ref().is_some_and(CancelToken::is_cancelled) {
+            return Err(cancelled(failure.error));
+        }
+        let after = match failure.verdict {
+            Verdict::Fatal => return Err(failure.error),
+            Verdict::Retry { after } => after,
+        };
+        let Some(wait) = policy.delay(number, after, seed) else {
+            return Err(failure.error);
+        };
+        log::warn!(
+            "{}; attempt {number} of {} failed, retrying in {wait:.2?}",
+            chain(&failure.error),
+            policy.attempts
+        );
+        let waited = match &current {
+            Some(token) => token.sleep(wait),
+            None => {
+                std::thread::sleep(wait);
+                true
+            }
+        };
+        if !waited {
+            return Err(cancelled(failure.error));
+        }
+        number += 1;
+        if let Some(retries) = retries {
+            retries.fetch_add(1, Ordering::Relaxed);
+        }
     }
-    let at = parse_http_date(value)?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-
-/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the form HTTP/1.1 servers send.
-pub(crate) fn parse_http_date(value: &str) -> Option<SystemTime> {
-    let rest = value.get(5..)?; // "Sun, "
-    let mut fields = rest.split(' ');
-    let day: u64 = fields.next()?.parse().ok()?;
-    let month_name = fields.next()?;
-    let month = MONTHS.iter().position(|m| *m == month_name)? as u64 + 1;
-    let year: u64 = fields.next()?.parse().ok()?;
-    let mut clock = fields.next()?.split(':');
-    let hour: u64 = clock.next()?.parse().ok()?;
-    let minute: u64 = clock.next()?.parse().ok()?;
-    let second: u64 = clock.next()?.parse().ok()?;
-    if fields.next()? != "GMT"
-        || fields.next().is_some()
-        || !(1..=31).contains(&day)
-        || year < 1970
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
+/// An error and its sources on one line, for logs and messages.
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
     }
-    let days = days_from_civil(year, month, day);
-    let secs = days * 86_400 + hour * 3600 + minute * 60 + second;
-    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
-}
-
-/// Formats `time` as an IMF-fixdate.
-pub(crate) fn format_http_date(time: SystemTime) -> String {
-    let secs = time
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let days = secs / 86_400;
-    let (year, month, day) = civil_from_days(days);
-    let rem = secs % 86_400;
-    format!(
-        "{}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
-        DAYS[(days % 7) as usize],
-        MONTHS[(month - 1) as usize],
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
+    text
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn http_dates_round_trip_and_match_known_values() {
-        let t = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
-        assert_eq!(
-            t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs(),
-            784_111_777
-        );
-        assert_eq!(format_http_date(t), "Sun, 06 Nov 1994 08:49:37 GMT");
-        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
-        assert_eq!(format_http_date(leap), "Tue, 29 Feb 2000 00:00:00 GMT");
-        assert_eq!(parse_http_date(&format_http_date(leap)), Some(leap));
-        for bad in [
-            "",
-            "Sun, 06 Nov 1994 08:49:37 UTC",
-            "Sun, 32 Nov 1994 08:49:37 GMT",
-            "x",
-        ] {
-            assert_eq!(parse_http_date(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn retry_after_takes_seconds_or_a_date() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_700);
-        assert_eq!(parse_retry_after(" 3 ", now), Some(Duration::from_secs(3)));
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now),
-            Some(Duration::from_secs(77))
-        );
-        assert_eq!(parse_retry_after("soon", now), None);
-    }
 
     #[test]
     fn backoff_doubles_with_equal_jitter_and_respects_the_caps() {

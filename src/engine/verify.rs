@@ -59,7 +59,7 @@ impl Sha256Digest {
 
 impl fmt::Display for Sha256Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+        f.write_str(&hex::encode(self.0))
     }
 }
 
@@ -101,14 +101,8 @@ impl FromStr for Sha256Digest {
     type Err = DigestError;
 
     fn from_str(s: &str) -> Result<Sha256Digest, DigestError> {
-        let bad = || DigestError(s.to_owned());
-        if s.len() != 64 || !s.is_ascii() {
-            return Err(bad());
-        }
         let mut out = [0u8; 32];
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-        }
+        hex::decode_to_slice(s, &mut out).map_err(|_| DigestError(s.to_owned()))?;
         Ok(Sha256Digest(out))
     }
 }
@@ -116,20 +110,9 @@ impl FromStr for Sha256Digest {
 /// The MD5 an S3 ETag stands for, when it stands for one: a single-part upload's ETag is the
 /// MD5 of the object in hex; a multipart one has a `-N` suffix and is not.
 pub(crate) fn etag_md5(etag: &str) -> Option<[u8; 16]> {
-    let hex = etag.trim_matches('"');
-    if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
     let mut out = [0u8; 16];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
-    }
+    hex::decode_to_slice(etag.trim_matches('"'), &mut out).ok()?;
     Some(out)
-}
-
-/// Hex of an MD5 digest.
-pub(crate) fn md5_hex(bytes: &[u8]) -> String {
-    format!("{:x}", md5::compute(bytes))
 }
 
 /// A full-object checksum an S3 store returned with a whole-object GET (`x-amz-checksum-*`):
@@ -151,52 +134,58 @@ pub(crate) const CHECKSUM_HEADERS: [(&str, &str); 3] = [
     ("x-amz-checksum-crc32", "crc32"),
 ];
 
-impl StoreChecksum {
-    /// The checksum of `bytes` with this algorithm, in base64, as S3 writes it.
-    pub(crate) fn of(&self, bytes: &[u8]) -> String {
-        match self.algorithm {
-            "sha256" => Sha256Digest::of(bytes).to_base64(),
-            "crc32c" => base64(&crc32(CRC32C, bytes).to_be_bytes()),
-            _ => base64(&crc32(CRC32, bytes).to_be_bytes()),
-        }
-    }
+/// One digest computed as bytes pass: SHA-256, MD5, CRC-32 or CRC-32C (SIMD, by crc-fast).
+#[derive(Clone)]
+enum Running {
+    Sha256(sha2::Sha256),
+    Md5(md5::Context),
+    Crc(crc_fast::Digest),
 }
 
-/// The reflected polynomials of CRC-32 (IEEE) and CRC-32C (Castagnoli).
-const CRC32: u32 = 0xEDB8_8320;
-const CRC32C: u32 = 0x82F6_3B78;
-
-/// A bitwise CRC-32 with a reflected `polynomial`: small, and fast enough for verifying
-/// objects the fetcher holds in memory anyway.
-fn crc32(polynomial: u32, bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &byte in bytes {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            let mask = (crc & 1).wrapping_neg();
-            crc = (crc >> 1) ^ (polynomial & mask);
+impl Running {
+    fn new(algorithm: &str) -> Running {
+        match algorithm {
+            "sha256" => Running::Sha256(sha2::Sha256::new()),
+            "md5" => Running::Md5(md5::Context::new()),
+            "crc32c" => Running::Crc(crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi)),
+            _ => Running::Crc(crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32IsoHdlc)),
         }
     }
-    !crc
+
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Running::Sha256(h) => h.update(bytes),
+            Running::Md5(h) => h.consume(bytes),
+            Running::Crc(h) => h.update(bytes),
+        }
+    }
+
+    /// The digest as S3 and ETags write it: base64 for SHA-256 and of the big-endian value
+    /// for CRCs, hex for MD5.
+    fn finish(self) -> String {
+        match self {
+            Running::Sha256(h) => base64(&h.finalize()),
+            Running::Md5(h) => format!("{:x}", h.finalize()),
+            Running::Crc(h) => {
+                let crc = u32::try_from(h.finalize()).expect("a CRC-32 fits in 32 bits");
+                base64(&crc.to_be_bytes())
+            }
+        }
+    }
 }
 
 /// Standard base64 with padding.
 pub(crate) fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16)
-            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*chunk.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Hex of base64 text (for showing a SHA-256), or the text itself when it is not base64.
+fn base64_to_hex(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_or_else(|_| text.to_owned(), hex::encode)
 }
 
 /// An incremental MD5, for objects that arrive in parts.
@@ -222,6 +211,120 @@ impl fmt::Debug for Md5 {
     }
 }
 
+/// The digests one whole object is checked against, computed as its bytes pass: the
+/// SHA-256 the caller expects, the MD5 an S3 single-part ETag stands for, a full-object
+/// checksum the store returned. Reset when the object starts over.
+#[derive(Default)]
+pub(crate) struct Verifier {
+    checks: Vec<(Running, Expected)>,
+}
+
+/// What one running digest must come to, and how to show it.
+#[derive(Clone)]
+struct Expected {
+    algorithm: &'static str,
+    /// As [`Running::finish`] writes it.
+    value: String,
+    /// Shown in hex (a SHA-256 the caller gave, as sha256sum writes it), not base64.
+    hex: bool,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let algorithms: Vec<&str> = self.checks.iter().map(|(_, e)| e.algorithm).collect();
+        f.debug_struct("Verifier")
+            .field("algorithms", &algorithms)
+            .finish()
+    }
+}
+
+impl Verifier {
+    /// Checks for an object, in the order a mismatch is reported: `sha256` when the caller
+    /// expects one, `checksum` when the store returned one, `md5` when an S3 ETag stands for
+    /// one.
+    pub(crate) fn new(
+        sha256: Option<&Sha256Digest>,
+        md5: Option<[u8; 16]>,
+        checksum: Option<&StoreChecksum>,
+    ) -> Verifier {
+        let mut checks = Vec::new();
+        if let Some(digest) = sha256 {
+            checks.push((
+                Running::new("sha256"),
+                Expected {
+                    algorithm: "sha256",
+                    value: digest.to_base64(),
+                    hex: true,
+                },
+            ));
+        }
+        if let Some(checksum) = checksum {
+            checks.push((
+                Running::new(checksum.algorithm),
+                Expected {
+                    algorithm: checksum.algorithm,
+                    value: checksum.value.clone(),
+                    hex: false,
+                },
+            ));
+        }
+        if let Some(md5) = md5 {
+            checks.push((
+                Running::new("md5"),
+                Expected {
+                    algorithm: "md5",
+                    value: hex::encode(md5),
+                    hex: false,
+                },
+            ));
+        }
+        Verifier { checks }
+    }
+
+    /// Whether there is anything to check.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.checks.is_empty()
+    }
+
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
+        for (running, _) in &mut self.checks {
+            running.update(bytes);
+        }
+    }
+
+    /// Compares every digest with what it should be; the first mismatch. The digests start
+    /// again from nothing.
+    pub(crate) fn finish(&mut self) -> Result<(), Box<DigestMismatch>> {
+        let mut first = None;
+        for (running, expected) in &mut self.checks {
+            let done = std::mem::replace(running, Running::new(expected.algorithm));
+            let actual = done.finish();
+            if actual != expected.value && first.is_none() {
+                let shown = |value: &str| {
+                    if expected.hex {
+                        base64_to_hex(value)
+                    } else {
+                        value.to_owned()
+                    }
+                };
+                first = Some(DigestMismatch::new(
+                    expected.algorithm,
+                    shown(&expected.value),
+                    shown(&actual),
+                ));
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Starts every digest again from nothing (the object starts over).
+    pub(crate) fn reset(&mut self) {
+        for (running, expected) in &mut self.checks {
+            *running = Running::new(expected.algorithm);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,9 +345,16 @@ mod tests {
 
     #[test]
     fn checksums_match_known_values() {
-        // The check values of the CRC catalogue, and RFC 4648's base64 examples.
-        assert_eq!(crc32(CRC32, b"123456789"), 0xCBF4_3926);
-        assert_eq!(crc32(CRC32C, b"123456789"), 0xE306_9283);
+        // The check values of the CRC catalogue (0xCBF43926, 0xE3069283), and RFC 4648's
+        // base64 examples.
+        let of = |algorithm, bytes: &[u8]| {
+            let mut running = Running::new(algorithm);
+            running.update(bytes);
+            running.finish()
+        };
+        let crc = |algorithm| of(algorithm, b"123456789");
+        assert_eq!(crc("crc32"), base64(&0xCBF4_3926u32.to_be_bytes()));
+        assert_eq!(crc("crc32c"), base64(&0xE306_9283u32.to_be_bytes()));
         for (raw, b64) in [
             ("", ""),
             ("f", "Zg=="),
@@ -254,16 +364,36 @@ mod tests {
         ] {
             assert_eq!(base64(raw.as_bytes()), b64);
         }
-        let sha = StoreChecksum {
-            algorithm: "sha256",
-            value: String::new(),
-        };
-        assert_eq!(sha.of(b""), "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=");
+        assert_eq!(
+            of("sha256", b""),
+            "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+        );
+    }
+
+    #[test]
+    fn a_verifier_names_the_first_mismatch_and_starts_over() {
+        let good = Sha256Digest::of(b"hello");
+        let mut v = Verifier::new(
+            Some(&good),
+            etag_md5("5d41402abc4b2a76b9719d911017c592"),
+            None,
+        );
+        v.update(b"hel");
+        v.update(b"lo");
+        assert_eq!(v.finish(), Ok(()));
+        v.update(b"jello");
+        let mismatch = v.finish().unwrap_err();
+        assert_eq!(mismatch.algorithm, "sha256");
+        assert_eq!(mismatch.expected, good.to_string());
+        assert_eq!(mismatch.actual, Sha256Digest::of(b"jello").to_string());
+        v.update(b"hello");
+        assert_eq!(v.finish(), Ok(()), "finish starts the digests again");
+        assert!(Verifier::new(None, None, None).is_empty());
     }
 
     #[test]
     fn etags_that_are_md5s() {
-        let md5 = md5_hex(b"hello");
+        let md5 = format!("{:x}", md5::compute(b"hello"));
         assert_eq!(md5, "5d41402abc4b2a76b9719d911017c592");
         assert!(etag_md5(&format!("\"{md5}\"")).is_some());
         assert!(etag_md5("\"5d41402abc4b2a76b9719d911017c592-3\"").is_none());

@@ -55,8 +55,46 @@ pub enum FetchErrorKind {
     Digest(Box<crate::engine::verify::DigestMismatch>),
     /// The request could not be signed.
     Sign(Box<S3Error>),
+    /// The object changed while its parts were fetched (another ETag, a 412 on
+    /// `If-Match`): the parts already read are of another version.
+    Changed(String),
+    /// The store's answer did not fit what was asked (a `Content-Range` other than the
+    /// range asked), and another attempt got no better answer.
+    Unusable(String),
+    /// The caller's key iterator panicked; the request ends with this item.
+    Keys(String),
+    /// Fetching the key panicked (a bug in haul or a library it uses); the pool survived.
+    Panicked(String),
     /// The request was cancelled (its `Objects` or the `Fetcher` was dropped).
     Cancelled,
+}
+
+impl From<crate::engine::error::DownloadError> for FetchErrorKind {
+    /// What the transfer engine's error means for one key.
+    fn from(error: crate::engine::error::DownloadError) -> FetchErrorKind {
+        use crate::engine::error::DownloadError as E;
+        match error {
+            E::Status { status: 404, .. } => FetchErrorKind::NotFound,
+            E::Status { status, .. } => FetchErrorKind::Status { status },
+            E::Request { source, .. } => match source.downcast::<S3Error>() {
+                Ok(sign) => FetchErrorKind::Sign(sign),
+                Err(source) => FetchErrorKind::Request(source),
+            },
+            E::Egress { refused, .. } => FetchErrorKind::Request(refused),
+            E::Body {
+                received, source, ..
+            } => FetchErrorKind::Body { received, source },
+            E::Length {
+                expected, received, ..
+            } => FetchErrorKind::Length { expected, received },
+            E::Digest { mismatch, .. } => FetchErrorKind::Digest(mismatch),
+            E::Changed { reason, .. } => FetchErrorKind::Changed(reason),
+            E::Unusable { reason, .. } => FetchErrorKind::Unusable(reason),
+            E::Cancelled { .. } => FetchErrorKind::Cancelled,
+            E::Panicked { message, .. } => FetchErrorKind::Panicked(message),
+            other => FetchErrorKind::Request(Box::new(other)),
+        }
+    }
 }
 
 impl FetchError {
@@ -104,6 +142,12 @@ impl fmt::Display for FetchError {
             FetchErrorKind::NoLength => write!(f, ": no Content-Length"),
             FetchErrorKind::Digest(mismatch) => write!(f, ": {mismatch}"),
             FetchErrorKind::Sign(_) => write!(f, ": cannot sign the request"),
+            FetchErrorKind::Changed(reason) => {
+                write!(f, ": the object changed while it was fetched: {reason}")
+            }
+            FetchErrorKind::Unusable(reason) => write!(f, ": unusable response: {reason}"),
+            FetchErrorKind::Keys(message) => write!(f, ": the key iterator panicked: {message}"),
+            FetchErrorKind::Panicked(message) => write!(f, ": panicked: {message}"),
             FetchErrorKind::Cancelled => write!(f, ": cancelled"),
         }
     }

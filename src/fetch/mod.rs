@@ -38,7 +38,8 @@ use parking_lot::Mutex;
 
 pub use budget::{BudgetPermit, MemoryBudget};
 pub use error::{FetchError, FetchErrorKind, FetcherBuildError};
-use request::{PartData, Request, Slot};
+pub use request::MAX_ITEMS_AHEAD;
+use request::{PartData, Request, Settings, Slot};
 
 use crate::engine::retry::RetryPolicy;
 use crate::s3::{Bucket, ListedObject};
@@ -56,7 +57,8 @@ pub const DEFAULT_PART_BYTES: u64 = 8 << 20;
 pub const DEFAULT_MAX_WHOLE_OBJECT_BYTES: u64 = 64 << 20;
 
 /// A key to fetch: the key, and optionally its size (so the budget is reserved before the
-/// GET, and large objects are split at once) and an S3 version id.
+/// GET, and large objects are split at once), its ETag (so every part is pinned to that
+/// version from the start) and an S3 version id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct FetchKey {
@@ -64,6 +66,8 @@ pub struct FetchKey {
     pub key: String,
     /// Its size, when known (from a listing).
     pub size: Option<u64>,
+    /// Its ETag, when known (from a listing), quotes optional.
+    pub etag: Option<String>,
     /// The version to fetch, when not the latest.
     pub version: Option<String>,
 }
@@ -74,6 +78,7 @@ impl FetchKey {
         FetchKey {
             key: key.into(),
             size: None,
+            etag: None,
             version: None,
         }
     }
@@ -81,6 +86,13 @@ impl FetchKey {
     /// Sets the known size.
     pub fn size(mut self, bytes: u64) -> FetchKey {
         self.size = Some(bytes);
+        self
+    }
+
+    /// Sets the ETag the object must have: a part of another version fails instead of
+    /// being stitched in.
+    pub fn etag(mut self, etag: impl Into<String>) -> FetchKey {
+        self.etag = Some(etag.into());
         self
     }
 
@@ -111,7 +123,11 @@ impl From<&String> for FetchKey {
 
 impl From<ListedObject> for FetchKey {
     fn from(object: ListedObject) -> FetchKey {
-        FetchKey::new(object.key).size(object.size)
+        let key = FetchKey::new(object.key).size(object.size);
+        match object.etag {
+            Some(etag) => key.etag(etag),
+            None => key,
+        }
     }
 }
 
@@ -265,7 +281,7 @@ impl FetcherBuilder {
     }
 }
 
-enum Message {
+pub(crate) enum Message {
     Work(Arc<Request>),
     Stop,
 }
@@ -282,7 +298,9 @@ struct Shared {
     live: Mutex<Vec<Weak<Request>>>,
 }
 
-/// A pool thread: takes a request's token, runs one unit, puts the token back.
+/// A pool thread: takes a request's token, runs one unit, puts the token back. A token
+/// whose request has nothing to run now retires; the request puts it back when work appears.
+/// A unit's panic is caught inside [`Request::run`]: the thread goes on.
 fn work(rx: &Receiver<Message>, tx: &Sender<Message>, shared: &Shared) {
     for message in rx {
         let request = match message {
@@ -290,13 +308,14 @@ fn work(rx: &Receiver<Message>, tx: &Sender<Message>, shared: &Shared) {
             Message::Stop => return,
         };
         let Some(unit) = request.next_unit() else {
-            continue; // nothing to do now: the token retires
+            request.retire();
+            continue;
         };
         shared.busy.fetch_add(1, Ordering::SeqCst);
         request.run(unit);
         shared.busy.fetch_sub(1, Ordering::SeqCst);
-        if !request.cancel.is_cancelled() {
-            let _ = tx.send(Message::Work(request));
+        if request.cancel.is_cancelled() || tx.send(Message::Work(Arc::clone(&request))).is_err() {
+            request.retire();
         }
     }
 }
@@ -346,23 +365,22 @@ impl Fetcher {
         K: Into<FetchKey> + 'static,
     {
         let keys = Box::new(keys.into_iter().map(Into::into));
-        let request = Arc::new(Request::new(
-            bucket.clone(),
-            keys,
-            Arc::clone(&self.shared.budget),
-            self.shared.part_size,
-            self.shared.max_whole,
-            self.shared.retry,
-            Arc::clone(&self.shared.retries),
-        ));
+        let settings = Settings {
+            budget: Arc::clone(&self.shared.budget),
+            part_size: self.shared.part_size,
+            max_whole: self.shared.max_whole,
+            retry: self.shared.retry,
+            retries: Arc::clone(&self.shared.retries),
+            per_request: self.shared.per_request,
+            pool: self.queue.clone(),
+        };
+        let request = Arc::new(Request::new(bucket.clone(), keys, settings));
         {
             let mut live = self.shared.live.lock();
             live.retain(|r| r.strong_count() > 0);
             live.push(Arc::downgrade(&request));
         }
-        for _ in 0..self.shared.per_request {
-            let _ = self.queue.send(Message::Work(Arc::clone(&request)));
-        }
+        request.top_up();
         Objects {
             keep: Arc::new(KeepAlive(Arc::clone(&request))),
             request,
@@ -549,6 +567,7 @@ impl Object {
             key: self.key,
             body: self.body,
             pos: 0,
+            failed: None,
         }
     }
 }
@@ -560,6 +579,9 @@ pub struct ObjectReader {
     key: String,
     body: Body,
     pos: usize,
+    /// The first error, once one happened: every later read fails the same way, so a
+    /// broken object never reads as a clean end of file.
+    failed: Option<(io::ErrorKind, String)>,
 }
 
 #[derive(Debug)]
@@ -585,6 +607,25 @@ impl Drop for Stream {
 
 impl Read for ObjectReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some((kind, message)) = &self.failed {
+            return Err(io::Error::new(*kind, message.clone()));
+        }
+        let read = self.read_body(buf);
+        if let Err(e) = &read {
+            self.failed = Some((e.kind(), e.to_string()));
+            if let Body::Streamed(stream) = &mut self.body {
+                // Nothing more of it will be read: its parts go, and their budget with them.
+                stream.current = None;
+                stream.next_part = stream.parts;
+                stream.request.abandon(stream.item);
+            }
+        }
+        read
+    }
+}
+
+impl ObjectReader {
+    fn read_body(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match &mut self.body {
             Body::Whole { bytes, .. } => {
                 let n = (&bytes[self.pos..]).read(buf)?;

@@ -5,22 +5,34 @@
 //! Units reserve budget strictly in the caller's order — item by item, part by part — by
 //! waiting for their *turn* before joining the budget's FIFO queue. So the object the caller
 //! needs next is never overtaken by a later one, however small the budget: the only bytes
-//! that can stand in its way are those the caller itself holds.
+//! that can stand in its way are those the caller itself holds. Each unit's bytes are
+//! fetched by the transfer engine into memory; the parts of one object share a [`Pin`], so
+//! no part of another version is stitched in.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::io::Read;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use crossbeam_channel::Sender;
 use parking_lot::{Condvar, Mutex};
 
 use super::budget::{BudgetPermit, MemoryBudget};
 use super::error::{FetchError, FetchErrorKind};
-use super::{FetchKey, Object};
+use super::{FetchKey, Message, Object};
 use crate::cancel::CancelToken;
-use crate::engine::retry::RetryPolicy;
-use crate::progress::{self, Progress, ProgressReader};
+use crate::engine::dest::MemoryDest;
+use crate::engine::error::DownloadError;
+use crate::engine::response::{Asked, ObjectInfo};
+use crate::engine::retry::{self, RetryPolicy};
+use crate::engine::{self, Condition, Context, Expect, Fetched, Pin, Source, Span};
+use crate::progress::Progress;
 use crate::s3::Bucket;
+
+/// The most items a request starts ahead of the one its caller takes next. The budget
+/// bounds the bytes they hold; this bounds how many there are, so that empty objects and
+/// errors, which hold no budget, cannot pile up waiting for a caller who stopped taking them.
+pub const MAX_ITEMS_AHEAD: u64 = 1024;
 
 /// One unit of work: a whole object, or one part of a large one.
 #[derive(Debug)]
@@ -28,6 +40,8 @@ pub(crate) struct Unit {
     item: u64,
     part: u64,
     key: Arc<FetchKey>,
+    /// The version the item's units are pinned to.
+    pin: Arc<Pin>,
     kind: UnitKind,
 }
 
@@ -43,6 +57,18 @@ enum UnitKind {
         total: u64,
         parts: u64,
     },
+    /// The item failed before any request (the key iterator panicked): it only has to
+    /// take its turn and say so.
+    Failed(Box<FetchError>),
+}
+
+impl UnitKind {
+    fn parts(&self) -> u64 {
+        match self {
+            UnitKind::Part { parts, .. } => *parts,
+            _ => 1,
+        }
+    }
 }
 
 /// An item whose later parts are still to be handed out.
@@ -50,14 +76,21 @@ enum UnitKind {
 struct OpenItem {
     index: u64,
     key: Arc<FetchKey>,
+    pin: Arc<Pin>,
     /// `(total bytes, parts)` once known.
     shape: Option<(u64, u64)>,
     next_part: u64,
 }
 
+/// The keys, pulled one at a time by whichever worker needs the next one. Taken out of the
+/// lock while pulled, so an iterator that blocks (keys fed from a channel) holds no lock
+/// that `drop`, `next` or a probe need.
+type Keys = Box<dyn Iterator<Item = FetchKey> + Send>;
+
 struct Planner {
-    keys: Box<dyn Iterator<Item = FetchKey> + Send>,
     next_item: u64,
+    /// A worker is pulling the next key (outside the lock).
+    pulling: bool,
     exhausted: bool,
     open: VecDeque<OpenItem>,
     /// No item at or past this index is started (the caller has gone).
@@ -65,7 +98,7 @@ struct Planner {
 }
 
 /// Whose turn it is to reserve budget: `(item, part)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Turn {
     item: u64,
     part: u64,
@@ -98,21 +131,36 @@ pub(crate) struct PartData {
 struct Output {
     items: BTreeMap<u64, Slot>,
     parts: BTreeMap<(u64, u64), Result<PartData, FetchError>>,
-    /// Streamed items whose reader is gone: their parts are dropped on arrival.
+    /// Items none of whose later parts anyone will read (part 0 failed, or the reader is
+    /// gone): their parts are not fetched, or dropped on arrival.
     abandoned: HashSet<u64>,
     /// How many items the request has, once the keys are exhausted.
     total: Option<u64>,
 }
 
+/// What a request needs from its fetcher's settings and pool.
+pub(crate) struct Settings {
+    pub(crate) budget: Arc<MemoryBudget>,
+    pub(crate) part_size: u64,
+    pub(crate) max_whole: u64,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) retries: Arc<AtomicU64>,
+    /// Units of this request in flight at most (tokens in the pool's queue).
+    pub(crate) per_request: usize,
+    /// The pool's queue, to put tokens back in when work appears.
+    pub(crate) pool: Sender<Message>,
+}
+
 pub(crate) struct Request {
     pub(crate) bucket: Bucket,
     pub(crate) cancel: CancelToken,
-    budget: Arc<MemoryBudget>,
-    part_size: u64,
-    max_whole: u64,
-    retry: RetryPolicy,
-    retries: Arc<AtomicU64>,
+    settings: Settings,
+    keys: Mutex<Option<Keys>>,
     plan: Mutex<Planner>,
+    /// Tokens of this request in the pool now (queued or running a unit).
+    tokens: AtomicUsize,
+    /// The index of the item the caller takes next.
+    taken: AtomicU64,
     turn: Mutex<Turn>,
     turn_cv: Condvar,
     out: Mutex<Output>,
@@ -129,30 +177,21 @@ impl std::fmt::Debug for Request {
 }
 
 impl Request {
-    pub(crate) fn new(
-        bucket: Bucket,
-        keys: Box<dyn Iterator<Item = FetchKey> + Send>,
-        budget: Arc<MemoryBudget>,
-        part_size: u64,
-        max_whole: u64,
-        retry: RetryPolicy,
-        retries: Arc<AtomicU64>,
-    ) -> Request {
+    pub(crate) fn new(bucket: Bucket, keys: Keys, settings: Settings) -> Request {
         Request {
             bucket,
             cancel: CancelToken::new(),
-            budget,
-            part_size,
-            max_whole,
-            retry,
-            retries,
+            settings,
+            keys: Mutex::new(Some(keys)),
             plan: Mutex::new(Planner {
-                keys,
                 next_item: 0,
+                pulling: false,
                 exhausted: false,
                 open: VecDeque::new(),
                 stop_at: None,
             }),
+            tokens: AtomicUsize::new(0),
+            taken: AtomicU64::new(0),
             turn: Mutex::new(Turn { item: 0, part: 0 }),
             turn_cv: Condvar::new(),
             out: Mutex::new(Output::default()),
@@ -162,6 +201,36 @@ impl Request {
 
     fn error(&self, key: &FetchKey, range: Option<(u64, u64)>, kind: FetchErrorKind) -> FetchError {
         FetchError::new(self.bucket.name(), &key.key, range, kind)
+    }
+
+    /// Puts tokens in the pool's queue until the request has its cap of them: when it
+    /// starts, and whenever work appears that workers who found none have left behind.
+    pub(crate) fn top_up(self: &Arc<Self>) {
+        while !self.cancel.is_cancelled() {
+            let claimed = self
+                .tokens
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < self.settings.per_request).then_some(n + 1)
+                })
+                .is_ok();
+            if !claimed {
+                return;
+            }
+            if self
+                .settings
+                .pool
+                .send(Message::Work(Arc::clone(self)))
+                .is_err()
+            {
+                self.retire();
+                return;
+            }
+        }
+    }
+
+    /// A worker found no unit to run now: its token leaves the queue.
+    pub(crate) fn retire(&self) {
+        self.tokens.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// Cancels the request: wakes every waiter, drops every buffered result (giving its
@@ -181,7 +250,7 @@ impl Request {
             )
         };
         drop(dropped);
-        self.budget.wake_all();
+        self.settings.budget.wake_all();
     }
 
     /// Starts no item at or past `index` (the caller has gone, a reader lives on).
@@ -190,7 +259,7 @@ impl Request {
     }
 
     /// The next unit to run, in the caller's order; `None` when there is none now.
-    pub(crate) fn next_unit(&self) -> Option<Unit> {
+    pub(crate) fn next_unit(self: &Arc<Self>) -> Option<Unit> {
         if self.cancel.is_cancelled() {
             return None;
         }
@@ -202,70 +271,128 @@ impl Request {
             {
                 let part = open.next_part;
                 open.next_part += 1;
-                let unit = self.part_unit(open.index, part, &open.key, total, parts);
+                let unit = self.part_unit(open, part, total, parts);
                 plan.open
                     .retain(|o| o.shape.is_none_or(|(_, n)| o.next_part < n));
                 return Some(unit);
             }
         }
-        if plan.exhausted || plan.stop_at.is_some_and(|s| plan.next_item >= s) {
+        let ahead = self.taken.load(Ordering::Acquire) + MAX_ITEMS_AHEAD;
+        if plan.exhausted
+            || plan.pulling
+            || plan.next_item >= ahead
+            || plan.stop_at.is_some_and(|s| plan.next_item >= s)
+        {
             return None;
         }
-        let Some(key) = plan.keys.next() else {
-            plan.exhausted = true;
-            let total = plan.next_item;
-            drop(plan);
-            self.out.lock().total = Some(total);
-            self.out_cv.notify_all();
-            return None;
+        // Pull the next key outside the planner's lock.
+        plan.pulling = true;
+        drop(plan);
+        let pulled = {
+            let mut keys = self.keys.lock();
+            let iterator = keys.as_mut()?;
+            let pulled = catch_unwind(AssertUnwindSafe(|| iterator.next()));
+            if !matches!(pulled, Ok(Some(_))) {
+                *keys = None; // exhausted, or broken by its panic
+            }
+            pulled
         };
+        let mut plan = self.plan.lock();
+        plan.pulling = false;
         let index = plan.next_item;
+        let key = match pulled {
+            Ok(Some(key)) => key,
+            Ok(None) => {
+                plan.exhausted = true;
+                drop(plan);
+                self.set_total(index);
+                return None;
+            }
+            Err(panic) => {
+                plan.exhausted = true;
+                plan.next_item += 1;
+                drop(plan);
+                self.set_total(index + 1);
+                let message = crate::downloader::jogger::panic_message(&*panic);
+                let key = Arc::new(FetchKey::new(format!("(key {index})")));
+                let error = self.error(&key, None, FetchErrorKind::Keys(message));
+                return Some(Unit {
+                    item: index,
+                    part: 0,
+                    key,
+                    pin: Arc::new(Pin::new()),
+                    kind: UnitKind::Failed(Box::new(error)),
+                });
+            }
+        };
         plan.next_item += 1;
         let key = Arc::new(key);
-        match key.size {
-            Some(size) if size <= self.max_whole => Some(Unit {
+        // A version known from a listing pins every part from the start (`If-Match`).
+        let pin = Arc::new(match &key.etag {
+            Some(etag) => Pin::of(ObjectInfo::listed(Some(etag), key.size)),
+            None => Pin::new(),
+        });
+        let max_whole = self.settings.max_whole;
+        let unit = match key.size {
+            Some(size) if size <= max_whole => Unit {
                 item: index,
                 part: 0,
                 key,
+                pin,
                 kind: UnitKind::Whole { size: Some(size) },
-            }),
+            },
             Some(size) => {
-                let parts = size.div_ceil(self.part_size);
-                let unit = self.part_unit(index, 0, &key, size, parts);
-                plan.open.push_back(OpenItem {
+                let parts = size.div_ceil(self.settings.part_size);
+                let mut open = OpenItem {
                     index,
                     key,
+                    pin,
                     shape: Some((size, parts)),
                     next_part: 1,
-                });
-                Some(unit)
+                };
+                let unit = self.part_unit(&open, 0, size, parts);
+                open.next_part = 1;
+                plan.open.push_back(open);
+                unit
             }
             None => {
                 plan.open.push_back(OpenItem {
                     index,
                     key: Arc::clone(&key),
+                    pin: Arc::clone(&pin),
                     shape: None,
                     next_part: 1,
                 });
-                Some(Unit {
+                Unit {
                     item: index,
                     part: 0,
                     key,
+                    pin,
                     kind: UnitKind::Whole { size: None },
-                })
+                }
             }
-        }
+        };
+        drop(plan);
+        // Workers that found nothing while this key was pulled may have left.
+        self.top_up();
+        Some(unit)
     }
 
-    fn part_unit(&self, item: u64, part: u64, key: &Arc<FetchKey>, total: u64, parts: u64) -> Unit {
-        let start = part * self.part_size;
+    fn set_total(&self, total: u64) {
+        self.out.lock().total = Some(total);
+        self.out_cv.notify_all();
+    }
+
+    fn part_unit(&self, open: &OpenItem, part: u64, total: u64, parts: u64) -> Unit {
+        let start = part * self.settings.part_size;
         Unit {
-            item,
+            item: open.index,
             part,
-            key: Arc::clone(key),
+            key: Arc::clone(&open.key),
+            pin: Arc::clone(&open.pin),
             kind: UnitKind::Part {
                 start,
-                end: (start + self.part_size).min(total),
+                end: (start + self.settings.part_size).min(total),
                 total,
                 parts,
             },
@@ -273,13 +400,25 @@ impl Request {
     }
 
     /// A probe learned its object's shape: `parts == 1` means whole.
-    fn set_shape(&self, item: u64, total: u64, parts: u64) {
-        let mut plan = self.plan.lock();
-        if let Some(open) = plan.open.iter_mut().find(|o| o.index == item) {
-            open.shape = Some((total, parts));
+    fn set_shape(self: &Arc<Self>, item: u64, total: u64, parts: u64) {
+        {
+            let mut plan = self.plan.lock();
+            if let Some(open) = plan.open.iter_mut().find(|o| o.index == item) {
+                open.shape = Some((total, parts));
+            }
+            plan.open
+                .retain(|o| o.shape.is_none_or(|(_, n)| o.next_part < n));
         }
-        plan.open
-            .retain(|o| o.shape.is_none_or(|(_, n)| o.next_part < n));
+        if parts > 1 {
+            self.top_up(); // its parts are work for the workers that found none
+        }
+    }
+
+    /// No more parts of `item` will be read: none is fetched or kept. Its later parts are
+    /// still handed out, to take their turn (the turn walks every part in order) without a
+    /// request or a byte of budget.
+    fn abandon_item(&self, item: u64) {
+        self.abandon(item);
     }
 
     /// Blocks until it is `(item, part)`'s turn to reserve budget.
@@ -316,12 +455,19 @@ impl Request {
     }
 
     /// Waits for the turn, joins the budget queue for `bytes`, passes the turn on, then waits
-    /// for the bytes.
+    /// for the bytes. A unit of an abandoned item passes its turn without reserving.
     fn reserve(&self, item: u64, part: u64, parts: u64, bytes: u64) -> Result<BudgetPermit, ()> {
         self.wait_turn(item, part)?;
-        let ticket = self.budget.enqueue(bytes);
+        if part > 0 && self.out.lock().abandoned.contains(&item) {
+            self.advance(item, part, parts);
+            return Err(());
+        }
+        let ticket = self.settings.budget.enqueue(bytes);
         self.advance(item, part, parts);
-        self.budget.wait(ticket, &self.cancel).map_err(|_| ())
+        self.settings
+            .budget
+            .wait(ticket, &self.cancel)
+            .map_err(|_| ())
     }
 
     fn post_item(&self, item: u64, slot: Slot) {
@@ -343,17 +489,23 @@ impl Request {
     }
 
     /// The caller's next item, blocking until it is ready; `None` past the last.
-    pub(crate) fn take_item(&self, index: u64) -> Option<Slot> {
-        let mut out = self.out.lock();
-        loop {
-            if let Some(slot) = out.items.remove(&index) {
-                return Some(slot);
+    pub(crate) fn take_item(self: &Arc<Self>, index: u64) -> Option<Slot> {
+        let slot = {
+            let mut out = self.out.lock();
+            loop {
+                if let Some(slot) = out.items.remove(&index) {
+                    break Some(slot);
+                }
+                if self.cancel.is_cancelled() || out.total.is_some_and(|t| index >= t) {
+                    break None;
+                }
+                self.out_cv.wait(&mut out);
             }
-            if self.cancel.is_cancelled() || out.total.is_some_and(|t| index >= t) {
-                return None;
-            }
-            self.out_cv.wait(&mut out);
-        }
+        };
+        // The window of items ahead moves on: workers that stopped at its edge may go on.
+        self.taken.store(index + 1, Ordering::Release);
+        self.top_up();
+        slot
     }
 
     /// Part `part` of streamed item `item`, blocking until it arrives.
@@ -397,18 +549,116 @@ impl Request {
         drop(dropped);
     }
 
-    /// Runs one unit to completion (or failure), posting its result.
+    /// Runs one unit to completion (or failure), posting its result. A panic inside it
+    /// fails the unit's item (or part), passes its turn on, and leaves the worker alive.
     pub(crate) fn run(self: &Arc<Self>, unit: Unit) {
-        crate::http::transport::with_cancel(&self.cancel.clone(), || match unit.kind {
-            UnitKind::Whole { size: Some(size) } => self.run_whole(&unit, size),
+        let (item, part, parts) = (unit.item, unit.part, unit.kind.parts());
+        let key = Arc::clone(&unit.key);
+        let ran = catch_unwind(AssertUnwindSafe(|| {
+            crate::http::transport::with_cancel(&self.cancel.clone(), || self.run_unit(unit));
+        }));
+        if let Err(panic) = ran {
+            let message = crate::downloader::jogger::panic_message(&*panic);
+            let error = self.error(&key, None, FetchErrorKind::Panicked(message));
+            self.recover_turn(item, part, parts);
+            if part == 0 {
+                self.abandon_item(item);
+                self.post_item(item, Slot::Done(Err(error)));
+            } else {
+                self.post_part(item, part, Err(error));
+            }
+        }
+    }
+
+    /// After a unit's panic: the turn must not stay with it (everything after would wait
+    /// for ever). If its turn has not come, it waits for it; if it holds it, it passes it.
+    fn recover_turn(&self, item: u64, part: u64, parts: u64) {
+        let mine = Turn { item, part };
+        let mut turn = self.turn.lock();
+        while *turn < mine && !self.cancel.is_cancelled() {
+            self.turn_cv.wait(&mut turn);
+        }
+        if *turn == mine {
+            drop(turn);
+            self.advance(item, part, parts);
+        }
+    }
+
+    fn run_unit(self: &Arc<Self>, unit: Unit) {
+        match &unit.kind {
+            UnitKind::Whole { size: Some(size) } => self.run_whole(&unit, *size),
             UnitKind::Whole { size: None } => self.run_probe(&unit),
             UnitKind::Part {
                 start,
                 end,
                 total,
                 parts,
-            } => self.run_part(&unit, start, end, total, parts),
-        });
+            } => self.run_part(&unit, *start, *end, *total, *parts),
+            UnitKind::Failed(_) => {
+                let Unit { item, kind, .. } = unit;
+                if let UnitKind::Failed(error) = kind
+                    && self.wait_turn(item, 0).is_ok()
+                {
+                    self.advance(item, 0, 1);
+                    self.post_item(item, Slot::Done(Err(*error)));
+                }
+            }
+        }
+    }
+
+    fn context<'a>(&'a self, progress: &'a Progress) -> Context<'a> {
+        Context {
+            client: self.bucket.client(),
+            headers: &[],
+            timeout: None,
+            limiter: None,
+            retry: &self.settings.retry,
+            retries: Some(&self.settings.retries),
+            progress,
+            cancel: &self.cancel,
+        }
+    }
+
+    fn source<'a>(&'a self, key: &'a FetchKey) -> Source<'a> {
+        Source::S3 {
+            bucket: &self.bucket,
+            key: &key.key,
+            version: key.version.as_deref(),
+        }
+    }
+
+    /// Fetches `span` of the unit's object into memory of `len` bytes: the engine retries,
+    /// resumes (`If-Match` on the pinned ETag), checks every answer, and for a whole object
+    /// verifies its MD5 ETag and any checksum the store returned.
+    fn fetch(
+        &self,
+        unit: &Unit,
+        span: Span,
+        len: u64,
+        first: Option<engine::Answer>,
+    ) -> Result<(Vec<u8>, Fetched), FetchError> {
+        let progress = Progress::new();
+        let ctx = self.context(&progress);
+        let mut dest = MemoryDest::new(len);
+        let expect = Expect {
+            sha256: None,
+            store_digests: span == Span::Whole,
+        };
+        let range = match span {
+            Span::Range { start, end } if end > start => Some((start, end - 1)),
+            _ => None,
+        };
+        engine::fetch(
+            &ctx,
+            &self.source(&unit.key),
+            span,
+            &mut dest,
+            &unit.pin,
+            expect,
+            first,
+        )
+        .map(|fetched| (dest.into_bytes(), fetched))
+        .map_err(|e| self.error(&unit.key, range, FetchErrorKind::from(e)))
     }
 
     fn run_whole(self: &Arc<Self>, unit: &Unit, size: u64) {
@@ -416,56 +666,120 @@ impl Request {
             return;
         };
         let result = self
-            .download(&unit.key, Span::whole(size), None)
-            .map(|(bytes, got)| Object::whole(unit.key.key.clone(), got.etag, bytes, permit));
+            .fetch(unit, Span::Whole, size, None)
+            .map(|(bytes, fetched)| {
+                let etag = fetched.info.etag_unquoted().map(str::to_owned);
+                Object::whole(unit.key.key.clone(), etag, bytes, permit)
+            });
         self.post_item(unit.item, Slot::Done(result));
     }
 
     fn run_probe(self: &Arc<Self>, unit: &Unit) {
-        let got = match self.retrying(&unit.key, None, || self.get(&unit.key, None, None)) {
-            Ok(got) => got,
-            Err(e) => return self.fail_probe(unit, e),
+        let progress = Progress::new();
+        let ctx = self.context(&progress);
+        let source = self.source(&unit.key);
+        let shown = source.shown();
+        let asked = Asked {
+            start: 0,
+            end: None,
         };
-        let Some(size) = got
-            .response
-            .as_ref()
-            .and_then(|r| crate::http::content_length(r.headers()))
-        else {
-            let e = self.error(&unit.key, None, FetchErrorKind::NoLength);
-            return self.fail_probe(unit, e);
+        let answered = retry::retrying(
+            &self.settings.retry,
+            Some(&self.cancel),
+            crate::downloader::hrw::hash(shown.as_bytes()),
+            Some(&self.settings.retries),
+            |_| {
+                let mut location = None;
+                engine::request(&ctx, &source, &mut location, asked, Condition::None)
+            },
+            |_| DownloadError::Cancelled { url: shown.clone() },
+        );
+        let answer = match answered {
+            Ok(answer) => answer,
+            Err(e) => {
+                let error = self.error(&unit.key, None, FetchErrorKind::from(e));
+                return self.fail_probe(unit, error);
+            }
         };
-        if size <= self.max_whole {
+        let Some(size) = answer.framing.and_then(|f| f.len) else {
+            let error = self.error(&unit.key, None, FetchErrorKind::NoLength);
+            return self.fail_probe(unit, error);
+        };
+        if size <= self.settings.max_whole {
             self.set_shape(unit.item, size, 1);
             let Ok(permit) = self.reserve(unit.item, 0, 1, size) else {
                 return;
             };
-            let result = self
-                .download(&unit.key, Span::whole(size), Some(got))
-                .map(|(bytes, got)| Object::whole(unit.key.key.clone(), got.etag, bytes, permit));
+            let result =
+                self.fetch(unit, Span::Whole, size, Some(answer))
+                    .map(|(bytes, fetched)| {
+                        let etag = fetched.info.etag_unquoted().map(str::to_owned);
+                        Object::whole(unit.key.key.clone(), etag, bytes, permit)
+                    });
             return self.post_item(unit.item, Slot::Done(result));
         }
         // A large object: this response's first part_size bytes are part 0; the other parts
-        // are ranged GETs that other workers may start now.
-        let parts = size.div_ceil(self.part_size);
+        // are ranged GETs, pinned to this response's version, that other workers may start.
+        let parts = size.div_ceil(self.settings.part_size);
         self.set_shape(unit.item, size, parts);
-        let first = self.part_size.min(size);
+        let first = self.settings.part_size.min(size);
         let Ok(permit) = self.reserve(unit.item, 0, parts, first) else {
             return;
         };
-        let span = Span {
+        let span = Span::Range {
             start: 0,
-            len: first,
-            total: size,
+            end: first,
         };
-        match self.download(&unit.key, span, Some(got)) {
-            Ok((bytes, got)) => {
+        let fetched = self.fetch(unit, span, first, Some(answer));
+        self.post_first_part(unit, size, parts, fetched, permit);
+    }
+
+    /// A probe failed before its size was known: it still has to pass the turn on.
+    fn fail_probe(&self, unit: &Unit, error: FetchError) {
+        {
+            let mut plan = self.plan.lock();
+            plan.open.retain(|o| o.index != unit.item);
+        }
+        if self.wait_turn(unit.item, 0).is_ok() {
+            self.advance(unit.item, 0, 1);
+            self.post_item(unit.item, Slot::Done(Err(error)));
+        }
+    }
+
+    fn run_part(self: &Arc<Self>, unit: &Unit, start: u64, end: u64, total: u64, parts: u64) {
+        let Ok(permit) = self.reserve(unit.item, unit.part, parts, end - start) else {
+            return;
+        };
+        let fetched = self.fetch(unit, Span::Range { start, end }, end - start, None);
+        if unit.part == 0 {
+            return self.post_first_part(unit, total, parts, fetched, permit);
+        }
+        let data = fetched.map(|(bytes, _)| PartData {
+            bytes,
+            _permit: permit,
+        });
+        self.post_part(unit.item, unit.part, data);
+    }
+
+    /// Part 0 of a streamed object makes the item: the object, then its first part. When
+    /// it failed, the item is that error and none of its other parts is fetched or kept.
+    fn post_first_part(
+        &self,
+        unit: &Unit,
+        size: u64,
+        parts: u64,
+        fetched: Result<(Vec<u8>, Fetched), FetchError>,
+        permit: BudgetPermit,
+    ) {
+        match fetched {
+            Ok((bytes, fetched)) => {
                 self.post_item(
                     unit.item,
                     Slot::Streamed {
                         key: unit.key.key.clone(),
                         size,
-                        md5: got.md5_hex(),
-                        etag: got.etag,
+                        md5: fetched.info.md5().map(hex::encode),
+                        etag: fetched.info.etag_unquoted().map(str::to_owned),
                         parts,
                     },
                 );
@@ -478,416 +792,11 @@ impl Request {
                     }),
                 );
             }
-            Err(e) => self.post_item(unit.item, Slot::Done(Err(e))),
-        }
-    }
-
-    /// A probe failed before its size was known: it still has to pass the turn on.
-    fn fail_probe(&self, unit: &Unit, error: FetchError) {
-        self.set_shape(unit.item, 0, 1);
-        if self.wait_turn(unit.item, 0).is_ok() {
-            self.advance(unit.item, 0, 1);
-            self.post_item(unit.item, Slot::Done(Err(error)));
-        }
-    }
-
-    fn run_part(self: &Arc<Self>, unit: &Unit, start: u64, end: u64, total: u64, parts: u64) {
-        let Ok(permit) = self.reserve(unit.item, unit.part, parts, end - start) else {
-            return;
-        };
-        let span = Span {
-            start,
-            len: end - start,
-            total,
-        };
-        match self.download(&unit.key, span, None) {
-            Ok((bytes, got)) => {
-                if unit.part == 0 {
-                    self.post_item(
-                        unit.item,
-                        Slot::Streamed {
-                            key: unit.key.key.clone(),
-                            size: total,
-                            md5: got.md5_hex(),
-                            etag: got.etag,
-                            parts,
-                        },
-                    );
-                }
-                self.post_part(
-                    unit.item,
-                    unit.part,
-                    Ok(PartData {
-                        bytes,
-                        _permit: permit,
-                    }),
-                );
+            Err(e) => {
+                drop(permit);
+                self.abandon_item(unit.item);
+                self.post_item(unit.item, Slot::Done(Err(e)));
             }
-            Err(e) if unit.part == 0 => self.post_item(unit.item, Slot::Done(Err(e))),
-            Err(e) => self.post_part(unit.item, unit.part, Err(e)),
-        }
-    }
-
-    /// Runs `once` until it succeeds, fails for good, or the retry policy gives up.
-    fn retrying<T>(
-        &self,
-        key: &FetchKey,
-        range: Option<(u64, u64)>,
-        mut once: impl FnMut() -> Result<T, Attempt>,
-    ) -> Result<T, FetchError> {
-        let seed = crate::downloader::hrw::hash(key.key.as_bytes()) ^ range.map_or(0, |(a, _)| a);
-        let mut attempt = 1;
-        loop {
-            let failed = match once() {
-                Ok(value) => return Ok(value),
-                Err(failed) => failed,
-            };
-            if self.cancel.is_cancelled() {
-                return Err(self.error(key, range, FetchErrorKind::Cancelled));
-            }
-            if !failed.retry {
-                return Err(failed.error);
-            }
-            let Some(wait) = self.retry.delay(attempt, failed.retry_after, seed) else {
-                return Err(failed.error);
-            };
-            log::warn!(
-                "{}; attempt {attempt} of {} failed, retrying in {wait:.2?}",
-                crate::target::file::chain(&failed.error),
-                self.retry.attempts
-            );
-            if !self.cancel.sleep(wait) {
-                return Err(self.error(key, range, FetchErrorKind::Cancelled));
-            }
-            attempt += 1;
-            self.retries
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-
-    /// Fetches `span` of `key` into memory, retrying; a body that breaks off resumes from
-    /// where it stopped with a ranged GET and `If-Match` on the ETag, so only the missing
-    /// bytes come again. `pending` is a response already in hand for the span's start. A
-    /// whole object whose ETag is an MD5 is checked against it.
-    fn download(
-        &self,
-        key: &FetchKey,
-        span: Span,
-        mut pending: Option<Got>,
-    ) -> Result<(Vec<u8>, Got), FetchError> {
-        let range = span.range();
-        let mut bytes = Vec::with_capacity(usize::try_from(span.len).unwrap_or(0));
-        let mut seen: Option<Got> = None;
-        let mut checksum = None;
-        self.retrying(key, range, || {
-            let mut got = match pending.take() {
-                Some(got) => got,
-                None => {
-                    let have = bytes.len() as u64;
-                    let asked = (span.ranged() || have > 0)
-                        .then(|| (span.start + have, span.start + span.len - 1));
-                    let if_match = seen.as_ref().and_then(|g| g.etag.as_deref());
-                    match self.get(key, asked, if_match.filter(|_| have > 0)) {
-                        Ok(got) => got,
-                        Err(failed) => {
-                            if failed.is_status(412) {
-                                // The object changed since the bytes we hold: start over.
-                                bytes.clear();
-                                seen = None;
-                                checksum = None;
-                            }
-                            return Err(failed);
-                        }
-                    }
-                }
-            };
-            let etag_changed = seen
-                .as_ref()
-                .is_some_and(|old| old.etag.is_some() && old.etag != got.etag);
-            // A resume's ranged response carries no full-object checksum: keep the first's.
-            if etag_changed || got.checksum.is_some() {
-                checksum = got.checksum.clone();
-            }
-            if etag_changed {
-                log::warn!(
-                    "GET s3://{}/{}: its ETag changed; starting over",
-                    self.bucket.name(),
-                    key.key
-                );
-                let resumed = !bytes.is_empty();
-                bytes.clear();
-                seen = None;
-                if resumed {
-                    // This response holds the rest of another version: not a byte of it fits.
-                    return Err(Attempt::again(self.error(
-                        key,
-                        range,
-                        FetchErrorKind::Status { status: 412 },
-                    )));
-                }
-            }
-            // The body must end where the span does, unless it is a whole-object response
-            // of which only the first part is wanted (a probe of a large object).
-            let ends = bytes.is_empty() && span.start == 0 && span.len < span.total;
-            let response = got.take_response();
-            seen = Some(got);
-            self.read_into(key, range, response, &mut bytes, span.len, !ends)?;
-            if !span.ranged() {
-                self.verify_whole(key, &mut bytes, checksum.as_ref(), seen.as_ref())?;
-            }
-            Ok(())
-        })?;
-        let got = seen.expect("a successful attempt saw a response");
-        Ok((bytes, got))
-    }
-
-    /// Checks a whole object against the store's checksum and its MD5 ETag, when it gave
-    /// them; a mismatch empties `bytes` and is worth another attempt.
-    fn verify_whole(
-        &self,
-        key: &FetchKey,
-        bytes: &mut Vec<u8>,
-        checksum: Option<&crate::engine::verify::StoreChecksum>,
-        got: Option<&Got>,
-    ) -> Result<(), Attempt> {
-        let mut checks = Vec::with_capacity(2);
-        if let Some(checksum) = checksum {
-            checks.push((
-                checksum.algorithm,
-                checksum.value.clone(),
-                checksum.of(bytes),
-            ));
-        }
-        if let Some(expected) = got.and_then(Got::md5_hex) {
-            checks.push(("md5", expected, crate::engine::verify::md5_hex(bytes)));
-        }
-        for (algorithm, expected, actual) in checks {
-            if actual != expected {
-                bytes.clear();
-                let mismatch =
-                    crate::engine::verify::DigestMismatch::new(algorithm, expected, actual);
-                return Err(Attempt::again(self.error(
-                    key,
-                    None,
-                    FetchErrorKind::Digest(mismatch),
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    /// Presigns and sends one GET (ranged when `range` is given), checking the status.
-    fn get(
-        &self,
-        key: &FetchKey,
-        range: Option<(u64, u64)>,
-        if_match: Option<&str>,
-    ) -> Result<Got, Attempt> {
-        let url = self
-            .bucket
-            .presign_get(&key.key, key.version.as_deref())
-            .map_err(|e| {
-                Attempt::fatal(self.error(key, range, FetchErrorKind::Sign(Box::new(e))))
-            })?;
-        let mut headers: Vec<(String, String)> = range
-            .map(|(first, last)| vec![("range".to_owned(), format!("bytes={first}-{last}"))])
-            .unwrap_or_default();
-        if let Some(etag) = if_match {
-            headers.push(("if-match".to_owned(), format!("\"{etag}\"")));
-        }
-
-        let response = self
-            .bucket
-            .client()
-            .get(&url, &headers, None)
-            .map_err(|e| {
-                if self.cancel.is_cancelled() {
-                    Attempt::fatal(self.error(key, range, FetchErrorKind::Cancelled))
-                } else {
-                    let retry = crate::target::file::is_transient(&e)
-                        && crate::http::egress::refusal(&e).is_none();
-                    Attempt {
-                        error: self.error(key, range, FetchErrorKind::Request(Box::new(e))),
-                        retry,
-                        retry_after: None,
-                    }
-                }
-            })?;
-        let status = response.status().as_u16();
-        let expected = if range.is_some() { 206 } else { 200 };
-        if status != expected {
-            let kind = if status == 404 {
-                FetchErrorKind::NotFound
-            } else {
-                FetchErrorKind::Status { status }
-            };
-            let retry_after = match status {
-                429 | 503 => response
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| {
-                        crate::engine::retry::parse_retry_after(v, std::time::SystemTime::now())
-                    }),
-                _ => None,
-            };
-            return Err(Attempt {
-                error: self.error(key, range, kind),
-                // 412: the object changed under an If-Match; the retry starts it over.
-                retry: matches!(status, 408 | 412 | 429 | 500..=599),
-                retry_after,
-            });
-        }
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let etag = header("etag").map(|e| e.trim_matches('"').to_owned());
-        // SSE-KMS and SSE-C objects have ETags that are not the MD5 of their bytes.
-        let encrypted = header("x-amz-server-side-encryption").is_some_and(|v| v != "AES256")
-            || header("x-amz-server-side-encryption-customer-algorithm").is_some();
-        let md5 = etag
-            .as_deref()
-            .filter(|_| !encrypted)
-            .and_then(crate::engine::verify::etag_md5);
-        let checksum =
-            crate::engine::verify::CHECKSUM_HEADERS
-                .iter()
-                .find_map(|(name, algorithm)| {
-                    header(name)
-                        .filter(|v| !v.contains('-')) // composite: a checksum of part checksums
-                        .map(|value| crate::engine::verify::StoreChecksum { algorithm, value })
-                });
-        Ok(Got {
-            response: Some(response),
-            etag,
-            md5,
-            checksum,
-        })
-    }
-
-    /// Appends the body to `bytes` until it holds `len` bytes. With `ends`, the body must
-    /// end there: reading on to its end also lets ureq put the connection back in the
-    /// keep-alive pool. Without it (a probe keeping only its first part) the rest is left
-    /// unread and the connection closes.
-    fn read_into(
-        &self,
-        key: &FetchKey,
-        range: Option<(u64, u64)>,
-        response: ureq::http::Response<ureq::Body>,
-        bytes: &mut Vec<u8>,
-        len: u64,
-        ends: bool,
-    ) -> Result<(), Attempt> {
-        let progress = Progress::new();
-        let want = len - bytes.len() as u64;
-        let limit = if ends { want.saturating_add(1) } else { want };
-        let body = response.into_body().into_reader().take(limit);
-        let reader = ProgressReader::new(body, &progress, &self.cancel);
-        let mut reader = crate::http::StallGuard::new(reader, self.bucket.client().config());
-        let result = reader.read_to_end(bytes);
-        let error = |kind| self.error(key, range, kind);
-        match result {
-            Ok(_) if bytes.len() as u64 == len => Ok(()),
-            Ok(_) => {
-                let received = bytes.len() as u64;
-                if received > len {
-                    bytes.clear();
-                }
-                Err(Attempt::again(error(FetchErrorKind::Length {
-                    expected: len,
-                    received,
-                })))
-            }
-            Err(e) if progress::is_cancelled(&e) || self.cancel.is_cancelled() => {
-                Err(Attempt::fatal(error(FetchErrorKind::Cancelled)))
-            }
-            Err(source) => Err(Attempt::again(error(FetchErrorKind::Body {
-                received: bytes.len() as u64,
-                source,
-            }))),
-        }
-    }
-}
-
-/// Which bytes of an object a unit wants.
-#[derive(Debug, Clone, Copy)]
-struct Span {
-    start: u64,
-    len: u64,
-    /// The object's size.
-    total: u64,
-}
-
-impl Span {
-    fn whole(size: u64) -> Span {
-        Span {
-            start: 0,
-            len: size,
-            total: size,
-        }
-    }
-
-    /// Whether the span is less than the whole object, so every GET for it is ranged.
-    fn ranged(&self) -> bool {
-        self.start > 0 || self.len < self.total
-    }
-
-    /// The inclusive byte range errors name, for a part.
-    fn range(&self) -> Option<(u64, u64)> {
-        (self.ranged() && self.len > 0).then(|| (self.start, self.start + self.len - 1))
-    }
-}
-
-/// A response with its checked status, and what it says about the object.
-struct Got {
-    response: Option<ureq::http::Response<ureq::Body>>,
-    etag: Option<String>,
-    /// The MD5 the ETag stands for, when it stands for one.
-    md5: Option<[u8; 16]>,
-    /// A full-object checksum the store returned.
-    checksum: Option<crate::engine::verify::StoreChecksum>,
-}
-
-impl Got {
-    fn take_response(&mut self) -> ureq::http::Response<ureq::Body> {
-        self.response.take().expect("a response is read once")
-    }
-
-    fn md5_hex(&self) -> Option<String> {
-        self.md5
-            .map(|d| d.iter().map(|b| format!("{b:02x}")).collect())
-    }
-}
-
-/// A failed attempt: the error, and whether another attempt could go better.
-struct Attempt {
-    error: FetchError,
-    retry: bool,
-    retry_after: Option<std::time::Duration>,
-}
-
-impl Attempt {
-    fn is_status(&self, code: u16) -> bool {
-        matches!(self.error.kind, FetchErrorKind::Status { status } if status == code)
-    }
-
-    fn fatal(error: FetchError) -> Attempt {
-        Attempt {
-            error,
-            retry: false,
-            retry_after: None,
-        }
-    }
-
-    fn again(error: FetchError) -> Attempt {
-        Attempt {
-            error,
-            retry: true,
-            retry_after: None,
         }
     }
 }

@@ -43,24 +43,8 @@ pub(crate) fn with_cancel<T>(token: &CancelToken, f: impl FnOnce() -> T) -> T {
     f()
 }
 
-/// Waits for `duration` unless this thread's current cancel token (if any) is cancelled
-/// first; returns whether the whole time passed.
-pub(crate) fn sleep(duration: Duration) -> bool {
-    match current() {
-        Some(token) => token.sleep(duration),
-        None => {
-            std::thread::sleep(duration);
-            true
-        }
-    }
-}
-
-/// Whether this thread's current cancel token (if any) is cancelled.
-pub(crate) fn is_cancelled() -> bool {
-    current().is_some_and(|token| token.is_cancelled())
-}
-
-fn current() -> Option<CancelToken> {
+/// This thread's current cancel token, if any.
+pub(crate) fn current() -> Option<CancelToken> {
     CURRENT.with_borrow(Clone::clone)
 }
 

@@ -382,34 +382,32 @@ fn respond(
             Err(_) => End::Gone,
         };
     }
-    match send_body(
-        shared,
-        active,
-        stream,
-        &f,
-        head.into_bytes(),
-        seed,
-        start,
-        len,
-    ) {
+    let span = Span { seed, start, len };
+    match send_body(shared, active, stream, &f, head.into_bytes(), span) {
         Some(end) => end,
         None if keep_alive => End::KeepAlive,
         None => End::Close,
     }
 }
 
+/// The bytes a response carries: `len` bytes of object `seed` from offset `start`.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    seed: u64,
+    start: u64,
+    len: u64,
+}
+
 /// Writes `head` and the body; returns `Some(end)` when a fault or failure ended it early.
-#[allow(clippy::too_many_arguments)]
 fn send_body(
     shared: &Shared,
     active: &Active<'_>,
     stream: &TcpStream,
     f: &Faults,
     head: Vec<u8>,
-    seed: u64,
-    start: u64,
-    len: u64,
+    span: Span,
 ) -> Option<End> {
+    let Span { seed, start, len } = span;
     let mut out = head;
     let mut gated = false;
     let mut sent = 0u64;

@@ -134,6 +134,20 @@ impl Iterator for Listing {
                 .retrying(|| self.bucket.list_page(prefix, token, PAGE_KEYS))
             {
                 Ok(page) => {
+                    // A page that says more follows but gives no way to ask for it (V1-only
+                    // gateways, buggy proxies) is not the end of the listing: taking it as
+                    // one would make a sync delete every file after it.
+                    if page.is_truncated && page.next_continuation_token.is_none() {
+                        self.done = true;
+                        return Some(Err(S3Error::Parse {
+                            op: "list",
+                            bucket: self.bucket.name().to_owned(),
+                            key: self.prefix.clone(),
+                            reason: "the page is truncated but has no continuation token, \
+                                     so the rest of the listing cannot be asked for"
+                                .to_owned(),
+                        }));
+                    }
                     self.token = page.next_continuation_token.filter(|_| page.is_truncated);
                     self.done = self.token.is_none();
                     let objects: Vec<ListedObject> = page

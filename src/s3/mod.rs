@@ -16,7 +16,8 @@ mod sign;
 pub use listing::{ListedObject, Listing};
 pub use multipart::Upload;
 
-use crate::engine::retry::RetryPolicy;
+use crate::engine::classify::{self, Failure, Verdict};
+use crate::engine::retry::{self, RetryPolicy};
 use crate::http::{HttpClient, HttpConfig};
 use crate::source::url::redact;
 
@@ -97,6 +98,40 @@ pub enum S3Error {
         /// Why.
         reason: String,
     },
+}
+
+impl S3Error {
+    /// The cancellation of the call that failed with `self`.
+    fn cancelled(self) -> S3Error {
+        match self {
+            S3Error::Sign {
+                op, bucket, key, ..
+            }
+            | S3Error::Request {
+                op, bucket, key, ..
+            }
+            | S3Error::Status {
+                op, bucket, key, ..
+            }
+            | S3Error::Cancelled { op, bucket, key }
+            | S3Error::Parse {
+                op, bucket, key, ..
+            } => S3Error::Cancelled { op, bucket, key },
+            other => other,
+        }
+    }
+
+    /// Whether another attempt could go better (the one classifier's verdict).
+    pub(crate) fn verdict(&self) -> Verdict {
+        match self {
+            S3Error::Status { status, code, .. } => classify::s3_status(*status, code.as_deref()),
+            S3Error::Request { source, .. } => match source.downcast_ref::<ureq::Error>() {
+                Some(e) => classify::request(e),
+                None => Verdict::AGAIN, // a body that broke off
+            },
+            _ => Verdict::Fatal,
+        }
+    }
 }
 
 /// Where the store is and how to sign for it.
@@ -334,49 +369,27 @@ impl Bucket {
             .map_err(|e| self.sign_error("GET", key, e))
     }
 
-    /// Runs `once` until it succeeds, fails for good, or the retry policy gives up.
+    /// Runs `once` until it succeeds, fails for good, or the retry policy gives up: the
+    /// engine's one retry loop and classifier, on the calling thread's cancel token (a job's,
+    /// inside a transfer or a listing), which ends a backoff at once.
     pub(crate) fn retrying<T>(
         &self,
         mut once: impl FnMut() -> Result<T, S3Error>,
     ) -> Result<T, S3Error> {
         let seed = crate::downloader::hrw::hash(self.name.as_bytes());
-        let mut attempt = 1;
-        loop {
-            let error = match once() {
-                Ok(value) => return Ok(value),
-                Err(error) => error,
-            };
-            let transient = match &error {
-                S3Error::Status { status, .. } => matches!(status, 408 | 429 | 500..=599),
-                S3Error::Request { source, .. } => match source.downcast_ref::<ureq::Error>() {
-                    Some(e) => {
-                        crate::target::file::is_transient(e)
-                            && crate::http::egress::refusal(e).is_none()
-                    }
-                    None => true, // a body that broke off
-                },
-                _ => false,
-            };
-            let wait = if transient {
-                self.retry.delay(attempt, None, seed)
-            } else {
-                None
-            };
-            let Some(wait) = wait else {
-                return Err(error);
-            };
-            log::warn!(
-                "{}; attempt {attempt} of {} failed, retrying in {wait:.2?}",
-                crate::target::file::chain(&error),
-                self.retry.attempts
-            );
-            // The thread's cancel token (a job's, inside a transfer or a listing) ends the
-            // wait at once.
-            if !crate::http::transport::sleep(wait) {
-                return Err(error);
-            }
-            attempt += 1;
-        }
+        retry::retrying(
+            &self.retry,
+            None,
+            seed,
+            None,
+            |_| {
+                once().map_err(|error| {
+                    let verdict = error.verdict();
+                    Failure { error, verdict }
+                })
+            },
+            S3Error::cancelled,
+        )
     }
 
     fn sign_error(&self, op: &'static str, key: &str, e: ::s3::error::S3Error) -> S3Error {

@@ -7,24 +7,23 @@
 //! way the object appears only when it is complete and verified: a failed, cancelled or
 //! panicking transfer aborts its multipart upload (the `Upload`'s `Drop`), so no partial
 //! object and no dangling upload is left. A body that breaks off resumes from the byte it
-//! stopped at (`Range` + `If-Range`), like a download to a file.
+//! stopped at (`Range` + `If-Range`), like a download to a file: the same engine, with an
+//! upload as its destination.
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::io::{self, Read};
 use std::sync::Arc;
 
 use log::{debug, trace, warn};
-use sha2::Digest as _;
 
 use crate::cancel::CancelToken;
-use crate::engine::verify::{DigestMismatch, Sha256Digest};
+use crate::engine::dest::Destination;
+use crate::engine::error::DownloadError;
+use crate::engine::response::ObjectInfo;
+use crate::engine::verify::Sha256Digest;
+use crate::engine::{self, Context, Expect, Pin, Source, Span};
 use crate::fetch::{BudgetPermit, MemoryBudget};
-use crate::http::HttpClient;
-use crate::progress::{self, Progress, ProgressReader};
 use crate::s3::{Bucket, S3Error};
-use crate::source::url;
-use crate::target::file::{self as task, DownloadError, Failure, Request, Throttled};
 use crate::target::name::ObjectName;
 
 /// The smallest part S3 takes (except an upload's last part): 5 MiB.
@@ -150,29 +149,41 @@ impl S3Target {
     }
 }
 
-/// One object from its URL into an S3 target. Returns the bytes stored.
+/// One object from its source into an S3 target. Returns the bytes stored.
 pub(crate) fn store(
-    client: &HttpClient,
-    task: &Request<'_>,
+    ctx: &Context<'_>,
+    source: &Source<'_>,
+    name: &ObjectName,
+    sha256: Option<&Sha256Digest>,
     target: &S3Target,
     budget: &Arc<MemoryBudget>,
-    progress: &Progress,
-    cancel: &CancelToken,
 ) -> Result<u64, DownloadError> {
-    crate::http::transport::with_cancel(cancel, || {
-        let shown = url::redact(task.url);
-        url::check(task.url)?;
-        if cancel.is_cancelled() {
+    crate::http::transport::with_cancel(ctx.cancel, || {
+        let shown = source.shown();
+        if let Source::Url(url) = source {
+            crate::source::url::check(url)?;
+        }
+        if ctx.cancel.is_cancelled() {
             return Err(DownloadError::Cancelled { url: shown });
         }
         // Parts upload on scoped threads, all joined before this returns.
         std::thread::scope(|scope| {
-            let mut upload = Upload::new(target, task, budget, cancel, scope);
-            task::retrying(task, cancel, |_| {
-                attempt(client, task, &mut upload, progress, cancel)
-            })?;
+            let mut upload = Upload::new(target, name, shown, budget, ctx.cancel, scope);
+            let expect = Expect {
+                sha256,
+                store_digests: true,
+            };
+            engine::fetch(
+                ctx,
+                source,
+                Span::Whole,
+                &mut upload,
+                &Pin::new(),
+                expect,
+                None,
+            )?;
             let bytes = upload.received;
-            upload.finish(task)?;
+            upload.finish()?;
             trace!(
                 "stored s3://{}/{} ({bytes} bytes)",
                 target.bucket.name(),
@@ -190,11 +201,13 @@ type Buffer = (Vec<u8>, BudgetPermit);
 /// counted in the budget until it is dropped or filled again).
 type Sent = Result<(u32, String, Buffer), S3Error>;
 
-/// One object on its way into the store: the part being filled, the parts being sent, and
-/// the upload so far.
+/// One object on its way into the store — the engine's destination: the part being
+/// filled, the parts being sent, and the upload so far.
 struct Upload<'a, 'scope, 'env> {
     target: &'a S3Target,
     key: String,
+    /// The source, for errors.
+    shown: String,
     budget: &'a Arc<MemoryBudget>,
     cancel: &'a CancelToken,
     scope: &'scope std::thread::Scope<'scope, 'env>,
@@ -217,24 +230,21 @@ struct Upload<'a, 'scope, 'env> {
     parts: Vec<(u32, String)>,
     /// The next part's number.
     next_part: u32,
-    /// The source's validators, for resuming with `If-Range`.
-    etag: Option<String>,
-    last_modified: Option<String>,
-    /// A SHA-256 of everything received, when the task expects one.
-    hasher: Option<sha2::Sha256>,
 }
 
 impl<'a, 'scope, 'env> Upload<'a, 'scope, 'env> {
     fn new(
         target: &'a S3Target,
-        task: &Request<'_>,
+        name: &ObjectName,
+        shown: String,
         budget: &'a Arc<MemoryBudget>,
         cancel: &'a CancelToken,
         scope: &'scope std::thread::Scope<'scope, 'env>,
     ) -> Self {
         Upload {
             target,
-            key: target.key_of(task.name),
+            key: target.key_of(name),
+            shown,
             budget,
             cancel,
             scope,
@@ -248,90 +258,44 @@ impl<'a, 'scope, 'env> Upload<'a, 'scope, 'env> {
             upload_id: None,
             parts: Vec::new(),
             next_part: 1,
-            etag: None,
-            last_modified: None,
-            hasher: task.sha256.is_some().then(sha2::Sha256::new),
         }
     }
 
     fn store_error(&self, source: S3Error) -> DownloadError {
+        if self.cancel.is_cancelled() {
+            return DownloadError::Cancelled {
+                url: self.shown.clone(),
+            };
+        }
         DownloadError::Store {
             key: format!("s3://{}/{}", self.target.bucket.name(), self.key),
             source: Box::new(source),
         }
     }
 
-    /// What `If-Range` can carry: a strong ETag, else `Last-Modified`.
-    fn validator(&self) -> Option<&str> {
-        self.etag
-            .as_deref()
-            .filter(|e| !e.starts_with("W/"))
-            .or(self.last_modified.as_deref())
-    }
-
-    /// Throws away everything received (the object changed, or its bytes were wrong) and
-    /// the upload so far.
-    fn restart(&mut self) {
-        self.abort();
-        self.parts.clear();
-        self.next_part = 1;
-        self.filled = 0;
-        self.received = 0;
-        self.total = None;
-        self.permit = None;
-        self.buffer = Vec::new();
-        self.spare = None;
-        if let Some(hasher) = &mut self.hasher {
-            *hasher = sha2::Sha256::new();
-        }
-    }
-
     /// Takes the buffer for an object of `total` bytes from the budget, once.
-    fn reserve(&mut self, task: &Request<'_>) -> Result<(), Failure> {
+    fn reserve(&mut self) -> Result<(), DownloadError> {
         if self.permit.is_some() {
             return Ok(());
         }
         let part = self.target.part_for(self.total);
         let bytes = self.total.map_or(part, |t| t.min(part));
         if bytes > self.budget.total() {
-            return Err(Failure::fatal(DownloadError::Budget {
-                url: url::redact(task.url),
+            return Err(DownloadError::Budget {
+                url: self.shown.clone(),
                 needed: bytes,
                 budget: self.budget.total(),
-            }));
+            });
         }
-        let permit = self.budget.acquire(bytes, self.cancel).map_err(|_| {
-            Failure::fatal(DownloadError::Cancelled {
-                url: url::redact(task.url),
-            })
-        })?;
+        let permit =
+            self.budget
+                .acquire(bytes, self.cancel)
+                .map_err(|_| DownloadError::Cancelled {
+                    url: self.shown.clone(),
+                })?;
         self.buffer = vec![0; usize::try_from(bytes).expect("a part fits in memory")];
         self.permit = Some(permit);
         Ok(())
-    }
-
-    /// Reads `reader` to its end, sending each part as the buffer fills.
-    fn take(&mut self, reader: &mut impl Read) -> Result<(), Taken> {
-        loop {
-            if self.filled == self.buffer.len() {
-                if self.total == Some(self.received) {
-                    return Ok(()); // the buffer holds the last part
-                }
-                self.send_part().map_err(Taken::Store)?;
-            }
-            match reader.read(&mut self.buffer[self.filled..]) {
-                Ok(0) => return Ok(()),
-                Ok(n) => {
-                    if let Some(hasher) = &mut self.hasher {
-                        hasher.update(&self.buffer[self.filled..self.filled + n]);
-                    }
-                    self.filled += n;
-                    self.received += n as u64;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(Taken::Read(e)),
-            }
-        }
     }
 
     /// Sends the buffer as the next part, starting the multipart upload first if needed:
@@ -452,7 +416,7 @@ impl<'a, 'scope, 'env> Upload<'a, 'scope, 'env> {
     }
 
     /// Stores what was received: one PUT, or the last part and the completion.
-    fn finish(&mut self, task: &Request<'_>) -> Result<(), DownloadError> {
+    fn finish(&mut self) -> Result<(), DownloadError> {
         let bucket = &self.target.bucket;
         let result = match self.upload_id.clone() {
             None => bucket.put(&self.key, &self.buffer[..self.filled]),
@@ -463,9 +427,6 @@ impl<'a, 'scope, 'env> Upload<'a, 'scope, 'env> {
                 self.upload_id = None; // complete: nothing to abort
                 Ok(())
             }
-            Err(_) if crate::http::transport::is_cancelled() => Err(DownloadError::Cancelled {
-                url: url::redact(task.url),
-            }),
             Err(e) => Err(self.store_error(e)),
         }
     }
@@ -493,9 +454,54 @@ impl<'a, 'scope, 'env> Upload<'a, 'scope, 'env> {
             Err(e) => warn!(
                 "{}: the upload's parts stay in the store until a lifecycle rule or \
                  `Bucket::abort_upload` removes them",
-                task::chain(&e)
+                crate::engine::retry::chain(&e)
             ),
         }
+    }
+}
+
+impl Destination for Upload<'_, '_, '_> {
+    fn held(&self) -> u64 {
+        self.received
+    }
+
+    fn begin(&mut self, _: &ObjectInfo, len: Option<u64>) -> Result<(), DownloadError> {
+        self.total = len;
+        self.reserve()
+    }
+
+    fn space(&mut self) -> Result<&mut [u8], DownloadError> {
+        // A full buffer with more to come is a part.
+        if self.filled == self.buffer.len() {
+            self.send_part().map_err(|e| self.store_error(e))?;
+        }
+        Ok(&mut self.buffer[self.filled..])
+    }
+
+    fn filled(&mut self, n: usize) -> Result<(), DownloadError> {
+        self.filled += n;
+        self.received += n as u64;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), DownloadError> {
+        Ok(()) // the buffer is the part: it goes when full, or at the end
+    }
+
+    /// Throws away everything received and the upload so far (the object changed, or its
+    /// bytes were wrong).
+    fn restart(&mut self) -> Result<u64, DownloadError> {
+        let dropped = self.received;
+        self.abort();
+        self.parts.clear();
+        self.next_part = 1;
+        self.filled = 0;
+        self.received = 0;
+        self.total = None;
+        self.permit = None;
+        self.buffer = Vec::new();
+        self.spare = None;
+        Ok(dropped)
     }
 }
 
@@ -503,141 +509,4 @@ impl Drop for Upload<'_, '_, '_> {
     fn drop(&mut self) {
         self.abort();
     }
-}
-
-enum Taken {
-    Read(io::Error),
-    Store(S3Error),
-}
-
-/// One GET: from `received` (with `Range` and `If-Range`) when bytes were taken already,
-/// else from zero. On success everything is received and verified, not yet stored.
-fn attempt(
-    client: &HttpClient,
-    task: &Request<'_>,
-    upload: &mut Upload<'_, '_, '_>,
-    progress: &Progress,
-    cancel: &CancelToken,
-) -> Result<(), Failure> {
-    let shown = || url::redact(task.url);
-    let mut headers = task.headers.to_vec();
-    if upload.received > 0 {
-        match upload.validator() {
-            Some(validator) => {
-                headers.push(("range".to_owned(), format!("bytes={}-", upload.received)));
-                headers.push(("if-range".to_owned(), validator.to_owned()));
-            }
-            None => {
-                upload.restart();
-            }
-        }
-    }
-    let response = client
-        .get(task.url, &headers, task.timeout)
-        .map_err(|e| task::request_failure(e, shown(), cancel))?;
-    let status = response.status().as_u16();
-    let etag = task::header(&response, "etag");
-    match status {
-        200 => {
-            if upload.received > 0 {
-                warn!(
-                    "GET {}: starting over after {} bytes: the server ignored the range or \
-                     the object changed",
-                    shown(),
-                    upload.received
-                );
-                upload.restart();
-            }
-            upload.total = crate::http::content_length(response.headers());
-        }
-        206 if upload.received > 0 => {
-            let range = task::header(&response, "content-range");
-            match range.as_deref().and_then(task::parse_content_range) {
-                Some((start, total)) if start == upload.received => upload.total = total,
-                _ => {
-                    upload.restart();
-                    return Err(Failure::transient(DownloadError::Status {
-                        url: shown(),
-                        status,
-                    }));
-                }
-            }
-        }
-        416 if upload.received > 0 => {
-            // `bytes */N` with N what we hold: everything came already.
-            if task::unsatisfied_size(&response) == Some(upload.received) {
-                return verify(task, upload);
-            }
-            upload.restart();
-            return Err(Failure::transient(DownloadError::Status {
-                url: shown(),
-                status,
-            }));
-        }
-        _ => return Err(task::status_failure(&response, shown())),
-    }
-    if upload.received == 0 {
-        upload.etag = etag;
-        upload.last_modified = task::header(&response, "last-modified");
-    }
-    upload.reserve(task)?;
-    progress.set_total(upload.total);
-    progress.set_done(upload.received);
-    let reader = crate::http::StallGuard::new(
-        ProgressReader::new(response.into_body().into_reader(), progress, cancel),
-        client.config(),
-    );
-    let taken = match task.limiter {
-        None => upload.take(&mut { reader }),
-        Some(limiter) => upload.take(&mut Throttled {
-            inner: reader,
-            limiter,
-            cancel,
-        }),
-    };
-    match taken {
-        Ok(()) => {}
-        Err(Taken::Read(e)) if progress::is_cancelled(&e) => {
-            return Err(Failure::fatal(DownloadError::Cancelled { url: shown() }));
-        }
-        Err(Taken::Read(source)) => {
-            return Err(Failure::transient(DownloadError::Body {
-                url: shown(),
-                received: upload.received,
-                source,
-            }));
-        }
-        Err(Taken::Store(_)) if cancel.is_cancelled() => {
-            return Err(Failure::fatal(DownloadError::Cancelled { url: shown() }));
-        }
-        Err(Taken::Store(e)) => return Err(Failure::fatal(upload.store_error(e))),
-    }
-    if let Some(expected) = upload.total.filter(|&t| t != upload.received) {
-        let received = upload.received;
-        if received > expected {
-            upload.restart();
-        }
-        return Err(Failure::transient(DownloadError::Length {
-            url: shown(),
-            expected,
-            received,
-        }));
-    }
-    verify(task, upload)
-}
-
-/// Checks everything received against the task's digest, if it has one.
-fn verify(task: &Request<'_>, upload: &mut Upload<'_, '_, '_>) -> Result<(), Failure> {
-    let (Some(expected), Some(hasher)) = (task.sha256, &upload.hasher) else {
-        return Ok(());
-    };
-    let actual = Sha256Digest::from_bytes(hasher.clone().finalize().into());
-    if actual == *expected {
-        return Ok(());
-    }
-    upload.restart();
-    Err(Failure::transient(DownloadError::Digest {
-        url: url::redact(task.url),
-        mismatch: DigestMismatch::new("sha256", expected.to_string(), actual.to_string()),
-    }))
 }

@@ -2,12 +2,12 @@
 //! later run resume them after a crash.
 
 use std::fs::{self, File};
-use std::io::{self, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use log::{debug, warn};
 
-use crate::target::file::{DownloadError, StreamError};
+use crate::engine::error::DownloadError;
 use crate::target::mountpath::Mountpath;
 use crate::target::name::ObjectName;
 
@@ -25,7 +25,7 @@ pub(crate) struct WorkFile {
     /// The redacted URL, as the sidecar records it.
     source: String,
     pub(crate) etag: Option<String>,
-    last_modified: Option<String>,
+    pub(crate) last_modified: Option<String>,
     /// Whether the sidecar exists on disk (read at open, or written since).
     meta_on_disk: bool,
     /// Where the file's cursor is, when known (saves a seek per append).
@@ -194,31 +194,56 @@ impl WorkFile {
         Ok(dropped)
     }
 
-    /// Appends through `write`, which returns the bytes it wrote (also on a read error).
-    pub(crate) fn append(
-        &mut self,
-        write: impl FnOnce(&mut File) -> Result<u64, StreamError>,
-    ) -> Result<u64, StreamError> {
+    /// Appends `bytes` at the end of the bytes known good.
+    pub(crate) fn write(&mut self, bytes: &[u8]) -> Result<(), DownloadError> {
         let len = self.len;
         let cursor = self.cursor;
         let file = self.file();
-        if cursor != Some(len) {
+        let written = if cursor == Some(len) {
+            file.write_all(bytes)
+        } else {
             file.seek(SeekFrom::Start(len))
-                .map_err(StreamError::Write)?;
-        }
-        let result = write(file);
-        match &result {
-            Ok(n) | Err(StreamError::Read(_, n)) => {
-                self.len += n;
+                .and_then(|_| file.write_all(bytes))
+        };
+        match written {
+            Ok(()) => {
+                self.len += bytes.len() as u64;
                 self.cursor = Some(self.len);
+                Ok(())
             }
-            Err(StreamError::Write(_)) => {
+            Err(source) => {
                 // Some of the block may be on disk: keep the bytes known good, and seek
-                // back to their end before the next append.
+                // back to their end before the next write.
                 self.cursor = None;
+                Err(self.error("writing", source))
             }
         }
-        result
+    }
+
+    /// Feeds the bytes in the file to `f`, in order (a work file resumed after a crash, so
+    /// the whole object's digest can be checked).
+    pub(crate) fn replay(&mut self, f: &mut dyn FnMut(&[u8])) -> Result<(), DownloadError> {
+        let len = self.len;
+        let mut buffer = vec![0; 256 * 1024];
+        let mut done = 0u64;
+        let read = (|| {
+            let file = self.file();
+            file.seek(SeekFrom::Start(0))?;
+            while done < len {
+                let want = buffer
+                    .len()
+                    .min(usize::try_from(len - done).unwrap_or(usize::MAX));
+                let n = file.read(&mut buffer[..want])?;
+                if n == 0 {
+                    return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+                }
+                f(&buffer[..n]);
+                done += n as u64;
+            }
+            Ok(())
+        })();
+        self.cursor = None;
+        read.map_err(|e| self.error("reading", e))
     }
 
     pub(crate) fn error(&self, action: &'static str, source: io::Error) -> DownloadError {
@@ -236,7 +261,7 @@ impl WorkFile {
         if let Some(time) = self
             .last_modified
             .as_deref()
-            .and_then(crate::engine::retry::parse_http_date)
+            .and_then(|t| httpdate::parse_http_date(t).ok())
             && let Err(e) = file.set_modified(time)
         {
             debug!("{}: cannot set mtime: {e}", self.path.display());

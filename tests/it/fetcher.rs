@@ -409,3 +409,123 @@ fn fetch_and_list_work_over_https() {
         assert!(matches!(err, haul::s3::S3Error::Request { .. }), "{err}");
     });
 }
+
+/// A fetcher of one worker over an in-process store holding `keys` objects `k-0`... of
+/// 1,000 bytes.
+fn one_worker(keys: usize) -> (S3Server, haul::s3::Bucket, Fetcher) {
+    let server = S3Server::start(&["keys"]);
+    server.seed_many(
+        "keys",
+        (0..keys)
+            .map(|i| (format!("k-{i}"), content(&format!("k-{i}"), 1000)))
+            .collect(),
+    );
+    let bucket = server.bucket("keys");
+    let fetcher = Fetcher::builder()
+        .workers(1)
+        .per_request_workers(1)
+        .build()
+        .unwrap();
+    (server, bucket, fetcher)
+}
+
+#[test]
+fn a_panicking_key_iterator_ends_its_request_with_an_error_and_the_pool_survives() {
+    guard(|| {
+        let (_server, bucket, fetcher) = one_worker(6);
+        let keys = (0..6).map(|i| {
+            assert!(i != 3, "no key {i}");
+            format!("k-{i}")
+        });
+        let got: Vec<Result<String, String>> = fetcher
+            .fetch(&bucket, keys)
+            .map(|item| item.map(|o| o.key().to_owned()).map_err(|e| e.to_string()))
+            .collect();
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert_eq!(
+            got[..3],
+            [
+                Ok("k-0".to_owned()),
+                Ok("k-1".to_owned()),
+                Ok("k-2".to_owned())
+            ]
+        );
+        let error = got[3].as_ref().unwrap_err();
+        assert!(
+            error.contains("the key iterator panicked: no key 3"),
+            "{error}"
+        );
+        // The pool's one thread survived: the next request is served, in order.
+        let next: Vec<String> = fetcher
+            .fetch(&bucket, ["k-4", "k-5"])
+            .map(|item| item.unwrap().key().to_owned())
+            .collect();
+        assert_eq!(next, ["k-4", "k-5"]);
+        drop(fetcher); // would panic if a pool thread had
+    });
+}
+
+#[test]
+fn a_key_iterator_that_blocks_holds_no_lock_that_drop_or_a_probe_needs() {
+    guard(|| {
+        let server = S3Server::start(&["keys"]);
+        server.seed_file("keys", "first", &content("first", 5000));
+        let bucket = server.bucket("keys");
+        let fetcher = Fetcher::builder()
+            .workers(2)
+            .per_request_workers(2)
+            .build()
+            .unwrap();
+        // Keys fed from a channel: the second is sent only once the first has arrived.
+        let (feed, keys) = crossbeam_channel::unbounded::<FetchKey>();
+        feed.send(FetchKey::new("first")).unwrap(); // size unknown: a probe
+        let mut objects = fetcher.fetch(&bucket, keys);
+        let first = objects.next().unwrap().unwrap();
+        assert!(first.bytes() == Some(&content("first", 5000)[..]));
+        // A worker is now blocked in the iterator; dropping the request still returns.
+        drop(objects);
+        drop(first);
+        drop(feed); // ends the iterator, so the Fetcher's drop can join its threads
+        drop(fetcher);
+    });
+}
+
+#[test]
+fn a_caller_that_stops_taking_items_bounds_what_waits_for_it() {
+    guard(|| {
+        // A store that answers 404 at once (the origin, reached as a bucket), and keys without
+        // end: each becomes an error that holds no budget.
+        let origin = haul::origin::Origin::start().unwrap();
+        let mut not_found = haul::origin::Faults::default();
+        not_found.status = Some(404);
+        origin.set_faults(not_found);
+        let config = haul::s3::S3Config::new(origin.url(""), "us-east-1").credentials("o", "o");
+        let bucket = haul::s3::Bucket::new("missing", &config).unwrap();
+        let fetcher = Fetcher::builder().workers(8).build().unwrap();
+        let pulled = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (crossed, beyond) = crossbeam_channel::bounded(1);
+        let window = haul::fetch::MAX_ITEMS_AHEAD;
+        let counter = std::sync::Arc::clone(&pulled);
+        let keys = (0u64..).map(move |i| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            if i == window + 64 {
+                let _ = crossed.try_send(());
+            }
+            format!("missing-{i}")
+        });
+        let mut objects = fetcher.fetch(&bucket, keys);
+        assert!(objects.next().unwrap().unwrap_err().is_not_found());
+        // The window fills up; without a bound the reorder buffer then grows on as fast as
+        // the store answers 404s (64 more keys took the unbounded fetcher about 0.3 s in a
+        // debug build); with one, no key past the window is ever asked for.
+        assert!(wait_until(|| pulled.load(Ordering::SeqCst) >= window));
+        let reached = beyond.recv_timeout(std::time::Duration::from_secs(2));
+        assert!(
+            reached.is_err(),
+            "{} keys pulled while the caller held the first item",
+            pulled.load(Ordering::SeqCst)
+        );
+        assert!(pulled.load(Ordering::SeqCst) <= window + 2);
+        drop(objects);
+    });
+}

@@ -155,6 +155,54 @@ fn a_rerun_fetches_what_changed_deletes_what_is_gone_and_spares_files_haul_did_n
 }
 
 #[test]
+fn a_truncated_listing_without_a_continuation_token_fails_and_deletes_nothing() {
+    guard_for(Duration::from_secs(120), || {
+        let server = S3Server::start_local(&["sync"]);
+        let dir = TestDir::new_fast();
+        let downloader = Downloader::builder()
+            .mountpath(dir.path())
+            .workers_per_mountpath(8)
+            .build()
+            .unwrap();
+        let bucket = server.bucket("sync");
+        let name = |i: usize| format!("ds/t-{i:04}.bin");
+        server.seed_many(
+            "sync",
+            (0..1500)
+                .map(|i| (name(i), haul::origin::body(&name(i), 100)))
+                .collect(),
+        );
+        let sync = || {
+            let job = downloader
+                .submit(JobSpec::s3_prefix(&bucket, "ds/").sync(true))
+                .unwrap();
+            assert!(downloader.wait(job, Duration::from_secs(100)).unwrap());
+            downloader.status(job, Detail::All).unwrap()
+        };
+        counts(&sync(), (1500, 0, 0, 0));
+        // Page 1 (1,000 keys) says it is truncated but gives no way to page 2.
+        server.drop_continuation_tokens(true);
+        let lied = sync();
+        assert_eq!((lied.deleted, lied.failed), (0, 1), "{:?}", lied.failures);
+        let text = chain(&*lied.failures[0].error);
+        assert!(
+            text.contains("truncated") && text.contains("continuation token"),
+            "{text}"
+        );
+        for i in 0..1500 {
+            assert!(
+                dir.path().join(name(i)).is_file(),
+                "{} was deleted",
+                name(i)
+            );
+        }
+        // The record still knows every file: an honest listing skips them all.
+        server.drop_continuation_tokens(false);
+        counts(&sync(), (0, 1500, 0, 0));
+    });
+}
+
+#[test]
 fn a_sync_whose_listing_fails_deletes_nothing_and_keeps_its_record() {
     guard_for(Duration::from_secs(60), || {
         let s = Setup::new();

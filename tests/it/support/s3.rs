@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 
@@ -117,6 +117,7 @@ enum Backend {
 
 struct Local {
     addr: SocketAddr,
+    drop_tokens: Arc<AtomicBool>,
     /// The server certificate's PEM, when it speaks HTTPS.
     certificate_pem: Option<String>,
     root: TestDir,
@@ -168,7 +169,8 @@ impl S3Server {
         let addr = listener.local_addr().unwrap();
         let counters = Arc::new(Counters::default());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-        let store = super::s3_store::Store::new(root.path().to_owned());
+        let drop_tokens = Arc::new(AtomicBool::new(false));
+        let store = super::s3_store::Store::new(root.path().to_owned(), Arc::clone(&drop_tokens));
         let mut builder = s3s::service::S3ServiceBuilder::new(store);
         builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
         let service = builder.build();
@@ -186,12 +188,22 @@ impl S3Server {
         S3Server {
             backend: Backend::Local(Local {
                 addr,
+                drop_tokens,
                 certificate_pem,
                 root,
                 counters,
                 stop: Some(stop_tx),
                 thread: Some(thread),
             }),
+        }
+    }
+
+    /// Makes the in-process server lie like a V1-only gateway or a buggy proxy: truncated
+    /// listing pages carry no continuation token. Panics on an outside store.
+    pub fn drop_continuation_tokens(&self, on: bool) {
+        match &self.backend {
+            Backend::Local(local) => local.drop_tokens.store(on, Ordering::SeqCst),
+            Backend::External(_) => panic!("only the in-process store can drop tokens"),
         }
     }
 

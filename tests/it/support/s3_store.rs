@@ -2,7 +2,8 @@
 //! sink tests need to show that no upload is left dangling, and ETags in listings, which
 //! s3s-fs leaves out and sync needs (S3 and SeaweedFS list them).
 //!
-//! Every call the tests make is passed to s3s-fs unchanged. The uploads listing reads the
+//! Every call the tests make is passed to s3s-fs unchanged (unless a test asks the store to
+//! lie: [`S3Server::drop_continuation_tokens`](super::s3::S3Server::drop_continuation_tokens)). The uploads listing reads the
 //! state s3s-fs keeps for an unfinished upload: a metadata file per upload in its root,
 //! `.bucket-<b64 bucket>.object-<b64 key>.upload-<id>.metadata.json`, written by
 //! CreateMultipartUpload and removed by CompleteMultipartUpload and AbortMultipartUpload.
@@ -10,6 +11,8 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result};
@@ -17,13 +20,17 @@ use s3s::{S3, S3Request, S3Response, S3Result};
 pub struct Store {
     fs: s3s_fs::FileSystem,
     root: PathBuf,
+    /// Lie like a V1-only gateway or a buggy proxy: a truncated ListObjectsV2 page carries
+    /// no `NextContinuationToken`.
+    drop_tokens: Arc<AtomicBool>,
 }
 
 impl Store {
-    pub fn new(root: PathBuf) -> Store {
+    pub fn new(root: PathBuf, drop_tokens: Arc<AtomicBool>) -> Store {
         Store {
             fs: s3s_fs::FileSystem::new(&root).unwrap(),
             root,
+            drop_tokens,
         }
     }
 }
@@ -105,6 +112,9 @@ impl S3 for Store {
             if let Some(key) = &object.key {
                 object.e_tag = self.etag(&bucket, key).map(ETag::Strong);
             }
+        }
+        if self.drop_tokens.load(Ordering::SeqCst) {
+            response.output.next_continuation_token = None;
         }
         Ok(response)
     }
