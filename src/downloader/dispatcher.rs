@@ -78,6 +78,9 @@ pub(crate) struct Next {
     url: String,
     name: Result<ObjectName, DownloadError>,
     listed: Option<crate::s3::ListedObject>,
+    /// A failure of the whole job rather than of one object (its listing broke off): every
+    /// shard reports it, since every shard's share is incomplete.
+    whole_job: bool,
 }
 
 impl Next {
@@ -86,6 +89,7 @@ impl Next {
             url,
             name,
             listed: None,
+            whole_job: false,
         }
     }
 }
@@ -139,7 +143,10 @@ impl Expansion {
                         if cancel.is_cancelled() {
                             return None; // aborted: not a failure of the listing
                         }
-                        return Some(Next::of(shown, Err(failure)));
+                        return Some(Next {
+                            whole_job: true,
+                            ..Next::of(shown, Err(failure))
+                        });
                     }
                 };
                 let key = &object.key;
@@ -167,6 +174,7 @@ impl Expansion {
                         url,
                         name: Ok(name),
                         listed: Some(object),
+                        whole_job: false,
                     }),
                     Err(e) => Some(Next::of(
                         shown.clone(),
@@ -241,6 +249,14 @@ impl Dispatcher {
             }
             if state.pending.is_none() {
                 state.pending = self.next_task(&mut state);
+                // Looking for a task can finish a job (one that learns only now that it has
+                // no more objects): its place goes to a waiting job before anything blocks.
+                if state.pending.is_none()
+                    && !state.waiting.is_empty()
+                    && state.active.len() < self.max_active
+                {
+                    continue;
+                }
             }
             let keep_going = match state.pending.as_ref().map(|(mp, _)| *mp) {
                 Some(mp) => self.wait_with_task(&mut state, mp),
@@ -459,7 +475,10 @@ impl Dispatcher {
                     state.active.push_back(active);
                     continue;
                 }
-                let Some(Next { url, name, listed }) = next_in_shard(&mut active) else {
+                let Some(Next {
+                    url, name, listed, ..
+                }) = next_in_shard(&mut active)
+                else {
                     let complete = active.names.complete();
                     self.dispatch_over(state, &active.job, complete);
                     progressed = true;
@@ -507,13 +526,16 @@ impl Dispatcher {
 
 /// The job's next object that belongs to this process's shard (every object, unsharded).
 /// An object without a name is reported by the shard its URL hashes to, so exactly one
-/// shard reports it.
+/// shard reports it; a failure of the whole job (a listing that broke off) by every shard.
 fn next_in_shard(active: &mut Active) -> Option<Next> {
     loop {
         let next = active.names.next(&active.job.cancel)?;
         let Some((index, ids)) = &active.job.shard else {
             return Some(next);
         };
+        if next.whole_job {
+            return Some(next);
+        }
         let key = match &next.name {
             Ok(name) => name.as_str(),
             Err(_) => next.url.as_str(),

@@ -126,7 +126,7 @@ impl Jogger {
                 // A sync job's object unchanged since haul downloaded it: there, same size.
                 let expected = task.sync.and_then(|t| t.expect);
                 if expected.is_some()
-                    && std::fs::metadata(&path)
+                    && std::fs::symlink_metadata(&path)
                         .is_ok_and(|m| m.is_file() && Some(m.len()) == expected)
                 {
                     return Ok(Some(Present::Skip));

@@ -131,6 +131,14 @@ pub enum SubmitError {
     /// The downloader is shutting down.
     #[error("downloader is shut down")]
     ShutDown,
+    /// Another sync of the same source (bucket, prefix, suffix, subdirectory, shard) is
+    /// running, in this process or another, and holds its record: two would each rewrite
+    /// it. Wait for it, or abort it.
+    #[error("another sync of this source is running (its record {record} is locked)")]
+    SyncRunning {
+        /// The record the running sync holds.
+        record: PathBuf,
+    },
     /// A sync job's record could not be opened or started.
     #[error("cannot open the sync record")]
     SyncRecord {
@@ -563,23 +571,6 @@ impl Downloader {
         let to_store = self.budget.is_some();
         let sync_source = sync_source(&spec);
         let (settings, expansion) = prepare(spec, to_store)?;
-        let sync = match sync_source {
-            None => None,
-            Some((source, subdir)) => {
-                let mountpaths = self
-                    .targets
-                    .iter()
-                    .zip(&self.mountpath_ids)
-                    .filter_map(|(t, id)| match &**t {
-                        Target::Dir(mountpath) => Some((*id, Arc::clone(mountpath))),
-                        Target::S3 { .. } => None,
-                    })
-                    .collect();
-                let run = crate::downloader::sync::SyncRun::open(&source, mountpaths, subdir)
-                    .map_err(|source| SubmitError::SyncRecord { source })?;
-                Some(Box::new(run))
-            }
-        };
         let full = SubmitError::QueueFull {
             capacity: self.job_queue_capacity,
         };
@@ -587,6 +578,18 @@ impl Downloader {
             self.unstarted.fetch_sub(1, Ordering::AcqRel);
             return Err(full);
         }
+        // The record is opened (and locked) only once the job has room: a refused submit
+        // touches no record.
+        let sync = match sync_source {
+            None => None,
+            Some((source, subdir)) => match self.open_sync(&source, subdir) {
+                Ok(run) => Some(Box::new(run)),
+                Err(e) => {
+                    self.unstarted.fetch_sub(1, Ordering::AcqRel);
+                    return Err(e);
+                }
+            },
+        };
         let job = self.store.create(settings);
         let id = job.id;
         match commands.send_timeout(
@@ -606,6 +609,29 @@ impl Downloader {
                 })
             }
         }
+    }
+
+    /// Opens a sync job's record on the mountpaths.
+    fn open_sync(
+        &self,
+        source: &str,
+        subdir: Option<String>,
+    ) -> Result<crate::downloader::sync::SyncRun, SubmitError> {
+        let mountpaths = self
+            .targets
+            .iter()
+            .zip(&self.mountpath_ids)
+            .filter_map(|(t, id)| match &**t {
+                Target::Dir(mountpath) => Some((*id, Arc::clone(mountpath))),
+                Target::S3 { .. } => None,
+            })
+            .collect();
+        crate::downloader::sync::SyncRun::open(source, mountpaths, subdir).map_err(|e| match e {
+            crate::downloader::sync::OpenError::Running(record) => {
+                SubmitError::SyncRunning { record }
+            }
+            crate::downloader::sync::OpenError::Io(source) => SubmitError::SyncRecord { source },
+        })
     }
 
     /// Aborts a job: it is marked aborted at once, its queued objects are dropped as they are

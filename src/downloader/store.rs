@@ -171,11 +171,13 @@ impl Job {
     /// What is known of the file at `path` when the job cares: `Skip` when it should be
     /// skipped outright, or its size and modification time for a revalidation.
     pub(crate) fn existing(&self, path: &Path) -> Option<Present> {
+        // The name itself, never what a symbolic link there points to.
+        let file = || std::fs::symlink_metadata(path).ok().filter(|m| m.is_file());
         match self.existing {
             Existing::Replace => None,
-            Existing::Skip => path.is_file().then_some(Present::Skip),
+            Existing::Skip => file().map(|_| Present::Skip),
             Existing::Revalidate => {
-                let meta = std::fs::metadata(path).ok().filter(|m| m.is_file())?;
+                let meta = file()?;
                 Some(Present::Check {
                     size: meta.len(),
                     modified: meta.modified().ok()?,

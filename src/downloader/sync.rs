@@ -71,9 +71,25 @@ enum Slot {
     Ready(Option<Entry>),
 }
 
+/// Why a sync's record could not be opened.
+#[derive(Debug)]
+pub(crate) enum OpenError {
+    /// Another run of the same source holds it.
+    Running(PathBuf),
+    Io(io::Error),
+}
+
+impl From<io::Error> for OpenError {
+    fn from(e: io::Error) -> OpenError {
+        OpenError::Io(e)
+    }
+}
+
 /// One sync job's run: the old record being read, the new one being written.
 #[derive(Debug)]
 pub(crate) struct SyncRun {
+    /// Held for the run's whole life: no other run of this source touches the record.
+    _lock: File,
     record: PathBuf,
     next: PathBuf,
     old: Option<std::io::Lines<BufReader<File>>>,
@@ -95,11 +111,15 @@ pub(crate) struct SyncRun {
 impl SyncRun {
     /// Opens the record for `source` (a description of the job's source that tells it from
     /// every other) on the mountpath HRW picks for it, and starts the new one beside it.
+    ///
+    /// The run holds a lock on `<record>.lock` (`flock`) from here until it is dropped, so
+    /// a second sync of the same source — in this process or another — is refused instead
+    /// of rewriting the record the first is writing.
     pub(crate) fn open(
         source: &str,
         mountpaths: Vec<(u64, std::sync::Arc<Mountpath>)>,
         subdir: Option<String>,
-    ) -> io::Result<SyncRun> {
+    ) -> Result<SyncRun, OpenError> {
         let hash = crate::downloader::hrw::hash(source.as_bytes());
         let (ids, mountpaths): (Vec<u64>, Vec<_>) = mountpaths.into_iter().unzip();
         let home = &mountpaths[crate::downloader::hrw::pick(hash, &ids).expect("a mountpath")];
@@ -107,6 +127,16 @@ impl SyncRun {
         fs::create_dir_all(&dir)?;
         let record = dir.join(format!("{hash:016x}.tsv"));
         let next = dir.join(format!("{hash:016x}.tsv.new"));
+        let lock = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join(format!("{hash:016x}.lock")))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(OpenError::Running(record)),
+            Err(fs::TryLockError::Error(e)) => return Err(OpenError::Io(e)),
+        }
         let header = format!("{HEADER} {}", escape(source));
         let old = match File::open(&record) {
             Ok(file) => {
@@ -123,11 +153,12 @@ impl SyncRun {
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
         let mut writer = BufWriter::new(File::create(&next)?);
         writeln!(writer, "{header}")?;
         let mut run = SyncRun {
+            _lock: lock,
             record,
             next,
             old,
@@ -263,10 +294,23 @@ impl SyncRun {
             self.flush();
             return;
         }
-        let Some(path) = self.path_of(&entry.key) else {
+        let Some((mountpath, name)) = self.place_of(&entry.key) else {
             return;
         };
-        match fs::metadata(&path) {
+        let path = mountpath.path_of(&name);
+        // Never through a symbolic link: not one on the way, and not the file itself.
+        if let Err((link, why)) = mountpath.check_way(&name) {
+            warn!(
+                "{}: not deleting {}: {}: {why}",
+                job.id,
+                path.display(),
+                link.display()
+            );
+            self.pending.push_back(Slot::Ready(Some(entry)));
+            self.flush();
+            return;
+        }
+        match fs::symlink_metadata(&path) {
             Ok(meta) if meta.is_file() && meta.len() == entry.size => {
                 match fs::remove_file(&path) {
                     Ok(()) => {
@@ -289,17 +333,16 @@ impl SyncRun {
         }
     }
 
-    fn path_of(&self, key: &str) -> Option<PathBuf> {
+    /// Where the object of `key` landed: its mountpath (by HRW) and name.
+    fn place_of(&self, key: &str) -> Option<(&Mountpath, ObjectName)> {
         let name = ObjectName::new(key).ok()?;
         let name = match &self.subdir {
             Some(dir) => name.under(dir).ok()?,
             None => name,
         };
-        let index = crate::downloader::hrw::pick(
-            crate::downloader::hrw::hash(name.as_str().as_bytes()),
-            &self.ids,
-        )?;
-        Some(self.mountpaths[index].path_of(&name))
+        let hash = crate::downloader::hrw::hash(name.as_str().as_bytes());
+        let index = crate::downloader::hrw::pick(hash, &self.ids)?;
+        Some((&self.mountpaths[index], name))
     }
 
     /// The job is over: nothing of it is in flight. `listed_all` when its listing ended

@@ -235,7 +235,7 @@ fn fetch_inner(
     if ctx.cancel.is_cancelled() {
         return Err(DownloadError::Cancelled { url: shown });
     }
-    let final_path = mountpath.path_of(request.name);
+    check_way(mountpath, request.name)?;
     let work = WorkFile::open(mountpath, request.name, &shown)?;
     let resumed = work.len;
     // A work file a crashed run left is pinned to the version its sidecar recorded.
@@ -269,7 +269,11 @@ fn fetch_inner(
     if let Some(policy) = split {
         match split_download(ctx, request, policy, &mut dest, &pin)? {
             Split::Done => {
-                return land(dest, &pin, &final_path, mountpath, 1, 0, 0).map(Outcome::Landed);
+                let effort = Effort {
+                    attempts: 1,
+                    ..Effort::default()
+                };
+                return land(dest, &pin, request.name, mountpath, effort).map(Outcome::Landed);
             }
             Split::Whole(answer) => first = Some(*answer),
             Split::OneStream { thrown } => refetched += thrown,
@@ -281,42 +285,58 @@ fn fetch_inner(
     };
     let fetched = engine::fetch(ctx, source, Span::Whole, &mut dest, &pin, expect, first)?;
     refetched += fetched.refetched;
-    land(
-        dest,
-        &pin,
-        &final_path,
-        mountpath,
-        fetched.attempts,
+    let effort = Effort {
+        attempts: fetched.attempts,
         refetched,
         resumed,
-    )
-    .map(Outcome::Landed)
+    };
+    land(dest, &pin, request.name, mountpath, effort).map(Outcome::Landed)
 }
 
-/// Renames the complete work file into place.
-fn land(
-    dest: WorkDest,
-    pin: &Pin,
-    path: &std::path::Path,
-    mountpath: &Mountpath,
+/// Refuses a name whose way into the mountpath goes through a symbolic link.
+fn check_way(mountpath: &Mountpath, name: &ObjectName) -> Result<(), DownloadError> {
+    mountpath
+        .check_way(name)
+        .map_err(|(path, source)| DownloadError::Local {
+            action: "landing through",
+            path,
+            source,
+        })
+}
+
+/// What it took to fetch an object, for [`Landed`].
+#[derive(Debug, Clone, Copy, Default)]
+struct Effort {
     attempts: u32,
     refetched: u64,
     resumed: u64,
+}
+
+/// Renames the complete work file into place (the way to it checked again: it may have
+/// changed while the object was fetched).
+fn land(
+    dest: WorkDest,
+    pin: &Pin,
+    name: &ObjectName,
+    mountpath: &Mountpath,
+    effort: Effort,
 ) -> Result<Landed, DownloadError> {
+    let path = mountpath.path_of(name);
     let bytes = dest.work.len;
     let etag = pin
         .get()
         .and_then(|info| info.etag)
         .or_else(|| dest.work.etag.clone());
-    dest.work.land(path, mountpath.fsyncs())?;
+    check_way(mountpath, name)?;
+    dest.work.land(&path, mountpath.fsyncs())?;
     trace!("landed {} ({bytes} bytes)", path.display());
     Ok(Landed {
-        path: path.to_owned(),
+        path,
         bytes,
         etag,
-        attempts,
-        refetched,
-        resumed,
+        attempts: effort.attempts,
+        refetched: effort.refetched,
+        resumed: effort.resumed,
     })
 }
 

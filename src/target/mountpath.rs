@@ -31,7 +31,8 @@ pub struct Mountpath {
 }
 
 impl Mountpath {
-    /// Opens `root` as a mountpath, creating it and its work directory when missing.
+    /// Opens `root` as a mountpath, creating it and its work directory when missing. The root
+    /// may be a symbolic link (to a disk, say); its work directory may not.
     ///
     /// Durability defaults to *no fsync*: objects are renamed into place once complete,
     /// which protects readers from partial objects, but not against power loss. This is what
@@ -40,11 +41,19 @@ impl Mountpath {
     ///
     /// # Errors
     ///
-    /// The I/O error from creating the directories.
+    /// The I/O error from creating the directories; an error of kind `Other` when the work
+    /// directory is a symbolic link (haul never writes its work files through one).
     pub fn new(root: impl Into<PathBuf>) -> io::Result<Mountpath> {
         let root = root.into();
         let work = root.join(WORK_DIR);
         fs::create_dir_all(&work)?;
+        if fs::symlink_metadata(&work)?.file_type().is_symlink() {
+            return Err(io::Error::other(format!(
+                "{} is a symbolic link: haul writes its work files only into a directory of \
+                 the mountpath itself",
+                work.display()
+            )));
+        }
         Ok(Mountpath {
             root,
             work,
@@ -81,6 +90,35 @@ impl Mountpath {
         let mut path = self.root.clone();
         path.extend(name.segments());
         path
+    }
+
+    /// Checks the way to where `name` lands: no directory inside the mountpath on it may be
+    /// a symbolic link (it would land the object, or delete a file, outside the mountpath).
+    /// Directories that do not exist yet are fine: haul makes them.
+    ///
+    /// # Errors
+    ///
+    /// The path of the first symbolic link, with an error of kind `Other`; or the error of
+    /// looking at a directory.
+    pub(crate) fn check_way(&self, name: &ObjectName) -> Result<(), (PathBuf, io::Error)> {
+        let mut path = self.root.clone();
+        let mut segments = name.segments().peekable();
+        while let Some(segment) = segments.next() {
+            if segments.peek().is_none() {
+                break; // the object itself: a rename replaces a link, it never follows one
+            }
+            path.push(segment);
+            match fs::symlink_metadata(&path) {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    let error = io::Error::other("a symbolic link inside the mountpath");
+                    return Err((path, error));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err((path, e)),
+            }
+        }
+        Ok(())
     }
 
     /// The work-file path for `name`: the same in every run, so a run after a crash finds

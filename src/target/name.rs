@@ -80,7 +80,13 @@ impl ObjectName {
             let segment = segment.to_owned();
             return Err(NameError::BadSegment { name, segment });
         }
-        if name.split('/').next() == Some(WORK_DIR) {
+        // Case-insensitively: `.HAUL-WORK` is the work directory on file systems that fold
+        // case (macOS, Windows shares), and no name needs it.
+        if name
+            .split('/')
+            .next()
+            .is_some_and(|first| first.eq_ignore_ascii_case(WORK_DIR))
+        {
             return Err(NameError::Reserved(name));
         }
         Ok(ObjectName(name))

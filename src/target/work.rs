@@ -3,6 +3,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use log::{debug, warn};
@@ -256,8 +257,12 @@ impl WorkFile {
 
     /// Makes the work file the object at `target`, atomically, with the server's
     /// `Last-Modified` as its modification time.
+    ///
+    /// The lock is held until the rename is done (and, on a failure, until the work file is
+    /// removed): a transfer of the same name that opened this file meanwhile finds it
+    /// locked, or renamed away, and never truncates what has become the landed object.
     pub(crate) fn land(mut self, target: &Path, fsync: bool) -> Result<(), DownloadError> {
-        let file = self.file.take().expect("work file is open until it lands");
+        let file = self.file_ref();
         if let Some(time) = self
             .last_modified
             .as_deref()
@@ -269,7 +274,6 @@ impl WorkFile {
         if fsync {
             file.sync_all().map_err(|e| self.error("syncing", e))?;
         }
-        drop(file);
         let parent = target.parent().unwrap_or(Path::new("."));
         // The directory usually exists: try the rename first, make it only when missing.
         let renamed = match fs::rename(&self.path, target) {
@@ -288,6 +292,9 @@ impl WorkFile {
             path: target.to_owned(),
             source,
         })?;
+        // Landed: the lock goes with the file, and nothing is left to remove.
+        self.path = PathBuf::new();
+        self.file = None;
         if self.meta_on_disk {
             let _ = fs::remove_file(&self.meta);
         }
@@ -300,12 +307,16 @@ impl WorkFile {
                     source,
                 })?;
         }
-        self.path = PathBuf::new();
         Ok(())
     }
 }
 
 /// Opens (creating) and locks the file at `path`; `None` when another holder has the lock.
+///
+/// The file is opened without following a symbolic link (one planted at a predictable
+/// work-file name is removed, never written through). After the lock is taken, the open file
+/// must still be the one at `path`: a transfer that opened it just before another renamed
+/// it into place (or removed it) holds the landed file, or a deleted one, and opens again.
 fn open_locked(work_dir: &Path, path: &Path) -> Result<Option<File>, DownloadError> {
     let open = || {
         fs::OpenOptions::new()
@@ -313,39 +324,60 @@ fn open_locked(work_dir: &Path, path: &Path) -> Result<Option<File>, DownloadErr
             .write(true)
             .create(true)
             .truncate(false)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(path)
     };
-    let file = match open() {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            // The work directory was removed under us: make it again once.
-            fs::create_dir_all(work_dir).map_err(|source| DownloadError::Local {
-                action: "creating work directory",
-                path: work_dir.to_owned(),
-                source,
-            })?;
-            open().map_err(|source| DownloadError::Local {
-                action: "creating work file",
-                path: path.to_owned(),
-                source,
-            })?
-        }
-        Err(source) => {
-            return Err(DownloadError::Local {
-                action: "creating work file",
-                path: path.to_owned(),
-                source,
-            });
-        }
+    let failed = |action, source| DownloadError::Local {
+        action,
+        path: path.to_owned(),
+        source,
     };
-    match file.try_lock() {
-        Ok(()) => Ok(Some(file)),
-        Err(fs::TryLockError::WouldBlock) => Ok(None),
-        Err(fs::TryLockError::Error(source)) => Err(DownloadError::Local {
-            action: "locking work file",
-            path: path.to_owned(),
-            source,
-        }),
+    for _ in 0..100 {
+        let file = match open() {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // The work directory was removed under us: make it again.
+                fs::create_dir_all(work_dir).map_err(|source| DownloadError::Local {
+                    action: "creating work directory",
+                    path: work_dir.to_owned(),
+                    source,
+                })?;
+                continue;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                warn!(
+                    "{}: a symbolic link where a work file goes; removed, not followed",
+                    path.display()
+                );
+                fs::remove_file(path)
+                    .map_err(|source| failed("removing a symbolic link", source))?;
+                continue;
+            }
+            Err(source) => return Err(failed("creating work file", source)),
+        };
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(fs::TryLockError::Error(source)) => {
+                return Err(failed("locking work file", source));
+            }
+        }
+        if same_file(&file, path) {
+            return Ok(Some(file));
+        }
+        // Renamed into place or removed between our open and our lock: not ours.
+    }
+    Err(failed(
+        "locking work file",
+        io::Error::other("it kept being replaced while it was opened"),
+    ))
+}
+
+/// Whether the open `file` is the file at `path` now (not a symbolic link).
+fn same_file(file: &File, path: &Path) -> bool {
+    match (file.metadata(), fs::symlink_metadata(path)) {
+        (Ok(open), Ok(there)) => open.dev() == there.dev() && open.ino() == there.ino(),
+        _ => false,
     }
 }
 
@@ -354,12 +386,13 @@ impl Drop for WorkFile {
         if self.path.as_os_str().is_empty() {
             return;
         }
-        self.file = None;
+        // Removed while still locked: nobody can take over a file that is on its way out.
         if let Err(e) = fs::remove_file(&self.path) {
             warn!("could not remove work file {}: {e}", self.path.display());
         }
         if self.meta_on_disk {
             let _ = fs::remove_file(&self.meta);
         }
+        self.file = None;
     }
 }

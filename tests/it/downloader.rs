@@ -722,3 +722,30 @@ fn a_job_timeout_fails_requests_that_take_longer() {
         assert!(files_under(dir.path()).is_empty());
     });
 }
+
+#[test]
+fn a_waiting_job_starts_when_the_active_one_learns_it_is_done_after_its_last_object() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let d = Downloader::builder()
+            .mountpath(dir.path())
+            .max_active_jobs(1)
+            .build()
+            .unwrap();
+        // At its connection limit the first job is asked for its next object only after its
+        // one object is done, and only then learns there is none.
+        let first = d
+            .submit(JobSpec::single(origin.url("/first.bin?size=1000")).max_connections(1))
+            .unwrap();
+        let second = d
+            .submit(JobSpec::single(origin.url("/second.bin?size=1000")))
+            .unwrap();
+        assert_eq!(finish(&d, first).finished, 1);
+        assert_eq!(
+            finish(&d, second).finished,
+            1,
+            "the waiting job never started"
+        );
+    });
+}

@@ -414,32 +414,47 @@ fn a_broken_or_full_mountpath_fails_its_objects_and_the_others_complete() {
 #[test]
 fn a_full_disk_is_a_clear_error_naming_the_file_and_the_work_file_is_removed() {
     guard(|| {
+        // A really full disk: a 256 KiB tmpfs as the output directory, in a mount namespace
+        // of the haul binary's own (`unshare`, util-linux; no privileges needed), which
+        // reports what it left there before the mount goes away with it.
         let origin = Origin::start().unwrap();
         let dir = TestDir::new();
-        let d = downloader(&[dir.path()]);
-        let work = dir
-            .path()
-            .join(".haul-work")
-            .join(format!("{:016x}.part", haul::hrw::hash(b"full.bin")));
-        std::os::unix::fs::symlink("/dev/full", &work).unwrap();
-        let spec = job(
-            &origin,
-            &[
-                ("full.bin", &format!("/full.bin?size={SIZE}")),
-                ("fine.bin", &format!("/fine.bin?size={SIZE}")),
-            ],
+        let out_dir = dir.path().join("full");
+        std::fs::create_dir_all(&out_dir).unwrap();
+        let script = format!(
+            "mount -t tmpfs -o size=256k tmpfs {out} && {haul} get --workers 1 -q -o {out} \
+             --attempts 1 '{small}' '{big}'; echo rc=$?; \
+             find {out} -type f | sort; sha256sum {out}/small.bin",
+            out = out_dir.display(),
+            haul = env!("CARGO_BIN_EXE_haul"),
+            small = origin.url("/small.bin?size=1000"),
+            big = origin.url(&format!("/big.bin?size={SIZE}")),
         );
-        let status = finish(&d, spec);
-        let reason = format!("writing {}: No space left on device", work.display());
-        assert_nothing_lost(
-            dir.path(),
-            &status,
-            &[
-                ("full.bin", "/full.bin", Expect::Failed(&reason)),
-                ("fine.bin", "/fine.bin", Expect::Landed),
-            ],
+        let run = std::process::Command::new("unshare")
+            .args(["--user", "--map-root-user", "--mount", "sh", "-c", &script])
+            .output()
+            .expect("unshare (util-linux) runs");
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(stdout.contains("rc=1"), "{stdout}\n{stderr}");
+        assert!(
+            stderr.contains("failed: big.bin: writing ")
+                && stderr.contains(".haul-work/")
+                && stderr.contains("No space left on device"),
+            "{stderr}"
         );
-        assert_eq!(status.retries, 0);
+        // The small object landed whole; the big one left nothing, not even a work file.
+        let small = Sha256Digest::of(&body("/small.bin", 1000)).to_string();
+        assert!(stdout.contains(&small), "{stdout}");
+        let files: Vec<&str> = stdout
+            .lines()
+            .filter(|l| l.starts_with(&*out_dir.to_string_lossy()))
+            .collect();
+        assert_eq!(
+            files,
+            [format!("{}/small.bin", out_dir.display())],
+            "{stdout}"
+        );
     });
 }
 

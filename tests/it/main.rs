@@ -7,6 +7,7 @@ mod downloader;
 mod faults;
 mod fetch_faults;
 mod fetcher;
+mod landing;
 mod name;
 mod origin;
 mod s3;

@@ -166,3 +166,27 @@ fn three_processes_with_shards_store_every_object_once_in_s3() {
         assert_eq!(bucket.uploads("").unwrap(), vec![]);
     });
 }
+
+#[test]
+fn a_listing_that_fails_is_a_failure_of_every_shard() {
+    guard_for(Duration::from_secs(60), || {
+        let server = crate::support::s3::S3Server::start(&["present"]);
+        // A bucket that does not exist: the listing fails at its first page.
+        let bucket = server.bucket("absent");
+        for index in 0..3 {
+            let dir = scratch();
+            let d = haul::Downloader::builder()
+                .mountpath(dir.path())
+                .build()
+                .unwrap();
+            let spec = haul::JobSpec::s3_prefix(&bucket, "").shard(index, 3);
+            let job = d.submit(spec).unwrap();
+            assert!(d.wait(job, Duration::from_secs(30)).unwrap());
+            let status = d.status(job, haul::Detail::All).unwrap();
+            assert_eq!(
+                status.failed, 1,
+                "shard {index}/3 finished as if its share were complete"
+            );
+        }
+    });
+}

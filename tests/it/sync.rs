@@ -301,3 +301,74 @@ fn sync_needs_a_prefix_job_and_mountpaths_body() {
         "bad option sync: needs an S3 prefix job and local mountpaths"
     );
 }
+
+#[test]
+fn a_sync_never_deletes_through_a_symbolic_link() {
+    guard_for(Duration::from_secs(60), || {
+        let server = S3Server::start(&["sync"]);
+        let dir = TestDir::new();
+        let outside = TestDir::new();
+        let downloader = Downloader::builder().mountpath(dir.path()).build().unwrap();
+        let bucket = server.bucket("sync");
+        server.seed_file("sync", "ds/sub/gone.bin", b"12345");
+        let sync = || {
+            let job = downloader
+                .submit(JobSpec::s3_prefix(&bucket, "ds/").sync(true))
+                .unwrap();
+            assert!(downloader.wait(job, Duration::from_secs(30)).unwrap());
+            downloader.status(job, Detail::All).unwrap()
+        };
+        counts(&sync(), (1, 0, 0, 0));
+        // The directory haul wrote into becomes a link to another, where a file of the
+        // recorded name and size lives; then the object goes.
+        std::fs::remove_dir_all(dir.path().join("ds/sub")).unwrap();
+        std::fs::write(outside.path().join("gone.bin"), b"54321").unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("ds/sub")).unwrap();
+        bucket.delete("ds/sub/gone.bin").unwrap();
+        let status = sync();
+        assert_eq!(status.deleted, 0);
+        holds(&outside.path().join("gone.bin"), b"54321");
+    });
+}
+
+#[test]
+fn a_second_sync_of_the_same_source_is_refused_while_one_runs_and_the_record_survives() {
+    guard_for(Duration::from_secs(60), || {
+        let server = S3Server::start(&["sync"]);
+        let dir = TestDir::new();
+        let d = Downloader::builder().mountpath(dir.path()).build().unwrap();
+        let bucket = server.bucket("sync");
+        let seed = |v: u64| {
+            let objects = (0..3).map(|i| (key(i), content(i, v))).collect();
+            server.seed_many("sync", objects);
+        };
+        let run = |d: &Downloader, spec: JobSpec| {
+            let job = d.submit(spec).unwrap();
+            assert!(d.wait(job, Duration::from_secs(30)).unwrap());
+            d.status(job, Detail::All).unwrap()
+        };
+        let spec = || JobSpec::s3_prefix(&bucket, "ds/").sync(true);
+        seed(0);
+        counts(&run(&d, spec()), (3, 0, 0, 0));
+        // Changed remotely, and fetched slowly: the second sync runs for a while.
+        seed(1);
+        let slow = d.submit(spec().rate_limit(300)).unwrap();
+        let refused = d.submit(spec()).unwrap_err();
+        assert!(
+            matches!(refused, haul::SubmitError::SyncRunning { .. }),
+            "{refused:?}"
+        );
+        assert!(refused.to_string().contains("another sync"), "{refused}");
+        // Another downloader (another process, a cron run overlapping) is refused too.
+        let other = Downloader::builder().mountpath(dir.path()).build().unwrap();
+        let refused = other.submit(spec()).unwrap_err();
+        assert!(
+            matches!(refused, haul::SubmitError::SyncRunning { .. }),
+            "{refused:?}"
+        );
+        assert!(d.wait(slow, Duration::from_secs(30)).unwrap());
+        counts(&d.status(slow, Detail::All).unwrap(), (3, 0, 0, 0));
+        // The record is whole: the next sync knows every file.
+        counts(&run(&other, spec()), (0, 3, 0, 0));
+    });
+}
