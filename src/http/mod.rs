@@ -34,8 +34,8 @@ pub struct HttpConfig {
     pub response_timeout: Duration,
     /// The stall rule's window: a transfer that receives fewer than
     /// [`stall_min_bytes`](HttpConfig::stall_min_bytes) in this long (or nothing at all in
-    /// any one read) is abandoned, and retried by the [`RetryPolicy`](crate::RetryPolicy).
-    /// Default 30 s.
+    /// any one read), or whose peer takes nothing of a write for this long, is abandoned,
+    /// and retried by the [`RetryPolicy`](crate::RetryPolicy). Default 30 s.
     pub stall_window: Duration,
     /// The stall rule's floor: fewer bytes than this in a whole
     /// [`stall_window`](HttpConfig::stall_window) is a stall. Default 1 KiB (the rule then
@@ -163,6 +163,8 @@ impl HttpClient {
             .timeout_connect(Some(config.connect_timeout))
             .timeout_recv_response(Some(config.response_timeout))
             .timeout_per_read(Some(config.stall_window))
+            // A write that the peer does not read for a whole window is a stall too.
+            .timeout_per_write(Some(config.stall_window))
             .user_agent(config.user_agent.as_str())
             .build();
         let agent = ureq::Agent::with_parts(

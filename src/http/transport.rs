@@ -1,11 +1,13 @@
-//! A ureq transport that notices cancellation while it waits for bytes.
+//! A ureq transport that notices cancellation while it waits for bytes or to send them.
 //!
 //! A body read blocks in the socket until data arrives; a [`ProgressReader`] sees its cancel
 //! flag only when that read returns. This transport, wrapped around ureq's default chain,
 //! waits for input in slices of at most [`SLICE`] and checks the calling thread's current
 //! cancel token between slices, so an abort stops a transfer promptly even when the server
-//! sends nothing. ureq drives a request's I/O on the calling thread, so the token travels in
-//! a thread-local set by [`with_cancel`] around the whole transfer.
+//! sends nothing. A write blocks until the peer reads (an upload to a store that stopped
+//! reading); while one is under way, the token holds a hook that shuts the socket down on
+//! cancel, which ends the write at once. ureq drives a request's I/O on the calling thread,
+//! so the token travels in a thread-local set by [`with_cancel`] around the whole transfer.
 //!
 //! This uses ureq's *unversioned* transport API; `Cargo.toml` pins ureq's minor version.
 //!
@@ -13,10 +15,12 @@
 
 use std::cell::RefCell;
 use std::io;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use ureq::unversioned::transport::{
-    Buffers, ConnectionDetails, Connector, DefaultConnector, NextTimeout, Transport,
+    Buffers, ConnectionDetails, Connector, DefaultConnector, NextTimeout, ShutdownHandle, Transport,
 };
 
 use crate::cancel::CancelToken;
@@ -54,6 +58,9 @@ pub(crate) struct CancellableConnector {
     inner: DefaultConnector,
 }
 
+/// The shutdown handle of the socket under a transport, once its connector registered it.
+type Handle = Arc<Mutex<Option<Weak<dyn ShutdownHandle>>>>;
+
 impl Connector<()> for CancellableConnector {
     type Out = CancellableTransport;
 
@@ -62,17 +69,39 @@ impl Connector<()> for CancellableConnector {
         details: &ConnectionDetails,
         chained: Option<()>,
     ) -> Result<Option<Self::Out>, ureq::Error> {
+        // The socket's connector registers its shutdown handle with the agent; keep a copy,
+        // so a cancel can shut this socket down.
+        let handle: Handle = Arc::default();
+        let agent = Arc::clone(&details.register_shutdown);
+        let kept = Arc::clone(&handle);
+        let details = ConnectionDetails {
+            uri: details.uri,
+            addrs: details.addrs.clone(),
+            config: details.config,
+            request_level: details.request_level,
+            resolver: details.resolver,
+            now: details.now,
+            timeout: details.timeout,
+            current_time: Arc::clone(&details.current_time),
+            run_connector: Arc::clone(&details.run_connector),
+            register_shutdown: Arc::new(move |weak: Weak<dyn ShutdownHandle>| {
+                *kept.lock() = Some(weak.clone());
+                agent(weak)
+            }),
+        };
         Ok(self
             .inner
-            .connect(details, chained)?
-            .map(|inner| CancellableTransport { inner }))
+            .connect(&details, chained)?
+            .map(|inner| CancellableTransport { inner, handle }))
     }
 }
 
-/// A transport whose waits for input end early when the current cancel token is cancelled.
+/// A transport whose waits for input end early when the current cancel token is cancelled,
+/// and whose writes are interrupted by it.
 #[derive(Debug)]
 pub(crate) struct CancellableTransport {
     inner: Box<dyn Transport>,
+    handle: Handle,
 }
 
 impl Transport for CancellableTransport {
@@ -81,7 +110,27 @@ impl Transport for CancellableTransport {
     }
 
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
-        self.inner.transmit_output(amount, timeout)
+        let Some(cancel) = current() else {
+            return self.inner.transmit_output(amount, timeout);
+        };
+        if cancel.is_cancelled() {
+            return Err(ureq::Error::Io(io::Error::other(Cancelled)));
+        }
+        let handle = self.handle.lock().clone();
+        let sent = {
+            let _hook = handle.map(|weak| {
+                cancel.on_cancel(move || {
+                    if let Some(socket) = weak.upgrade() {
+                        socket.shutdown();
+                    }
+                })
+            });
+            self.inner.transmit_output(amount, timeout)
+        };
+        match sent {
+            Err(_) if cancel.is_cancelled() => Err(ureq::Error::Io(io::Error::other(Cancelled))),
+            other => other,
+        }
     }
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {

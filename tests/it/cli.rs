@@ -340,45 +340,56 @@ fn slow_template(origin: &Origin) -> String {
     origin.url("/slow/o-{0..7}.bin?size=4000000&rate=1000000")
 }
 
+/// The signals that stop a run, and the exit code each gives (128 + its number): Ctrl-C,
+/// what Kubernetes and systemd send, and a closed terminal.
+const STOPS: [(&str, i32); 3] = [("INT", 130), ("TERM", 143), ("HUP", 129)];
+
 #[test]
-fn ctrl_c_aborts_cleanly_with_exit_code_130_and_no_work_files() {
+fn ctrl_c_sigterm_and_sighup_abort_cleanly_with_a_summary_and_no_work_files() {
     guard(|| {
-        let origin = Origin::start().unwrap();
-        let dir = TestDir::new();
-        let child = Command::new(env!("CARGO_BIN_EXE_haul"))
-            .args([
-                "get",
-                "-o",
-                dir.path().to_str().unwrap(),
-                &slow_template(&origin),
-            ])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        // Mid-transfer, provably: work files with bytes in them.
-        assert!(crate::support::wait_until(|| files_under(dir.path())
-            .iter()
-            .any(|f| f.ends_with(".part")
-                && std::fs::metadata(dir.path().join(f))
-                    .is_ok_and(|m| m.len() > 0))));
-        let kill = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(kill.success());
-        let out = child.wait_with_output().unwrap();
-        assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
-        assert!(
-            text(&out.stdout).contains(" cancelled; "),
-            "{}",
-            text(&out.stdout)
-        );
-        let left: Vec<String> = files_under(dir.path())
-            .into_iter()
-            .filter(|f| f.contains(".haul-work/"))
-            .collect();
-        assert!(left.is_empty(), "work files left: {left:?}");
+        for (signal, code) in STOPS {
+            let origin = Origin::start().unwrap();
+            let dir = TestDir::new();
+            let child = Command::new(env!("CARGO_BIN_EXE_haul"))
+                .args([
+                    "get",
+                    "-o",
+                    dir.path().to_str().unwrap(),
+                    &slow_template(&origin),
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            // Mid-transfer, provably: work files with bytes in them.
+            assert!(crate::support::wait_until(|| files_under(dir.path())
+                .iter()
+                .any(|f| f.ends_with(".part")
+                    && std::fs::metadata(dir.path().join(f))
+                        .is_ok_and(|m| m.len() > 0))));
+            let kill = Command::new("kill")
+                .args([&format!("-{signal}"), &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(kill.success());
+            let out = child.wait_with_output().unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(code),
+                "SIG{signal}: {}",
+                text(&out.stderr)
+            );
+            assert!(
+                text(&out.stdout).contains(" cancelled; "),
+                "SIG{signal}: {}",
+                text(&out.stdout)
+            );
+            let left: Vec<String> = files_under(dir.path())
+                .into_iter()
+                .filter(|f| f.contains(".haul-work/"))
+                .collect();
+            assert!(left.is_empty(), "SIG{signal}: work files left: {left:?}");
+        }
     });
 }
 
@@ -752,54 +763,66 @@ fn s3_options_endpoint_region_suffix_and_cat_memory_take_effect() {
 }
 
 #[test]
-fn ctrl_c_mid_upload_into_s3_leaves_no_object_and_no_upload() {
+fn a_stop_signal_mid_upload_into_s3_leaves_no_object_and_no_upload() {
     guard(|| {
         let server = crate::support::s3::S3Server::start(&["intr"]);
         let bucket = server.bucket("intr");
-        let origin = Origin::start().unwrap();
-        // Two 5 MiB parts go up, then the body waits at the gate.
-        let url = origin.url(&format!(
-            "/intr/big.bin?size={}&gate_after={}",
-            30 << 20,
-            12 << 20
-        ));
-        let child = server
-            .haul()
-            .args([
-                "get",
-                "--part-size",
-                "5MiB",
-                "-o",
-                &format!("s3://{}/p", bucket.name()),
-                &url,
-            ])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        assert!(
-            origin
-                .gate()
-                .wait_arrivals(1, std::time::Duration::from_secs(60))
-        );
-        assert!(crate::support::wait_until(|| bucket
-            .uploads("")
-            .unwrap()
-            .len()
-            == 1));
-        let kill = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(kill.success());
-        let out = child.wait_with_output().unwrap();
-        assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
-        assert_eq!(
-            bucket.uploads("").unwrap(),
-            vec![],
-            "the upload was aborted"
-        );
-        assert_eq!(bucket.head("p/big.bin").unwrap(), None, "no partial object");
-        origin.gate().release();
+        for (signal, code) in STOPS {
+            let origin = Origin::start().unwrap();
+            // Two 5 MiB parts go up, then the body waits at the gate.
+            let url = origin.url(&format!(
+                "/intr/big.bin?size={}&gate_after={}",
+                30 << 20,
+                12 << 20
+            ));
+            let child = server
+                .haul()
+                .args([
+                    "get",
+                    "--part-size",
+                    "5MiB",
+                    "-o",
+                    &format!("s3://{}/p", bucket.name()),
+                    &url,
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            assert!(
+                origin
+                    .gate()
+                    .wait_arrivals(1, std::time::Duration::from_secs(60))
+            );
+            assert!(crate::support::wait_until(|| bucket
+                .uploads("")
+                .unwrap()
+                .len()
+                == 1));
+            let kill = Command::new("kill")
+                .args([&format!("-{signal}"), &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(kill.success());
+            let out = child.wait_with_output().unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(code),
+                "SIG{signal}: {}",
+                text(&out.stderr)
+            );
+            assert!(text(&out.stdout).contains(" cancelled; "), "SIG{signal}");
+            assert_eq!(
+                bucket.uploads("").unwrap(),
+                vec![],
+                "SIG{signal}: the upload was aborted"
+            );
+            assert_eq!(
+                bucket.head("p/big.bin").unwrap(),
+                None,
+                "SIG{signal}: no partial object"
+            );
+            origin.gate().release();
+        }
     });
 }

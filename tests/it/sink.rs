@@ -435,3 +435,72 @@ fn parts_of_one_object_go_up_in_parallel_only_within_the_budget() {
         assert_eq!(bucket.uploads("").unwrap(), vec![]);
     });
 }
+
+/// A downloader into a bucket of a store that reads a request's head and then nothing, for
+/// objects of `part` bytes stored with one PUT each.
+fn into_a_stuck_store(
+    stuck: &crate::support::stuck::StuckServer,
+    http: haul::HttpConfig,
+) -> Downloader {
+    let config = haul::s3::S3Config::new(stuck.endpoint(), "us-east-1")
+        .credentials("stuck", "stuck")
+        .http(http)
+        .retry(RetryPolicy::none());
+    let bucket = Bucket::new("stuck", &config).unwrap();
+    Downloader::builder()
+        .s3_target(S3Target::new(&bucket, "").part_size(32 * MIB))
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn abort_reaches_an_upload_stuck_in_a_write() {
+    guard_for(Duration::from_secs(60), || {
+        let stuck = crate::support::stuck::StuckServer::start();
+        let origin = Origin::start().unwrap();
+        let d = into_a_stuck_store(&stuck, haul::HttpConfig::default());
+        // 32 MiB in one PUT: far more than the socket buffers hold, so the write blocks.
+        let url = origin.url(&format!("/big.bin?size={}", 32 * MIB));
+        let job = d
+            .submit(JobSpec::single(url).retry(RetryPolicy::none()))
+            .unwrap();
+        assert!(
+            stuck.wait_heads(1, Duration::from_secs(30)),
+            "no PUT arrived"
+        );
+        d.abort(job).unwrap();
+        assert!(
+            d.wait(job, Duration::from_secs(5)).unwrap(),
+            "the abort did not reach the upload"
+        );
+        let status = d.status(job, Detail::All).unwrap();
+        assert_eq!(
+            (status.finished, status.cancelled),
+            (0, 1),
+            "{:?}",
+            failures(&status)
+        );
+    });
+}
+
+#[test]
+fn an_upload_stuck_in_a_write_fails_by_the_stall_rule() {
+    guard_for(Duration::from_secs(60), || {
+        let stuck = crate::support::stuck::StuckServer::start();
+        let origin = Origin::start().unwrap();
+        let http = haul::HttpConfig::default().stall(1, Duration::from_millis(500));
+        let d = into_a_stuck_store(&stuck, http);
+        let url = origin.url(&format!("/big.bin?size={}", 32 * MIB));
+        let job = d
+            .submit(JobSpec::single(url).retry(RetryPolicy::none()))
+            .unwrap();
+        assert!(
+            d.wait(job, Duration::from_secs(20)).unwrap(),
+            "a write that makes no progress was waited on for ever"
+        );
+        let status = d.status(job, Detail::All).unwrap();
+        assert_eq!(status.failed, 1, "{:?}", failures(&status));
+        let text = failures(&status).join("");
+        assert!(text.contains("storing s3://stuck/big.bin"), "{text}");
+    });
+}

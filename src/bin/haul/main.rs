@@ -60,7 +60,7 @@ fn main() -> ExitCode {
         json: cli.json || cli.json_progress,
         json_progress: cli.json_progress,
     });
-    run::abort_on_ctrl_c();
+    run::abort_on_stop_signals();
     let result = match cli.command {
         Command::Get(args) => get::run(args),
         Command::Demo(args) => demo::run(args),

@@ -3,7 +3,8 @@
 use std::error::Error;
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use haul::{Detail, Downloader, JobId, JobStatus};
@@ -17,8 +18,8 @@ pub(crate) struct UsageError(pub(crate) String);
 pub(crate) struct Summary {
     pub(crate) statuses: Vec<JobStatus>,
     pub(crate) elapsed: Duration,
-    /// Ctrl-C aborted the jobs.
-    pub(crate) interrupted: bool,
+    /// The signal that aborted the jobs (SIGINT, SIGTERM, SIGHUP), if one did.
+    pub(crate) stopped_by: Option<i32>,
 }
 
 impl Summary {
@@ -39,7 +40,8 @@ impl Summary {
     }
 
     /// Prints the summary (a line, or one JSON object with `--json`; nothing with `-q`) and
-    /// each failure on stderr. The exit code: 0 all landed, 1 any failed, 130 interrupted.
+    /// each failure on stderr. The exit code: 0 all landed, 1 any failed, 128 + the signal's
+    /// number when one stopped the run (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
     pub(crate) fn report(&self) -> ExitCode {
         let out = output();
         let secs = self.elapsed.as_secs_f64().max(1e-9);
@@ -66,8 +68,8 @@ impl Summary {
                 eprintln!("failed: {}: {}", failure.name, chain(&*failure.error));
             }
         }
-        if self.interrupted {
-            ExitCode::from(130)
+        if let Some(signal) = self.stopped_by {
+            ExitCode::from(u8::try_from(128 + signal).unwrap_or(130))
         } else if self.failed() > 0 || self.count(|s| s.cancelled) > 0 {
             ExitCode::FAILURE
         } else {
@@ -77,7 +79,7 @@ impl Summary {
 
     /// The library's status fields, per job and summed.
     fn json(&self, secs: f64) -> serde_json::Value {
-        status_json(&self.statuses, secs, true, self.interrupted)
+        status_json(&self.statuses, secs, true, self.stopped_by.is_some())
     }
 }
 
@@ -155,19 +157,36 @@ pub(crate) fn output() -> Output {
     OUTPUT.get().copied().unwrap_or_default()
 }
 
-/// Set by the Ctrl-C handler; the wait loop aborts every job when it sees it.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// The number of the stop signal that came (0: none yet); the wait loop aborts every job
+/// when it sees one.
+fn stop_signal() -> &'static Arc<AtomicUsize> {
+    static STOP: OnceLock<Arc<AtomicUsize>> = OnceLock::new();
+    STOP.get_or_init(Arc::default)
+}
 
-/// Makes Ctrl-C (SIGINT) abort the jobs cleanly instead of killing the process: running
-/// transfers stop, work files are removed, the summary is printed, the exit code is 130.
-pub(crate) fn abort_on_ctrl_c() {
-    if let Err(e) = ctrlc::set_handler(|| INTERRUPTED.store(true, Ordering::SeqCst)) {
-        log::warn!("Ctrl-C will kill haul outright: {e}");
+/// Makes SIGINT (Ctrl-C), SIGTERM (what Kubernetes and systemd send) and SIGHUP (a closed
+/// terminal) abort the jobs cleanly instead of killing the process: running transfers stop,
+/// work files and multipart uploads of unfinished objects are removed, the summary is
+/// printed, and the exit code is 128 + the signal's number. A second stop signal kills at
+/// once, as it would without haul's handler.
+pub(crate) fn abort_on_stop_signals() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let seen = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM, SIGHUP] {
+        let registered = signal_hook::flag::register_conditional_default(signal, Arc::clone(&seen))
+            .and_then(|_| signal_hook::flag::register(signal, Arc::clone(&seen)))
+            .and_then(|_| {
+                let number = usize::try_from(signal).expect("signal numbers are small");
+                signal_hook::flag::register_usize(signal, Arc::clone(stop_signal()), number)
+            });
+        if let Err(e) = registered {
+            log::warn!("signal {signal} will kill haul outright: {e}");
+        }
     }
 }
 
 /// Waits for every job, drawing progress on a terminal, and collects their final statuses.
-/// Ctrl-C aborts them all.
+/// A stop signal aborts them all.
 pub(crate) fn wait_all(
     downloader: &Downloader,
     jobs: &[JobId],
@@ -177,10 +196,13 @@ pub(crate) fn wait_all(
     let mut bars = (!out.quiet && !out.json && std::io::stderr().is_terminal())
         .then(crate::progress::Bars::new);
     let mut aborted = false;
+    let mut stopped_by = None;
     let mut next_line = started + PROGRESS_INTERVAL;
     loop {
-        if INTERRUPTED.load(Ordering::SeqCst) && !aborted {
+        let signal = stop_signal().load(Ordering::SeqCst);
+        if signal != 0 && !aborted {
             aborted = true;
+            stopped_by = i32::try_from(signal).ok();
             for &job in jobs {
                 let _ = downloader.abort(job);
             }
@@ -219,7 +241,7 @@ pub(crate) fn wait_all(
     Ok(Summary {
         statuses,
         elapsed: started.elapsed(),
-        interrupted: aborted,
+        stopped_by,
     })
 }
 

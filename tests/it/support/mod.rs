@@ -3,6 +3,7 @@
 pub mod proxy;
 pub mod s3;
 pub mod s3_store;
+pub mod stuck;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
