@@ -244,7 +244,7 @@ mod thread;
 pub use cancel::CancelToken;
 pub use downloader::hrw;
 pub use downloader::job::{
-    Detail, Existing, JobId, JobSpec, JobStatus, Source, TaskFailure, TaskInfo,
+    Detail, Existing, JobId, JobSpec, JobStatus, MAX_KEPT_FAILURES, Source, TaskFailure, TaskInfo,
 };
 pub use downloader::{
     BuildError, DEFAULT_JOB_QUEUE_CAPACITY, DEFAULT_MAX_ACTIVE_JOBS, DEFAULT_QUEUE_CAPACITY,

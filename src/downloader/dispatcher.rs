@@ -24,7 +24,12 @@ use crate::target::name::ObjectName;
 #[derive(Debug)]
 pub(crate) struct Task {
     pub(crate) job: Arc<Job>,
+    /// The URL; for an object of the job's bucket, `s3://bucket/key`.
     pub(crate) url: String,
+    /// The object's key in the job's bucket (a backend job): presigned per request, so a
+    /// task that waits long in a queue never carries an expired signature, and a crashed
+    /// run's work file is known again by its key.
+    pub(crate) key: Option<String>,
     pub(crate) name: ObjectName,
     /// Its place in a sync job's record.
     pub(crate) sync: Option<Ticket>,
@@ -76,6 +81,7 @@ pub(crate) struct Listed {
 /// of it, for a listed job.
 pub(crate) struct Next {
     url: String,
+    key: Option<String>,
     name: Result<ObjectName, DownloadError>,
     listed: Option<crate::s3::ListedObject>,
     /// A failure of the whole job rather than of one object (its listing broke off): every
@@ -87,6 +93,7 @@ impl Next {
     fn of(url: String, name: Result<ObjectName, DownloadError>) -> Next {
         Next {
             url,
+            key: None,
             name,
             listed: None,
             whole_job: false,
@@ -169,21 +176,11 @@ impl Expansion {
                         return Some(Next::of(shown, Err(error)));
                     }
                 };
-                return match bucket.presign_get(key, None) {
-                    Ok(url) => Some(Next {
-                        url,
-                        name: Ok(name),
-                        listed: Some(object),
-                        whole_job: false,
-                    }),
-                    Err(e) => Some(Next::of(
-                        shown.clone(),
-                        Err(DownloadError::Request {
-                            url: shown,
-                            source: Box::new(e),
-                        }),
-                    )),
-                };
+                return Some(Next {
+                    key: Some(key.clone()),
+                    listed: Some(object),
+                    ..Next::of(shown, Ok(name))
+                });
             },
         }
     }
@@ -218,6 +215,8 @@ pub(crate) struct Dispatcher {
     pub(crate) mountpath_ids: Vec<u64>,
     pub(crate) store: Arc<Store>,
     pub(crate) max_active: usize,
+    /// The most objects of a sync job between its oldest unfinished one and its newest.
+    pub(crate) sync_window: usize,
     /// Jobs submitted and not yet active; shared with the handle for `QueueFull`.
     pub(crate) unstarted: Arc<AtomicUsize>,
 }
@@ -451,12 +450,20 @@ impl Dispatcher {
         }
     }
 
-    fn at_connection_limit(state: &State, job: &Job) -> bool {
-        let Some(limit) = job.max_connections else {
+    /// Whether the job may not send a task now: it is at its connection limit, or it is a
+    /// sync whose record waits on [`sync_window`](Dispatcher::sync_window) objects behind
+    /// its oldest unfinished one (a stalled object holds the job back instead of its queue
+    /// growing without end).
+    fn at_limit(&self, state: &State, job: &Job) -> bool {
+        let Some(tracked) = state.tracked.get(&job.id) else {
             return false;
         };
-        let in_flight = state.tracked.get(&job.id).map_or(0, |t| t.in_flight);
-        in_flight >= limit
+        job.max_connections
+            .is_some_and(|limit| tracked.in_flight >= limit)
+            || tracked
+                .sync
+                .as_ref()
+                .is_some_and(|run| run.pending() >= self.sync_window)
     }
 
     /// The next task, round-robin over active jobs so a small job is not starved behind a
@@ -471,12 +478,16 @@ impl Dispatcher {
                     progressed = true;
                     continue;
                 }
-                if Self::at_connection_limit(state, &active.job) {
+                if self.at_limit(state, &active.job) {
                     state.active.push_back(active);
                     continue;
                 }
                 let Some(Next {
-                    url, name, listed, ..
+                    url,
+                    key,
+                    name,
+                    listed,
+                    ..
                 }) = next_in_shard(&mut active)
                 else {
                     let complete = active.names.complete();
@@ -505,6 +516,7 @@ impl Dispatcher {
                             Task {
                                 job,
                                 url,
+                                key,
                                 name,
                                 sync,
                             },

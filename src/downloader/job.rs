@@ -424,6 +424,11 @@ pub struct TaskInfo {
     pub bytes_total: Option<u64>,
 }
 
+/// The most failures a job keeps (name and error) for [`JobStatus::failures`]: a job of
+/// ten million objects that all fail holds a thousand, not ten million; the rest are
+/// counted by reason and logged at debug.
+pub const MAX_KEPT_FAILURES: usize = 1000;
+
 /// One object that failed, with why.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -461,8 +466,13 @@ pub struct JobStatus {
     pub bytes: u64,
     /// Attempts beyond each object's first: how often something went wrong and was retried.
     pub retries: u64,
-    /// The failed objects and why ([`Detail::All`] only).
+    /// The first [`MAX_KEPT_FAILURES`] failed objects and why ([`Detail::All`] only); every
+    /// one is counted in `failed` and [`failure_reasons`](JobStatus::failure_reasons), and
+    /// logged at debug.
     pub failures: Vec<TaskFailure>,
+    /// How many objects failed for each reason (`"HTTP status 404"`, `"request failed"`,
+    /// …): exact for every failure, however many.
+    pub failure_reasons: std::collections::BTreeMap<String, u64>,
     /// Objects being downloaded now.
     pub in_flight: Vec<TaskInfo>,
     /// When the job was submitted.

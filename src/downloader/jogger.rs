@@ -54,12 +54,23 @@ impl Jogger {
             job.cancelled();
             return false;
         }
+        // What the return value tells a sync's record: `true` records the object as haul's
+        // (landed now, or landed before and unchanged); `false` keeps the record's old line,
+        // so a file haul did not write never becomes one it may delete.
         let revalidate = match self.present(task) {
             Ok(None) => None,
+            Ok(Some(Present::Ours)) => {
+                debug!(
+                    "{}: skipping {}: unchanged since haul wrote it",
+                    job.id, task.name
+                );
+                job.skipped();
+                return true;
+            }
             Ok(Some(Present::Skip)) => {
                 debug!("{}: skipping {}: already present", job.id, task.name);
                 job.skipped();
-                return true;
+                return false;
             }
             Ok(Some(Present::Check { size, modified })) => Some((size, modified)),
             Err(error) => {
@@ -79,7 +90,14 @@ impl Jogger {
             progress,
             cancel: &job.cancel,
         };
-        let source = Source::Url(&task.url);
+        let source = match (&task.key, &job.bucket) {
+            (Some(key), Some(bucket)) => Source::S3 {
+                bucket,
+                key,
+                version: None,
+            },
+            _ => Source::Url(&task.url),
+        };
         let sha256 = job.sha256.get(task.name.as_str());
         // The bytes that landed, or `None` when revalidation found the file up to date.
         let result = caught(&task.url, || match &*self.target {
@@ -103,7 +121,11 @@ impl Jogger {
         job.stop_running(self.slot);
         match result {
             Ok(Some(bytes)) => job.landed(bytes),
-            Ok(None) => job.skipped(),
+            Ok(None) => {
+                // Revalidated as unchanged: a file that matches, not one haul wrote now.
+                job.skipped();
+                return false;
+            }
             Err(e) if e.is_cancelled() => {
                 job.cancelled();
                 return false;
@@ -129,7 +151,7 @@ impl Jogger {
                     && std::fs::symlink_metadata(&path)
                         .is_ok_and(|m| m.is_file() && Some(m.len()) == expected)
                 {
-                    return Ok(Some(Present::Skip));
+                    return Ok(Some(Present::Ours));
                 }
                 Ok(job.existing(&path))
             }

@@ -266,7 +266,10 @@ impl DownloaderBuilder {
         self
     }
 
-    /// Capacity of each mountpath's task queue. Default [`DEFAULT_QUEUE_CAPACITY`].
+    /// Capacity of each mountpath's task queue. Default [`DEFAULT_QUEUE_CAPACITY`]. A sync
+    /// job also runs at most four times this many objects past its oldest unfinished one
+    /// (its record is written in key order), so one stalled object holds it back instead of
+    /// its memory growing.
     pub fn queue_capacity(mut self, n: usize) -> Self {
         self.queue_capacity = n;
         self
@@ -419,6 +422,7 @@ impl DownloaderBuilder {
             mountpath_ids: ids.clone(),
             store: Arc::clone(&store),
             max_active: self.max_active_jobs,
+            sync_window: self.queue_capacity.saturating_mul(4),
             unstarted: Arc::clone(&unstarted),
         };
         let dispatcher = JoinOnDrop::spawn("haul-dispatch".into(), move || dispatcher.run())
@@ -864,6 +868,10 @@ fn prepare(spec: JobSpec, to_store: bool) -> Result<(JobSettings, Expansion), Su
         .description
         .clone()
         .unwrap_or_else(|| spec.default_description());
+    let job_bucket = match &spec.source {
+        Source::S3Prefix { bucket, .. } => Some(bucket.clone()),
+        _ => None,
+    };
     let (total, expansion) = match spec.source {
         Source::Single { url, name } => {
             let object = place(&url, name.as_deref())?;
@@ -955,6 +963,7 @@ fn prepare(spec: JobSpec, to_store: bool) -> Result<(JobSettings, Expansion), Su
         parts: spec.parts,
         shard: spec.shard,
         sha256,
+        bucket: job_bucket,
         // A shard's share is known only when the expansion ends.
         total: total.filter(|_| spec.shard.is_none()),
     };

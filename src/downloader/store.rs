@@ -10,7 +10,9 @@ use std::time::{Duration, Instant, SystemTime};
 use parking_lot::{Condvar, Mutex};
 
 use crate::cancel::CancelToken;
-use crate::downloader::job::{Detail, Existing, JobId, JobStatus, TaskFailure, TaskInfo};
+use crate::downloader::job::{
+    Detail, Existing, JobId, JobStatus, MAX_KEPT_FAILURES, TaskFailure, TaskInfo,
+};
 use crate::engine::parts::PartsPolicy;
 use crate::engine::rate::RateLimiter;
 use crate::engine::retry::RetryPolicy;
@@ -24,7 +26,9 @@ const UNKNOWN: u64 = u64::MAX;
 /// An object's file is already there.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Present {
-    /// Skip it.
+    /// Skip it: haul wrote it (a sync's record says so), and it is unchanged.
+    Ours,
+    /// Skip it: a file is there, whoever wrote it.
     Skip,
     /// Ask the server whether it changed since.
     Check { size: u64, modified: SystemTime },
@@ -45,6 +49,8 @@ pub(crate) struct Job {
     /// This process's shard index, and the HRW ids of all the job's shards.
     pub(crate) shard: Option<(usize, Vec<u64>)>,
     pub(crate) sha256: BTreeMap<String, Sha256Digest>,
+    /// The bucket of a backend job, whose tasks name keys in it.
+    pub(crate) bucket: Option<crate::s3::Bucket>,
     pub(crate) cancel: CancelToken,
     pub(crate) retries: AtomicU64,
     aborted: AtomicBool,
@@ -56,11 +62,18 @@ pub(crate) struct Job {
     cancelled: AtomicU64,
     deleted: AtomicU64,
     bytes: AtomicU64,
-    failures: Mutex<Vec<TaskFailure>>,
+    failures: Mutex<Failures>,
     running: Mutex<Vec<Running>>,
     submitted_at: SystemTime,
     finished_at: Mutex<Option<SystemTime>>,
     all_dispatched: AtomicBool,
+}
+
+/// A job's failures: the first [`MAX_KEPT_FAILURES`] whole, every one counted by reason.
+#[derive(Debug, Default)]
+struct Failures {
+    kept: Vec<TaskFailure>,
+    reasons: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Debug)]
@@ -84,6 +97,7 @@ pub(crate) struct JobSettings {
     pub(crate) shard: Option<(u32, u32)>,
     /// Expected digests by the object's full name (subdir included).
     pub(crate) sha256: BTreeMap<String, Sha256Digest>,
+    pub(crate) bucket: Option<crate::s3::Bucket>,
     pub(crate) total: Option<u64>,
 }
 
@@ -125,11 +139,22 @@ impl Job {
     }
 
     pub(crate) fn failed(&self, name: String, error: DownloadError) {
-        log::debug!("{}: {name} failed: {error}", self.id);
-        self.failures.lock().push(TaskFailure {
-            name,
-            error: Arc::new(error),
-        });
+        log::debug!(
+            "{}: {name} failed: {}",
+            self.id,
+            crate::engine::retry::chain(&error)
+        );
+        let reason = error.reason();
+        {
+            let mut failures = self.failures.lock();
+            *failures.reasons.entry(reason).or_insert(0) += 1;
+            if failures.kept.len() < MAX_KEPT_FAILURES {
+                failures.kept.push(TaskFailure {
+                    name,
+                    error: Arc::new(error),
+                });
+            }
+        }
         self.failed.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -198,9 +223,12 @@ impl Job {
                 bytes_total: r.progress.total(),
             })
             .collect();
-        let failures = match detail {
-            Detail::All => self.failures.lock().clone(),
-            Detail::OnlyActive => Vec::new(),
+        let (failures, failure_reasons) = match detail {
+            Detail::All => {
+                let failures = self.failures.lock();
+                (failures.kept.clone(), failures.reasons.clone())
+            }
+            Detail::OnlyActive => Default::default(),
         };
         let total = self.total.load(Ordering::Relaxed);
         JobStatus {
@@ -217,6 +245,7 @@ impl Job {
             bytes: self.bytes.load(Ordering::Relaxed)
                 + in_flight.iter().map(|t| t.bytes_done).sum::<u64>(),
             failures,
+            failure_reasons,
             in_flight,
             submitted_at: self.submitted_at,
             finished_at: *self.finished_at.lock(),
@@ -251,6 +280,7 @@ impl Store {
                 .shard
                 .map(|(index, count)| (index as usize, crate::downloader::hrw::shard_ids(count))),
             sha256: settings.sha256,
+            bucket: settings.bucket,
             retries: AtomicU64::new(0),
             cancel: CancelToken::new(),
             aborted: AtomicBool::new(false),
@@ -262,7 +292,7 @@ impl Store {
             cancelled: AtomicU64::new(0),
             deleted: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
-            failures: Mutex::new(Vec::new()),
+            failures: Mutex::new(Failures::default()),
             running: Mutex::new(Vec::new()),
             submitted_at: SystemTime::now(),
             finished_at: Mutex::new(None),

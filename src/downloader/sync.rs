@@ -242,6 +242,12 @@ impl SyncRun {
         Ticket { seq, expect }
     }
 
+    /// Objects listed whose lines wait to be written: the oldest unfinished one and every
+    /// one listed after it.
+    pub(crate) fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
     /// The object of ticket `seq` is done: `kept` when it landed or was skipped.
     pub(crate) fn done(&mut self, seq: u64, kept: bool) {
         let Some(slot) = seq

@@ -143,6 +143,29 @@ impl DownloadError {
         matches!(self, DownloadError::Cancelled { .. })
     }
 
+    /// What kind of failure this is, without the object it is about: the key of
+    /// [`JobStatus::failure_reasons`](crate::JobStatus::failure_reasons).
+    pub fn reason(&self) -> String {
+        match self {
+            DownloadError::Url(_) => "bad URL".to_owned(),
+            DownloadError::Status { status, .. } => format!("HTTP status {status}"),
+            DownloadError::Request { .. } => "request failed".to_owned(),
+            DownloadError::Body { .. } => "body broke off".to_owned(),
+            DownloadError::Length { .. } => "wrong length".to_owned(),
+            DownloadError::Changed { .. } => "changed while fetched".to_owned(),
+            DownloadError::Unusable { .. } => "unusable response".to_owned(),
+            DownloadError::Digest { mismatch, .. } => format!("{} mismatch", mismatch.algorithm),
+            DownloadError::Egress { .. } => "address refused".to_owned(),
+            DownloadError::Cancelled { .. } => "cancelled".to_owned(),
+            DownloadError::Panicked { .. } => "panicked".to_owned(),
+            DownloadError::Store { .. } => "storing failed".to_owned(),
+            DownloadError::Budget { .. } => "larger than the memory budget".to_owned(),
+            DownloadError::Local { action, source, .. } => {
+                format!("{action}: {}", std::io::Error::from(source.kind()))
+            }
+        }
+    }
+
     /// The error with `url` filled in where its maker could not know it (a destination
     /// refusing to start over knows no URL).
     pub(crate) fn named(self, url: &str) -> DownloadError {

@@ -222,15 +222,39 @@ impl Request {
                 .send(Message::Work(Arc::clone(self)))
                 .is_err()
             {
-                self.retire();
+                // The pool is gone (the fetcher is being dropped): nobody to hand work to.
+                self.tokens.fetch_sub(1, Ordering::AcqRel);
                 return;
             }
         }
     }
 
-    /// A worker found no unit to run now: its token leaves the queue.
-    pub(crate) fn retire(&self) {
+    /// A worker found no unit to run now: its token leaves the queue. Work may have
+    /// appeared between the look and the retirement (a key pulled, the caller taking an
+    /// item) while a top-up still counted this token: then it is put back.
+    pub(crate) fn retire(self: &Arc<Self>) {
         self.tokens.fetch_sub(1, Ordering::AcqRel);
+        if self.has_work() {
+            self.top_up();
+        }
+    }
+
+    /// Whether a worker asking now would find a unit (or a key to pull).
+    fn has_work(&self) -> bool {
+        if self.cancel.is_cancelled() {
+            return false;
+        }
+        let plan = self.plan.lock();
+        let parts_waiting = plan
+            .open
+            .iter()
+            .any(|o| o.shape.is_some_and(|(_, parts)| o.next_part < parts));
+        let ahead = self.taken.load(Ordering::Acquire) + MAX_ITEMS_AHEAD;
+        parts_waiting
+            || !(plan.exhausted
+                || plan.pulling
+                || plan.next_item >= ahead
+                || plan.stop_at.is_some_and(|s| plan.next_item >= s))
     }
 
     /// Cancels the request: wakes every waiter, drops every buffered result (giving its

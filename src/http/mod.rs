@@ -157,6 +157,9 @@ impl HttpClient {
         }
         let agent_config = builder
             .http_status_as_error(false)
+            // The engine follows redirects itself, deciding which headers may cross
+            // (`engine::request`); ureq hands it every 3xx as it is.
+            .max_redirects(0)
             .input_buffer_size(config.input_buffer_bytes.max(16 * 1024))
             .max_idle_connections_per_host(config.idle_connections_per_host.max(1))
             .max_idle_connections(config.idle_connections_per_host.max(1) * 4)

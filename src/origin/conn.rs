@@ -190,6 +190,7 @@ fn parse_range(header: &str, size: u64) -> Range {
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        302 => "Found",
         206 => "Partial Content",
         400 => "Bad Request",
         401 => "Unauthorized",
@@ -278,6 +279,16 @@ fn respond(
             let text = format!("missing header {name}\n");
             return simple(shared, active, stream, 401, "", &text, keep_alive);
         }
+    }
+    if let Some(name) = &f.refuse_header
+        && request.headers.iter().any(|(n, _)| n == name)
+    {
+        let text = format!("header {name} must not be sent here\n");
+        return simple(shared, active, stream, 400, "", &text, keep_alive);
+    }
+    if let Some(location) = &f.redirect {
+        let extra = format!("location: {location}\r\n");
+        return simple(shared, active, stream, 302, &extra, "", keep_alive);
     }
     if f.fail_first.is_some_and(|k| attempt <= u64::from(k)) {
         let text = format!("injected failure {attempt}\n");

@@ -60,6 +60,12 @@ pub struct Faults {
     /// `range_from_zero=1`: answer every range with a 206 of the length asked but starting
     /// at offset 0 (and say so in `Content-Range`).
     pub range_from_zero: bool,
+    /// `redirect=LOCATION` (percent-encoded): answer 302 with this `Location` (a path or
+    /// another origin's URL).
+    pub redirect: Option<String>,
+    /// `refuse_header=NAME`: answer 400 when the request has this header (one that should
+    /// not have reached this origin).
+    pub refuse_header: Option<String>,
 }
 
 impl Faults {
@@ -73,11 +79,37 @@ impl Faults {
             changing_etag: self.changing_etag,
             close: self.close,
             need_header: self.need_header.clone(),
+            refuse_header: self.refuse_header.clone(),
+            redirect: self.redirect.clone(),
             ignore_conditions: self.ignore_conditions,
             range_from_zero: self.range_from_zero,
             ..Faults::default()
         }
     }
+}
+
+/// `%XX` escapes decoded (a malformed one is kept as it is).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| text.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A query that is not understood: the request gets 400.
@@ -124,6 +156,8 @@ pub(super) fn from_query(base: &Faults, query: &str, size: &mut u64) -> Result<F
             "etag" => f.changing_etag = value == "changing",
             "close" => f.close = flag(),
             "ignore_conditions" => f.ignore_conditions = flag(),
+            "redirect" => f.redirect = Some(percent_decode(value)),
+            "refuse_header" => f.refuse_header = Some(value.to_ascii_lowercase()),
             "range_from_zero" => f.range_from_zero = flag(),
             "need_header" => {
                 let (name, want) = value

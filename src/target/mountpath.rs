@@ -32,7 +32,9 @@ pub struct Mountpath {
 
 impl Mountpath {
     /// Opens `root` as a mountpath, creating it and its work directory when missing. The root
-    /// may be a symbolic link (to a disk, say); its work directory may not.
+    /// may be a symbolic link (to a disk, say); its work directory may not. Work files that
+    /// crashed runs left and no run can resume (spare ones, split objects' files with holes)
+    /// are removed; those with a sidecar stay, for the next transfer of their object.
     ///
     /// Durability defaults to *no fsync*: objects are renamed into place once complete,
     /// which protects readers from partial objects, but not against power loss. This is what
@@ -54,6 +56,7 @@ impl Mountpath {
                 work.display()
             )));
         }
+        crate::target::work::sweep(&work);
         Ok(Mountpath {
             root,
             work,

@@ -311,6 +311,59 @@ impl WorkFile {
     }
 }
 
+/// Removes from `work_dir` what crashed runs left that no run can resume: spare work files
+/// (`<hash>-<pid>-<seq>.part`, a transfer's when another had the usual name), work files
+/// without a sidecar (objects too small to resume, and split objects, whose files have
+/// holes), and sidecars whose work file is gone. A work file is removed only while this
+/// process holds its lock, so one another transfer is using is left alone. Failures are
+/// logged at debug: this is tidying, not a condition for anything.
+pub(crate) fn sweep(work_dir: &Path) {
+    let Ok(entries) = fs::read_dir(work_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
+        if let Some(part) = name.strip_suffix(".meta") {
+            if part.ends_with(".part") && !work_dir.join(part).exists() {
+                remove(&path);
+            }
+            continue;
+        }
+        let Some(stem) = name.strip_suffix(".part") else {
+            continue;
+        };
+        let mut meta = path.clone().into_os_string();
+        meta.push(".meta");
+        let resumable = !stem.contains('-') && Path::new(&meta).exists();
+        if resumable {
+            continue;
+        }
+        let opened = fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path);
+        if let Ok(file) = opened
+            && file.try_lock().is_ok()
+            && same_file(&file, &path)
+        {
+            remove(&path);
+            let _ = fs::remove_file(&meta);
+        }
+    }
+}
+
+fn remove(path: &Path) {
+    match fs::remove_file(path) {
+        Ok(()) => debug!("removed {}: a crashed run's, not resumable", path.display()),
+        Err(e) => debug!("cannot remove {}: {e}", path.display()),
+    }
+}
+
 /// Opens (creating) and locks the file at `path`; `None` when another holder has the lock.
 ///
 /// The file is opened without following a symbolic link (one planted at a predictable

@@ -749,3 +749,23 @@ fn a_waiting_job_starts_when_the_active_one_learns_it_is_done_after_its_last_obj
         );
     });
 }
+#[test]
+fn a_job_of_many_failures_keeps_exact_counts_and_a_bounded_list() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new_fast();
+        let d = downloader(&dir, 4);
+        let spec = JobSpec::range(origin.url("/gone/o-{0000..1199}.bin?status=404"))
+            .retry(haul::RetryPolicy::none());
+        let job = d.submit(spec).unwrap();
+        let status = finish(&d, job);
+        assert_eq!(status.failed, 1200);
+        assert_eq!(status.failures.len(), haul::MAX_KEPT_FAILURES);
+        assert_eq!(
+            status.failure_reasons.get("HTTP status 404"),
+            Some(&1200),
+            "{:?}",
+            status.failure_reasons
+        );
+    });
+}

@@ -871,3 +871,48 @@ fn assert_nothing_lost_sized(root: &Path, status: &JobStatus, objects: &[(&str, 
         .collect();
     assert!(work.is_empty(), "work files remain: {work:?}");
 }
+
+#[test]
+fn a_crashed_download_from_an_s3_prefix_resumes_on_the_next_run() {
+    guard(|| {
+        const BIG: u64 = 3 << 20;
+        let server = crate::support::s3::S3Server::start(&["crash"]);
+        let bytes = body("/crash/big.bin", BIG);
+        server.seed_file("crash", "in/big.bin", &bytes);
+        let dir = TestDir::new();
+        let source = format!("s3://{}/in/", server.bucket_name("crash"));
+        let run = |extra: &[&str]| {
+            let mut command = server.haul();
+            command
+                .args(["s3", "get", &source, "-o"])
+                .arg(dir.path())
+                .args(extra)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped());
+            command
+        };
+        let work_bytes = || {
+            files_under(dir.path())
+                .iter()
+                .filter(|f| f.ends_with(".part"))
+                .map(|f| std::fs::metadata(dir.path().join(f)).map_or(0, |m| m.len()))
+                .sum::<u64>()
+        };
+        // Slow enough that the kill lands mid-body, with a megabyte in the work file.
+        let mut child = run(&["--rate-limit", "256KiB"]).spawn().unwrap();
+        assert!(crate::support::wait_until(|| work_bytes() > 0));
+        child.kill().unwrap(); // SIGKILL: no clean-up runs
+        child.wait().unwrap();
+        let kept = work_bytes();
+        assert!(kept > 0 && kept < BIG, "{kept}");
+
+        let rerun = run(&["-vv"]).output().unwrap();
+        let log = String::from_utf8_lossy(&rerun.stderr);
+        assert!(rerun.status.success(), "{log}");
+        assert!(
+            log.contains(&format!("resuming a work file of {kept} bytes")),
+            "the rerun did not resume the crashed run's work file: {log}"
+        );
+        assert!(std::fs::read(dir.path().join("in/big.bin")).unwrap() == bytes);
+    });
+}

@@ -156,3 +156,87 @@ fn assert_no_entries(dir: &Path) {
     let left: Vec<_> = std::fs::read_dir(dir).unwrap().collect();
     assert!(left.is_empty(), "{} holds {left:?}", dir.display());
 }
+
+/// `text` with the characters a query value cannot hold percent-encoded.
+fn encoded(text: &str) -> String {
+    text.replace('%', "%25")
+        .replace('?', "%3F")
+        .replace('&', "%26")
+        .replace('=', "%3D")
+}
+
+#[test]
+fn a_job_header_follows_a_redirect_only_within_its_origin() {
+    guard(|| {
+        let (here, elsewhere) = (Origin::start().unwrap(), Origin::start().unwrap());
+        let dir = TestDir::new();
+        let mountpath = Mountpath::new(dir.path()).unwrap();
+        let client = HttpClient::default();
+        let fetch = |url: String| {
+            let task = ObjectTask::from_url(url)
+                .unwrap()
+                .header("X-Secret", "s3cr3t")
+                .retry(haul::RetryPolicy::none());
+            haul::download(
+                &client,
+                &task,
+                &mountpath,
+                &Progress::new(),
+                &CancelToken::new(),
+            )
+        };
+        // Within the origin, the header goes along (the target demands it).
+        let target = "/kept.bin?size=100&need_header=x-secret:s3cr3t";
+        let landed = fetch(here.url(&format!("/a.bin?redirect={}", encoded(target))));
+        let landed = landed.unwrap_or_else(|e| panic!("{}", chain(&e)));
+        assert!(std::fs::read(landed.path).unwrap() == body("/kept.bin", 100));
+        // To another origin, it does not (the target refuses it).
+        let target = elsewhere.url("/other.bin?size=100&refuse_header=x-secret");
+        let landed = fetch(here.url(&format!("/b.bin?redirect={}", encoded(&target))));
+        let landed = landed.unwrap_or_else(|e| panic!("{}", chain(&e)));
+        assert!(std::fs::read(landed.path).unwrap() == body("/other.bin", 100));
+        assert_eq!(elsewhere.stats().status_count(400), 0);
+    });
+}
+
+#[test]
+fn opening_a_mountpath_removes_what_crashed_runs_left_that_nothing_can_resume() {
+    guard(|| {
+        let dir = TestDir::new();
+        let work = dir.path().join(".haul-work");
+        std::fs::create_dir_all(work.join("sync")).unwrap();
+        let plant = |name: &str, bytes: &[u8]| std::fs::write(work.join(name), bytes).unwrap();
+        // A spare work file (another transfer of the name had the usual one), a split
+        // object's file with holes (no sidecar), a sidecar whose file is gone: none can be
+        // resumed. A work file with its sidecar can; one another process holds is in use.
+        plant("00000000000000aa-4242-0.part", b"spare");
+        plant("00000000000000bb.part", b"split, no sidecar");
+        plant("00000000000000cc.part.meta", b"source x\n");
+        plant("00000000000000dd.part", b"resumable");
+        plant(
+            "00000000000000dd.part.meta",
+            b"source http://h/d\netag \"e\"\n",
+        );
+        plant("00000000000000ee-4242-1.part", b"in use");
+        let held = std::fs::File::options()
+            .write(true)
+            .open(work.join("00000000000000ee-4242-1.part"))
+            .unwrap();
+        held.lock().unwrap();
+        plant("sync/0000000000000001.tsv", b"haul-sync 1 x\n");
+
+        Mountpath::new(dir.path()).unwrap();
+        let mut left: Vec<String> = crate::support::files_under(&work);
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "00000000000000dd.part",
+                "00000000000000dd.part.meta",
+                "00000000000000ee-4242-1.part",
+                "sync/0000000000000001.tsv",
+            ]
+        );
+        drop(held);
+    });
+}

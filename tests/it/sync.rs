@@ -372,3 +372,76 @@ fn a_second_sync_of_the_same_source_is_refused_while_one_runs_and_the_record_sur
         counts(&run(&other, spec()), (0, 3, 0, 0));
     });
 }
+
+#[test]
+fn one_stalled_object_holds_back_a_sync_instead_of_growing_its_queue() {
+    guard_for(Duration::from_secs(100), || {
+        const KEYS: u64 = 3000;
+        let server = S3Server::start_local(&["sync"]);
+        let dir = TestDir::new_fast();
+        // A sync runs at most 4 × queue_capacity (here 200) objects past its oldest
+        // unfinished one: fewer than a listing page (1,000), so a page being fetched is
+        // never taken for the bound.
+        let d = Downloader::builder()
+            .mountpath(dir.path())
+            .workers_per_mountpath(8)
+            .queue_capacity(50)
+            .build()
+            .unwrap();
+        let bucket = server.bucket("sync");
+        let name = |i: u64| format!("ds/s-{i:04}.bin");
+        server.seed_many(
+            "sync",
+            (0..KEYS)
+                .map(|i| (name(i), haul::origin::body(&name(i), 10)))
+                .collect(),
+        );
+        // The first key's GET is held: every line after it waits for its line in the new
+        // record, which is written in key order.
+        server.gate_key(&name(0));
+        let job = d
+            .submit(JobSpec::s3_prefix(&bucket, "ds/").sync(true))
+            .unwrap();
+        // The job settles with only the held object in flight: nothing queued, nothing
+        // else running. Without a bound that happens only once every other key is done.
+        assert!(crate::support::wait_until(|| {
+            let s = d.status(job, Detail::OnlyActive).unwrap();
+            s.finished >= 100 && s.scheduled == s.finished + s.skipped + s.failed + 1
+        }));
+        let held = d.status(job, Detail::OnlyActive).unwrap();
+        assert!(
+            held.scheduled < 1000,
+            "{} of {KEYS} objects were scheduled behind the held one",
+            held.scheduled
+        );
+        server.release();
+        assert!(d.wait(job, Duration::from_secs(60)).unwrap());
+        counts(&d.status(job, Detail::All).unwrap(), (KEYS, 0, 0, 0));
+    });
+}
+
+#[test]
+fn a_file_skipped_as_already_there_is_not_taken_for_one_haul_wrote() {
+    guard_for(Duration::from_secs(60), || {
+        let server = S3Server::start(&["sync"]);
+        let dir = TestDir::new();
+        let d = Downloader::builder().mountpath(dir.path()).build().unwrap();
+        let bucket = server.bucket("sync");
+        server.seed_file("sync", "ds/theirs.bin", b"remote");
+        // A file of the same name and size that haul did not write.
+        std::fs::create_dir_all(dir.path().join("ds")).unwrap();
+        std::fs::write(dir.path().join("ds/theirs.bin"), b"locals").unwrap();
+        let sync = || {
+            let spec = JobSpec::s3_prefix(&bucket, "ds/")
+                .sync(true)
+                .existing(haul::Existing::Skip);
+            let job = d.submit(spec).unwrap();
+            assert!(d.wait(job, Duration::from_secs(30)).unwrap());
+            d.status(job, Detail::All).unwrap()
+        };
+        counts(&sync(), (0, 1, 0, 0));
+        bucket.delete("ds/theirs.bin").unwrap();
+        counts(&sync(), (0, 0, 0, 0));
+        holds(&dir.path().join("ds/theirs.bin"), b"locals");
+    });
+}

@@ -67,6 +67,19 @@ impl Summary {
             for failure in &status.failures {
                 eprintln!("failed: {}: {}", failure.name, chain(&*failure.error));
             }
+            let unlisted = status.failed.saturating_sub(status.failures.len() as u64);
+            if unlisted > 0 {
+                let reasons: Vec<String> = status
+                    .failure_reasons
+                    .iter()
+                    .map(|(reason, n)| format!("{n} {reason}"))
+                    .collect();
+                eprintln!(
+                    "failed: {unlisted} more not listed (-vv logs each); all {} by reason: {}",
+                    status.failed,
+                    reasons.join(", ")
+                );
+            }
         }
         if let Some(signal) = self.stopped_by {
             ExitCode::from(u8::try_from(128 + signal).unwrap_or(130))
@@ -113,6 +126,7 @@ fn status_json(
                     "bytes_done": t.bytes_done,
                     "bytes_total": t.bytes_total,
                 })).collect::<Vec<_>>(),
+                "failure_reasons": s.failure_reasons,
                 "failures": s.failures.iter().map(|f| serde_json::json!({
                     "name": f.name,
                     "error": chain(&*f.error),

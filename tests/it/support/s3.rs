@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 
@@ -117,7 +117,7 @@ enum Backend {
 
 struct Local {
     addr: SocketAddr,
-    drop_tokens: Arc<AtomicBool>,
+    switches: Arc<super::s3_store::Switches>,
     /// The server certificate's PEM, when it speaks HTTPS.
     certificate_pem: Option<String>,
     root: TestDir,
@@ -169,8 +169,8 @@ impl S3Server {
         let addr = listener.local_addr().unwrap();
         let counters = Arc::new(Counters::default());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-        let drop_tokens = Arc::new(AtomicBool::new(false));
-        let store = super::s3_store::Store::new(root.path().to_owned(), Arc::clone(&drop_tokens));
+        let switches = Arc::new(super::s3_store::Switches::default());
+        let store = super::s3_store::Store::new(root.path().to_owned(), Arc::clone(&switches));
         let mut builder = s3s::service::S3ServiceBuilder::new(store);
         builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
         let service = builder.build();
@@ -188,7 +188,7 @@ impl S3Server {
         S3Server {
             backend: Backend::Local(Local {
                 addr,
-                drop_tokens,
+                switches,
                 certificate_pem,
                 root,
                 counters,
@@ -201,9 +201,25 @@ impl S3Server {
     /// Makes the in-process server lie like a V1-only gateway or a buggy proxy: truncated
     /// listing pages carry no continuation token. Panics on an outside store.
     pub fn drop_continuation_tokens(&self, on: bool) {
+        self.switches().drop_tokens.store(on, Ordering::SeqCst);
+    }
+
+    /// Holds every GET of `key` (in `bucket`) until [`S3Server::release`]. In-process only.
+    pub fn gate_key(&self, key: &str) {
+        let switches = self.switches();
+        switches.gate.send_replace(false);
+        *switches.gated_key.lock() = Some(key.to_owned());
+    }
+
+    /// Lets the GETs held by [`S3Server::gate_key`] go on.
+    pub fn release(&self) {
+        self.switches().gate.send_replace(true);
+    }
+
+    fn switches(&self) -> &super::s3_store::Switches {
         match &self.backend {
-            Backend::Local(local) => local.drop_tokens.store(on, Ordering::SeqCst),
-            Backend::External(_) => panic!("only the in-process store can drop tokens"),
+            Backend::Local(local) => &local.switches,
+            Backend::External(_) => panic!("only the in-process store can misbehave"),
         }
     }
 

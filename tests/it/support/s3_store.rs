@@ -20,17 +20,26 @@ use s3s::{S3, S3Request, S3Response, S3Result};
 pub struct Store {
     fs: s3s_fs::FileSystem,
     root: PathBuf,
+    switches: Arc<Switches>,
+}
+
+/// How the store misbehaves, set by the test while it runs.
+#[derive(Default)]
+pub struct Switches {
     /// Lie like a V1-only gateway or a buggy proxy: a truncated ListObjectsV2 page carries
     /// no `NextContinuationToken`.
-    drop_tokens: Arc<AtomicBool>,
+    pub drop_tokens: AtomicBool,
+    /// GETs of this key wait until the gate opens (`false` in the watch).
+    pub gated_key: parking_lot::Mutex<Option<String>>,
+    pub gate: tokio::sync::watch::Sender<bool>,
 }
 
 impl Store {
-    pub fn new(root: PathBuf, drop_tokens: Arc<AtomicBool>) -> Store {
+    pub fn new(root: PathBuf, switches: Arc<Switches>) -> Store {
         Store {
             fs: s3s_fs::FileSystem::new(&root).unwrap(),
             root,
-            drop_tokens,
+            switches,
         }
     }
 }
@@ -92,7 +101,6 @@ impl S3 for Store {
         delete_object: DeleteObjectInput -> DeleteObjectOutput;
         delete_objects: DeleteObjectsInput -> DeleteObjectsOutput;
         get_bucket_location: GetBucketLocationInput -> GetBucketLocationOutput;
-        get_object: GetObjectInput -> GetObjectOutput;
         head_bucket: HeadBucketInput -> HeadBucketOutput;
         head_object: HeadObjectInput -> HeadObjectOutput;
         list_buckets: ListBucketsInput -> ListBucketsOutput;
@@ -113,10 +121,22 @@ impl S3 for Store {
                 object.e_tag = self.etag(&bucket, key).map(ETag::Strong);
             }
         }
-        if self.drop_tokens.load(Ordering::SeqCst) {
+        if self.switches.drop_tokens.load(Ordering::SeqCst) {
             response.output.next_continuation_token = None;
         }
         Ok(response)
+    }
+
+    async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        let gated = self.switches.gated_key.lock().as_deref() == Some(req.input.key.as_str());
+        if gated {
+            let mut open = self.switches.gate.subscribe();
+            let _ = open.wait_for(|open| *open).await;
+        }
+        self.fs.get_object(req).await
     }
 
     async fn list_multipart_uploads(
