@@ -65,7 +65,7 @@ for _ in $(seq 1 100); do
 done
 
 echo "== haul get: a range template from nginx into two mountpaths"
-"$HAUL" get -o "$WORK/a" -o "$WORK/b" --workers-per-mountpath 4 "$BASE/set/obj-{000..199}.bin"
+"$HAUL" get -o "$WORK/a" -o "$WORK/b" --workers-per-target 4 "$BASE/set/obj-{000..199}.bin"
 mkdir -p "$WORK/merged"
 cp "$WORK"/a/*.bin "$WORK"/b/*.bin "$WORK/merged/"
 [[ $(ls "$WORK/a" | wc -l) -gt 0 && $(ls "$WORK/b" | wc -l) -gt 0 ]] || { echo "HRW used one mountpath only"; exit 1; }
@@ -73,7 +73,7 @@ cp "$WORK"/a/*.bin "$WORK"/b/*.bin "$WORK/merged/"
 
 echo "== haul get --revalidate: nginx says all 200 are unchanged; a changed one comes again"
 touch -d "2001-01-01" "$WORK/a/$(ls "$WORK/a" | head -1)"
-"$HAUL" get -o "$WORK/a" -o "$WORK/b" --workers-per-mountpath 4 --revalidate \
+"$HAUL" get -o "$WORK/a" -o "$WORK/b" --workers-per-target 4 --revalidate \
   "$BASE/set/obj-{000..199}.bin" > "$WORK/revalidate.out"
 grep -q "^1 landed, 0 failed, 199 skipped" "$WORK/revalidate.out" || { cat "$WORK/revalidate.out"; exit 1; }
 cp "$WORK"/a/*.bin "$WORK"/b/*.bin "$WORK/merged/"

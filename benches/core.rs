@@ -7,7 +7,8 @@ use std::io::Read;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use haul::origin::Origin;
 use haul::{
-    CancelToken, HttpClient, Mountpath, ObjectTask, Progress, ProgressReader, Template, hrw,
+    CancelToken, Downloader, HttpClient, Mountpath, ObjectName, ObjectTask, Progress,
+    ProgressReader, Template,
 };
 
 fn template_expansion(c: &mut Criterion) {
@@ -24,25 +25,32 @@ fn template_expansion(c: &mut Criterion) {
     group.finish();
 }
 
+/// HRW placement as the dispatcher does it, through `Downloader::placement`: the name's
+/// hash and the highest weight over the targets.
 fn hrw_placement(c: &mut Criterion) {
-    let names: Vec<u64> = (0..10_000u32)
-        .map(|i| hrw::hash(format!("shard-{i:06}.tar").as_bytes()))
+    let names: Vec<ObjectName> = (0..10_000u32)
+        .map(|i| ObjectName::new(format!("shard-{i:06}.tar")).unwrap())
         .collect();
+    let dir = std::env::temp_dir().join(format!("haul-bench-hrw-{}", std::process::id()));
     let mut group = c.benchmark_group("hrw");
     group.throughput(Throughput::Elements(names.len() as u64));
     for targets in [1usize, 4, 16] {
-        let ids: Vec<u64> = (0..targets)
-            .map(|i| hrw::hash(format!("/mnt/disk{i}").as_bytes()))
-            .collect();
+        let downloader = (0..targets)
+            .fold(Downloader::builder(), |b, i| {
+                b.mountpath(dir.join(format!("disk{i}")))
+            })
+            .build()
+            .unwrap();
         group.bench_function(format!("place_10k_over_{targets}"), |b| {
             b.iter(|| {
-                for &h in &names {
-                    black_box(hrw::pick(h, &ids));
+                for name in &names {
+                    black_box(downloader.placement(name));
                 }
             })
         });
     }
     group.finish();
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn progress_reader(c: &mut Criterion) {

@@ -134,10 +134,10 @@ if want a; then
     'sed "s#__DEST__#$1#" "$2" > "$1.cfg" && curl -sS --no-progress-meter --fail --parallel --parallel-max "$3" --create-dirs -K "$1.cfg"; rc=$?; rm -f "$1.cfg"; exit $rc' \
     _ @DEST@ "$CFG.in" "$CONC"
   run_case a peer "wget2 --max-threads=$CONC" "$M" wget2 -q --no-robots --max-threads="$CONC" -i "$LIST" -P @DEST@
-  run_case a haul "haul get --workers-per-mountpath $CONC" "$M" "$HAUL" get -o @DEST@ \
-    --workers-per-mountpath "$CONC" "$B/s64k/obj-{000000..001999}.bin"
+  run_case a haul "haul get --workers-per-target $CONC" "$M" "$HAUL" get -o @DEST@ \
+    --workers-per-target "$CONC" "$B/s64k/obj-{000000..001999}.bin"
   run_case a haul "haul get --fsync (durable, like aria2c)" "$M" "$HAUL" get -o @DEST@ --fsync \
-    --workers-per-mountpath "$CONC" "$B/s64k/obj-{000000..001999}.bin"
+    --workers-per-target "$CONC" "$B/s64k/obj-{000000..001999}.bin"
   run_case a floor "cp -r (no network)" "$M" cp -r "$FX_ROOT/s64k" @DEST@
 fi
 
@@ -177,8 +177,8 @@ if want c; then
   run_case c peer "rclone copy --transfers $CONC" "$M" "$RCLONE" copy local:bench/s256k/ @DEST@ \
     --transfers "$CONC" --checkers "$CONC"
   # haul's downloader lands objects under their keys: compare from the s256k/ directory.
-  run_case c haul "haul s3 get --workers-per-mountpath $CONC (to files)" "$M" bash -c \
-    '"$1" s3 get --workers-per-mountpath "$2" -o "$3.tmp" s3://bench/s256k/ && mv "$3.tmp/s256k" "$3" && rm -rf "$3.tmp"' \
+  run_case c haul "haul s3 get --workers-per-target $CONC (to files)" "$M" bash -c \
+    '"$1" s3 get --workers-per-target "$2" -o "$3.tmp" s3://bench/s256k/ && mv "$3.tmp/s256k" "$3" && rm -rf "$3.tmp"' \
     _ "$HAUL" "$CONC" @DEST@
   run_case c haul "haul s3 cat --workers $CONC > /dev/null" - "$HAUL" s3 cat --workers "$CONC" "${KEYS[@]}"
   run_case c floor "cp -r (no network)" "$M" cp -r "$FX_ROOT/s256k" @DEST@

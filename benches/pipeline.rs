@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use haul::fetch::{FetchKey, Fetcher, MemoryBudget};
 use haul::origin::Origin;
 use haul::{CancelToken, Detail, Downloader, Existing, JobSpec};
+use haul::{FetchKey, Fetcher, MemoryBudget};
 
 // The in-process S3 server from the integration tests (s3s + s3s-fs on 127.0.0.1).
 #[allow(dead_code, unreachable_pub)]
@@ -49,7 +49,7 @@ fn dispatch(c: &mut Criterion) {
     }
     let d = Downloader::builder()
         .mountpath(&dir)
-        .workers_per_mountpath(2)
+        .workers_per_target(2)
         .build()
         .unwrap();
     let mut group = c.benchmark_group("dispatcher");
@@ -142,7 +142,7 @@ fn many_small(c: &mut Criterion) {
                 let dir = scratch(&format!("small-{}", rand_suffix()));
                 let d = Downloader::builder()
                     .mountpath(&dir)
-                    .workers_per_mountpath(8)
+                    .workers_per_target(8)
                     .build()
                     .unwrap();
                 (dir, d)
@@ -213,7 +213,7 @@ fn sink(c: &mut Criterion) {
     let origin = Origin::start().unwrap();
     let d = Downloader::builder()
         .s3_target(haul::S3Target::new(&bucket, "bench"))
-        .workers_per_mountpath(16)
+        .workers_per_target(16)
         .build()
         .unwrap();
     let mut group = c.benchmark_group("sink");

@@ -18,7 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("haul-big-job-{}", std::process::id()));
     let downloader = Downloader::builder()
         .mountpath(&dir)
-        .workers_per_mountpath(8)
+        .workers_per_target(8)
         .build()?;
     let job = downloader.submit(JobSpec::range(origin.url("/big/o-{0000000..9999999}.bin")))?;
     loop {

@@ -16,7 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let downloader = Downloader::builder()
         .mountpath(root.join("disk0"))
         .mountpath(root.join("disk1"))
-        .workers_per_mountpath(4)
+        .workers_per_target(4)
         .build()?;
     let spec = JobSpec::range(origin.url("/shards/shard-{000..199}.tar"))
         .description("example shards")

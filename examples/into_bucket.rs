@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use haul::origin::Origin;
-use haul::s3::{Bucket, S3Config};
+use haul::{Bucket, S3Config};
 use haul::{Detail, Downloader, JobSpec, S3Target};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -23,7 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let origin = Origin::start()?;
     let downloader = Downloader::builder()
         .s3_target(S3Target::new(&bucket, prefix.as_str()).part_size(8 << 20))
-        .workers_per_mountpath(8)
+        .workers_per_target(8)
         .memory_budget(64 << 20) // at most 64 MiB of parts in flight, all workers together
         .build()?;
     let small = downloader.submit(JobSpec::range(
@@ -43,12 +43,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             eprintln!("  {}: {}", failure.name, failure.error);
         }
     }
-    if let Some(budget) = downloader.memory_budget() {
-        println!(
-            "peak buffered: {} of {} bytes",
-            budget.peak_in_use(),
-            budget.total()
-        );
+    if let Some(budget) = downloader.memory_use() {
+        println!("peak buffered: {} of {} bytes", budget.peak, budget.budget);
     }
     println!(
         "unfinished uploads left behind: {}",

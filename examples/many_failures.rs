@@ -45,7 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = base.join(format!("haul-many-failures-{}", std::process::id()));
     let downloader = Downloader::builder()
         .mountpath(&dir)
-        .workers_per_mountpath(16)
+        .workers_per_target(16)
         .build()?;
     let width = (objects.max(2) - 1).to_string().len();
     let template = format!("/gone/o-{{{:0width$}..{}}}.bin", 0, objects - 1);

@@ -8,8 +8,8 @@
 
 use std::io::Read;
 
-use haul::fetch::{FetchKey, Fetcher};
-use haul::s3::{Bucket, S3Config};
+use haul::{Bucket, S3Config};
+use haul::{FetchKey, Fetcher};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);

@@ -15,7 +15,7 @@
 //! let downloader = Downloader::builder()
 //!     .mountpath(dir.join("disk1")) // one per disk: objects are spread by HRW on their names
 //!     .mountpath(dir.join("disk2"))
-//!     .workers_per_mountpath(4)
+//!     .workers_per_target(4)
 //!     .build()?;
 //! let job = downloader.submit(JobSpec::range(template))?; // expanded lazily
 //! downloader.wait(job, Duration::from_secs(60))?;
@@ -29,8 +29,8 @@
 //! # Quick start: an ordered S3 fetch
 //!
 //! ```no_run
-//! use haul::fetch::{FetchKey, Fetcher};
-//! use haul::s3::{Bucket, S3Config};
+//! use haul::{FetchKey, Fetcher};
+//! use haul::{Bucket, S3Config};
 //!
 //! let bucket = Bucket::new("datasets", &S3Config::from_env())?;
 //! let fetcher = Fetcher::builder().workers(16).memory_budget(512 << 20).build()?;
@@ -57,7 +57,7 @@
 //! # let template = origin.url("/watch/o-{00..19}.bin?size=100000");
 //! # let dir = std::env::temp_dir().join(format!("haul-doc-lib-watch-{}", std::process::id()));
 //!
-//! let downloader = Downloader::builder().mountpath(&dir).workers_per_mountpath(2).build()?;
+//! let downloader = Downloader::builder().mountpath(&dir).workers_per_target(2).build()?;
 //! let job = downloader.submit(JobSpec::range(template).description("watched"))?;
 //! while !downloader.wait(job, Duration::from_millis(100))? {
 //!     let status = downloader.status(job, Detail::OnlyActive)?;
@@ -85,13 +85,13 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use haul::s3::{Bucket, S3Config};
+//! use haul::{Bucket, S3Config};
 //! use haul::{Downloader, JobSpec, S3Target};
 //!
 //! let bucket = Bucket::new("landing", &S3Config::from_env())?;
 //! let downloader = Downloader::builder()
 //!     .s3_target(S3Target::new(&bucket, "shards/"))
-//!     .workers_per_mountpath(16)
+//!     .workers_per_target(16)
 //!     .memory_budget(256 << 20)
 //!     .build()?;
 //! let job = downloader.submit(JobSpec::range("https://host/shard-{0000..0999}.tar"))?;
@@ -108,7 +108,7 @@
 //!
 //! ```no_run
 //! # let downloader = haul::Downloader::builder().mountpath("/data").build()?;
-//! let bucket = haul::s3::Bucket::new("datasets", &haul::s3::S3Config::from_env())?;
+//! let bucket = haul::Bucket::new("datasets", &haul::S3Config::from_env())?;
 //! let job = downloader.submit(haul::JobSpec::s3_prefix(&bucket, "train/").sync(true))?;
 //! # let _ = job;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -181,7 +181,7 @@
 //!
 //! Nothing in this crate spawns a thread behind your back except the handles that say so in
 //! their docs; each names its threads `haul-…` and joins them when dropped. A [`Downloader`]
-//! owns one dispatcher thread and `workers_per_mountpath` joggers per mountpath or S3 target
+//! owns one dispatcher thread and `workers_per_target` joggers per mountpath or S3 target
 //! (see its "Threads and ownership" section), and a jogger storing a large object in S3 sends
 //! its parts on a few scoped `haul-upload-<n>` threads; a [`Fetcher`] owns a fixed pool of `haul-fetch-<i>`
 //! threads shared by all its requests; [`origin::Origin`] owns an accept thread and one thread
@@ -200,7 +200,7 @@
 //! - `trace`: per-object landing and per-chunk progress.
 //!
 //! URLs are logged and put in errors with credential-like query values redacted
-//! ([`url::redact`]).
+//! ([`redact_url`]).
 //!
 //! # Errors
 //!
@@ -231,36 +231,43 @@
 mod cancel;
 mod downloader;
 mod engine;
-pub mod fetch;
+mod fetch;
 mod http;
 #[cfg(feature = "origin")]
 pub mod origin;
-pub mod progress;
-pub mod s3;
+mod progress;
+mod s3;
 mod source;
 mod target;
 mod thread;
 
 pub use cancel::CancelToken;
-pub use downloader::hrw;
 pub use downloader::job::{
     Detail, Existing, JobId, JobSpec, JobStatus, MAX_KEPT_FAILURES, Source, TaskFailure, TaskInfo,
 };
 pub use downloader::{
     BuildError, DEFAULT_JOB_QUEUE_CAPACITY, DEFAULT_MAX_ACTIVE_JOBS, DEFAULT_QUEUE_CAPACITY,
-    DEFAULT_WORKERS_PER_MOUNTPATH, Downloader, DownloaderBuilder, FilterError, JobError, JobFilter,
-    ShutdownError, SubmitError,
+    DEFAULT_WORKERS_PER_TARGET, Downloader, DownloaderBuilder, FilterError, JobError, JobFilter,
+    MemoryUse, ShutdownError, SubmitError, shard_of,
 };
+pub use engine::dest::BUFFER_BYTES;
+pub use engine::error::DownloadError;
 pub use engine::parts::PartsPolicy;
-pub use engine::retry::RetryPolicy;
+pub use engine::retry::{RetryPolicy, error_chain};
 pub use engine::verify::{DigestError, DigestMismatch, Sha256Digest};
-pub use fetch::{FetchError, FetchKey, Fetcher, Object, Objects};
+pub use fetch::{
+    BudgetPermit, DEFAULT_FETCH_WORKERS, DEFAULT_MAX_WHOLE_OBJECT_BYTES,
+    DEFAULT_MEMORY_BUDGET_BYTES, DEFAULT_PER_REQUEST_WORKERS, FetchError, FetchErrorKind, FetchKey,
+    Fetcher, FetcherBuildError, FetcherBuilder, FetcherStats, MAX_ITEMS_AHEAD, MemoryBudget,
+    Object, ObjectReader, Objects,
+};
 pub use http::egress::{EgressPolicy, EgressRefused};
 pub use http::{HttpClient, HttpConfig, Stalled};
-pub use progress::{Progress, ProgressReader};
-pub use source::template::{self, Template, TemplateError};
-pub use source::url::{self, UrlError};
-pub use target::file::{BUFFER_BYTES, DownloadError, Landed, ObjectTask, download};
+pub use progress::{Cancelled, Progress, ProgressReader, is_cancelled};
+pub use s3::{Bucket, ListedObject, Listing, MultipartUpload, S3Config, S3Error};
+pub use source::template::{DEFAULT_MAX_TEMPLATE_NAMES, Names, Template, TemplateError};
+pub use source::url::{UrlError, check_url, name_from_url, redact_url};
+pub use target::file::{Landed, ObjectTask, download};
 pub use target::mountpath::Mountpath;
 pub use target::name::{NameError, ObjectName};
 pub use target::s3::{DEFAULT_PART_BYTES, DEFAULT_UPLOAD_CONNECTIONS, MIN_PART_BYTES, S3Target};

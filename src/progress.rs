@@ -87,7 +87,7 @@ pub fn is_cancelled(error: &io::Error) -> bool {
 ///
 /// cancel.cancel();
 /// let err = reader.read(&mut [0; 8]).unwrap_err();
-/// assert!(haul::progress::is_cancelled(&err));
+/// assert!(haul::is_cancelled(&err));
 /// # Ok::<(), std::io::Error>(())
 /// ```
 #[derive(Debug)]

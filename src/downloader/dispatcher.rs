@@ -15,9 +15,9 @@ use crate::downloader::hrw;
 use crate::downloader::job::JobId;
 use crate::downloader::store::{Job, Store};
 use crate::downloader::sync::{SyncRun, Ticket};
+use crate::engine::error::DownloadError;
 use crate::source::template::Names;
 use crate::source::url::{self, UrlError};
-use crate::target::file::DownloadError;
 use crate::target::name::ObjectName;
 
 /// One object for a jogger.
@@ -118,9 +118,9 @@ impl Expansion {
             Expansion::List(list) => list.next().map(|(url, name)| Next::of(url, Ok(name))),
             Expansion::Range { names, subdir } => {
                 let url = names.next()?;
-                let name = url::object_name(&url).and_then(|name| match subdir {
+                let name = url::name_from_url(&url).and_then(|name| match subdir {
                     Some(dir) => name.under(dir).map_err(|source| UrlError::Name {
-                        url: url::redact(&url),
+                        url: url::redact_url(&url),
                         source,
                     }),
                     None => Ok(name),
@@ -212,7 +212,7 @@ pub(crate) struct Dispatcher {
     pub(crate) done: Receiver<Done>,
     pub(crate) queues: Vec<Sender<Task>>,
     /// Each mountpath's stable HRW identity, in the order of `queues`.
-    pub(crate) mountpath_ids: Vec<u64>,
+    pub(crate) target_ids: Vec<u64>,
     pub(crate) store: Arc<Store>,
     pub(crate) max_active: usize,
     /// The most objects of a sync job between its oldest unfinished one and its newest.
@@ -499,9 +499,8 @@ impl Dispatcher {
                 state.active.push_back(active);
                 match name {
                     Ok(name) => {
-                        let mp =
-                            hrw::pick(hrw::hash(name.as_str().as_bytes()), &self.mountpath_ids)
-                                .expect("at least one mountpath");
+                        let mp = hrw::pick(hrw::hash(name.as_str().as_bytes()), &self.target_ids)
+                            .expect("at least one mountpath");
                         let sync = match (&listed, state.tracked.get_mut(&job.id)) {
                             (
                                 Some(object),
@@ -524,7 +523,7 @@ impl Dispatcher {
                     }
                     Err(error) => {
                         job.scheduled();
-                        job.failed(url::redact(&url), error);
+                        job.failed(url::redact_url(&url), error);
                         progressed = true;
                     }
                 }

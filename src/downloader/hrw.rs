@@ -4,7 +4,7 @@
 /// A fast, stable 64-bit hash (FNV-1a folded through a SplitMix64 finaliser).
 ///
 /// Stable across processes, machines and versions of haul: placement and sharding depend on it.
-pub fn hash(bytes: &[u8]) -> u64 {
+pub(crate) fn hash(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in bytes {
         h ^= u64::from(b);
@@ -23,14 +23,7 @@ pub(crate) fn mix(mut z: u64) -> u64 {
 /// The index of the target with the highest weight for `name_hash` among targets with the
 /// given `target_ids` (each target's own stable hash). `None` when there are no targets.
 ///
-/// ```
-/// use haul::hrw;
-///
-/// let targets = [hrw::hash(b"/disk1"), hrw::hash(b"/disk2"), hrw::hash(b"/disk3")];
-/// let winner = hrw::pick(hrw::hash(b"shard-0001.tar"), &targets);
-/// assert!(winner.is_some_and(|i| i < 3));
-/// ```
-pub fn pick(name_hash: u64, target_ids: &[u64]) -> Option<usize> {
+pub(crate) fn pick(name_hash: u64, target_ids: &[u64]) -> Option<usize> {
     let mut best: Option<(u64, usize)> = None;
     for (index, &id) in target_ids.iter().enumerate() {
         let weight = mix(name_hash ^ id);
@@ -42,13 +35,13 @@ pub fn pick(name_hash: u64, target_ids: &[u64]) -> Option<usize> {
 }
 
 /// The HRW identities of `count` shards of a job: the same on every machine.
-pub fn shard_ids(count: u32) -> Vec<u64> {
+pub(crate) fn shard_ids(count: u32) -> Vec<u64> {
     (0..count)
         .map(|i| hash(format!("haul-shard-{i}").as_bytes()))
         .collect()
 }
 
 /// The shard, among `ids` (from [`shard_ids`]), that owns the object named `name`.
-pub fn shard_of(name: &str, ids: &[u64]) -> Option<usize> {
+pub(crate) fn shard_of(name: &str, ids: &[u64]) -> Option<usize> {
     pick(hash(name.as_bytes()), ids)
 }

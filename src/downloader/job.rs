@@ -5,10 +5,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::engine::error::DownloadError;
 use crate::engine::parts::PartsPolicy;
 use crate::engine::retry::RetryPolicy;
 use crate::engine::verify::Sha256Digest;
-use crate::target::file::DownloadError;
 use crate::target::name::ObjectName;
 
 /// Identifies a job within one [`Downloader`](crate::Downloader). Never reused.
@@ -54,11 +54,11 @@ pub enum Source {
 
 impl fmt::Debug for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use crate::source::url::redact;
+        use crate::source::url::redact_url;
         match self {
             Source::Single { url, name } => f
                 .debug_struct("Single")
-                .field("url", &redact(url))
+                .field("url", &redact_url(url))
                 .field("name", name)
                 .finish(),
             Source::Multi(list) => f
@@ -66,13 +66,13 @@ impl fmt::Debug for Source {
                 .field(
                     &list
                         .iter()
-                        .map(|(name, url)| (name, redact(url)))
+                        .map(|(name, url)| (name, redact_url(url)))
                         .collect::<Vec<_>>(),
                 )
                 .finish(),
             Source::Range { template } => f
                 .debug_struct("Range")
-                .field("template", &redact(template))
+                .field("template", &redact_url(template))
                 .finish(),
             Source::S3Prefix {
                 bucket,
@@ -224,10 +224,10 @@ impl JobSpec {
     /// Every object under `prefix` in `bucket` (see [`Source::S3Prefix`]).
     ///
     /// ```no_run
-    /// let bucket = haul::s3::Bucket::new("datasets", &haul::s3::S3Config::from_env())?;
+    /// let bucket = haul::Bucket::new("datasets", &haul::S3Config::from_env())?;
     /// let spec = haul::JobSpec::s3_prefix(&bucket, "imagenet/train/").suffix(".tar");
     /// # drop(spec);
-    /// # Ok::<(), haul::s3::S3Error>(())
+    /// # Ok::<(), haul::S3Error>(())
     /// ```
     pub fn s3_prefix(bucket: &crate::s3::Bucket, prefix: impl Into<String>) -> JobSpec {
         JobSpec::new(Source::S3Prefix {
@@ -324,10 +324,10 @@ impl JobSpec {
     /// listing broke off, deletes nothing past the last key it listed.
     ///
     /// ```no_run
-    /// let bucket = haul::s3::Bucket::new("datasets", &haul::s3::S3Config::from_env())?;
+    /// let bucket = haul::Bucket::new("datasets", &haul::S3Config::from_env())?;
     /// let spec = haul::JobSpec::s3_prefix(&bucket, "imagenet/").sync(true);
     /// # drop(spec);
-    /// # Ok::<(), haul::s3::S3Error>(())
+    /// # Ok::<(), haul::S3Error>(())
     /// ```
     pub fn sync(mut self, on: bool) -> JobSpec {
         self.sync = on;
@@ -355,10 +355,12 @@ impl JobSpec {
     /// The description used when none is given, in AIStore's manner.
     pub(crate) fn default_description(&self) -> String {
         match &self.source {
-            Source::Single { url, .. } => format!("single: {}", crate::source::url::redact(url)),
+            Source::Single { url, .. } => {
+                format!("single: {}", crate::source::url::redact_url(url))
+            }
             Source::Multi(list) => format!("multi: {} objects", list.len()),
             Source::Range { template } => {
-                format!("range: {}", crate::source::url::redact(template))
+                format!("range: {}", crate::source::url::redact_url(template))
             }
             Source::S3Prefix {
                 bucket,

@@ -9,12 +9,13 @@ use log::{debug, trace};
 
 use crate::downloader::dispatcher::{Done, Task};
 use crate::downloader::store::Present;
+use crate::engine::error::DownloadError;
 use crate::engine::{Context, Source};
 use crate::fetch::MemoryBudget;
 use crate::http::HttpClient;
 use crate::progress::Progress;
 use crate::source::url;
-use crate::target::file::{self, DownloadError, Outcome, Request};
+use crate::target::file::{self, Outcome, Request};
 use crate::target::mountpath::Mountpath;
 use crate::target::s3::{self, S3Target};
 
@@ -193,7 +194,7 @@ fn caught<T>(
 ) -> Result<T, DownloadError> {
     catch_unwind(AssertUnwindSafe(transfer)).unwrap_or_else(|panic| {
         Err(DownloadError::Panicked {
-            url: url::redact(url),
+            url: url::redact_url(url),
             message: panic_message(&*panic),
         })
     })

@@ -13,12 +13,12 @@ use crate::cancel::CancelToken;
 use crate::downloader::job::{
     Detail, Existing, JobId, JobStatus, MAX_KEPT_FAILURES, TaskFailure, TaskInfo,
 };
+use crate::engine::error::DownloadError;
 use crate::engine::parts::PartsPolicy;
 use crate::engine::rate::RateLimiter;
 use crate::engine::retry::RetryPolicy;
 use crate::engine::verify::Sha256Digest;
 use crate::progress::Progress;
-use crate::target::file::DownloadError;
 use crate::target::name::ObjectName;
 
 const UNKNOWN: u64 = u64::MAX;
@@ -142,7 +142,7 @@ impl Job {
         log::debug!(
             "{}: {name} failed: {}",
             self.id,
-            crate::engine::retry::chain(&error)
+            crate::engine::retry::error_chain(&error)
         );
         let reason = error.reason();
         {

@@ -61,7 +61,7 @@ impl Source<'_> {
     /// Stable from run to run (no signature in it), so a work file's sidecar can record it.
     pub(crate) fn shown(&self) -> String {
         match self {
-            Source::Url(url) => url::redact(url),
+            Source::Url(url) => url::redact_url(url),
             Source::S3 {
                 bucket,
                 key,
@@ -319,7 +319,7 @@ pub(crate) fn request(
             .map_err(|e| {
                 Failure::fatal(DownloadError::Unusable {
                     url: shown.clone(),
-                    reason: format!("a redirect to {:?}: {e}", url::redact(&target)),
+                    reason: format!("a redirect to {:?}: {e}", url::redact_url(&target)),
                 })
             })?;
         if hops > MAX_REDIRECTS {
@@ -328,13 +328,13 @@ pub(crate) fn request(
                 reason: format!("more than {MAX_REDIRECTS} redirects"),
             }));
         }
-        crate::source::url::check(next.as_str()).map_err(|e| Failure::fatal(e.into()))?;
+        crate::source::url::check_url(next.as_str()).map_err(|e| Failure::fatal(e.into()))?;
         let here = ::url::Url::parse(&url).ok();
         let same_origin = here.as_ref().is_some_and(|h| h.origin() == next.origin());
         if with_headers && !same_origin && !ctx.headers.is_empty() {
             debug!(
                 "GET {shown}: redirected to {}: the job's headers are not sent there",
-                url::redact(next.as_str())
+                url::redact_url(next.as_str())
             );
         }
         with_headers &= same_origin;
@@ -795,7 +795,7 @@ impl Run<'_, '_> {
         if !self.whole() {
             return Failure::fatal(error);
         }
-        warn!("{}; starting over", retry::chain(&error));
+        warn!("{}; starting over", retry::error_chain(&error));
         self.start_over(dest, error)
     }
 
@@ -811,7 +811,7 @@ impl Run<'_, '_> {
             DownloadError::Changed { reason, .. } => self.changed(dest, reason),
             DownloadError::Unusable { .. } if !self.whole() => Failure::fatal(failure.error),
             DownloadError::Unusable { .. } if held > 0 => {
-                warn!("{}; starting over", retry::chain(&failure.error));
+                warn!("{}; starting over", retry::error_chain(&failure.error));
                 self.start_over(dest, failure.error)
             }
             _ => failure,

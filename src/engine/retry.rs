@@ -155,7 +155,7 @@ pub(crate) fn retrying<T, E: std::error::Error>(
         };
         log::warn!(
             "{}; attempt {number} of {} failed, retrying in {wait:.2?}",
-            chain(&failure.error),
+            error_chain(&failure.error),
             policy.attempts
         );
         let waited = match &current {
@@ -175,8 +175,16 @@ pub(crate) fn retrying<T, E: std::error::Error>(
     }
 }
 
-/// An error and its sources on one line, for logs and messages.
-pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+/// An error and its sources on one line, `what: why: why`, as haul prints and logs them.
+///
+/// ```
+/// let error = haul::name_from_url("http://h/dir/").unwrap_err();
+/// assert_eq!(
+///     haul::error_chain(&error),
+///     "URL \"http://h/dir/\" gives no usable object name: object name is empty"
+/// );
+/// ```
+pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(e) = source {

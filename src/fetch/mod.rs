@@ -1,28 +1,4 @@
-//! The ordered S3 fetcher: a fixed worker pool shared by every request, a per-request worker
-//! cap, a byte budget whose bytes come back when the caller drops an object, and results in
-//! the caller's order.
-//!
-//! # How a request runs
-//!
-//! [`Fetcher::fetch`] takes the keys lazily (an iterator, so a listing of millions of keys is
-//! never materialised) and returns [`Objects`]. The request puts `per_request_workers` tokens
-//! into the pool's queue; a pool thread that takes a token runs one *unit* of the request (a
-//! whole object, or one ranged part of a large one) and puts the token back, so a request
-//! never has more units in flight than its cap, and requests share the pool round-robin.
-//!
-//! # The budget and its fairness rule
-//!
-//! Every unit reserves its bytes before it reads them, and units reserve strictly in the
-//! caller's order (item by item, part by part) from a FIFO [`MemoryBudget`]. The object the
-//! caller needs next is therefore never blocked by a later one: the only bytes in its way
-//! are those the caller still holds. Bytes come back when the caller drops the [`Object`]
-//! (or, for a streamed object, as each part is read) — not when a worker finishes.
-//!
-//! Objects up to `max_whole_object` bytes arrive whole ([`Object::bytes`]); larger ones,
-//! including objects larger than the whole budget, arrive as a stream of ranged parts
-//! ([`Object::into_reader`]), each part holding its budget until read. Read a streamed
-//! object before asking [`Objects`] for the next item: the next item may need the budget its
-//! unread parts hold.
+//! The ordered fetcher: keys in, objects out in the caller's order, within a byte budget.
 
 mod budget;
 mod error;
@@ -46,13 +22,11 @@ use crate::s3::{Bucket, ListedObject};
 use crate::thread::JoinOnDrop;
 
 /// Default pool size.
-pub const DEFAULT_WORKERS: usize = 16;
+pub const DEFAULT_FETCH_WORKERS: usize = 16;
 /// Default cap on one request's units in flight.
 pub const DEFAULT_PER_REQUEST_WORKERS: usize = 8;
 /// Default byte budget: 512 MiB.
 pub const DEFAULT_MEMORY_BUDGET_BYTES: u64 = 512 << 20;
-/// Default part size for large objects: 8 MiB.
-pub const DEFAULT_PART_BYTES: u64 = 8 << 20;
 /// Default largest object delivered whole: 64 MiB (or the budget, if smaller).
 pub const DEFAULT_MAX_WHOLE_OBJECT_BYTES: u64 = 64 << 20;
 
@@ -169,7 +143,7 @@ impl FetcherBuilder {
         self
     }
 
-    /// Pool threads shared by every request. Default [`DEFAULT_WORKERS`].
+    /// Pool threads shared by every request. Default [`DEFAULT_FETCH_WORKERS`].
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = n;
         self
@@ -188,7 +162,7 @@ impl FetcherBuilder {
         self
     }
 
-    /// The part size for large objects. Default [`DEFAULT_PART_BYTES`].
+    /// The part size for large objects. Default [`DEFAULT_PART_BYTES`](crate::DEFAULT_PART_BYTES), as for S3 targets.
     pub fn part_size(mut self, bytes: u64) -> Self {
         self.part_size = bytes;
         self
@@ -321,7 +295,31 @@ fn work(rx: &Receiver<Message>, tx: &Sender<Message>, shared: &Shared) {
 }
 
 /// Fetches lists of keys from S3 in the caller's order with a fixed pool of threads and a
-/// byte budget. See the [module documentation](self).
+/// byte budget.
+///
+/// the caller's order.
+///
+/// # How a request runs
+///
+/// [`Fetcher::fetch`] takes the keys lazily (an iterator, so a listing of millions of keys is
+/// never materialised) and returns [`Objects`]. The request puts `per_request_workers` tokens
+/// into the pool's queue; a pool thread that takes a token runs one *unit* of the request (a
+/// whole object, or one ranged part of a large one) and puts the token back, so a request
+/// never has more units in flight than its cap, and requests share the pool round-robin.
+///
+/// # The budget and its fairness rule
+///
+/// Every unit reserves its bytes before it reads them, and units reserve strictly in the
+/// caller's order (item by item, part by part) from a FIFO [`MemoryBudget`]. The object the
+/// caller needs next is therefore never blocked by a later one: the only bytes in its way
+/// are those the caller still holds. Bytes come back when the caller drops the [`Object`]
+/// (or, for a streamed object, as each part is read) — not when a worker finishes.
+///
+/// Objects up to `max_whole_object` bytes arrive whole ([`Object::bytes`]); larger ones,
+/// including objects larger than the whole budget, arrive as a stream of ranged parts
+/// ([`Object::into_reader`]), each part holding its budget until read. Read a streamed
+/// object before asking [`Objects`] for the next item: the next item may need the budget its
+/// unread parts hold.
 ///
 /// # Threads and ownership
 ///
@@ -346,10 +344,10 @@ impl Fetcher {
     /// A builder with the defaults.
     pub fn builder() -> FetcherBuilder {
         FetcherBuilder {
-            workers: DEFAULT_WORKERS,
+            workers: DEFAULT_FETCH_WORKERS,
             per_request_workers: None,
             memory_budget: DEFAULT_MEMORY_BUDGET_BYTES,
-            part_size: DEFAULT_PART_BYTES,
+            part_size: crate::DEFAULT_PART_BYTES,
             max_whole_object: None,
             retry: RetryPolicy::default(),
         }

@@ -10,8 +10,8 @@ impl Bucket {
     /// listing millions of keys holds one page in memory.
     ///
     /// ```no_run
-    /// # fn main() -> Result<(), haul::s3::S3Error> {
-    /// let bucket = haul::s3::Bucket::new("data", &haul::s3::S3Config::from_env())?;
+    /// # fn main() -> Result<(), haul::S3Error> {
+    /// let bucket = haul::Bucket::new("data", &haul::S3Config::from_env())?;
     /// for object in bucket.list("shards/") {
     ///     let object = object?;
     ///     println!("{} {}", object.key, object.size);

@@ -14,12 +14,12 @@ mod multipart;
 mod sign;
 
 pub use listing::{ListedObject, Listing};
-pub use multipart::Upload;
+pub use multipart::MultipartUpload;
 
 use crate::engine::classify::{self, Failure, Verdict};
 use crate::engine::retry::{self, RetryPolicy};
 use crate::http::{HttpClient, HttpConfig};
-use crate::source::url::redact;
+use crate::source::url::redact_url;
 
 /// How long a presigned URL is valid. Each is used at once, so this only has to cover clock
 /// skew and slow starts.
@@ -137,7 +137,7 @@ impl S3Error {
 /// Where the store is and how to sign for it.
 ///
 /// ```
-/// let config = haul::s3::S3Config::new("http://127.0.0.1:8333", "us-east-1")
+/// let config = haul::S3Config::new("http://127.0.0.1:8333", "us-east-1")
 ///     .credentials("AKIAEXAMPLE", "wJalrXUtnFEMI");
 /// // Debug never shows the credentials.
 /// let shown = format!("{config:?}");
@@ -314,7 +314,8 @@ impl Bucket {
         check_bucket_name(name)?;
         let region = match &config.endpoint {
             Some(endpoint) => {
-                crate::source::url::check(endpoint).map_err(|e| S3Error::Config(e.to_string()))?;
+                crate::source::url::check_url(endpoint)
+                    .map_err(|e| S3Error::Config(e.to_string()))?;
                 ::s3::Region::Custom {
                     region: config.region.clone(),
                     endpoint: endpoint.trim_end_matches('/').to_owned(),
@@ -397,7 +398,7 @@ impl Bucket {
             op,
             bucket: self.name.clone(),
             key: key.to_owned(),
-            reason: redact(&e.to_string()),
+            reason: redact_url(&e.to_string()),
         }
     }
 
@@ -532,8 +533,8 @@ impl Bucket {
     /// this is safe to call before every batch that writes into it.
     ///
     /// ```no_run
-    /// # fn main() -> Result<(), haul::s3::S3Error> {
-    /// let bucket = haul::s3::Bucket::new("landing", &haul::s3::S3Config::from_env())?;
+    /// # fn main() -> Result<(), haul::S3Error> {
+    /// let bucket = haul::Bucket::new("landing", &haul::S3Config::from_env())?;
     /// bucket.create()?;
     /// bucket.put("hello.txt", b"hello")?;
     /// # Ok(())
@@ -590,7 +591,47 @@ fn error_code(body: ureq::Body) -> Option<String> {
         .take(64 * 1024)
         .read_to_string(&mut text)
         .ok()?;
-    let start = text.find("<Code>")? + "<Code>".len();
-    let end = start + text[start..].find("</Code>")?;
-    Some(text[start..end].to_owned())
+    s3_error_code(&text)
+}
+
+/// An S3 `<Error>` document: its `<Code>`.
+#[derive(Debug, serde::Deserialize)]
+struct ErrorDocument {
+    #[serde(rename = "Code")]
+    code: Option<String>,
+}
+
+/// The `<Code>` of `text` when it is an S3 `<Error>` document (quick-xml); `None` for any
+/// other document, or text that is not XML.
+pub(crate) fn s3_error_code(text: &str) -> Option<String> {
+    let mut reader = quick_xml::Reader::from_str(text);
+    let root = loop {
+        match reader.read_event().ok()? {
+            quick_xml::events::Event::Start(e) => break e.name().as_ref().to_vec(),
+            quick_xml::events::Event::Eof => return None,
+            _ => {}
+        }
+    };
+    if root != b"Error" {
+        return None;
+    }
+    let document: ErrorDocument = quick_xml::de::from_str(text).ok()?;
+    document.code.map(|c| c.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_come_from_error_documents_only() {
+        let error = r#"<?xml version="1.0" encoding="UTF-8"?>
+            <Error><Code>SlowDown</Code><Message>Reduce your request rate.</Message></Error>"#;
+        assert_eq!(s3_error_code(error).as_deref(), Some("SlowDown"));
+        let result = "<CompleteMultipartUploadResult><Code>not an error</Code>\
+                      </CompleteMultipartUploadResult>";
+        assert_eq!(s3_error_code(result), None);
+        assert_eq!(s3_error_code("<Error></Error>"), None);
+        assert_eq!(s3_error_code("not xml at all"), None);
+    }
 }

@@ -13,7 +13,7 @@ use super::{Bucket, S3Error};
 /// the store until it is completed or aborted ([`Bucket::abort_upload`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Upload {
+pub struct MultipartUpload {
     /// The key the object would have.
     pub key: String,
     /// The upload's id.
@@ -150,16 +150,12 @@ impl Bucket {
             let retried = !std::mem::replace(&mut first, false);
             match self.call(&presign, &[], body.as_bytes()) {
                 // A 200 whose body holds an error: S3 reports late failures of a complete so.
-                Ok((_, text)) if text.contains("<Error>") => Err(S3Error::Status {
+                Ok((_, text)) if super::s3_error_code(&text).is_some() => Err(S3Error::Status {
                     op: "complete upload",
                     bucket: self.name.clone(),
                     key: key.to_owned(),
                     status: 500,
-                    code: text
-                        .split("<Code>")
-                        .nth(1)
-                        .and_then(|t| t.split("</Code>").next())
-                        .map(str::to_owned),
+                    code: super::s3_error_code(&text),
                 }),
                 Ok(_) => Ok(()),
                 // A retry after a reply that was lost: the first call may have completed it.
@@ -206,8 +202,8 @@ impl Bucket {
     /// The unfinished multipart uploads under `prefix` (all pages).
     ///
     /// ```no_run
-    /// # fn main() -> Result<(), haul::s3::S3Error> {
-    /// let bucket = haul::s3::Bucket::new("landing", &haul::s3::S3Config::from_env())?;
+    /// # fn main() -> Result<(), haul::S3Error> {
+    /// let bucket = haul::Bucket::new("landing", &haul::S3Config::from_env())?;
     /// for upload in bucket.uploads("shards/")? {
     ///     bucket.abort_upload(&upload.key, &upload.upload_id)?; // clean up after a crash
     /// }
@@ -218,7 +214,7 @@ impl Bucket {
     /// # Errors
     ///
     /// An [`S3Error`] naming the prefix.
-    pub fn uploads(&self, prefix: &str) -> Result<Vec<Upload>, S3Error> {
+    pub fn uploads(&self, prefix: &str) -> Result<Vec<MultipartUpload>, S3Error> {
         let mut out = Vec::new();
         let mut markers: Option<(String, String)> = None;
         loop {
@@ -238,7 +234,7 @@ impl Bucket {
                 let (_, text) = self.call(&presign, &[], &[])?;
                 self.parse("list uploads", prefix, &text)
             })?;
-            out.extend(page.uploads.into_iter().map(|u| Upload {
+            out.extend(page.uploads.into_iter().map(|u| MultipartUpload {
                 key: u.key,
                 upload_id: u.upload_id,
             }));

@@ -1,4 +1,4 @@
 //! Where a job's objects come from: range templates and URLs.
 
-pub mod template;
-pub mod url;
+pub(crate) mod template;
+pub(crate) mod url;

@@ -1,33 +1,9 @@
-//! Range templates: `https://host/shard-{0000..0999}.tar` expanded lazily into names.
-//!
-//! The grammar is AIStore's, plus bash-style lists:
-//!
-//! - `{START..END}` and `{START..END..STEP}`: decimal, non-negative, `START <= END`, `STEP > 0`.
-//!   Zero padding is kept: the width is that of the *shorter* of the two bounds as written
-//!   (`{0000..0999}` gives `0000`..`0999`, `{001..10}` gives `01`..`10`), as AIStore does.
-//! - `{a,b,c}`: a list of literal items (AIStore rejects these; users expect them).
-//! - Several groups in one template expand as a cartesian product, the last group fastest.
-//! - Text outside braces is literal. A template without braces expands to itself.
-//!
-//! Expansion never materialises the names: [`Template`] knows its length up front and
-//! [`Names`] produces one name at a time. The number of names is capped
-//! ([`DEFAULT_MAX_NAMES`], or [`Template::parse_with_limit`]) so a typo cannot become a job of
-//! 10²⁰ objects.
-//!
-//! ```
-//! use haul::Template;
-//!
-//! let t = Template::parse("shard-{00..02}-{a,b}.tar")?;
-//! assert_eq!(t.len(), 6);
-//! let names: Vec<String> = t.iter().collect();
-//! assert_eq!(names[..3], ["shard-00-a.tar", "shard-00-b.tar", "shard-01-a.tar"]);
-//! # Ok::<(), haul::TemplateError>(())
-//! ```
+//! Range templates: a template is parsed once and expanded lazily into names.
 
 use std::fmt::Write as _;
 
 /// The default cap on the number of names one template may expand to.
-pub const DEFAULT_MAX_NAMES: u64 = 10_000_000;
+pub const DEFAULT_MAX_TEMPLATE_NAMES: u64 = 10_000_000;
 
 /// Why a template was refused. Positions are 1-based character columns in the template.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -129,9 +105,31 @@ pub enum TemplateError {
     },
 }
 
-/// A parsed range template. Cheap to clone; expansion is lazy.
+/// Range templates: `https://host/shard-{0000..0999}.tar` expanded lazily into names.
 ///
-/// See the [module documentation](self) for the grammar.
+/// The grammar is AIStore's, plus bash-style lists:
+///
+/// - `{START..END}` and `{START..END..STEP}`: decimal, non-negative, `START <= END`, `STEP > 0`.
+///   Zero padding is kept: the width is that of the *shorter* of the two bounds as written
+///   (`{0000..0999}` gives `0000`..`0999`, `{001..10}` gives `01`..`10`), as AIStore does.
+/// - `{a,b,c}`: a list of literal items (AIStore rejects these; users expect them).
+/// - Several groups in one template expand as a cartesian product, the last group fastest.
+/// - Text outside braces is literal. A template without braces expands to itself.
+///
+/// Expansion never materialises the names: [`Template`] knows its length up front and
+/// [`Names`] produces one name at a time. The number of names is capped
+/// ([`DEFAULT_MAX_TEMPLATE_NAMES`], or [`Template::parse_with_limit`]) so a typo cannot become a job of
+/// 10²⁰ objects.
+///
+/// ```
+/// use haul::Template;
+///
+/// let t = Template::parse("shard-{00..02}-{a,b}.tar")?;
+/// assert_eq!(t.len(), 6);
+/// let names: Vec<String> = t.iter().collect();
+/// assert_eq!(names[..3], ["shard-00-a.tar", "shard-00-b.tar", "shard-01-a.tar"]);
+/// # Ok::<(), haul::TemplateError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
     source: String,
@@ -176,13 +174,13 @@ impl Segment {
 }
 
 impl Template {
-    /// Parses `source` with the default cap of [`DEFAULT_MAX_NAMES`] names.
+    /// Parses `source` with the default cap of [`DEFAULT_MAX_TEMPLATE_NAMES`] names.
     ///
     /// # Errors
     ///
     /// A [`TemplateError`] that says what is wrong and at which column.
     pub fn parse(source: &str) -> Result<Template, TemplateError> {
-        Template::parse_with_limit(source, DEFAULT_MAX_NAMES)
+        Template::parse_with_limit(source, DEFAULT_MAX_TEMPLATE_NAMES)
     }
 
     /// Parses `source`, refusing templates that expand to more than `max_names` names.

@@ -21,8 +21,7 @@ use crate::target::mountpath::Mountpath;
 use crate::target::name::ObjectName;
 use crate::target::work::{self, WorkFile};
 
-pub use crate::engine::dest::BUFFER_BYTES;
-pub use crate::engine::error::DownloadError;
+use crate::engine::error::DownloadError;
 
 /// One object to download: where from, under which name, with which extra request headers,
 /// retry policy and expected digest.
@@ -48,7 +47,7 @@ impl std::fmt::Debug for ObjectTask {
         // URLs may carry signatures, header values credentials.
         let header_names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
         f.debug_struct("ObjectTask")
-            .field("url", &url::redact(&self.url))
+            .field("url", &url::redact_url(&self.url))
             .field("name", &self.name)
             .field("headers", &header_names)
             .field("retry", &self.retry)
@@ -78,7 +77,7 @@ impl ObjectTask {
     /// A [`UrlError`] when the URL is not http(s) or implies no safe name.
     pub fn from_url(url: impl Into<String>) -> Result<ObjectTask, UrlError> {
         let url = url.into();
-        let name = url::object_name(&url)?;
+        let name = url::name_from_url(&url)?;
         Ok(ObjectTask::new(url, name))
     }
 
@@ -230,7 +229,7 @@ fn fetch_inner(
     let source = &request.source;
     let shown = source.shown();
     if let Source::Url(url) = source {
-        url::check(url)?;
+        url::check_url(url)?;
     }
     if ctx.cancel.is_cancelled() {
         return Err(DownloadError::Cancelled { url: shown });
@@ -434,7 +433,10 @@ fn split_download(
     let answer = match engine::request(ctx, source, &mut location, asked, Condition::None) {
         Ok(answer) => answer,
         Err(failure) if failure.verdict.retries() => {
-            debug!("GET {shown}: {}; not split", retry::chain(&failure.error));
+            debug!(
+                "GET {shown}: {}; not split",
+                retry::error_chain(&failure.error)
+            );
             return Ok(Split::OneStream { thrown: 0 });
         }
         Err(failure) => return Err(failure.error),
@@ -487,7 +489,7 @@ fn split_download(
             | DownloadError::Unusable { .. }
             | DownloadError::Digest { .. }),
         ) => {
-            warn!("{}; fetching it on one connection", retry::chain(&e));
+            warn!("{}; fetching it on one connection", retry::error_chain(&e));
             let thrown = ctx.progress.done();
             dest.work.len = total;
             dest.work.truncate()?;

@@ -124,9 +124,10 @@ impl Mountpath {
         Ok(())
     }
 
-    /// The work-file path for `name`: the same in every run, so a run after a crash finds
-    /// what the last one left (see `task::WorkFile`).
-    pub(crate) fn work_path(&self, name: &ObjectName) -> PathBuf {
+    /// Where the work file of `name` goes while it is fetched: the same in every run, so a
+    /// run after a crash finds what the last one left and resumes it. (A second transfer of
+    /// the same name at once takes a spare name beside it.)
+    pub fn work_path(&self, name: &ObjectName) -> PathBuf {
         let hash = crate::downloader::hrw::hash(name.as_str().as_bytes());
         self.work.join(format!("{hash:016x}.part"))
     }

@@ -28,7 +28,8 @@ use crate::target::name::ObjectName;
 
 /// The smallest part S3 takes (except an upload's last part): 5 MiB.
 pub const MIN_PART_BYTES: u64 = 5 << 20;
-/// The default part size: 8 MiB.
+/// The default part size: 8 MiB, for S3 targets' multipart uploads and the fetcher's ranged
+/// parts alike.
 pub const DEFAULT_PART_BYTES: u64 = 8 << 20;
 /// Parts of one object uploaded at once by default, as rclone and s5cmd do.
 pub const DEFAULT_UPLOAD_CONNECTIONS: usize = 4;
@@ -41,16 +42,16 @@ const MAX_PARTS: u64 = 10_000;
 /// Give a downloader one or more targets instead of mountpaths
 /// ([`DownloaderBuilder::s3_target`](crate::DownloaderBuilder::s3_target)); objects are
 /// spread over several targets by HRW, as over mountpaths, and each target has its own
-/// queue and `workers_per_mountpath` joggers.
+/// queue and `workers_per_target` joggers.
 ///
 /// ```no_run
-/// use haul::s3::{Bucket, S3Config};
+/// use haul::{Bucket, S3Config};
 /// use haul::{Downloader, JobSpec, S3Target};
 ///
 /// let bucket = Bucket::new("landing", &S3Config::from_env())?;
 /// let downloader = Downloader::builder()
 ///     .s3_target(S3Target::new(&bucket, "shards/").part_size(16 << 20))
-///     .workers_per_mountpath(16)
+///     .workers_per_target(16)
 ///     .build()?;
 /// let job = downloader.submit(JobSpec::range("https://host/shard-{0000..0999}.tar"))?;
 /// # let _ = job;
@@ -161,7 +162,7 @@ pub(crate) fn store(
     crate::http::transport::with_cancel(ctx.cancel, || {
         let shown = source.shown();
         if let Source::Url(url) = source {
-            crate::source::url::check(url)?;
+            crate::source::url::check_url(url)?;
         }
         if ctx.cancel.is_cancelled() {
             return Err(DownloadError::Cancelled { url: shown });
@@ -454,7 +455,7 @@ impl<'a, 'scope, 'env> Upload<'a, 'scope, 'env> {
             Err(e) => warn!(
                 "{}: the upload's parts stay in the store until a lifecycle rule or \
                  `Bucket::abort_upload` removes them",
-                crate::engine::retry::chain(&e)
+                crate::engine::retry::error_chain(&e)
             ),
         }
     }

@@ -46,7 +46,7 @@ pub fn download_to(
     progress: &Progress,
     cancel: &CancelToken,
 ) -> Result<u64, DownloadError> {
-    url::check(&task.url)?;
+    url::check_url(&task.url)?;
     let ctx = Context {
         client,
         headers: &task.headers,

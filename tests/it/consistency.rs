@@ -7,13 +7,13 @@
 use std::io::Read;
 use std::time::Duration;
 
-use haul::fetch::{FetchKey, Fetcher};
 use haul::origin::{Origin, body, versioned_body};
-use haul::s3::{Bucket, S3Config};
+use haul::{Bucket, S3Config};
 use haul::{
     CancelToken, Detail, DownloadError, Downloader, HttpClient, JobSpec, Mountpath, ObjectTask,
     PartsPolicy, Progress, RetryPolicy, S3Target,
 };
+use haul::{FetchKey, Fetcher};
 
 use crate::support::s3::S3Server;
 use crate::support::{TestDir, chain, guard, wait_until};

@@ -17,7 +17,7 @@ const WAIT: Duration = Duration::from_secs(60);
 fn downloader(dir: &TestDir, workers: usize) -> Downloader {
     Downloader::builder()
         .mountpath(dir.path())
-        .workers_per_mountpath(workers)
+        .workers_per_target(workers)
         .build()
         .unwrap()
 }
@@ -53,7 +53,7 @@ fn a_range_job_over_three_mountpaths_lands_every_object_where_hrw_says() {
         let d = mps
             .iter()
             .fold(Downloader::builder(), |b, mp| b.mountpath(mp))
-            .workers_per_mountpath(3)
+            .workers_per_target(3)
             .build()
             .unwrap();
         let job = d
@@ -134,7 +134,7 @@ fn concurrency_never_exceeds_mountpaths_times_workers() {
         let d = Downloader::builder()
             .mountpath(dir.path().join("a"))
             .mountpath(dir.path().join("b"))
-            .workers_per_mountpath(2)
+            .workers_per_target(2)
             .build()
             .unwrap();
         let job = d
@@ -550,7 +550,7 @@ fn dropping_a_downloader_mid_job_returns_with_every_thread_joined() {
         // A unique mountpath name makes this downloader's threads recognisable.
         let d = Downloader::builder()
             .mountpath(dir.path().join("drp7"))
-            .workers_per_mountpath(3)
+            .workers_per_target(3)
             .build()
             .unwrap();
         // Slow bodies: each read brings a little data, so a cancel is seen within one read.
@@ -592,15 +592,15 @@ fn builder_errors_are_clear() {
     let err = Downloader::builder().build().unwrap_err();
     assert_eq!(
         err.to_string(),
-        "no mountpath: give at least one directory or S3 target"
+        "no target: give at least one output directory or bucket prefix"
     );
     let dir = TestDir::new();
     let err = Downloader::builder()
         .mountpath(dir.path())
-        .workers_per_mountpath(0)
+        .workers_per_target(0)
         .build()
         .unwrap_err();
-    assert_eq!(err.to_string(), "workers_per_mountpath must be at least 1");
+    assert_eq!(err.to_string(), "workers_per_target must be at least 1");
     let err = Downloader::builder()
         .mountpath(dir.path())
         .mountpath(dir.path())
@@ -635,7 +635,7 @@ fn abort_and_drop_stop_transfers_whose_server_sends_nothing() {
             .stall(1, Duration::from_secs(600));
         let d = Downloader::builder()
             .mountpath(dir.path().join("stl5"))
-            .workers_per_mountpath(2)
+            .workers_per_target(2)
             .http(patient)
             .build()
             .unwrap();

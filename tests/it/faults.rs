@@ -29,7 +29,7 @@ fn downloader(mountpaths: &[&Path]) -> Downloader {
     mountpaths
         .iter()
         .fold(Downloader::builder(), |b, mp| b.mountpath(mp))
-        .workers_per_mountpath(4)
+        .workers_per_target(4)
         .http(http)
         .build()
         .unwrap()
@@ -567,7 +567,7 @@ fn sigkill_mid_job_leaves_no_partial_file_and_a_rerun_completes_fetching_less() 
         ));
         let haul = |extra: &[&str]| {
             let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_haul"));
-            cmd.args(["get", &whole, &held, "--workers-per-mountpath", "2", "-o"])
+            cmd.args(["get", &whole, &held, "--workers-per-target", "2", "-o"])
                 .arg(dir.path())
                 .args(extra)
                 .stdout(std::process::Stdio::null())

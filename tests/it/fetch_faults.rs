@@ -5,9 +5,9 @@
 use std::io::Read;
 use std::time::Duration;
 
+use haul::Bucket;
 use haul::RetryPolicy;
-use haul::fetch::{FetchErrorKind, FetchKey, Fetcher};
-use haul::s3::Bucket;
+use haul::{FetchErrorKind, FetchKey, Fetcher};
 
 use crate::support::guard;
 use crate::support::proxy::{FaultProxy, Faults};
@@ -228,7 +228,7 @@ fn an_object_that_changes_mid_transfer_starts_over_instead_of_mixing_versions() 
             .faults(faults)
             .start()
             .unwrap();
-        let config = haul::s3::S3Config::new(origin.url(""), "us-east-1").credentials("k", "s");
+        let config = haul::S3Config::new(origin.url(""), "us-east-1").credentials("k", "s");
         let bucket = Bucket::new("bkt", &config).unwrap();
         let fetch = fetcher();
         for key in [FetchKey::new("obj"), FetchKey::new("sized").size(300_000)] {

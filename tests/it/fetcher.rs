@@ -3,7 +3,7 @@
 use std::io::Read;
 use std::sync::atomic::Ordering;
 
-use haul::fetch::{FetchKey, Fetcher, FetcherBuildError};
+use haul::{FetchKey, Fetcher, FetcherBuildError};
 
 use crate::support::s3::S3Server;
 use crate::support::{guard, wait_until};
@@ -320,7 +320,7 @@ fn dropping_objects_after_the_first_item_returns_every_worker_and_byte() {
 
 #[test]
 fn builder_validates_like_the_seed() {
-    let err = |b: haul::fetch::FetcherBuilder| b.build().unwrap_err().to_string();
+    let err = |b: haul::FetcherBuilder| b.build().unwrap_err().to_string();
     assert_eq!(
         err(Fetcher::builder().workers(0)),
         "workers must be at least 1"
@@ -400,19 +400,19 @@ fn fetch_and_list_work_over_https() {
         assert_eq!(n, 21);
 
         // Without the test root the certificate is refused.
-        let untrusting = haul::s3::S3Config::new(server.endpoint(), "us-east-1").credentials(
+        let untrusting = haul::S3Config::new(server.endpoint(), "us-east-1").credentials(
             crate::support::s3::ACCESS_KEY,
             crate::support::s3::SECRET_KEY,
         );
-        let bucket = haul::s3::Bucket::new("tls", &untrusting).unwrap();
+        let bucket = haul::Bucket::new("tls", &untrusting).unwrap();
         let err = bucket.list("").next().unwrap().unwrap_err();
-        assert!(matches!(err, haul::s3::S3Error::Request { .. }), "{err}");
+        assert!(matches!(err, haul::S3Error::Request { .. }), "{err}");
     });
 }
 
 /// A fetcher of one worker over an in-process store holding `keys` objects `k-0`... of
 /// 1,000 bytes.
-fn one_worker(keys: usize) -> (S3Server, haul::s3::Bucket, Fetcher) {
+fn one_worker(keys: usize) -> (S3Server, haul::Bucket, Fetcher) {
     let server = S3Server::start(&["keys"]);
     server.seed_many(
         "keys",
@@ -499,12 +499,12 @@ fn a_caller_that_stops_taking_items_bounds_what_waits_for_it() {
         let mut not_found = haul::origin::Faults::default();
         not_found.status = Some(404);
         origin.set_faults(not_found);
-        let config = haul::s3::S3Config::new(origin.url(""), "us-east-1").credentials("o", "o");
-        let bucket = haul::s3::Bucket::new("missing", &config).unwrap();
+        let config = haul::S3Config::new(origin.url(""), "us-east-1").credentials("o", "o");
+        let bucket = haul::Bucket::new("missing", &config).unwrap();
         let fetcher = Fetcher::builder().workers(8).build().unwrap();
         let pulled = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (crossed, beyond) = crossbeam_channel::bounded(1);
-        let window = haul::fetch::MAX_ITEMS_AHEAD;
+        let window = haul::MAX_ITEMS_AHEAD;
         let counter = std::sync::Arc::clone(&pulled);
         let keys = (0u64..).map(move |i| {
             counter.fetch_add(1, Ordering::SeqCst);

@@ -83,11 +83,10 @@ fn transfers_of_one_name_at_once_never_show_a_partial_file() {
     });
 }
 
-/// The work file's name for `name`: fixed per name (so a run after a crash finds it), as
-/// `Mountpath` makes it, which is what makes it plantable.
+/// The work file's name for `name`: fixed per name (so a run after a crash finds it),
+/// which is what makes it plantable.
 fn work_file_of(mountpath: &Mountpath, name: &str) -> std::path::PathBuf {
-    let hash = haul::hrw::hash(ObjectName::new(name).unwrap().as_str().as_bytes());
-    mountpath.work_dir().join(format!("{hash:016x}.part"))
+    mountpath.work_path(&ObjectName::new(name).unwrap())
 }
 
 #[test]

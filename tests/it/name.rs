@@ -1,6 +1,6 @@
 //! Object names, URL names and mountpaths: nothing escapes a mountpath.
 
-use haul::{Mountpath, NameError, ObjectName, UrlError, url};
+use haul::{Mountpath, NameError, ObjectName, UrlError, check_url, name_from_url};
 
 use crate::support::TestDir;
 
@@ -81,7 +81,7 @@ fn subdirectories_are_validated_too() {
 #[test]
 fn names_from_urls() {
     let ok = |u: &str| {
-        url::object_name(u)
+        name_from_url(u)
             .unwrap_or_else(|e| panic!("{u}: {e}"))
             .to_string()
     };
@@ -93,7 +93,7 @@ fn names_from_urls() {
 
 #[track_caller]
 fn url_refused(u: &str, message: &str) {
-    let err = url::object_name(u).expect_err(u);
+    let err = name_from_url(u).expect_err(u);
     assert_eq!(crate::support::chain(&err), message, "error for {u}");
 }
 
@@ -148,14 +148,14 @@ fn bad_urls_get_clear_errors() {
         "malformed URL \"http://h/%ff\": its last path segment has a bad %-escape or is not UTF-8",
     );
     assert!(matches!(
-        url::check("mailto:x"),
+        check_url("mailto:x"),
         Err(UrlError::Scheme { .. })
     ));
 }
 
 #[test]
 fn signatures_are_redacted_from_urls_in_errors() {
-    let err = url::object_name("http://h/dir/?X-Amz-Signature=secret&X-Amz-Credential=AKIA&n=1")
+    let err = name_from_url("http://h/dir/?X-Amz-Signature=secret&X-Amz-Credential=AKIA&n=1")
         .expect_err("no name");
     let text = err.to_string();
     assert!(!text.contains("secret") && !text.contains("AKIA"), "{text}");
@@ -163,6 +163,11 @@ fn signatures_are_redacted_from_urls_in_errors() {
         text.contains("X-Amz-Signature=REDACTED&X-Amz-Credential=REDACTED&n=1"),
         "{text}"
     );
+    // A user and password in the URL itself are hidden too.
+    let err = name_from_url("https://me:secret8@h/dir/").expect_err("no name");
+    let text = err.to_string();
+    assert!(!text.contains("secret8") && !text.contains("me:"), "{text}");
+    assert!(text.contains("https://REDACTED@h/dir/"), "{text}");
 }
 
 #[test]
@@ -175,7 +180,7 @@ fn signatures_and_credentials_are_redacted_in_debug_output() {
         .header("Authorization", "Bearer secret4")
         .description("d");
     let single = haul::JobSpec::single(url);
-    let config = haul::s3::S3Config::new("http://127.0.0.1:1", "us-east-1")
+    let config = haul::S3Config::new("http://127.0.0.1:1", "us-east-1")
         .credentials("AKIDsecret5", "secret6")
         .session_token("secret7");
     let shown = format!("{task:?} {spec:?} {single:?} {config:?}");

@@ -1,6 +1,6 @@
 //! The S3 client side against a real S3 server in this process: listing, PUT, errors.
 
-use haul::s3::{Bucket, S3Config, S3Error};
+use haul::{Bucket, S3Config, S3Error};
 
 use crate::support::guard;
 use crate::support::s3::S3Server;

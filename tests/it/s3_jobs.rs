@@ -16,7 +16,7 @@ fn key(i: usize) -> String {
 }
 
 fn content(key: &str) -> Vec<u8> {
-    haul::origin::body(key, 100 + (haul::hrw::hash(key.as_bytes()) % 4000))
+    haul::origin::body(key, 100 + (haul::origin::seed(key) % 4000))
 }
 
 #[test]
@@ -38,7 +38,7 @@ fn a_backend_job_lands_every_object_under_a_prefix_once_and_its_total_becomes_ex
         let d = Downloader::builder()
             .mountpath(dir.path().join("m0"))
             .mountpath(dir.path().join("m1"))
-            .workers_per_mountpath(4)
+            .workers_per_target(4)
             .build()
             .unwrap();
         let gets_before = server.counters().map(|c| c.gets.load(Ordering::SeqCst));
@@ -127,7 +127,7 @@ fn aborting_a_backend_job_ends_its_listing_backoff_at_once() {
             .faults(refuse)
             .start()
             .unwrap();
-        let busy = haul::s3::S3Config::new(origin.url(""), "us-east-1")
+        let busy = haul::S3Config::new(origin.url(""), "us-east-1")
             .credentials("k", "s")
             .retry(
                 haul::RetryPolicy::default()
@@ -135,7 +135,7 @@ fn aborting_a_backend_job_ends_its_listing_backoff_at_once() {
                     .initial_backoff(Duration::from_secs(300))
                     .max_backoff(Duration::from_secs(300)),
             );
-        let bucket = haul::s3::Bucket::new("busy", &busy).unwrap();
+        let bucket = haul::Bucket::new("busy", &busy).unwrap();
         let dir = TestDir::new();
         let d = Downloader::builder().mountpath(dir.path()).build().unwrap();
         let job = d.submit(JobSpec::s3_prefix(&bucket, "p/")).unwrap();

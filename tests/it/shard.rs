@@ -4,7 +4,6 @@ use std::collections::HashSet;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use haul::hrw;
 use haul::origin::Origin;
 
 use crate::support::{files_under, guard_for};
@@ -26,7 +25,7 @@ fn three_processes_with_shards_download_every_object_exactly_once() {
                 Command::new(env!("CARGO_BIN_EXE_haul"))
                     .args([
                         "get",
-                        "--workers-per-mountpath",
+                        "--workers-per-target",
                         "4",
                         "--shard",
                         &format!("{i}/3"),
@@ -74,16 +73,15 @@ fn three_processes_with_shards_download_every_object_exactly_once() {
 #[test]
 fn adding_a_shard_moves_only_its_fair_fraction_of_objects() {
     let names: Vec<String> = (0..30_000).map(|i| format!("o-{i:05}.bin")).collect();
-    let (three, four) = (hrw::shard_ids(3), hrw::shard_ids(4));
     let moved = names
         .iter()
-        .filter(|n| hrw::shard_of(n, &three) != hrw::shard_of(n, &four))
+        .filter(|n| haul::shard_of(n, 3) != haul::shard_of(n, 4))
         .count();
     // Ideal: a quarter move (to the new shard), and none move between old shards.
     let fraction = moved as f64 / names.len() as f64;
     assert!((0.22..0.28).contains(&fraction), "{fraction}");
     for n in &names {
-        let (a, b) = (hrw::shard_of(n, &three), hrw::shard_of(n, &four));
+        let (a, b) = (haul::shard_of(n, 3), haul::shard_of(n, 4));
         assert!(a == b || b == Some(3), "{n} moved between old shards");
     }
 }

@@ -5,9 +5,9 @@
 use std::io::Read;
 use std::time::Duration;
 
-use haul::fetch::Fetcher;
+use haul::Bucket;
+use haul::Fetcher;
 use haul::origin::{Origin, fill, seed};
-use haul::s3::Bucket;
 use haul::{Detail, Downloader, JobSpec, JobStatus, RetryPolicy, S3Target};
 
 use crate::support::s3::S3Server;
@@ -50,7 +50,7 @@ fn assert_stored(bucket: &Bucket, key: &str, path: &str, size: u64) {
 fn downloader(bucket: &Bucket, prefix: &str, workers: usize) -> Downloader {
     Downloader::builder()
         .s3_target(S3Target::new(bucket, prefix).part_size(5 * MIB))
-        .workers_per_mountpath(workers)
+        .workers_per_target(workers)
         .build()
         .unwrap()
 }
@@ -126,9 +126,9 @@ fn objects_of_every_size_land_whole_under_the_prefix() {
             etag("in/d/three.bin")
         );
         assert!(!etag("in/d/below.bin").contains('-'));
-        let budget = d.memory_budget().unwrap();
-        assert_eq!(budget.in_use(), 0, "every buffer went back");
-        assert!(budget.peak_in_use() <= budget.total());
+        let budget = d.memory_use().unwrap();
+        assert_eq!(budget.in_use, 0, "every buffer went back");
+        assert!(budget.peak <= budget.budget);
     });
 }
 
@@ -140,7 +140,7 @@ fn a_range_job_and_a_200_mib_object_go_into_a_bucket_multipart() {
         let origin = Origin::start().unwrap();
         let d = Downloader::builder()
             .s3_target(S3Target::new(&bucket, "r/"))
-            .workers_per_mountpath(4)
+            .workers_per_target(4)
             .build()
             .unwrap();
         let status = finish(
@@ -182,9 +182,9 @@ fn a_range_job_and_a_200_mib_object_go_into_a_bucket_multipart() {
         assert!(head.etag.as_deref().unwrap().ends_with("-25"), "{head:?}");
         assert_stored(&bucket, "r/big.bin", "/rg/big.bin", size);
         assert_eq!(bucket.uploads("").unwrap(), vec![]);
-        let budget = d.memory_budget().unwrap();
-        assert_eq!(budget.total(), 4 * 8 * MIB, "one part per jogger");
-        assert!(budget.peak_in_use() <= budget.total());
+        let budget = d.memory_use().unwrap();
+        assert_eq!(budget.budget, 4 * 8 * MIB, "one part per jogger");
+        assert!(budget.peak <= budget.budget);
     });
 }
 
@@ -298,11 +298,11 @@ fn store_errors_name_the_key_and_budgets_too_small_are_refused() {
         let origin = Origin::start().unwrap();
         // A store that refuses the credentials, and one that is not there at all.
         let real = server.bucket_name("real");
-        let wrong = haul::s3::S3Config::new(server.endpoint(), "us-east-1")
+        let wrong = haul::S3Config::new(server.endpoint(), "us-east-1")
             .credentials(server.keys().0, "wrong")
             .retry(fast_retries().attempts(2));
         let refusing = Bucket::new(&real, &wrong).unwrap();
-        let dead = haul::s3::S3Config::new("http://127.0.0.1:1", "us-east-1")
+        let dead = haul::S3Config::new("http://127.0.0.1:1", "us-east-1")
             .credentials("k", "s")
             .retry(fast_retries().attempts(2));
         let dead = Bucket::new("dead", &dead).unwrap();
@@ -424,13 +424,13 @@ fn parts_of_one_object_go_up_in_parallel_only_within_the_budget() {
                 head.etag.unwrap().ends_with("-7"),
                 "six full parts and a short one"
             );
-            let budget = d.memory_budget().unwrap();
+            let budget = d.memory_use().unwrap();
             assert_eq!(
-                budget.peak_in_use(),
+                budget.peak,
                 peak_parts * part,
                 "{connections} connections, budget of {budget_parts} parts"
             );
-            assert_eq!(budget.in_use(), 0);
+            assert_eq!(budget.in_use, 0);
         }
         assert_eq!(bucket.uploads("").unwrap(), vec![]);
     });
@@ -442,7 +442,7 @@ fn into_a_stuck_store(
     stuck: &crate::support::stuck::StuckServer,
     http: haul::HttpConfig,
 ) -> Downloader {
-    let config = haul::s3::S3Config::new(stuck.endpoint(), "us-east-1")
+    let config = haul::S3Config::new(stuck.endpoint(), "us-east-1")
         .credentials("stuck", "stuck")
         .http(http)
         .retry(RetryPolicy::none());

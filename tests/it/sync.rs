@@ -34,7 +34,7 @@ impl Setup {
         let downloader = Downloader::builder()
             .mountpath(dir.path().join("m0"))
             .mountpath(dir.path().join("m1"))
-            .workers_per_mountpath(3)
+            .workers_per_target(3)
             .build()
             .unwrap();
         Setup {
@@ -44,7 +44,7 @@ impl Setup {
         }
     }
 
-    fn sync(&self, bucket: &haul::s3::Bucket) -> JobStatus {
+    fn sync(&self, bucket: &haul::Bucket) -> JobStatus {
         let spec = JobSpec::s3_prefix(bucket, "ds/").sync(true);
         let job = self.downloader.submit(spec).unwrap();
         assert!(self.downloader.wait(job, Duration::from_secs(60)).unwrap());
@@ -161,7 +161,7 @@ fn a_truncated_listing_without_a_continuation_token_fails_and_deletes_nothing() 
         let dir = TestDir::new_fast();
         let downloader = Downloader::builder()
             .mountpath(dir.path())
-            .workers_per_mountpath(8)
+            .workers_per_target(8)
             .build()
             .unwrap();
         let bucket = server.bucket("sync");
@@ -215,10 +215,10 @@ fn a_sync_whose_listing_fails_deletes_nothing_and_keeps_its_record() {
         }
         // The same bucket, with credentials the store refuses: the listing fails at once.
         let (access_key, _) = s.server.keys();
-        let wrong = haul::s3::S3Config::new(s.server.endpoint(), "us-east-1")
+        let wrong = haul::S3Config::new(s.server.endpoint(), "us-east-1")
             .credentials(access_key, "wrong")
             .retry(haul::RetryPolicy::none());
-        let refused = haul::s3::Bucket::new(bucket.name(), &wrong).unwrap();
+        let refused = haul::Bucket::new(bucket.name(), &wrong).unwrap();
         let failed = s.sync(&refused);
         counts(&failed, (0, 0, 0, 1));
         assert!(chain(&*failed.failures[0].error).contains("403"));
@@ -384,7 +384,7 @@ fn one_stalled_object_holds_back_a_sync_instead_of_growing_its_queue() {
         // never taken for the bound.
         let d = Downloader::builder()
             .mountpath(dir.path())
-            .workers_per_mountpath(8)
+            .workers_per_target(8)
             .queue_capacity(50)
             .build()
             .unwrap();

@@ -56,7 +56,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
     let dir = TempDir::new()?;
     let downloader = Downloader::builder()
         .mountpath(&dir.0)
-        .workers_per_mountpath(args.workers)
+        .workers_per_target(args.workers)
         .http(HttpConfig::default().idle_connections_per_host(args.workers))
         .build()?;
     println!(

@@ -63,7 +63,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
         jobs.push(
             downloader
                 .submit(spec)
-                .map_err(|e| UsageError(run::chain(&e)))?,
+                .map_err(|e| UsageError(haul::error_chain(&e)))?,
         );
     }
     let summary = run::wait_all(&downloader, &jobs, started)?;
@@ -85,7 +85,8 @@ fn to_stdout(
 ) -> Result<ExitCode, Box<dyn Error>> {
     let mut urls: Vec<(Option<String>, String)> = Vec::new();
     for source in &args.sources {
-        let template = haul::Template::parse(source).map_err(|e| UsageError(run::chain(&e)))?;
+        let template =
+            haul::Template::parse(source).map_err(|e| UsageError(haul::error_chain(&e)))?;
         urls.extend(template.iter().map(|url| (None, url)));
     }
     if let Some(path) = &args.list {
@@ -101,7 +102,7 @@ fn to_stdout(
     let started = Instant::now();
     let (mut landed, mut failed, mut bytes) = (0u64, 0u64, 0u64);
     for (name, url) in urls {
-        let name = name.or_else(|| haul::url::object_name(&url).ok().map(|n| n.to_string()));
+        let name = name.or_else(|| haul::name_from_url(&url).ok().map(|n| n.to_string()));
         let mut task = haul::ObjectTask::new(url.as_str(), haul::ObjectName::new("-")?)
             .retry(args.net.retry());
         if let Some(digest) = name.and_then(|n| digests.iter().find(|(d, _)| *d == n)) {
@@ -120,7 +121,7 @@ fn to_stdout(
             }
             Err(e) => {
                 failed += 1;
-                eprintln!("failed: {}", run::chain(&e));
+                eprintln!("failed: {}", haul::error_chain(&e));
             }
         }
     }

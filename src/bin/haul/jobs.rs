@@ -42,7 +42,7 @@ pub(crate) struct JobArgs {
     pub(crate) out: Vec<Out>,
     /// Download threads per output directory (or S3 target).
     #[arg(long, visible_alias = "workers", value_name = "N", default_value_t = 8)]
-    pub(crate) workers_per_mountpath: usize,
+    pub(crate) workers_per_target: usize,
     /// At most this many of each job's objects in flight at once.
     #[arg(long, value_name = "N")]
     pub(crate) max_connections: Option<usize>,
@@ -98,7 +98,7 @@ impl JobArgs {
         s3: &S3Args,
     ) -> Result<Downloader, Box<dyn std::error::Error>> {
         let mut builder = Downloader::builder()
-            .workers_per_mountpath(self.workers_per_mountpath)
+            .workers_per_target(self.workers_per_target)
             .fsync(self.fsync)
             .http(net.http()?);
         if self.to_s3() {
@@ -110,7 +110,7 @@ impl JobArgs {
             let config = s3.config(net)?;
             for out in &self.out {
                 if let Out::S3 { bucket, prefix } = out {
-                    let bucket = haul::s3::Bucket::new(bucket, &config)
+                    let bucket = haul::Bucket::new(bucket, &config)
                         .map_err(|e| UsageError(e.to_string()))?;
                     let mut target = S3Target::new(&bucket, prefix.as_str());
                     if let Some(size) = self.part_size {
@@ -134,7 +134,7 @@ impl JobArgs {
         }
         builder.build().map_err(|e| match e {
             haul::BuildError::TooSmall { .. } | haul::BuildError::DuplicateTarget(_) => {
-                UsageError(crate::run::chain(&e)).into()
+                UsageError(haul::error_chain(&e)).into()
             }
             e => e.into(),
         })

@@ -69,7 +69,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("haul: {}", run::chain(&*e));
+            eprintln!("haul: {}", haul::error_chain(&*e));
             ExitCode::from(if e.is::<run::UsageError>() { 2 } else { 1 })
         }
     }

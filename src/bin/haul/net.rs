@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use haul::s3::S3Config;
+use haul::S3Config;
 use haul::{EgressPolicy, HttpConfig, RetryPolicy};
 
 #[derive(Debug, Clone, clap::Args)]

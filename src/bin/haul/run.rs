@@ -65,7 +65,11 @@ impl Summary {
         }
         for status in &self.statuses {
             for failure in &status.failures {
-                eprintln!("failed: {}: {}", failure.name, chain(&*failure.error));
+                eprintln!(
+                    "failed: {}: {}",
+                    failure.name,
+                    haul::error_chain(&*failure.error)
+                );
             }
             let unlisted = status.failed.saturating_sub(status.failures.len() as u64);
             if unlisted > 0 {
@@ -129,7 +133,7 @@ fn status_json(
                 "failure_reasons": s.failure_reasons,
                 "failures": s.failures.iter().map(|f| serde_json::json!({
                     "name": f.name,
-                    "error": chain(&*f.error),
+                    "error": haul::error_chain(&*f.error),
                 })).collect::<Vec<_>>(),
             })
         })
@@ -257,16 +261,4 @@ pub(crate) fn wait_all(
         elapsed: started.elapsed(),
         stopped_by,
     })
-}
-
-/// An error and its sources, joined with ": ".
-pub(crate) fn chain(error: &dyn Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }

@@ -6,8 +6,8 @@ use std::error::Error;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use haul::fetch::Fetcher;
-use haul::s3::Bucket;
+use haul::Bucket;
+use haul::Fetcher;
 
 use crate::run::UsageError;
 
@@ -107,7 +107,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
                 jobs.push(
                     downloader
                         .submit(spec)
-                        .map_err(|e| UsageError(crate::run::chain(&e)))?,
+                        .map_err(|e| UsageError(haul::error_chain(&e)))?,
                 );
             }
             let summary = crate::run::wait_all(&downloader, &jobs, started)?;
@@ -153,7 +153,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
                         }
                     },
                     Err(e) => {
-                        eprintln!("failed: {}", crate::run::chain(&e));
+                        eprintln!("failed: {}", haul::error_chain(&e));
                         failed += 1;
                     }
                 }

@@ -116,14 +116,6 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     out
 }
 
-/// An error and its sources, joined with ": ".
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
-}
+/// An error and its sources, joined with ": " (the library's formatter).
+#[allow(unused_imports)] // the benches include this module too
+pub use haul::error_chain as chain;

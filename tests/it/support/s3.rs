@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 
-use haul::s3::{Bucket, S3Config};
+use haul::{Bucket, S3Config};
 
 use super::TestDir;
 

@@ -1,0 +1,218 @@
+//! Checking a submitted [`JobSpec`] and turning it into a job's settings and its lazy
+//! expansion: everything refused at submit is refused here.
+
+use crate::downloader::dispatcher::{Expansion, Listed};
+use crate::downloader::error::SubmitError;
+use crate::downloader::job::{JobSpec, Source};
+use crate::downloader::store::JobSettings;
+use crate::source::template::Template;
+use crate::source::url;
+use crate::target::name::ObjectName;
+
+/// For a sync job: what tells its record from every other job's (the store, bucket,
+/// prefix, suffix, subdirectory and shard), and its subdirectory.
+pub(crate) fn sync_source(spec: &JobSpec) -> Option<(String, Option<String>)> {
+    let Source::S3Prefix {
+        bucket,
+        prefix,
+        suffix,
+    } = &spec.source
+    else {
+        return None;
+    };
+    if !spec.sync {
+        return None;
+    }
+    let subdir = spec
+        .subdir
+        .as_deref()
+        .filter(|d| !d.is_empty())
+        .map(|d| d.trim_end_matches('/').to_owned());
+    let shard = spec
+        .shard
+        .map(|(i, n)| format!("{i}/{n}"))
+        .unwrap_or_default();
+    let source = format!(
+        "{}/{prefix} suffix={} subdir={} shard={shard}",
+        bucket.url(),
+        suffix.as_deref().unwrap_or(""),
+        subdir.as_deref().unwrap_or("")
+    );
+    Some((source, subdir))
+}
+
+/// Validates a spec and turns it into job settings and a lazy expansion.
+pub(crate) fn prepare(
+    spec: JobSpec,
+    to_store: bool,
+) -> Result<(JobSettings, Expansion), SubmitError> {
+    if spec.sync && (to_store || !matches!(spec.source, Source::S3Prefix { .. })) {
+        return Err(SubmitError::Option {
+            option: "sync",
+            reason: "needs an S3 prefix job and local mountpaths",
+        });
+    }
+    if to_store {
+        if spec.existing == crate::Existing::Revalidate {
+            return Err(SubmitError::Option {
+                option: "existing",
+                reason: "Revalidate needs local mountpaths; S3 targets take Skip or Replace",
+            });
+        }
+        if spec.parts.is_some_and(|p| p.active()) {
+            return Err(SubmitError::Option {
+                option: "parts",
+                reason: "ranged parts need local mountpaths; S3 targets upload large objects in parts already",
+            });
+        }
+    }
+    if spec.max_connections == Some(0) {
+        return Err(SubmitError::Option {
+            option: "max_connections",
+            reason: "must be at least 1",
+        });
+    }
+    if let Some((index, count)) = spec.shard
+        && (count == 0 || index >= count)
+    {
+        return Err(SubmitError::Option {
+            option: "shard",
+            reason: "the index must be below the count, and the count at least 1",
+        });
+    }
+    if spec.rate_limit == Some(0) {
+        return Err(SubmitError::Option {
+            option: "rate_limit",
+            reason: "must be at least 1 byte per second",
+        });
+    }
+    for (name, _) in &spec.headers {
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+            return Err(SubmitError::Option {
+                option: "header",
+                reason: "a header name must be printable ASCII without ':' or spaces",
+            });
+        }
+    }
+    let subdir = match spec.subdir.as_deref() {
+        None | Some("") => None,
+        Some(dir) => Some(ObjectName::new(dir.trim_end_matches('/'))?.to_string()),
+    };
+    let subdir_for_digests = subdir.clone();
+    let place = |url: &str, name: Option<&str>| -> Result<(String, ObjectName), SubmitError> {
+        url::check_url(url)?;
+        let name = match name {
+            Some(name) => ObjectName::new(name)?,
+            None => url::name_from_url(url)?,
+        };
+        let name = match &subdir {
+            Some(dir) => name.under(dir)?,
+            None => name,
+        };
+        Ok((url.to_owned(), name))
+    };
+    let description = spec
+        .description
+        .clone()
+        .unwrap_or_else(|| spec.default_description());
+    let job_bucket = match &spec.source {
+        Source::S3Prefix { bucket, .. } => Some(bucket.clone()),
+        _ => None,
+    };
+    let (total, expansion) = match spec.source {
+        Source::Single { url, name } => {
+            let object = place(&url, name.as_deref())?;
+            (Some(1), Expansion::List(vec![object].into_iter()))
+        }
+        Source::Multi(list) => {
+            if list.is_empty() {
+                return Err(SubmitError::Empty);
+            }
+            let objects = list
+                .iter()
+                .map(|(name, url)| place(url, name.as_deref()))
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut seen = std::collections::HashMap::with_capacity(objects.len());
+            for (second, (_, name)) in objects.iter().enumerate() {
+                if let Some(first) = seen.insert(name.as_str(), second) {
+                    return Err(SubmitError::DuplicateName {
+                        name: name.to_string(),
+                        first,
+                        second,
+                    });
+                }
+            }
+            (
+                Some(objects.len() as u64),
+                Expansion::List(objects.into_iter()),
+            )
+        }
+        Source::Range { template } => {
+            let template = Template::parse(&template)?;
+            // The first URL shows whether the scheme and host are right; later names are
+            // checked as they are reached, and a bad one fails only its object.
+            let first = template.get(0).ok_or(SubmitError::Empty)?;
+            url::check_url(&first)?;
+            if let Some((a, b)) = template.same_name_pair() {
+                let name = url::name_from_url(&first)?;
+                return Err(SubmitError::DuplicateName {
+                    name: name.to_string(),
+                    first: a as usize,
+                    second: b as usize,
+                });
+            }
+            (
+                Some(template.len()),
+                Expansion::Range {
+                    names: template.into_iter(),
+                    subdir,
+                },
+            )
+        }
+        Source::S3Prefix {
+            bucket,
+            prefix,
+            suffix,
+        } => {
+            let listing = bucket.list(&prefix);
+            (
+                None,
+                Expansion::Listed(Box::new(Listed {
+                    bucket,
+                    listing,
+                    suffix,
+                    subdir,
+                    failed: false,
+                })),
+            )
+        }
+    };
+    let sha256 = spec
+        .sha256
+        .into_iter()
+        .map(|(name, digest)| {
+            let name = ObjectName::new(&name)?;
+            let name = match &subdir_for_digests {
+                Some(dir) => name.under(dir)?,
+                None => name,
+            };
+            Ok((name.to_string(), digest))
+        })
+        .collect::<Result<_, SubmitError>>()?;
+    let settings = JobSettings {
+        description,
+        headers: spec.headers,
+        timeout: spec.timeout,
+        max_connections: spec.max_connections,
+        rate_limit: spec.rate_limit,
+        existing: spec.existing,
+        retry: spec.retry,
+        parts: spec.parts,
+        shard: spec.shard,
+        sha256,
+        bucket: job_bucket,
+        // A shard's share is known only when the expansion ends.
+        total: total.filter(|_| spec.shard.is_none()),
+    };
+    Ok((settings, expansion))
+}
