@@ -76,7 +76,8 @@ done
 [[ $ready == 1 ]] || { echo "SeaweedFS not ready on $EP" >&2; tail -20 "$WORK/server.log" >&2; exit 1; }
 echo "SeaweedFS $VERSION on $EP"
 
-# Everything that talks S3: the modules fetcher::, fetch_faults::, s3::, s3_jobs::, sink::, sync::,
+# Everything that talks S3, in the library's tests and the CLI's (both test binaries are
+# named `it`): the modules fetcher::, fetch_faults::, s3::, s3_jobs::, sink::, sync::,
 # the `haul s3` CLI tests, and the sharded run (three `haul get --shard I/3 -o s3://...`
 # processes into one SeaweedFS bucket: shard::three_processes_..._in_s3).
 HAUL_TEST_S3_ENDPOINT=$EP HAUL_TEST_S3_ACCESS_KEY=$AK HAUL_TEST_S3_SECRET_KEY=$SK \

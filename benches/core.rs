@@ -5,11 +5,11 @@ use std::hint::black_box;
 use std::io::Read;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use haul::origin::Origin;
 use haul::{
     CancelToken, Downloader, HttpClient, Mountpath, ObjectName, ObjectTask, Progress,
     ProgressReader, Template,
 };
+use haul_origin::Origin;
 
 fn template_expansion(c: &mut Criterion) {
     let t = Template::parse("https://host/data/shard-{000000..999999}.tar").unwrap();

@@ -62,7 +62,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "# building haul (release, max-level-debug)" >&2
-(cd "$ROOT" && cargo build -q --release --features max-level-debug --bin haul --example big_job_memory)
+(cd "$ROOT" && cargo build -q --release -p haul-cli --features max-level-debug --bin haul && cargo build -q --release --features max-level-debug --example big_job_memory)
 HAUL="$ROOT/target/release/haul"
 BIGJOB="$ROOT/target/release/examples/big_job_memory"
 

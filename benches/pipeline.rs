@@ -11,14 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use haul::origin::Origin;
 use haul::{CancelToken, Detail, Downloader, Existing, JobSpec};
 use haul::{FetchKey, Fetcher, MemoryBudget};
+use haul_origin::Origin;
 
 // The in-process S3 server from the integration tests (s3s + s3s-fs on 127.0.0.1).
 #[allow(dead_code, unreachable_pub)]
-#[path = "../tests/it/support/mod.rs"]
-mod support;
+use haul_testkit as support;
 
 fn scratch(label: &str) -> PathBuf {
     let shm = std::path::Path::new("/dev/shm");

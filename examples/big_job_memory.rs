@@ -9,8 +9,8 @@
 
 use std::time::Duration;
 
-use haul::origin::Origin;
 use haul::{Detail, Downloader, JobSpec};
+use haul_origin::Origin;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     const LAND: u64 = 100_000;

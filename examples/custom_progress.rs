@@ -8,8 +8,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use haul::origin::Origin;
 use haul::{CancelToken, HttpClient, Mountpath, ObjectTask, Progress};
+use haul_origin::Origin;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 8 MiB served at 16 MiB/s: half a second, long enough to watch.

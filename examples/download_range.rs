@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use haul::origin::Origin;
 use haul::{Detail, Downloader, JobSpec, RetryPolicy};
+use haul_origin::Origin;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let origin = Origin::builder().object_size(256 << 10).start()?;

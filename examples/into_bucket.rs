@@ -8,9 +8,9 @@
 
 use std::time::Duration;
 
-use haul::origin::Origin;
 use haul::{Bucket, S3Config};
 use haul::{Detail, Downloader, JobSpec, S3Target};
+use haul_origin::Origin;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);

@@ -14,8 +14,8 @@ use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use haul::origin::{Faults, Origin};
 use haul::{Detail, Downloader, JobSpec, RetryPolicy};
+use haul_origin::{Faults, Origin};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let arg = std::env::args().nth(1);

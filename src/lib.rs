@@ -8,7 +8,7 @@
 //! ```
 //! use std::time::Duration;
 //! use haul::{Detail, Downloader, JobSpec};
-//! # let origin = haul::origin::Origin::start()?;
+//! # let origin = haul_origin::Origin::start()?;
 //! # let template = origin.url("/shards/shard-{0000..0099}.tar?size=2048");
 //! # let dir = std::env::temp_dir().join(format!("haul-doc-lib-dl-{}", std::process::id()));
 //!
@@ -53,7 +53,7 @@
 //! ```
 //! use std::time::Duration;
 //! use haul::{Detail, Downloader, JobSpec};
-//! # let origin = haul::origin::Origin::start()?;
+//! # let origin = haul_origin::Origin::start()?;
 //! # let template = origin.url("/watch/o-{00..19}.bin?size=100000");
 //! # let dir = std::env::temp_dir().join(format!("haul-doc-lib-watch-{}", std::process::id()));
 //!
@@ -124,7 +124,7 @@
 //!
 //! ```
 //! use haul::{CancelToken, HttpClient, Mountpath, ObjectTask, Progress};
-//! # let origin = haul::origin::Origin::start()?;
+//! # let origin = haul_origin::Origin::start()?;
 //! # let url = origin.url("/shards/shard-0001.tar?size=4096");
 //! # let dir = std::env::temp_dir().join(format!("haul-doc-lib-{}", std::process::id()));
 //!
@@ -160,7 +160,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! # let origin = haul::origin::Origin::start()?;
+//! # let origin = haul_origin::Origin::start()?;
 //! # let url = origin.url("/o.bin?size=300000&drop_after=100000&faults_first=1");
 //! # let dir = std::env::temp_dir().join(format!("haul-doc-lib-retry-{}", std::process::id()));
 //! use haul::{Detail, Downloader, JobSpec, RetryPolicy};
@@ -181,12 +181,13 @@
 //!
 //! Nothing in this crate spawns a thread behind your back except the handles that say so in
 //! their docs; each names its threads `haul-…` and joins them when dropped. A [`Downloader`]
-//! owns one dispatcher thread and `workers_per_target` joggers per mountpath or S3 target
-//! (see its "Threads and ownership" section), and a jogger storing a large object in S3 sends
-//! its parts on a few scoped `haul-upload-<n>` threads; a [`Fetcher`] owns a fixed pool of `haul-fetch-<i>`
-//! threads shared by all its requests; [`origin::Origin`] owns an accept thread and one thread
-//! per connection. [`download`] runs on the calling thread. rayon is never used for network
-//! I/O. Bytes move through
+//! owns one dispatcher thread and `workers_per_target` joggers per target (mountpath or S3
+//! target; see its "Threads and ownership" section); a jogger splitting a large object over
+//! several connections runs its parts on scoped `haul-part-<i>` threads, one storing a large
+//! object in S3 sends its parts on scoped `haul-upload-<n>` threads; a [`Fetcher`] owns a
+//! fixed pool of `haul-fetch-<i>` threads shared by all its requests. [`download`] runs on
+//! the calling thread. This crate uses no async runtime, and no thread pool for network I/O.
+//! Bytes move through
 //! [`ProgressReader`], which counts them into a [`Progress`] and checks a [`CancelToken`] on
 //! every read.
 //!
@@ -208,21 +209,23 @@
 //! lowercase "what: why" message that names the URL, object or path, and the cause as its
 //! [`source`](std::error::Error::source): [`TemplateError`], [`NameError`], [`UrlError`],
 //! [`DownloadError`], [`SubmitError`], [`JobError`], [`BuildError`], [`FetchError`],
-//! [`s3::S3Error`]; their sources include [`DigestMismatch`], [`EgressRefused`] and
+//! [`S3Error`]; their sources include [`DigestMismatch`], [`EgressRefused`] and
 //! [`Stalled`]. An object that cannot be stored in its S3 target fails with
 //! [`DownloadError::Store`], naming `s3://bucket/key`.
 //!
+//! # The crates
+//!
+//! This crate is the library alone: it builds no command line and no test server. The
+//! `haul` binary is the `haul-cli` crate of the same repository; the loopback origin its
+//! tests, benches and `haul demo` use is `haul-origin`.
+//!
 //! # Features
 //!
-//! - `origin` (default): [`origin`], the loopback test origin used by haul's tests, benches
-//!   and `haul demo`.
-//! - `cli` (default): the `haul` binary (adds clap). Library users can turn both off with
-//!   `default-features = false`.
 //! - `max-level-debug` (off): compiles `trace` logging out of release builds (`log`'s
 //!   `release_max_level_debug`). ureq logs every body byte at `trace` level, a level check
 //!   per 16 bytes; a binary that moves gigabytes should turn this on (or enable that `log`
 //!   feature itself), as haul's benchmarks do for the `haul` binary:
-//!   `cargo build --release --features max-level-debug`.
+//!   `cargo build --release -p haul-cli --features max-level-debug`.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -233,8 +236,6 @@ mod downloader;
 mod engine;
 mod fetch;
 mod http;
-#[cfg(feature = "origin")]
-pub mod origin;
 mod progress;
 mod s3;
 mod source;

@@ -117,7 +117,7 @@ impl JobFilter {
 /// ```
 /// use std::time::Duration;
 /// use haul::{Detail, Downloader, JobSpec};
-/// # let origin = haul::origin::Origin::start()?;
+/// # let origin = haul_origin::Origin::start()?;
 /// # let template = origin.url("/data/shard-{000..099}.bin?size=1000");
 /// # let dir = std::env::temp_dir().join(format!("haul-doc-dl-{}", std::process::id()));
 ///

@@ -144,7 +144,7 @@ pub struct Landed {
 ///
 /// ```
 /// use haul::{CancelToken, HttpClient, Mountpath, ObjectTask, Progress};
-/// # let origin = haul::origin::Origin::start()?;
+/// # let origin = haul_origin::Origin::start()?;
 /// # let url = origin.url("/data/obj-1.bin?size=1000");
 /// # let dir = std::env::temp_dir().join(format!("haul-doc-task-{}", std::process::id()));
 ///

@@ -24,7 +24,7 @@ use crate::target::file::ObjectTask;
 ///
 /// ```
 /// use haul::{CancelToken, HttpClient, ObjectTask, Progress};
-/// # let origin = haul::origin::Origin::start()?;
+/// # let origin = haul_origin::Origin::start()?;
 /// # let url = origin.url("/a.bin?size=5000");
 ///
 /// let mut out = Vec::new();

@@ -7,13 +7,13 @@
 use std::io::Read;
 use std::time::Duration;
 
-use haul::origin::{Origin, body, versioned_body};
 use haul::{Bucket, S3Config};
 use haul::{
     CancelToken, Detail, DownloadError, Downloader, HttpClient, JobSpec, Mountpath, ObjectTask,
     PartsPolicy, Progress, RetryPolicy, S3Target,
 };
 use haul::{FetchKey, Fetcher};
+use haul_origin::{Origin, body, versioned_body};
 
 use crate::support::s3::S3Server;
 use crate::support::{TestDir, chain, guard, wait_until};
@@ -303,7 +303,7 @@ fn a_streamed_fetch_from_a_store_whose_object_is_replaced_fails_instead_of_stitc
     guard(|| {
         let server = S3Server::start(&["stitch"]);
         let size = 3 * MIB as usize;
-        let old = haul::origin::body("old", size as u64);
+        let old = haul_origin::body("old", size as u64);
         server.seed_file("stitch", "big.bin", &old);
         let bucket = server.bucket("stitch");
         let fetcher = one_part_fetcher();
@@ -316,7 +316,7 @@ fn a_streamed_fetch_from_a_store_whose_object_is_replaced_fails_instead_of_stitc
         let mut first = vec![0; MIB as usize];
         reader.read_exact(&mut first).unwrap();
         assert!(first == old[..MIB as usize]);
-        server.seed_file("stitch", "big.bin", &haul::origin::body("new", size as u64));
+        server.seed_file("stitch", "big.bin", &haul_origin::body("new", size as u64));
         let mut rest = Vec::new();
         let result = reader.read_to_end(&mut rest);
         assert!(

@@ -4,10 +4,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use haul::origin::{Origin, body};
 use haul::{
     Detail, Downloader, JobError, JobFilter, JobId, JobSpec, JobStatus, ObjectName, SubmitError,
 };
+use haul_origin::{Origin, body};
 
 use crate::support::{TestDir, chain, files_under, guard, wait_until};
 

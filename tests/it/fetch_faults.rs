@@ -14,7 +14,7 @@ use crate::support::proxy::{FaultProxy, Faults};
 use crate::support::s3::S3Server;
 
 fn content(key: &str, size: usize) -> Vec<u8> {
-    haul::origin::body(key, size as u64)
+    haul_origin::body(key, size as u64)
 }
 
 fn quick_retries() -> RetryPolicy {
@@ -219,11 +219,11 @@ fn a_dead_store_fails_every_key_promptly_naming_it() {
 #[test]
 fn an_object_that_changes_mid_transfer_starts_over_instead_of_mixing_versions() {
     guard(|| {
-        let mut faults = haul::origin::Faults::default();
+        let mut faults = haul_origin::Faults::default();
         faults.changing_etag = true;
         faults.drop_after = Some(100_000);
         faults.faults_first = Some(1);
-        let origin = haul::origin::Origin::builder()
+        let origin = haul_origin::Origin::builder()
             .object_size(300_000)
             .faults(faults)
             .start()
@@ -236,7 +236,7 @@ fn an_object_that_changes_mid_transfer_starts_over_instead_of_mixing_versions() 
             let name = key.key.clone();
             let object = fetch.fetch(&bucket, [key]).next().unwrap().unwrap();
             assert!(
-                object.bytes() == Some(&haul::origin::body(&format!("/bkt/{name}"), 300_000)[..])
+                object.bytes() == Some(&haul_origin::body(&format!("/bkt/{name}"), 300_000)[..])
             );
             // Cut, then the resume is refused (412: not the version we hold), then whole.
             let stats = origin.stats();

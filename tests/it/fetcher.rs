@@ -10,7 +10,7 @@ use crate::support::{guard, wait_until};
 
 /// Deterministic bytes for a key.
 fn content(key: &str, size: usize) -> Vec<u8> {
-    haul::origin::body(key, size as u64)
+    haul_origin::body(key, size as u64)
 }
 
 /// Reads an object whole, whether delivered whole or streamed.
@@ -495,8 +495,8 @@ fn a_caller_that_stops_taking_items_bounds_what_waits_for_it() {
     guard(|| {
         // A store that answers 404 at once (the origin, reached as a bucket), and keys without
         // end: each becomes an error that holds no budget.
-        let origin = haul::origin::Origin::start().unwrap();
-        let mut not_found = haul::origin::Faults::default();
+        let origin = haul_origin::Origin::start().unwrap();
+        let mut not_found = haul_origin::Faults::default();
         not_found.status = Some(404);
         origin.set_faults(not_found);
         let config = haul::S3Config::new(origin.url(""), "us-east-1").credentials("o", "o");

@@ -5,8 +5,8 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::sync::Arc;
 
-use haul::origin::{Origin, body};
 use haul::{CancelToken, HttpClient, Mountpath, ObjectName, ObjectTask, Progress};
+use haul_origin::{Origin, body};
 
 use crate::support::{TestDir, chain, guard};
 

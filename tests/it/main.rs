@@ -1,8 +1,7 @@
 //! haul's integration tests: one binary, real servers on 127.0.0.1, a hang guard on every test.
+//! (The `haul` binary's own tests are the CLI crate's: `cli/tests/it`.)
 
-mod cli;
 mod consistency;
-
 mod downloader;
 mod faults;
 mod fetch_faults;
@@ -14,7 +13,8 @@ mod s3;
 mod s3_jobs;
 mod shard;
 mod sink;
-mod support;
 mod sync;
 mod task;
 mod template;
+
+use haul_testkit as support;

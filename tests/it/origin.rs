@@ -3,7 +3,7 @@
 use std::io::Read;
 use std::time::Duration;
 
-use haul::origin::{Faults, Origin, body};
+use haul_origin::{Faults, Origin, body};
 
 use crate::support::guard;
 

@@ -16,7 +16,7 @@ fn key(i: usize) -> String {
 }
 
 fn content(key: &str) -> Vec<u8> {
-    haul::origin::body(key, 100 + (haul::origin::seed(key) % 4000))
+    haul_origin::body(key, 100 + (haul_origin::seed(key) % 4000))
 }
 
 #[test]
@@ -121,9 +121,9 @@ fn a_backend_job_filters_by_suffix_and_a_missing_bucket_fails_naming_it() {
 fn aborting_a_backend_job_ends_its_listing_backoff_at_once() {
     guard_for(Duration::from_secs(60), || {
         // A "store" that answers every request 503: retried after a five-minute backoff.
-        let mut refuse = haul::origin::Faults::default();
+        let mut refuse = haul_origin::Faults::default();
         refuse.status = Some(503);
-        let origin = haul::origin::Origin::builder()
+        let origin = haul_origin::Origin::builder()
             .faults(refuse)
             .start()
             .unwrap();

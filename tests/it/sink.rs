@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use haul::Bucket;
 use haul::Fetcher;
-use haul::origin::{Origin, fill, seed};
 use haul::{Detail, Downloader, JobSpec, JobStatus, RetryPolicy, S3Target};
+use haul_origin::{Origin, fill, seed};
 
 use crate::support::s3::S3Server;
 use crate::support::{chain, guard_for, wait_until};

@@ -18,7 +18,7 @@ fn key(i: usize) -> String {
 /// their bytes.
 fn content(i: usize, v: u64) -> Vec<u8> {
     let size = 200 + (i as u64 * 37) % 900 + if (15..20).contains(&i) { v * 11 } else { 0 };
-    haul::origin::body(&format!("{}#{v}", key(i)), size)
+    haul_origin::body(&format!("{}#{v}", key(i)), size)
 }
 
 struct Setup {
@@ -169,7 +169,7 @@ fn a_truncated_listing_without_a_continuation_token_fails_and_deletes_nothing() 
         server.seed_many(
             "sync",
             (0..1500)
-                .map(|i| (name(i), haul::origin::body(&name(i), 100)))
+                .map(|i| (name(i), haul_origin::body(&name(i), 100)))
                 .collect(),
         );
         let sync = || {
@@ -393,7 +393,7 @@ fn one_stalled_object_holds_back_a_sync_instead_of_growing_its_queue() {
         server.seed_many(
             "sync",
             (0..KEYS)
-                .map(|i| (name(i), haul::origin::body(&name(i), 10)))
+                .map(|i| (name(i), haul_origin::body(&name(i), 10)))
                 .collect(),
         );
         // The first key's GET is held: every line after it waits for its line in the new

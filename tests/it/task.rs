@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use haul::origin::{Origin, body};
 use haul::{CancelToken, DownloadError, HttpClient, Mountpath, ObjectName, ObjectTask, Progress};
+use haul_origin::{Origin, body};
 
 use crate::support::{TestDir, chain, files_under, guard, wait_until};
 

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use haul::origin::Origin;
 use haul::{Downloader, HttpConfig, JobSpec, Template};
+use haul_origin::Origin;
 use rayon::prelude::*;
 
 use crate::run::{self, UsageError};
@@ -100,7 +100,7 @@ fn verify(template: &Template, root: &Path, size: u64) -> u64 {
             let url = template.get(i).expect("index below len");
             let name = url.rsplit('/').next().unwrap_or_default();
             match std::fs::read(root.join(name)) {
-                Ok(bytes) => bytes != haul::origin::body(&format!("/demo/{name}"), size),
+                Ok(bytes) => bytes != haul_origin::body(&format!("/demo/{name}"), size),
                 Err(_) => true,
             }
         })

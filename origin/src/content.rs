@@ -1,11 +1,27 @@
 //! Deterministic object bytes: a pure function of (path, offset), so any range can be served
 //! or checked without fixture files.
 
-use crate::downloader::hrw;
+/// The origin's hash of a path: FNV-1a folded through SplitMix64's finaliser. Fixed for good:
+/// what the origin serves for a path, and what tests expect of it, depend on it.
+fn hash(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    mix(h)
+}
+
+/// SplitMix64's finaliser: spreads every input bit over the output.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
 
 /// The seed of the bytes served for `path` (the request path, without the query).
 pub fn seed(path: &str) -> u64 {
-    hrw::hash(path.as_bytes())
+    hash(path.as_bytes())
 }
 
 /// The seed of the bytes served for `path` once the origin's objects were replaced
@@ -14,12 +30,12 @@ pub fn seed(path: &str) -> u64 {
 pub fn versioned_seed(path: &str, version: u64) -> u64 {
     match version {
         0 => seed(path),
-        v => hrw::hash(format!("{path}\0v{v}").as_bytes()),
+        v => hash(format!("{path}\0v{v}").as_bytes()),
     }
 }
 
 fn word(seed: u64, index: u64) -> u64 {
-    hrw::mix(seed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    mix(seed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15))
 }
 
 /// Fills `out` with the bytes of the object `seed` starting at `offset`.
@@ -52,10 +68,10 @@ pub fn fill(seed: u64, offset: u64, out: &mut [u8]) {
 /// The whole body the origin serves for `path` (without the query) at `size` bytes.
 ///
 /// ```
-/// let body = haul::origin::body("/a/b.bin", 10);
+/// let body = haul_origin::body("/a/b.bin", 10);
 /// assert_eq!(body.len(), 10);
-/// assert_eq!(body, haul::origin::body("/a/b.bin", 10));
-/// assert_ne!(body, haul::origin::body("/a/c.bin", 10));
+/// assert_eq!(body, haul_origin::body("/a/b.bin", 10));
+/// assert_ne!(body, haul_origin::body("/a/c.bin", 10));
 /// ```
 pub fn body(path: &str, size: u64) -> Vec<u8> {
     versioned_body(path, size, 0)

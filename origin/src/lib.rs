@@ -1,4 +1,5 @@
-//! A loopback HTTP/1.1 origin for tests, benchmarks and `haul demo`, that can misbehave on purpose.
+//! A loopback HTTP/1.1 origin for haul's tests, benchmarks and `haul demo`, that can misbehave
+//! on purpose.
 //!
 //! It serves generated, deterministic bytes for any path ([`body`] gives the expected bytes),
 //! with `Content-Length`, `ETag`, byte ranges (`Range`, `If-Range`, 206 and 416) and
@@ -12,7 +13,7 @@
 //! thread when dropped.
 //!
 //! ```
-//! use haul::origin::Origin;
+//! use haul_origin::Origin;
 //!
 //! let origin = Origin::start()?;
 //! let url = origin.url("/data/a.bin?size=100&drop_after=10");
@@ -20,6 +21,10 @@
 //! assert_eq!(origin.stats().requests, 0);
 //! # Ok::<(), std::io::Error>(())
 //! ```
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations, unreachable_pub)]
 
 mod conn;
 mod content;

@@ -2,7 +2,7 @@
 
 use std::process::{Command, Output};
 
-use haul::origin::{Origin, body};
+use haul_origin::{Origin, body};
 
 use crate::support::{TestDir, files_under, guard};
 
@@ -431,7 +431,7 @@ fn on_a_terminal_progress_is_drawn_and_ends_in_the_summary() {
 
 /// `haul` with the in-process S3 server's endpoint and keys in the standard AWS variables.
 fn haul_s3(server: &crate::support::s3::S3Server, args: &[&str]) -> Output {
-    server.haul().args(args).output().unwrap()
+    crate::haul_for(server).args(args).output().unwrap()
 }
 
 #[test]
@@ -711,13 +711,12 @@ fn s3_options_endpoint_region_suffix_and_cat_memory_take_effect() {
     guard(|| {
         let server = crate::support::s3::S3Server::start(&["opts"]);
         let opts = server.bucket_name("opts");
-        let big: Vec<u8> = haul::origin::body("/big", 3 << 20);
+        let big: Vec<u8> = haul_origin::body("/big", 3 << 20);
         server.seed_file("opts", "p/big.bin", &big);
         server.seed_file("opts", "p/small.txt", b"small");
         // The environment names a dead endpoint; --endpoint overrides it.
         let run = |args: &[&str]| {
-            server
-                .haul()
+            crate::haul_for(&server)
                 .args(args)
                 .args(["--endpoint", &server.endpoint(), "--region", "us-east-1"])
                 .env("AWS_ENDPOINT_URL", "http://127.0.0.1:1")
@@ -775,8 +774,7 @@ fn a_stop_signal_mid_upload_into_s3_leaves_no_object_and_no_upload() {
                 30 << 20,
                 12 << 20
             ));
-            let child = server
-                .haul()
+            let child = crate::haul_for(&server)
                 .args([
                     "get",
                     "--part-size",

@@ -1,4 +1,6 @@
-//! Test support: the hang guard and temporary directories.
+//! haul's test kit: the hang guard, temporary directories, and the servers tests run
+//! against — an S3 store in the process (s3s + s3s-fs, or an outside one), a TCP fault proxy,
+//! a server that stops reading. For haul's own tests and the CLI's; not published.
 
 pub mod proxy;
 pub mod s3;
@@ -61,6 +63,12 @@ pub fn wait_until(mut condition: impl FnMut() -> bool) -> bool {
 #[derive(Debug)]
 pub struct TestDir(PathBuf);
 
+impl Default for TestDir {
+    fn default() -> TestDir {
+        TestDir::new()
+    }
+}
+
 impl TestDir {
     pub fn new() -> TestDir {
         static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -117,5 +125,4 @@ pub fn files_under(dir: &Path) -> Vec<String> {
 }
 
 /// An error and its sources, joined with ": " (the library's formatter).
-#[allow(unused_imports)] // the benches include this module too
 pub use haul::error_chain as chain;

@@ -288,10 +288,11 @@ impl S3Server {
         }
     }
 
-    /// The `haul` binary, with this store's endpoint and keys in the standard AWS variables.
-    pub fn haul(&self) -> std::process::Command {
+    /// A command running `program` (the `haul` binary) with this store's endpoint and keys
+    /// in the standard AWS variables.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
         let (access_key, secret_key) = self.keys();
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_haul"));
+        let mut command = std::process::Command::new(program);
         command
             .env("AWS_ACCESS_KEY_ID", access_key)
             .env("AWS_SECRET_ACCESS_KEY", secret_key)
