@@ -13,7 +13,9 @@ pub(crate) mod classify;
 pub(crate) mod dest;
 pub(crate) mod error;
 pub(crate) mod parts;
+mod pin;
 pub(crate) mod rate;
+mod request;
 pub(crate) mod response;
 pub(crate) mod retry;
 pub(crate) mod verify;
@@ -23,89 +25,21 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use log::{debug, warn};
-use parking_lot::Mutex;
 
 use crate::cancel::CancelToken;
 use crate::http::HttpClient;
 use crate::progress::{self, Progress, ProgressReader};
-use crate::s3::Bucket;
-use crate::source::url;
+
+pub(crate) use pin::Pin;
+pub(crate) use request::{Answer, Condition, Location, Source, request};
 
 use classify::{Failure, Verdict};
 use dest::Destination;
 use error::DownloadError;
 use rate::{RateLimiter, Throttled};
-use response::{Asked, Framing, ObjectInfo};
+use response::{Asked, ObjectInfo};
 use retry::RetryPolicy;
 use verify::{Sha256Digest, Verifier};
-
-/// The most redirects one request follows.
-const MAX_REDIRECTS: u32 = 10;
-
-/// Where an object's bytes come from.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Source<'a> {
-    /// A URL, fetched as it is.
-    Url(&'a str),
-    /// A key of an S3 bucket (a version of it, when given); every request is presigned
-    /// afresh, so a transfer that outlives a signature keeps going.
-    S3 {
-        bucket: &'a Bucket,
-        key: &'a str,
-        version: Option<&'a str>,
-    },
-}
-
-impl Source<'_> {
-    /// What errors and logs call it: the URL with its secrets redacted, or `s3://bucket/key`.
-    /// Stable from run to run (no signature in it), so a work file's sidecar can record it.
-    pub(crate) fn shown(&self) -> String {
-        match self {
-            Source::Url(url) => url::redact_url(url),
-            Source::S3 {
-                bucket,
-                key,
-                version: None,
-            } => format!("s3://{}/{key}", bucket.name()),
-            Source::S3 {
-                bucket,
-                key,
-                version: Some(v),
-            } => format!("s3://{}/{key}?versionId={v}", bucket.name()),
-        }
-    }
-
-    fn url(&self) -> Result<String, Failure<DownloadError>> {
-        match self {
-            Source::Url(url) => Ok((*url).to_owned()),
-            Source::S3 {
-                bucket,
-                key,
-                version,
-            } => bucket.presign_get(key, *version).map_err(|e| {
-                Failure::fatal(DownloadError::Request {
-                    url: self.shown(),
-                    source: Box::new(e),
-                })
-            }),
-        }
-    }
-
-    /// The condition that pins a resume (or a part) to `pinned`: S3 documents `If-Match`;
-    /// for an HTTP server a whole object's resume asks `If-Range`, so a changed object
-    /// comes back whole in the same round trip, and a part asks `If-Match`.
-    fn condition<'p>(&self, pinned: &'p ObjectInfo, span: Span) -> Condition<'p> {
-        let strong = pinned.strong_etag();
-        match (self, span, strong) {
-            (Source::S3 { .. }, _, Some(etag))
-            | (Source::Url(_), Span::Range { .. }, Some(etag)) => Condition::IfMatch(etag),
-            (Source::S3 { .. }, _, None) => Condition::None,
-            (Source::Url(_), _, _) => pinned
-                .validator()
-                .map_or(Condition::None, Condition::IfRange),
-        }
-    }
-}
 
 /// What every transfer of one caller shares: the client, the job's headers and limits, the
 /// retry policy, the progress record and the cancel token.
@@ -141,73 +75,6 @@ impl Span {
     }
 }
 
-/// The version of the object a transfer is pinned to: set by its first response (or known
-/// from a listing or a crashed run's sidecar), shared by the parts of one object so that
-/// no part of another version is ever stitched in. It also keeps where a redirect moved the
-/// object, so later requests (resumes, other parts) go there directly.
-#[derive(Debug, Default)]
-pub(crate) struct Pin(Mutex<Pinned>);
-
-#[derive(Debug, Default)]
-struct Pinned {
-    info: Option<ObjectInfo>,
-    location: Option<Location>,
-}
-
-impl Pin {
-    pub(crate) fn new() -> Pin {
-        Pin::default()
-    }
-
-    /// Pinned to `info` from the start.
-    pub(crate) fn of(info: ObjectInfo) -> Pin {
-        Pin(Mutex::new(Pinned {
-            info: Some(info),
-            location: None,
-        }))
-    }
-
-    pub(crate) fn get(&self) -> Option<ObjectInfo> {
-        self.0.lock().info.clone()
-    }
-
-    fn set(&self, info: ObjectInfo) {
-        self.0.lock().info = Some(info);
-    }
-
-    /// Forgets the version (the object starts over) and where it was.
-    pub(crate) fn clear(&self) {
-        *self.0.lock() = Pinned::default();
-    }
-
-    fn location(&self) -> Option<Location> {
-        self.0.lock().location.clone()
-    }
-
-    fn set_location(&self, location: &Location) {
-        self.0.lock().location = Some(location.clone());
-    }
-
-    /// Pins `info` when nothing is pinned yet; otherwise why it is another version, if it
-    /// is. A size the pinned version did not know is learned.
-    pub(crate) fn settle(&self, info: &ObjectInfo) -> Result<(), String> {
-        let mut pinned = self.0.lock();
-        match &mut pinned.info {
-            None => {
-                pinned.info = Some(info.clone());
-                Ok(())
-            }
-            Some(known) => match known.differs(info) {
-                Some(why) => Err(why),
-                None => {
-                    known.total = known.total.or(info.total);
-                    Ok(())
-                }
-            },
-        }
-    }
-}
-
 /// What a whole object is checked against, besides its length.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Expect<'a> {
@@ -227,162 +94,6 @@ pub(crate) struct Fetched {
     pub(crate) attempts: u32,
     /// Bytes thrown away because the object had to start over.
     pub(crate) refetched: u64,
-}
-
-/// A precondition on a request.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Condition<'a> {
-    None,
-    /// The range only if the object still has this validator; else the whole object.
-    IfRange(&'a str),
-    /// Only if the object still has this ETag; else 412.
-    IfMatch(&'a str),
-}
-
-/// Where a transfer's requests go once a redirect moved them, and whether the job's headers
-/// may go there (not to another origin, nor from https to http).
-#[derive(Debug, Clone)]
-pub(crate) struct Location {
-    url: String,
-    headers: bool,
-}
-
-/// A response whose status and framing were checked, its body still to read.
-pub(crate) struct Answer {
-    pub(crate) response: ureq::http::Response<ureq::Body>,
-    pub(crate) status: u16,
-    /// What it says of the object; `total` included.
-    pub(crate) info: ObjectInfo,
-    /// Which bytes its body carries (`None` for a 416, which carries none).
-    pub(crate) framing: Option<Framing>,
-    /// Where it came from, after redirects.
-    pub(crate) location: Option<Location>,
-}
-
-impl std::fmt::Debug for Answer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Answer")
-            .field("status", &self.status)
-            .field("info", &self.info)
-            .field("framing", &self.framing)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Sends one GET for `asked` with `condition`, following redirects, and checks its status
-/// and framing: a 200 or 206 that fits what was asked, or a 416, is an [`Answer`]; anything
-/// else is a classified failure. `location` is where an earlier redirect moved the
-/// transfer, and is updated by this one's.
-pub(crate) fn request(
-    ctx: &Context<'_>,
-    source: &Source<'_>,
-    location: &mut Option<Location>,
-    asked: Asked,
-    condition: Condition<'_>,
-) -> Result<Answer, Failure<DownloadError>> {
-    let shown = source.shown();
-    let (mut url, mut with_headers) = match location {
-        Some(at) => (at.url.clone(), at.headers),
-        None => (source.url()?, true),
-    };
-    let mut extra = Vec::with_capacity(2);
-    if let Some(range) = asked.range() {
-        extra.push(("range".to_owned(), range));
-    }
-    match condition {
-        Condition::None => {}
-        Condition::IfRange(v) => extra.push(("if-range".to_owned(), v.to_owned())),
-        Condition::IfMatch(v) => extra.push(("if-match".to_owned(), v.to_owned())),
-    }
-    let mut hops = 0;
-    let response = loop {
-        let mut headers = if with_headers {
-            ctx.headers.to_vec()
-        } else {
-            Vec::new()
-        };
-        headers.extend(extra.iter().cloned());
-        let response = ctx
-            .client
-            .get(&url, &headers, ctx.timeout)
-            .map_err(|e| request_failure(e, shown.clone(), ctx.cancel))?;
-        let status = response.status().as_u16();
-        let target = matches!(status, 301 | 302 | 303 | 307 | 308)
-            .then(|| header(response.headers(), "location"))
-            .flatten();
-        let Some(target) = target else {
-            break response;
-        };
-        hops += 1;
-        let next = ::url::Url::parse(&url)
-            .and_then(|base| base.join(&target))
-            .map_err(|e| {
-                Failure::fatal(DownloadError::Unusable {
-                    url: shown.clone(),
-                    reason: format!("a redirect to {:?}: {e}", url::redact_url(&target)),
-                })
-            })?;
-        if hops > MAX_REDIRECTS {
-            return Err(Failure::fatal(DownloadError::Unusable {
-                url: shown,
-                reason: format!("more than {MAX_REDIRECTS} redirects"),
-            }));
-        }
-        crate::source::url::check_url(next.as_str()).map_err(|e| Failure::fatal(e.into()))?;
-        let here = ::url::Url::parse(&url).ok();
-        let same_origin = here.as_ref().is_some_and(|h| h.origin() == next.origin());
-        if with_headers && !same_origin && !ctx.headers.is_empty() {
-            debug!(
-                "GET {shown}: redirected to {}: the job's headers are not sent there",
-                url::redact_url(next.as_str())
-            );
-        }
-        with_headers &= same_origin;
-        url = next.into();
-        *location = Some(Location {
-            url: url.clone(),
-            headers: with_headers,
-        });
-    };
-    let status = response.status().as_u16();
-    let headers = response.headers();
-    let mut info = ObjectInfo::of(headers);
-    let framing = match status {
-        200 | 206 => {
-            let framing = response::framing(status, headers, asked).map_err(|reason| {
-                Failure::transient(DownloadError::Unusable {
-                    url: shown.clone(),
-                    reason,
-                })
-            })?;
-            info.total = framing.total;
-            Some(framing)
-        }
-        416 => {
-            info.total = response::unsatisfied_size(headers);
-            None
-        }
-        412 => {
-            return Err(Failure::transient(DownloadError::Changed {
-                url: shown,
-                reason: "412 Precondition Failed on If-Match".to_owned(),
-            }));
-        }
-        _ => {
-            debug!("GET {shown}: status {status}");
-            return Err(Failure {
-                verdict: classify::status(status, headers),
-                error: DownloadError::Status { url: shown, status },
-            });
-        }
-    };
-    Ok(Answer {
-        response,
-        status,
-        info,
-        framing,
-        location: location.clone(),
-    })
 }
 
 /// Fetches `span` of the object from `source` into `dest`, retrying, resuming and checking
@@ -817,38 +528,6 @@ impl Run<'_, '_> {
             _ => failure,
         }
     }
-}
-
-/// Classifies a request that got no response.
-pub(crate) fn request_failure(
-    error: ureq::Error,
-    url: String,
-    cancel: &CancelToken,
-) -> Failure<DownloadError> {
-    if cancel.is_cancelled() {
-        return Failure::fatal(DownloadError::Cancelled { url });
-    }
-    if let Some(refused) = crate::http::egress::refusal(&error).cloned() {
-        return Failure::fatal(DownloadError::Egress {
-            url,
-            refused: Box::new(refused),
-        });
-    }
-    Failure {
-        verdict: classify::request(&error),
-        error: DownloadError::Request {
-            url,
-            source: Box::new(error),
-        },
-    }
-}
-
-/// A header's value as text.
-pub(crate) fn header(headers: &ureq::http::HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
 }
 
 impl Verdict {

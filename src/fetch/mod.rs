@@ -3,6 +3,7 @@
 mod budget;
 mod error;
 mod request;
+mod unit;
 
 use std::fmt;
 use std::io::{self, Read};

@@ -21,12 +21,9 @@ use super::budget::{BudgetPermit, MemoryBudget};
 use super::error::{FetchError, FetchErrorKind};
 use super::{FetchKey, Message, Object};
 use crate::cancel::CancelToken;
-use crate::engine::dest::MemoryDest;
-use crate::engine::error::DownloadError;
-use crate::engine::response::{Asked, ObjectInfo};
-use crate::engine::retry::{self, RetryPolicy};
-use crate::engine::{self, Condition, Context, Expect, Fetched, Pin, Source, Span};
-use crate::progress::Progress;
+use crate::engine::Pin;
+use crate::engine::response::ObjectInfo;
+use crate::engine::retry::RetryPolicy;
 use crate::s3::Bucket;
 
 /// The most items a request starts ahead of the one its caller takes next. The budget
@@ -37,16 +34,16 @@ pub const MAX_ITEMS_AHEAD: u64 = 1024;
 /// One unit of work: a whole object, or one part of a large one.
 #[derive(Debug)]
 pub(crate) struct Unit {
-    item: u64,
-    part: u64,
-    key: Arc<FetchKey>,
+    pub(super) item: u64,
+    pub(super) part: u64,
+    pub(super) key: Arc<FetchKey>,
     /// The version the item's units are pinned to.
-    pin: Arc<Pin>,
-    kind: UnitKind,
+    pub(super) pin: Arc<Pin>,
+    pub(super) kind: UnitKind,
 }
 
 #[derive(Debug)]
-enum UnitKind {
+pub(super) enum UnitKind {
     /// The whole object in one GET; its size is known from a listing, or learned from the
     /// response (a *probe*, which may turn out to be part 0 of a large object).
     Whole { size: Option<u64> },
@@ -63,7 +60,7 @@ enum UnitKind {
 }
 
 impl UnitKind {
-    fn parts(&self) -> u64 {
+    pub(super) fn parts(&self) -> u64 {
         match self {
             UnitKind::Part { parts, .. } => *parts,
             _ => 1,
@@ -99,9 +96,9 @@ struct Planner {
 
 /// Whose turn it is to reserve budget: `(item, part)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Turn {
-    item: u64,
-    part: u64,
+pub(super) struct Turn {
+    pub(super) item: u64,
+    pub(super) part: u64,
 }
 
 /// What an item became, waiting for the caller.
@@ -152,17 +149,17 @@ pub(crate) struct Settings {
 }
 
 pub(crate) struct Request {
-    pub(crate) bucket: Bucket,
-    pub(crate) cancel: CancelToken,
-    settings: Settings,
+    pub(super) bucket: Bucket,
+    pub(super) cancel: CancelToken,
+    pub(super) settings: Settings,
     keys: Mutex<Option<Keys>>,
     plan: Mutex<Planner>,
     /// Tokens of this request in the pool now (queued or running a unit).
     tokens: AtomicUsize,
     /// The index of the item the caller takes next.
     taken: AtomicU64,
-    turn: Mutex<Turn>,
-    turn_cv: Condvar,
+    pub(super) turn: Mutex<Turn>,
+    pub(super) turn_cv: Condvar,
     out: Mutex<Output>,
     out_cv: Condvar,
 }
@@ -199,7 +196,12 @@ impl Request {
         }
     }
 
-    fn error(&self, key: &FetchKey, range: Option<(u64, u64)>, kind: FetchErrorKind) -> FetchError {
+    pub(super) fn error(
+        &self,
+        key: &FetchKey,
+        range: Option<(u64, u64)>,
+        kind: FetchErrorKind,
+    ) -> FetchError {
         FetchError::new(self.bucket.name(), &key.key, range, kind)
     }
 
@@ -424,7 +426,7 @@ impl Request {
     }
 
     /// A probe learned its object's shape: `parts == 1` means whole.
-    fn set_shape(self: &Arc<Self>, item: u64, total: u64, parts: u64) {
+    pub(super) fn set_shape(self: &Arc<Self>, item: u64, total: u64, parts: u64) {
         {
             let mut plan = self.plan.lock();
             if let Some(open) = plan.open.iter_mut().find(|o| o.index == item) {
@@ -438,15 +440,20 @@ impl Request {
         }
     }
 
+    /// An item's parts will never be known (its probe failed): it leaves the plan.
+    pub(super) fn forget_open(&self, item: u64) {
+        self.plan.lock().open.retain(|o| o.index != item);
+    }
+
     /// No more parts of `item` will be read: none is fetched or kept. Its later parts are
     /// still handed out, to take their turn (the turn walks every part in order) without a
     /// request or a byte of budget.
-    fn abandon_item(&self, item: u64) {
+    pub(super) fn abandon_item(&self, item: u64) {
         self.abandon(item);
     }
 
     /// Blocks until it is `(item, part)`'s turn to reserve budget.
-    fn wait_turn(&self, item: u64, part: u64) -> Result<(), ()> {
+    pub(super) fn wait_turn(&self, item: u64, part: u64) -> Result<(), ()> {
         let mut turn = self.turn.lock();
         while *turn != (Turn { item, part }) {
             if self.cancel.is_cancelled() {
@@ -462,7 +469,7 @@ impl Request {
     }
 
     /// Passes the turn on from `(item, part)` of an item with `parts` parts.
-    fn advance(&self, item: u64, part: u64, parts: u64) {
+    pub(super) fn advance(&self, item: u64, part: u64, parts: u64) {
         let mut turn = self.turn.lock();
         *turn = if part + 1 < parts {
             Turn {
@@ -480,7 +487,13 @@ impl Request {
 
     /// Waits for the turn, joins the budget queue for `bytes`, passes the turn on, then waits
     /// for the bytes. A unit of an abandoned item passes its turn without reserving.
-    fn reserve(&self, item: u64, part: u64, parts: u64, bytes: u64) -> Result<BudgetPermit, ()> {
+    pub(super) fn reserve(
+        &self,
+        item: u64,
+        part: u64,
+        parts: u64,
+        bytes: u64,
+    ) -> Result<BudgetPermit, ()> {
         self.wait_turn(item, part)?;
         if part > 0 && self.out.lock().abandoned.contains(&item) {
             self.advance(item, part, parts);
@@ -494,7 +507,7 @@ impl Request {
             .map_err(|_| ())
     }
 
-    fn post_item(&self, item: u64, slot: Slot) {
+    pub(super) fn post_item(&self, item: u64, slot: Slot) {
         let mut out = self.out.lock();
         if self.cancel.is_cancelled() {
             return; // dropped with the lock released below
@@ -503,7 +516,7 @@ impl Request {
         self.out_cv.notify_all();
     }
 
-    fn post_part(&self, item: u64, part: u64, data: Result<PartData, FetchError>) {
+    pub(super) fn post_part(&self, item: u64, part: u64, data: Result<PartData, FetchError>) {
         let mut out = self.out.lock();
         if self.cancel.is_cancelled() || out.abandoned.contains(&item) {
             return;
@@ -571,256 +584,5 @@ impl Request {
                 .collect()
         };
         drop(dropped);
-    }
-
-    /// Runs one unit to completion (or failure), posting its result. A panic inside it
-    /// fails the unit's item (or part), passes its turn on, and leaves the worker alive.
-    pub(crate) fn run(self: &Arc<Self>, unit: Unit) {
-        let (item, part, parts) = (unit.item, unit.part, unit.kind.parts());
-        let key = Arc::clone(&unit.key);
-        let ran = catch_unwind(AssertUnwindSafe(|| {
-            crate::http::transport::with_cancel(&self.cancel.clone(), || self.run_unit(unit));
-        }));
-        if let Err(panic) = ran {
-            let message = crate::downloader::jogger::panic_message(&*panic);
-            let error = self.error(&key, None, FetchErrorKind::Panicked(message));
-            self.recover_turn(item, part, parts);
-            if part == 0 {
-                self.abandon_item(item);
-                self.post_item(item, Slot::Done(Err(error)));
-            } else {
-                self.post_part(item, part, Err(error));
-            }
-        }
-    }
-
-    /// After a unit's panic: the turn must not stay with it (everything after would wait
-    /// for ever). If its turn has not come, it waits for it; if it holds it, it passes it.
-    fn recover_turn(&self, item: u64, part: u64, parts: u64) {
-        let mine = Turn { item, part };
-        let mut turn = self.turn.lock();
-        while *turn < mine && !self.cancel.is_cancelled() {
-            self.turn_cv.wait(&mut turn);
-        }
-        if *turn == mine {
-            drop(turn);
-            self.advance(item, part, parts);
-        }
-    }
-
-    fn run_unit(self: &Arc<Self>, unit: Unit) {
-        match &unit.kind {
-            UnitKind::Whole { size: Some(size) } => self.run_whole(&unit, *size),
-            UnitKind::Whole { size: None } => self.run_probe(&unit),
-            UnitKind::Part {
-                start,
-                end,
-                total,
-                parts,
-            } => self.run_part(&unit, *start, *end, *total, *parts),
-            UnitKind::Failed(_) => {
-                let Unit { item, kind, .. } = unit;
-                if let UnitKind::Failed(error) = kind
-                    && self.wait_turn(item, 0).is_ok()
-                {
-                    self.advance(item, 0, 1);
-                    self.post_item(item, Slot::Done(Err(*error)));
-                }
-            }
-        }
-    }
-
-    fn context<'a>(&'a self, progress: &'a Progress) -> Context<'a> {
-        Context {
-            client: self.bucket.client(),
-            headers: &[],
-            timeout: None,
-            limiter: None,
-            retry: &self.settings.retry,
-            retries: Some(&self.settings.retries),
-            progress,
-            cancel: &self.cancel,
-        }
-    }
-
-    fn source<'a>(&'a self, key: &'a FetchKey) -> Source<'a> {
-        Source::S3 {
-            bucket: &self.bucket,
-            key: &key.key,
-            version: key.version.as_deref(),
-        }
-    }
-
-    /// Fetches `span` of the unit's object into memory of `len` bytes: the engine retries,
-    /// resumes (`If-Match` on the pinned ETag), checks every answer, and for a whole object
-    /// verifies its MD5 ETag and any checksum the store returned.
-    fn fetch(
-        &self,
-        unit: &Unit,
-        span: Span,
-        len: u64,
-        first: Option<engine::Answer>,
-    ) -> Result<(Vec<u8>, Fetched), FetchError> {
-        let progress = Progress::new();
-        let ctx = self.context(&progress);
-        let mut dest = MemoryDest::new(len);
-        let expect = Expect {
-            sha256: None,
-            store_digests: span == Span::Whole,
-        };
-        let range = match span {
-            Span::Range { start, end } if end > start => Some((start, end - 1)),
-            _ => None,
-        };
-        engine::fetch(
-            &ctx,
-            &self.source(&unit.key),
-            span,
-            &mut dest,
-            &unit.pin,
-            expect,
-            first,
-        )
-        .map(|fetched| (dest.into_bytes(), fetched))
-        .map_err(|e| self.error(&unit.key, range, FetchErrorKind::from(e)))
-    }
-
-    fn run_whole(self: &Arc<Self>, unit: &Unit, size: u64) {
-        let Ok(permit) = self.reserve(unit.item, 0, 1, size) else {
-            return;
-        };
-        let result = self
-            .fetch(unit, Span::Whole, size, None)
-            .map(|(bytes, fetched)| {
-                let etag = fetched.info.etag_unquoted().map(str::to_owned);
-                Object::whole(unit.key.key.clone(), etag, bytes, permit)
-            });
-        self.post_item(unit.item, Slot::Done(result));
-    }
-
-    fn run_probe(self: &Arc<Self>, unit: &Unit) {
-        let progress = Progress::new();
-        let ctx = self.context(&progress);
-        let source = self.source(&unit.key);
-        let shown = source.shown();
-        let asked = Asked {
-            start: 0,
-            end: None,
-        };
-        let answered = retry::retrying(
-            &self.settings.retry,
-            Some(&self.cancel),
-            crate::downloader::hrw::hash(shown.as_bytes()),
-            Some(&self.settings.retries),
-            |_| {
-                let mut location = None;
-                engine::request(&ctx, &source, &mut location, asked, Condition::None)
-            },
-            |_| DownloadError::Cancelled { url: shown.clone() },
-        );
-        let answer = match answered {
-            Ok(answer) => answer,
-            Err(e) => {
-                let error = self.error(&unit.key, None, FetchErrorKind::from(e));
-                return self.fail_probe(unit, error);
-            }
-        };
-        let Some(size) = answer.framing.and_then(|f| f.len) else {
-            let error = self.error(&unit.key, None, FetchErrorKind::NoLength);
-            return self.fail_probe(unit, error);
-        };
-        if size <= self.settings.max_whole {
-            self.set_shape(unit.item, size, 1);
-            let Ok(permit) = self.reserve(unit.item, 0, 1, size) else {
-                return;
-            };
-            let result =
-                self.fetch(unit, Span::Whole, size, Some(answer))
-                    .map(|(bytes, fetched)| {
-                        let etag = fetched.info.etag_unquoted().map(str::to_owned);
-                        Object::whole(unit.key.key.clone(), etag, bytes, permit)
-                    });
-            return self.post_item(unit.item, Slot::Done(result));
-        }
-        // A large object: this response's first part_size bytes are part 0; the other parts
-        // are ranged GETs, pinned to this response's version, that other workers may start.
-        let parts = size.div_ceil(self.settings.part_size);
-        self.set_shape(unit.item, size, parts);
-        let first = self.settings.part_size.min(size);
-        let Ok(permit) = self.reserve(unit.item, 0, parts, first) else {
-            return;
-        };
-        let span = Span::Range {
-            start: 0,
-            end: first,
-        };
-        let fetched = self.fetch(unit, span, first, Some(answer));
-        self.post_first_part(unit, size, parts, fetched, permit);
-    }
-
-    /// A probe failed before its size was known: it still has to pass the turn on.
-    fn fail_probe(&self, unit: &Unit, error: FetchError) {
-        {
-            let mut plan = self.plan.lock();
-            plan.open.retain(|o| o.index != unit.item);
-        }
-        if self.wait_turn(unit.item, 0).is_ok() {
-            self.advance(unit.item, 0, 1);
-            self.post_item(unit.item, Slot::Done(Err(error)));
-        }
-    }
-
-    fn run_part(self: &Arc<Self>, unit: &Unit, start: u64, end: u64, total: u64, parts: u64) {
-        let Ok(permit) = self.reserve(unit.item, unit.part, parts, end - start) else {
-            return;
-        };
-        let fetched = self.fetch(unit, Span::Range { start, end }, end - start, None);
-        if unit.part == 0 {
-            return self.post_first_part(unit, total, parts, fetched, permit);
-        }
-        let data = fetched.map(|(bytes, _)| PartData {
-            bytes,
-            _permit: permit,
-        });
-        self.post_part(unit.item, unit.part, data);
-    }
-
-    /// Part 0 of a streamed object makes the item: the object, then its first part. When
-    /// it failed, the item is that error and none of its other parts is fetched or kept.
-    fn post_first_part(
-        &self,
-        unit: &Unit,
-        size: u64,
-        parts: u64,
-        fetched: Result<(Vec<u8>, Fetched), FetchError>,
-        permit: BudgetPermit,
-    ) {
-        match fetched {
-            Ok((bytes, fetched)) => {
-                self.post_item(
-                    unit.item,
-                    Slot::Streamed {
-                        key: unit.key.key.clone(),
-                        size,
-                        md5: fetched.info.md5().map(hex::encode),
-                        etag: fetched.info.etag_unquoted().map(str::to_owned),
-                        parts,
-                    },
-                );
-                self.post_part(
-                    unit.item,
-                    0,
-                    Ok(PartData {
-                        bytes,
-                        _permit: permit,
-                    }),
-                );
-            }
-            Err(e) => {
-                drop(permit);
-                self.abandon_item(unit.item);
-                self.post_item(unit.item, Slot::Done(Err(e)));
-            }
-        }
     }
 }

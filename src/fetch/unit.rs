@@ -1,0 +1,266 @@
+//! Running one unit of a fetch request: a whole object, a probe (a key of unknown size), or
+//! one ranged part, through the transfer engine into memory, within its turn and budget.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use super::budget::BudgetPermit;
+use super::error::{FetchError, FetchErrorKind};
+use super::request::{PartData, Request, Slot, Turn, Unit, UnitKind};
+use super::{FetchKey, Object};
+use crate::engine::dest::MemoryDest;
+use crate::engine::error::DownloadError;
+use crate::engine::response::Asked;
+use crate::engine::retry;
+use crate::engine::{self, Condition, Context, Expect, Fetched, Source, Span};
+use crate::progress::Progress;
+
+impl Request {
+    /// Runs one unit to completion (or failure), posting its result. A panic inside it
+    /// fails the unit's item (or part), passes its turn on, and leaves the worker alive.
+    pub(crate) fn run(self: &Arc<Self>, unit: Unit) {
+        let (item, part, parts) = (unit.item, unit.part, unit.kind.parts());
+        let key = Arc::clone(&unit.key);
+        let ran = catch_unwind(AssertUnwindSafe(|| {
+            crate::http::transport::with_cancel(&self.cancel.clone(), || self.run_unit(unit));
+        }));
+        if let Err(panic) = ran {
+            let message = crate::downloader::jogger::panic_message(&*panic);
+            let error = self.error(&key, None, FetchErrorKind::Panicked(message));
+            self.recover_turn(item, part, parts);
+            if part == 0 {
+                self.abandon_item(item);
+                self.post_item(item, Slot::Done(Err(error)));
+            } else {
+                self.post_part(item, part, Err(error));
+            }
+        }
+    }
+
+    /// After a unit's panic: the turn must not stay with it (everything after would wait
+    /// for ever). If its turn has not come, it waits for it; if it holds it, it passes it.
+    fn recover_turn(&self, item: u64, part: u64, parts: u64) {
+        let mine = Turn { item, part };
+        let mut turn = self.turn.lock();
+        while *turn < mine && !self.cancel.is_cancelled() {
+            self.turn_cv.wait(&mut turn);
+        }
+        if *turn == mine {
+            drop(turn);
+            self.advance(item, part, parts);
+        }
+    }
+
+    fn run_unit(self: &Arc<Self>, unit: Unit) {
+        match &unit.kind {
+            UnitKind::Whole { size: Some(size) } => self.run_whole(&unit, *size),
+            UnitKind::Whole { size: None } => self.run_probe(&unit),
+            UnitKind::Part {
+                start,
+                end,
+                total,
+                parts,
+            } => self.run_part(&unit, *start, *end, *total, *parts),
+            UnitKind::Failed(_) => {
+                let Unit { item, kind, .. } = unit;
+                if let UnitKind::Failed(error) = kind
+                    && self.wait_turn(item, 0).is_ok()
+                {
+                    self.advance(item, 0, 1);
+                    self.post_item(item, Slot::Done(Err(*error)));
+                }
+            }
+        }
+    }
+
+    fn context<'a>(&'a self, progress: &'a Progress) -> Context<'a> {
+        Context {
+            client: self.bucket.client(),
+            headers: &[],
+            timeout: None,
+            limiter: None,
+            retry: &self.settings.retry,
+            retries: Some(&self.settings.retries),
+            progress,
+            cancel: &self.cancel,
+        }
+    }
+
+    fn source<'a>(&'a self, key: &'a FetchKey) -> Source<'a> {
+        Source::S3 {
+            bucket: &self.bucket,
+            key: &key.key,
+            version: key.version.as_deref(),
+        }
+    }
+
+    /// Fetches `span` of the unit's object into memory of `len` bytes: the engine retries,
+    /// resumes (`If-Match` on the pinned ETag), checks every answer, and for a whole object
+    /// verifies its MD5 ETag and any checksum the store returned.
+    fn fetch(
+        &self,
+        unit: &Unit,
+        span: Span,
+        len: u64,
+        first: Option<engine::Answer>,
+    ) -> Result<(Vec<u8>, Fetched), FetchError> {
+        let progress = Progress::new();
+        let ctx = self.context(&progress);
+        let mut dest = MemoryDest::new(len);
+        let expect = Expect {
+            sha256: None,
+            store_digests: span == Span::Whole,
+        };
+        let range = match span {
+            Span::Range { start, end } if end > start => Some((start, end - 1)),
+            _ => None,
+        };
+        engine::fetch(
+            &ctx,
+            &self.source(&unit.key),
+            span,
+            &mut dest,
+            &unit.pin,
+            expect,
+            first,
+        )
+        .map(|fetched| (dest.into_bytes(), fetched))
+        .map_err(|e| self.error(&unit.key, range, FetchErrorKind::from(e)))
+    }
+
+    fn run_whole(self: &Arc<Self>, unit: &Unit, size: u64) {
+        let Ok(permit) = self.reserve(unit.item, 0, 1, size) else {
+            return;
+        };
+        let result = self
+            .fetch(unit, Span::Whole, size, None)
+            .map(|(bytes, fetched)| {
+                let etag = fetched.info.etag_unquoted().map(str::to_owned);
+                Object::whole(unit.key.key.clone(), etag, bytes, permit)
+            });
+        self.post_item(unit.item, Slot::Done(result));
+    }
+
+    fn run_probe(self: &Arc<Self>, unit: &Unit) {
+        let progress = Progress::new();
+        let ctx = self.context(&progress);
+        let source = self.source(&unit.key);
+        let shown = source.shown();
+        let asked = Asked {
+            start: 0,
+            end: None,
+        };
+        let answered = retry::retrying(
+            &self.settings.retry,
+            Some(&self.cancel),
+            crate::downloader::hrw::hash(shown.as_bytes()),
+            Some(&self.settings.retries),
+            |_| {
+                let mut location = None;
+                engine::request(&ctx, &source, &mut location, asked, Condition::None)
+            },
+            |_| DownloadError::Cancelled { url: shown.clone() },
+        );
+        let answer = match answered {
+            Ok(answer) => answer,
+            Err(e) => {
+                let error = self.error(&unit.key, None, FetchErrorKind::from(e));
+                return self.fail_probe(unit, error);
+            }
+        };
+        let Some(size) = answer.framing.and_then(|f| f.len) else {
+            let error = self.error(&unit.key, None, FetchErrorKind::NoLength);
+            return self.fail_probe(unit, error);
+        };
+        if size <= self.settings.max_whole {
+            self.set_shape(unit.item, size, 1);
+            let Ok(permit) = self.reserve(unit.item, 0, 1, size) else {
+                return;
+            };
+            let result =
+                self.fetch(unit, Span::Whole, size, Some(answer))
+                    .map(|(bytes, fetched)| {
+                        let etag = fetched.info.etag_unquoted().map(str::to_owned);
+                        Object::whole(unit.key.key.clone(), etag, bytes, permit)
+                    });
+            return self.post_item(unit.item, Slot::Done(result));
+        }
+        // A large object: this response's first part_size bytes are part 0; the other parts
+        // are ranged GETs, pinned to this response's version, that other workers may start.
+        let parts = size.div_ceil(self.settings.part_size);
+        self.set_shape(unit.item, size, parts);
+        let first = self.settings.part_size.min(size);
+        let Ok(permit) = self.reserve(unit.item, 0, parts, first) else {
+            return;
+        };
+        let span = Span::Range {
+            start: 0,
+            end: first,
+        };
+        let fetched = self.fetch(unit, span, first, Some(answer));
+        self.post_first_part(unit, size, parts, fetched, permit);
+    }
+
+    /// A probe failed before its size was known: it still has to pass the turn on.
+    fn fail_probe(&self, unit: &Unit, error: FetchError) {
+        self.forget_open(unit.item);
+        if self.wait_turn(unit.item, 0).is_ok() {
+            self.advance(unit.item, 0, 1);
+            self.post_item(unit.item, Slot::Done(Err(error)));
+        }
+    }
+
+    fn run_part(self: &Arc<Self>, unit: &Unit, start: u64, end: u64, total: u64, parts: u64) {
+        let Ok(permit) = self.reserve(unit.item, unit.part, parts, end - start) else {
+            return;
+        };
+        let fetched = self.fetch(unit, Span::Range { start, end }, end - start, None);
+        if unit.part == 0 {
+            return self.post_first_part(unit, total, parts, fetched, permit);
+        }
+        let data = fetched.map(|(bytes, _)| PartData {
+            bytes,
+            _permit: permit,
+        });
+        self.post_part(unit.item, unit.part, data);
+    }
+
+    /// Part 0 of a streamed object makes the item: the object, then its first part. When
+    /// it failed, the item is that error and none of its other parts is fetched or kept.
+    fn post_first_part(
+        &self,
+        unit: &Unit,
+        size: u64,
+        parts: u64,
+        fetched: Result<(Vec<u8>, Fetched), FetchError>,
+        permit: BudgetPermit,
+    ) {
+        match fetched {
+            Ok((bytes, fetched)) => {
+                self.post_item(
+                    unit.item,
+                    Slot::Streamed {
+                        key: unit.key.key.clone(),
+                        size,
+                        md5: fetched.info.md5().map(hex::encode),
+                        etag: fetched.info.etag_unquoted().map(str::to_owned),
+                        parts,
+                    },
+                );
+                self.post_part(
+                    unit.item,
+                    0,
+                    Ok(PartData {
+                        bytes,
+                        _permit: permit,
+                    }),
+                );
+            }
+            Err(e) => {
+                drop(permit);
+                self.abandon_item(unit.item);
+                self.post_item(unit.item, Slot::Done(Err(e)));
+            }
+        }
+    }
+}
