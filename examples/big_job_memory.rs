@@ -7,6 +7,8 @@
 //! cargo run --release --example big_job_memory
 //! ```
 
+mod common;
+
 use std::time::Duration;
 
 use haul::{Detail, Downloader, JobSpec};
@@ -38,14 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let status = downloader.status(job, Detail::OnlyActive)?;
     drop(downloader);
     std::fs::remove_dir_all(&dir)?;
-    let peak = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(|l| l["VmHWM:".len()..].trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown".to_owned());
+    let peak = common::peak_rss();
     println!(
         "job of {} objects: {} landed, {} failed, {} cancelled; peak RSS {peak}",
         status.total.unwrap_or(0),

@@ -10,6 +10,8 @@
 //! cargo run --release --example many_failures [-- OBJECTS]
 //! ```
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -59,14 +61,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     drop(server.stdin.take());
     server.wait()?;
     std::fs::remove_dir_all(&dir)?;
-    let peak = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(|l| l["VmHWM:".len()..].trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown".to_owned());
+    let peak = common::peak_rss();
     println!(
         "job of {} objects: {} failed ({:?}) in {elapsed:.1?}, {} kept in full; peak RSS {peak}",
         status.total.unwrap_or(0),

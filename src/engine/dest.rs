@@ -122,40 +122,58 @@ impl Drop for Buffer {
     }
 }
 
-/// Any `Write`: stdout, a socket, a hasher. Bytes written cannot be taken back, so a
-/// restart after the first write fails.
+/// What a [`Buffered`] destination hands its full buffers to: a file, a part at an offset,
+/// any `Write`.
+pub(crate) trait Sink {
+    /// Bytes written so far.
+    fn written(&self) -> u64;
+
+    /// The object (re)starts: `len` bytes when known (see [`Destination::begin`]).
+    fn begin(&mut self, info: &ObjectInfo, len: Option<u64>) -> Result<(), DownloadError> {
+        let _ = (info, len);
+        Ok(())
+    }
+
+    /// Appends `bytes` after those written.
+    fn write(&mut self, bytes: &[u8]) -> Result<(), DownloadError>;
+
+    /// Throws away what was written; the bytes thrown away. A sink that cannot take bytes
+    /// back fails (see [`Destination::restart`]).
+    fn restart(&mut self) -> Result<u64, DownloadError>;
+
+    /// See [`Destination::replay`].
+    fn replay(&mut self, f: &mut dyn FnMut(&[u8])) -> Result<(), DownloadError> {
+        let _ = f;
+        Ok(())
+    }
+}
+
+/// A destination that reads into a [`Buffer`] (the object's size when smaller than
+/// [`BUFFER_BYTES`]) and hands it to its sink when full, at the end of a body, and before a
+/// resume: large writes, and no copy of its own.
 #[derive(Debug)]
-pub(crate) struct WriteDest<'a, W> {
-    out: &'a mut W,
+pub(crate) struct Buffered<S> {
+    pub(crate) sink: S,
     buffer: Buffer,
-    written: u64,
 }
 
-impl<'a, W: Write> WriteDest<'a, W> {
-    pub(crate) fn new(out: &'a mut W) -> WriteDest<'a, W> {
-        WriteDest {
-            out,
+impl<S: Sink> Buffered<S> {
+    pub(crate) fn new(sink: S) -> Buffered<S> {
+        Buffered {
+            sink,
             buffer: Buffer::default(),
-            written: 0,
-        }
-    }
-
-    fn write_error(source: std::io::Error) -> DownloadError {
-        DownloadError::Local {
-            action: "writing",
-            path: "-".into(),
-            source,
         }
     }
 }
 
-impl<W: Write> Destination for WriteDest<'_, W> {
+impl<S: Sink> Destination for Buffered<S> {
     fn held(&self) -> u64 {
-        self.written + self.buffer.len() as u64
+        self.sink.written() + self.buffer.len() as u64
     }
 
-    fn begin(&mut self, _: &ObjectInfo, len: Option<u64>) -> Result<(), DownloadError> {
-        if self.written == 0 && self.buffer.len() == 0 {
+    fn begin(&mut self, info: &ObjectInfo, len: Option<u64>) -> Result<(), DownloadError> {
+        self.sink.begin(info, len)?;
+        if self.buffer.len() == 0 {
             self.buffer = Buffer::for_len(len);
         }
         Ok(())
@@ -175,12 +193,52 @@ impl<W: Write> Destination for WriteDest<'_, W> {
 
     fn flush(&mut self) -> Result<(), DownloadError> {
         if self.buffer.len() > 0 {
-            self.out
-                .write_all(self.buffer.bytes())
-                .map_err(Self::write_error)?;
-            self.written += self.buffer.len() as u64;
+            self.sink.write(self.buffer.bytes())?;
             self.buffer.clear();
         }
+        Ok(())
+    }
+
+    fn restart(&mut self) -> Result<u64, DownloadError> {
+        let buffered = self.buffer.len() as u64;
+        self.buffer.clear();
+        Ok(self.sink.restart()? + buffered)
+    }
+
+    fn replay(&mut self, f: &mut dyn FnMut(&[u8])) -> Result<(), DownloadError> {
+        self.sink.replay(f)
+    }
+}
+
+/// Any `Write`: stdout, a socket, a hasher. Bytes written cannot be taken back, so a
+/// restart after the first write fails.
+#[derive(Debug)]
+pub(crate) struct WriteSink<'a, W> {
+    out: &'a mut W,
+    written: u64,
+}
+
+impl<'a, W: Write> WriteSink<'a, W> {
+    /// A destination into `out`.
+    pub(crate) fn into(out: &'a mut W) -> Buffered<WriteSink<'a, W>> {
+        Buffered::new(WriteSink { out, written: 0 })
+    }
+}
+
+impl<W: Write> Sink for WriteSink<'_, W> {
+    fn written(&self) -> u64 {
+        self.written
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), DownloadError> {
+        self.out
+            .write_all(bytes)
+            .map_err(|source| DownloadError::Local {
+                action: "writing",
+                path: "-".into(),
+                source,
+            })?;
+        self.written += bytes.len() as u64;
         Ok(())
     }
 
@@ -194,9 +252,7 @@ impl<W: Write> Destination for WriteDest<'_, W> {
                 ),
             });
         }
-        let dropped = self.buffer.len() as u64;
-        self.buffer.clear();
-        Ok(dropped)
+        Ok(0)
     }
 }
 

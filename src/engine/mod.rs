@@ -80,9 +80,12 @@ impl Span {
 pub(crate) struct Expect<'a> {
     /// The SHA-256 the caller expects.
     pub(crate) sha256: Option<&'a Sha256Digest>,
-    /// The MD5 an S3 single-part ETag stands for, and a full-object checksum the store
-    /// returns.
-    pub(crate) store_digests: bool,
+    /// A full-object checksum the store returns (`x-amz-checksum-*`).
+    pub(crate) checksum: bool,
+    /// The MD5 an S3 single-part ETag stands for. It costs a core about 2 s per GiB (MD5
+    /// does not vectorise), so only the fetcher asks for it, as it always has; the
+    /// downloader's S3 jobs check lengths and store checksums.
+    pub(crate) md5_etag: bool,
 }
 
 /// What a finished transfer did.
@@ -409,11 +412,10 @@ impl Run<'_, '_> {
     /// replayed into them.
     fn start_verifier(&mut self, dest: &mut dyn Destination) -> Result<(), Failure<DownloadError>> {
         let pinned = self.pin.get().unwrap_or_default();
-        let store = self.expect.store_digests;
         let md5 = pinned
             .md5()
-            .filter(|_| store && matches!(self.source, Source::S3 { .. }));
-        let checksum = pinned.checksum.as_ref().filter(|_| store);
+            .filter(|_| self.expect.md5_etag && matches!(self.source, Source::S3 { .. }));
+        let checksum = pinned.checksum.as_ref().filter(|_| self.expect.checksum);
         let mut verifier = Verifier::new(self.expect.sha256, md5, checksum);
         if !verifier.is_empty() && dest.held() > 0 {
             dest.replay(&mut |bytes| verifier.update(bytes))

@@ -10,9 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use log::debug;
 use parking_lot::Mutex;
 
-use crate::engine::dest::{Buffer, Destination};
+use crate::engine::dest::{Buffered, Sink};
 use crate::engine::error::DownloadError;
-use crate::engine::response::ObjectInfo;
 use crate::engine::{self, Answer, Context, Expect, Pin, Source, Span};
 
 /// When and how one large object is split into ranged parts fetched in parallel.
@@ -77,51 +76,29 @@ impl PartsPolicy {
     }
 }
 
-/// One part's place in the file: bytes go to `start + held`, through a buffer, with
-/// positional writes (`pwrite`), so parts need no seek or lock.
-struct FileAt<'a> {
+/// One part's place in the file: bytes go to `start + written` with positional writes
+/// (`pwrite`), so parts need no seek or lock.
+struct PartSink<'a> {
     file: &'a File,
     path: &'a Path,
     start: u64,
     written: u64,
-    buffer: Buffer,
 }
 
-impl Destination for FileAt<'_> {
-    fn held(&self) -> u64 {
-        self.written + self.buffer.len() as u64
+impl Sink for PartSink<'_> {
+    fn written(&self) -> u64 {
+        self.written
     }
 
-    fn begin(&mut self, _: &ObjectInfo, len: Option<u64>) -> Result<(), DownloadError> {
-        self.buffer = Buffer::for_len(len);
-        Ok(())
-    }
-
-    fn space(&mut self) -> Result<&mut [u8], DownloadError> {
-        if self.buffer.is_full() {
-            self.flush()?;
-        }
-        Ok(self.buffer.space())
-    }
-
-    fn filled(&mut self, n: usize) -> Result<(), DownloadError> {
-        self.buffer.filled(n);
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<(), DownloadError> {
-        if self.buffer.len() == 0 {
-            return Ok(());
-        }
+    fn write(&mut self, bytes: &[u8]) -> Result<(), DownloadError> {
         self.file
-            .write_all_at(self.buffer.bytes(), self.start + self.written)
+            .write_all_at(bytes, self.start + self.written)
             .map_err(|source| DownloadError::Local {
                 action: "writing",
                 path: self.path.to_owned(),
                 source,
             })?;
-        self.written += self.buffer.len() as u64;
-        self.buffer.clear();
+        self.written += bytes.len() as u64;
         Ok(())
     }
 
@@ -180,13 +157,12 @@ pub(crate) fn fetch(
             let mut part = first_part;
             while part < parts && !failed.load(Ordering::Relaxed) {
                 let (start, end) = span(part);
-                let mut dest = FileAt {
+                let mut dest = Buffered::new(PartSink {
                     file,
                     path,
                     start,
                     written: 0,
-                    buffer: Buffer::default(),
-                };
+                });
                 let answer = if part == 0 {
                     opening.lock().take()
                 } else {

@@ -109,7 +109,8 @@ impl Request {
         let mut dest = MemoryDest::new(len);
         let expect = Expect {
             sha256: None,
-            store_digests: span == Span::Whole,
+            checksum: span == Span::Whole,
+            md5_etag: span == Span::Whole,
         };
         let range = match span {
             Span::Range { start, end } if end > start => Some((start, end - 1)),

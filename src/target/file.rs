@@ -8,7 +8,7 @@ use log::{debug, trace, warn};
 
 use crate::cancel::CancelToken;
 use crate::engine::classify::Failure;
-use crate::engine::dest::{Buffer, Destination};
+use crate::engine::dest::{Buffered, Sink};
 use crate::engine::parts::PartsPolicy;
 use crate::engine::response::{Asked, ObjectInfo};
 use crate::engine::retry::{self, RetryPolicy};
@@ -99,6 +99,26 @@ impl ObjectTask {
         self
     }
 
+    /// What the engine needs to run this task on its own: no job, so no timeout, rate
+    /// limit or retry counter.
+    pub(crate) fn context<'a>(
+        &'a self,
+        client: &'a HttpClient,
+        progress: &'a Progress,
+        cancel: &'a CancelToken,
+    ) -> Context<'a> {
+        Context {
+            client,
+            headers: &self.headers,
+            timeout: None,
+            limiter: None,
+            retry: &self.retry,
+            retries: None,
+            progress,
+            cancel,
+        }
+    }
+
     /// Sets [`parts`](ObjectTask::parts).
     pub fn parts(mut self, policy: PartsPolicy) -> ObjectTask {
         self.parts = Some(policy);
@@ -169,16 +189,7 @@ pub fn download(
     progress: &Progress,
     cancel: &CancelToken,
 ) -> Result<Landed, DownloadError> {
-    let ctx = Context {
-        client,
-        headers: &task.headers,
-        timeout: None,
-        limiter: None,
-        retry: &task.retry,
-        retries: None,
-        progress,
-        cancel,
-    };
+    let ctx = task.context(client, progress, cancel);
     let request = Request {
         source: Source::Url(&task.url),
         name: &task.name,
@@ -247,10 +258,7 @@ fn fetch_inner(
     } else {
         Pin::new()
     };
-    let mut dest = WorkDest {
-        work,
-        buffer: Buffer::default(),
-    };
+    let mut dest = Buffered::new(work);
     let mut first = None;
     if let Some((size, modified)) = request.revalidate.filter(|_| resumed == 0) {
         match revalidate(ctx, source, size, modified)? {
@@ -280,7 +288,8 @@ fn fetch_inner(
     }
     let expect = Expect {
         sha256: request.sha256,
-        store_digests: true,
+        checksum: true,
+        md5_etag: false,
     };
     let fetched = engine::fetch(ctx, source, Span::Whole, &mut dest, &pin, expect, first)?;
     refetched += fetched.refetched;
@@ -321,13 +330,13 @@ fn land(
     effort: Effort,
 ) -> Result<Landed, DownloadError> {
     let path = mountpath.path_of(name);
-    let bytes = dest.work.len;
+    let bytes = dest.sink.len;
     let etag = pin
         .get()
         .and_then(|info| info.etag)
-        .or_else(|| dest.work.etag.clone());
+        .or_else(|| dest.sink.etag.clone());
     check_way(mountpath, name)?;
-    dest.work.land(&path, mountpath.fsyncs())?;
+    dest.sink.land(&path, mountpath.fsyncs())?;
     trace!("landed {} ({bytes} bytes)", path.display());
     Ok(Landed {
         path,
@@ -453,24 +462,24 @@ fn split_download(
         url: shown.clone(),
         reason,
     })?;
-    dest.work
+    dest.sink
         .set_validator(info.etag.clone(), info.last_modified.clone(), false)?;
-    dest.work.preallocate(total)?;
+    dest.sink.preallocate(total)?;
     ctx.progress.set_total(Some(total));
     ctx.progress.set_done(0);
     let into = crate::engine::parts::PartsFile {
-        file: dest.work.file_ref(),
-        path: &dest.work.path,
+        file: dest.sink.file_ref(),
+        path: &dest.sink.path,
         total,
     };
     let result = crate::engine::parts::fetch(ctx, source, policy, into, pin, answer);
     let stitched = result.and_then(|()| {
-        dest.work.len = total;
+        dest.sink.len = total;
         let Some(expected) = request.sha256 else {
             return Ok(());
         };
         let actual =
-            Sha256Digest::of_file(&dest.work.path).map_err(|e| dest.work.error("reading", e))?;
+            Sha256Digest::of_file(&dest.sink.path).map_err(|e| dest.sink.error("reading", e))?;
         if actual == *expected {
             return Ok(());
         }
@@ -491,8 +500,8 @@ fn split_download(
         ) => {
             warn!("{}; fetching it on one connection", retry::error_chain(&e));
             let thrown = ctx.progress.done();
-            dest.work.len = total;
-            dest.work.truncate()?;
+            dest.sink.len = total;
+            dest.sink.truncate()?;
             pin.clear();
             Ok(Split::OneStream { thrown })
         }
@@ -509,55 +518,32 @@ fn same_second(a: SystemTime, b: SystemTime) -> bool {
     secs(a).ok() == secs(b).ok()
 }
 
-/// The work file as the engine's destination: bytes go through a buffer of at most 1 MiB
-/// (the object's size when smaller) and are appended; starting over empties the file.
-struct WorkDest {
-    work: WorkFile,
-    buffer: Buffer,
-}
+/// The work file as the engine's destination's sink: full buffers are appended; starting
+/// over empties the file; a resumed file's bytes are replayed for its digest.
+type WorkDest = Buffered<WorkFile>;
 
-impl Destination for WorkDest {
-    fn held(&self) -> u64 {
-        self.work.len + self.buffer.len() as u64
+impl Sink for WorkFile {
+    fn written(&self) -> u64 {
+        self.len
     }
 
     fn begin(&mut self, info: &ObjectInfo, len: Option<u64>) -> Result<(), DownloadError> {
-        self.work.set_validator(
+        self.set_validator(
             info.etag.clone(),
             info.last_modified.clone(),
             work::resumable(len),
-        )?;
-        self.buffer = Buffer::for_len(len);
-        Ok(())
+        )
     }
 
-    fn space(&mut self) -> Result<&mut [u8], DownloadError> {
-        if self.buffer.is_full() {
-            self.flush()?;
-        }
-        Ok(self.buffer.space())
-    }
-
-    fn filled(&mut self, n: usize) -> Result<(), DownloadError> {
-        self.buffer.filled(n);
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<(), DownloadError> {
-        if self.buffer.len() > 0 {
-            self.work.write(self.buffer.bytes())?;
-            self.buffer.clear();
-        }
-        Ok(())
+    fn write(&mut self, bytes: &[u8]) -> Result<(), DownloadError> {
+        WorkFile::write(self, bytes)
     }
 
     fn restart(&mut self) -> Result<u64, DownloadError> {
-        let buffered = self.buffer.len() as u64;
-        self.buffer.clear();
-        Ok(self.work.truncate()? + buffered)
+        self.truncate()
     }
 
     fn replay(&mut self, f: &mut dyn FnMut(&[u8])) -> Result<(), DownloadError> {
-        self.work.replay(f)
+        WorkFile::replay(self, f)
     }
 }

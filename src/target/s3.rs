@@ -172,7 +172,8 @@ pub(crate) fn store(
             let mut upload = Upload::new(target, name, shown, budget, ctx.cancel, scope);
             let expect = Expect {
                 sha256,
-                store_digests: true,
+                checksum: true,
+                md5_etag: false,
             };
             engine::fetch(
                 ctx,

@@ -4,9 +4,9 @@
 use std::io::Write;
 
 use crate::cancel::CancelToken;
-use crate::engine::dest::{Destination, WriteDest};
+use crate::engine::dest::{Destination, WriteSink};
 use crate::engine::error::DownloadError;
-use crate::engine::{self, Context, Expect, Pin, Source, Span};
+use crate::engine::{self, Expect, Pin, Source, Span};
 use crate::http::HttpClient;
 use crate::progress::Progress;
 use crate::source::url;
@@ -47,20 +47,12 @@ pub fn download_to(
     cancel: &CancelToken,
 ) -> Result<u64, DownloadError> {
     url::check_url(&task.url)?;
-    let ctx = Context {
-        client,
-        headers: &task.headers,
-        timeout: None,
-        limiter: None,
-        retry: &task.retry,
-        retries: None,
-        progress,
-        cancel,
-    };
-    let mut dest = WriteDest::new(out);
+    let ctx = task.context(client, progress, cancel);
+    let mut dest = WriteSink::into(out);
     let expect = Expect {
         sha256: task.sha256.as_ref(),
-        store_digests: false,
+        checksum: false,
+        md5_etag: false,
     };
     engine::fetch(
         &ctx,
