@@ -1,4 +1,5 @@
-//! `haul get`: URLs, range templates and URL lists into one or more mountpaths.
+//! `haul get`: URLs, range templates and URL lists into one or more output directories, or a
+//! bucket prefix.
 
 use std::error::Error;
 use std::path::PathBuf;
