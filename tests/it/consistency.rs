@@ -57,13 +57,7 @@ fn a_file_resumed_from_a_server_that_ignores_if_range_holds_one_version_only() {
             move || {
                 let mountpath = Mountpath::new(root).unwrap();
                 let client = HttpClient::default();
-                haul::download(
-                    &client,
-                    &task,
-                    &mountpath,
-                    &Progress::new(),
-                    &CancelToken::new(),
-                )
+                crate::download_into(&client, &task, &mountpath)
             }
         });
         replace_while_held(&origin);
@@ -126,13 +120,7 @@ fn ranged_parts_of_an_object_replaced_meanwhile_never_land_stitched() {
             let root = dir.path().to_owned();
             move || {
                 let mountpath = Mountpath::new(root).unwrap();
-                haul::download(
-                    &HttpClient::default(),
-                    &task,
-                    &mountpath,
-                    &Progress::new(),
-                    &CancelToken::new(),
-                )
+                crate::download_into(&HttpClient::default(), &task, &mountpath)
             }
         });
         assert!(origin.gate().wait_arrivals(1, Duration::from_secs(30)));
@@ -165,14 +153,7 @@ fn ranged_parts_answered_from_the_wrong_offset_are_never_written_there() {
             .retry(quick_retries())
             .parts(parts);
         let mountpath = Mountpath::new(dir.path()).unwrap();
-        let landed = haul::download(
-            &HttpClient::default(),
-            &task,
-            &mountpath,
-            &Progress::new(),
-            &CancelToken::new(),
-        )
-        .unwrap();
+        let landed = crate::download_into(&HttpClient::default(), &task, &mountpath).unwrap();
         let bytes = std::fs::read(&landed.path).unwrap();
         assert!(
             bytes == body("/z.bin", size),
@@ -376,14 +357,7 @@ fn every_destination_refuses_a_resume_that_starts_elsewhere() {
         let task = ObjectTask::from_url(origin.url(&format!("/f.bin?{query}")))
             .unwrap()
             .retry(quick_retries());
-        let landed = haul::download(
-            &HttpClient::default(),
-            &task,
-            &mountpath,
-            &Progress::new(),
-            &CancelToken::new(),
-        )
-        .unwrap();
+        let landed = crate::download_into(&HttpClient::default(), &task, &mountpath).unwrap();
         assert!(std::fs::read(&landed.path).unwrap() == body("/f.bin", SIZE));
 
         let task = ObjectTask::from_url(origin.url(&format!("/g.bin?{query}")))

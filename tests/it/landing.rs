@@ -5,7 +5,7 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::sync::Arc;
 
-use haul::{CancelToken, HttpClient, Mountpath, ObjectName, ObjectTask, Progress};
+use haul::{HttpClient, Mountpath, ObjectName, ObjectTask};
 use haul_origin::{Origin, body};
 
 use crate::support::{TestDir, chain, guard};
@@ -16,13 +16,7 @@ fn download(
     mountpath: &Mountpath,
 ) -> Result<haul::Landed, haul::DownloadError> {
     let task = ObjectTask::from_url(url).unwrap();
-    haul::download(
-        client,
-        &task,
-        mountpath,
-        &Progress::new(),
-        &CancelToken::new(),
-    )
+    crate::download_into(client, &task, mountpath)
 }
 
 #[test]
@@ -123,14 +117,7 @@ fn a_symlinked_directory_inside_a_mountpath_is_never_landed_through() {
             origin.url("/o.bin?size=100"),
             ObjectName::new("sub/o.bin").unwrap(),
         );
-        let error = haul::download(
-            &client,
-            &task,
-            &mountpath,
-            &Progress::new(),
-            &CancelToken::new(),
-        )
-        .unwrap_err();
+        let error = crate::download_into(&client, &task, &mountpath).unwrap_err();
         let text = chain(&error);
         assert!(text.contains("symbolic link"), "{text}");
         assert!(!outside.path().join("o.bin").exists(), "it landed outside");
@@ -176,13 +163,7 @@ fn a_job_header_follows_a_redirect_only_within_its_origin() {
                 .unwrap()
                 .header("X-Secret", "s3cr3t")
                 .retry(haul::RetryPolicy::none());
-            haul::download(
-                &client,
-                &task,
-                &mountpath,
-                &Progress::new(),
-                &CancelToken::new(),
-            )
+            crate::download_into(&client, &task, &mountpath)
         };
         // Within the origin, the header goes along (the target demands it).
         let target = "/kept.bin?size=100&need_header=x-secret:s3cr3t";

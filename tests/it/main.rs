@@ -18,3 +18,19 @@ mod task;
 mod template;
 
 use haul_testkit as support;
+
+/// One `haul::download` of `task` into `mountpath` with a fresh progress and no cancel: the
+/// plain call most tests make.
+fn download_into(
+    client: &haul::HttpClient,
+    task: &haul::ObjectTask,
+    mountpath: &haul::Mountpath,
+) -> Result<haul::Landed, haul::DownloadError> {
+    haul::download(
+        client,
+        task,
+        mountpath,
+        &haul::Progress::new(),
+        &haul::CancelToken::new(),
+    )
+}

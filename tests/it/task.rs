@@ -181,14 +181,8 @@ fn a_dead_server_is_a_request_error() {
         let task = ObjectTask::from_url(format!("http://{addr}/gone.bin")).unwrap();
         let dir = TestDir::new();
         let mp = Mountpath::new(dir.path()).unwrap();
-        let err = haul::download(
-            &HttpClient::default(),
-            &task,
-            &mp,
-            &Progress::new(),
-            &CancelToken::new(),
-        )
-        .expect_err("nobody listens");
+        let err =
+            crate::download_into(&HttpClient::default(), &task, &mp).expect_err("nobody listens");
         assert!(
             matches!(err, DownloadError::Request { .. }),
             "{}",
@@ -267,24 +261,10 @@ fn objects_land_in_subdirectories_and_replace_old_versions() {
         let fx = Fixture::new();
         let name = ObjectName::new("x.bin").unwrap().under("job/7").unwrap();
         let task = ObjectTask::new(fx.origin.url("/a.bin?size=10"), name.clone());
-        let first = haul::download(
-            &fx.client,
-            &task,
-            &fx.mountpath,
-            &Progress::new(),
-            &CancelToken::new(),
-        )
-        .unwrap();
+        let first = crate::download_into(&fx.client, &task, &fx.mountpath).unwrap();
         assert_eq!(first.path, fx.dir.path().join("job/7/x.bin"));
         let task = ObjectTask::new(fx.origin.url("/b.bin?size=20"), name);
-        let second = haul::download(
-            &fx.client,
-            &task,
-            &fx.mountpath,
-            &Progress::new(),
-            &CancelToken::new(),
-        )
-        .unwrap();
+        let second = crate::download_into(&fx.client, &task, &fx.mountpath).unwrap();
         assert_eq!(std::fs::read(&second.path).unwrap(), body("/b.bin", 20));
         assert_eq!(fx.files(), ["job/7/x.bin"]);
     });
@@ -295,14 +275,7 @@ fn a_bad_url_is_refused_before_any_request() {
     guard(|| {
         let fx = Fixture::new();
         let task = ObjectTask::new("ftp://127.0.0.1/x", ObjectName::new("x").unwrap());
-        let err = haul::download(
-            &fx.client,
-            &task,
-            &fx.mountpath,
-            &Progress::new(),
-            &CancelToken::new(),
-        )
-        .unwrap_err();
+        let err = crate::download_into(&fx.client, &task, &fx.mountpath).unwrap_err();
         assert_eq!(
             chain(&err),
             "bad URL: unsupported URL \"ftp://127.0.0.1/x\": the scheme must be http or https"
