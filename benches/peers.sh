@@ -21,7 +21,18 @@
 #        curl into files then s5cmd cp, haul get -o s3://) and the 1 GiB object (rclone
 #        copyurl, curl | s5cmd pipe, haul get -o s3://; s5cmd cp of the local file is the
 #        store's floor)
+#     w  across an emulated WAN (benches' haul-wan proxy in front of nginx and SeaweedFS:
+#        40 ms RTT, a 1 Gbit/s bottleneck, a 4 MiB window per connection with slow start, a
+#        lognormal think time of median 10 ms per request, 2% stragglers 30x slower):
+#        w1  1,000 x 64 KiB into files: haul with no flags beside aria2c, curl and wget2 at
+#            their defaults and at 16, 64 and 256 connections
+#        w1n the same without stragglers (the straggler cost: w1 over w1n)
+#        w2  one 1 GiB object over a 2 Gbit/s link: haul with no flags, aria2c -x16, curl, wget2
+#        w3  1,000 x 256 KiB from S3: haul s3 get / s3 cat with no flags, s5cmd and rclone at
+#            their defaults and at 16, 64 and 256
+#        Each WAN case has a "link floor" row: its bytes at the link's rate plus one RTT.
 #   C = --conc (default 16). Raw runs are appended to $OUT_TSV (default /tmp/haul-peers.tsv).
+#   WAN_RTT_MS, WAN_MBIT, WAN_THINK_MS, WAN_STRAGGLERS override the emulated network.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -36,10 +47,11 @@ while [[ $# -gt 0 ]]; do
     --only) ONLY+=" $2"; shift 2 ;;
     --keep) KEEP=1; shift ;;
     --no-install) INSTALL=0; shift ;;
-    *) sed -n '2,26p' "$0" >&2; exit 2 ;;
+    *) sed -n '2,38p' "$0" >&2; exit 2 ;;
   esac
 done
-[[ -n "$ONLY" ]] || ONLY=" a b c d e"
+[[ -n "$ONLY" ]] || ONLY=" a b c d e w"
+[[ " $ONLY " == *" w "* ]] && ONLY+=" w1 w1n w2 w3"
 want() { [[ " $ONLY " == *" $1 "* ]]; }
 
 ((INSTALL)) && "$TOOLS/install-peers.sh" >&2
@@ -51,8 +63,9 @@ NGINX_PORT=${NGINX_PORT:-18080}
 S3_PORT=${S3_PORT:-18333}
 OUT_TSV=${OUT_TSV:-/tmp/haul-peers.tsv}
 mkdir -p "$WORK"
-STARTED_NGINX=0 STARTED_S3=0
+STARTED_NGINX=0 STARTED_S3=0 WAN_PIDS=()
 cleanup() {
+  for pid in "${WAN_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   if ((KEEP == 0)); then
     ((STARTED_NGINX)) && "$TOOLS/nginx-down.sh" "$NGINX_PORT" >/dev/null || true
     ((STARTED_S3)) && "$TOOLS/s3-down.sh" "$S3_PORT" >/dev/null || true
@@ -62,9 +75,10 @@ cleanup() {
 trap cleanup EXIT
 
 echo "# building haul (release, max-level-debug)" >&2
-(cd "$ROOT" && cargo build -q --release -p haul-cli --features max-level-debug --bin haul && cargo build -q --release --features max-level-debug --example big_job_memory)
+(cd "$ROOT" && cargo build -q --release -p haul-cli --features max-level-debug --bin haul && cargo build -q --release --features max-level-debug --example big_job_memory && cargo build -q --release -p haul-wan)
 HAUL="$ROOT/target/release/haul"
 BIGJOB="$ROOT/target/release/examples/big_job_memory"
+WAN="$ROOT/target/release/haul-wan"
 
 echo "# fixtures in $FX_ROOT" >&2
 "$TOOLS/make-fixtures.sh" --standard "$FX_ROOT" >/dev/null
@@ -114,8 +128,31 @@ run_case() {
   done
 }
 median() { python3 -c "import statistics,sys; print(f'{statistics.median(map(float,sys.argv[1:])):.3f}')" $1; }
+# floor_row CASE NAME SECONDS: a row that is computed, not run.
+floor_row() { local key="$1|$2"; ORDER+=("$key"); KIND[$key]=floor; RESULTS[$key]="$3 "; }
 
-if want a || want b || want d || want e; then
+WAN_RTT_MS=${WAN_RTT_MS:-40} WAN_MBIT=${WAN_MBIT:-1000} WAN_THINK_MS=${WAN_THINK_MS:-10}
+WAN_STRAGGLERS=${WAN_STRAGGLERS:-0.02}
+# wan_up UPSTREAM_PORT [haul-wan flags...]: starts an emulated WAN in front of the port and
+# prints its address (host:port).
+wan_up() {
+  local upstream=$1; shift
+  local out="$WORK/wan-$$-${#WAN_PIDS[@]}.out"
+  "$WAN" --upstream "127.0.0.1:$upstream" --rtt-ms "$WAN_RTT_MS" --think-median-ms "$WAN_THINK_MS" \
+    "$@" > "$out" 2> "$out.err" &
+  WAN_PIDS+=($!)
+  local i
+  for ((i = 0; i < 100; i++)); do
+    grep -q LISTENING "$out" 2>/dev/null && break
+    kill -0 "${WAN_PIDS[-1]}" 2>/dev/null || { cat "$out.err" >&2; exit 1; }
+    sleep 0.05
+  done
+  awk '/LISTENING/ {print $2}' "$out"
+}
+# wan_floor BYTES MBIT: the link's floor in seconds, bytes at the rate plus one RTT.
+wan_floor() { python3 -c "print(f'{$1 * 8 / ($2 * 1e6) + $WAN_RTT_MS / 1000:.3f}')"; }
+
+if want a || want b || want d || want e || want w1 || want w1n || want w2; then
   if ! [[ -f "/tmp/nginx-$NGINX_PORT/nginx.pid" ]] || ! kill -0 "$(cat "/tmp/nginx-$NGINX_PORT/nginx.pid")" 2>/dev/null; then STARTED_NGINX=1; fi
   echo "# $("$TOOLS/nginx-up.sh" "$FX_ROOT" "$NGINX_PORT")" >&2
   B="http://127.0.0.1:$NGINX_PORT"
@@ -156,7 +193,7 @@ if want b; then
     '"$1" get --parts 4 -o "$(dirname "$2")" "$3" && mv "$(dirname "$2")/$4" "$2"' _ "$HAUL" @DEST@ "$B/big/$BIG" "$BIG"
 fi
 
-if want c || want d || want e; then
+if want c || want d || want e || want w3; then
   if ! [[ -f "/tmp/s3-$S3_PORT/server.pid" ]] || ! kill -0 "$(cat "/tmp/s3-$S3_PORT/server.pid")" 2>/dev/null; then STARTED_S3=1; fi
   echo "# $("$TOOLS/s3-up.sh" "$S3_PORT")" >&2
   . "/tmp/s3-$S3_PORT/env.sh"
@@ -205,6 +242,73 @@ if want e; then
     "$S5CMD" cp "$FX_ROOT/big/$BIG" "s3://bench/@RUN@/$BIG"
 fi
 
+if want w1 || want w1n || want w2; then
+  N=1000 M1K="$WORK/s64k-1000.sha256"
+  sed -n "1,${N}p" "$FX_ROOT/s64k.sha256" > "$M1K"
+  (cd "$FX_ROOT/s64k" && ls | sed -n "1,${N}p") > "$WORK/names1k.txt"
+  # small_objects CASE WAN: haul with no flags, then each peer at its default and at 16/64/256.
+  small_objects() {
+    local case=$1 w=$2 list="$WORK/list-$1.txt" cfg="$WORK/curl-$1.cfg.in" c
+    sed "s#^#http://$w/s64k/#" "$WORK/names1k.txt" > "$list"
+    awk '{n=split($0,a,"/"); printf "url = \"%s\"\noutput = \"__DEST__/%s\"\n", $0, a[n]}' "$list" > "$cfg"
+    run_case "$case" haul "haul get (no flags)" "$M1K" "$HAUL" get -q -o @DEST@ "http://$w/s64k/obj-{000000..000999}.bin"
+    for c in default 16 64 256; do
+      local j=(-j "$c") p=(--parallel-max "$c") t=(--max-threads="$c")
+      [[ $c == default ]] && j=() p=() t=()
+      run_case "$case" peer "aria2c ${j[*]:-(default -j5)}" "$M1K" aria2c -q -i "$list" -d @DEST@ "${j[@]}" \
+        --file-allocation=none --auto-file-renaming=false --allow-overwrite=true \
+        --console-log-level=warn --summary-interval=0 --download-result=hide
+      run_case "$case" peer "curl --parallel ${p[*]:-(default max 50)}" "$M1K" bash -c \
+        'cfg=$1.cfg; sed "s#__DEST__#$1#" "$2" > "$cfg"; shift 2; curl -sS --no-progress-meter --fail --parallel "$@" --create-dirs -K "$cfg"; rc=$?; rm -f "$cfg"; exit $rc' \
+        _ @DEST@ "$cfg" "${p[@]}"
+      run_case "$case" peer "wget2 ${t[*]:-(default 5 threads)}" "$M1K" wget2 -q --no-robots "${t[@]}" -i "$list" -P @DEST@
+    done
+    floor_row "$case" "link floor ($N x 64 KiB at $WAN_MBIT Mbit/s + 1 RTT)" "$(wan_floor $((N * 65536)) "$WAN_MBIT")"
+  }
+  if want w1; then
+    W=$(wan_up "$NGINX_PORT" --rate-mbit "$WAN_MBIT" --stragglers "$WAN_STRAGGLERS")
+    echo "# w1: $N x 64 KiB across the WAN ($W), ${WAN_RTT_MS} ms RTT, $WAN_MBIT Mbit/s, stragglers $WAN_STRAGGLERS" >&2
+    small_objects w1 "$W"
+  fi
+  if want w1n; then
+    W=$(wan_up "$NGINX_PORT" --rate-mbit "$WAN_MBIT" --stragglers 0)
+    echo "# w1n: the same without stragglers ($W)" >&2
+    small_objects w1n "$W"
+  fi
+  if want w2; then
+    W=$(wan_up "$NGINX_PORT" --rate-mbit $((2 * WAN_MBIT)) --stragglers "$WAN_STRAGGLERS")
+    BIG=$(cd "$FX_ROOT/big" && ls | head -1)
+    SIZE=$(stat -c %s "$FX_ROOT/big/$BIG")
+    echo "# w2: one $SIZE-byte object across the WAN ($W) at $((2 * WAN_MBIT)) Mbit/s" >&2
+    run_case w2 haul "haul get (no flags)" "file:$SIZE" bash -c \
+      '"$1" get -q -o "$(dirname "$2")" "$3" && mv "$(dirname "$2")/$4" "$2"' _ "$HAUL" @DEST@ "http://$W/big/$BIG" "$BIG"
+    run_case w2 peer "aria2c -x16 -s16" "file:$SIZE" bash -c \
+      'aria2c -q -x16 -s16 --file-allocation=none --console-log-level=warn --summary-interval=0 --download-result=hide -d "$(dirname "$1")" -o out.bin "$2"' _ @DEST@ "http://$W/big/$BIG"
+    run_case w2 peer "curl -o file" "file:$SIZE" curl -sS --fail -o @DEST@ "http://$W/big/$BIG"
+    run_case w2 peer "wget2 -O file" "file:$SIZE" wget2 -q -O @DEST@ "http://$W/big/$BIG"
+    floor_row w2 "link floor (1 GiB at $((2 * WAN_MBIT)) Mbit/s + 1 RTT)" "$(wan_floor "$SIZE" $((2 * WAN_MBIT)))"
+  fi
+fi
+
+if want w3; then
+  W=$(wan_up "$S3_PORT" --rate-mbit "$WAN_MBIT" --stragglers "$WAN_STRAGGLERS")
+  E="http://$W"
+  WENV=(env "S3_ENDPOINT_URL=$E" "AWS_ENDPOINT_URL=$E" "RCLONE_CONFIG_LOCAL_ENDPOINT=$E")
+  M="$FX_ROOT/s256k.sha256"
+  echo "# w3: 1000 x 256 KiB from S3 ($(cat "/tmp/s3-$S3_PORT/impl")) across the WAN ($W)" >&2
+  run_case w3 haul "haul s3 get (no flags, to files)" "$M" bash -c \
+    '"$1" s3 get -q --endpoint "$2" -o "$3.tmp" s3://bench/s256k/ && mv "$3.tmp/s256k" "$3" && rm -rf "$3.tmp"' \
+    _ "$HAUL" "$E" @DEST@
+  run_case w3 haul "haul s3 cat (no flags) > /dev/null" - "$HAUL" s3 cat --endpoint "$E" "${KEYS[@]}"
+  for c in default 16 64 256; do
+    n=(--numworkers "$c") t=(--transfers "$c" --checkers "$c")
+    [[ $c == default ]] && n=() t=()
+    run_case w3 peer "s5cmd cp ${n[*]:-(default 256 workers)}" "$M" "${WENV[@]}" "$S5CMD" "${n[@]}" cp "s3://bench/s256k/*" @DEST@/
+    run_case w3 peer "rclone copy ${t[*]:-(default 4 transfers)}" "$M" "${WENV[@]}" "$RCLONE" copy local:bench/s256k/ @DEST@ "${t[@]}"
+  done
+  floor_row w3 "link floor (1,000 x 256 KiB at $WAN_MBIT Mbit/s + 1 RTT)" "$(wan_floor $((1000 * 262144)) "$WAN_MBIT")"
+fi
+
 MEM_ROWS=()
 if want d; then
   echo "# d: peak RSS" >&2
@@ -244,10 +348,12 @@ for key in "${ORDER[@]}"; do
   python3 - "$case" "$name" "$m" "${KIND[$key]}" "${BEST[$case]:-0}" "${RESULTS[$key]}" <<'PY'
 import sys
 case, name, m, kind, best, runs = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4], float(sys.argv[5]), sys.argv[6].split()
-count, size = {"a": (2000, 65536), "b": (1, 1 << 30), "b2": (1, 1 << 30), "c": (1000, 262144), "e": (2000, 65536), "e2": (1, 1 << 30)}[case]
+count, size = {"a": (2000, 65536), "b": (1, 1 << 30), "b2": (1, 1 << 30), "c": (1000, 262144), "e": (2000, 65536), "e2": (1, 1 << 30),
+               "w1": (1000, 65536), "w1n": (1000, 65536), "w2": (1, 1 << 30), "w3": (1000, 262144)}[case]
 rate = f"{count / m:,.0f} obj/s" if count > 1 else f"{size / m / 1e9:.2f} GB/s"
 ratio = f"**{m / best:.2f}**" if kind == "haul" and best else ("" if kind == "floor" else f"{m / best:.2f}")
-label = {"a": "a 2,000 x 64 KiB → files", "b": "b 1 GiB → /dev/null", "b2": "b 1 GiB → file", "c": "c 1,000 x 256 KiB S3", "e": "e 2,000 x 64 KiB → S3", "e2": "e 1 GiB → S3"}[case]
+label = {"a": "a 2,000 x 64 KiB → files", "b": "b 1 GiB → /dev/null", "b2": "b 1 GiB → file", "c": "c 1,000 x 256 KiB S3", "e": "e 2,000 x 64 KiB → S3", "e2": "e 1 GiB → S3",
+         "w1": "w1 WAN 1,000 x 64 KiB", "w1n": "w1n WAN, no stragglers", "w2": "w2 WAN 1 GiB", "w3": "w3 WAN S3 1,000 x 256 KiB"}[case]
 print(f"| {label} | {name} | {m:.3f} | {rate} | {ratio} | {', '.join(runs)} |")
 PY
 done
@@ -256,4 +362,30 @@ if ((${#MEM_ROWS[@]})); then
   echo "| memory case | peak RSS | target |"
   echo "|---|---|---|"
   printf '%s\n' "${MEM_ROWS[@]}"
+fi
+if want w1 && want w1n; then
+  echo
+  echo "| WAN, 1,000 x 64 KiB: the stragglers' cost | with (s) | without (s) | ratio |"
+  echo "|---|---|---|---|"
+  for key in "${ORDER[@]}"; do
+    [[ ${key%%|*} == w1 && ${KIND[$key]} != floor ]] || continue
+    name=${key#*|} other="w1n|${key#*|}"
+    [[ -n "${RESULTS[$other]:-}" ]] || continue
+    a=$(median "${RESULTS[$key]}") b=$(median "${RESULTS[$other]}")
+    echo "| $name | $a | $b | $(python3 -c "print(f'{$a / $b:.2f}')") |"
+  done
+fi
+if want w1 || want w2 || want w3; then
+  echo
+  echo "| WAN case | haul row | median s | link floor s | ratio to floor |"
+  echo "|---|---|---|---|---|"
+  for key in "${ORDER[@]}"; do
+    case=${key%%|*}
+    [[ $case == w* && ${KIND[$key]} == haul ]] || continue
+    for f in "${ORDER[@]}"; do
+      [[ ${f%%|*} == "$case" && ${KIND[$f]} == floor ]] || continue
+      a=$(median "${RESULTS[$key]}") b=$(median "${RESULTS[$f]}")
+      echo "| $case | ${key#*|} | $a | $b | $(python3 -c "print(f'{$a / $b:.2f}')") |"
+    done
+  done
 fi
