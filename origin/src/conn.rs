@@ -294,6 +294,12 @@ fn respond(
         let text = format!("injected failure {attempt}\n");
         return simple(shared, active, stream, 503, &retry_after, &text, keep_alive);
     }
+    if let Some(most) = f.busy_above
+        && shared.active() > most
+    {
+        let text = format!("busy: more than {most} requests in progress\n");
+        return simple(shared, active, stream, 503, &retry_after, &text, keep_alive);
+    }
     if let Some(status) = f.status {
         let text = format!("injected status {status}\n");
         return simple(

@@ -20,11 +20,14 @@ pub struct Faults {
     pub retry_after: Option<u64>,
     /// `fail_first`: answer the first K requests for each path with 503.
     pub fail_first: Option<u32>,
+    /// `busy_above`: answer 503 when more than K requests (this one included) are in
+    /// progress at the origin, as a server at its capacity does.
+    pub busy_above: Option<u64>,
     /// `faults_first`: apply the failures (`delay_ms`, `status`, `drop_after`,
     /// `reset_after`, `stall_after`, `gate_after`, `extra_length`, `short_length`) only to
     /// the first K requests for each path, so a retry gets past them. The shape of the
     /// response (`no_ranges`, `etag`, `no_length`, `chunked`, `close`, `rate`,
-    /// `need_header`, `ignore_conditions`, `range_from_zero`) stays.
+    /// `need_header`, `ignore_conditions`, `range_from_zero`, `busy_above`) stays.
     pub faults_first: Option<u32>,
     /// `drop_after`: close the connection cleanly (FIN) after N body bytes.
     pub drop_after: Option<u64>,
@@ -73,6 +76,7 @@ impl Faults {
     pub(super) fn shape_only(&self) -> Faults {
         Faults {
             rate: self.rate,
+            busy_above: self.busy_above,
             no_length: self.no_length,
             chunked: self.chunked,
             no_ranges: self.no_ranges,
@@ -140,6 +144,7 @@ pub(super) fn from_query(base: &Faults, query: &str, size: &mut u64) -> Result<F
                 f.fail_first =
                     Some(u32::try_from(num()?).map_err(|_| BadQuery(format!("{key}={value}")))?)
             }
+            "busy_above" => f.busy_above = Some(num()?),
             "faults_first" => {
                 f.faults_first =
                     Some(u32::try_from(num()?).map_err(|_| BadQuery(format!("{key}={value}")))?)

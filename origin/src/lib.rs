@@ -306,6 +306,11 @@ impl Shared {
         *n
     }
 
+    /// Requests in progress now.
+    fn active(&self) -> u64 {
+        self.counters.lock().active
+    }
+
     fn request_ended(&self) {
         let mut c = self.counters.lock();
         c.active = c.active.saturating_sub(1);
