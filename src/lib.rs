@@ -181,8 +181,9 @@
 //!
 //! Nothing in this crate spawns a thread behind your back except the handles that say so in
 //! their docs; each names its threads `haul-…` and joins them when dropped. A [`Downloader`]
-//! owns one dispatcher thread and `workers_per_target` joggers per target (mountpath or S3
-//! target; see its "Threads and ownership" section); a jogger splitting a large object over
+//! owns one dispatcher thread and a pool of joggers per target (mountpath or S3 target;
+//! started as each host's [`Concurrency`] limit needs them, up to its cap; see its "Threads
+//! and ownership" section); a jogger splitting a large object over
 //! several connections runs its parts on scoped `haul-part-<i>` threads, one storing a large
 //! object in S3 sends its parts on scoped `haul-upload-<n>` threads; a [`Fetcher`] owns a
 //! fixed pool of `haul-fetch-<i>` threads shared by all its requests. [`download`] runs on
@@ -235,6 +236,7 @@ mod cancel;
 mod downloader;
 mod engine;
 mod fetch;
+mod flow;
 mod http;
 mod progress;
 mod s3;
@@ -248,8 +250,8 @@ pub use downloader::job::{
 };
 pub use downloader::{
     BuildError, DEFAULT_JOB_QUEUE_CAPACITY, DEFAULT_MAX_ACTIVE_JOBS, DEFAULT_QUEUE_CAPACITY,
-    DEFAULT_WORKERS_PER_TARGET, Downloader, DownloaderBuilder, FilterError, JobError, JobFilter,
-    MemoryUse, ShutdownError, SubmitError, shard_of,
+    Downloader, DownloaderBuilder, FilterError, JobError, JobFilter, MemoryUse, ShutdownError,
+    SubmitError, shard_of,
 };
 pub use engine::dest::BUFFER_BYTES;
 pub use engine::error::DownloadError;
@@ -262,6 +264,7 @@ pub use fetch::{
     Fetcher, FetcherBuildError, FetcherBuilder, FetcherStats, MAX_ITEMS_AHEAD, MemoryBudget,
     Object, ObjectReader, Objects,
 };
+pub use flow::{Concurrency, DEFAULT_INITIAL_CONCURRENCY, DEFAULT_MAX_CONCURRENCY, FlowStatus};
 pub use http::egress::{EgressPolicy, EgressRefused};
 pub use http::{HttpClient, HttpConfig, Stalled};
 pub use progress::{Cancelled, Progress, ProgressReader, is_cancelled};

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use haul::{Downloader, Existing, JobSpec, S3Target};
+use haul::{Concurrency, Downloader, Existing, JobSpec, S3Target};
 
 use crate::net::{NetArgs, S3Args, parse_size};
 use crate::run::UsageError;
@@ -40,9 +40,11 @@ pub(crate) struct JobArgs {
     /// when complete).
     #[arg(short = 'o', long = "out", value_name = "DIR|s3://BUCKET/PREFIX", default_value = ".", value_parser = parse_out)]
     pub(crate) out: Vec<Out>,
-    /// Download threads per output directory (or S3 target).
-    #[arg(long, visible_alias = "workers", value_name = "N", default_value_t = 8)]
-    pub(crate) workers_per_target: usize,
+    /// Pin the download threads per output directory (or S3 target) to N. By default the
+    /// number of transfers adapts to each host: it grows while more of them bring more
+    /// bytes a second, and backs off when they stop helping or the host answers 429/503.
+    #[arg(long, visible_alias = "workers", value_name = "N")]
+    pub(crate) workers_per_target: Option<usize>,
     /// At most this many of each job's objects in flight at once.
     #[arg(long, value_name = "N")]
     pub(crate) max_connections: Option<usize>,
@@ -97,8 +99,11 @@ impl JobArgs {
         net: &NetArgs,
         s3: &S3Args,
     ) -> Result<Downloader, Box<dyn std::error::Error>> {
+        let concurrency = self
+            .workers_per_target
+            .map_or_else(Concurrency::adaptive, Concurrency::fixed);
         let mut builder = Downloader::builder()
-            .workers_per_target(self.workers_per_target)
+            .concurrency(concurrency)
             .fsync(self.fsync)
             .http(net.http()?);
         if self.to_s3() {

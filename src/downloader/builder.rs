@@ -2,21 +2,26 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 
 use crate::downloader::dispatcher::Dispatcher;
 use crate::downloader::error::BuildError;
 use crate::downloader::hrw;
-use crate::downloader::jogger::{Jogger, Target};
+use crate::downloader::jogger::Target;
+use crate::downloader::pool::{Pool, PoolParts};
 use crate::downloader::store::Store;
 use crate::downloader::{
-    DEFAULT_JOB_QUEUE_CAPACITY, DEFAULT_MAX_ACTIVE_JOBS, DEFAULT_QUEUE_CAPACITY,
-    DEFAULT_WORKERS_PER_TARGET, Downloader,
+    DEFAULT_JOB_QUEUE_CAPACITY, DEFAULT_MAX_ACTIVE_JOBS, DEFAULT_QUEUE_CAPACITY, Downloader,
 };
+use crate::flow::{Concurrency, Flows};
 use crate::http::{HttpClient, HttpConfig};
 use crate::target::mountpath::Mountpath;
 use crate::target::s3::S3Target;
 use crate::thread::JoinOnDrop;
+
+/// The default memory budget of S3 targets with an adaptive concurrency holds this many
+/// parts (with a fixed one, one part per jogger).
+const ADAPTIVE_BUDGET_PARTS: u64 = 16;
 
 /// Builds a [`Downloader`]. Setters take and return the builder by value.
 #[derive(Debug, Clone)]
@@ -24,7 +29,7 @@ pub struct DownloaderBuilder {
     mountpaths: Vec<PathBuf>,
     s3_targets: Vec<S3Target>,
     memory_budget: Option<u64>,
-    workers_per_target: usize,
+    concurrency: Concurrency,
     queue_capacity: usize,
     max_active_jobs: usize,
     job_queue_capacity: usize,
@@ -39,7 +44,7 @@ impl DownloaderBuilder {
             mountpaths: Vec::new(),
             s3_targets: Vec::new(),
             memory_budget: None,
-            workers_per_target: DEFAULT_WORKERS_PER_TARGET,
+            concurrency: Concurrency::adaptive(),
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             max_active_jobs: DEFAULT_MAX_ACTIVE_JOBS,
             job_queue_capacity: DEFAULT_JOB_QUEUE_CAPACITY,
@@ -56,7 +61,7 @@ impl DownloaderBuilder {
 
     /// Adds an S3 target: objects land in a bucket under a prefix instead of in local
     /// directories (a downloader takes either mountpaths or S3 targets). Each target has its
-    /// own queue and `workers_per_target` joggers, and objects are spread over several
+    /// own queue and joggers, and objects are spread over several
     /// targets by HRW, as over mountpaths. See [`S3Target`].
     pub fn s3_target(mut self, target: S3Target) -> Self {
         self.s3_targets.push(target);
@@ -64,20 +69,29 @@ impl DownloaderBuilder {
     }
 
     /// For S3 targets: the most bytes buffered at once by all joggers together (each object
-    /// in flight buffers one part, or the whole object when smaller). Default: one part per
-    /// jogger, so the budget never makes a jogger wait. Lower it to cap memory; a jogger then
-    /// waits for bytes to come back before it reads its object's body. An object that needs
+    /// in flight buffers one part, or the whole object when smaller). Default: with a fixed
+    /// concurrency one part per jogger, so the budget never makes a jogger wait; with an
+    /// adaptive one sixteen parts. Lower it to cap memory; a jogger then waits for bytes to
+    /// come back before it reads its object's body. An object that needs
     /// more than the whole budget fails with [`DownloadError::Budget`](crate::DownloadError::Budget).
     pub fn memory_budget(mut self, bytes: u64) -> Self {
         self.memory_budget = Some(bytes);
         self
     }
 
-    /// Joggers per target (mountpath or S3 target), each running one download at a time. Default
-    /// [`DEFAULT_WORKERS_PER_TARGET`]; raise it for network-bound work (16 in total is a
-    /// good start on loopback or a fast LAN).
+    /// Pins the number of joggers per target (mountpath or S3 target), each running one
+    /// download at a time: `Concurrency::fixed(n)`, with no gate per host. Zero is refused
+    /// by [`build`](DownloaderBuilder::build).
     pub fn workers_per_target(mut self, n: usize) -> Self {
-        self.workers_per_target = n;
+        self.concurrency = Concurrency::fixed(n);
+        self
+    }
+
+    /// How many transfers run at once. Default [`Concurrency::adaptive`]: a limit per host
+    /// (or bucket) that finds its own level between 1 and 256, each target's joggers
+    /// started as the limit needs them. [`Downloader::flows`] shows where it stands.
+    pub fn concurrency(mut self, concurrency: Concurrency) -> Self {
+        self.concurrency = concurrency;
         self
     }
 
@@ -111,7 +125,7 @@ impl DownloaderBuilder {
     }
 
     /// Settings of the shared HTTP client. Its idle connections per host are raised to the
-    /// number of joggers when lower.
+    /// most joggers there can be when lower.
     pub fn http(mut self, config: HttpConfig) -> Self {
         self.http = config;
         self
@@ -131,7 +145,7 @@ impl DownloaderBuilder {
             return Err(BuildError::MixedTargets);
         }
         for (figure, name) in [
-            (self.workers_per_target, "workers_per_target"),
+            (self.concurrency.max(), "workers_per_target"),
             (self.queue_capacity, "queue_capacity"),
             (self.max_active_jobs, "max_active_jobs"),
             (self.job_queue_capacity, "job_queue_capacity"),
@@ -155,7 +169,13 @@ impl DownloaderBuilder {
             ids.push(id);
             targets.push(Target::Dir(Arc::new(mp.fsync(self.fsync))));
         }
-        let workers_total = (self.workers_per_target * self.s3_targets.len()) as u64;
+        let c = self.concurrency;
+        let parts_per_target = if c.is_fixed() {
+            c.max() as u64
+        } else {
+            ADAPTIVE_BUDGET_PARTS.max(c.initial_limit() as u64)
+        };
+        let budget_parts = parts_per_target * self.s3_targets.len() as u64;
         let largest_part = self
             .s3_targets
             .iter()
@@ -165,7 +185,7 @@ impl DownloaderBuilder {
         let budget = (!self.s3_targets.is_empty()).then(|| {
             crate::fetch::MemoryBudget::new(
                 self.memory_budget
-                    .unwrap_or(workers_total.saturating_mul(largest_part)),
+                    .unwrap_or(budget_parts.saturating_mul(largest_part)),
             )
         });
         for target in &self.s3_targets {
@@ -183,12 +203,12 @@ impl DownloaderBuilder {
             }
             ids.push(id);
             targets.push(Target::S3 {
-                target: target.clone(),
+                target: Box::new(target.clone()),
                 budget: Arc::clone(budget.as_ref().expect("made for S3 targets")),
             });
         }
         let targets: Vec<Arc<Target>> = targets.into_iter().map(Arc::new).collect();
-        let workers = self.workers_per_target * targets.len();
+        let workers = c.max() * targets.len();
         let mut http = self.http;
         http.idle_connections_per_host = http.idle_connections_per_host.max(workers);
         let client = HttpClient::new(http);
@@ -197,8 +217,17 @@ impl DownloaderBuilder {
         let unstarted = Arc::new(AtomicUsize::new(0));
         let (command_tx, command_rx) = crossbeam_channel::bounded(self.job_queue_capacity);
         let (done_tx, done_rx) = crossbeam_channel::unbounded();
+        // A fixed concurrency's gates never shut: every jogger of every target may talk to
+        // one host at once.
+        let gates = if c.is_fixed() {
+            Concurrency::fixed(c.max() * targets.len())
+        } else {
+            c
+        };
+        let flows = Arc::new(Flows::new(gates));
+        let slots = Arc::new(AtomicU64::new(0));
         let mut queues = Vec::with_capacity(targets.len());
-        let mut joggers = Vec::with_capacity(workers);
+        let mut pools = Vec::with_capacity(targets.len());
         for (index, target) in targets.iter().enumerate() {
             let (tx, rx) = crossbeam_channel::bounded(self.queue_capacity);
             queues.push(tx);
@@ -210,25 +239,25 @@ impl DownloaderBuilder {
                     .unwrap_or_else(|| index.to_string()),
                 Target::S3 { target, .. } => target.bucket().name().to_owned(),
             };
-            for i in 0..self.workers_per_target {
-                let name = format!("haul-jog-{label}-{i}");
-                let jogger = Jogger {
-                    queue: rx.clone(),
-                    done: done_tx.clone(),
-                    target: Arc::clone(target),
-                    client: client.clone(),
-                    slot: joggers.len() as u64,
-                };
-                match JoinOnDrop::spawn(name.clone(), move || jogger.run()) {
-                    Ok(handle) => joggers.push(handle),
-                    Err(source) => {
-                        // Close the queues first, so the joggers already started end and
-                        // can be joined.
-                        drop(queues);
-                        drop(joggers);
-                        return Err(BuildError::Spawn { name, source });
-                    }
-                }
+            let parts = PoolParts {
+                queue: rx,
+                done: done_tx.clone(),
+                target: Arc::clone(target),
+                client: client.clone(),
+                flows: Arc::clone(&flows),
+                grows: !c.is_fixed(),
+                label,
+                cap: c.max(),
+                slots: Arc::clone(&slots),
+            };
+            let pool = Pool::new(parts);
+            pools.push(Arc::clone(&pool));
+            if let Err((name, source)) = pool.grow(c.initial_limit()) {
+                // Close the queues first, so the joggers already started end and can be
+                // joined.
+                drop(queues);
+                join_all(&pools);
+                return Err(BuildError::Spawn { name, source });
             }
         }
         drop(done_tx);
@@ -242,15 +271,18 @@ impl DownloaderBuilder {
             sync_window: self.queue_capacity.saturating_mul(4),
             unstarted: Arc::clone(&unstarted),
         };
-        let dispatcher = JoinOnDrop::spawn("haul-dispatch".into(), move || dispatcher.run())
-            .map_err(|source| BuildError::Spawn {
-                name: "haul-dispatch".into(),
-                source,
-            })?;
-        log::debug!(
-            "downloader started: {} targets, {workers} joggers",
-            targets.len()
-        );
+        // A failed spawn drops the dispatcher, and with it the queues' senders.
+        let dispatcher = match JoinOnDrop::spawn("haul-dispatch".into(), move || dispatcher.run()) {
+            Ok(dispatcher) => dispatcher,
+            Err(source) => {
+                join_all(&pools);
+                return Err(BuildError::Spawn {
+                    name: "haul-dispatch".into(),
+                    source,
+                });
+            }
+        };
+        log::debug!("downloader started: {} targets, {:?}", targets.len(), c);
         Ok(Downloader {
             commands: Some(command_tx),
             store,
@@ -259,8 +291,17 @@ impl DownloaderBuilder {
             targets,
             budget,
             target_ids: ids,
+            flows,
             dispatcher: Some(dispatcher),
-            joggers,
+            pools,
         })
+    }
+}
+
+/// Joins the joggers of pools whose queues are closed (on a failed build).
+fn join_all(pools: &[Arc<Pool>]) {
+    let mut panicked = Vec::new();
+    for pool in pools {
+        pool.join(&mut panicked);
     }
 }

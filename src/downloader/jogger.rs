@@ -1,18 +1,19 @@
-//! Joggers: worker threads pinned to one mountpath (`haul-jog-<mountpath>-<i>`), each running
-//! one task at a time from that mountpath's bounded queue.
+//! Joggers: worker threads pinned to one target (`haul-jog-<dir or bucket>-<i>`), each
+//! running one task at a time from that target's bounded queue, after taking leave from the
+//! task's host when the concurrency adapts (see [`flow`](crate::flow)).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use crossbeam_channel::{Receiver, Sender};
 use log::{debug, trace};
 
 use crate::downloader::dispatcher::{Done, Task};
+use crate::downloader::pool::Pool;
 use crate::downloader::store::Present;
 use crate::engine::error::DownloadError;
 use crate::engine::{Context, Source};
 use crate::fetch::MemoryBudget;
-use crate::http::HttpClient;
+use crate::flow::{self, Permit};
 use crate::progress::Progress;
 use crate::source::url;
 use crate::target::file::{self, Outcome, Request};
@@ -20,10 +21,8 @@ use crate::target::mountpath::Mountpath;
 use crate::target::s3::{self, S3Target};
 
 pub(crate) struct Jogger {
-    pub(crate) queue: Receiver<Task>,
-    pub(crate) done: Sender<Done>,
-    pub(crate) target: Arc<Target>,
-    pub(crate) client: HttpClient,
+    /// The pool it belongs to: its queue, target, client and the hosts' gates.
+    pub(crate) pool: Arc<Pool>,
     /// This jogger's identity in a job's list of running transfers.
     pub(crate) slot: u64,
 }
@@ -34,14 +33,17 @@ impl Jogger {
         debug!("jogger {} started", self.slot);
         // One progress record per jogger, reset per task: no allocation per object.
         let progress = Arc::new(Progress::new());
-        for task in &self.queue {
+        let pool = &self.pool;
+        for task in &pool.queue {
+            pool.took_task();
             let kept = self.run_one(&task, &progress);
+            pool.task_done();
             let done = Done {
                 job: Arc::clone(&task.job),
                 sync: task.sync.map(|ticket| (ticket.seq, kept)),
             };
             // The dispatcher may be gone on shutdown; nothing to tell then.
-            let _ = self.done.send(done);
+            let _ = pool.done.send(done);
         }
         debug!("jogger {} stopped", self.slot);
     }
@@ -79,18 +81,6 @@ impl Jogger {
                 return false;
             }
         };
-        progress.reset();
-        job.start_running(self.slot, &task.name, progress);
-        let ctx = Context {
-            client: &self.client,
-            headers: &job.headers,
-            timeout: job.timeout,
-            limiter: job.limiter.as_ref(),
-            retry: &job.retry,
-            retries: Some(&job.retries),
-            progress,
-            cancel: &job.cancel,
-        };
         let source = match (&task.key, &job.bucket) {
             (Some(key), Some(bucket)) => Source::S3 {
                 bucket,
@@ -99,9 +89,29 @@ impl Jogger {
             },
             _ => Source::Url(&task.url),
         };
+        let permit = match self.leave(&source, job) {
+            Ok(permit) => permit,
+            Err(()) => {
+                job.cancelled();
+                return false;
+            }
+        };
+        progress.reset();
+        job.start_running(self.slot, &task.name, progress);
+        let ctx = Context {
+            client: &self.pool.client,
+            headers: &job.headers,
+            timeout: job.timeout,
+            limiter: job.limiter.as_ref(),
+            retry: &job.retry,
+            retries: Some(&job.retries),
+            progress,
+            cancel: &job.cancel,
+            flow: Some(&permit),
+        };
         let sha256 = job.sha256.get(task.name.as_str());
         // The bytes that landed, or `None` when revalidation found the file up to date.
-        let result = caught(&task.url, || match &*self.target {
+        let result = caught(&task.url, || match &*self.pool.target {
             Target::Dir(mountpath) => {
                 let request = Request {
                     source,
@@ -119,6 +129,10 @@ impl Jogger {
                 s3::store(&ctx, &source, &task.name, sha256, target, budget).map(Some)
             }
         });
+        if let Ok(Some(bytes)) = &result {
+            permit.succeeded(*bytes);
+        }
+        drop(permit);
         job.stop_running(self.slot);
         match result {
             Ok(Some(bytes)) => job.landed(bytes),
@@ -139,11 +153,26 @@ impl Jogger {
         true
     }
 
+    /// Leave from the source's host to run a transfer, or `Err` when the job was cancelled
+    /// while it waited for it.
+    fn leave(
+        &self,
+        source: &Source<'_>,
+        job: &crate::downloader::store::Job,
+    ) -> Result<Permit, ()> {
+        let flows = &self.pool.flows;
+        let flow = match source {
+            Source::Url(url) => flows.flow(flow::host_of(url)),
+            Source::S3 { bucket, .. } => flows.flow(&format!("s3://{}", bucket.name())),
+        };
+        flow.acquire(&job.cancel).ok_or(())
+    }
+
     /// Whether the object is already at its target, as far as the job cares (see
     /// [`Existing`](crate::Existing)): a file on a mountpath, or a key in a store (one HEAD).
     fn present(&self, task: &Task) -> Result<Option<Present>, DownloadError> {
         let job = &task.job;
-        match &*self.target {
+        match &*self.pool.target {
             Target::Dir(mountpath) => {
                 let path = mountpath.path_of(&task.name);
                 // A sync job's object unchanged since haul downloaded it: there, same size.
@@ -181,7 +210,7 @@ impl Jogger {
 pub(crate) enum Target {
     Dir(Arc<Mountpath>),
     S3 {
-        target: S3Target,
+        target: Box<S3Target>,
         budget: Arc<MemoryBudget>,
     },
 }

@@ -9,6 +9,7 @@ mod error;
 pub(crate) mod hrw;
 pub(crate) mod job;
 pub(crate) mod jogger;
+pub(crate) mod pool;
 mod spec;
 pub(crate) mod store;
 pub(crate) mod sync;
@@ -25,15 +26,15 @@ use crossbeam_channel::{SendTimeoutError, Sender};
 use crate::downloader::dispatcher::Command;
 use crate::downloader::job::{Detail, JobId, JobSpec, JobStatus};
 use crate::downloader::jogger::Target;
+use crate::downloader::pool::Pool;
 use crate::downloader::spec::{prepare, sync_source};
 use crate::downloader::store::Store;
+use crate::flow::{FlowStatus, Flows};
 use crate::target::mountpath::Mountpath;
 use crate::target::name::ObjectName;
 use crate::target::s3::S3Target;
 use crate::thread::JoinOnDrop;
 
-/// Default number of joggers per target (AIStore runs one per mountpath).
-pub const DEFAULT_WORKERS_PER_TARGET: usize = 1;
 /// Default capacity of each target's task queue.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1000;
 /// Default number of jobs expanded at once; later jobs wait their turn.
@@ -143,9 +144,14 @@ impl JobFilter {
 ///   object on a target by highest-random-weight hashing of its name, and sends it into
 ///   that target's bounded task queue, blocking while the queue is full — but it waits for
 ///   a command or a finished task at the same time, so it is never deaf to `abort`;
-/// - `workers_per_target` joggers per target, `haul-jog-<dir or bucket>-<i>`, each taking
-///   one task at a time from its target's queue and reporting it done on an unbounded
-///   channel (it never holds more than the tasks in flight).
+/// - a pool of joggers per target, `haul-jog-<dir or bucket>-<i>`: `n` with
+///   [`Concurrency::fixed`](crate::Concurrency::fixed)`(n)`; with the default adaptive
+///   concurrency the initial limit at first, and more, up to the cap, when a jogger takes a
+///   task, finds none idle and the hosts' limits have room. Before its first request each
+///   waits for leave from the task's host (its limit on transfers in flight; see
+///   [`flows`](Downloader::flows)). Each takes one task at a time from its target's queue
+///   and reports it done on an unbounded channel (it never holds more than the tasks in
+///   flight).
 ///
 /// The joggers of [S3 targets](DownloaderBuilder::s3_target) share one
 /// [memory budget](DownloaderBuilder::memory_budget) for the parts they
@@ -176,8 +182,11 @@ pub struct Downloader {
     /// Each target's HRW identity (the hash of a mountpath's canonical path, or of a store,
     /// bucket and prefix), computed once.
     pub(super) target_ids: Vec<u64>,
+    /// Each host's gate and control loop.
+    pub(super) flows: Arc<Flows>,
     pub(super) dispatcher: Option<JoinOnDrop>,
-    pub(super) joggers: Vec<JoinOnDrop>,
+    /// Each target's joggers.
+    pub(super) pools: Vec<Arc<Pool>>,
 }
 
 impl Downloader {
@@ -205,11 +214,25 @@ impl Downloader {
         })
     }
 
+    /// Each host's (or bucket's) concurrency: its limit now, the transfers in flight, the
+    /// most ever in flight, the throttles it answered with and the bytes it delivered; sorted
+    /// by host. With a fixed [`Concurrency`](crate::Concurrency) the limit is every target's
+    /// joggers together and never moves.
+    pub fn flows(&self) -> Vec<FlowStatus> {
+        self.flows.status()
+    }
+
+    /// Joggers started so far, over all targets (with an adaptive concurrency they are
+    /// started as the limits need them).
+    pub fn joggers(&self) -> usize {
+        self.pools.iter().map(|p| p.live()).sum()
+    }
+
     /// The S3 targets, in the order given to the builder (none for a downloader of
     /// mountpaths).
     pub fn s3_targets(&self) -> impl Iterator<Item = &S3Target> {
         self.targets.iter().filter_map(|t| match &**t {
-            Target::S3 { target, .. } => Some(target),
+            Target::S3 { target, .. } => Some(&**target),
             Target::Dir(_) => None,
         })
     }
@@ -400,10 +423,8 @@ impl Downloader {
         {
             panicked.push(name);
         }
-        for jogger in self.joggers.drain(..) {
-            if let Err(name) = jogger.join() {
-                panicked.push(name);
-            }
+        for pool in self.pools.drain(..) {
+            pool.join(panicked);
         }
         // Jobs the dispatcher did not get to finish are over now.
         for job in self.store.all() {

@@ -27,6 +27,7 @@ use std::time::Duration;
 use log::{debug, warn};
 
 use crate::cancel::CancelToken;
+use crate::flow::Permit;
 use crate::http::HttpClient;
 use crate::progress::{self, Progress, ProgressReader};
 
@@ -55,6 +56,9 @@ pub(crate) struct Context<'a> {
     pub(crate) retries: Option<&'a AtomicU64>,
     pub(crate) progress: &'a Progress,
     pub(crate) cancel: &'a CancelToken,
+    /// The host's leave for this transfer, told when a response arrives and when the host
+    /// pushes back (a downloader with adaptive concurrency).
+    pub(crate) flow: Option<&'a Permit>,
 }
 
 /// Which bytes of the object a transfer wants.

@@ -5,7 +5,7 @@
 use log::debug;
 
 use crate::cancel::CancelToken;
-use crate::engine::classify::{self, Failure};
+use crate::engine::classify::{self, Failure, Verdict};
 use crate::engine::error::DownloadError;
 use crate::engine::response::{self, Asked, Framing, ObjectInfo};
 use crate::engine::{Context, Span};
@@ -145,6 +145,10 @@ pub(crate) fn request(
         Condition::IfRange(v) => extra.push(("if-range".to_owned(), v.to_owned())),
         Condition::IfMatch(v) => extra.push(("if-match".to_owned(), v.to_owned())),
     }
+    let mut body = match ctx.flow {
+        Some(flow) if flow.small_bodies() => crate::http::Body::Small,
+        _ => crate::http::Body::Any,
+    };
     let mut hops = 0;
     let response = loop {
         let mut headers = if with_headers {
@@ -155,9 +159,33 @@ pub(crate) fn request(
         headers.extend(extra.iter().cloned());
         let response = ctx
             .client
-            .get(&url, &headers, ctx.timeout)
-            .map_err(|e| request_failure(e, shown.clone(), ctx.cancel))?;
+            .get(&url, &headers, ctx.timeout, body)
+            .map_err(|e| {
+                let failure = request_failure(e, shown.clone(), ctx.cancel);
+                if let Some(flow) = ctx.flow
+                    && failure.verdict != Verdict::Fatal
+                {
+                    flow.throttled();
+                }
+                failure
+            })?;
         let status = response.status().as_u16();
+        if let Some(flow) = ctx.flow {
+            match status {
+                429 | 503 => flow.throttled(),
+                _ => flow.responded(),
+            }
+            // A large body on a connection with small buffers would take a read per 64 KiB:
+            // the host's bodies are large after all; ask again on a connection for them.
+            let large = crate::http::content_length(response.headers())
+                .is_some_and(|len| len >= crate::flow::LARGE_BODY_BYTES);
+            if body == crate::http::Body::Small && large && matches!(status, 200 | 206) {
+                debug!("GET {shown}: a large body: asking again with large buffers");
+                flow.large_body();
+                body = crate::http::Body::Any;
+                continue;
+            }
+        }
         let target = matches!(status, 301 | 302 | 303 | 307 | 308)
             .then(|| header(response.headers(), "location"))
             .flatten();

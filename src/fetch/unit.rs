@@ -83,6 +83,7 @@ impl Request {
             retries: Some(&self.settings.retries),
             progress,
             cancel: &self.cancel,
+            flow: None,
         }
     }
 

@@ -1,4 +1,5 @@
-//! The shared HTTP client: one ureq `Agent` (one keep-alive pool) per process or per handle.
+//! The shared HTTP client: one keep-alive pool per process or per handle (two ureq `Agent`s
+//! in fact, one with buffers for large bodies and one with buffers for small ones).
 
 use std::fmt;
 use std::io::{self, Read};
@@ -109,11 +110,28 @@ impl HttpConfig {
     }
 }
 
+/// The receive buffer of connections for small bodies ([`Body::Small`]).
+const SMALL_INPUT_BYTES: usize = 64 * 1024;
+/// The send buffer of those connections: a GET's request head.
+const SMALL_OUTPUT_BYTES: usize = 32 * 1024;
+
+/// What a request expects back, which decides the connection's buffers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Body {
+    /// Any size: the configured 1 MiB receive buffer, so a long stream moves in few reads.
+    Any,
+    /// Small bodies (a host whose objects have been small): 64 KiB buffers, so hundreds of
+    /// connections in flight do not hold a megabyte each.
+    Small,
+}
+
 /// A blocking HTTP client with one keep-alive connection pool. Cloning is cheap and shares
 /// the pool; it is `Send + Sync`, so every worker thread uses the same one.
 #[derive(Clone)]
 pub struct HttpClient {
     agent: ureq::Agent,
+    /// The same settings with small buffers (its own connections, allocated on first use).
+    small: ureq::Agent,
     config: Arc<HttpConfig>,
 }
 
@@ -134,49 +152,16 @@ impl Default for HttpClient {
 impl HttpClient {
     /// A client with `config`.
     pub fn new(config: HttpConfig) -> HttpClient {
-        let mut builder = ureq::Agent::config_builder();
-        if !config.root_certificates_pem.is_empty() {
-            let mut roots = Vec::new();
-            for pem in &config.root_certificates_pem {
-                for item in ureq::tls::parse_pem(pem) {
-                    match item {
-                        Ok(ureq::tls::PemItem::Certificate(cert)) => roots.push(cert),
-                        Ok(_) => {}
-                        Err(e) => log::warn!("ignoring an unreadable root certificate: {e}"),
-                    }
-                }
-            }
-            let tls = ureq::tls::TlsConfig::builder()
-                .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
-                .build();
-            builder = builder.tls_config(tls);
-        }
-        if config.egress != EgressPolicy::Any {
-            // The resolver must see the target, not a proxy from the environment.
-            builder = builder.proxy(None);
-        }
-        let agent_config = builder
-            .http_status_as_error(false)
-            // The engine follows redirects itself, deciding which headers may cross
-            // (`engine::request`); ureq hands it every 3xx as it is.
-            .max_redirects(0)
-            .input_buffer_size(config.input_buffer_bytes.max(16 * 1024))
-            .max_idle_connections_per_host(config.idle_connections_per_host.max(1))
-            .max_idle_connections(config.idle_connections_per_host.max(1) * 4)
-            .timeout_connect(Some(config.connect_timeout))
-            .timeout_recv_response(Some(config.response_timeout))
-            .timeout_per_read(Some(config.stall_window))
-            // A write that the peer does not read for a whole window is a stall too.
-            .timeout_per_write(Some(config.stall_window))
-            .user_agent(config.user_agent.as_str())
-            .build();
-        let agent = ureq::Agent::with_parts(
-            agent_config,
-            crate::http::transport::CancellableConnector::default(),
-            PolicyResolver::new(config.egress),
-        );
+        let agent = |buffers: Option<(usize, usize)>| {
+            ureq::Agent::with_parts(
+                agent_config(&config, buffers),
+                crate::http::transport::CancellableConnector::default(),
+                PolicyResolver::new(config.egress),
+            )
+        };
         HttpClient {
-            agent,
+            agent: agent(None),
+            small: agent(Some((SMALL_INPUT_BYTES, SMALL_OUTPUT_BYTES))),
             config: Arc::new(config),
         }
     }
@@ -193,8 +178,13 @@ impl HttpClient {
         url: &str,
         headers: &[(String, String)],
         timeout: Option<Duration>,
+        body: Body,
     ) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
-        let mut request = self.agent.get(url);
+        let agent = match body {
+            Body::Any => &self.agent,
+            Body::Small => &self.small,
+        };
+        let mut request = agent.get(url);
         for (name, value) in headers {
             request = request.header(name.as_str(), value.as_str());
         }
@@ -220,6 +210,49 @@ impl HttpClient {
         let request = request.body(body).map_err(ureq::Error::from)?;
         self.agent.run(request)
     }
+}
+
+/// ureq's settings for `config`; `buffers` overrides the receive and send buffers.
+fn agent_config(config: &HttpConfig, buffers: Option<(usize, usize)>) -> ureq::config::Config {
+    let mut builder = ureq::Agent::config_builder();
+    if !config.root_certificates_pem.is_empty() {
+        let mut roots = Vec::new();
+        for pem in &config.root_certificates_pem {
+            for item in ureq::tls::parse_pem(pem) {
+                match item {
+                    Ok(ureq::tls::PemItem::Certificate(cert)) => roots.push(cert),
+                    Ok(_) => {}
+                    Err(e) => log::warn!("ignoring an unreadable root certificate: {e}"),
+                }
+            }
+        }
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
+            .build();
+        builder = builder.tls_config(tls);
+    }
+    if config.egress != EgressPolicy::Any {
+        // The resolver must see the target, not a proxy from the environment.
+        builder = builder.proxy(None);
+    }
+    builder = builder
+        .http_status_as_error(false)
+        // The engine follows redirects itself, deciding which headers may cross
+        // (`engine::request`); ureq hands it every 3xx as it is.
+        .max_redirects(0)
+        .input_buffer_size(config.input_buffer_bytes.max(16 * 1024))
+        .max_idle_connections_per_host(config.idle_connections_per_host.max(1))
+        .max_idle_connections(config.idle_connections_per_host.max(1) * 4)
+        .timeout_connect(Some(config.connect_timeout))
+        .timeout_recv_response(Some(config.response_timeout))
+        .timeout_per_read(Some(config.stall_window))
+        // A write that the peer does not read for a whole window is a stall too.
+        .timeout_per_write(Some(config.stall_window))
+        .user_agent(config.user_agent.as_str());
+    if let Some((input, output)) = buffers {
+        builder = builder.input_buffer_size(input).output_buffer_size(output);
+    }
+    builder.build()
 }
 
 /// The announced body length: `Content-Length`, unless the body is chunked.

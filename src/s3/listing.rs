@@ -55,7 +55,7 @@ impl Bucket {
         };
         let response = self
             .client
-            .get(&url, &[], None)
+            .get(&url, &[], None, crate::http::Body::Any)
             .map_err(|e| request_error(Box::new(e)))?;
         let status = response.status().as_u16();
         if status != 200 {

@@ -116,6 +116,7 @@ impl ObjectTask {
             retries: None,
             progress,
             cancel,
+            flow: None,
         }
     }
 

@@ -42,7 +42,7 @@ const MAX_PARTS: u64 = 10_000;
 /// Give a downloader one or more targets instead of mountpaths
 /// ([`DownloaderBuilder::s3_target`](crate::DownloaderBuilder::s3_target)); objects are
 /// spread over several targets by HRW, as over mountpaths, and each target has its own
-/// queue and `workers_per_target` joggers.
+/// queue and joggers.
 ///
 /// ```no_run
 /// use haul::{Bucket, S3Config};

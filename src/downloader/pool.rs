@@ -1,0 +1,161 @@
+//! A target's joggers: the threads that consume its task queue.
+//!
+//! With a fixed concurrency the pool is that many joggers from the start. With an adaptive
+//! one it starts at the initial limit and grows lazily up to the cap: a jogger that takes a
+//! task and finds no other jogger idle and more tasks queued starts as many more as the
+//! hosts' gates have room for (none while a transfer waits at a gate: threads are to
+//! spare then). A jogger that has nothing to do parks on the queue; threads are never
+//! stopped before the downloader is.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
+
+use crate::downloader::dispatcher::{Done, Task};
+use crate::downloader::jogger::{Jogger, Target};
+use crate::flow::Flows;
+use crate::http::HttpClient;
+use crate::thread::JoinOnDrop;
+
+/// One target's joggers and what each new one is made of.
+#[derive(Debug)]
+pub(crate) struct Pool {
+    pub(crate) queue: Receiver<Task>,
+    pub(crate) done: Sender<Done>,
+    pub(crate) target: Arc<Target>,
+    pub(crate) client: HttpClient,
+    /// The hosts' gates (with a fixed concurrency, never shut: the threads are the limit).
+    pub(crate) flows: Arc<Flows>,
+    /// Whether the pool grows (an adaptive concurrency).
+    grows: bool,
+    /// Names the threads: `haul-jog-<label>-<i>`.
+    label: String,
+    cap: usize,
+    /// The downloader-wide counter that gives each jogger its slot.
+    slots: Arc<AtomicU64>,
+    live: AtomicUsize,
+    idle: AtomicUsize,
+    handles: Mutex<Vec<JoinOnDrop>>,
+}
+
+/// What a [`Pool`] is made of.
+pub(crate) struct PoolParts {
+    pub(crate) queue: Receiver<Task>,
+    pub(crate) done: Sender<Done>,
+    pub(crate) target: Arc<Target>,
+    pub(crate) client: HttpClient,
+    pub(crate) flows: Arc<Flows>,
+    pub(crate) grows: bool,
+    pub(crate) label: String,
+    pub(crate) cap: usize,
+    pub(crate) slots: Arc<AtomicU64>,
+}
+
+impl Pool {
+    /// A pool with no jogger yet.
+    pub(crate) fn new(parts: PoolParts) -> Arc<Pool> {
+        Arc::new(Pool {
+            queue: parts.queue,
+            done: parts.done,
+            target: parts.target,
+            client: parts.client,
+            flows: parts.flows,
+            grows: parts.grows,
+            label: parts.label,
+            cap: parts.cap.max(1),
+            slots: parts.slots,
+            live: AtomicUsize::new(0),
+            idle: AtomicUsize::new(0),
+            handles: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Starts joggers until there are `n` (within the cap).
+    ///
+    /// # Errors
+    ///
+    /// The thread's name and the error when one could not be spawned; those already
+    /// started end once the queue's senders are dropped, and [`join`](Pool::join) joins them.
+    pub(crate) fn grow(self: &Arc<Self>, n: usize) -> Result<(), (String, io::Error)> {
+        while self.live() < n.min(self.cap) {
+            self.spawn()?;
+        }
+        Ok(())
+    }
+
+    /// Starts one more jogger.
+    fn spawn(self: &Arc<Self>) -> Result<(), (String, io::Error)> {
+        let index = self.live.fetch_add(1, Ordering::AcqRel);
+        self.idle.fetch_add(1, Ordering::AcqRel);
+        let name = format!("haul-jog-{}-{index}", self.label);
+        let jogger = Jogger {
+            pool: Arc::clone(self),
+            slot: self.slots.fetch_add(1, Ordering::Relaxed),
+        };
+        match JoinOnDrop::spawn(name.clone(), move || jogger.run()) {
+            Ok(handle) => {
+                self.handles.lock().push(handle);
+                Ok(())
+            }
+            Err(error) => {
+                self.live.fetch_sub(1, Ordering::AcqRel);
+                self.idle.fetch_sub(1, Ordering::AcqRel);
+                Err((name, error))
+            }
+        }
+    }
+
+    /// A jogger took a task: grows the pool when that left none idle and more work waits.
+    pub(crate) fn took_task(self: &Arc<Self>) {
+        let idle = self.idle.fetch_sub(1, Ordering::AcqRel) - 1;
+        if !self.grows || idle > 0 {
+            return;
+        }
+        let queued = self.queue.len();
+        if queued == 0 {
+            return;
+        }
+        // This jogger's own transfer is not through its gate yet: one less room.
+        let room = self.flows.room().saturating_sub(1);
+        let more = room
+            .min(queued)
+            .min(self.cap.saturating_sub(self.live.load(Ordering::Acquire)));
+        for _ in 0..more {
+            if let Err((name, error)) = self.spawn() {
+                log::warn!("could not start jogger {name}: {error}");
+                return;
+            }
+        }
+    }
+
+    /// A jogger finished its task.
+    pub(crate) fn task_done(&self) {
+        self.idle.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Joggers started so far.
+    pub(crate) fn live(&self) -> usize {
+        self.live.load(Ordering::Acquire)
+    }
+
+    /// Joins every jogger, those started while it waits included, once the queue's senders
+    /// are gone; returns the names of those that panicked.
+    pub(crate) fn join(&self, panicked: &mut Vec<String>) {
+        // A jogger starts another only while it runs a task, so once a batch is joined
+        // every jogger it started is in the list.
+        loop {
+            let batch = std::mem::take(&mut *self.handles.lock());
+            if batch.is_empty() {
+                return;
+            }
+            for handle in batch {
+                if let Err(name) = handle.join() {
+                    panicked.push(name);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,435 @@
+//! The control loop on one host's concurrency: how many transfers may be in flight to it.
+//!
+//! It works in *rounds*, each about as long as a typical transfer (a smoothed mean of
+//! transfer times, 20 ms to 5 s). At the end of a round it knows the host's delivery rate
+//! over the round (the bytes every transfer to it received) and the median time to first
+//! byte of the transfers that finished in it.
+//!
+//! - **Startup** (as TCP's slow start): each transfer that finishes while the limit was what
+//!   held transfers back raises the limit by two, so it triples every round (doubling, as
+//!   TCP does, took two more rounds to reach 256 from 8, each a new connection's handshake
+//!   and slow start across the WAN: 0.3 s of 2 s on the bench's case w1). Startup ends when
+//!   the rate has not grown by a quarter for three rounds, when the time to first byte has
+//!   doubled over the path's base (a queue is building), or at the first throttle; the limit
+//!   goes back to where the best rate was measured.
+//! - **Steady** (a hill climb, in both directions): while the limit holds transfers back it
+//!   probes a step (an eighth, at least one) up, and keeps going while each step raises the
+//!   rate by 2%; a step that did not is undone, the limit rests four rounds, then probes
+//!   down, and keeps going while each step costs less than 2% of the rate; a step that cost
+//!   more is undone, and after a rest it probes up again. So it climbs to where more
+//!   transfers stop helping, and comes back down from beyond it. A time to first byte over
+//!   twice the base (a queue) cuts the limit by a tenth.
+//! - **Throttles** — a 429 or 503 (S3's `SlowDown`), or a request that got no response at
+//!   all — halve the limit, at most once a round, and rest it four rounds.
+//!
+//! The limit stays between the configured floor and cap. Everything here is arithmetic on
+//! the samples it is given, with the time passed in: no clock, no thread, no lock.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+const MIN_ROUND: Duration = Duration::from_millis(20);
+const MAX_ROUND: Duration = Duration::from_secs(5);
+/// What each limited completion adds to the limit in startup: it triples every round.
+const STARTUP_GROWTH: f64 = 2.0;
+/// Startup ends after this many rounds without a quarter more rate.
+const FLAT_ROUNDS: u32 = 3;
+/// Round medians of first-byte time kept for the base (the lowest of them).
+const BASE_ROUNDS: usize = 32;
+/// How long the limit rests after a cut or an undone probe, in rounds.
+const REST_ROUNDS: u32 = 4;
+/// First-byte times kept per round for its median.
+const ROUND_SAMPLES: usize = 512;
+
+/// One finished transfer, as the loop sees it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Finished {
+    pub(crate) now: Instant,
+    /// How long the transfer took, first request to last byte.
+    pub(crate) took: Duration,
+    /// How long its first response took to arrive, when one did.
+    pub(crate) first_byte: Option<Duration>,
+    /// Every byte the host has delivered so far, all transfers together.
+    pub(crate) bytes: u64,
+    /// Whether the limit was what held transfers back: all of it in use, or someone waiting.
+    pub(crate) limited: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Startup,
+    Steady,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Step {
+    /// The last round probed up from `from`.
+    Up { from: f64 },
+    /// The last round probed down from `from`.
+    Down { from: f64 },
+    /// Rounds to wait, then probe up (`true`) or down.
+    Rest { rounds: u32, up: bool },
+}
+
+#[derive(Debug)]
+struct Round {
+    started: Instant,
+    bytes_at_start: u64,
+    first_bytes: Vec<Duration>,
+    limited: bool,
+}
+
+impl Round {
+    fn new(now: Instant, bytes: u64) -> Round {
+        Round {
+            started: now,
+            bytes_at_start: bytes,
+            first_bytes: Vec::new(),
+            limited: false,
+        }
+    }
+
+    fn median_first_byte(&mut self) -> Option<Duration> {
+        if self.first_bytes.is_empty() {
+            return None;
+        }
+        let middle = self.first_bytes.len() / 2;
+        Some(*self.first_bytes.select_nth_unstable(middle).1)
+    }
+}
+
+/// The loop's state for one host.
+#[derive(Debug)]
+pub(crate) struct Controller {
+    floor: f64,
+    cap: f64,
+    limit: f64,
+    phase: Phase,
+    step: Step,
+    round: Round,
+    /// A smoothed mean of transfer times: the round's length.
+    smoothed: Option<Duration>,
+    best_rate: f64,
+    /// The limit at the end of the round with the best rate (startup).
+    best_limit: f64,
+    flat_rounds: u32,
+    last_rate: f64,
+    /// The latest round medians of first-byte time; their lowest is the path's base.
+    medians: VecDeque<Duration>,
+    last_cut: Option<Instant>,
+    throttles: u64,
+}
+
+impl Controller {
+    pub(crate) fn new(initial: usize, floor: usize, cap: usize, now: Instant) -> Controller {
+        let floor = floor.max(1) as f64;
+        let cap = (cap as f64).max(floor);
+        Controller {
+            floor,
+            cap,
+            limit: (initial as f64).clamp(floor, cap),
+            phase: Phase::Startup,
+            step: Step::Rest {
+                rounds: 0,
+                up: true,
+            },
+            round: Round::new(now, 0),
+            smoothed: None,
+            best_rate: 0.0,
+            best_limit: floor,
+            flat_rounds: 0,
+            last_rate: 0.0,
+            medians: VecDeque::new(),
+            last_cut: None,
+            throttles: 0,
+        }
+    }
+
+    /// The number of transfers that may be in flight now.
+    pub(crate) fn limit(&self) -> usize {
+        self.limit.round() as usize
+    }
+
+    /// Throttles seen (429, 503, no response), over the host's life.
+    pub(crate) fn throttles(&self) -> u64 {
+        self.throttles
+    }
+
+    fn round_length(&self) -> Duration {
+        self.smoothed
+            .unwrap_or(MIN_ROUND)
+            .clamp(MIN_ROUND, MAX_ROUND)
+    }
+
+    /// A transfer finished well.
+    pub(crate) fn finished(&mut self, f: Finished) {
+        self.smoothed = Some(match self.smoothed {
+            None => f.took,
+            Some(s) => (s * 7 + f.took) / 8,
+        });
+        if let Some(first) = f.first_byte
+            && self.round.first_bytes.len() < ROUND_SAMPLES
+        {
+            self.round.first_bytes.push(first);
+        }
+        self.round.limited |= f.limited;
+        if self.phase == Phase::Startup && f.limited {
+            self.limit = (self.limit + STARTUP_GROWTH).min(self.cap);
+        }
+        let elapsed = f.now.saturating_duration_since(self.round.started);
+        if elapsed >= self.round_length() {
+            self.end_round(f.now, f.bytes, elapsed);
+        }
+    }
+
+    /// The host pushed back: a 429 or 503, or a request that got no response.
+    pub(crate) fn throttled(&mut self, now: Instant) {
+        self.throttles += 1;
+        let once_a_round = self
+            .last_cut
+            .is_none_or(|at| now.saturating_duration_since(at) >= self.round_length());
+        if once_a_round {
+            self.last_cut = Some(now);
+            self.limit = (self.limit * 0.5).max(self.floor);
+            self.phase = Phase::Steady;
+            self.step = Step::Rest {
+                rounds: REST_ROUNDS,
+                up: false,
+            };
+        }
+    }
+
+    fn end_round(&mut self, now: Instant, bytes: u64, elapsed: Duration) {
+        let rate = bytes.saturating_sub(self.round.bytes_at_start) as f64 / elapsed.as_secs_f64();
+        let median = self.round.median_first_byte();
+        let limited = self.round.limited;
+        self.round = Round::new(now, bytes);
+        // The base latency: the lowest round median among the recent ones, before this one
+        // (a queue that builds this round must not become the base).
+        let base = self.medians.iter().min().copied();
+        if let Some(m) = median {
+            if self.medians.len() == BASE_ROUNDS {
+                self.medians.pop_front();
+            }
+            self.medians.push_back(m);
+        }
+        let queueing =
+            matches!((median, base), (Some(m), Some(b)) if self.medians.len() > 2 && m > b * 2);
+        match self.phase {
+            Phase::Startup => {
+                if limited {
+                    if rate >= self.best_rate * 1.25 {
+                        self.best_rate = rate;
+                        self.best_limit = self.limit;
+                        self.flat_rounds = 0;
+                    } else {
+                        self.flat_rounds += 1;
+                    }
+                }
+                if queueing || self.flat_rounds >= FLAT_ROUNDS {
+                    self.phase = Phase::Steady;
+                    self.limit = self.best_limit.clamp(self.floor, self.cap);
+                    self.step = Step::Rest {
+                        rounds: REST_ROUNDS,
+                        up: false,
+                    };
+                }
+            }
+            Phase::Steady => {
+                if queueing {
+                    self.limit = (self.limit * 0.9).max(self.floor);
+                    self.step = Step::Rest {
+                        rounds: REST_ROUNDS,
+                        up: false,
+                    };
+                } else {
+                    self.step = self.climb(rate, limited);
+                }
+            }
+        }
+        log::debug!(
+            "round of {elapsed:?}: {:.1} MB/s, first byte {median:?} (base {base:?}){}{}, {:?} {:?}: limit {:.1}",
+            rate / 1e6,
+            if limited { ", limited" } else { "" },
+            if queueing { ", queueing" } else { "" },
+            self.phase,
+            self.step,
+            self.limit
+        );
+        self.last_rate = rate;
+    }
+
+    /// One round of the steady phase's hill climb; returns the next step.
+    fn climb(&mut self, rate: f64, limited: bool) -> Step {
+        let step = (self.limit / 8.0).max(1.0);
+        let rest = |up| Step::Rest {
+            rounds: REST_ROUNDS,
+            up,
+        };
+        match self.step {
+            Step::Up { from } if rate < self.last_rate * 1.02 => {
+                self.limit = from;
+                rest(false)
+            }
+            Step::Down { from } if rate < self.last_rate * 0.98 => {
+                self.limit = from;
+                rest(true)
+            }
+            Step::Rest { rounds, up } if rounds > 1 => Step::Rest {
+                rounds: rounds - 1,
+                up,
+            },
+            // Probing only means something while the limit is what holds transfers back.
+            _ if !limited => self.step,
+            Step::Up { .. } | Step::Rest { up: true, .. } if self.limit < self.cap => {
+                let from = self.limit;
+                self.limit = (self.limit + step).min(self.cap);
+                Step::Up { from }
+            }
+            Step::Down { .. } | Step::Rest { up: false, .. } if self.limit > self.floor => {
+                let from = self.limit;
+                self.limit = (self.limit - step).max(self.floor);
+                Step::Down { from }
+            }
+            // At the cap or the floor: rest, then try the other way.
+            Step::Up { .. } | Step::Rest { up: true, .. } => rest(false),
+            Step::Down { .. } | Step::Rest { up: false, .. } => rest(true),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    /// A host simulated in rounds. It delivers 64 KiB per transfer; up to `best` transfers
+    /// at once each take `base`, beyond that the host's rate is capped and each takes
+    /// longer in proportion (Little's law), first byte included.
+    struct Host {
+        now: Instant,
+        bytes: u64,
+        base: Duration,
+        best: usize,
+    }
+
+    impl Host {
+        fn new(best: usize) -> Host {
+            Host {
+                now: Instant::now(),
+                bytes: 0,
+                base: 50 * MS,
+                best,
+            }
+        }
+
+        /// One round at the current limit, every transfer held back by it.
+        fn round(&mut self, c: &mut Controller) {
+            let n = c.limit();
+            let took = self.base * n.max(self.best) as u32 / self.best as u32;
+            for _ in 0..n {
+                self.now += took / n as u32;
+                self.bytes += 65536;
+                c.finished(Finished {
+                    now: self.now,
+                    took,
+                    first_byte: Some(took - self.base / 2),
+                    bytes: self.bytes,
+                    limited: true,
+                });
+            }
+        }
+    }
+
+    #[test]
+    fn startup_triples_each_round_while_the_rate_grows() {
+        let mut host = Host::new(1000);
+        let mut c = Controller::new(8, 1, 256, host.now);
+        let mut limits = vec![c.limit()];
+        for _ in 0..4 {
+            host.round(&mut c);
+            limits.push(c.limit());
+        }
+        assert_eq!(limits, [8, 24, 72, 216, 256], "{limits:?}");
+    }
+
+    #[test]
+    fn it_settles_near_where_more_transfers_stop_helping() {
+        for best in [12, 40, 100] {
+            let mut host = Host::new(best);
+            let mut c = Controller::new(8, 1, 256, host.now);
+            for _ in 0..100 {
+                host.round(&mut c);
+            }
+            // And stays there: later rounds keep it within a few probes of the knee.
+            let mut seen = Vec::new();
+            for _ in 0..60 {
+                host.round(&mut c);
+                seen.push(c.limit());
+            }
+            let (low, high) = (best * 3 / 4, best * 2);
+            assert!(
+                seen.iter().all(|l| (low..=high).contains(l)),
+                "knee {best}: {seen:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn it_comes_back_down_when_the_host_gets_slower() {
+        let mut host = Host::new(100);
+        let mut c = Controller::new(8, 1, 256, host.now);
+        for _ in 0..60 {
+            host.round(&mut c);
+        }
+        assert!(c.limit() >= 75, "{}", c.limit());
+        host.best = 10;
+        for _ in 0..200 {
+            host.round(&mut c);
+        }
+        assert!(c.limit() <= 20, "stayed at {}", c.limit());
+    }
+
+    #[test]
+    fn throttles_halve_the_limit_once_a_round_down_to_the_floor() {
+        let now = Instant::now();
+        let mut c = Controller::new(64, 2, 256, now);
+        c.throttled(now);
+        assert_eq!(c.limit(), 32);
+        // The same round's other 503s do not cut again.
+        c.throttled(now + MS);
+        c.throttled(now + 2 * MS);
+        assert_eq!(c.limit(), 32);
+        for i in 1..10 {
+            c.throttled(now + MAX_ROUND * i);
+        }
+        assert_eq!(c.limit(), 2, "the floor holds");
+        assert_eq!(c.throttles(), 12);
+    }
+
+    #[test]
+    fn a_limit_that_holds_nothing_back_does_not_grow() {
+        let mut c = Controller::new(8, 1, 256, Instant::now());
+        let mut now = Instant::now();
+        for i in 0..1000u64 {
+            now += 10 * MS;
+            c.finished(Finished {
+                now,
+                took: 30 * MS,
+                first_byte: Some(10 * MS),
+                bytes: i * 65536,
+                limited: false,
+            });
+        }
+        assert_eq!(c.limit(), 8);
+    }
+
+    #[test]
+    fn floor_and_cap_bound_the_start() {
+        let now = Instant::now();
+        assert_eq!(Controller::new(1000, 1, 64, now).limit(), 64);
+        assert_eq!(Controller::new(0, 4, 64, now).limit(), 4);
+        assert_eq!(Controller::new(8, 0, 0, now).limit(), 1);
+    }
+}

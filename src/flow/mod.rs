@@ -1,0 +1,460 @@
+//! Concurrency that finds its own level: how many transfers run at once to each host.
+//!
+//! Every origin host (or S3 bucket) a downloader talks to has a [`Flow`]: a gate with an
+//! adjustable limit on the transfers in flight to it, and the [control loop](controller)
+//! that moves the limit — up while more transfers bring more bytes per second, down when
+//! they stop doing so, when the time to first byte climbs (a queue at the server), or when
+//! the host answers 429 or 503. A transfer takes a [`Permit`] before its first request and
+//! gives it back when done; the permit carries what the loop measures.
+//!
+//! With a [fixed](Concurrency::fixed) concurrency the gate never shuts (its limit is every
+//! thread that could talk to the host): the number of threads is the number of transfers,
+//! as it always was, and the flow only measures.
+
+mod controller;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::cancel::CancelToken;
+use controller::{Controller, Finished};
+
+/// A host's bodies are small while they average under this many bytes.
+const SMALL_BODY_BYTES: u64 = 1 << 20;
+/// A body this long is large: its transfer asks again with large buffers, and the host's
+/// later ones use them from the start.
+pub(crate) const LARGE_BODY_BYTES: u64 = 16 << 20;
+
+/// The limit a host starts at.
+pub const DEFAULT_INITIAL_CONCURRENCY: usize = 8;
+/// The most transfers in flight to one host, by default.
+pub const DEFAULT_MAX_CONCURRENCY: usize = 256;
+
+/// How many transfers run at once: a fixed number, or a limit per host that adapts between
+/// a floor and a cap (the default).
+///
+/// An adaptive limit starts at `initial` and doubles while each doubling brings more bytes
+/// per second (as TCP's slow start), then climbs and descends in small steps to where more
+/// transfers stop helping; it halves when the host answers 429 or 503 or a request gets no
+/// response, and steps down when the time to first byte climbs. ARCHITECTURE.md describes
+/// the loop.
+///
+/// ```
+/// use haul::Concurrency;
+///
+/// let default = Concurrency::adaptive();
+/// assert_eq!((default.min(), default.max()), (1, 256));
+/// let pinned = Concurrency::fixed(4);
+/// assert!(pinned.is_fixed());
+/// let gentle = Concurrency::adaptive().between(2, 32).initial(4);
+/// assert_eq!((gentle.initial_limit(), gentle.max()), (4, 32));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Concurrency {
+    initial: usize,
+    min: usize,
+    max: usize,
+    fixed: bool,
+}
+
+impl Concurrency {
+    /// Exactly `n` transfers at once (0 is refused where it is used).
+    pub fn fixed(n: usize) -> Concurrency {
+        Concurrency {
+            initial: n,
+            min: n,
+            max: n,
+            fixed: true,
+        }
+    }
+
+    /// A limit per host that adapts, from [`DEFAULT_INITIAL_CONCURRENCY`] between 1 and
+    /// [`DEFAULT_MAX_CONCURRENCY`].
+    pub fn adaptive() -> Concurrency {
+        Concurrency {
+            initial: DEFAULT_INITIAL_CONCURRENCY,
+            min: 1,
+            max: DEFAULT_MAX_CONCURRENCY,
+            fixed: false,
+        }
+    }
+
+    /// Keeps an adaptive limit between `min` and `max` (`min` at least 1, `max` at least
+    /// `min`); the initial limit is brought between them.
+    pub fn between(mut self, min: usize, max: usize) -> Concurrency {
+        self.min = min.max(1);
+        self.max = max.max(self.min);
+        self.initial = self.initial.clamp(self.min, self.max);
+        self
+    }
+
+    /// Where an adaptive limit starts (brought between its bounds).
+    pub fn initial(mut self, n: usize) -> Concurrency {
+        self.initial = n.clamp(self.min, self.max);
+        self
+    }
+
+    /// Whether the number is fixed.
+    pub fn is_fixed(&self) -> bool {
+        self.fixed
+    }
+
+    /// Where the limit starts.
+    pub fn initial_limit(&self) -> usize {
+        self.initial
+    }
+
+    /// The floor.
+    pub fn min(&self) -> usize {
+        self.min
+    }
+
+    /// The cap: the most threads a target runs.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+}
+
+impl Default for Concurrency {
+    fn default() -> Concurrency {
+        Concurrency::adaptive()
+    }
+}
+
+/// One host's concurrency as it stands ([`Downloader::flows`](crate::Downloader::flows)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FlowStatus {
+    /// `scheme://host:port`, or `s3://bucket`.
+    pub host: String,
+    /// Transfers that may be in flight now.
+    pub limit: usize,
+    /// Transfers in flight now.
+    pub in_flight: usize,
+    /// The most ever in flight at once.
+    pub peak: usize,
+    /// Times the host pushed back (429, 503, a request with no response).
+    pub throttles: u64,
+    /// Bytes the host delivered in transfers that finished well.
+    pub bytes: u64,
+}
+
+/// The flows of one downloader, one per host, made on first use.
+#[derive(Debug)]
+pub(crate) struct Flows {
+    concurrency: Concurrency,
+    by_host: Mutex<HashMap<String, Arc<Flow>>>,
+}
+
+impl Flows {
+    pub(crate) fn new(concurrency: Concurrency) -> Flows {
+        Flows {
+            concurrency,
+            by_host: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The flow to `host`.
+    pub(crate) fn flow(&self, host: &str) -> Arc<Flow> {
+        let mut by_host = self.by_host.lock();
+        if let Some(flow) = by_host.get(host) {
+            return Arc::clone(flow);
+        }
+        let c = self.concurrency;
+        let flow = Arc::new(Flow {
+            host: host.to_owned(),
+            gate: Mutex::new(Gate {
+                controller: Controller::new(c.initial, c.min, c.max, Instant::now()),
+                in_flight: 0,
+                waiting: 0,
+                peak: 0,
+                bytes: 0,
+                finished: 0,
+                large_seen: false,
+            }),
+            room: Condvar::new(),
+        });
+        by_host.insert(host.to_owned(), Arc::clone(&flow));
+        flow
+    }
+
+    /// Every host's status, sorted by host.
+    pub(crate) fn status(&self) -> Vec<FlowStatus> {
+        let flows: Vec<Arc<Flow>> = self.by_host.lock().values().cloned().collect();
+        let mut status: Vec<FlowStatus> = flows.iter().map(|f| f.status()).collect();
+        status.sort_by(|a, b| a.host.cmp(&b.host));
+        status
+    }
+
+    /// Whether some transfer waits at a gate now.
+    #[cfg(test)]
+    fn anyone_waiting(&self) -> bool {
+        let flows: Vec<Arc<Flow>> = self.by_host.lock().values().cloned().collect();
+        flows.iter().any(|f| f.gate.lock().waiting > 0)
+    }
+
+    /// Transfers the gates would let go now that no thread is there to run: the room under
+    /// each host's limit, when nobody waits at any gate (a waiter means threads to spare).
+    /// A host not seen yet has room for its initial limit, counted once.
+    pub(crate) fn room(&self) -> usize {
+        let flows: Vec<Arc<Flow>> = self.by_host.lock().values().cloned().collect();
+        let mut room = 0;
+        for flow in &flows {
+            let gate = flow.gate.lock();
+            if gate.waiting > 0 {
+                return 0;
+            }
+            room += gate.controller.limit().saturating_sub(gate.in_flight);
+        }
+        room
+    }
+}
+
+/// The key of a URL's host: `scheme://authority`.
+pub(crate) fn host_of(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let end = url[after_scheme..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| after_scheme + i);
+    &url[..end]
+}
+
+/// One host's gate and control loop.
+#[derive(Debug)]
+pub(crate) struct Flow {
+    host: String,
+    gate: Mutex<Gate>,
+    /// Signalled when a transfer may go: one finished, the limit grew, or a cancel.
+    room: Condvar,
+}
+
+#[derive(Debug)]
+struct Gate {
+    controller: Controller,
+    in_flight: usize,
+    waiting: usize,
+    peak: usize,
+    bytes: u64,
+    /// Transfers that finished well.
+    finished: u64,
+    /// Whether a response announced a large body.
+    large_seen: bool,
+}
+
+impl Gate {
+    /// Whether the host's bodies are small: none announced as large, and the average under
+    /// 1 MiB.
+    fn small_bodies(&self) -> bool {
+        !self.large_seen && self.bytes < SMALL_BODY_BYTES.saturating_mul(self.finished.max(1))
+    }
+}
+
+impl Flow {
+    /// Waits until a transfer may go to this host, or `cancel` is cancelled (`None`).
+    pub(crate) fn acquire(self: &Arc<Self>, cancel: &CancelToken) -> Option<Permit> {
+        // The hook takes the gate's lock, and runs under the token's: it is registered, and
+        // deregistered, while this thread holds no gate lock.
+        let woken = Arc::clone(self);
+        let hook = cancel.on_cancel(move || {
+            drop(woken.gate.lock());
+            woken.room.notify_all();
+        });
+        let mut gate = self.gate.lock();
+        let mut waited = false;
+        let granted = loop {
+            if cancel.is_cancelled() {
+                break false;
+            }
+            if gate.in_flight < gate.controller.limit() {
+                break true;
+            }
+            if !waited {
+                gate.waiting += 1;
+                waited = true;
+            }
+            self.room.wait(&mut gate);
+        };
+        if waited {
+            gate.waiting -= 1;
+        }
+        let small_bodies = gate.small_bodies();
+        if granted {
+            gate.in_flight += 1;
+            gate.peak = gate.peak.max(gate.in_flight);
+        }
+        drop(gate);
+        drop(hook);
+        if !granted {
+            // It may have taken a wake-up meant for a transfer that can go.
+            self.room.notify_one();
+            return None;
+        }
+        Some(Permit {
+            flow: Arc::clone(self),
+            started: Instant::now(),
+            first_byte: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            succeeded: AtomicBool::new(false),
+            small_bodies,
+        })
+    }
+
+    fn throttled(&self) {
+        self.gate.lock().controller.throttled(Instant::now());
+    }
+
+    fn status(&self) -> FlowStatus {
+        let gate = self.gate.lock();
+        FlowStatus {
+            host: self.host.clone(),
+            limit: gate.controller.limit(),
+            in_flight: gate.in_flight,
+            peak: gate.peak,
+            throttles: gate.controller.throttles(),
+            bytes: gate.bytes,
+        }
+    }
+}
+
+/// Leave for one transfer to a host; dropping it lets the next one go. What the transfer
+/// reports on it is what the host's control loop measures.
+#[derive(Debug)]
+pub(crate) struct Permit {
+    flow: Arc<Flow>,
+    started: Instant,
+    /// Nanoseconds from `started` to the first response, plus one (0: none yet).
+    first_byte: AtomicU64,
+    delivered: AtomicU64,
+    succeeded: AtomicBool,
+    /// Whether the host's bodies have been small: its requests use small buffers.
+    small_bodies: bool,
+}
+
+impl Permit {
+    /// A response's headers arrived (only the first counts).
+    pub(crate) fn responded(&self) {
+        let nanos = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+        let _ = self
+            .first_byte
+            .compare_exchange(0, nanos + 1, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// The host pushed back: a 429 or 503, or a request that got no response.
+    pub(crate) fn throttled(&self) {
+        self.flow.throttled();
+    }
+
+    /// Whether the host's bodies are small (none announced over 16 MiB, and on average
+    /// under 1 MiB), so this transfer's connection needs no large buffers.
+    pub(crate) fn small_bodies(&self) -> bool {
+        self.small_bodies
+    }
+
+    /// A response announced a large body: the host's transfers use large buffers from now on.
+    pub(crate) fn large_body(&self) {
+        self.flow.gate.lock().large_seen = true;
+    }
+
+    /// The transfer finished well, with `bytes` from the host.
+    pub(crate) fn succeeded(&self, bytes: u64) {
+        self.delivered.store(bytes, Ordering::Release);
+        self.succeeded.store(true, Ordering::Release);
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let now = Instant::now();
+        let first_byte = match self.first_byte.load(Ordering::Acquire) {
+            0 => None,
+            n => Some(Duration::from_nanos(n - 1)),
+        };
+        let mut gate = self.flow.gate.lock();
+        let before = gate.controller.limit();
+        let limited = gate.waiting > 0 || gate.in_flight >= before;
+        gate.in_flight -= 1;
+        if self.succeeded.load(Ordering::Acquire) {
+            gate.bytes += self.delivered.load(Ordering::Acquire);
+            gate.finished += 1;
+            let bytes = gate.bytes;
+            gate.controller.finished(Finished {
+                now,
+                took: now - self.started,
+                first_byte,
+                bytes,
+                limited,
+            });
+        }
+        let grew = gate.controller.limit() > before;
+        drop(gate);
+        if grew {
+            self.flow.room.notify_all();
+        } else {
+            self.flow.room.notify_one();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_is_its_scheme_and_authority() {
+        assert_eq!(host_of("http://127.0.0.1:80/a/b?c"), "http://127.0.0.1:80");
+        assert_eq!(host_of("https://h.example?x=1"), "https://h.example");
+        assert_eq!(host_of("https://h.example"), "https://h.example");
+        assert_eq!(host_of("http://u:p@h:1#f"), "http://u:p@h:1");
+    }
+
+    #[test]
+    fn the_gate_holds_transfers_to_the_limit_and_a_cancel_frees_a_waiter() {
+        let flows = Flows::new(Concurrency::adaptive().between(2, 2));
+        let flow = flows.flow("http://h");
+        let cancel = CancelToken::new();
+        let first = flow.acquire(&cancel).expect("room");
+        let _second = flow.acquire(&cancel).expect("room");
+        assert_eq!(flows.status()[0].in_flight, 2);
+        let waiter_cancel = CancelToken::new();
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| flow.acquire(&waiter_cancel).is_some());
+            // Until the waiter is counted at the gate it has not begun to wait.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !flows.anyone_waiting() {
+                assert!(Instant::now() < deadline, "the waiter never waited");
+                std::thread::yield_now();
+            }
+            waiter_cancel.cancel();
+            assert!(!waiter.join().unwrap(), "a cancelled waiter gets no permit");
+        });
+        drop(first);
+        let third = flow.acquire(&cancel);
+        assert!(third.is_some(), "the room a finished transfer left");
+        let status = &flows.status()[0];
+        assert_eq!((status.in_flight, status.peak, status.limit), (2, 2, 2));
+    }
+
+    #[test]
+    fn a_finished_transfer_lets_a_waiter_go() {
+        let flows = Flows::new(Concurrency::adaptive().between(1, 1));
+        let flow = flows.flow("s3://b");
+        let cancel = CancelToken::new();
+        let held = flow.acquire(&cancel).expect("room");
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| flow.acquire(&cancel).map(|p| p.succeeded(5)).is_some());
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !flows.anyone_waiting() {
+                assert!(Instant::now() < deadline, "the waiter never waited");
+                std::thread::yield_now();
+            }
+            held.succeeded(7);
+            drop(held);
+            assert!(waiter.join().unwrap());
+        });
+        assert_eq!(flows.status()[0].bytes, 12);
+    }
+}

@@ -1,0 +1,190 @@
+//! Concurrency that finds its own level: the downloader's per-host limit against a server
+//! that is busy beyond a number of requests, behind an emulated WAN, and the threads it
+//! starts for it.
+
+use std::time::Duration;
+
+use haul::{Concurrency, Detail, Downloader, JobSpec, RetryPolicy};
+use haul_origin::Origin;
+use haul_wan::{Wan, WanConfig};
+
+use crate::support::{TestDir, guard, guard_for, wait_until};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn quick_retries() -> RetryPolicy {
+    RetryPolicy::default()
+        .attempts(20)
+        .initial_backoff(Duration::from_millis(5))
+        .max_backoff(Duration::from_millis(50))
+}
+
+#[test]
+fn a_server_busy_beyond_six_requests_gets_about_six_and_every_object_lands() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let d = Downloader::builder().mountpath(dir.path()).build().unwrap();
+        let template = origin.url("/busy/o-{000..399}.bin?size=4096&delay_ms=10&busy_above=6");
+        let job = d
+            .submit(JobSpec::range(template).retry(quick_retries()))
+            .unwrap();
+        assert!(d.wait(job, WAIT).unwrap());
+        let status = d.status(job, Detail::All).unwrap();
+        assert_eq!((status.finished, status.failed), (400, 0), "{status:?}");
+        let flow = &d.flows()[0];
+        assert!(flow.throttles > 0, "the 503s were seen: {flow:?}");
+        // The limit backs off to about what the server takes: at most twice it, where a
+        // limit that ignored the 503s would have stayed at its start or climbed.
+        assert!(flow.limit <= 12, "{flow:?}");
+        // And the 503s stay few: backing off, it sees 4 to 20 of them here; a limit that
+        // ignored them drew over 200 (measured with the throttle switched off).
+        let stats = origin.stats();
+        assert!(
+            stats.status_count(503) < 60,
+            "{} 503s for 400 objects",
+            stats.status_count(503)
+        );
+    });
+}
+
+#[test]
+fn across_a_wan_the_limit_rises_past_where_it_starts_and_a_pinned_one_stays() {
+    guard_for(Duration::from_secs(120), || {
+        let origin = Origin::start().unwrap();
+        let wan = Wan::start(
+            origin.addr(),
+            WanConfig::default().rtt(Duration::from_millis(40)),
+        )
+        .unwrap();
+        let template = format!("http://{}/wan/o-{{000..599}}.bin?size=16384", wan.addr());
+        let dir = TestDir::new();
+        let adaptive = Downloader::builder().mountpath(dir.path()).build().unwrap();
+        let job = adaptive.submit(JobSpec::range(&template)).unwrap();
+        assert!(adaptive.wait(job, WAIT).unwrap());
+        let status = adaptive.status(job, Detail::All).unwrap();
+        assert_eq!(status.finished, 600, "{status:?}");
+        let flow = &adaptive.flows()[0];
+        // Each transfer is one round trip: more of them at once is more bytes a second,
+        // so the limit doubles from 8 while that holds.
+        assert!(flow.peak > 16, "{flow:?}");
+        assert!(adaptive.joggers() > 16, "joggers started as needed");
+        // Each transfer in flight at once needed a connection of its own across the WAN.
+        let connections = wan.stats().connections;
+        assert!(connections > 16, "{connections} connections");
+        drop(adaptive);
+
+        let dir = TestDir::new();
+        let pinned = Downloader::builder()
+            .mountpath(dir.path())
+            .workers_per_target(4)
+            .build()
+            .unwrap();
+        let job = pinned
+            .submit(JobSpec::range(template.replace("{000..599}", "{000..099}")))
+            .unwrap();
+        assert!(pinned.wait(job, WAIT).unwrap());
+        assert_eq!(pinned.status(job, Detail::All).unwrap().finished, 100);
+        let pinned_connections = wan.stats().connections - connections;
+        assert!(pinned_connections <= 4, "{pinned_connections} connections");
+        let flow = &pinned.flows()[0];
+        assert_eq!((flow.limit, flow.peak), (4, 4), "{flow:?}");
+        assert_eq!(pinned.joggers(), 4);
+    });
+}
+
+#[test]
+fn an_abort_frees_transfers_waiting_at_the_gate() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        // Two targets share the host's gate of one: one transfer holds it (parked at the
+        // origin's gate), the other target's jogger waits for it.
+        let d = Downloader::builder()
+            .mountpath(dir.path().join("a"))
+            .mountpath(dir.path().join("b"))
+            .concurrency(Concurrency::adaptive().between(1, 1))
+            .build()
+            .unwrap();
+        let job = d
+            .submit(JobSpec::range(
+                origin.url("/held/o-{00..19}.bin?size=100000&gate_after=1000"),
+            ))
+            .unwrap();
+        assert!(origin.gate().wait_arrivals(1, WAIT));
+        assert!(wait_until(|| d
+            .flows()
+            .first()
+            .is_some_and(|f| f.in_flight == 1)
+            && d.status(job, Detail::OnlyActive).unwrap().in_flight.len()
+                == 1));
+        d.abort(job).unwrap();
+        assert!(
+            d.wait(job, WAIT).unwrap(),
+            "the abort ended the waiting too"
+        );
+        let status = d.status(job, Detail::All).unwrap();
+        assert_eq!(status.finished, 0, "{status:?}");
+        assert_eq!(
+            origin.gate().arrivals(),
+            1,
+            "nothing else reached the origin"
+        );
+        origin.gate().release();
+    });
+}
+
+/// Threads of this process whose name starts with `prefix` (names are cut at 15 bytes).
+fn threads_named(prefix: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|tasks| {
+            tasks
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .filter(|name| name.starts_with(prefix))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn the_joggers_started_as_the_limit_grew_are_joined_on_drop() {
+    guard_for(Duration::from_secs(120), || {
+        let origin = Origin::start().unwrap();
+        let wan = Wan::start(origin.addr(), WanConfig::default()).unwrap();
+        let dir = TestDir::new();
+        let mountpath = dir.path().join("jq7");
+        let d = Downloader::builder().mountpath(&mountpath).build().unwrap();
+        let template = format!("http://{}/j/o-{{000..399}}.bin?size=8192", wan.addr());
+        let job = d.submit(JobSpec::range(template)).unwrap();
+        assert!(d.wait(job, WAIT).unwrap());
+        let started = d.joggers();
+        assert!(started > 8, "the pool grew: {started}");
+        assert_eq!(threads_named("haul-jog-jq7-"), started);
+        drop(d);
+        assert_eq!(threads_named("haul-jog-jq7-"), 0, "every jogger joined");
+    });
+}
+
+#[test]
+fn a_large_body_is_asked_again_with_large_buffers_once_per_host() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let d = Downloader::builder().mountpath(dir.path()).build().unwrap();
+        let size = 20 << 20;
+        for name in ["first", "second"] {
+            let url = origin.url(&format!("/large/{name}.bin?size={size}"));
+            let job = d.submit(JobSpec::single(url)).unwrap();
+            assert!(d.wait(job, WAIT).unwrap());
+            let status = d.status(job, Detail::All).unwrap();
+            assert_eq!((status.finished, status.bytes), (1, size), "{status:?}");
+        }
+        let stats = origin.stats();
+        // The host's first large body came on a connection with small buffers: asked again.
+        assert_eq!(stats.requests_for("/large/first.bin"), 2, "{stats:?}");
+        // After it, the host's bodies are known to be large.
+        assert_eq!(stats.requests_for("/large/second.bin"), 1, "{stats:?}");
+        let landed = std::fs::read(dir.path().join("second.bin")).unwrap();
+        assert_eq!(landed, haul_origin::body("/large/second.bin", size));
+    });
+}
