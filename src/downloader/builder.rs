@@ -30,6 +30,7 @@ pub struct DownloaderBuilder {
     s3_targets: Vec<S3Target>,
     memory_budget: Option<u64>,
     concurrency: Concurrency,
+    hedging: bool,
     queue_capacity: usize,
     max_active_jobs: usize,
     job_queue_capacity: usize,
@@ -45,6 +46,7 @@ impl DownloaderBuilder {
             s3_targets: Vec::new(),
             memory_budget: None,
             concurrency: Concurrency::adaptive(),
+            hedging: true,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             max_active_jobs: DEFAULT_MAX_ACTIVE_JOBS,
             job_queue_capacity: DEFAULT_JOB_QUEUE_CAPACITY,
@@ -84,6 +86,17 @@ impl DownloaderBuilder {
     /// by [`build`](DownloaderBuilder::build).
     pub fn workers_per_target(mut self, n: usize) -> Self {
         self.concurrency = Concurrency::fixed(n);
+        self
+    }
+
+    /// Hedged requests (default on): a request whose response is later than its host's
+    /// 95th percentile of recent first-response times (and at least 20 ms) gets a second,
+    /// identical one on another connection; the first to answer wins and the other is given
+    /// up. At most one in twenty of a host's requests; counted in
+    /// [`FlowStatus::hedged`](crate::FlowStatus::hedged). Requests are GETs, so a duplicate
+    /// changes nothing at the server; turn it off for servers that bill per request.
+    pub fn hedging(mut self, on: bool) -> Self {
+        self.hedging = on;
         self
     }
 
@@ -224,7 +237,7 @@ impl DownloaderBuilder {
         } else {
             c
         };
-        let flows = Arc::new(Flows::new(gates));
+        let flows = Arc::new(Flows::new(gates, self.hedging));
         let slots = Arc::new(AtomicU64::new(0));
         let mut queues = Vec::with_capacity(targets.len());
         let mut pools = Vec::with_capacity(targets.len());

@@ -426,6 +426,7 @@ impl Downloader {
         for pool in self.pools.drain(..) {
             pool.join(panicked);
         }
+        self.flows.stop();
         // Jobs the dispatcher did not get to finish are over now.
         for job in self.store.all() {
             job.close_dispatch();

@@ -157,18 +157,28 @@ pub(crate) fn request(
             Vec::new()
         };
         headers.extend(extra.iter().cloned());
-        let response = ctx
-            .client
-            .get(&url, &headers, ctx.timeout, body)
-            .map_err(|e| {
-                let failure = request_failure(e, shown.clone(), ctx.cancel);
-                if let Some(flow) = ctx.flow
-                    && failure.verdict != Verdict::Fatal
-                {
-                    flow.throttled();
-                }
-                failure
-            })?;
+        let sent = match ctx.flow {
+            Some(flow) => {
+                let request = crate::flow::hedge::Request {
+                    client: ctx.client,
+                    url: &url,
+                    headers: &headers,
+                    timeout: ctx.timeout,
+                    body,
+                };
+                flow.get(&request, ctx.cancel)
+            }
+            None => ctx.client.get(&url, &headers, ctx.timeout, body),
+        };
+        let response = sent.map_err(|e| {
+            let failure = request_failure(e, shown.clone(), ctx.cancel);
+            if let Some(flow) = ctx.flow
+                && failure.verdict != Verdict::Fatal
+            {
+                flow.throttled();
+            }
+            failure
+        })?;
         let status = response.status().as_u16();
         if let Some(flow) = ctx.flow {
             match status {

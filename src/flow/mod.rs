@@ -12,8 +12,9 @@
 //! as it always was, and the flow only measures.
 
 mod controller;
+pub(crate) mod hedge;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -22,6 +23,17 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::cancel::CancelToken;
 use controller::{Controller, Finished};
+
+/// First-response times kept per host for its 95th percentile, the hedge's delay.
+const FIRST_BYTE_SAMPLES: usize = 128;
+/// A host is hedged only once this many first-response times are known.
+const HEDGE_AFTER_SAMPLES: usize = 32;
+/// No hedge sooner than this: below it, a second request saves less than it costs.
+const MIN_HEDGE_DELAY: Duration = Duration::from_millis(20);
+/// At most one hedge per this many requests to a host.
+const REQUESTS_PER_HEDGE: u64 = 20;
+/// No hedges to a host this long after it pushed back: a second request adds to its load.
+const NO_HEDGE_AFTER_THROTTLE: Duration = Duration::from_secs(10);
 
 /// A host's bodies are small while they average under this many bytes.
 const SMALL_BODY_BYTES: u64 = 1 << 20;
@@ -139,6 +151,11 @@ pub struct FlowStatus {
     pub peak: usize,
     /// Times the host pushed back (429, 503, a request with no response).
     pub throttles: u64,
+    /// Hedged requests sent (a second request for a response later than the host's 95th
+    /// percentile; at most one in twenty of its requests).
+    pub hedged: u64,
+    /// Hedged requests that answered first.
+    pub hedges_won: u64,
     /// Bytes the host delivered in transfers that finished well.
     pub bytes: u64,
 }
@@ -148,13 +165,23 @@ pub struct FlowStatus {
 pub(crate) struct Flows {
     concurrency: Concurrency,
     by_host: Mutex<HashMap<String, Arc<Flow>>>,
+    /// Sends the hosts' hedges; `None` when hedging is off.
+    hedger: Option<Arc<hedge::Hedger>>,
 }
 
 impl Flows {
-    pub(crate) fn new(concurrency: Concurrency) -> Flows {
+    pub(crate) fn new(concurrency: Concurrency, hedging: bool) -> Flows {
         Flows {
             concurrency,
             by_host: Mutex::new(HashMap::new()),
+            hedger: hedging.then(Arc::default),
+        }
+    }
+
+    /// Stops the hedge threads and joins them (once no transfer runs).
+    pub(crate) fn stop(&self) {
+        if let Some(hedger) = &self.hedger {
+            hedger.stop();
         }
     }
 
@@ -175,8 +202,16 @@ impl Flows {
                 bytes: 0,
                 finished: 0,
                 large_seen: false,
+                first_bytes: VecDeque::with_capacity(FIRST_BYTE_SAMPLES),
+                p95: None,
+                since_p95: 0,
+                requests: 0,
+                hedged: 0,
+                hedges_won: 0,
+                last_throttle: None,
             }),
             room: Condvar::new(),
+            hedger: self.hedger.clone(),
         });
         by_host.insert(host.to_owned(), Arc::clone(&flow));
         flow
@@ -230,6 +265,7 @@ pub(crate) struct Flow {
     gate: Mutex<Gate>,
     /// Signalled when a transfer may go: one finished, the limit grew, or a cancel.
     room: Condvar,
+    hedger: Option<Arc<hedge::Hedger>>,
 }
 
 #[derive(Debug)]
@@ -243,6 +279,16 @@ struct Gate {
     finished: u64,
     /// Whether a response announced a large body.
     large_seen: bool,
+    /// The latest first-response times, and their 95th percentile.
+    first_bytes: VecDeque<Duration>,
+    p95: Option<Duration>,
+    since_p95: u32,
+    /// Permits granted, hedges sent, hedges that won.
+    requests: u64,
+    hedged: u64,
+    hedges_won: u64,
+    /// When the host last pushed back.
+    last_throttle: Option<Instant>,
 }
 
 impl Gate {
@@ -250,6 +296,49 @@ impl Gate {
     /// 1 MiB.
     fn small_bodies(&self) -> bool {
         !self.large_seen && self.bytes < SMALL_BODY_BYTES.saturating_mul(self.finished.max(1))
+    }
+
+    /// Records a first-response time; the percentile is worked out again every 16.
+    fn first_byte(&mut self, took: Duration) {
+        if self.first_bytes.len() == FIRST_BYTE_SAMPLES {
+            self.first_bytes.pop_front();
+        }
+        self.first_bytes.push_back(took);
+        self.since_p95 += 1;
+        let n = self.first_bytes.len();
+        if n >= HEDGE_AFTER_SAMPLES && (self.p95.is_none() || self.since_p95 >= 16) {
+            self.since_p95 = 0;
+            let mut sorted: Vec<Duration> = self.first_bytes.iter().copied().collect();
+            sorted.sort_unstable();
+            self.p95 = Some(sorted[(n * 95 / 100).min(n - 1)]);
+        }
+    }
+
+    /// When a new request should be hedged: the 95th percentile, when it is worth it.
+    fn hedge_after(&self) -> Option<Duration> {
+        self.p95.filter(|p| *p >= MIN_HEDGE_DELAY)
+    }
+}
+
+impl hedge::Budget for Flow {
+    fn take(&self) -> bool {
+        let mut gate = self.gate.lock();
+        let pushed_back = gate
+            .last_throttle
+            .is_some_and(|at| at.elapsed() < NO_HEDGE_AFTER_THROTTLE);
+        if pushed_back || (gate.hedged + 1) * REQUESTS_PER_HEDGE > gate.requests {
+            return false;
+        }
+        gate.hedged += 1;
+        true
+    }
+
+    fn won(&self) {
+        self.gate.lock().hedges_won += 1;
+    }
+
+    fn throttled(&self) {
+        Flow::throttled(self);
     }
 }
 
@@ -282,9 +371,11 @@ impl Flow {
             gate.waiting -= 1;
         }
         let small_bodies = gate.small_bodies();
+        let hedge_after = self.hedger.as_ref().and(gate.hedge_after());
         if granted {
             gate.in_flight += 1;
             gate.peak = gate.peak.max(gate.in_flight);
+            gate.requests += 1;
         }
         drop(gate);
         drop(hook);
@@ -300,11 +391,15 @@ impl Flow {
             delivered: AtomicU64::new(0),
             succeeded: AtomicBool::new(false),
             small_bodies,
+            hedge_after,
         })
     }
 
     fn throttled(&self) {
-        self.gate.lock().controller.throttled(Instant::now());
+        let mut gate = self.gate.lock();
+        let now = Instant::now();
+        gate.last_throttle = Some(now);
+        gate.controller.throttled(now);
     }
 
     fn status(&self) -> FlowStatus {
@@ -316,6 +411,8 @@ impl Flow {
             peak: gate.peak,
             throttles: gate.controller.throttles(),
             bytes: gate.bytes,
+            hedged: gate.hedged,
+            hedges_won: gate.hedges_won,
         }
     }
 }
@@ -332,6 +429,8 @@ pub(crate) struct Permit {
     succeeded: AtomicBool,
     /// Whether the host's bodies have been small: its requests use small buffers.
     small_bodies: bool,
+    /// When this transfer's requests are hedged (`None`: not).
+    hedge_after: Option<Duration>,
 }
 
 impl Permit {
@@ -352,6 +451,19 @@ impl Permit {
     /// under 1 MiB), so this transfer's connection needs no large buffers.
     pub(crate) fn small_bodies(&self) -> bool {
         self.small_bodies
+    }
+
+    /// Sends a GET, hedged when the host's first-response times call for it.
+    pub(crate) fn get(&self, request: &hedge::Request<'_>, cancel: &CancelToken) -> hedge::Answer {
+        match (&self.flow.hedger, self.hedge_after) {
+            (Some(hedger), Some(after)) => {
+                let budget: Arc<dyn hedge::Budget> = Arc::clone(&self.flow) as _;
+                hedger.send(request, after, cancel, budget)
+            }
+            _ => request
+                .client
+                .get(request.url, request.headers, request.timeout, request.body),
+        }
     }
 
     /// A response announced a large body: the host's transfers use large buffers from now on.
@@ -377,6 +489,9 @@ impl Drop for Permit {
         let before = gate.controller.limit();
         let limited = gate.waiting > 0 || gate.in_flight >= before;
         gate.in_flight -= 1;
+        if let Some(first) = first_byte {
+            gate.first_byte(first);
+        }
         if self.succeeded.load(Ordering::Acquire) {
             gate.bytes += self.delivered.load(Ordering::Acquire);
             gate.finished += 1;
@@ -413,7 +528,7 @@ mod tests {
 
     #[test]
     fn the_gate_holds_transfers_to_the_limit_and_a_cancel_frees_a_waiter() {
-        let flows = Flows::new(Concurrency::adaptive().between(2, 2));
+        let flows = Flows::new(Concurrency::adaptive().between(2, 2), false);
         let flow = flows.flow("http://h");
         let cancel = CancelToken::new();
         let first = flow.acquire(&cancel).expect("room");
@@ -440,7 +555,7 @@ mod tests {
 
     #[test]
     fn a_finished_transfer_lets_a_waiter_go() {
-        let flows = Flows::new(Concurrency::adaptive().between(1, 1));
+        let flows = Flows::new(Concurrency::adaptive().between(1, 1), false);
         let flow = flows.flow("s3://b");
         let cancel = CancelToken::new();
         let held = flow.acquire(&cancel).expect("room");
@@ -456,5 +571,35 @@ mod tests {
             assert!(waiter.join().unwrap());
         });
         assert_eq!(flows.status()[0].bytes, 12);
+    }
+
+    #[test]
+    fn hedges_wait_for_a_known_percentile_and_stay_one_in_twenty() {
+        use hedge::Budget;
+        let flows = Flows::new(Concurrency::fixed(64), true);
+        let flow = flows.flow("http://h");
+        let cancel = CancelToken::new();
+        for i in 0..100u64 {
+            let permit = flow.acquire(&cancel).expect("room");
+            // Until 32 first-response times are known, nothing is hedged.
+            assert_eq!(permit.hedge_after.is_some(), i >= 32, "request {i}");
+            // First responses of 10 to 109 ms: the 95th percentile of those kept.
+            let nanos = u64::try_from(Duration::from_millis(10 + i).as_nanos()).unwrap();
+            permit.first_byte.store(nanos + 1, Ordering::Release);
+        }
+        let after = flow.acquire(&cancel).unwrap().hedge_after.unwrap();
+        assert!(
+            (Duration::from_millis(100)..=Duration::from_millis(106)).contains(&after),
+            "{after:?}"
+        );
+        // 101 requests so far: five hedges allowed, not six.
+        let taken = (0..10).filter(|_| flow.take()).count();
+        assert_eq!(taken, 5);
+        assert_eq!(flows.status()[0].hedged, 5);
+        for _ in 0..40 {
+            drop(flow.acquire(&cancel));
+        }
+        flow.throttled();
+        assert!(!flow.take(), "no hedges to a host that pushed back");
     }
 }

@@ -29,27 +29,55 @@ use crate::progress::Cancelled;
 /// The longest a blocked read waits before it looks at the cancel flag again.
 const SLICE: Duration = Duration::from_millis(50);
 
+/// This thread's current cancel token, and whether a cancel shuts a waiting read's socket
+/// down at once (instead of being seen within a slice).
+#[derive(Clone)]
+struct Current {
+    token: CancelToken,
+    at_once: bool,
+}
+
 thread_local! {
-    static CURRENT: RefCell<Option<CancelToken>> = const { RefCell::new(None) };
+    static CURRENT: RefCell<Option<Current>> = const { RefCell::new(None) };
 }
 
 /// Runs `f` with `token` as this thread's current cancel token.
 pub(crate) fn with_cancel<T>(token: &CancelToken, f: impl FnOnce() -> T) -> T {
-    struct Reset(Option<CancelToken>);
+    set_current(token, false, f)
+}
+
+/// Runs `f` with `token` as this thread's current cancel token; a cancel shuts down the
+/// socket of a read waiting for input at once. For a request that loses a race (a hedged
+/// request's other half): its connection is given up anyway. The hook costs a lock per wait,
+/// so it is not for the reads of a body.
+pub(crate) fn with_cancel_at_once<T>(token: &CancelToken, f: impl FnOnce() -> T) -> T {
+    set_current(token, true, f)
+}
+
+fn set_current<T>(token: &CancelToken, at_once: bool, f: impl FnOnce() -> T) -> T {
+    struct Reset(Option<Current>);
     impl Drop for Reset {
         fn drop(&mut self) {
             let previous = self.0.take();
             CURRENT.with_borrow_mut(|current| *current = previous);
         }
     }
-    let previous = CURRENT.with_borrow_mut(|current| current.replace(token.clone()));
+    let set = Current {
+        token: token.clone(),
+        at_once,
+    };
+    let previous = CURRENT.with_borrow_mut(|current| current.replace(set));
     let _reset = Reset(previous);
     f()
 }
 
 /// This thread's current cancel token, if any.
 pub(crate) fn current() -> Option<CancelToken> {
-    CURRENT.with_borrow(Clone::clone)
+    CURRENT.with_borrow(|c| c.as_ref().map(|c| c.token.clone()))
+}
+
+fn current_at_once() -> bool {
+    CURRENT.with_borrow(|c| c.as_ref().is_some_and(|c| c.at_once))
 }
 
 /// ureq's default connector chain, each transport wrapped in [`CancellableTransport`].
@@ -137,6 +165,16 @@ impl Transport for CancellableTransport {
         let Some(cancel) = current() else {
             return self.inner.await_input(timeout);
         };
+        let handle = current_at_once()
+            .then(|| self.handle.lock().clone())
+            .flatten();
+        let _hook = handle.map(|weak| {
+            cancel.on_cancel(move || {
+                if let Some(socket) = weak.upgrade() {
+                    socket.shutdown();
+                }
+            })
+        });
         let real = timeout.for_read();
         let limit = (!real.after.is_not_happening()).then(|| *real.after);
         let started = Instant::now();

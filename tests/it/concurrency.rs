@@ -86,8 +86,13 @@ fn across_a_wan_the_limit_rises_past_where_it_starts_and_a_pinned_one_stays() {
         assert!(pinned.wait(job, WAIT).unwrap());
         assert_eq!(pinned.status(job, Detail::All).unwrap().finished, 100);
         let pinned_connections = wan.stats().connections - connections;
-        assert!(pinned_connections <= 4, "{pinned_connections} connections");
         let flow = &pinned.flows()[0];
+        // Four transfers at a time; a hedge (at most one in twenty) takes a connection of
+        // its own.
+        assert!(
+            pinned_connections <= 4 + flow.hedged,
+            "{pinned_connections} connections, {flow:?}"
+        );
         assert_eq!((flow.limit, flow.peak), (4, 4), "{flow:?}");
         assert_eq!(pinned.joggers(), 4);
     });
@@ -186,5 +191,109 @@ fn a_large_body_is_asked_again_with_large_buffers_once_per_host() {
         assert_eq!(stats.requests_for("/large/second.bin"), 1, "{stats:?}");
         let landed = std::fs::read(dir.path().join("second.bin")).unwrap();
         assert_eq!(landed, haul_origin::body("/large/second.bin", size));
+    });
+}
+
+/// A job of `n` objects of 4 KiB, each answered after 25 ms, but the one at `straggler`
+/// whose first request is answered after `straggle_ms`.
+fn with_a_straggler(origin: &Origin, n: usize, straggler: usize, straggle_ms: u64) -> JobSpec {
+    JobSpec::multi((0..n).map(|i| {
+        let faults = if i == straggler {
+            format!("delay_ms={straggle_ms}&faults_first=1")
+        } else {
+            "delay_ms=25".to_owned()
+        };
+        origin.url(&format!("/s/o-{i:03}.bin?size=4096&{faults}"))
+    }))
+}
+
+#[test]
+fn a_straggler_is_hedged_and_the_hedge_wins_while_hedges_stay_few() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let d = Downloader::builder()
+            .mountpath(dir.path())
+            .workers_per_target(4)
+            .build()
+            .unwrap();
+        let started = std::time::Instant::now();
+        let job = d
+            .submit(with_a_straggler(&origin, 200, 150, 30_000))
+            .unwrap();
+        // Unhedged, the straggler alone would hold the job for 30 s.
+        assert!(
+            d.wait(job, Duration::from_secs(20)).unwrap(),
+            "the straggler held the job"
+        );
+        let took = started.elapsed();
+        let status = d.status(job, Detail::All).unwrap();
+        assert_eq!(status.finished, 200, "{status:?}");
+        let flow = &d.flows()[0];
+        assert!(flow.hedges_won >= 1, "{flow:?}");
+        assert!(flow.hedged * 20 <= 200, "at most one in twenty: {flow:?}");
+        let stats = origin.stats();
+        assert_eq!(
+            stats.requests_for("/s/o-150.bin"),
+            2,
+            "the straggler and its hedge"
+        );
+        // A hedge counts when it is started; one whose race ended before it was sent never
+        // reached the origin.
+        assert!(
+            stats.requests > 200 && stats.requests <= 200 + flow.hedged,
+            "{flow:?} {}",
+            stats.requests
+        );
+        assert!(took < Duration::from_secs(20), "{took:?}");
+    });
+}
+
+#[test]
+fn without_hedging_the_straggler_sets_the_end() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let d = Downloader::builder()
+            .mountpath(dir.path())
+            .workers_per_target(4)
+            .hedging(false)
+            .build()
+            .unwrap();
+        let job = d.submit(with_a_straggler(&origin, 100, 50, 2_000)).unwrap();
+        // The other 99 take about 0.6 s at 4 at a time; the straggler takes 2 s.
+        assert!(!d.wait(job, Duration::from_millis(1_500)).unwrap());
+        assert!(d.wait(job, WAIT).unwrap());
+        let flow = &d.flows()[0];
+        assert_eq!((flow.hedged, origin.stats().requests), (0, 100), "{flow:?}");
+    });
+}
+
+#[test]
+fn an_abort_ends_a_request_and_its_hedge_at_once() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let d = Downloader::builder()
+            .mountpath(dir.path())
+            .workers_per_target(2)
+            .build()
+            .unwrap();
+        // Every request after the 40th waits 30 s for its headers: the last ones are
+        // hedged, and the hedges wait too.
+        let spec = JobSpec::multi((0..60).map(|i| {
+            let delay = if i < 40 { 25 } else { 30_000 };
+            origin.url(&format!("/a/o-{i:03}.bin?size=1000&delay_ms={delay}"))
+        }));
+        let job = d.submit(spec).unwrap();
+        assert!(wait_until(|| d
+            .flows()
+            .first()
+            .is_some_and(|f| f.hedged >= 1)));
+        let aborted = std::time::Instant::now();
+        d.abort(job).unwrap();
+        assert!(d.wait(job, Duration::from_secs(5)).unwrap());
+        assert!(aborted.elapsed() < Duration::from_secs(5));
+        drop(d); // joins the hedge threads too
     });
 }

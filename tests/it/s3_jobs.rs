@@ -69,10 +69,14 @@ fn a_backend_job_lands_every_object_under_a_prefix_once_and_its_total_becomes_ex
             .count();
         assert_eq!(landed, N, "nothing outside the prefix, nothing twice");
         if let (Some(before), Some(c)) = (gets_before, server.counters()) {
-            assert_eq!(
-                c.gets.load(Ordering::SeqCst) - before,
-                N as u64 + 5,
-                "one GET per object, plus 5 listing pages"
+            // One GET per object, plus 5 listing pages, plus the hedges (a second GET for a
+            // response later than the store's 95th percentile, at most one in twenty;
+            // counted when started, so some never reach the store).
+            let gets = c.gets.load(Ordering::SeqCst) - before;
+            let hedged = d.flows()[0].hedged;
+            assert!(
+                (N as u64 + 5..=N as u64 + 5 + hedged).contains(&gets),
+                "{gets} GETs, {hedged} hedges"
             );
         }
     });

@@ -1,0 +1,290 @@
+//! Hedged requests (Dean and Barroso, "The Tail at Scale"): a request to a host whose
+//! response is later than the host's 95th percentile of recent first-response times gets a
+//! second, identical request; the first of the two to answer wins, and the other is given up
+//! at once (its socket shut down) and its connection dropped.
+//!
+//! The transfer's own thread sends the first request and waits for it. The second is sent by
+//! one of a few `haul-hedge-<i>` threads, owned by the downloader's [`Flows`](super::Flows),
+//! started on the first hedge and joined when the downloader stops: each sleeps until the
+//! earliest armed deadline, and sends the hedge if the first request has not answered by
+//! then. Which half won is decided once, by a compare-and-swap on the race's state; the
+//! winner's response goes to the transfer's thread, which reads the body as always.
+//! A host's hedges are at most 1 in 20 of its requests.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender};
+use parking_lot::{Condvar, Mutex};
+
+use crate::cancel::CancelToken;
+use crate::http::{Body, HttpClient};
+use crate::thread::JoinOnDrop;
+
+/// Threads that send hedges: a hedge waits only for its response's headers, so a few carry
+/// the hedges of hundreds of transfers (at most one in twenty of them hedged).
+const HEDGE_THREADS: usize = 4;
+
+const OPEN: u8 = 0;
+const FIRST_WON: u8 = 1;
+const HEDGE_WON: u8 = 2;
+
+/// A response as the client returns it.
+pub(crate) type Answer = Result<ureq::http::Response<ureq::Body>, ureq::Error>;
+
+/// What a hedge repeats: the request, as it was sent.
+pub(crate) struct Request<'a> {
+    pub(crate) client: &'a HttpClient,
+    pub(crate) url: &'a str,
+    pub(crate) headers: &'a [(String, String)],
+    pub(crate) timeout: Option<std::time::Duration>,
+    pub(crate) body: Body,
+}
+
+/// One request and its hedge.
+struct Race {
+    state: AtomicU8,
+    client: HttpClient,
+    url: String,
+    headers: Vec<(String, String)>,
+    timeout: Option<std::time::Duration>,
+    body: Body,
+    /// Cancelled when the hedge wins: the first request's wait ends at once.
+    first: CancelToken,
+    /// Cancelled when the first request wins or fails, or the job is cancelled.
+    hedge: CancelToken,
+    /// The job's token.
+    job: CancelToken,
+    /// The hedge's response, when it wins.
+    won: Sender<ureq::http::Response<ureq::Body>>,
+    /// Whether a hedge may be sent, and what it did.
+    budget: Arc<dyn Budget>,
+}
+
+/// A host's allowance of hedges.
+pub(crate) trait Budget: Send + Sync {
+    /// Takes one hedge from the allowance; `false` when none is left.
+    fn take(&self) -> bool;
+    /// A hedge won its race.
+    fn won(&self);
+    /// A hedge was answered 429 or 503.
+    fn throttled(&self);
+}
+
+struct Armed {
+    due: Instant,
+    race: Arc<Race>,
+}
+
+impl PartialEq for Armed {
+    fn eq(&self, other: &Armed) -> bool {
+        self.due == other.due
+    }
+}
+impl Eq for Armed {}
+impl PartialOrd for Armed {
+    fn partial_cmp(&self, other: &Armed) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Armed {
+    fn cmp(&self, other: &Armed) -> std::cmp::Ordering {
+        self.due.cmp(&other.due)
+    }
+}
+
+#[derive(Default)]
+struct Deadlines {
+    heap: BinaryHeap<Reverse<Armed>>,
+    stopping: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    deadlines: Mutex<Deadlines>,
+    wake: Condvar,
+}
+
+/// The hedge threads and their deadlines.
+#[derive(Default)]
+pub(crate) struct Hedger {
+    shared: Arc<Shared>,
+    threads: Mutex<Vec<JoinOnDrop>>,
+}
+
+impl std::fmt::Debug for Hedger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hedger").finish_non_exhaustive()
+    }
+}
+
+impl Hedger {
+    /// Sends `request` on this thread, hedged after `after` if `budget` allows then: returns
+    /// the first response to arrive of it and its hedge. `cancel` is the job's token.
+    pub(crate) fn send(
+        &self,
+        request: &Request<'_>,
+        after: std::time::Duration,
+        cancel: &CancelToken,
+        budget: Arc<dyn Budget>,
+    ) -> Answer {
+        self.start_threads();
+        let (won, hedge_answer) = crossbeam_channel::bounded(1);
+        let race = Arc::new(Race {
+            state: AtomicU8::new(OPEN),
+            client: request.client.clone(),
+            url: request.url.to_owned(),
+            headers: request.headers.to_vec(),
+            timeout: request.timeout,
+            body: request.body,
+            first: CancelToken::new(),
+            hedge: CancelToken::new(),
+            job: cancel.clone(),
+            won,
+            budget,
+        });
+        {
+            let mut deadlines = self.shared.deadlines.lock();
+            deadlines.heap.push(Reverse(Armed {
+                due: Instant::now() + after,
+                race: Arc::clone(&race),
+            }));
+        }
+        self.shared.wake.notify_one();
+        let first_token = race.first.clone();
+        let answer = {
+            // The job's cancel reaches the first request through its own token.
+            let _linked = cancel.on_cancel(move || first_token.cancel());
+            crate::http::transport::with_cancel_at_once(&race.first, || {
+                request
+                    .client
+                    .get(request.url, request.headers, request.timeout, request.body)
+            })
+        };
+        finish_first(&race, answer, &hedge_answer)
+    }
+
+    fn start_threads(&self) {
+        let mut threads = self.threads.lock();
+        if !threads.is_empty() || self.shared.deadlines.lock().stopping {
+            return;
+        }
+        for i in 0..HEDGE_THREADS {
+            let shared = Arc::clone(&self.shared);
+            match JoinOnDrop::spawn(format!("haul-hedge-{i}"), move || hedge_loop(&shared)) {
+                Ok(handle) => threads.push(handle),
+                // Fewer hedge threads, or none: the deadlines wait for the ones there are.
+                Err(e) => log::warn!("could not start haul-hedge-{i}: {e}"),
+            }
+        }
+    }
+
+    /// Stops the hedge threads (hedges in flight are given up) and joins them.
+    pub(crate) fn stop(&self) {
+        let armed = {
+            let mut deadlines = self.shared.deadlines.lock();
+            deadlines.stopping = true;
+            std::mem::take(&mut deadlines.heap)
+        };
+        for Reverse(a) in armed {
+            a.race.hedge.cancel();
+        }
+        self.shared.wake.notify_all();
+        for handle in std::mem::take(&mut *self.threads.lock()) {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// The first request answered (or failed): decides the race.
+fn finish_first(
+    race: &Race,
+    answer: Answer,
+    hedge_answer: &Receiver<ureq::http::Response<ureq::Body>>,
+) -> Answer {
+    let decided = race
+        .state
+        .compare_exchange(OPEN, FIRST_WON, Ordering::AcqRel, Ordering::Acquire);
+    match decided {
+        // The first request's answer (a response, or its own failure) stands; the hedge,
+        // armed or in flight, is given up.
+        Ok(_) => {
+            race.hedge.cancel();
+            answer
+        }
+        // The hedge won while the first request waited: its response is on the way (sent
+        // right after the swap).
+        Err(_) => {
+            drop(answer);
+            hedge_answer
+                .recv()
+                .map_err(|_| ureq::Error::Io(std::io::Error::other("hedge lost its response")))
+        }
+    }
+}
+
+fn hedge_loop(shared: &Shared) {
+    loop {
+        let race = {
+            let mut deadlines = shared.deadlines.lock();
+            loop {
+                if deadlines.stopping {
+                    return;
+                }
+                let now = Instant::now();
+                match deadlines.heap.peek() {
+                    Some(Reverse(top)) if top.due <= now => {
+                        break deadlines.heap.pop().expect("peeked").0.race;
+                    }
+                    Some(Reverse(top)) => {
+                        let due = top.due;
+                        shared.wake.wait_until(&mut deadlines, due);
+                    }
+                    None => shared.wake.wait(&mut deadlines),
+                }
+            }
+        };
+        if race.state.load(Ordering::Acquire) != OPEN
+            || race.hedge.is_cancelled()
+            || race.job.is_cancelled()
+            || !race.budget.take()
+        {
+            continue;
+        }
+        run_hedge(&race);
+    }
+}
+
+fn run_hedge(race: &Race) {
+    let hedge_token = race.hedge.clone();
+    let answer = {
+        let _linked = race.job.on_cancel(move || hedge_token.cancel());
+        crate::http::transport::with_cancel_at_once(&race.hedge, || {
+            race.client
+                .get(&race.url, &race.headers, race.timeout, race.body)
+        })
+    };
+    match answer {
+        // Only a success wins: a hedge that met a 503 says nothing about the first request.
+        Ok(response)
+            if matches!(response.status().as_u16(), 200 | 206)
+                && race
+                    .state
+                    .compare_exchange(OPEN, HEDGE_WON, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok() =>
+        {
+            // The first request's thread takes it once its wait is ended.
+            let _ = race.won.send(response);
+            race.first.cancel();
+            race.budget.won();
+        }
+        Ok(response) if matches!(response.status().as_u16(), 429 | 503) => {
+            race.budget.throttled();
+        }
+        // Lost, failed or given up: the first request goes on alone.
+        _ => {}
+    }
+}
