@@ -186,8 +186,10 @@
 //! and ownership" section); a jogger splitting a large object over
 //! several connections runs its parts on scoped `haul-part-<i>` threads, one storing a large
 //! object in S3 sends its parts on scoped `haul-upload-<n>` threads; a [`Fetcher`] owns a
-//! fixed pool of `haul-fetch-<i>` threads shared by all its requests. [`download`] runs on
-//! the calling thread. This crate uses no async runtime, and no thread pool for network I/O.
+//! pool of `haul-fetch-<i>` threads shared by all its requests (grown as its buckets'
+//! limits need). Hedged requests go out on up to four `haul-hedge-<i>` threads per
+//! downloader or fetcher, started on the first hedge. [`download`] runs on the calling
+//! thread. This crate uses no async runtime.
 //! Bytes move through
 //! [`ProgressReader`], which counts them into a [`Progress`] and checks a [`CancelToken`] on
 //! every read.

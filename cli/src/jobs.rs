@@ -45,6 +45,11 @@ pub(crate) struct JobArgs {
     /// bytes a second, and backs off when they stop helping or the host answers 429/503.
     #[arg(long, visible_alias = "workers", value_name = "N")]
     pub(crate) workers_per_target: Option<usize>,
+    /// Never send a second request for a slow response. By default a request whose response
+    /// is later than its host's 95th percentile (and at least 20 ms) gets a hedge, at most one
+    /// in twenty; the first to answer wins.
+    #[arg(long)]
+    pub(crate) no_hedge: bool,
     /// At most this many of each job's objects in flight at once.
     #[arg(long, value_name = "N")]
     pub(crate) max_connections: Option<usize>,
@@ -104,6 +109,7 @@ impl JobArgs {
             .map_or_else(Concurrency::adaptive, Concurrency::fixed);
         let mut builder = Downloader::builder()
             .concurrency(concurrency)
+            .hedging(!self.no_hedge)
             .fsync(self.fsync)
             .http(net.http()?);
         if self.to_s3() {

@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use haul::Bucket;
-use haul::Fetcher;
+use haul::{Concurrency, Fetcher};
 
 use crate::run::UsageError;
 
@@ -28,11 +28,12 @@ enum Command {
         /// Objects as s3://bucket/key; all in one bucket.
         #[arg(required = true)]
         objects: Vec<String>,
-        /// Parallel GETs.
-        #[arg(long, value_name = "N", default_value_t = 8)]
-        workers: usize,
+        /// Pin the parallel GETs to N. By default their number adapts to the bucket (it
+        /// grows while more GETs bring more bytes a second, backs off on SlowDown).
+        #[arg(long, value_name = "N")]
+        workers: Option<usize>,
         /// The most bytes held at once: fetched objects waiting for their turn, and parts of
-        /// large ones. At least one part per worker.
+        /// large ones. At least one part per worker (or eight, when the GETs adapt).
         #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = crate::net::parse_size)]
         memory: u64,
         /// Objects above 64 MiB are fetched in ranged parts of this size.
@@ -131,11 +132,17 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
             }
             let bucket = Bucket::new(bucket_name.unwrap_or_default(), &config)
                 .map_err(|e| UsageError(e.to_string()))?;
+            let concurrency = workers.map_or_else(Concurrency::adaptive, Concurrency::fixed);
+            let at_start = if concurrency.is_fixed() {
+                concurrency.max()
+            } else {
+                concurrency.initial_limit()
+            };
             let fetcher = Fetcher::builder()
-                .workers(workers)
-                .per_request_workers(workers)
+                .concurrency(concurrency)
+                .per_request_workers(concurrency.max())
                 .part_size(part_size)
-                .memory_budget(memory.max(part_size.saturating_mul(workers as u64)))
+                .memory_budget(memory.max(part_size.saturating_mul(at_start as u64)))
                 .retry(args.net.retry())
                 .build()
                 .map_err(|e| UsageError(e.to_string()))?;

@@ -19,12 +19,14 @@ pub use request::MAX_ITEMS_AHEAD;
 use request::{PartData, Request, Settings, Slot};
 
 use crate::engine::retry::RetryPolicy;
+use crate::flow::{Concurrency, Flows};
 use crate::s3::{Bucket, ListedObject};
 use crate::thread::JoinOnDrop;
 
-/// Default pool size.
+/// The pool size of [`FetcherBuilder::workers`]'s examples and benches; the default
+/// concurrency adapts ([`Concurrency::adaptive`]).
 pub const DEFAULT_FETCH_WORKERS: usize = 16;
-/// Default cap on one request's units in flight.
+/// Default cap on one request's units in flight with a fixed pool.
 pub const DEFAULT_PER_REQUEST_WORKERS: usize = 8;
 /// Default byte budget: 512 MiB.
 pub const DEFAULT_MEMORY_BUDGET_BYTES: u64 = 512 << 20;
@@ -110,7 +112,8 @@ impl From<ListedObject> for FetchKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct FetcherStats {
-    /// Pool threads.
+    /// Pool threads started so far (with an adaptive concurrency, as the bucket's limit
+    /// needs them).
     pub workers: usize,
     /// Pool threads running a unit now.
     pub busy: usize,
@@ -127,7 +130,8 @@ pub struct FetcherStats {
 /// Builds a [`Fetcher`].
 #[derive(Debug, Clone)]
 pub struct FetcherBuilder {
-    workers: usize,
+    concurrency: Concurrency,
+    hedging: bool,
     /// `None`: the default, [`DEFAULT_PER_REQUEST_WORKERS`] or the pool if smaller.
     per_request_workers: Option<usize>,
     memory_budget: u64,
@@ -144,14 +148,31 @@ impl FetcherBuilder {
         self
     }
 
-    /// Pool threads shared by every request. Default [`DEFAULT_FETCH_WORKERS`].
+    /// Pins the pool: `n` threads shared by every request, `Concurrency::fixed(n)`. By
+    /// default the pool adapts ([`concurrency`](FetcherBuilder::concurrency)).
     pub fn workers(mut self, n: usize) -> Self {
-        self.workers = n;
+        self.concurrency = Concurrency::fixed(n);
         self
     }
 
-    /// Most units one request has in flight. Default [`DEFAULT_PER_REQUEST_WORKERS`] (or the
-    /// pool size, if smaller).
+    /// How many GETs run at once. Default [`Concurrency::adaptive`]: a limit per bucket
+    /// that finds its own level (see [`Downloader::flows`](crate::Downloader::flows) for
+    /// the loop), the pool's threads started as it needs them, up to its cap.
+    pub fn concurrency(mut self, concurrency: Concurrency) -> Self {
+        self.concurrency = concurrency;
+        self
+    }
+
+    /// Hedged requests, as [`DownloaderBuilder::hedging`](crate::DownloaderBuilder::hedging).
+    /// Default on.
+    pub fn hedging(mut self, on: bool) -> Self {
+        self.hedging = on;
+        self
+    }
+
+    /// Most units one request has in flight. Default with a fixed pool
+    /// [`DEFAULT_PER_REQUEST_WORKERS`] (or the pool size, if smaller); with an adaptive one
+    /// the cap (the bucket's limit holds them back).
     pub fn per_request_workers(mut self, n: usize) -> Self {
         self.per_request_workers = Some(n);
         self
@@ -183,11 +204,20 @@ impl FetcherBuilder {
     /// A [`FetcherBuildError`]: a zero figure, a cap above the pool, a budget that cannot
     /// hold one part per worker, a thread that cannot be spawned.
     pub fn build(self) -> Result<Fetcher, FetcherBuildError> {
-        let per_request_workers = self
-            .per_request_workers
-            .unwrap_or(DEFAULT_PER_REQUEST_WORKERS.min(self.workers));
+        let c = self.concurrency;
+        // The threads at the start: all of them when fixed.
+        let start = if c.is_fixed() {
+            c.max()
+        } else {
+            c.initial_limit()
+        };
+        let per_request_workers = self.per_request_workers.unwrap_or(if c.is_fixed() {
+            DEFAULT_PER_REQUEST_WORKERS.min(c.max())
+        } else {
+            c.max()
+        });
         for (figure, name) in [
-            (self.workers as u64, "workers"),
+            (c.max() as u64, "workers"),
             (per_request_workers as u64, "per_request_workers"),
             (self.memory_budget, "memory_budget"),
             (self.part_size, "part_size"),
@@ -197,18 +227,18 @@ impl FetcherBuilder {
                 return Err(FetcherBuildError::Zero(name));
             }
         }
-        if per_request_workers > self.workers {
+        if per_request_workers > c.max() {
             return Err(FetcherBuildError::CapAbovePool {
                 cap: per_request_workers,
-                pool: self.workers,
+                pool: c.max(),
             });
         }
-        let needed = self.part_size.saturating_mul(self.workers as u64);
+        let needed = self.part_size.saturating_mul(start as u64);
         if self.memory_budget < needed {
             return Err(FetcherBuildError::BudgetTooSmall {
                 budget: self.memory_budget,
                 part_size: self.part_size,
-                workers: self.workers,
+                workers: start,
                 needed,
             });
         }
@@ -222,6 +252,7 @@ impl FetcherBuilder {
             Some(max) => max,
             None => DEFAULT_MAX_WHOLE_OBJECT_BYTES.min(self.memory_budget),
         };
+        let (queue, rx) = crossbeam_channel::unbounded::<Message>();
         let shared = Arc::new(Shared {
             budget: MemoryBudget::new(self.memory_budget),
             part_size: self.part_size,
@@ -231,29 +262,73 @@ impl FetcherBuilder {
             per_request: per_request_workers,
             busy: AtomicUsize::new(0),
             live: Mutex::new(Vec::new()),
+            flows: Arc::new(Flows::new(c, self.hedging)),
+            grows: !c.is_fixed(),
+            cap: c.max(),
+            threads: Mutex::new(Threads::default()),
+            started: AtomicUsize::new(0),
+            rx,
+            tx: queue.clone(),
         });
-        let (queue, rx) = crossbeam_channel::unbounded::<Message>();
-        let mut workers = Vec::with_capacity(self.workers);
-        for i in 0..self.workers {
-            let name = format!("haul-fetch-{i}");
-            let (rx, tx, shared) = (rx.clone(), queue.clone(), Arc::clone(&shared));
-            match JoinOnDrop::spawn(name.clone(), move || work(&rx, &tx, &shared)) {
-                Ok(handle) => workers.push(handle),
-                Err(source) => {
-                    for _ in 0..workers.len() {
-                        let _ = queue.send(Message::Stop);
-                    }
-                    drop(workers);
-                    return Err(FetcherBuildError::Spawn { name, source });
-                }
+        for _ in 0..start {
+            if let Err((name, source)) = spawn_worker(&shared) {
+                stop_workers(&shared);
+                return Err(FetcherBuildError::Spawn { name, source });
             }
         }
-        Ok(Fetcher {
-            queue,
-            shared,
-            workers,
-        })
+        Ok(Fetcher { queue, shared })
     }
+}
+
+/// The pool's threads, and whether it is stopping (no more are started then).
+#[derive(Default)]
+struct Threads {
+    handles: Vec<JoinOnDrop>,
+    stopping: bool,
+}
+
+impl fmt::Debug for Threads {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Threads")
+            .field("threads", &self.handles.len())
+            .field("stopping", &self.stopping)
+            .finish()
+    }
+}
+
+/// Starts one more pool thread, unless the pool is stopping.
+fn spawn_worker(shared: &Arc<Shared>) -> Result<(), (String, io::Error)> {
+    let mut threads = shared.threads.lock();
+    if threads.stopping {
+        return Ok(());
+    }
+    let i = shared.started.fetch_add(1, Ordering::AcqRel);
+    let name = format!("haul-fetch-{i}");
+    let worker = Arc::clone(shared);
+    match JoinOnDrop::spawn(name.clone(), move || work(&worker)) {
+        Ok(handle) => {
+            threads.handles.push(handle);
+            Ok(())
+        }
+        Err(source) => {
+            shared.started.fetch_sub(1, Ordering::AcqRel);
+            Err((name, source))
+        }
+    }
+}
+
+/// Stops and joins every pool thread: no more start, each gets a `Stop`.
+fn stop_workers(shared: &Shared) {
+    let handles = {
+        let mut threads = shared.threads.lock();
+        threads.stopping = true;
+        std::mem::take(&mut threads.handles)
+    };
+    for _ in 0..handles.len() {
+        let _ = shared.tx.send(Message::Stop);
+    }
+    drop(handles); // joins
+    shared.flows.stop();
 }
 
 pub(crate) enum Message {
@@ -271,12 +346,23 @@ struct Shared {
     per_request: usize,
     busy: AtomicUsize,
     live: Mutex<Vec<Weak<Request>>>,
+    /// The buckets' gates, shared with every request.
+    flows: Arc<Flows>,
+    /// Whether the pool grows (an adaptive concurrency), up to `cap` threads.
+    grows: bool,
+    cap: usize,
+    threads: Mutex<Threads>,
+    started: AtomicUsize,
+    /// The pool's queue, both ends (for the threads it starts and the stops it sends).
+    rx: Receiver<Message>,
+    tx: Sender<Message>,
 }
 
 /// A pool thread: takes a request's token, runs one unit, puts the token back. A token
 /// whose request has nothing to run now retires; the request puts it back when work appears.
 /// A unit's panic is caught inside [`Request::run`]: the thread goes on.
-fn work(rx: &Receiver<Message>, tx: &Sender<Message>, shared: &Shared) {
+fn work(shared: &Arc<Shared>) {
+    let (rx, tx) = (&shared.rx, &shared.tx);
     for message in rx {
         let request = match message {
             Message::Work(request) => request,
@@ -286,7 +372,8 @@ fn work(rx: &Receiver<Message>, tx: &Sender<Message>, shared: &Shared) {
             request.retire();
             continue;
         };
-        shared.busy.fetch_add(1, Ordering::SeqCst);
+        let busy = shared.busy.fetch_add(1, Ordering::SeqCst) + 1;
+        grow(shared, busy);
         request.run(unit);
         shared.busy.fetch_sub(1, Ordering::SeqCst);
         if request.cancel.is_cancelled() || tx.send(Message::Work(Arc::clone(&request))).is_err() {
@@ -295,7 +382,31 @@ fn work(rx: &Receiver<Message>, tx: &Sender<Message>, shared: &Shared) {
     }
 }
 
-/// Fetches lists of keys from S3 in the caller's order with a fixed pool of threads and a
+/// An adaptive pool: when every thread is busy, more tokens wait and the buckets' limits have
+/// room, starts as many threads as would go through (up to the cap).
+fn grow(shared: &Arc<Shared>, busy: usize) {
+    if !shared.grows {
+        return;
+    }
+    let live = shared.started.load(Ordering::Acquire);
+    let queued = shared.rx.len();
+    if busy < live || queued == 0 {
+        return;
+    }
+    let more = shared
+        .flows
+        .room()
+        .min(queued)
+        .min(shared.cap.saturating_sub(live));
+    for _ in 0..more {
+        if let Err((name, error)) = spawn_worker(shared) {
+            log::warn!("could not start {name}: {error}");
+            return;
+        }
+    }
+}
+
+/// Fetches lists of keys from S3 in the caller's order with a pool of threads and a
 /// byte budget.
 ///
 /// the caller's order.
@@ -324,13 +435,15 @@ fn work(rx: &Receiver<Message>, tx: &Sender<Message>, shared: &Shared) {
 ///
 /// # Threads and ownership
 ///
-/// A `Fetcher` owns `workers` threads (`haul-fetch-<i>`) and joins them when dropped; it
-/// cancels every live request first, so nothing waits on budget or the network. Share it
+/// A `Fetcher` owns its pool's threads (`haul-fetch-<i>`: `n` with
+/// [`workers`](FetcherBuilder::workers)`(n)`; with the default adaptive concurrency 8 at
+/// first and more, up to 256, as the bucket's limit grows) and its hedge threads
+/// (`haul-hedge-<i>`), and joins them when dropped; it cancels every live request first, so
+/// nothing waits on budget or the network. Share it
 /// behind an `Arc` (it is `Send + Sync`); every request shares its pool and its budget.
 pub struct Fetcher {
     queue: Sender<Message>,
     shared: Arc<Shared>,
-    workers: Vec<JoinOnDrop>,
 }
 
 impl fmt::Debug for Fetcher {
@@ -345,7 +458,8 @@ impl Fetcher {
     /// A builder with the defaults.
     pub fn builder() -> FetcherBuilder {
         FetcherBuilder {
-            workers: DEFAULT_FETCH_WORKERS,
+            concurrency: Concurrency::adaptive(),
+            hedging: true,
             per_request_workers: None,
             memory_budget: DEFAULT_MEMORY_BUDGET_BYTES,
             part_size: crate::DEFAULT_PART_BYTES,
@@ -372,6 +486,7 @@ impl Fetcher {
             retries: Arc::clone(&self.shared.retries),
             per_request: self.shared.per_request,
             pool: self.queue.clone(),
+            flows: Arc::clone(&self.shared.flows),
         };
         let request = Arc::new(Request::new(bucket.clone(), keys, settings));
         {
@@ -392,7 +507,7 @@ impl Fetcher {
     /// The pool's and the budget's counters.
     pub fn stats(&self) -> FetcherStats {
         FetcherStats {
-            workers: self.workers.len(),
+            workers: self.shared.threads.lock().handles.len(),
             busy: self.shared.busy.load(Ordering::SeqCst),
             budget_bytes: self.shared.budget.total(),
             budget_in_use: self.shared.budget.in_use(),
@@ -409,10 +524,7 @@ impl Drop for Fetcher {
                 request.cancel();
             }
         }
-        for _ in 0..self.workers.len() {
-            let _ = self.queue.send(Message::Stop);
-        }
-        self.workers.clear(); // joins
+        stop_workers(&self.shared);
     }
 }
 

@@ -146,6 +146,8 @@ pub(crate) struct Settings {
     pub(crate) per_request: usize,
     /// The pool's queue, to put tokens back in when work appears.
     pub(crate) pool: Sender<Message>,
+    /// The buckets' gates and control loops (see [`flow`](crate::flow)).
+    pub(crate) flows: Arc<crate::flow::Flows>,
 }
 
 pub(crate) struct Request {

@@ -73,7 +73,11 @@ impl Request {
         }
     }
 
-    fn context<'a>(&'a self, progress: &'a Progress) -> Context<'a> {
+    fn context<'a>(
+        &'a self,
+        progress: &'a Progress,
+        flow: Option<&'a crate::flow::Permit>,
+    ) -> Context<'a> {
         Context {
             client: self.bucket.client(),
             headers: &[],
@@ -83,7 +87,7 @@ impl Request {
             retries: Some(&self.settings.retries),
             progress,
             cancel: &self.cancel,
-            flow: None,
+            flow,
         }
     }
 
@@ -105,8 +109,17 @@ impl Request {
         len: u64,
         first: Option<engine::Answer>,
     ) -> Result<(Vec<u8>, Fetched), FetchError> {
+        // Leave from the bucket after the budget is reserved, never before: a unit that
+        // waited at the gate holding its turn would stop the units before it.
+        let flow = self
+            .settings
+            .flows
+            .flow(&format!("s3://{}", self.bucket.name()));
+        let Some(permit) = flow.acquire(&self.cancel) else {
+            return Err(self.error(&unit.key, None, FetchErrorKind::Cancelled));
+        };
         let progress = Progress::new();
-        let ctx = self.context(&progress);
+        let ctx = self.context(&progress, Some(&permit));
         let mut dest = MemoryDest::new(len);
         let expect = Expect {
             sha256: None,
@@ -126,7 +139,10 @@ impl Request {
             expect,
             first,
         )
-        .map(|fetched| (dest.into_bytes(), fetched))
+        .map(|fetched| {
+            permit.succeeded(len);
+            (dest.into_bytes(), fetched)
+        })
         .map_err(|e| self.error(&unit.key, range, FetchErrorKind::from(e)))
     }
 
@@ -145,7 +161,10 @@ impl Request {
 
     fn run_probe(self: &Arc<Self>, unit: &Unit) {
         let progress = Progress::new();
-        let ctx = self.context(&progress);
+        // A probe takes no leave from the bucket: it reserves its budget only once it has
+        // the answer, and leave held while waiting for the turn could stop the units before
+        // it (the request's tokens bound the probes).
+        let ctx = self.context(&progress, None);
         let source = self.source(&unit.key);
         let shown = source.shown();
         let asked = Asked {

@@ -297,3 +297,55 @@ fn an_abort_ends_a_request_and_its_hedge_at_once() {
         drop(d); // joins the hedge threads too
     });
 }
+
+#[test]
+fn an_ordered_fetch_across_a_wan_grows_its_pool_and_keeps_the_order() {
+    guard_for(Duration::from_secs(120), || {
+        let server = crate::support::s3::S3Server::start(&["far"]);
+        let keys: Vec<String> = (0..400).map(|i| format!("k/{i:03}")).collect();
+        let size = 16384;
+        server.seed_many(
+            "far",
+            keys.iter()
+                .map(|k| (k.clone(), haul_origin::body(k, size)))
+                .collect(),
+        );
+        let wan = Wan::start(
+            server.socket_addr(),
+            WanConfig::default().rtt(Duration::from_millis(40)),
+        )
+        .unwrap();
+        let scheme = server.endpoint().split("://").next().unwrap().to_owned();
+        let far = server.config_at(format!("{scheme}://{}", wan.addr()));
+        let bucket = haul::Bucket::new(&server.bucket_name("far"), &far).unwrap();
+        let listed = |n: usize| -> Vec<haul::FetchKey> {
+            keys[..n]
+                .iter()
+                .map(|k| haul::FetchKey::new(k.as_str()).size(size))
+                .collect()
+        };
+
+        let adaptive = haul::Fetcher::builder().build().unwrap();
+        assert_eq!(adaptive.stats().workers, 8, "the initial limit's threads");
+        for (object, key) in adaptive.fetch(&bucket, listed(400)).zip(&keys) {
+            let object = object.unwrap();
+            assert_eq!(object.key(), key, "in the caller's order");
+            assert!(
+                object.bytes().unwrap() == haul_origin::body(key, size),
+                "{key}"
+            );
+        }
+        // Each GET costs a round trip: more at once is more bytes a second.
+        assert!(adaptive.stats().workers > 16, "{:?}", adaptive.stats());
+
+        let pinned = haul::Fetcher::builder().workers(4).build().unwrap();
+        assert_eq!(
+            pinned
+                .fetch(&bucket, listed(40))
+                .filter(Result::is_ok)
+                .count(),
+            40
+        );
+        assert_eq!(pinned.stats().workers, 4);
+    });
+}
