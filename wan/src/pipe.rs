@@ -162,6 +162,10 @@ impl Pipe {
                         (window.current / 2).max(self.config.initial_window_bytes as usize);
                 }
             }
+            // The piece asks for the link only when the window lets it leave: a connection
+            // waiting for its acks must not hold the link for the others meanwhile (the link
+            // serves in the order pieces are ready, as a router's queue does).
+            sleep_until(start);
             let sent = self.link.send(start, n);
             window.unacked.push_back((n, sent + self.config.rtt));
             window.unacked_bytes += n;

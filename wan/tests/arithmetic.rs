@@ -195,3 +195,44 @@ fn a_client_that_goes_away_closes_its_server_connection_and_drop_joins_everythin
         assert!(rest.len() < 100_000_000);
     });
 }
+
+#[test]
+fn a_connection_waiting_for_its_acks_does_not_hold_the_link_for_the_others() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let config = WanConfig::default()
+            .rtt(100 * MS)
+            .rate_mbit(1000)
+            .think(ThinkTime::none());
+        let wan = Wan::start(origin.addr(), config).unwrap();
+        // A warmed connection (its window open to 4 MiB) moves 16 MiB in about 0.4 s:
+        // window / RTT = 42 MB/s, well under the link's 125 MB/s.
+        let mut warm = Client::connect(&wan);
+        warm.get("warm", 8 << 20);
+        let alone = warm.get("alone", 16 << 20);
+        // The same beside eight new connections in slow start, whose windows keep them
+        // waiting for acks most of each round trip and use a tenth of the link.
+        let others: Vec<_> = (0..8)
+            .map(|i| {
+                let wan_addr = wan.addr();
+                std::thread::spawn(move || {
+                    let stream = TcpStream::connect(wan_addr).unwrap();
+                    let mut c = Client {
+                        reader: BufReader::new(stream),
+                    };
+                    c.get(&format!("slow-{i}"), 1 << 20)
+                })
+            })
+            .collect();
+        let beside = warm.get("beside", 16 << 20);
+        for other in others {
+            other.join().unwrap();
+        }
+        // Their waits are not the link's: the warmed transfer keeps about its pace (it
+        // halved when each waiting piece held the link until its window opened).
+        assert!(
+            beside < alone.mul_f64(1.3),
+            "alone {alone:?}, beside the others {beside:?}"
+        );
+    });
+}
