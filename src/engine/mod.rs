@@ -32,7 +32,7 @@ use crate::http::HttpClient;
 use crate::progress::{self, Progress, ProgressReader};
 
 pub(crate) use pin::Pin;
-pub(crate) use request::{Answer, Condition, Location, Source, request};
+pub(crate) use request::{Answer, Condition, Location, Source, header, request};
 
 use classify::{Failure, Verdict};
 use dest::Destination;

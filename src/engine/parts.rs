@@ -6,6 +6,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
 
 use log::debug;
 use parking_lot::Mutex;
@@ -16,9 +17,13 @@ use crate::engine::{self, Answer, Context, Expect, Pin, Source, Span};
 
 /// When and how one large object is split into ranged parts fetched in parallel.
 ///
-/// Off by default: a job of many objects already keeps every connection busy. For a few
-/// large objects from a server that serves each connection slower than the network allows,
-/// turn it on. The object is asked for with `Range: bytes=0-…` (its first
+/// Off by default with a fixed concurrency: a job of many objects already keeps every
+/// connection busy. For a few large objects from a server that serves each connection
+/// slower than the network allows, turn it on. (With the default adaptive
+/// [`Concurrency`](crate::Concurrency) a downloader splits an object of over 64 MiB by
+/// itself when its server takes ranges and names a validator: the plain GET's first 64 MiB
+/// are read from it, and connections for the rest are added while they pay, doubling while
+/// the object's rate grows by a quarter, up to 16.) The object is asked for with `Range: bytes=0-…` (its first
 /// [`min_object_bytes`](PartsPolicy::min_object_bytes)) first; if the answer shows it is
 /// larger, the rest is fetched in
 /// parts of [`part_bytes`](PartsPolicy::part_bytes) over
@@ -45,6 +50,9 @@ pub struct PartsPolicy {
     /// Objects up to this size are not split; larger ones get this much as their first part
     /// (what the opening GET asks for). Default 64 MiB.
     pub min_object_bytes: u64,
+    /// Whether the connections are added while they pay (the automatic split of a downloader
+    /// with an adaptive concurrency) rather than opened at once.
+    ramp: bool,
 }
 
 impl PartsPolicy {
@@ -55,6 +63,17 @@ impl PartsPolicy {
             connections,
             part_bytes: 16 << 20,
             min_object_bytes: 64 << 20,
+            ramp: false,
+        }
+    }
+
+    /// The automatic split: up to [`AUTO_CONNECTIONS`] connections, added while they pay:
+    /// the opening one, then twice as many while the object's rate grows by a quarter,
+    /// measured over a [`RAMP_INTERVAL`] after each addition has had one to settle.
+    pub(crate) fn auto() -> PartsPolicy {
+        PartsPolicy {
+            ramp: true,
+            ..PartsPolicy::new(AUTO_CONNECTIONS)
         }
     }
 
@@ -75,6 +94,12 @@ impl PartsPolicy {
         self.connections >= 2 && self.min_object_bytes > 0
     }
 }
+
+/// The most connections the automatic split opens for one object (aria2c's `-x` ceiling).
+pub(crate) const AUTO_CONNECTIONS: usize = 16;
+/// How often the automatic split measures the object's rate and decides to add connections:
+/// long enough for a new connection's slow start to show across a WAN.
+const RAMP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(400);
 
 /// One part's place in the file: bytes go to `start + written` with positional writes
 /// (`pwrite`), so parts need no seek or lock.
@@ -186,23 +211,97 @@ pub(crate) fn fetch(
             }
         });
     };
-    std::thread::scope(|scope| {
-        let helpers: Vec<_> = (1..policy.connections.min(parts as usize))
-            .filter_map(|i| {
+    if policy.ramp {
+        std::thread::scope(|scope| {
+            let (done_tx, done_rx) = crossbeam_channel::unbounded::<()>();
+            let spawn = |i: usize, first_part: u64| {
+                let done_tx = done_tx.clone();
+                let work = &work;
                 std::thread::Builder::new()
                     .name(format!("haul-part-{i}"))
-                    .spawn_scoped(scope, || work(next.fetch_add(1, Ordering::Relaxed)))
-                    .inspect_err(|e| debug!("no helper thread for a part: {e}"))
+                    .spawn_scoped(scope, move || {
+                        work(first_part);
+                        let _ = done_tx.send(());
+                    })
+                    .inspect_err(|e| debug!("no thread for a part: {e}"))
                     .ok()
-            })
-            .collect();
-        work(0);
-        for helper in helpers {
-            if helper.join().is_err() {
-                failed.store(true, Ordering::Relaxed);
+            };
+            let mut helpers: Vec<_> = spawn(0, 0).into_iter().collect();
+            let mut running = helpers.len();
+            let mut ramping = true;
+            // An interval after connections were added is not measured: their slow start
+            // would count against them.
+            let mut settling = false;
+            let (mut last_rate, mut last_bytes, mut since) =
+                (0.0, ctx.progress.done(), Instant::now());
+            while running > 0 {
+                match done_rx.recv_timeout(RAMP_INTERVAL) {
+                    Ok(()) => {
+                        running -= 1;
+                        continue;
+                    }
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                }
+                let left = parts.saturating_sub(next.load(Ordering::Relaxed)) as usize;
+                if !ramping || left == 0 || failed.load(Ordering::Relaxed) {
+                    continue;
+                }
+                let bytes = ctx.progress.done();
+                let rate = bytes.saturating_sub(last_bytes) as f64 / since.elapsed().as_secs_f64();
+                (last_bytes, since) = (bytes, Instant::now());
+                if std::mem::take(&mut settling) {
+                    continue;
+                }
+                if rate < last_rate * 1.25 || helpers.len() >= policy.connections {
+                    debug!(
+                        "GET {}: {} connections ({:.0} MB/s)",
+                        source.shown(),
+                        helpers.len(),
+                        rate / 1e6
+                    );
+                    ramping = false;
+                    continue;
+                }
+                last_rate = rate;
+                settling = true;
+                let more = helpers
+                    .len()
+                    .min(policy.connections - helpers.len())
+                    .min(left);
+                for _ in 0..more {
+                    let i = helpers.len();
+                    if let Some(helper) = spawn(i, next.fetch_add(1, Ordering::Relaxed)) {
+                        helpers.push(helper);
+                        running += 1;
+                    }
+                }
             }
-        }
-    });
+            for helper in helpers {
+                if helper.join().is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+            }
+        });
+    } else {
+        std::thread::scope(|scope| {
+            let helpers: Vec<_> = (1..policy.connections.min(parts as usize))
+                .filter_map(|i| {
+                    std::thread::Builder::new()
+                        .name(format!("haul-part-{i}"))
+                        .spawn_scoped(scope, || work(next.fetch_add(1, Ordering::Relaxed)))
+                        .inspect_err(|e| debug!("no helper thread for a part: {e}"))
+                        .ok()
+                })
+                .collect();
+            work(0);
+            for helper in helpers {
+                if helper.join().is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+            }
+        });
+    }
     match error.into_inner() {
         Some(error) => Err(error),
         None if failed.into_inner() => Err(DownloadError::Panicked {

@@ -212,6 +212,7 @@ impl Flows {
             }),
             room: Condvar::new(),
             hedger: self.hedger.clone(),
+            adaptive: !c.is_fixed(),
         });
         by_host.insert(host.to_owned(), Arc::clone(&flow));
         flow
@@ -266,6 +267,8 @@ pub(crate) struct Flow {
     /// Signalled when a transfer may go: one finished, the limit grew, or a cancel.
     room: Condvar,
     hedger: Option<Arc<hedge::Hedger>>,
+    /// Whether the concurrency adapts (not fixed).
+    adaptive: bool,
 }
 
 #[derive(Debug)]
@@ -445,6 +448,11 @@ impl Permit {
     /// The host pushed back: a 429 or 503, or a request that got no response.
     pub(crate) fn throttled(&self) {
         self.flow.throttled();
+    }
+
+    /// Whether the concurrency adapts: a large object may then split by itself.
+    pub(crate) fn adaptive(&self) -> bool {
+        self.flow.adaptive
     }
 
     /// Whether the host's bodies are small (none announced over 16 MiB, and on average

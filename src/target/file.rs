@@ -274,8 +274,21 @@ fn fetch_inner(
     let split = request
         .parts
         .filter(|p| p.active() && resumed == 0 && first.is_none());
-    if let Some(policy) = split {
-        match split_download(ctx, request, policy, &mut dest, &pin)? {
+    // With an adaptive concurrency and no policy of the caller's, a large object splits by
+    // itself when its server takes ranges, adding connections while they pay.
+    let auto = request.parts.is_none()
+        && resumed == 0
+        && first.is_none()
+        && ctx.flow.is_some_and(crate::flow::Permit::adaptive);
+    let opened = if auto {
+        Some(auto_split(ctx, request, &mut dest, &pin)?)
+    } else if let Some(policy) = split {
+        Some(split_download(ctx, request, policy, &mut dest, &pin)?)
+    } else {
+        None
+    };
+    if let Some(opened) = opened {
+        match opened {
             Split::Done => {
                 let effort = Effort {
                     attempts: 1,
@@ -423,6 +436,51 @@ enum Split {
     OneStream { thrown: u64 },
 }
 
+/// Opens with a plain GET; when its answer is a 200 of at least the automatic split's
+/// threshold, from a server that takes ranges and names a validator, the answer's first
+/// part is read from it and the rest comes in ranged parts (`PartsPolicy::auto`: the
+/// connections added while they pay); otherwise the answer is the whole object's.
+fn auto_split(
+    ctx: &Context<'_>,
+    request: &Request<'_>,
+    dest: &mut WorkDest,
+    pin: &Pin,
+) -> Result<Split, DownloadError> {
+    let policy = PartsPolicy::auto();
+    let source = &request.source;
+    let asked = Asked {
+        start: 0,
+        end: None,
+    };
+    let shown = source.shown();
+    // The opening GET is retried as the engine's would be: counted, with the backoff.
+    let answer = retry::retrying(
+        ctx.retry,
+        Some(ctx.cancel),
+        crate::downloader::hrw::hash(shown.as_bytes()),
+        ctx.retries,
+        |_| {
+            let mut location = None;
+            engine::request(ctx, source, &mut location, asked, Condition::None)
+        },
+        |_| DownloadError::Cancelled { url: shown.clone() },
+    )?;
+    let takes_ranges = crate::engine::header(answer.response.headers(), "accept-ranges")
+        .is_some_and(|v| v.eq_ignore_ascii_case("bytes"));
+    let total = match (answer.status, answer.info.total) {
+        (200, Some(total))
+            if total > policy.min_object_bytes
+                && takes_ranges
+                && answer.info.validator().is_some() =>
+        {
+            total
+        }
+        _ => return Ok(Split::Whole(Box::new(answer))),
+    };
+    pin.set(answer.info.clone());
+    split_rest(ctx, request, &policy, dest, pin, answer, total)
+}
+
 /// Opens with a ranged GET for the first part; when its `Content-Range` shows a larger
 /// object, the rest comes in ranged parts over several connections (`engine::parts`), into
 /// a work file sized up front. No sidecar: a file with holes cannot be resumed after a crash.
@@ -458,6 +516,22 @@ fn split_download(
         // A range it will not serve (an empty object answers 416): ask plainly.
         _ => return Ok(Split::OneStream { thrown: 0 }),
     };
+    split_rest(ctx, request, policy, dest, pin, answer, total)
+}
+
+/// The rest of a split: the work file sized, part 0 from `answer`, the other parts in
+/// parallel, then the whole checked.
+fn split_rest(
+    ctx: &Context<'_>,
+    request: &Request<'_>,
+    policy: &PartsPolicy,
+    dest: &mut WorkDest,
+    pin: &Pin,
+    answer: Answer,
+    total: u64,
+) -> Result<Split, DownloadError> {
+    let source = &request.source;
+    let shown = source.shown();
     let info = answer.info.clone();
     pin.settle(&info).map_err(|reason| DownloadError::Changed {
         url: shown.clone(),

@@ -349,3 +349,48 @@ fn an_ordered_fetch_across_a_wan_grows_its_pool_and_keeps_the_order() {
         assert_eq!(pinned.stats().workers, 4);
     });
 }
+
+#[test]
+fn a_large_object_splits_by_itself_when_the_concurrency_adapts() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let size = 100 << 20;
+        let dir = TestDir::new();
+        let adaptive = Downloader::builder().mountpath(dir.path()).build().unwrap();
+        let url = origin.url(&format!("/split/big.bin?size={size}"));
+        let job = adaptive.submit(JobSpec::single(&url)).unwrap();
+        assert!(adaptive.wait(job, WAIT).unwrap());
+        let status = adaptive.status(job, Detail::All).unwrap();
+        assert_eq!((status.finished, status.bytes), (1, size), "{status:?}");
+        let landed = std::fs::read(dir.path().join("big.bin")).unwrap();
+        assert!(
+            landed == haul_origin::body("/split/big.bin", size),
+            "the bytes"
+        );
+        // A plain GET opened it (twice: the host's first large body came on a connection
+        // with small buffers and was asked again at once); the rest past its first 64 MiB
+        // came in ranged parts.
+        let stats = origin.stats();
+        assert_eq!(stats.status_count(200), 2, "{:?}", stats.statuses);
+        assert!(stats.status_count(206) >= 1, "{:?}", stats.statuses);
+        drop(adaptive);
+
+        origin.reset_stats();
+        let dir = TestDir::new();
+        let pinned = Downloader::builder()
+            .mountpath(dir.path())
+            .workers_per_target(2)
+            .build()
+            .unwrap();
+        let job = pinned.submit(JobSpec::single(&url)).unwrap();
+        assert!(pinned.wait(job, WAIT).unwrap());
+        let stats = origin.stats();
+        // Pinned: one stream, as asked (after the same re-ask with large buffers).
+        assert_eq!(
+            (stats.status_count(200), stats.status_count(206)),
+            (2, 0),
+            "{:?}",
+            stats.statuses
+        );
+    });
+}
