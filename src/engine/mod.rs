@@ -161,6 +161,26 @@ pub(crate) fn fetch(
     })
 }
 
+/// One request of `source` whose body is the caller's (a probe, a revalidation, a split's
+/// opening), retried as a transfer's attempts are: by the context's policy, counted, after
+/// the backoff, waiting on its cancel token. `attempt` gets the redirect state of a fresh
+/// attempt.
+pub(crate) fn request_retried<T>(
+    ctx: &Context<'_>,
+    source: &Source<'_>,
+    mut attempt: impl FnMut(&mut Option<Location>) -> Result<T, Failure<DownloadError>>,
+) -> Result<T, DownloadError> {
+    let shown = source.shown();
+    retry::retrying(
+        ctx.retry,
+        Some(ctx.cancel),
+        crate::downloader::hrw::hash(shown.as_bytes()),
+        ctx.retries,
+        |_| attempt(&mut None),
+        |_| DownloadError::Cancelled { url: shown.clone() },
+    )
+}
+
 /// One transfer's state across its attempts.
 struct Run<'r, 'a> {
     ctx: &'r Context<'a>,

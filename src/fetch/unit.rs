@@ -9,9 +9,7 @@ use super::error::{FetchError, FetchErrorKind};
 use super::request::{PartData, Request, Slot, Turn, Unit, UnitKind};
 use super::{FetchKey, Object};
 use crate::engine::dest::MemoryDest;
-use crate::engine::error::DownloadError;
 use crate::engine::response::Asked;
-use crate::engine::retry;
 use crate::engine::{self, Condition, Context, Expect, Fetched, Source, Span};
 use crate::progress::Progress;
 
@@ -166,22 +164,13 @@ impl Request {
         // it (the request's tokens bound the probes).
         let ctx = self.context(&progress, None);
         let source = self.source(&unit.key);
-        let shown = source.shown();
         let asked = Asked {
             start: 0,
             end: None,
         };
-        let answered = retry::retrying(
-            &self.settings.retry,
-            Some(&self.cancel),
-            crate::downloader::hrw::hash(shown.as_bytes()),
-            Some(&self.settings.retries),
-            |_| {
-                let mut location = None;
-                engine::request(&ctx, &source, &mut location, asked, Condition::None)
-            },
-            |_| DownloadError::Cancelled { url: shown.clone() },
-        );
+        let answered = engine::request_retried(&ctx, &source, |location| {
+            engine::request(&ctx, &source, location, asked, Condition::None)
+        });
         let answer = match answered {
             Ok(answer) => answer,
             Err(e) => {

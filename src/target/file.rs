@@ -386,24 +386,16 @@ fn revalidate(
         end: None,
     };
     let shown = source.shown();
-    let answer = retry::retrying(
-        ctx.retry,
-        Some(ctx.cancel),
-        crate::downloader::hrw::hash(shown.as_bytes()),
-        ctx.retries,
-        |_| {
-            let mut location = None;
-            match engine::request(ctx, source, &mut location, asked, Condition::IfRange(&date)) {
-                // A 206 from elsewhere than the file's end is no answer to this question.
-                Err(Failure {
-                    error: DownloadError::Unusable { .. },
-                    ..
-                }) => Ok(None),
-                other => other.map(Some),
-            }
-        },
-        |_| DownloadError::Cancelled { url: shown.clone() },
-    )?;
+    let answer = engine::request_retried(ctx, source, |location| {
+        match engine::request(ctx, source, location, asked, Condition::IfRange(&date)) {
+            // A 206 from elsewhere than the file's end is no answer to this question.
+            Err(Failure {
+                error: DownloadError::Unusable { .. },
+                ..
+            }) => Ok(None),
+            other => other.map(Some),
+        }
+    })?;
     let Some(answer) = answer else {
         return Ok(Revalidated::Download(None));
     };
@@ -452,19 +444,10 @@ fn auto_split(
         start: 0,
         end: None,
     };
-    let shown = source.shown();
     // The opening GET is retried as the engine's would be: counted, with the backoff.
-    let answer = retry::retrying(
-        ctx.retry,
-        Some(ctx.cancel),
-        crate::downloader::hrw::hash(shown.as_bytes()),
-        ctx.retries,
-        |_| {
-            let mut location = None;
-            engine::request(ctx, source, &mut location, asked, Condition::None)
-        },
-        |_| DownloadError::Cancelled { url: shown.clone() },
-    )?;
+    let answer = engine::request_retried(ctx, source, |location| {
+        engine::request(ctx, source, location, asked, Condition::None)
+    })?;
     let takes_ranges = crate::engine::header(answer.response.headers(), "accept-ranges")
         .is_some_and(|v| v.eq_ignore_ascii_case("bytes"));
     let total = match (answer.status, answer.info.total) {
