@@ -8,7 +8,7 @@ use crate::downloader::dispatcher::Dispatcher;
 use crate::downloader::error::BuildError;
 use crate::downloader::hrw;
 use crate::downloader::jogger::Target;
-use crate::downloader::pool::{Pool, PoolParts};
+use crate::downloader::pool::{Pool, PoolSetup};
 use crate::downloader::store::Store;
 use crate::downloader::{
     DEFAULT_JOB_QUEUE_CAPACITY, DEFAULT_MAX_ACTIVE_JOBS, DEFAULT_QUEUE_CAPACITY, Downloader,
@@ -252,7 +252,7 @@ impl DownloaderBuilder {
                     .unwrap_or_else(|| index.to_string()),
                 Target::S3 { target, .. } => target.bucket().name().to_owned(),
             };
-            let parts = PoolParts {
+            let setup = PoolSetup {
                 queue: rx,
                 done: done_tx.clone(),
                 target: Arc::clone(target),
@@ -263,7 +263,7 @@ impl DownloaderBuilder {
                 cap: c.max(),
                 slots: Arc::clone(&slots),
             };
-            let pool = Pool::new(parts);
+            let pool = Pool::new(setup);
             pools.push(Arc::clone(&pool));
             if let Err((name, source)) = pool.grow(c.initial_limit()) {
                 // Close the queues first, so the joggers already started end and can be

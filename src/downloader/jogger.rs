@@ -34,7 +34,7 @@ impl Jogger {
         // One progress record per jogger, reset per task: no allocation per object.
         let progress = Arc::new(Progress::new());
         let pool = &self.pool;
-        for task in &pool.queue {
+        for task in &pool.setup.queue {
             pool.took_task();
             let kept = self.run_one(&task, &progress);
             pool.task_done();
@@ -43,7 +43,7 @@ impl Jogger {
                 sync: task.sync.map(|ticket| (ticket.seq, kept)),
             };
             // The dispatcher may be gone on shutdown; nothing to tell then.
-            let _ = pool.done.send(done);
+            let _ = pool.setup.done.send(done);
         }
         debug!("jogger {} stopped", self.slot);
     }
@@ -99,7 +99,7 @@ impl Jogger {
         progress.reset();
         job.start_running(self.slot, &task.name, progress);
         let ctx = Context {
-            client: &self.pool.client,
+            client: &self.pool.setup.client,
             headers: &job.headers,
             timeout: job.timeout,
             limiter: job.limiter.as_ref(),
@@ -111,7 +111,7 @@ impl Jogger {
         };
         let sha256 = job.sha256.get(task.name.as_str());
         // The bytes that landed, or `None` when revalidation found the file up to date.
-        let result = caught(&task.url, || match &*self.pool.target {
+        let result = caught(&task.url, || match &*self.pool.setup.target {
             Target::Dir(mountpath) => {
                 let request = Request {
                     source,
@@ -160,7 +160,7 @@ impl Jogger {
         source: &Source<'_>,
         job: &crate::downloader::store::Job,
     ) -> Result<Permit, ()> {
-        let flows = &self.pool.flows;
+        let flows = &self.pool.setup.flows;
         let flow = match source {
             Source::Url(url) => flows.flow(flow::host_of(url)),
             Source::S3 { bucket, .. } => flows.flow(&format!("s3://{}", bucket.name())),
@@ -172,7 +172,7 @@ impl Jogger {
     /// [`Existing`](crate::Existing)): a file on a mountpath, or a key in a store (one HEAD).
     fn present(&self, task: &Task) -> Result<Option<Present>, DownloadError> {
         let job = &task.job;
-        match &*self.pool.target {
+        match &*self.pool.setup.target {
             Target::Dir(mountpath) => {
                 let path = mountpath.path_of(&task.name);
                 // A sync job's object unchanged since haul downloaded it: there, same size.

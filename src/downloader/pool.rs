@@ -23,6 +23,15 @@ use crate::thread::JoinOnDrop;
 /// One target's joggers and what each new one is made of.
 #[derive(Debug)]
 pub(crate) struct Pool {
+    pub(crate) setup: PoolSetup,
+    live: AtomicUsize,
+    idle: AtomicUsize,
+    handles: Mutex<Vec<JoinOnDrop>>,
+}
+
+/// What a [`Pool`]'s joggers share.
+#[derive(Debug)]
+pub(crate) struct PoolSetup {
     pub(crate) queue: Receiver<Task>,
     pub(crate) done: Sender<Done>,
     pub(crate) target: Arc<Target>,
@@ -30,43 +39,21 @@ pub(crate) struct Pool {
     /// The hosts' gates (with a fixed concurrency, never shut: the threads are the limit).
     pub(crate) flows: Arc<Flows>,
     /// Whether the pool grows (an adaptive concurrency).
-    grows: bool,
-    /// Names the threads: `haul-jog-<label>-<i>`.
-    label: String,
-    cap: usize,
-    /// The downloader-wide counter that gives each jogger its slot.
-    slots: Arc<AtomicU64>,
-    live: AtomicUsize,
-    idle: AtomicUsize,
-    handles: Mutex<Vec<JoinOnDrop>>,
-}
-
-/// What a [`Pool`] is made of.
-pub(crate) struct PoolParts {
-    pub(crate) queue: Receiver<Task>,
-    pub(crate) done: Sender<Done>,
-    pub(crate) target: Arc<Target>,
-    pub(crate) client: HttpClient,
-    pub(crate) flows: Arc<Flows>,
     pub(crate) grows: bool,
+    /// Names the threads: `haul-jog-<label>-<i>`.
     pub(crate) label: String,
+    /// The most joggers (at least one).
     pub(crate) cap: usize,
+    /// The downloader-wide counter that gives each jogger its slot.
     pub(crate) slots: Arc<AtomicU64>,
 }
 
 impl Pool {
     /// A pool with no jogger yet.
-    pub(crate) fn new(parts: PoolParts) -> Arc<Pool> {
+    pub(crate) fn new(mut setup: PoolSetup) -> Arc<Pool> {
+        setup.cap = setup.cap.max(1);
         Arc::new(Pool {
-            queue: parts.queue,
-            done: parts.done,
-            target: parts.target,
-            client: parts.client,
-            flows: parts.flows,
-            grows: parts.grows,
-            label: parts.label,
-            cap: parts.cap.max(1),
-            slots: parts.slots,
+            setup,
             live: AtomicUsize::new(0),
             idle: AtomicUsize::new(0),
             handles: Mutex::new(Vec::new()),
@@ -80,7 +67,7 @@ impl Pool {
     /// The thread's name and the error when one could not be spawned; those already
     /// started end once the queue's senders are dropped, and [`join`](Pool::join) joins them.
     pub(crate) fn grow(self: &Arc<Self>, n: usize) -> Result<(), (String, io::Error)> {
-        while self.live() < n.min(self.cap) {
+        while self.live() < n.min(self.setup.cap) {
             self.spawn()?;
         }
         Ok(())
@@ -90,10 +77,10 @@ impl Pool {
     fn spawn(self: &Arc<Self>) -> Result<(), (String, io::Error)> {
         let index = self.live.fetch_add(1, Ordering::AcqRel);
         self.idle.fetch_add(1, Ordering::AcqRel);
-        let name = format!("haul-jog-{}-{index}", self.label);
+        let name = format!("haul-jog-{}-{index}", self.setup.label);
         let jogger = Jogger {
             pool: Arc::clone(self),
-            slot: self.slots.fetch_add(1, Ordering::Relaxed),
+            slot: self.setup.slots.fetch_add(1, Ordering::Relaxed),
         };
         match JoinOnDrop::spawn(name.clone(), move || jogger.run()) {
             Ok(handle) => {
@@ -111,18 +98,20 @@ impl Pool {
     /// A jogger took a task: grows the pool when that left none idle and more work waits.
     pub(crate) fn took_task(self: &Arc<Self>) {
         let idle = self.idle.fetch_sub(1, Ordering::AcqRel) - 1;
-        if !self.grows || idle > 0 {
+        if !self.setup.grows || idle > 0 {
             return;
         }
-        let queued = self.queue.len();
+        let queued = self.setup.queue.len();
         if queued == 0 {
             return;
         }
         // This jogger's own transfer is not through its gate yet: one less room.
-        let room = self.flows.room().saturating_sub(1);
-        let more = room
-            .min(queued)
-            .min(self.cap.saturating_sub(self.live.load(Ordering::Acquire)));
+        let room = self.setup.flows.room().saturating_sub(1);
+        let more = room.min(queued).min(
+            self.setup
+                .cap
+                .saturating_sub(self.live.load(Ordering::Acquire)),
+        );
         for _ in 0..more {
             if let Err((name, error)) = self.spawn() {
                 log::warn!("could not start jogger {name}: {error}");

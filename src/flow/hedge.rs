@@ -199,6 +199,14 @@ impl Hedger {
     }
 }
 
+impl Drop for Hedger {
+    /// Its threads end and are joined even when nobody called [`stop`](Hedger::stop) (a
+    /// joined thread that was never told to stop would wait for ever).
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// The first request answered (or failed): decides the race.
 fn finish_first(
     race: &Race,
