@@ -25,6 +25,9 @@ PID=""
 cleanup() {
   if [[ -n "$PID" ]]; then
     kill -TERM -- "-$PID" 2>/dev/null || kill -TERM "$PID" 2>/dev/null || true
+    # weed can sit in its shutdown for minutes: ten seconds, then SIGKILL.
+    for _ in $(seq 1 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL -- "-$PID" 2>/dev/null || kill -KILL "$PID" 2>/dev/null || true
     wait "$PID" 2>/dev/null || true
   fi
   rm -rf "$WORK"
@@ -52,12 +55,17 @@ cat > "$WORK/s3.json" <<JSON
 JSON
 mkdir -p "$WORK/data"
 # -ip/-ip.bind: loopback only. -master.telemetry=false: it would otherwise call out.
+# -volume.max: every bucket is a collection with a volume of its own, and the tests make
+# some fifty buckets (46 volumes at the end of a run). Left at 0, the limit is the free
+# disk over the 128 MB volume size, which on a small CI disk runs out part-way (PUTs then
+# answer 500 InternalError, "No writable volumes and no free volumes left"). Volumes are
+# not preallocated, so a high limit costs only what is written.
 setsid "$WEED" mini -dir="$WORK/data" \
   -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.telemetry=false \
   -s3.port="$PORT" -master.port=$((PORT + 1)) -volume.port=$((PORT + 2)) \
   -filer.port=$((PORT + 3)) -admin.port=$((PORT + 4)) -admin.ui=false \
   -webdav=false -s3.port.iceberg=0 -s3.port.lance=0 -s3.config="$WORK/s3.json" \
-  -bucket=haul-ready \
+  -bucket=haul-ready -volume.max=1000 \
   </dev/null >"$WORK/server.log" 2>&1 &
 PID=$!
 
@@ -80,5 +88,12 @@ echo "SeaweedFS $VERSION on $EP"
 # named `it`): the modules fetcher::, fetch_faults::, s3::, s3_jobs::, sink::, sync::,
 # the `haul s3` CLI tests, and the sharded run (three `haul get --shard I/3 -o s3://...`
 # processes into one SeaweedFS bucket: shard::three_processes_..._in_s3).
+status=0
 HAUL_TEST_S3_ENDPOINT=$EP HAUL_TEST_S3_ACCESS_KEY=$AK HAUL_TEST_S3_SECRET_KEY=$SK \
-  cargo test --test it "$@" -- s3 fetch sink sync
+  cargo test --test it "$@" -- s3 fetch sink sync || status=$?
+if [[ $status != 0 ]]; then
+  echo "== the last errors SeaweedFS logged" >&2
+  grep '^E' "$WORK/server.log" | tail -20 >&2 || true
+fi
+echo "SeaweedFS volumes at the end: $(find "$WORK/data" -name '*.dat' | wc -l)"
+exit "$status"
