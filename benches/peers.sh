@@ -33,6 +33,8 @@
 #        Each WAN case has a "link floor" row: its bytes at the link's rate plus one RTT.
 #   C = --conc (default 16). Raw runs are appended to $OUT_TSV (default /tmp/haul-peers.tsv).
 #   WAN_RTT_MS, WAN_MBIT, WAN_THINK_MS, WAN_STRAGGLERS override the emulated network.
+#   HAUL_BIN runs another haul binary in the haul rows (say, an older commit's release build,
+#   to check for a regression in the same sitting).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
@@ -76,7 +78,8 @@ trap cleanup EXIT
 
 echo "# building haul (release, max-level-debug)" >&2
 (cd "$ROOT" && cargo build -q --release -p haul-cli --features max-level-debug --bin haul && cargo build -q --release --features max-level-debug --example big_job_memory && cargo build -q --release -p haul-wan)
-HAUL="$ROOT/target/release/haul"
+HAUL="${HAUL_BIN:-$ROOT/target/release/haul}"
+echo "# haul: $HAUL" >&2
 BIGJOB="$ROOT/target/release/examples/big_job_memory"
 WAN="$ROOT/target/release/haul-wan"
 

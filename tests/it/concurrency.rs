@@ -26,11 +26,13 @@ fn pinned(dir: &TestDir, n: usize) -> Downloader {
         .unwrap()
 }
 
+/// Twenty attempts within two to three seconds (the default's five take about four): room
+/// for a burst of 503s while the limit comes down, on a machine slow enough to stretch it.
 fn quick_retries() -> RetryPolicy {
     RetryPolicy::default()
         .attempts(20)
         .initial_backoff(Duration::from_millis(5))
-        .max_backoff(Duration::from_millis(50))
+        .max_backoff(Duration::from_millis(200))
 }
 
 #[test]
@@ -44,16 +46,21 @@ fn a_server_busy_beyond_six_requests_gets_about_six_and_every_object_lands() {
             .submit(JobSpec::range(template).retry(quick_retries()))
             .unwrap();
         assert!(d.wait(job, WAIT).unwrap());
-        let status = d.status(job, Detail::All).unwrap();
-        assert_eq!((status.finished, status.failed), (1000, 0), "{status:?}");
+        let status = d.status(job, Detail::OnlyActive).unwrap();
         let flow = &d.flows()[0];
+        assert_eq!(
+            (status.finished, status.failed),
+            (1000, 0),
+            "{status:?} {flow:?} 503s: {}",
+            origin.stats().status_count(503)
+        );
         assert!(flow.throttles > 0, "the 503s were seen: {flow:?}");
         // The limit backs off to about what the server takes: at most twice it, where a
         // limit that ignored the 503s would have stayed at its start or climbed.
         assert!(flow.limit <= 12, "{flow:?}");
         // And the 503s stay few: backing off, it sees 10 to 100 of them here; with the
-        // throttle switched off the limit stays above what the server takes, 64 objects
-        // run out of their 20 attempts and the 503s number over a thousand.
+        // throttle switched off the limit stays above what the server takes, one to three
+        // objects run out of their 20 attempts and the 503s number about a thousand.
         let stats = origin.stats();
         assert!(
             stats.status_count(503) < 250,
