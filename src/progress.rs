@@ -1,7 +1,7 @@
 //! Byte progress of one transfer, and the `Read` wrapper that counts it and checks cancellation.
 
 use std::io::{self, Read};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::cancel::CancelToken;
 
@@ -12,6 +12,8 @@ const UNKNOWN: u64 = u64::MAX;
 pub struct Progress {
     done: AtomicU64,
     total: AtomicU64,
+    /// Connections the transfer reads from now, beyond the first (a split object's parts).
+    extra_connections: AtomicU32,
 }
 
 impl Default for Progress {
@@ -19,6 +21,7 @@ impl Default for Progress {
         Progress {
             done: AtomicU64::new(0),
             total: AtomicU64::new(UNKNOWN),
+            extra_connections: AtomicU32::new(0),
         }
     }
 }
@@ -42,6 +45,17 @@ impl Progress {
         }
     }
 
+    /// Connections the transfer reads from now: 1, or more while an object comes in
+    /// parallel ranged parts (aria2c's `CN`).
+    pub fn connections(&self) -> u32 {
+        1 + self.extra_connections.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_connections(&self, n: usize) {
+        let extra = u32::try_from(n.saturating_sub(1)).unwrap_or(u32::MAX);
+        self.extra_connections.store(extra, Ordering::Relaxed);
+    }
+
     pub(crate) fn set_total(&self, total: Option<u64>) {
         self.total
             .store(total.unwrap_or(UNKNOWN), Ordering::Relaxed);
@@ -54,6 +68,7 @@ impl Progress {
     pub(crate) fn reset(&self) {
         self.done.store(0, Ordering::Relaxed);
         self.total.store(UNKNOWN, Ordering::Relaxed);
+        self.extra_connections.store(0, Ordering::Relaxed);
     }
 
     pub(crate) fn add(&self, bytes: u64) {

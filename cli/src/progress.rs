@@ -86,8 +86,13 @@ impl Bars {
                 .bytes_total
                 .map(|t| format!(" of {}", HumanBytes(t)))
                 .unwrap_or_default();
+            // aria2c's CN: a large object coming in parallel parts.
+            let connections = match task.connections {
+                1 => String::new(),
+                n => format!("  ({n} connections)"),
+            };
             line.set_message(format!(
-                "{}  {}{of}",
+                "{}  {}{of}{connections}",
                 task.name,
                 HumanBytes(task.bytes_done)
             ));

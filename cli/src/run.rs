@@ -129,6 +129,7 @@ fn status_json(
                     "name": t.name.as_str(),
                     "bytes_done": t.bytes_done,
                     "bytes_total": t.bytes_total,
+                    "connections": t.connections,
                 })).collect::<Vec<_>>(),
                 "failure_reasons": s.failure_reasons,
                 "failures": s.failures.iter().map(|f| serde_json::json!({

@@ -424,6 +424,9 @@ pub struct TaskInfo {
     pub bytes_done: u64,
     /// Bytes expected, when the server said.
     pub bytes_total: Option<u64>,
+    /// Connections it reads from now: more than 1 while a large object comes in parallel
+    /// ranged parts.
+    pub connections: u32,
 }
 
 /// The most failures a job keeps (name and error) for [`JobStatus::failures`]: a job of

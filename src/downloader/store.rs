@@ -221,6 +221,7 @@ impl Job {
                 name: r.name.clone(),
                 bytes_done: r.progress.done(),
                 bytes_total: r.progress.total(),
+                connections: r.progress.connections(),
             })
             .collect();
         let (failures, failure_reasons) = match detail {

@@ -228,6 +228,7 @@ pub(crate) fn fetch(
             };
             let mut helpers: Vec<_> = spawn(0, 0).into_iter().collect();
             let mut running = helpers.len();
+            ctx.progress.set_connections(running);
             let mut ramping = true;
             // An interval after connections were added is not measured: their slow start
             // would count against them.
@@ -238,6 +239,7 @@ pub(crate) fn fetch(
                 match done_rx.recv_timeout(RAMP_INTERVAL) {
                     Ok(()) => {
                         running -= 1;
+                        ctx.progress.set_connections(running);
                         continue;
                     }
                     Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
@@ -255,9 +257,8 @@ pub(crate) fn fetch(
                 }
                 if rate < last_rate * 1.25 || helpers.len() >= policy.connections {
                     debug!(
-                        "GET {}: {} connections ({:.0} MB/s)",
+                        "GET {}: {running} connections ({:.0} MB/s)",
                         source.shown(),
-                        helpers.len(),
                         rate / 1e6
                     );
                     ramping = false;
@@ -276,6 +277,7 @@ pub(crate) fn fetch(
                         running += 1;
                     }
                 }
+                ctx.progress.set_connections(running);
             }
             for helper in helpers {
                 if helper.join().is_err() {
@@ -294,6 +296,7 @@ pub(crate) fn fetch(
                         .ok()
                 })
                 .collect();
+            ctx.progress.set_connections(helpers.len() + 1);
             work(0);
             for helper in helpers {
                 if helper.join().is_err() {
@@ -301,6 +304,7 @@ pub(crate) fn fetch(
                 }
             }
         });
+        ctx.progress.set_connections(1);
     }
     match error.into_inner() {
         Some(error) => Err(error),

@@ -669,6 +669,50 @@ fn a_large_object_split_into_ranged_parts_lands_whole_and_small_ones_are_not_spl
     });
 }
 
+/// What aria2c shows as `CN`: while a split object comes in, its status says over how many
+/// connections; an object on one says 1.
+#[test]
+fn the_status_of_a_split_object_in_flight_counts_its_connections() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let d = downloader(&[dir.path()]);
+        let big = 4 << 20;
+        // 2 MB/s a connection: the opening 1 MiB part alone takes half a second.
+        let spec = JobSpec::multi_named([
+            (
+                "big.bin",
+                origin.url(&format!("/cn/big.bin?size={big}&rate=2000000")),
+            ),
+            (
+                "one.bin",
+                origin.url("/cn/one.bin?size=900000&rate=2000000"),
+            ),
+        ])
+        .parts(small_parts())
+        .retry(quick_retries());
+        let job = d.submit(spec).unwrap();
+        let mut seen = std::collections::BTreeMap::<String, u32>::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let status = d.status(job, Detail::OnlyActive).unwrap();
+            for task in &status.in_flight {
+                let most = seen.entry(task.name.as_str().to_owned()).or_default();
+                *most = (*most).max(task.connections);
+            }
+            if status.finished_at.is_some() || Instant::now() > deadline {
+                assert_eq!(status.finished, 2, "{status:?}");
+                assert!(status.in_flight.is_empty());
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2)); // the polling's pace
+        }
+        assert_eq!(seen.get("big.bin"), Some(&4), "{seen:?}");
+        assert_eq!(seen.get("one.bin"), Some(&1), "{seen:?}");
+        assert!(std::fs::read(dir.path().join("big.bin")).unwrap() == body("/cn/big.bin", big));
+    });
+}
+
 #[test]
 fn split_parts_resume_on_their_own_and_a_changing_object_falls_back_to_one_stream() {
     guard(|| {
