@@ -96,6 +96,21 @@ impl Jogger {
                 return false;
             }
         };
+        // Into a bucket, the uploads take leave too (after the source's: every jogger in
+        // the same order), so a store that says SlowDown gets fewer PUTs at once.
+        let uploads = match &*self.pool.setup.target {
+            Target::S3 { target, .. } => {
+                let flow = self.pool.setup.flows.flow(&target.uploads_flow());
+                match flow.acquire(&job.cancel) {
+                    Some(uploads) => Some(uploads),
+                    None => {
+                        job.cancelled();
+                        return false;
+                    }
+                }
+            }
+            Target::Dir(_) => None,
+        };
         progress.reset();
         job.start_running(self.slot, &task.name, progress);
         let ctx = Context {
@@ -126,12 +141,22 @@ impl Jogger {
                 })
             }
             Target::S3 { target, budget } => {
-                s3::store(&ctx, &source, &task.name, sha256, target, budget).map(Some)
+                let observer = uploads.as_ref().map(Permit::observer);
+                let to = s3::UploadTo {
+                    target,
+                    budget,
+                    observer,
+                };
+                s3::store(&ctx, &source, &task.name, sha256, &to).map(Some)
             }
         });
         if let Ok(Some(bytes)) = &result {
             permit.succeeded(*bytes);
+            if let Some(uploads) = &uploads {
+                uploads.succeeded(*bytes);
+            }
         }
+        drop(uploads);
         drop(permit);
         job.stop_running(self.slot);
         match result {

@@ -141,7 +141,8 @@ impl Default for Concurrency {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct FlowStatus {
-    /// `scheme://host:port`, or `s3://bucket`.
+    /// `scheme://host:port`, or `s3://bucket`; `s3://bucket (uploads)` for the uploads of
+    /// a downloader whose target is that bucket.
     pub host: String,
     /// Transfers that may be in flight now.
     pub limit: usize,
@@ -247,6 +248,41 @@ impl Flows {
             room += gate.controller.limit().saturating_sub(gate.in_flight);
         }
         room
+    }
+}
+
+std::thread_local! {
+    /// The flow whose gate this thread's S3 calls run under (an upload), if any.
+    static OBSERVED: std::cell::RefCell<Option<Arc<Flow>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A store's 429 or 503 met by a call on this thread: the flow it runs under (see
+/// [`Observer::run`]) halves its limit. Calls that run under none are not counted.
+pub(crate) fn throttle_observed() {
+    if let Some(flow) = OBSERVED.with(|o| o.borrow().clone()) {
+        flow.throttled();
+    }
+}
+
+/// What lets a thread's S3 calls (which retry on their own, inside the bucket's methods)
+/// tell a flow about the 429s and 503s they meet: an upload's parts run on threads of
+/// their own, each under a clone.
+#[derive(Debug, Clone)]
+pub(crate) struct Observer(Arc<Flow>);
+
+impl Observer {
+    /// Runs `f` with this thread's throttles going to the flow; the one before is restored.
+    pub(crate) fn run<T>(&self, f: impl FnOnce() -> T) -> T {
+        struct Restore(Option<Arc<Flow>>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                let before = self.0.take();
+                OBSERVED.with(|o| *o.borrow_mut() = before);
+            }
+        }
+        let before = OBSERVED.with(|o| o.borrow_mut().replace(Arc::clone(&self.0)));
+        let _restore = Restore(before);
+        f()
     }
 }
 
@@ -472,6 +508,11 @@ impl Permit {
                 .client
                 .get(request.url, request.headers, request.timeout, request.body),
         }
+    }
+
+    /// What reports the 429s and 503s of S3 calls on this transfer's behalf.
+    pub(crate) fn observer(&self) -> Observer {
+        Observer(Arc::clone(&self.flow))
     }
 
     /// A response announced a large body: the host's transfers use large buffers from now on.

@@ -132,6 +132,17 @@ impl S3Error {
             _ => Verdict::Fatal,
         }
     }
+
+    /// Whether the store pushed back: 503 (`SlowDown`) or 429.
+    pub(crate) fn is_throttle(&self) -> bool {
+        matches!(
+            self,
+            S3Error::Status {
+                status: 429 | 503,
+                ..
+            }
+        ) || matches!(self, S3Error::Status { code: Some(code), .. } if code == "SlowDown")
+    }
 }
 
 /// Where the store is and how to sign for it.
@@ -385,6 +396,9 @@ impl Bucket {
             None,
             |_| {
                 once().map_err(|error| {
+                    if error.is_throttle() {
+                        crate::flow::throttle_observed();
+                    }
                     let verdict = error.verdict();
                     Failure { error, verdict }
                 })

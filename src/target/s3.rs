@@ -23,6 +23,7 @@ use crate::engine::response::ObjectInfo;
 use crate::engine::verify::Sha256Digest;
 use crate::engine::{self, Context, Expect, Pin, Source, Span};
 use crate::fetch::{BudgetPermit, MemoryBudget};
+use crate::flow::Observer;
 use crate::s3::{Bucket, S3Error};
 use crate::target::name::ObjectName;
 
@@ -130,6 +131,12 @@ impl S3Target {
         format!("{}{}", self.prefix, name.as_str())
     }
 
+    /// The key of the flow its uploads take leave from (apart from the bucket's GETs,
+    /// should the job read from it too).
+    pub(crate) fn uploads_flow(&self) -> String {
+        format!("s3://{} (uploads)", self.bucket.name())
+    }
+
     /// `s3://bucket/prefix`, for messages.
     pub(crate) fn shown(&self) -> String {
         format!("s3://{}/{}", self.bucket.name(), self.prefix)
@@ -150,15 +157,27 @@ impl S3Target {
     }
 }
 
+/// Where an object goes up to: the target, the budget its buffers come from, and the flow
+/// its store calls report 429s and 503s to.
+pub(crate) struct UploadTo<'a> {
+    pub(crate) target: &'a S3Target,
+    pub(crate) budget: &'a Arc<MemoryBudget>,
+    pub(crate) observer: Option<Observer>,
+}
+
 /// One object from its source into an S3 target. Returns the bytes stored.
 pub(crate) fn store(
     ctx: &Context<'_>,
     source: &Source<'_>,
     name: &ObjectName,
     sha256: Option<&Sha256Digest>,
-    target: &S3Target,
-    budget: &Arc<MemoryBudget>,
+    to: &UploadTo<'_>,
 ) -> Result<u64, DownloadError> {
+    let UploadTo {
+        target,
+        budget,
+        observer,
+    } = to;
     crate::http::transport::with_cancel(ctx.cancel, || {
         let shown = source.shown();
         if let Source::Url(url) = source {
@@ -170,6 +189,7 @@ pub(crate) fn store(
         // Parts upload on scoped threads, all joined before this returns.
         std::thread::scope(|scope| {
             let mut upload = Upload::new(target, name, shown, budget, ctx.cancel, scope);
+            upload.observer.clone_from(observer);
             let expect = Expect {
                 sha256,
                 checksum: true,
@@ -232,6 +252,16 @@ struct Upload<'a, 'scope, 'env> {
     parts: Vec<(u32, String)>,
     /// The next part's number.
     next_part: u32,
+    /// Where the store's pushback is reported (every call, on every thread).
+    observer: Option<Observer>,
+}
+
+/// Runs a store call with its 429s and 503s reported to `observer`'s flow.
+fn observed<T>(observer: Option<&Observer>, call: impl FnOnce() -> T) -> T {
+    match observer {
+        Some(observer) => observer.run(call),
+        None => call(),
+    }
 }
 
 impl<'a, 'scope, 'env> Upload<'a, 'scope, 'env> {
@@ -260,6 +290,7 @@ impl<'a, 'scope, 'env> Upload<'a, 'scope, 'env> {
             upload_id: None,
             parts: Vec::new(),
             next_part: 1,
+            observer: None,
         }
     }
 
@@ -308,7 +339,7 @@ impl<'a, 'scope, 'env> Upload<'a, 'scope, 'env> {
         let upload_id = match &self.upload_id {
             Some(id) => id.clone(),
             None => {
-                let id = bucket.create_upload(&self.key)?;
+                let id = observed(self.observer.as_ref(), || bucket.create_upload(&self.key))?;
                 debug!("s3://{}/{}: multipart upload {id}", bucket.name(), self.key);
                 self.upload_id = Some(id.clone());
                 id
@@ -317,8 +348,10 @@ impl<'a, 'scope, 'env> Upload<'a, 'scope, 'env> {
         let number = self.next_part;
         self.next_part += 1;
         let Some((mut next, permit)) = self.another_buffer()? else {
-            let etag =
-                bucket.upload_part(&self.key, &upload_id, number, &self.buffer[..self.filled])?;
+            let bytes = &self.buffer[..self.filled];
+            let etag = observed(self.observer.as_ref(), || {
+                bucket.upload_part(&self.key, &upload_id, number, bytes)
+            })?;
             self.parts.push((number, etag));
             self.filled = 0;
             return Ok(());
@@ -329,13 +362,15 @@ impl<'a, 'scope, 'env> Upload<'a, 'scope, 'env> {
         bytes.truncate(self.filled);
         self.filled = 0;
         let (bucket, key, cancel) = (bucket.clone(), self.key.clone(), self.cancel.clone());
+        let observer = self.observer.clone();
         let handle = std::thread::Builder::new()
             .name(format!("haul-upload-{number}"))
             .spawn_scoped(self.scope, move || {
                 crate::http::transport::with_cancel(&cancel, || {
-                    bucket
-                        .upload_part(&key, &upload_id, number, &bytes)
-                        .map(|etag| (number, etag, (bytes, permit)))
+                    observed(observer.as_ref(), || {
+                        bucket.upload_part(&key, &upload_id, number, &bytes)
+                    })
+                    .map(|etag| (number, etag, (bytes, permit)))
                 })
             });
         match handle {
@@ -412,16 +447,20 @@ impl<'a, 'scope, 'env> Upload<'a, 'scope, 'env> {
         }
         self.reap_all()?;
         self.parts.sort_unstable_by_key(|(number, _)| *number);
-        self.target
-            .bucket
-            .complete_upload(&self.key, upload_id, &self.parts)
+        observed(self.observer.as_ref(), || {
+            self.target
+                .bucket
+                .complete_upload(&self.key, upload_id, &self.parts)
+        })
     }
 
     /// Stores what was received: one PUT, or the last part and the completion.
     fn finish(&mut self) -> Result<(), DownloadError> {
         let bucket = &self.target.bucket;
         let result = match self.upload_id.clone() {
-            None => bucket.put(&self.key, &self.buffer[..self.filled]),
+            None => observed(self.observer.as_ref(), || {
+                bucket.put(&self.key, &self.buffer[..self.filled])
+            }),
             Some(upload_id) => self.complete(&upload_id),
         };
         match result {

@@ -211,6 +211,20 @@ impl S3Server {
         *switches.gated_key.lock() = Some(key.to_owned());
     }
 
+    /// Makes the in-process store busy: every PUT (object or part) takes `delay`, and one
+    /// that would make more than `most` in progress answers 503 `SlowDown`.
+    pub fn busy_puts(&self, most: u64, delay: std::time::Duration) {
+        let switches = self.switches();
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        switches.put_delay_ms.store(ms, Ordering::SeqCst);
+        switches.busy_puts_above.store(most, Ordering::SeqCst);
+    }
+
+    /// PUTs the in-process store answered `SlowDown` (see [`S3Server::busy_puts`]).
+    pub fn slowdowns(&self) -> u64 {
+        self.switches().slowdowns.load(Ordering::SeqCst)
+    }
+
     /// Lets the GETs held by [`S3Server::gate_key`] go on.
     pub fn release(&self) {
         self.switches().gate.send_replace(true);

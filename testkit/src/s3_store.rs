@@ -12,7 +12,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result};
@@ -32,6 +32,44 @@ pub struct Switches {
     /// GETs of this key wait until the gate opens (`false` in the watch).
     pub gated_key: parking_lot::Mutex<Option<String>>,
     pub gate: tokio::sync::watch::Sender<bool>,
+    /// A busy store: PUTs (of objects and of parts) answer 503 `SlowDown` while more than
+    /// this many are in progress, this one included (0: never).
+    pub busy_puts_above: AtomicU64,
+    /// How long each PUT takes, in milliseconds (so that PUTs overlap).
+    pub put_delay_ms: AtomicU64,
+    puts_in_progress: AtomicU64,
+    /// PUTs answered `SlowDown`.
+    pub slowdowns: AtomicU64,
+}
+
+/// A PUT in progress, for `busy_puts_above`; it ends before its response is sent.
+struct PutInProgress<'a>(&'a Switches);
+
+impl Drop for PutInProgress<'_> {
+    fn drop(&mut self) {
+        self.0.puts_in_progress.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Switches {
+    /// Counts a PUT in, waits its delay; `SlowDown` when the store is too busy for it.
+    async fn put_begins(&self) -> S3Result<PutInProgress<'_>> {
+        let now = self.puts_in_progress.fetch_add(1, Ordering::SeqCst) + 1;
+        let guard = PutInProgress(self);
+        let most = self.busy_puts_above.load(Ordering::SeqCst);
+        if most > 0 && now > most {
+            self.slowdowns.fetch_add(1, Ordering::SeqCst);
+            return Err(s3s::s3_error!(
+                SlowDown,
+                "more than {most} PUTs in progress"
+            ));
+        }
+        let delay = self.put_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
+        Ok(guard)
+    }
 }
 
 impl Store {
@@ -106,8 +144,22 @@ impl S3 for Store {
         list_buckets: ListBucketsInput -> ListBucketsOutput;
         list_objects: ListObjectsInput -> ListObjectsOutput;
         list_parts: ListPartsInput -> ListPartsOutput;
-        put_object: PutObjectInput -> PutObjectOutput;
-        upload_part: UploadPartInput -> UploadPartOutput;
+    }
+
+    async fn put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        let _in_progress = self.switches.put_begins().await?;
+        self.fs.put_object(req).await
+    }
+
+    async fn upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        let _in_progress = self.switches.put_begins().await?;
+        self.fs.upload_part(req).await
     }
 
     async fn list_objects_v2(

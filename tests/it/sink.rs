@@ -506,3 +506,47 @@ fn an_upload_stuck_in_a_write_fails_by_the_stall_rule() {
         assert!(text.contains("storing s3://stuck/big.bin"), "{text}");
     });
 }
+
+/// A store that says `SlowDown` past four PUTs at once gets about four from a downloader
+/// whose concurrency adapts: its uploads take leave from a flow of their own (apart from
+/// the source's, which is fast and climbs), and the store's 503s halve that flow's limit.
+/// Every object lands.
+#[test]
+fn uploads_into_a_store_that_says_slow_down_back_off_and_every_object_lands() {
+    guard_for(Duration::from_secs(120), || {
+        let server = S3Server::start_local(&["busy"]);
+        server.busy_puts(4, Duration::from_millis(20));
+        let bucket = server.bucket("busy");
+        let origin = Origin::start().unwrap();
+        let d = Downloader::builder()
+            .s3_target(S3Target::new(&bucket, "in"))
+            .build()
+            .unwrap();
+        let status = finish(
+            &d,
+            JobSpec::range(origin.url("/up/o-{000..299}.bin?size=4096")),
+        );
+        let slowdowns = server.slowdowns();
+        let flows = d.flows();
+        assert_eq!(
+            (status.finished, status.failed),
+            (300, 0),
+            "{slowdowns} SlowDowns, {flows:?}: {:?}",
+            failures(&status)
+        );
+        let uploads = flows
+            .iter()
+            .find(|f| f.host == "s3://busy (uploads)")
+            .unwrap_or_else(|| panic!("no flow for the uploads: {flows:?}"));
+        assert!(
+            uploads.throttles > 0,
+            "the SlowDowns were seen: {uploads:?}"
+        );
+        assert!(uploads.limit <= 8, "{uploads:?}");
+        assert_eq!(uploads.bytes, 300 * 4096);
+        // Backing off, it meets a handful (4 or 5 here); when the uploads follow the
+        // source's limit instead, 180 to 650, and objects run out of attempts.
+        assert!(slowdowns < 60, "{slowdowns} SlowDowns for 300 objects");
+        assert_eq!(bucket.list("in/").count(), 300);
+    });
+}
