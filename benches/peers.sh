@@ -30,7 +30,8 @@
 #        w2  one 1 GiB object over a 2 Gbit/s link: haul with no flags, aria2c -x16, curl, wget2
 #        w3  1,000 x 256 KiB from S3: haul s3 get / s3 cat with no flags, s5cmd and rclone at
 #            their defaults and at 16, 64 and 256
-#        Each WAN case has a "link floor" row: its bytes at the link's rate plus one RTT.
+#        Each WAN case has a "link floor" row: its bytes at the link's rate plus one RTT;
+#        w1 and w1n also a measured one, cp -r of the same 1,000 files (the disk's floor).
 #   C = --conc (default 16). Raw runs are appended to $OUT_TSV (default /tmp/haul-peers.tsv).
 #   WAN_RTT_MS, WAN_MBIT, WAN_THINK_MS, WAN_STRAGGLERS override the emulated network.
 #   HAUL_BIN runs another haul binary in the haul rows (say, an older commit's release build,
@@ -249,6 +250,9 @@ if want w1 || want w1n || want w2; then
   N=1000 M1K="$WORK/s64k-1000.sha256"
   sed -n "1,${N}p" "$FX_ROOT/s64k.sha256" > "$M1K"
   (cd "$FX_ROOT/s64k" && ls | sed -n "1,${N}p") > "$WORK/names1k.txt"
+  # The same 1,000 files as a tree (hard links) for the machine's floor: writing them here.
+  mkdir -p "$WORK/s64k-1000"
+  (cd "$FX_ROOT/s64k" && xargs -a "$WORK/names1k.txt" ln -t "$WORK/s64k-1000")
   # small_objects CASE WAN: haul with no flags, then each peer at its default and at 16/64/256.
   small_objects() {
     local case=$1 w=$2 list="$WORK/list-$1.txt" cfg="$WORK/curl-$1.cfg.in" c
@@ -267,6 +271,8 @@ if want w1 || want w1n || want w2; then
       run_case "$case" peer "wget2 ${t[*]:-(default 5 threads)}" "$M1K" wget2 -q --no-robots "${t[@]}" -i "$list" -P @DEST@
     done
     floor_row "$case" "link floor ($N x 64 KiB at $WAN_MBIT Mbit/s + 1 RTT)" "$(wan_floor $((N * 65536)) "$WAN_MBIT")"
+    # Every tool here also writes 1,000 files: this machine does that no faster than cp -r.
+    run_case "$case" floor "cp -r of the same files (no network: the disk's floor)" "$M1K" cp -r "$WORK/s64k-1000" @DEST@
   }
   if want w1; then
     W=$(wan_up "$NGINX_PORT" --rate-mbit "$WAN_MBIT" --stragglers "$WAN_STRAGGLERS")
