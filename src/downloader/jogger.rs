@@ -150,11 +150,17 @@ impl Jogger {
                 s3::store(&ctx, &source, &task.name, sha256, &to).map(Some)
             }
         });
-        if let Ok(Some(bytes)) = &result {
-            permit.succeeded(*bytes);
-            if let Some(uploads) = &uploads {
-                uploads.succeeded(*bytes);
+        match &result {
+            Ok(Some(bytes)) => {
+                permit.succeeded(*bytes);
+                if let Some(uploads) = &uploads {
+                    uploads.succeeded(*bytes);
+                }
             }
+            // A revalidation that found the file current: a request with no body, which
+            // measures the host all the same.
+            Ok(None) => permit.succeeded(0),
+            Err(_) => {}
         }
         drop(uploads);
         drop(permit);

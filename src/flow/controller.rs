@@ -2,8 +2,9 @@
 //!
 //! It works in *rounds*, each about as long as a typical transfer (a smoothed mean of
 //! transfer times, 20 ms to 5 s). At the end of a round it knows the host's delivery rate
-//! over the round (the bytes every transfer to it received) and the median time to first
-//! byte of the transfers that finished in it.
+//! over the round (the *work* of the transfers that finished: their bytes, plus a request's
+//! worth each, so that requests with no body, such as revalidations, count too) and the
+//! median time to first byte of the transfers that finished in it.
 //!
 //! - **Startup** (as TCP's slow start, but faster): a round in which the limit held
 //!   transfers back triples it. (Growing by one per completion, as TCP's window does per
@@ -51,8 +52,9 @@ pub(crate) struct Finished {
     pub(crate) took: Duration,
     /// How long its first response took to arrive, when one did.
     pub(crate) first_byte: Option<Duration>,
-    /// Every byte the host has delivered so far, all transfers together.
-    pub(crate) bytes: u64,
+    /// The host's work so far, all transfers together: every byte delivered, and
+    /// [`REQUEST_WORK`](super::REQUEST_WORK) for each transfer.
+    pub(crate) work: u64,
     /// Whether the limit was what held transfers back: all of it in use, or someone waiting.
     pub(crate) limited: bool,
 }
@@ -76,16 +78,16 @@ enum Step {
 #[derive(Debug)]
 struct Round {
     started: Instant,
-    bytes_at_start: u64,
+    work_at_start: u64,
     first_bytes: Vec<Duration>,
     limited: bool,
 }
 
 impl Round {
-    fn new(now: Instant, bytes: u64) -> Round {
+    fn new(now: Instant, work: u64) -> Round {
         Round {
             started: now,
-            bytes_at_start: bytes,
+            work_at_start: work,
             first_bytes: Vec::new(),
             limited: false,
         }
@@ -177,7 +179,7 @@ impl Controller {
         self.round.limited |= f.limited;
         let elapsed = f.now.saturating_duration_since(self.round.started);
         if elapsed >= self.round_length() {
-            self.end_round(f.now, f.bytes, elapsed);
+            self.end_round(f.now, f.work, elapsed);
         }
     }
 
@@ -198,11 +200,11 @@ impl Controller {
         }
     }
 
-    fn end_round(&mut self, now: Instant, bytes: u64, elapsed: Duration) {
-        let rate = bytes.saturating_sub(self.round.bytes_at_start) as f64 / elapsed.as_secs_f64();
+    fn end_round(&mut self, now: Instant, work: u64, elapsed: Duration) {
+        let rate = work.saturating_sub(self.round.work_at_start) as f64 / elapsed.as_secs_f64();
         let median = self.round.median_first_byte();
         let limited = self.round.limited;
-        self.round = Round::new(now, bytes);
+        self.round = Round::new(now, work);
         // The base latency: the lowest round median among the recent ones, before this one
         // (a queue that builds this round must not become the base).
         let base = self.medians.iter().min().copied();
@@ -336,7 +338,7 @@ mod tests {
                     now: self.now,
                     took,
                     first_byte: Some(took - self.base / 2),
-                    bytes: self.bytes,
+                    work: self.bytes,
                     limited: true,
                 });
             }
@@ -427,7 +429,7 @@ mod tests {
                 now,
                 took: 30 * MS,
                 first_byte: Some(10 * MS),
-                bytes: i * 65536,
+                work: i * 65536,
                 limited: false,
             });
         }

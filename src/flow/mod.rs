@@ -41,6 +41,11 @@ const SMALL_BODY_BYTES: u64 = 1 << 20;
 /// later ones use them from the start.
 pub(crate) const LARGE_BODY_BYTES: u64 = 16 << 20;
 
+/// What one transfer counts for in the loop's rate besides its bytes: a request's round
+/// trip and the server's work for it, in bytes. A revalidation that carries no body then
+/// still measures the host (a sync rerun of unchanged objects climbs as a download would).
+pub(crate) const REQUEST_WORK: u64 = 16 << 10;
+
 /// The limit a host starts at.
 pub const DEFAULT_INITIAL_CONCURRENCY: usize = 8;
 /// The most transfers in flight to one host, by default.
@@ -201,6 +206,7 @@ impl Flows {
                 waiting: 0,
                 peak: 0,
                 bytes: 0,
+                work: 0,
                 finished: 0,
                 large_seen: false,
                 first_bytes: VecDeque::with_capacity(FIRST_BYTE_SAMPLES),
@@ -314,6 +320,8 @@ struct Gate {
     waiting: usize,
     peak: usize,
     bytes: u64,
+    /// What the control loop's rate counts: the bytes, and a request's worth per transfer.
+    work: u64,
     /// Transfers that finished well.
     finished: u64,
     /// Whether a response announced a large body.
@@ -542,14 +550,16 @@ impl Drop for Permit {
             gate.first_byte(first);
         }
         if self.succeeded.load(Ordering::Acquire) {
-            gate.bytes += self.delivered.load(Ordering::Acquire);
+            let delivered = self.delivered.load(Ordering::Acquire);
+            gate.bytes += delivered;
+            gate.work += delivered + REQUEST_WORK;
             gate.finished += 1;
-            let bytes = gate.bytes;
+            let work = gate.work;
             gate.controller.finished(Finished {
                 now,
                 took: now - self.started,
                 first_byte,
-                bytes,
+                work,
                 limited,
             });
         }

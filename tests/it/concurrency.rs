@@ -430,3 +430,41 @@ fn an_automatic_split_from_a_server_that_lies_about_ranges_lands_the_right_bytes
         }
     });
 }
+
+/// A rerun that revalidates unchanged files carries no bodies, only requests (each answered
+/// 416: the file is current). Each still measures the host, so the limit climbs as it would
+/// for a download; counted by bytes alone, they measured nothing and the limit stayed at 8.
+#[test]
+fn revalidations_of_unchanged_files_raise_the_limit_too() {
+    guard_for(Duration::from_secs(120), || {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let template = origin.url("/reval/o-{000..599}.bin?size=1024&delay_ms=20");
+        let first = pinned(&dir, 32);
+        let job = first.submit(JobSpec::range(&template)).unwrap();
+        assert!(first.wait(job, WAIT).unwrap());
+        assert_eq!(first.status(job, Detail::OnlyActive).unwrap().finished, 600);
+        drop(first);
+        origin.reset_stats();
+
+        let again = adaptive(&dir);
+        let spec = JobSpec::range(&template).existing(haul::Existing::Revalidate);
+        let job = again.submit(spec).unwrap();
+        assert!(again.wait(job, WAIT).unwrap());
+        let status = again.status(job, Detail::OnlyActive).unwrap();
+        assert_eq!(
+            (status.skipped, status.finished, status.failed),
+            (600, 0, 0),
+            "{status:?}"
+        );
+        let flow = &again.flows()[0];
+        assert!(flow.limit > 8, "{flow:?}");
+        assert_eq!(flow.bytes, 0, "no body came");
+        // One request each, and the few hedges the 20 ms think time calls for.
+        let answered = origin.stats().status_count(416);
+        assert!(
+            (600..=600 + flow.hedged).contains(&answered),
+            "{answered}: {flow:?}"
+        );
+    });
+}
