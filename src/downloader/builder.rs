@@ -264,6 +264,12 @@ impl DownloaderBuilder {
                 slots: Arc::clone(&slots),
             };
             let pool = Pool::new(setup);
+            let weak = Arc::downgrade(&pool);
+            flows.on_growth(move || {
+                if let Some(pool) = weak.upgrade() {
+                    pool.limit_grew();
+                }
+            });
             pools.push(Arc::clone(&pool));
             if let Err((name, source)) = pool.grow(c.initial_limit()) {
                 // Close the queues first, so the joggers already started end and can be

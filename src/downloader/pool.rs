@@ -101,12 +101,26 @@ impl Pool {
         if !self.setup.grows || idle > 0 {
             return;
         }
+        // This jogger's own transfer is not through its gate yet: one less room.
+        self.start_for_room(1);
+    }
+
+    /// A host's limit grew on a response, between transfers: starts joggers for the room
+    /// when none is idle and work waits.
+    pub(crate) fn limit_grew(self: &Arc<Self>) {
+        if !self.setup.grows || self.idle.load(Ordering::Acquire) > 0 {
+            return;
+        }
+        self.start_for_room(0);
+    }
+
+    /// Starts as many joggers as the gates' room (less `taken`), the queue and the cap allow.
+    fn start_for_room(self: &Arc<Self>, taken: usize) {
         let queued = self.setup.queue.len();
         if queued == 0 {
             return;
         }
-        // This jogger's own transfer is not through its gate yet: one less room.
-        let room = self.setup.flows.room().saturating_sub(1);
+        let room = self.setup.flows.room().saturating_sub(taken);
         let more = room.min(queued).min(
             self.setup
                 .cap

@@ -270,6 +270,13 @@ impl FetcherBuilder {
             rx,
             tx: queue.clone(),
         });
+        let weak = Arc::downgrade(&shared);
+        shared.flows.on_growth(move || {
+            if let Some(shared) = weak.upgrade() {
+                let busy = shared.busy.load(Ordering::SeqCst);
+                grow(&shared, busy);
+            }
+        });
         for _ in 0..start {
             if let Err((name, source)) = spawn_worker(&shared) {
                 stop_workers(&shared);

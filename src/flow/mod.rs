@@ -173,6 +173,29 @@ pub(crate) struct Flows {
     by_host: Mutex<HashMap<String, Arc<Flow>>>,
     /// Sends the hosts' hedges; `None` when hedging is off.
     hedger: Option<Arc<hedge::Hedger>>,
+    /// Told when a limit grows between transfers (see [`Flows::on_growth`]).
+    growth: Arc<Growth>,
+}
+
+/// What is told when a limit grows on a response, while no transfer has ended to start the
+/// next: the pools, which start threads for the room.
+#[derive(Default)]
+struct Growth {
+    hooks: Mutex<Vec<Box<dyn Fn() + Send + Sync>>>,
+}
+
+impl std::fmt::Debug for Growth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Growth").finish_non_exhaustive()
+    }
+}
+
+impl Growth {
+    fn grew(&self) {
+        for hook in self.hooks.lock().iter() {
+            hook();
+        }
+    }
 }
 
 impl Flows {
@@ -181,7 +204,16 @@ impl Flows {
             concurrency,
             by_host: Mutex::new(HashMap::new()),
             hedger: hedging.then(Arc::default),
+            growth: Arc::default(),
         }
+    }
+
+    /// Calls `hook` whenever a host's limit grows on a response (startup grows it by one
+    /// for each first response): a pool then starts the threads the room calls for. The
+    /// hook runs on the thread of the transfer that got the response, with no lock held; it
+    /// must not keep what it closes over alive (take a `Weak`).
+    pub(crate) fn on_growth(&self, hook: impl Fn() + Send + Sync + 'static) {
+        self.growth.hooks.lock().push(Box::new(hook));
     }
 
     /// Stops the hedge threads and joins them (once no transfer runs).
@@ -220,6 +252,7 @@ impl Flows {
             room: Condvar::new(),
             hedger: self.hedger.clone(),
             adaptive: !c.is_fixed(),
+            growth: Arc::clone(&self.growth),
         });
         by_host.insert(host.to_owned(), Arc::clone(&flow));
         flow
@@ -311,6 +344,7 @@ pub(crate) struct Flow {
     hedger: Option<Arc<hedge::Hedger>>,
     /// Whether the concurrency adapts (not fixed).
     adaptive: bool,
+    growth: Arc<Growth>,
 }
 
 #[derive(Debug)]
@@ -482,11 +516,26 @@ pub(crate) struct Permit {
 
 impl Permit {
     /// A response's headers arrived (only the first counts).
+    /// In startup the host's limit grows by one on it (see the
+    /// [controller](controller::Controller::responded)).
     pub(crate) fn responded(&self) {
         let nanos = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
-        let _ = self
+        let first = self
             .first_byte
-            .compare_exchange(0, nanos + 1, Ordering::AcqRel, Ordering::Acquire);
+            .compare_exchange(0, nanos + 1, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if !first {
+            return;
+        }
+        let grew = {
+            let mut gate = self.flow.gate.lock();
+            let limited = gate.waiting > 0 || gate.in_flight >= gate.controller.limit();
+            gate.controller.responded(limited)
+        };
+        if grew {
+            self.flow.room.notify_all();
+            self.flow.growth.grew();
+        }
     }
 
     /// The host pushed back: a 429 or 503, or a request that got no response.
