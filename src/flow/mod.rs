@@ -54,8 +54,8 @@ pub const DEFAULT_MAX_CONCURRENCY: usize = 256;
 /// How many transfers run at once: a fixed number, or a limit per host that adapts between
 /// a floor and a cap (the default).
 ///
-/// An adaptive limit starts at `initial` and doubles while each doubling brings more bytes
-/// per second (as TCP's slow start), then climbs and descends in small steps to where more
+/// An adaptive limit starts at `initial` and doubles every first-response time while the
+/// rate keeps growing (as TCP's slow start, one more per response), then climbs and descends in small steps to where more
 /// transfers stop helping; it halves when the host answers 429 or 503 or a request gets no
 /// response, and steps down when the time to first byte climbs. ARCHITECTURE.md describes
 /// the loop.
