@@ -112,7 +112,22 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
                 );
             }
             let summary = crate::run::wait_all(&downloader, &jobs, started)?;
-            Ok(summary.report())
+            let code = summary.report();
+            // A prefix (or suffix) that lists nothing is more often a typo than an empty
+            // dataset: not a silent success (s5cmd: "no object found", exit 1).
+            let mut none = false;
+            for (url, status) in prefixes.iter().zip(&summary.statuses) {
+                let listed_nothing = status.all_dispatched && status.scheduled == 0;
+                if listed_nothing && status.failed == 0 && !status.aborted {
+                    let suffix = suffix
+                        .as_ref()
+                        .map(|s| format!(" (suffix {s})"))
+                        .unwrap_or_default();
+                    eprintln!("haul: no objects matched {url}{suffix}");
+                    none = true;
+                }
+            }
+            Ok(if none { ExitCode::FAILURE } else { code })
         }
         Command::Cat {
             objects,

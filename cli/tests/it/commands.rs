@@ -201,6 +201,36 @@ fn s3_cat_writes_objects_in_order_and_ls_lists_them() {
         );
         assert_eq!(files_under(dir.path()), ["k/a", "k/b", "k/c"]);
         assert_eq!(std::fs::read(dir.path().join("k/b")).unwrap(), b"<b>");
+
+        // A mistyped prefix (or a suffix that matches none) is not a silent success: exit 1,
+        // naming it, as s5cmd does; the prefix that lists something still lands.
+        let typo = format!("s3://{data}/kk/");
+        let both = format!("s3://{data}/k/");
+        let dir = TestDir::new();
+        let out = s3(&[
+            "s3",
+            "get",
+            &typo,
+            &both,
+            "-o",
+            dir.path().to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains(&format!("haul: no objects matched {typo}\n")),
+            "{}",
+            text(&out.stderr)
+        );
+        assert_eq!(files_under(dir.path()), ["k/a", "k/b", "k/c"]);
+        let dir = TestDir::new();
+        let into = dir.path().to_str().unwrap();
+        let out = s3(&["s3", "get", &both, "--suffix", ".tar", "-o", into]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains(&format!("haul: no objects matched {both} (suffix .tar)")),
+            "{}",
+            text(&out.stderr)
+        );
     });
 }
 
