@@ -64,6 +64,10 @@ pub(crate) struct S3Args {
     /// The region (default: AWS_REGION or AWS_DEFAULT_REGION, or us-east-1).
     #[arg(long, global = true)]
     region: Option<String>,
+    /// The profile of ~/.aws/credentials (or AWS_SHARED_CREDENTIALS_FILE) to read the keys
+    /// from when none are in the environment (default: AWS_PROFILE, or default).
+    #[arg(long, global = true, value_name = "NAME")]
+    profile: Option<String>,
 }
 
 impl S3Args {
@@ -72,10 +76,15 @@ impl S3Args {
     pub(crate) fn config(&self, net: &NetArgs) -> Result<S3Config, crate::run::UsageError> {
         let mut config = S3Config::from_env();
         if let Some(endpoint) = &self.endpoint {
+            let profile = config.profile.take();
             config = S3Config::new(endpoint.as_str(), config.region.clone());
+            config.profile = profile;
         }
         if let Some(region) = &self.region {
             config.region = region.clone();
+        }
+        if let Some(profile) = &self.profile {
+            config.profile = Some(profile.clone());
         }
         Ok(config.http(net.http()?).retry(net.retry()))
     }

@@ -164,6 +164,10 @@ pub struct S3Config {
     /// Path-style addressing (`endpoint/bucket/key`), which MinIO, SeaweedFS and Ceph need.
     /// Default: on with a custom endpoint, off for AWS.
     pub path_style: bool,
+    /// The profile of the shared credentials file (`~/.aws/credentials`, or
+    /// `AWS_SHARED_CREDENTIALS_FILE`) read when no keys are given: `AWS_PROFILE` with
+    /// [`from_env`](S3Config::from_env), else `default`.
+    pub profile: Option<String>,
     access_key: Option<String>,
     secret_key: Option<String>,
     session_token: Option<String>,
@@ -180,6 +184,7 @@ impl fmt::Debug for S3Config {
         f.debug_struct("S3Config")
             .field("endpoint", &self.endpoint)
             .field("region", &self.region)
+            .field("profile", &self.profile)
             .field("path_style", &self.path_style)
             .field("access_key", &self.access_key.as_ref().map(|_| "REDACTED"))
             .field("secret_key", &self.secret_key.as_ref().map(|_| "REDACTED"))
@@ -197,6 +202,7 @@ impl S3Config {
             endpoint: Some(endpoint.into()),
             region: region.into(),
             path_style: true,
+            profile: None,
             access_key: None,
             secret_key: None,
             session_token: None,
@@ -208,7 +214,8 @@ impl S3Config {
     /// From the standard AWS environment: `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` (none
     /// means AWS itself), `AWS_REGION` or `AWS_DEFAULT_REGION` (default `us-east-1`);
     /// credentials from `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN` or the
-    /// profile files (`AWS_PROFILE`).
+    /// profile's section of the shared credentials file (`AWS_PROFILE`, default `default`;
+    /// `AWS_SHARED_CREDENTIALS_FILE`).
     pub fn from_env() -> S3Config {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let endpoint = var("AWS_ENDPOINT_URL_S3").or_else(|| var("AWS_ENDPOINT_URL"));
@@ -219,12 +226,20 @@ impl S3Config {
             path_style: endpoint.is_some(),
             endpoint,
             region,
+            profile: var("AWS_PROFILE"),
             access_key: None,
             secret_key: None,
             session_token: None,
             http: HttpConfig::default(),
             retry: RetryPolicy::default(),
         }
+    }
+
+    /// Reads the credentials from this profile of the shared credentials file when no keys
+    /// are given (and none are in the environment).
+    pub fn profile(mut self, name: impl Into<String>) -> S3Config {
+        self.profile = Some(name.into());
+        self
     }
 
     /// Sets static credentials.
@@ -342,7 +357,7 @@ impl Bucket {
             config.secret_key.as_deref(),
             None,
             config.session_token.as_deref(),
-            None,
+            config.profile.as_deref(),
         )
         .map_err(|_| S3Error::Credentials)?;
         let mut signer = ::s3::Bucket::new(name, region, credentials)

@@ -234,6 +234,56 @@ fn s3_cat_writes_objects_in_order_and_ls_lists_them() {
     });
 }
 
+/// The keys come from the profile `AWS_PROFILE` or `--profile` names in the shared
+/// credentials file when the environment has none (only `[default]` was ever read).
+#[test]
+fn s3_keys_come_from_the_profile_aws_profile_or_profile_names() {
+    guard(|| {
+        let server = crate::support::s3::S3Server::start(&["prof"]);
+        server.seed_file("prof", "k/a", b"<a>");
+        let (key, secret) = server.keys();
+        let dir = TestDir::new();
+        let file = dir.path().join("credentials");
+        std::fs::write(
+            &file,
+            format!(
+                "[default]\naws_access_key_id = nobody\naws_secret_access_key = wrong\n\n\
+                 [prod]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n"
+            ),
+        )
+        .unwrap();
+        let url = format!("s3://{}/k/", server.bucket_name("prof"));
+        let ls = |profile: Option<&str>, flags: &[&str]| {
+            let mut command = crate::haul_for(&server);
+            for name in [
+                "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY",
+                "AWS_SESSION_TOKEN",
+            ] {
+                command.env_remove(name);
+            }
+            command
+                .env("AWS_SHARED_CREDENTIALS_FILE", &file)
+                .env_remove("AWS_PROFILE");
+            if let Some(profile) = profile {
+                command.env("AWS_PROFILE", profile);
+            }
+            command.args(["s3", "ls"]).args(flags).arg(&url);
+            command.output().unwrap()
+        };
+        let listed = "           3 k/a\n";
+        let out = ls(Some("prod"), &[]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), listed);
+        let out = ls(None, &["--profile", "prod"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), listed);
+        // `[default]`'s keys are refused by the store.
+        let out = ls(None, &[]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    });
+}
+
 #[test]
 fn get_checks_a_sha256_manifest_revalidates_on_rerun_and_refuses_private_addresses() {
     guard(|| {
