@@ -89,27 +89,9 @@ impl Jogger {
             },
             _ => Source::Url(&task.url),
         };
-        let permit = match self.leave(&source, job) {
-            Ok(permit) => permit,
-            Err(()) => {
-                job.cancelled();
-                return false;
-            }
-        };
-        // Into a bucket, the uploads take leave too (after the source's: every jogger in
-        // the same order), so a store that says SlowDown gets fewer PUTs at once.
-        let uploads = match &*self.pool.setup.target {
-            Target::S3 { target, .. } => {
-                let flow = self.pool.setup.flows.flow(&target.uploads_flow());
-                match flow.acquire(&job.cancel) {
-                    Some(uploads) => Some(uploads),
-                    None => {
-                        job.cancelled();
-                        return false;
-                    }
-                }
-            }
-            Target::Dir(_) => None,
+        let Ok((permit, uploads)) = self.leave(&source, job) else {
+            job.cancelled();
+            return false;
         };
         progress.reset();
         job.start_running(self.slot, &task.name, progress);
@@ -184,19 +166,28 @@ impl Jogger {
         true
     }
 
-    /// Leave from the source's host to run a transfer, or `Err` when the job was cancelled
-    /// while it waited for it.
+    /// Leave from the source's host to run a transfer and, into a bucket, leave for its
+    /// uploads (taken second: every jogger in the same order), so that a store that says
+    /// SlowDown gets fewer PUTs at once; `Err` when the job was cancelled while it waited.
     fn leave(
         &self,
         source: &Source<'_>,
         job: &crate::downloader::store::Job,
-    ) -> Result<Permit, ()> {
+    ) -> Result<(Permit, Option<Permit>), ()> {
         let flows = &self.pool.setup.flows;
         let flow = match source {
             Source::Url(url) => flows.flow(flow::host_of(url)),
             Source::S3 { bucket, .. } => flows.flow(&format!("s3://{}", bucket.name())),
         };
-        flow.acquire(&job.cancel).ok_or(())
+        let permit = flow.acquire(&job.cancel).ok_or(())?;
+        let uploads = match &*self.pool.setup.target {
+            Target::S3 { target, .. } => {
+                let uploads = flows.flow(&target.uploads_flow());
+                Some(uploads.acquire(&job.cancel).ok_or(())?)
+            }
+            Target::Dir(_) => None,
+        };
+        Ok((permit, uploads))
     }
 
     /// Whether the object is already at its target, as far as the job cares (see

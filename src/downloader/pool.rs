@@ -148,7 +148,9 @@ impl Pool {
     /// are gone; returns the names of those that panicked.
     pub(crate) fn join(&self, panicked: &mut Vec<String>) {
         // A jogger starts another only while it runs a task, so once a batch is joined
-        // every jogger it started is in the list.
+        // every jogger it started is in the list. (A response that grows a host's limit may
+        // start joggers in another target's pool, through the flows' growth hooks; but a
+        // pool whose joggers have all ended has a closed, empty queue, and starts none.)
         loop {
             let batch = std::mem::take(&mut *self.handles.lock());
             if batch.is_empty() {

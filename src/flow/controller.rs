@@ -37,7 +37,8 @@ use std::time::{Duration, Instant};
 
 const MIN_ROUND: Duration = Duration::from_millis(20);
 const MAX_ROUND: Duration = Duration::from_secs(5);
-/// What a round in startup whose limit held transfers back multiplies the limit by.
+/// What a round in startup whose limit held transfers back multiplies the limit by, at
+/// least (its responses may have grown it more).
 const STARTUP_GROWTH: f64 = 3.0;
 /// Startup ends after this many rounds without a quarter more rate.
 const FLAT_ROUNDS: u32 = 3;

@@ -524,7 +524,8 @@ impl Permit {
             .first_byte
             .compare_exchange(0, nanos + 1, Ordering::AcqRel, Ordering::Acquire)
             .is_ok();
-        if !first {
+        // A fixed concurrency's limit never moves: no need for the gate.
+        if !first || !self.flow.adaptive {
             return;
         }
         let grew = {

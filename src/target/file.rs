@@ -460,7 +460,6 @@ fn auto_split(
         }
         _ => return Ok(Split::Whole(Box::new(answer))),
     };
-    pin.set(answer.info.clone());
     split_rest(ctx, request, &policy, dest, pin, answer, total)
 }
 

@@ -173,11 +173,6 @@ pub(crate) fn store(
     sha256: Option<&Sha256Digest>,
     to: &UploadTo<'_>,
 ) -> Result<u64, DownloadError> {
-    let UploadTo {
-        target,
-        budget,
-        observer,
-    } = to;
     crate::http::transport::with_cancel(ctx.cancel, || {
         let shown = source.shown();
         if let Source::Url(url) = source {
@@ -188,8 +183,7 @@ pub(crate) fn store(
         }
         // Parts upload on scoped threads, all joined before this returns.
         std::thread::scope(|scope| {
-            let mut upload = Upload::new(target, name, shown, budget, ctx.cancel, scope);
-            upload.observer.clone_from(observer);
+            let mut upload = Upload::new(to, name, shown, ctx.cancel, scope);
             let expect = Expect {
                 sha256,
                 checksum: true,
@@ -208,7 +202,7 @@ pub(crate) fn store(
             upload.finish()?;
             trace!(
                 "stored s3://{}/{} ({bytes} bytes)",
-                target.bucket.name(),
+                to.target.bucket.name(),
                 upload.key
             );
             Ok(bytes)
@@ -266,18 +260,17 @@ fn observed<T>(observer: Option<&Observer>, call: impl FnOnce() -> T) -> T {
 
 impl<'a, 'scope, 'env> Upload<'a, 'scope, 'env> {
     fn new(
-        target: &'a S3Target,
+        to: &UploadTo<'a>,
         name: &ObjectName,
         shown: String,
-        budget: &'a Arc<MemoryBudget>,
         cancel: &'a CancelToken,
         scope: &'scope std::thread::Scope<'scope, 'env>,
     ) -> Self {
         Upload {
-            target,
-            key: target.key_of(name),
+            target: to.target,
+            key: to.target.key_of(name),
             shown,
-            budget,
+            budget: to.budget,
             cancel,
             scope,
             buffer: Vec::new(),
@@ -290,7 +283,7 @@ impl<'a, 'scope, 'env> Upload<'a, 'scope, 'env> {
             upload_id: None,
             parts: Vec::new(),
             next_part: 1,
-            observer: None,
+            observer: to.observer.clone(),
         }
     }
 
