@@ -116,6 +116,7 @@ impl Jogger {
                     sha256,
                     revalidate,
                     parts: job.parts.as_ref(),
+                    helpers: Some(&*self.pool),
                 };
                 file::fetch(&ctx, &request, mountpath).map(|outcome| match outcome {
                     Outcome::Landed(landed) => Some(landed.bytes),

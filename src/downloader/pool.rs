@@ -18,6 +18,7 @@ use crate::downloader::dispatcher::{Done, Task};
 use crate::downloader::jogger::{Jogger, Target};
 use crate::flow::Flows;
 use crate::http::HttpClient;
+use crate::target::tail::Helpers;
 use crate::thread::JoinOnDrop;
 
 /// One target's joggers and what each new one is made of.
@@ -26,6 +27,8 @@ pub(crate) struct Pool {
     pub(crate) setup: PoolSetup,
     live: AtomicUsize,
     idle: AtomicUsize,
+    /// Idle joggers' turns lent to pieces of slow transfers' tails.
+    lent: AtomicUsize,
     handles: Mutex<Vec<JoinOnDrop>>,
 }
 
@@ -56,6 +59,7 @@ impl Pool {
             setup,
             live: AtomicUsize::new(0),
             idle: AtomicUsize::new(0),
+            lent: AtomicUsize::new(0),
             handles: Mutex::new(Vec::new()),
         })
     }
@@ -162,5 +166,41 @@ impl Pool {
                 }
             }
         }
+    }
+}
+
+/// A slow transfer at the end of a job borrows the turns of joggers parked on the empty
+/// queue for pieces of its tail (see [`tail`](crate::target::tail)): at most one piece per
+/// idle jogger, and with an adaptive concurrency no more than the hosts' gates have room
+/// for. A task that arrives meanwhile still gets its jogger.
+impl Helpers for Pool {
+    fn lend(&self, most: usize) -> usize {
+        if !self.setup.queue.is_empty() {
+            return 0;
+        }
+        let most = if self.setup.grows {
+            most.min(self.setup.flows.room())
+        } else {
+            most
+        };
+        let idle = self.idle.load(Ordering::Acquire);
+        let mut lent = self.lent.load(Ordering::Acquire);
+        loop {
+            let n = idle.saturating_sub(lent).min(most);
+            if n == 0 {
+                return 0;
+            }
+            match self
+                .lent
+                .compare_exchange(lent, lent + n, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return n,
+                Err(now) => lent = now,
+            }
+        }
+    }
+
+    fn give_back(&self) {
+        self.lent.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -39,6 +39,24 @@ pub(crate) trait Destination {
         let _ = f;
         Ok(())
     }
+
+    /// Where the body's bytes must stop now that its next byte is at offset `at` of the
+    /// span: a destination that hands the rest of the object to other connections cuts the
+    /// stream short (see [`target::tail`](crate::target::tail)). `None`: at the span's end.
+    /// Called for every read, so it must be cheap.
+    fn cut(&mut self, at: u64) -> Option<u64> {
+        let _ = at;
+        None
+    }
+
+    /// The stream has reached the [`cut`](Destination::cut): waits for the connections that
+    /// took the bytes after it and holds their bytes, feeding them to `f` in order. Returns
+    /// whether the span is complete; otherwise a piece failed and the stream takes it back
+    /// (the cut has moved past it, and [`held`](Destination::held) is where it resumes).
+    fn join_cut(&mut self, f: &mut dyn FnMut(&[u8])) -> Result<bool, DownloadError> {
+        let _ = f;
+        Ok(true)
+    }
 }
 
 /// The largest write buffer: writes of 1 MiB keep file systems and pipes busy (8 KiB, what

@@ -32,7 +32,7 @@ use crate::http::HttpClient;
 use crate::progress::{self, Progress, ProgressReader};
 
 pub(crate) use pin::Pin;
-pub(crate) use request::{Answer, Condition, Location, Source, header, request};
+pub(crate) use request::{Answer, Condition, Location, Source, request};
 
 use classify::{Failure, Verdict};
 use dest::Destination;
@@ -325,7 +325,27 @@ impl Run<'_, '_> {
         let want = span_end.map(|e| e - (start + held));
         let more_than_wanted = framing.len.zip(want).is_some_and(|(len, want)| len > want);
         self.read_body(dest, answer.response, want, more_than_wanted, held)?;
-        let held = dest.held();
+        let mut held = dest.held();
+        // Stopped at a cut: the rest comes from the connections that took it, in order.
+        while let Some(end) = span_end
+            && start + held < end
+            && dest.cut(held) == Some(held)
+        {
+            let verifier = &mut self.verifier;
+            let complete = dest
+                .join_cut(&mut |bytes| {
+                    if let Some(verifier) = verifier.as_mut() {
+                        verifier.update(bytes);
+                    }
+                })
+                .map_err(|e| Failure::fatal(e.named(&self.shown)))?;
+            held = dest.held();
+            if !complete {
+                // A piece failed: this stream resumes from it (the check below says how
+                // far it got).
+                break;
+            }
+        }
         if let Some(end) = span_end
             && start + held != end
         {
@@ -373,7 +393,14 @@ impl Run<'_, '_> {
         };
         let mut got = 0u64;
         let broke = loop {
-            let left = want.map_or(u64::MAX, |w| w - got);
+            let mut left = want.map_or(u64::MAX, |w| w - got);
+            // The bytes past a cut are other connections': leave them unread.
+            if let Some(cut) = dest.cut(held + got) {
+                left = left.min(cut.saturating_sub(held + got));
+                if left == 0 {
+                    break None;
+                }
+            }
             if left == 0 {
                 if more_than_wanted {
                     break None;

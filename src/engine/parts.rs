@@ -143,6 +143,29 @@ pub(crate) struct PartsFile<'a> {
     pub(crate) total: u64,
 }
 
+/// Fetches bytes `range` of the object into their place in `into`, pinned to `pin` (a
+/// part: it cannot start over on its own); `first` is a response already in hand for them.
+pub(crate) fn fetch_range(
+    ctx: &Context<'_>,
+    source: &Source<'_>,
+    into: PartsFile<'_>,
+    range: std::ops::Range<u64>,
+    pin: &Pin,
+    first: Option<Answer>,
+) -> Result<(), DownloadError> {
+    let mut dest = Buffered::new(PartSink {
+        file: into.file,
+        path: into.path,
+        start: range.start,
+        written: 0,
+    });
+    let span = Span::Range {
+        start: range.start,
+        end: range.end,
+    };
+    engine::fetch(ctx, source, span, &mut dest, pin, Expect::default(), first).map(drop)
+}
+
 /// Fetches an object into `into`: part 0 (its first `min_object_bytes`) from `first`, the
 /// answer to the opening ranged GET, the other parts in parallel, all pinned to `pin`.
 /// Errors are the first part's that failed; [`DownloadError::Changed`] and
@@ -156,7 +179,7 @@ pub(crate) fn fetch(
     pin: &Pin,
     first: Answer,
 ) -> Result<(), DownloadError> {
-    let PartsFile { file, path, total } = into;
+    let total = into.total;
     // Part 0 is what the opening GET asked for; the rest comes in `part_bytes` pieces.
     let first_len = policy.min_object_bytes.min(total);
     let parts = 1 + (total - first_len).div_ceil(policy.part_bytes);
@@ -182,27 +205,12 @@ pub(crate) fn fetch(
             let mut part = first_part;
             while part < parts && !failed.load(Ordering::Relaxed) {
                 let (start, end) = span(part);
-                let mut dest = Buffered::new(PartSink {
-                    file,
-                    path,
-                    start,
-                    written: 0,
-                });
                 let answer = if part == 0 {
                     opening.lock().take()
                 } else {
                     None
                 };
-                let fetched = engine::fetch(
-                    ctx,
-                    source,
-                    Span::Range { start, end },
-                    &mut dest,
-                    pin,
-                    Expect::default(),
-                    answer,
-                );
-                if let Err(e) = fetched {
+                if let Err(e) = fetch_range(ctx, source, into, start..end, pin, answer) {
                     failed.store(true, Ordering::Relaxed);
                     error.lock().get_or_insert(e);
                     return;

@@ -299,7 +299,7 @@ pub(crate) fn request_failure(
 }
 
 /// A header's value as text.
-pub(crate) fn header(headers: &ureq::http::HeaderMap, name: &str) -> Option<String> {
+fn header(headers: &ureq::http::HeaderMap, name: &str) -> Option<String> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())

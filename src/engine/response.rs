@@ -23,6 +23,8 @@ pub(crate) struct ObjectInfo {
     pub(crate) checksum: Option<StoreChecksum>,
     /// Server-side encryption with KMS or a customer key: the ETag is then not the MD5.
     pub(crate) encrypted: bool,
+    /// Whether the server said it serves byte ranges (`Accept-Ranges: bytes`).
+    pub(crate) ranges: bool,
 }
 
 impl ObjectInfo {
@@ -49,6 +51,7 @@ impl ObjectInfo {
             last_modified: text("last-modified"),
             checksum,
             encrypted,
+            ranges: text("accept-ranges").is_some_and(|v| v.eq_ignore_ascii_case("bytes")),
         }
     }
 

@@ -19,6 +19,7 @@ use crate::progress::Progress;
 use crate::source::url::{self, UrlError};
 use crate::target::mountpath::Mountpath;
 use crate::target::name::ObjectName;
+use crate::target::tail::{Helpers, Tail};
 use crate::target::work::{self, WorkFile};
 
 use crate::engine::error::DownloadError;
@@ -197,6 +198,7 @@ pub fn download(
         sha256: task.sha256.as_ref(),
         revalidate: None,
         parts: task.parts.as_ref(),
+        helpers: None,
     };
     match fetch(&ctx, &request, mountpath)? {
         Outcome::Landed(landed) => Ok(landed),
@@ -214,6 +216,8 @@ pub(crate) struct Request<'a> {
     pub(crate) revalidate: Option<(u64, SystemTime)>,
     /// Split a large object into ranged parts over several connections.
     pub(crate) parts: Option<&'a PartsPolicy>,
+    /// Idle joggers that may take pieces of a slow stream's tail (see [`tail`]).
+    pub(crate) helpers: Option<&'a dyn Helpers>,
 }
 
 /// What became of a request.
@@ -305,7 +309,13 @@ fn fetch_inner(
         checksum: true,
         md5_etag: false,
     };
-    let fetched = engine::fetch(ctx, source, Span::Whole, &mut dest, &pin, expect, first)?;
+    let fetched = match request.helpers {
+        Some(helpers) => std::thread::scope(|scope| {
+            let mut tail = Tail::new(scope, ctx, source, &pin, helpers, &mut dest);
+            engine::fetch(ctx, source, Span::Whole, &mut tail, &pin, expect, first)
+        })?,
+        None => engine::fetch(ctx, source, Span::Whole, &mut dest, &pin, expect, first)?,
+    };
     refetched += fetched.refetched;
     let effort = Effort {
         attempts: fetched.attempts,
@@ -448,12 +458,10 @@ fn auto_split(
     let answer = engine::request_retried(ctx, source, |location| {
         engine::request(ctx, source, location, asked, Condition::None)
     })?;
-    let takes_ranges = crate::engine::header(answer.response.headers(), "accept-ranges")
-        .is_some_and(|v| v.eq_ignore_ascii_case("bytes"));
     let total = match (answer.status, answer.info.total) {
         (200, Some(total))
             if total > policy.min_object_bytes
-                && takes_ranges
+                && answer.info.ranges
                 && answer.info.validator().is_some() =>
         {
             total

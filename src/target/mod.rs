@@ -6,4 +6,5 @@ pub(crate) mod mountpath;
 pub(crate) mod name;
 pub(crate) mod s3;
 pub(crate) mod stream;
+pub(crate) mod tail;
 pub(crate) mod work;

@@ -224,27 +224,42 @@ impl WorkFile {
     /// Feeds the bytes in the file to `f`, in order (a work file resumed after a crash, so
     /// the whole object's digest can be checked).
     pub(crate) fn replay(&mut self, f: &mut dyn FnMut(&[u8])) -> Result<(), DownloadError> {
-        let len = self.len;
+        self.replay_range(0..self.len, f)
+    }
+
+    /// Feeds bytes `range` of the file to `f`, in order.
+    pub(crate) fn replay_range(
+        &mut self,
+        range: std::ops::Range<u64>,
+        f: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), DownloadError> {
         let mut buffer = vec![0; 256 * 1024];
-        let mut done = 0u64;
+        let mut at = range.start;
         let read = (|| {
             let file = self.file();
-            file.seek(SeekFrom::Start(0))?;
-            while done < len {
+            file.seek(SeekFrom::Start(at))?;
+            while at < range.end {
                 let want = buffer
                     .len()
-                    .min(usize::try_from(len - done).unwrap_or(usize::MAX));
+                    .min(usize::try_from(range.end - at).unwrap_or(usize::MAX));
                 let n = file.read(&mut buffer[..want])?;
                 if n == 0 {
                     return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
                 }
                 f(&buffer[..n]);
-                done += n as u64;
+                at += n as u64;
             }
             Ok(())
         })();
         self.cursor = None;
         read.map_err(|e| self.error("reading", e))
+    }
+
+    /// Bytes up to `end` were written in place by others (pieces of a split tail): the
+    /// file's good bytes now reach there.
+    pub(crate) fn extend_to(&mut self, end: u64) {
+        self.len = self.len.max(end);
+        self.cursor = None;
     }
 
     pub(crate) fn error(&self, action: &'static str, source: io::Error) -> DownloadError {

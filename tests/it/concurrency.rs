@@ -387,11 +387,13 @@ fn a_large_object_splits_by_itself_when_the_concurrency_adapts() {
 
         origin.reset_stats();
         let dir = TestDir::new();
-        let pinned = pinned(&dir, 2);
+        // Pinned to one jogger (with more, an idle one may take a piece of a slow stream's
+        // tail: `tail.rs`).
+        let pinned = pinned(&dir, 1);
         let job = pinned.submit(JobSpec::single(&url)).unwrap();
         assert!(pinned.wait(job, WAIT).unwrap());
         let stats = origin.stats();
-        // Pinned: one stream, as asked (after the same re-ask with large buffers).
+        // Pinned: no automatic split, one stream (after the same re-ask with large buffers).
         assert_eq!(
             (stats.status_count(200), stats.status_count(206)),
             (2, 0),

@@ -15,6 +15,7 @@ mod s3_jobs;
 mod shard;
 mod sink;
 mod sync;
+mod tail;
 mod task;
 mod template;
 
