@@ -30,6 +30,9 @@
 #        w2  one 1 GiB object over a 2 Gbit/s link: haul with no flags, aria2c -x16, curl, wget2
 #        w3  1,000 x 256 KiB from S3: haul s3 get / s3 cat with no flags, s5cmd and rclone at
 #            their defaults and at 16, 64 and 256
+#        w4  the tail of a job: 200 x 64 KiB with one 48 MiB object among them (the 151st), on
+#            a WAN with loss-like stalls (0.2 a MiB, 200 ms each): haul with no flags beside
+#            aria2c -j16 -x16 -s16 --min-split-size=1M (which splits every file) and wget2
 #        Each WAN case has a "link floor" row: its bytes at the link's rate plus one RTT;
 #        w1 and w1n also a measured one, cp -r of the same 1,000 files (the disk's floor).
 #   C = --conc (default 16). Raw runs are appended to $OUT_TSV (default /tmp/haul-peers.tsv).
@@ -54,7 +57,7 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 [[ -n "$ONLY" ]] || ONLY=" a b c d e w"
-[[ " $ONLY " == *" w "* ]] && ONLY+=" w1 w1n w2 w3"
+[[ " $ONLY " == *" w "* ]] && ONLY+=" w1 w1n w2 w3 w4"
 want() { [[ " $ONLY " == *" $1 "* ]]; }
 
 ((INSTALL)) && "$TOOLS/install-peers.sh" >&2
@@ -156,7 +159,7 @@ wan_up() {
 # wan_floor BYTES MBIT: the link's floor in seconds, bytes at the rate plus one RTT.
 wan_floor() { python3 -c "print(f'{$1 * 8 / ($2 * 1e6) + $WAN_RTT_MS / 1000:.3f}')"; }
 
-if want a || want b || want d || want e || want w1 || want w1n || want w2; then
+if want a || want b || want d || want e || want w1 || want w1n || want w2 || want w4; then
   if ! [[ -f "/tmp/nginx-$NGINX_PORT/nginx.pid" ]] || ! kill -0 "$(cat "/tmp/nginx-$NGINX_PORT/nginx.pid")" 2>/dev/null; then STARTED_NGINX=1; fi
   echo "# $("$TOOLS/nginx-up.sh" "$FX_ROOT" "$NGINX_PORT")" >&2
   B="http://127.0.0.1:$NGINX_PORT"
@@ -299,6 +302,28 @@ if want w1 || want w1n || want w2; then
   fi
 fi
 
+if want w4; then
+  # The fixture: 200 of the 64 KiB files (hard links) and the big object's first 48 MiB.
+  TAIL="$FX_ROOT/tail"
+  if ! [[ -f "$TAIL/tail.sha256" ]]; then
+    mkdir -p "$TAIL"
+    (cd "$FX_ROOT/s64k" && ls | sed -n 1,200p | xargs ln -f -t "$TAIL")
+    head -c $((48 << 20)) "$FX_ROOT/big/$(cd "$FX_ROOT/big" && ls | head -1)" > "$TAIL/large.bin"
+    (cd "$TAIL" && sha256sum -- *.bin > tail.sha256.tmp && mv tail.sha256.tmp tail.sha256)
+  fi
+  W=$(wan_up "$NGINX_PORT" --rate-mbit "$WAN_MBIT" --stragglers 0 --stalls-per-mib 0.2 --stall-ms 200)
+  LIST4="$WORK/list-w4.txt"
+  (cd "$TAIL" && ls | grep -v -e large -e sha256 | sed -n 1,150p; echo large.bin; ls | grep -v -e large -e sha256 | sed -n '151,$p') |
+    sed "s#^#http://$W/tail/#" > "$LIST4"
+  echo "# w4: 200 x 64 KiB and one 48 MiB object across the WAN ($W) with stalls" >&2
+  run_case w4 haul "haul get (no flags)" "$TAIL/tail.sha256" "$HAUL" get -q --list "$LIST4" -o @DEST@
+  run_case w4 peer "aria2c -j16 -x16 -s16 --min-split-size=1M" "$TAIL/tail.sha256" aria2c -q -i "$LIST4" -d @DEST@ \
+    -j16 -x16 -s16 --min-split-size=1M --file-allocation=none --auto-file-renaming=false \
+    --console-log-level=warn --summary-interval=0 --download-result=hide
+  run_case w4 peer "wget2 --max-threads=16" "$TAIL/tail.sha256" wget2 -q --no-robots --max-threads=16 -i "$LIST4" -P @DEST@
+  floor_row w4 "link floor (61 MiB at $WAN_MBIT Mbit/s + 1 RTT)" "$(wan_floor $((200 * 65536 + (48 << 20))) "$WAN_MBIT")"
+fi
+
 if want w3; then
   W=$(wan_up "$S3_PORT" --rate-mbit "$WAN_MBIT" --stragglers "$WAN_STRAGGLERS")
   E="http://$W"
@@ -358,11 +383,13 @@ for key in "${ORDER[@]}"; do
 import sys
 case, name, m, kind, best, runs = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4], float(sys.argv[5]), sys.argv[6].split()
 count, size = {"a": (2000, 65536), "b": (1, 1 << 30), "b2": (1, 1 << 30), "c": (1000, 262144), "e": (2000, 65536), "e2": (1, 1 << 30),
-               "w1": (1000, 65536), "w1n": (1000, 65536), "w2": (1, 1 << 30), "w3": (1000, 262144)}[case]
+               "w1": (1000, 65536), "w1n": (1000, 65536), "w2": (1, 1 << 30), "w3": (1000, 262144),
+               "w4": (201, 200 * 65536 + (48 << 20))}[case]
 rate = f"{count / m:,.0f} obj/s" if count > 1 else f"{size / m / 1e9:.2f} GB/s"
 ratio = f"**{m / best:.2f}**" if kind == "haul" and best else ("" if kind == "floor" else f"{m / best:.2f}")
 label = {"a": "a 2,000 x 64 KiB → files", "b": "b 1 GiB → /dev/null", "b2": "b 1 GiB → file", "c": "c 1,000 x 256 KiB S3", "e": "e 2,000 x 64 KiB → S3", "e2": "e 1 GiB → S3",
-         "w1": "w1 WAN 1,000 x 64 KiB", "w1n": "w1n WAN, no stragglers", "w2": "w2 WAN 1 GiB", "w3": "w3 WAN S3 1,000 x 256 KiB"}[case]
+         "w1": "w1 WAN 1,000 x 64 KiB", "w1n": "w1n WAN, no stragglers", "w2": "w2 WAN 1 GiB", "w3": "w3 WAN S3 1,000 x 256 KiB",
+         "w4": "w4 WAN tail: 200 x 64 KiB + 48 MiB"}[case]
 print(f"| {label} | {name} | {m:.3f} | {rate} | {ratio} | {', '.join(runs)} |")
 PY
 done
