@@ -460,7 +460,9 @@ fn revalidations_of_unchanged_files_raise_the_limit_too() {
             "{status:?}"
         );
         let flow = &again.flows()[0];
-        assert!(flow.limit > 8, "{flow:?}");
+        // The limit rose past its start of 8 (it may settle back by the end, when the
+        // delays climb on a loaded machine): more were in flight at once than 8.
+        assert!(flow.peak > 8, "{flow:?}");
         assert_eq!(flow.bytes, 0, "no body came");
         // One request each, and the few hedges the 20 ms think time calls for.
         let answered = origin.stats().status_count(416);
