@@ -270,6 +270,7 @@ pub use flow::{Concurrency, DEFAULT_INITIAL_CONCURRENCY, DEFAULT_MAX_CONCURRENCY
 pub use http::egress::{EgressPolicy, EgressRefused};
 pub use http::{HttpClient, HttpConfig, Stalled};
 pub use progress::{Cancelled, Progress, ProgressReader, is_cancelled};
+pub use s3::credentials::CredentialsError;
 pub use s3::{Bucket, ListedObject, Listing, MultipartUpload, S3Config, S3Error};
 pub use source::template::{DEFAULT_MAX_TEMPLATE_NAMES, Names, Template, TemplateError};
 pub use source::url::{UrlError, check_url, name_from_url, redact_url};

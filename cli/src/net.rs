@@ -64,8 +64,9 @@ pub(crate) struct S3Args {
     /// The region (default: AWS_REGION or AWS_DEFAULT_REGION, or us-east-1).
     #[arg(long, global = true)]
     region: Option<String>,
-    /// The profile of ~/.aws/credentials (or AWS_SHARED_CREDENTIALS_FILE) to read the keys
-    /// from when none are in the environment (default: AWS_PROFILE, or default).
+    /// The profile of ~/.aws/credentials and ~/.aws/config (or AWS_SHARED_CREDENTIALS_FILE,
+    /// AWS_CONFIG_FILE) for the keys (when none are in the environment), region and
+    /// endpoint_url (default: AWS_PROFILE, or default).
     #[arg(long, global = true, value_name = "NAME")]
     profile: Option<String>,
 }
@@ -74,7 +75,7 @@ impl S3Args {
     /// The store's configuration: credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY
     /// or the profile files, the network options of `net`.
     pub(crate) fn config(&self, net: &NetArgs) -> Result<S3Config, crate::run::UsageError> {
-        let mut config = S3Config::from_env();
+        let mut config = S3Config::from_profile(self.profile.as_deref());
         if let Some(endpoint) = &self.endpoint {
             let profile = config.profile.take();
             config = S3Config::new(endpoint.as_str(), config.region.clone());
@@ -82,9 +83,6 @@ impl S3Args {
         }
         if let Some(region) = &self.region {
             config.region = region.clone();
-        }
-        if let Some(profile) = &self.profile {
-            config.profile = Some(profile.clone());
         }
         Ok(config.http(net.http()?).retry(net.retry()))
     }

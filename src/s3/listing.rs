@@ -1,9 +1,8 @@
 //! Listing a bucket lazily, a page (up to 1,000 keys) at a time.
 
-use std::collections::HashMap;
 use std::io::Read;
 
-use super::{Bucket, PAGE_KEYS, PRESIGN_EXPIRY_SECS, S3Error, error_code};
+use super::{Bucket, PAGE_KEYS, S3Error, error_code};
 
 impl Bucket {
     /// The objects under `prefix`, listed lazily one page (up to 1,000 keys) at a time, so
@@ -35,18 +34,22 @@ impl Bucket {
         token: Option<&str>,
         max_keys: &str,
     ) -> Result<::s3::serde_types::ListBucketResult, S3Error> {
-        let mut queries = HashMap::from([
-            ("list-type".to_owned(), "2".to_owned()),
-            ("prefix".to_owned(), prefix.to_owned()),
-            ("max-keys".to_owned(), max_keys.to_owned()),
-        ]);
+        let mut queries = vec![
+            ("list-type", "2"),
+            ("prefix", prefix),
+            ("max-keys", max_keys),
+        ];
         if let Some(token) = token {
-            queries.insert("continuation-token".to_owned(), token.to_owned());
+            queries.push(("continuation-token", token));
         }
-        let url = self
-            .signer
-            .presign_get("/", PRESIGN_EXPIRY_SECS, Some(queries))
-            .map_err(|e| self.sign_error("list", prefix, e))?;
+        let headers = ureq::http::HeaderMap::new();
+        let url = self.presign(&super::sign::Presign {
+            op: "list",
+            method: "GET",
+            key: "",
+            queries: &queries,
+            headers: &headers,
+        })?;
         let request_error = |source: Box<dyn std::error::Error + Send + Sync>| S3Error::Request {
             op: "list",
             bucket: self.name.clone(),

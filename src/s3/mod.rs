@@ -5,10 +5,11 @@
 //! keep-alive pool. rust-s3's own sync transport opens a new connection per request and
 //! sleeps in the calling thread on retries, so it is never used to move data.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::io::Read;
+use std::sync::Arc;
 
+pub(crate) mod credentials;
 mod listing;
 mod multipart;
 mod sign;
@@ -34,9 +35,10 @@ pub enum S3Error {
     /// The configuration cannot work: a bad endpoint or region, a bad bucket name.
     #[error("bad S3 configuration: {0}")]
     Config(String),
-    /// No credentials were found (environment, profile) and none were given.
-    #[error("no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or a profile")]
-    Credentials,
+    /// No credentials: none of the chain's providers is configured, or the one that is
+    /// failed (see [`S3Config::from_env`] for the chain).
+    #[error(transparent)]
+    Credentials(#[from] credentials::CredentialsError),
     /// A request could not be signed.
     #[error("signing {op} s3://{bucket}/{key}: {reason}")]
     Sign {
@@ -143,6 +145,12 @@ impl S3Error {
             }
         ) || matches!(self, S3Error::Status { code: Some(code), .. } if code == "SlowDown")
     }
+
+    /// Whether the store refused the signature's credentials as expired.
+    pub(crate) fn is_expired_token(&self) -> bool {
+        matches!(self, S3Error::Status { code: Some(code), .. }
+            if matches!(code.as_str(), "ExpiredToken" | "TokenRefreshRequired" | "RequestExpired"))
+    }
 }
 
 /// Where the store is and how to sign for it.
@@ -164,9 +172,10 @@ pub struct S3Config {
     /// Path-style addressing (`endpoint/bucket/key`), which MinIO, SeaweedFS and Ceph need.
     /// Default: on with a custom endpoint, off for AWS.
     pub path_style: bool,
-    /// The profile of the shared credentials file (`~/.aws/credentials`, or
-    /// `AWS_SHARED_CREDENTIALS_FILE`) read when no keys are given: `AWS_PROFILE` with
-    /// [`from_env`](S3Config::from_env), else `default`.
+    /// The profile of the shared files (`~/.aws/credentials` and `~/.aws/config`, or
+    /// `AWS_SHARED_CREDENTIALS_FILE` and `AWS_CONFIG_FILE`) whose credentials the chain
+    /// reads when no keys are given: `AWS_PROFILE` with [`from_env`](S3Config::from_env),
+    /// else `default`.
     pub profile: Option<String>,
     access_key: Option<String>,
     secret_key: Option<String>,
@@ -195,8 +204,9 @@ impl fmt::Debug for S3Config {
 }
 
 impl S3Config {
-    /// A store at `endpoint` in `region`, path-style, with credentials from the environment
-    /// or the AWS profile files unless [`credentials`](S3Config::credentials) sets them.
+    /// A store at `endpoint` in `region`, path-style, with credentials from the chain (see
+    /// [`from_env`](S3Config::from_env)) unless [`credentials`](S3Config::credentials) sets
+    /// them.
     pub fn new(endpoint: impl Into<String>, region: impl Into<String>) -> S3Config {
         S3Config {
             endpoint: Some(endpoint.into()),
@@ -211,22 +221,38 @@ impl S3Config {
         }
     }
 
-    /// From the standard AWS environment: `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` (none
-    /// means AWS itself), `AWS_REGION` or `AWS_DEFAULT_REGION` (default `us-east-1`);
-    /// credentials from `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN` or the
-    /// profile's section of the shared credentials file (`AWS_PROFILE`, default `default`;
-    /// `AWS_SHARED_CREDENTIALS_FILE`).
+    /// From the standard AWS environment: `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL`, else
+    /// the profile's `endpoint_url` (none means AWS itself); `AWS_REGION` or
+    /// `AWS_DEFAULT_REGION`, else the profile's `region` (default `us-east-1`); credentials
+    /// from the chain ([`CredentialsError`](crate::CredentialsError) lists it): the
+    /// environment's keys, web identity, the profile (`AWS_PROFILE`, default `default`, in
+    /// `~/.aws/credentials` and `~/.aws/config`), container credentials, instance metadata.
     pub fn from_env() -> S3Config {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let endpoint = var("AWS_ENDPOINT_URL_S3").or_else(|| var("AWS_ENDPOINT_URL"));
+        S3Config::from_profile(None)
+    }
+
+    /// As [`from_env`](S3Config::from_env), with the profile `name` (when given) in place of
+    /// `AWS_PROFILE`'s: its region, `endpoint_url` and credentials.
+    pub fn from_profile(name: Option<&str>) -> S3Config {
+        let var = credentials::var;
+        let profile = name.map(str::to_owned).or_else(|| var("AWS_PROFILE"));
+        let files = credentials::ProfileFiles::from_env();
+        let section = files.profile(profile.as_deref().unwrap_or("default"));
+        let from_profile = |get: fn(&credentials::Profile) -> Option<&str>| {
+            section.as_ref().and_then(get).map(str::to_owned)
+        };
+        let endpoint = var("AWS_ENDPOINT_URL_S3")
+            .or_else(|| var("AWS_ENDPOINT_URL"))
+            .or_else(|| from_profile(credentials::Profile::endpoint_url));
         let region = var("AWS_REGION")
             .or_else(|| var("AWS_DEFAULT_REGION"))
+            .or_else(|| from_profile(credentials::Profile::region))
             .unwrap_or_else(|| "us-east-1".to_owned());
         S3Config {
             path_style: endpoint.is_some(),
             endpoint,
             region,
-            profile: var("AWS_PROFILE"),
+            profile,
             access_key: None,
             secret_key: None,
             session_token: None,
@@ -235,8 +261,9 @@ impl S3Config {
         }
     }
 
-    /// Reads the credentials from this profile of the shared credentials file when no keys
-    /// are given (and none are in the environment).
+    /// Reads the credentials from this profile of the shared files when no keys are given
+    /// (and none are in the environment, nor a web identity). Its region and endpoint are
+    /// [`from_profile`](S3Config::from_profile)'s to read.
     pub fn profile(mut self, name: impl Into<String>) -> S3Config {
         self.profile = Some(name.into());
         self
@@ -304,6 +331,7 @@ fn check_bucket_name(name: &str) -> Result<(), S3Error> {
 pub struct Bucket {
     name: String,
     signer: Box<::s3::Bucket>,
+    credentials: Arc<credentials::Credentials>,
     client: HttpClient,
     retry: RetryPolicy,
 }
@@ -352,15 +380,20 @@ impl Bucket {
                 .parse()
                 .map_err(|e| S3Error::Config(format!("region {:?}: {e}", config.region)))?,
         };
-        let credentials = ::s3::creds::Credentials::new(
-            config.access_key.as_deref(),
-            config.secret_key.as_deref(),
-            None,
-            config.session_token.as_deref(),
-            config.profile.as_deref(),
-        )
-        .map_err(|_| S3Error::Credentials)?;
-        let mut signer = ::s3::Bucket::new(name, region, credentials)
+        let settings = credentials::ChainSettings {
+            keys: config
+                .access_key
+                .clone()
+                .zip(config.secret_key.clone())
+                .map(|(a, s)| (a, s, config.session_token.clone())),
+            profile: config.profile.clone(),
+            http: config.http.clone(),
+        };
+        let credentials = Arc::new(credentials::Credentials::resolve(&settings)?);
+        // rust-s3's bucket only builds URLs here; haul signs every request itself.
+        let anonymous =
+            ::s3::creds::Credentials::anonymous().map_err(|e| S3Error::Config(e.to_string()))?;
+        let mut signer = ::s3::Bucket::new(name, region, anonymous)
             .map_err(|e| S3Error::Config(e.to_string()))?;
         if config.path_style {
             signer = signer.with_path_style();
@@ -368,6 +401,7 @@ impl Bucket {
         Ok(Bucket {
             name: name.to_owned(),
             signer,
+            credentials,
             client,
             retry: config.retry,
         })
@@ -390,10 +424,15 @@ impl Bucket {
 
     /// A presigned GET URL for `key` (and `version`, when given).
     pub(crate) fn presign_get(&self, key: &str, version: Option<&str>) -> Result<String, S3Error> {
-        let queries = version.map(|v| HashMap::from([("versionId".to_owned(), v.to_owned())]));
-        self.signer
-            .presign_get(key, PRESIGN_EXPIRY_SECS, queries)
-            .map_err(|e| self.sign_error("GET", key, e))
+        let headers = ureq::http::HeaderMap::new();
+        let version = version.map(|v| [("versionId", v)]);
+        self.presign(&sign::Presign {
+            op: "GET",
+            method: "GET",
+            key,
+            queries: version.as_ref().map_or(&[], |v| &v[..]),
+            headers: &headers,
+        })
     }
 
     /// Runs `once` until it succeeds, fails for good, or the retry policy gives up: the
@@ -404,6 +443,16 @@ impl Bucket {
         mut once: impl FnMut() -> Result<T, S3Error>,
     ) -> Result<T, S3Error> {
         let seed = crate::downloader::hrw::hash(self.name.as_bytes());
+        // A store that says the token expired gets one call more with fresh keys.
+        let mut once = || match once() {
+            Err(error) if error.is_expired_token() && self.credentials.temporary() => {
+                log::debug!("{error}: refreshing the credentials");
+                let used = self.credentials.keys()?;
+                self.credentials.expired(&used)?;
+                once()
+            }
+            other => other,
+        };
         retry::retrying(
             &self.retry,
             None,

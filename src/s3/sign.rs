@@ -44,29 +44,20 @@ impl Bucket {
         let fail = |e: ::s3::error::S3Error| self.sign_error(request.op, request.key, e);
         let signer = &self.signer;
         let region = signer.region();
-        let access_key = signer
-            .access_key()
-            .map_err(fail)?
-            .ok_or(S3Error::Credentials)?;
-        let secret_key = signer
-            .secret_key()
-            .map_err(fail)?
-            .ok_or(S3Error::Credentials)?;
-        let token = match signer.security_token().map_err(fail)? {
-            Some(token) => Some(token),
-            None => signer.session_token().map_err(fail)?,
-        };
+        let keys = self.credentials.keys()?;
+        let (access_key, secret_key, token) =
+            (&keys.access_key, &keys.secret_key, keys.token.as_ref());
         let mut url = signer.url();
         url.push('/');
         url.push_str(&signing::uri_encode(request.key, false));
         url.push_str(
             &signing::authorization_query_params_no_sig(
-                &access_key,
+                access_key,
                 &now,
                 &region,
                 expiry_secs,
                 Some(request.headers),
-                token.as_ref(),
+                token,
             )
             .map_err(fail)?,
         );
@@ -97,7 +88,7 @@ impl Bucket {
             signing::canonical_request(request.method, &parsed, &headers, "UNSIGNED-PAYLOAD")
                 .map_err(fail)?;
         let to_sign = signing::string_to_sign(&now, &region, &canonical).map_err(fail)?;
-        let key = signing::signing_key(&now, &secret_key, &region, "s3").map_err(fail)?;
+        let key = signing::signing_key(&now, secret_key, &region, "s3").map_err(fail)?;
         let mut mac = signing::HmacSha256::new_from_slice(&key)
             .map_err(|e| fail(::s3::error::S3Error::from(e)))?;
         mac.update(to_sign.as_bytes());

@@ -2,6 +2,7 @@
 //! against — an S3 store in the process (s3s + s3s-fs, or an outside one), a TCP fault proxy,
 //! a server that stops reading. For haul's own tests and the CLI's; not published.
 
+pub mod credentials;
 pub mod proxy;
 pub mod s3;
 pub mod s3_store;

@@ -105,6 +105,61 @@ impl http_body::Body for CountedBody {
     }
 }
 
+/// The keys an in-process store accepts: its own, and those a credential endpoint handed
+/// out (each until it expires; then the store answers `ExpiredToken`).
+#[derive(Clone, Default)]
+pub struct KeyRing(Arc<parking_lot::Mutex<Keys>>, Arc<AtomicU64>);
+
+/// Each access key's secret, and when it expires.
+type Keys = std::collections::HashMap<String, (String, Option<std::time::Instant>)>;
+
+impl KeyRing {
+    /// Requests refused because their keys had expired.
+    pub fn expired_refusals(&self) -> u64 {
+        self.1.load(Ordering::SeqCst)
+    }
+
+    /// Accepts `access` with `secret` (until `until`, when given).
+    pub fn allow(&self, access: &str, secret: &str, until: Option<std::time::Instant>) {
+        self.0
+            .lock()
+            .insert(access.to_owned(), (secret.to_owned(), until));
+    }
+}
+
+#[async_trait::async_trait]
+impl s3s::auth::S3Auth for KeyRing {
+    async fn get_secret_key(&self, access_key: &str) -> s3s::S3Result<s3s::auth::SecretKey> {
+        match self.0.lock().get(access_key) {
+            None => Err(s3s::s3_error!(InvalidAccessKeyId)),
+            Some((_, Some(until))) if std::time::Instant::now() >= *until => {
+                self.1.fetch_add(1, Ordering::SeqCst);
+                Err(s3s::s3_error!(ExpiredToken))
+            }
+            Some((secret, _)) => Ok(secret.clone().into()),
+        }
+    }
+}
+
+/// Who may do what: anyone signed, and, while [`S3Server::public_reads`] is on, anyone at
+/// all for reads (as a public bucket of AWS Open Data).
+struct PublicReads(Arc<super::s3_store::Switches>);
+
+#[async_trait::async_trait]
+impl s3s::access::S3Access for PublicReads {
+    async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> s3s::S3Result<()> {
+        let read = matches!(
+            cx.s3_op().name(),
+            "GetObject" | "HeadObject" | "ListObjectsV2" | "ListObjects"
+        );
+        if cx.credentials().is_some() || (read && self.0.public_reads.load(Ordering::SeqCst)) {
+            Ok(())
+        } else {
+            Err(s3s::s3_error!(AccessDenied, "Signature is required"))
+        }
+    }
+}
+
 /// An S3 store for one test: in this process, or an outside one named by the environment.
 pub struct S3Server {
     backend: Backend,
@@ -117,6 +172,7 @@ enum Backend {
 
 struct Local {
     addr: SocketAddr,
+    keys: KeyRing,
     switches: Arc<super::s3_store::Switches>,
     /// The server certificate's PEM, when it speaks HTTPS.
     certificate_pem: Option<String>,
@@ -172,7 +228,10 @@ impl S3Server {
         let switches = Arc::new(super::s3_store::Switches::default());
         let store = super::s3_store::Store::new(root.path().to_owned(), Arc::clone(&switches));
         let mut builder = s3s::service::S3ServiceBuilder::new(store);
-        builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+        let keys = KeyRing::default();
+        keys.allow(ACCESS_KEY, SECRET_KEY, None);
+        builder.set_auth(keys.clone());
+        builder.set_access(PublicReads(Arc::clone(&switches)));
         let service = builder.build();
         let (acceptor, certificate_pem) = if tls {
             let (acceptor, pem) = tls_acceptor();
@@ -188,6 +247,7 @@ impl S3Server {
         S3Server {
             backend: Backend::Local(Local {
                 addr,
+                keys,
                 switches,
                 certificate_pem,
                 root,
@@ -261,6 +321,20 @@ impl S3Server {
                 format!("{scheme}://{}", local.addr)
             }
             Backend::External(external) => external.endpoint.clone(),
+        }
+    }
+
+    /// Lets anyone read (GET, HEAD, list) without signing, or not. Panics on an outside store.
+    pub fn public_reads(&self, on: bool) {
+        self.switches().public_reads.store(on, Ordering::SeqCst);
+    }
+
+    /// The in-process store's key ring, where credential endpoints register the keys they
+    /// hand out. Panics on an outside store.
+    pub fn key_ring(&self) -> KeyRing {
+        match &self.backend {
+            Backend::Local(local) => local.keys.clone(),
+            Backend::External(_) => panic!("an outside store's keys are its own"),
         }
     }
 

@@ -26,6 +26,8 @@ pub struct Store {
 /// How the store misbehaves, set by the test while it runs.
 #[derive(Default)]
 pub struct Switches {
+    /// A public bucket: GETs, HEADs and listings need no signature.
+    pub public_reads: AtomicBool,
     /// Lie like a V1-only gateway or a buggy proxy: a truncated ListObjectsV2 page carries
     /// no `NextContinuationToken`.
     pub drop_tokens: AtomicBool,

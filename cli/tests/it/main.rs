@@ -3,6 +3,7 @@
 
 mod commands;
 mod crashes;
+mod credentials;
 mod shards;
 
 use haul_testkit as support;

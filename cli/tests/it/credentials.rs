@@ -1,0 +1,275 @@
+//! The S3 credential chain (issue 17), each provider proven by a listing the store accepts
+//! only with the keys that provider handed out: instance metadata (IMDSv2), container
+//! credentials, web identity at STS, a profile's `credential_process` in `~/.aws/config`;
+//! keys that expire during a job are refreshed; with nothing configured the error says what
+//! was tried.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use haul_origin::Origin;
+
+use crate::support::credentials::{CONTAINER_TOKEN, CredentialServer, WEB_TOKEN};
+use crate::support::s3::S3Server;
+use crate::support::{TestDir, guard};
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// `haul` against `server` with no credentials of its own: no AWS keys, a `HOME` without
+/// `~/.aws`, instance metadata off (a test that wants it points it somewhere).
+fn bare_haul(server: &S3Server, home: &Path) -> Command {
+    let mut command = Command::new(crate::HAUL);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("AWS_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .env("HOME", home)
+        .env("AWS_ENDPOINT_URL", server.endpoint())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    command
+}
+
+/// Lists `bucket` (holding one 3-byte key `k/a`) and checks the listing.
+fn assert_lists(command: &mut Command, server: &S3Server, bucket: &str) {
+    assert_lists_with(command, server, bucket, &[]);
+}
+
+/// [`assert_lists`] with `flags` after `s3 ls`.
+fn assert_lists_with(command: &mut Command, server: &S3Server, bucket: &str, flags: &[&str]) {
+    let out: Output = command
+        .args(["s3", "ls"])
+        .args(flags)
+        .arg(format!("s3://{}/k/", server.bucket_name(bucket)))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "           3 k/a\n");
+}
+
+fn store_with(bucket: &str) -> S3Server {
+    let server = S3Server::start_local(&[bucket]);
+    server.seed_file(bucket, "k/a", b"<a>");
+    server
+}
+
+#[test]
+fn instance_metadata_hands_out_the_keys_through_imdsv2() {
+    guard(|| {
+        let server = store_with("imds");
+        let endpoints = CredentialServer::start(server.key_ring(), Duration::from_secs(3600));
+        let home = TestDir::new();
+        let mut command = bare_haul(&server, home.path());
+        command
+            .env_remove("AWS_EC2_METADATA_DISABLED")
+            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", endpoints.url());
+        assert_lists(&mut command, &server, "imds");
+        assert_eq!(endpoints.issued().imds.load(Ordering::SeqCst), 1);
+        assert_eq!(endpoints.issued().refused.load(Ordering::SeqCst), 0);
+    });
+}
+
+#[test]
+fn container_credentials_come_with_their_token_or_token_file() {
+    guard(|| {
+        let server = store_with("ecs");
+        let endpoints = CredentialServer::start(server.key_ring(), Duration::from_secs(3600));
+        let home = TestDir::new();
+        let uri = format!("{}/container", endpoints.url());
+        let mut command = bare_haul(&server, home.path());
+        command
+            .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", &uri)
+            .env("AWS_CONTAINER_AUTHORIZATION_TOKEN", CONTAINER_TOKEN);
+        assert_lists(&mut command, &server, "ecs");
+        // EKS Pod Identity: the token in a file.
+        let token_file = home.path().join("token");
+        std::fs::write(&token_file, format!("{CONTAINER_TOKEN}\n")).unwrap();
+        let mut command = bare_haul(&server, home.path());
+        command
+            .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", &uri)
+            .env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", &token_file);
+        assert_lists(&mut command, &server, "ecs");
+        assert_eq!(endpoints.issued().container.load(Ordering::SeqCst), 2);
+        // A wrong token: the endpoint refuses, and so does haul, naming the provider.
+        let out = bare_haul(&server, home.path())
+            .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", &uri)
+            .env("AWS_CONTAINER_AUTHORIZATION_TOKEN", "wrong")
+            .args(["s3", "ls", "s3://ecs/k/"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("container credentials") && stderr.contains("401"),
+            "{stderr}"
+        );
+    });
+}
+
+#[test]
+fn web_identity_is_exchanged_at_sts_for_the_roles_keys() {
+    guard(|| {
+        let server = store_with("irsa");
+        let endpoints = CredentialServer::start(server.key_ring(), Duration::from_secs(3600));
+        let home = TestDir::new();
+        let token_file = home.path().join("web-token");
+        std::fs::write(&token_file, WEB_TOKEN).unwrap();
+        let mut command = bare_haul(&server, home.path());
+        command
+            .env("AWS_WEB_IDENTITY_TOKEN_FILE", &token_file)
+            .env("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/haul")
+            .env("AWS_ENDPOINT_URL_STS", endpoints.url());
+        assert_lists(&mut command, &server, "irsa");
+        assert_eq!(endpoints.issued().sts.load(Ordering::SeqCst), 1);
+        // A token STS refuses is an error naming web identity, not a fall-through.
+        std::fs::write(&token_file, "not-the-token").unwrap();
+        let out = bare_haul(&server, home.path())
+            .env("AWS_WEB_IDENTITY_TOKEN_FILE", &token_file)
+            .env("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/haul")
+            .env("AWS_ENDPOINT_URL_STS", endpoints.url())
+            .args(["s3", "ls", "s3://irsa/k/"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("web identity") && stderr.contains("bad web identity token"),
+            "{stderr}"
+        );
+    });
+}
+
+/// `~/.aws/config`'s `[profile x]`: its `credential_process`, `region` and `endpoint_url`.
+#[test]
+fn a_config_profile_gives_its_endpoint_region_and_credential_process() {
+    guard(|| {
+        let server = store_with("cfg");
+        let (key, secret) = server.keys();
+        let home = TestDir::new();
+        std::fs::create_dir_all(home.path().join(".aws")).unwrap();
+        let process = format!(
+            "echo '{{\"Version\": 1, \"AccessKeyId\": \"{key}\", \"SecretAccessKey\": \"{secret}\"}}'"
+        );
+        std::fs::write(
+            home.path().join(".aws/config"),
+            format!(
+                "[default]\nregion = us-east-1\n\n[profile batch]\nregion = eu-west-1\n\
+                 endpoint_url = {}\ncredential_process = {process}\n",
+                server.endpoint()
+            ),
+        )
+        .unwrap();
+        let mut command = bare_haul(&server, home.path());
+        command
+            .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("AWS_REGION");
+        assert_lists_with(&mut command, &server, "cfg", &["--profile", "batch"]);
+        // AWS_PROFILE names it too.
+        let mut command = bare_haul(&server, home.path());
+        command
+            .env_remove("AWS_ENDPOINT_URL")
+            .env("AWS_PROFILE", "batch");
+        assert_lists(&mut command, &server, "cfg");
+    });
+}
+
+#[test]
+fn with_nothing_configured_the_error_lists_what_was_tried() {
+    guard(|| {
+        let server = store_with("none");
+        let home = TestDir::new();
+        // Instance metadata at a port nothing listens on: refused at once.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        let out = bare_haul(&server, home.path())
+            .env_remove("AWS_EC2_METADATA_DISABLED")
+            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &dead)
+            .args(["s3", "ls", "s3://none/k/"])
+            .output()
+            .unwrap();
+        let stderr = text(&out.stderr);
+        // A configuration the command cannot run with, as a usage error is.
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        for tried in [
+            "no S3 credentials found",
+            "environment",
+            "web identity",
+            "profile default",
+            "container credentials",
+            "instance metadata at http://127.0.0.1:",
+        ] {
+            assert!(stderr.contains(tried), "{tried:?} in {stderr}");
+        }
+    });
+}
+
+/// Container keys good for 3 s, in a job that stores objects for about 5 s: the sink's
+/// PUTs keep going on keys refreshed before they expire (the store never sees old ones).
+#[test]
+fn keys_that_expire_during_a_job_are_refreshed_before_and_every_object_lands() {
+    guard(|| {
+        let server = store_with("fresh");
+        let ring = server.key_ring();
+        let endpoints = CredentialServer::start(ring.clone(), Duration::from_secs(3));
+        assert_stores_for_seconds(&server, "fresh", &endpoints);
+        let issued = endpoints.issued().container.load(Ordering::SeqCst);
+        assert!(issued >= 2, "refreshed: {issued} sets of keys");
+        assert_eq!(ring.expired_refusals(), 0, "refreshed ahead of expiry");
+    });
+}
+
+/// Keys the store stops taking after 1 s though they say an hour (a revoked session): the
+/// call refused with `ExpiredToken` is made once more with fresh keys.
+#[test]
+fn keys_the_store_calls_expired_are_refreshed_and_the_call_made_again() {
+    guard(|| {
+        let server = store_with("revoked");
+        let ring = server.key_ring();
+        let endpoints = CredentialServer::start_revoking(
+            ring.clone(),
+            Duration::from_secs(3600),
+            Duration::from_secs(1),
+        );
+        assert_stores_for_seconds(&server, "revoked", &endpoints);
+        assert!(ring.expired_refusals() >= 1, "the store refused some");
+        assert!(endpoints.issued().container.load(Ordering::SeqCst) >= 2);
+    });
+}
+
+/// `haul get` of 20 objects into `s3://bucket/out` on one worker, 250 ms each, with
+/// container credentials from `endpoints`: all of them land.
+fn assert_stores_for_seconds(server: &S3Server, bucket: &str, endpoints: &CredentialServer) {
+    let origin = Origin::start().unwrap();
+    let home = TestDir::new();
+    let out = bare_haul(server, home.path())
+        .env(
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            format!("{}/container", endpoints.url()),
+        )
+        .env("AWS_CONTAINER_AUTHORIZATION_TOKEN", CONTAINER_TOKEN)
+        .args(["get", "-q", "--workers", "1", "-o"])
+        .arg(format!("s3://{bucket}/out"))
+        .arg(origin.url("/r/o-{00..19}.bin?size=1000&delay_ms=250"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed = crate::haul_for(server)
+        .args(["s3", "ls"])
+        .arg(format!("s3://{bucket}/out/"))
+        .output()
+        .unwrap();
+    let listing = text(&listed.stdout);
+    assert_eq!(
+        listing.lines().count(),
+        20,
+        "{listing}{}",
+        text(&listed.stderr)
+    );
+}
