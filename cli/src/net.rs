@@ -69,6 +69,10 @@ pub(crate) struct S3Args {
     /// endpoint_url (default: AWS_PROFILE, or default).
     #[arg(long, global = true, value_name = "NAME")]
     profile: Option<String>,
+    /// Sign no request and look for no credentials: for public buckets (AWS Open Data, many
+    /// ML datasets)
+    #[arg(long, global = true)]
+    no_sign_request: bool,
 }
 
 impl S3Args {
@@ -83,6 +87,9 @@ impl S3Args {
         }
         if let Some(region) = &self.region {
             config.region = region.clone();
+        }
+        if self.no_sign_request {
+            config = config.anonymous();
         }
         Ok(config.http(net.http()?).retry(net.retry()))
     }

@@ -180,6 +180,8 @@ pub struct S3Config {
     access_key: Option<String>,
     secret_key: Option<String>,
     session_token: Option<String>,
+    /// Unsigned requests, for public buckets (see [`anonymous`](S3Config::anonymous)).
+    pub anonymous: bool,
     /// Settings of the HTTP client that moves the bytes.
     pub http: HttpConfig,
     /// How listing pages, PUTs and bucket creation are retried (the fetcher has its own,
@@ -194,6 +196,7 @@ impl fmt::Debug for S3Config {
             .field("endpoint", &self.endpoint)
             .field("region", &self.region)
             .field("profile", &self.profile)
+            .field("anonymous", &self.anonymous)
             .field("path_style", &self.path_style)
             .field("access_key", &self.access_key.as_ref().map(|_| "REDACTED"))
             .field("secret_key", &self.secret_key.as_ref().map(|_| "REDACTED"))
@@ -216,6 +219,7 @@ impl S3Config {
             access_key: None,
             secret_key: None,
             session_token: None,
+            anonymous: false,
             http: HttpConfig::default(),
             retry: RetryPolicy::default(),
         }
@@ -256,6 +260,7 @@ impl S3Config {
             access_key: None,
             secret_key: None,
             session_token: None,
+            anonymous: false,
             http: HttpConfig::default(),
             retry: RetryPolicy::default(),
         }
@@ -277,6 +282,18 @@ impl S3Config {
     ) -> S3Config {
         self.access_key = Some(access_key.into());
         self.secret_key = Some(secret_key.into());
+        self
+    }
+
+    /// Signs no request and asks no credential provider: for public buckets (AWS Open Data,
+    /// many ML datasets), as the AWS CLI's `--no-sign-request`.
+    ///
+    /// ```
+    /// let config = haul::S3Config::from_env().anonymous();
+    /// assert!(config.anonymous);
+    /// ```
+    pub fn anonymous(mut self) -> S3Config {
+        self.anonymous = true;
         self
     }
 
@@ -381,6 +398,7 @@ impl Bucket {
                 .map_err(|e| S3Error::Config(format!("region {:?}: {e}", config.region)))?,
         };
         let settings = credentials::ChainSettings {
+            anonymous: config.anonymous,
             keys: config
                 .access_key
                 .clone()

@@ -44,12 +44,25 @@ impl Bucket {
         let fail = |e: ::s3::error::S3Error| self.sign_error(request.op, request.key, e);
         let signer = &self.signer;
         let region = signer.region();
-        let keys = self.credentials.keys()?;
-        let (access_key, secret_key, token) =
-            (&keys.access_key, &keys.secret_key, keys.token.as_ref());
         let mut url = signer.url();
         url.push('/');
         url.push_str(&signing::uri_encode(request.key, false));
+        if !self.credentials.signs() {
+            // A public bucket: the request as it is, unsigned.
+            for (i, (name, value)) in request.queries.iter().enumerate() {
+                let _ = write!(
+                    url,
+                    "{}{}={}",
+                    if i == 0 { '?' } else { '&' },
+                    signing::uri_encode(name, true),
+                    signing::uri_encode(value, true)
+                );
+            }
+            return Ok(url);
+        }
+        let keys = self.credentials.keys()?;
+        let (access_key, secret_key, token) =
+            (&keys.access_key, &keys.secret_key, keys.token.as_ref());
         url.push_str(
             &signing::authorization_query_params_no_sig(
                 access_key,

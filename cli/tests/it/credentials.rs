@@ -273,3 +273,34 @@ fn assert_stores_for_seconds(server: &S3Server, bucket: &str, endpoints: &Creden
         text(&listed.stderr)
     );
 }
+
+/// `--no-sign-request`: a public bucket read with no credentials anywhere, unsigned; the
+/// same store refuses unsigned requests once it is private again.
+#[test]
+fn a_public_bucket_is_read_with_no_sign_request_and_a_private_one_refuses() {
+    guard(|| {
+        let server = store_with("open");
+        server.public_reads(true);
+        let home = TestDir::new();
+        let mut command = bare_haul(&server, home.path());
+        assert_lists_with(&mut command, &server, "open", &["--no-sign-request"]);
+        server.seed_file("open", "k/b", b"<bb>");
+        let out_dir = TestDir::new();
+        let out = bare_haul(&server, home.path())
+            .args(["s3", "get", "-q", "--no-sign-request", "-o"])
+            .arg(out_dir.path())
+            .arg("s3://open/k/")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(std::fs::read(out_dir.path().join("k/a")).unwrap(), b"<a>");
+        assert_eq!(std::fs::read(out_dir.path().join("k/b")).unwrap(), b"<bb>");
+        server.public_reads(false);
+        let out = bare_haul(&server, home.path())
+            .args(["s3", "ls", "--no-sign-request", "s3://open/k/"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert!(text(&out.stderr).contains("403"), "{}", text(&out.stderr));
+    });
+}

@@ -78,6 +78,8 @@ impl fmt::Debug for Keys {
 /// Where keys come from: the link of the chain that supplied them, asked again to refresh.
 #[derive(Debug, Clone)]
 enum Provider {
+    /// No keys: requests go unsigned (public buckets).
+    Anonymous,
     Static(Keys),
     Environment,
     WebIdentity(remote::WebIdentity),
@@ -89,6 +91,7 @@ enum Provider {
 impl Provider {
     fn name(&self) -> String {
         match self {
+            Provider::Anonymous => "no credentials (unsigned requests)".to_owned(),
             Provider::Static(_) => "the given keys".to_owned(),
             Provider::Environment => "the environment".to_owned(),
             Provider::WebIdentity(_) => "web identity".to_owned(),
@@ -100,6 +103,12 @@ impl Provider {
 
     fn load(&self, client: &HttpClient) -> Result<Keys, String> {
         match self {
+            Provider::Anonymous => Ok(Keys {
+                access_key: String::new(),
+                secret_key: String::new(),
+                token: None,
+                expires: None,
+            }),
             Provider::Static(keys) => Ok(keys.clone()),
             Provider::Environment => environment_keys().ok_or_else(|| "gone".to_owned()),
             Provider::WebIdentity(w) => w.load(client),
@@ -113,6 +122,8 @@ impl Provider {
 /// What the chain reads besides the environment: set by [`S3Config`](crate::S3Config).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ChainSettings {
+    /// Sign nothing: no provider is asked.
+    pub(crate) anonymous: bool,
     pub(crate) keys: Option<(String, String, Option<String>)>,
     pub(crate) profile: Option<String>,
     pub(crate) http: HttpConfig,
@@ -232,10 +243,17 @@ impl Credentials {
         }
     }
 
+    /// Whether requests are signed at all (not for a public bucket read anonymously).
+    pub(crate) fn signs(&self) -> bool {
+        !matches!(self.provider, Provider::Anonymous)
+    }
+
     /// Whether these credentials can expire (and so be refreshed).
     pub(crate) fn temporary(&self) -> bool {
-        !matches!(self.provider, Provider::Static(_) | Provider::Environment)
-            || self.keys.read().0.expires.is_some()
+        !matches!(
+            self.provider,
+            Provider::Anonymous | Provider::Static(_) | Provider::Environment
+        ) || self.keys.read().0.expires.is_some()
     }
 }
 
@@ -255,6 +273,9 @@ fn environment_keys() -> Option<Keys> {
 
 /// The chain's first configured provider; each one passed over says why in `tried`.
 fn find(settings: &ChainSettings, tried: &mut Vec<String>) -> Option<Provider> {
+    if settings.anonymous {
+        return Some(Provider::Anonymous);
+    }
     if let Some((access_key, secret_key, token)) = &settings.keys {
         return Some(Provider::Static(Keys {
             access_key: access_key.clone(),
