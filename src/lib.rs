@@ -212,7 +212,7 @@
 //! lowercase "what: why" message that names the URL, object or path, and the cause as its
 //! [`source`](std::error::Error::source): [`TemplateError`], [`NameError`], [`UrlError`],
 //! [`DownloadError`], [`SubmitError`], [`JobError`], [`BuildError`], [`FetchError`],
-//! [`S3Error`]; their sources include [`DigestMismatch`], [`EgressRefused`] and
+//! [`S3Error`]; their sources include [`DigestMismatch`], [`EgressRefused`], [`UntrustedCertificate`] and
 //! [`Stalled`]. An object that cannot be stored in its S3 target fails with
 //! [`DownloadError::Store`], naming `s3://bucket/key`.
 //!
@@ -268,6 +268,7 @@ pub use fetch::{
 };
 pub use flow::{Concurrency, DEFAULT_INITIAL_CONCURRENCY, DEFAULT_MAX_CONCURRENCY, FlowStatus};
 pub use http::egress::{EgressPolicy, EgressRefused};
+pub use http::untrusted::UntrustedCertificate;
 pub use http::{HttpClient, HttpConfig, Stalled};
 pub use progress::{Cancelled, Progress, ProgressReader, is_cancelled};
 pub use s3::credentials::CredentialsError;

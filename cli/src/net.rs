@@ -7,6 +7,11 @@ use haul::{EgressPolicy, HttpConfig, RetryPolicy};
 
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct NetArgs {
+    /// A PEM file of root certificates to trust besides the machine's (curl's --cacert, but
+    /// adding): a private CA, a corporate proxy's. Repeat for more. AWS_CA_BUNDLE adds one
+    /// too
+    #[arg(long, value_name = "FILE", global = true)]
+    ca_bundle: Vec<std::path::PathBuf>,
     /// Attempts per object (or part), the first included; 1 turns retries off.
     #[arg(long, value_name = "N", default_value_t = 5, global = true)]
     attempts: u32,
@@ -39,7 +44,17 @@ impl NetArgs {
                     crate::run::UsageError(format!("--{name} must be a positive number of seconds"))
                 })
         };
-        Ok(HttpConfig::default()
+        let mut config = HttpConfig::default();
+        let env_bundle = std::env::var_os("AWS_CA_BUNDLE")
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from);
+        for path in self.ca_bundle.iter().chain(env_bundle.as_ref()) {
+            let pem = std::fs::read(path).map_err(|e| {
+                crate::run::UsageError(format!("--ca-bundle {}: {e}", path.display()))
+            })?;
+            config = config.root_certificate_pem(pem);
+        }
+        Ok(config
             .connect_timeout(secs(self.connect_timeout, "connect-timeout")?)
             .response_timeout(secs(self.header_timeout, "header-timeout")?)
             .stall(self.stall_bytes, secs(self.stall_window, "stall-window")?)
@@ -91,7 +106,14 @@ impl S3Args {
         if self.no_sign_request {
             config = config.anonymous();
         }
-        Ok(config.http(net.http()?).retry(net.retry()))
+        // The profile's ca_bundle (read by from_profile) adds to the flags' roots.
+        let mut http = net.http()?;
+        for pem in std::mem::take(&mut config.http.root_certificates_pem) {
+            if !http.root_certificates_pem.contains(&pem) {
+                http.root_certificates_pem.push(pem);
+            }
+        }
+        Ok(config.http(http).retry(net.retry()))
     }
 }
 

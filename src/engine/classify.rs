@@ -80,7 +80,9 @@ pub(crate) fn s3_status(status: u16, code: Option<&str>) -> Verdict {
 
 /// A request that got no response.
 pub(crate) fn request(error: &ureq::Error) -> Verdict {
-    if crate::http::egress::refusal(error).is_some() {
+    if crate::http::egress::refusal(error).is_some()
+        || crate::http::untrusted::untrusted(error).is_some()
+    {
         return Verdict::Fatal;
     }
     match error {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 pub(crate) mod egress;
 pub(crate) mod transport;
+pub(crate) mod untrusted;
 
 use egress::{EgressPolicy, PolicyResolver};
 
@@ -50,8 +51,12 @@ pub struct HttpConfig {
     pub input_buffer_bytes: usize,
     /// The `User-Agent` sent with every request. Default `haul/<version>`.
     pub user_agent: String,
-    /// PEM root certificates to trust *instead of* the built-in web PKI roots (a private CA,
-    /// or a test server's self-signed certificate). Empty (the default) means the web PKI.
+    /// PEM root certificates to trust *besides* the machine's (a private CA, a corporate
+    /// proxy's, a test server's self-signed certificate).
+    ///
+    /// The machine's trust store is read once per process (`rustls-native-certs`: the
+    /// system bundle, or `SSL_CERT_FILE` / `SSL_CERT_DIR` when set); on a machine that has
+    /// none, and with no roots added here, the bundled web PKI roots are trusted instead.
     pub root_certificates_pem: Vec<Vec<u8>>,
 }
 
@@ -191,7 +196,7 @@ impl HttpClient {
         if timeout.is_some() {
             request = request.config().timeout_per_call(timeout).build();
         }
-        request.call()
+        request.call().map_err(|e| untrusted::explained(e, url))
     }
 
     /// Sends a request with `method` and `body` (empty: none); any status is a response, not
@@ -208,29 +213,60 @@ impl HttpClient {
             request = request.header(name.as_str(), value.as_str());
         }
         let request = request.body(body).map_err(ureq::Error::from)?;
-        self.agent.run(request)
+        self.agent
+            .run(request)
+            .map_err(|e| untrusted::explained(e, url))
     }
+}
+
+/// The machine's root certificates, read once per process.
+fn system_roots() -> &'static [ureq::tls::Certificate<'static>] {
+    static ROOTS: std::sync::OnceLock<Vec<ureq::tls::Certificate<'static>>> =
+        std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let found = rustls_native_certs::load_native_certs();
+        for error in &found.errors {
+            log::debug!("reading the machine's root certificates: {error}");
+        }
+        found
+            .certs
+            .iter()
+            .map(|der| ureq::tls::Certificate::from_der(der.as_ref()).to_owned())
+            .collect()
+    })
+}
+
+/// The roots a client trusts: the machine's and `extra` (PEM); the bundled web PKI when the
+/// machine has none and nothing is added.
+fn root_certs(extra: &[Vec<u8>]) -> ureq::tls::RootCerts {
+    let mut roots = system_roots().to_vec();
+    let system = roots.len();
+    for pem in extra {
+        for item in ureq::tls::parse_pem(pem) {
+            match item {
+                Ok(ureq::tls::PemItem::Certificate(cert)) => roots.push(cert),
+                Ok(_) => {}
+                Err(e) => log::warn!("ignoring an unreadable root certificate: {e}"),
+            }
+        }
+    }
+    if roots.is_empty() {
+        return ureq::tls::RootCerts::WebPki;
+    }
+    if system == 0 {
+        log::debug!("the machine has no root certificates: trusting only the ones given");
+    }
+    ureq::tls::RootCerts::new_with_certs(&roots)
 }
 
 /// ureq's settings for `config`; `buffers` overrides the receive and send buffers.
 fn agent_config(config: &HttpConfig, buffers: Option<(usize, usize)>) -> ureq::config::Config {
     let mut builder = ureq::Agent::config_builder();
-    if !config.root_certificates_pem.is_empty() {
-        let mut roots = Vec::new();
-        for pem in &config.root_certificates_pem {
-            for item in ureq::tls::parse_pem(pem) {
-                match item {
-                    Ok(ureq::tls::PemItem::Certificate(cert)) => roots.push(cert),
-                    Ok(_) => {}
-                    Err(e) => log::warn!("ignoring an unreadable root certificate: {e}"),
-                }
-            }
-        }
-        let tls = ureq::tls::TlsConfig::builder()
-            .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
-            .build();
-        builder = builder.tls_config(tls);
-    }
+    builder = builder.tls_config(
+        ureq::tls::TlsConfig::builder()
+            .root_certs(root_certs(&config.root_certificates_pem))
+            .build(),
+    );
     if config.egress != EgressPolicy::Any {
         // The resolver must see the target, not a proxy from the environment.
         builder = builder.proxy(None);

@@ -231,6 +231,8 @@ impl S3Config {
     /// from the chain ([`CredentialsError`](crate::CredentialsError) lists it): the
     /// environment's keys, web identity, the profile (`AWS_PROFILE`, default `default`, in
     /// `~/.aws/credentials` and `~/.aws/config`), container credentials, instance metadata.
+    /// `AWS_CA_BUNDLE` (else the profile's `ca_bundle`) adds roots to the machine's
+    /// ([`HttpConfig::root_certificates_pem`](crate::HttpConfig)).
     pub fn from_env() -> S3Config {
         S3Config::from_profile(None)
     }
@@ -252,6 +254,15 @@ impl S3Config {
             .or_else(|| var("AWS_DEFAULT_REGION"))
             .or_else(|| from_profile(credentials::Profile::region))
             .unwrap_or_else(|| "us-east-1".to_owned());
+        // AWS_CA_BUNDLE, else the profile's ca_bundle, adds roots to the machine's.
+        let mut http = HttpConfig::default();
+        let bundle = var("AWS_CA_BUNDLE").or_else(|| from_profile(credentials::Profile::ca_bundle));
+        if let Some(path) = bundle {
+            match std::fs::read(&path) {
+                Ok(pem) => http = http.root_certificate_pem(pem),
+                Err(e) => log::warn!("the CA bundle {path}: {e}"),
+            }
+        }
         S3Config {
             path_style: endpoint.is_some(),
             endpoint,
@@ -261,7 +272,7 @@ impl S3Config {
             secret_key: None,
             session_token: None,
             anonymous: false,
-            http: HttpConfig::default(),
+            http,
             retry: RetryPolicy::default(),
         }
     }

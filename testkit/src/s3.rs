@@ -356,6 +356,14 @@ impl S3Server {
             .unwrap()
     }
 
+    /// The PEM of the in-process store's self-signed certificate, when it speaks HTTPS.
+    pub fn certificate_pem(&self) -> Option<&str> {
+        match &self.backend {
+            Backend::Local(local) => local.certificate_pem.as_deref(),
+            Backend::External(_) => None,
+        }
+    }
+
     pub fn config(&self) -> S3Config {
         self.config_at(self.endpoint())
     }

@@ -304,3 +304,65 @@ fn a_public_bucket_is_read_with_no_sign_request_and_a_private_one_refuses() {
         assert!(text(&out.stderr).contains("403"), "{}", text(&out.stderr));
     });
 }
+
+/// A store behind a private CA (a self-signed certificate): refused by default with an error
+/// naming the host and why; trusted through `--ca-bundle`, `AWS_CA_BUNDLE` or
+/// `SSL_CERT_FILE`, for listings (the bucket's client) and downloads (the downloader's).
+#[test]
+fn a_private_ca_is_trusted_through_ca_bundle_aws_ca_bundle_or_ssl_cert_file() {
+    guard(|| {
+        let server = S3Server::start_tls(&["tls"]);
+        server.seed_file("tls", "k/a", b"<a>");
+        let dir = TestDir::new();
+        let pem = dir.path().join("ca.pem");
+        std::fs::write(&pem, server.certificate_pem().unwrap()).unwrap();
+        fn ls(command: &mut Command) -> &mut Command {
+            command
+                .env_remove("SSL_CERT_FILE")
+                .env_remove("AWS_CA_BUNDLE")
+                .args(["s3", "ls", "s3://tls/k/"])
+        }
+        let out = ls(&mut crate::haul_for(&server)).output().unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("127.0.0.1") && stderr.contains("UnknownIssuer"),
+            "{stderr}"
+        );
+        let mut command = crate::haul_for(&server);
+        ls(&mut command).arg("--ca-bundle").arg(&pem);
+        let out = command.output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), "           3 k/a\n");
+        for var in ["AWS_CA_BUNDLE", "SSL_CERT_FILE"] {
+            let mut command = crate::haul_for(&server);
+            ls(&mut command).env(var, &pem);
+            let out = command.output().unwrap();
+            assert!(out.status.success(), "{var}: {}", text(&out.stderr));
+        }
+        let out_dir = TestDir::new();
+        let out = crate::haul_for(&server)
+            .args(["s3", "get", "-q", "--ca-bundle"])
+            .arg(&pem)
+            .arg("-o")
+            .arg(out_dir.path())
+            .arg("s3://tls/k/")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(std::fs::read(out_dir.path().join("k/a")).unwrap(), b"<a>");
+        // A bundle that is not there is a usage error naming it.
+        let out = crate::haul_for(&server)
+            .args([
+                "s3",
+                "ls",
+                "--ca-bundle",
+                "/nonexistent/ca.pem",
+                "s3://tls/k/",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        assert!(text(&out.stderr).contains("/nonexistent/ca.pem"));
+    });
+}

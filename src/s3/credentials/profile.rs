@@ -111,6 +111,11 @@ impl Profile {
         self.get("region")
     }
 
+    /// Its `ca_bundle`: a PEM file of roots to trust besides the machine's.
+    pub(crate) fn ca_bundle(&self) -> Option<&str> {
+        self.get("ca_bundle")
+    }
+
     /// Its `endpoint_url`.
     pub(crate) fn endpoint_url(&self) -> Option<&str> {
         self.get("endpoint_url")
