@@ -86,9 +86,10 @@ pub(crate) struct Expect<'a> {
     pub(crate) sha256: Option<&'a Sha256Digest>,
     /// A full-object checksum the store returns (`x-amz-checksum-*`).
     pub(crate) checksum: bool,
-    /// The MD5 an S3 single-part ETag stands for. It costs a core about 2 s per GiB (MD5
-    /// does not vectorise), so only the fetcher asks for it, as it always has; the
-    /// downloader's S3 jobs check lengths and store checksums.
+    /// The MD5 an S3 single-part ETag stands for (checked only for an S3 source, and only
+    /// when the ETag is one: not multipart, not KMS-encrypted). It costs a core about 2 s
+    /// per GiB (MD5 does not vectorise); the fetcher and the downloader's S3 jobs ask for
+    /// it, a plain HTTP download or stream does not.
     pub(crate) md5_etag: bool,
 }
 

@@ -307,7 +307,8 @@ fn fetch_inner(
     let expect = Expect {
         sha256: request.sha256,
         checksum: true,
-        md5_etag: false,
+        // From S3: a single-part object's ETag is its MD5 (the engine asks only then).
+        md5_etag: true,
     };
     let fetched = match request.helpers {
         Some(helpers) => std::thread::scope(|scope| {

@@ -187,7 +187,7 @@ pub(crate) fn store(
             let expect = Expect {
                 sha256,
                 checksum: true,
-                md5_etag: false,
+                md5_etag: true,
             };
             engine::fetch(
                 ctx,

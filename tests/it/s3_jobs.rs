@@ -160,3 +160,53 @@ fn aborting_a_backend_job_ends_its_listing_backoff_at_once() {
         );
     });
 }
+
+/// A backend job checks a single-part object's MD5 ETag, as the fetcher does: a byte flipped
+/// in the first response is caught and fetched again; flipped in every one, the object
+/// fails naming both digests and leaves no file.
+#[test]
+fn a_backend_job_checks_md5_etags_and_never_lands_corrupted_bytes() {
+    use crate::support::proxy::{FaultProxy, Faults};
+    guard_for(Duration::from_secs(60), || {
+        for (every, name) in [(false, "once"), (true, "always")] {
+            let server = S3Server::start(&["data"]);
+            let bytes = haul_origin::body(name, 300_000);
+            server.seed_file("data", &format!("md5/{name}.bin"), &bytes);
+            let faults = Faults {
+                corrupt_at: (!every).then_some(100_000),
+                corrupt_every: every.then_some(100_000),
+                ..Faults::default()
+            };
+            // Faulty connections: the listing's (its page is under 100,000 bytes) and the
+            // first GET's; or all of them.
+            let faulty = if every { u64::MAX } else { 2 };
+            let proxy = FaultProxy::start(server.socket_addr(), faults, faulty);
+            let config = server.config_at(format!("http://{}", proxy.addr()));
+            let bucket = haul::Bucket::new(&server.bucket_name("data"), &config).unwrap();
+            let dir = TestDir::new();
+            let d = Downloader::builder()
+                .mountpath(dir.path())
+                .workers_per_target(2)
+                .build()
+                .unwrap();
+            let spec = JobSpec::s3_prefix(&bucket, "md5/").retry(
+                haul::RetryPolicy::default()
+                    .attempts(3)
+                    .initial_backoff(Duration::from_millis(1)),
+            );
+            let job = d.submit(spec).unwrap();
+            assert!(d.wait(job, Duration::from_secs(30)).unwrap());
+            let status = d.status(job, Detail::All).unwrap();
+            let path = dir.path().join(format!("md5/{name}.bin"));
+            if every {
+                assert_eq!(status.failed, 1, "{status:?}");
+                let error = haul::error_chain(&status.failures[0].error);
+                assert!(error.contains("md5"), "{error}");
+                assert!(!path.exists());
+            } else {
+                assert_eq!((status.finished, status.retries), (1, 1), "{status:?}");
+                assert!(std::fs::read(&path).unwrap() == bytes, "{name}: the bytes");
+            }
+        }
+    });
+}
