@@ -53,6 +53,19 @@ fn assert_lists_with(command: &mut Command, server: &S3Server, bucket: &str, fla
     assert_eq!(text(&out.stdout), "           3 k/a\n");
 }
 
+/// Lists `bucket` and checks that it fails, saying each of `says`.
+fn assert_refused(command: &mut Command, bucket: &str, says: &[&str]) {
+    let out = command
+        .args(["s3", "ls", &format!("s3://{bucket}/k/")])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    for said in says {
+        assert!(stderr.contains(said), "{said:?} in {stderr}");
+    }
+}
+
 fn store_with(bucket: &str) -> S3Server {
     let server = S3Server::start_local(&[bucket]);
     server.seed_file(bucket, "k/a", b"<a>");
@@ -97,18 +110,11 @@ fn container_credentials_come_with_their_token_or_token_file() {
         assert_lists(&mut command, &server, "ecs");
         assert_eq!(endpoints.issued().container.load(Ordering::SeqCst), 2);
         // A wrong token: the endpoint refuses, and so does haul, naming the provider.
-        let out = bare_haul(&server, home.path())
+        let mut command = bare_haul(&server, home.path());
+        command
             .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", &uri)
-            .env("AWS_CONTAINER_AUTHORIZATION_TOKEN", "wrong")
-            .args(["s3", "ls", "s3://ecs/k/"])
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        let stderr = text(&out.stderr);
-        assert!(
-            stderr.contains("container credentials") && stderr.contains("401"),
-            "{stderr}"
-        );
+            .env("AWS_CONTAINER_AUTHORIZATION_TOKEN", "wrong");
+        assert_refused(&mut command, "ecs", &["container credentials", "401"]);
     });
 }
 
@@ -120,27 +126,22 @@ fn web_identity_is_exchanged_at_sts_for_the_roles_keys() {
         let home = TestDir::new();
         let token_file = home.path().join("web-token");
         std::fs::write(&token_file, WEB_TOKEN).unwrap();
-        let mut command = bare_haul(&server, home.path());
-        command
-            .env("AWS_WEB_IDENTITY_TOKEN_FILE", &token_file)
-            .env("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/haul")
-            .env("AWS_ENDPOINT_URL_STS", endpoints.url());
-        assert_lists(&mut command, &server, "irsa");
+        let irsa = || {
+            let mut command = bare_haul(&server, home.path());
+            command
+                .env("AWS_WEB_IDENTITY_TOKEN_FILE", &token_file)
+                .env("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/haul")
+                .env("AWS_ENDPOINT_URL_STS", endpoints.url());
+            command
+        };
+        assert_lists(&mut irsa(), &server, "irsa");
         assert_eq!(endpoints.issued().sts.load(Ordering::SeqCst), 1);
         // A token STS refuses is an error naming web identity, not a fall-through.
         std::fs::write(&token_file, "not-the-token").unwrap();
-        let out = bare_haul(&server, home.path())
-            .env("AWS_WEB_IDENTITY_TOKEN_FILE", &token_file)
-            .env("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/haul")
-            .env("AWS_ENDPOINT_URL_STS", endpoints.url())
-            .args(["s3", "ls", "s3://irsa/k/"])
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        let stderr = text(&out.stderr);
-        assert!(
-            stderr.contains("web identity") && stderr.contains("bad web identity token"),
-            "{stderr}"
+        assert_refused(
+            &mut irsa(),
+            "irsa",
+            &["web identity", "bad web identity token"],
         );
     });
 }
