@@ -273,6 +273,7 @@ pub use http::{HttpClient, HttpConfig, Stalled};
 pub use progress::{Cancelled, Progress, ProgressReader, is_cancelled};
 pub use s3::credentials::CredentialsError;
 pub use s3::{Bucket, ListedObject, Listing, MultipartUpload, S3Config, S3Error};
+pub use source::select::{GlobError, KeySelection};
 pub use source::template::{DEFAULT_MAX_TEMPLATE_NAMES, Names, Template, TemplateError};
 pub use source::url::{UrlError, check_url, name_from_url, redact_url};
 pub use target::file::{Landed, ObjectTask, download};

@@ -50,6 +50,8 @@ enum Command {
         /// Only keys ending with this, e.g. `.tar`.
         #[arg(long)]
         suffix: Option<String>,
+        #[command(flatten)]
+        select: SelectArgs,
         /// Keep the directories in step with the prefix: skip objects unchanged since haul
         /// downloaded them (size and ETag, no request), fetch changed and new ones, and
         /// delete files haul downloaded whose objects are gone. Files haul did not download
@@ -63,7 +65,39 @@ enum Command {
     Ls {
         /// s3://bucket/prefix
         prefix: String,
+        #[command(flatten)]
+        select: SelectArgs,
     },
+}
+
+/// Which keys under the prefix: rclone's globs on the key relative to the prefix.
+#[derive(Debug, clap::Args)]
+struct SelectArgs {
+    /// Only keys (relative to the prefix) that match this glob: `*` within a path segment,
+    /// `**` across them, `?`, `[a-z]`, `{a,b}`; without a `/` it matches the last segment.
+    /// Repeat for more (any may match)
+    #[arg(long, value_name = "GLOB")]
+    include: Vec<String>,
+    /// Leave out keys that match this glob (as --include reads it). Repeat for more
+    #[arg(long, value_name = "GLOB")]
+    exclude: Vec<String>,
+}
+
+impl SelectArgs {
+    fn selection(&self) -> Result<haul::KeySelection, UsageError> {
+        let mut select = haul::KeySelection::new();
+        for glob in &self.include {
+            select = select
+                .include(glob)
+                .map_err(|e| UsageError(e.to_string()))?;
+        }
+        for glob in &self.exclude {
+            select = select
+                .exclude(glob)
+                .map_err(|e| UsageError(e.to_string()))?;
+        }
+        Ok(select)
+    }
 }
 
 /// Splits `s3://bucket/key` into its bucket and key.
@@ -77,22 +111,27 @@ fn split_s3_url(url: &str) -> Result<(&str, &str), UsageError> {
 pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
     let config = args.s3.config(&args.net)?;
     match args.command {
-        Command::Ls { prefix } => {
+        Command::Ls { prefix, select } => {
+            let select = select.selection()?;
             let (bucket, prefix) = split_s3_url(&prefix)?;
             let bucket = Bucket::new(bucket, &config).map_err(|e| UsageError(e.to_string()))?;
             let mut out = io::stdout().lock();
             for object in bucket.list(prefix) {
                 let object = object?;
-                writeln!(out, "{:>12} {}", object.size, object.key)?;
+                if select.matches(object.key.get(prefix.len()..).unwrap_or(&object.key)) {
+                    writeln!(out, "{:>12} {}", object.size, object.key)?;
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Get {
             prefixes,
             suffix,
+            select,
             sync,
             job,
         } => {
+            let select = select.selection()?;
             let digests = job.digests()?;
             let downloader = job.downloader(&args.net, &args.s3)?;
             let started = std::time::Instant::now();
@@ -100,7 +139,9 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
             for url in &prefixes {
                 let (bucket, prefix) = split_s3_url(url)?;
                 let bucket = Bucket::new(bucket, &config).map_err(|e| UsageError(e.to_string()))?;
-                let mut spec = haul::JobSpec::s3_prefix(&bucket, prefix).sync(sync);
+                let mut spec = haul::JobSpec::s3_prefix(&bucket, prefix)
+                    .sync(sync)
+                    .select(select.clone());
                 if let Some(suffix) = &suffix {
                     spec = spec.suffix(suffix.as_str());
                 }
@@ -119,11 +160,16 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
             for (url, status) in prefixes.iter().zip(&summary.statuses) {
                 let listed_nothing = status.all_dispatched && status.scheduled == 0;
                 if listed_nothing && status.failed == 0 && !status.aborted {
-                    let suffix = suffix
-                        .as_ref()
-                        .map(|s| format!(" (suffix {s})"))
-                        .unwrap_or_default();
-                    eprintln!("haul: no objects matched {url}{suffix}");
+                    let filters: Vec<String> = suffix
+                        .iter()
+                        .map(|s| format!("--suffix {s}"))
+                        .chain((!select.is_all()).then(|| select.shown()))
+                        .collect();
+                    let filters = match filters.is_empty() {
+                        true => String::new(),
+                        false => format!(" ({})", filters.join(" ")),
+                    };
+                    eprintln!("haul: no objects matched {url}{filters}");
                     none = true;
                 }
             }

@@ -71,6 +71,9 @@ pub(crate) enum Expansion {
 pub(crate) struct Listed {
     pub(crate) bucket: crate::s3::Bucket,
     pub(crate) listing: crate::s3::Listing,
+    /// The prefix's length: keys are selected by what follows it.
+    pub(crate) prefix_len: usize,
+    pub(crate) select: crate::KeySelection,
     pub(crate) suffix: Option<String>,
     pub(crate) subdir: Option<String>,
     /// The listing broke off: keys after the last one listed are unknown.
@@ -131,6 +134,8 @@ impl Expansion {
                 let Listed {
                     bucket,
                     listing,
+                    prefix_len,
+                    select,
                     suffix,
                     subdir,
                     failed,
@@ -157,8 +162,11 @@ impl Expansion {
                     }
                 };
                 let key = &object.key;
-                if key.ends_with('/') || suffix.as_deref().is_some_and(|s| !key.ends_with(s)) {
-                    continue; // a directory marker, or filtered out
+                if key.ends_with('/')
+                    || suffix.as_deref().is_some_and(|s| !key.ends_with(s))
+                    || !select.matches(key.get(*prefix_len..).unwrap_or(key))
+                {
+                    continue; // a directory marker, or not selected
                 }
                 let shown = format!("s3://{}/{key}", bucket.name());
                 let name =

@@ -135,6 +135,9 @@ pub struct JobSpec {
     /// Expected SHA-256 digests by object name (the name the object lands under, without
     /// [`subdir`](JobSpec::subdir)). Objects not listed are checked for length only.
     pub sha256: std::collections::BTreeMap<String, Sha256Digest>,
+    /// Which keys of an [`S3Prefix`](Source::S3Prefix) job it takes (relative to the
+    /// prefix). Default: every key.
+    pub select: crate::KeySelection,
 }
 
 impl fmt::Debug for JobSpec {
@@ -176,6 +179,7 @@ impl JobSpec {
             shard: None,
             sync: false,
             sha256: std::collections::BTreeMap::new(),
+            select: crate::KeySelection::new(),
         }
     }
 
@@ -243,6 +247,22 @@ impl JobSpec {
         if let Source::S3Prefix { suffix: s, .. } = &mut self.source {
             *s = Some(suffix.into());
         }
+        self
+    }
+
+    /// Takes only the keys of an [`S3Prefix`](Source::S3Prefix) job that `select` matches
+    /// (relative to the prefix; see [`KeySelection`](crate::KeySelection)); no effect on
+    /// other sources. A sync job's record is kept per selection.
+    ///
+    /// ```no_run
+    /// let bucket = haul::Bucket::new("datasets", &haul::S3Config::from_env())?;
+    /// let select = haul::KeySelection::new().include("train/**/*.tar")?;
+    /// let spec = haul::JobSpec::s3_prefix(&bucket, "imagenet/").select(select);
+    /// # drop(spec);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn select(mut self, select: crate::KeySelection) -> JobSpec {
+        self.select = select;
         self
     }
 

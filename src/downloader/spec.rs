@@ -32,12 +32,16 @@ pub(crate) fn sync_source(spec: &JobSpec) -> Option<(String, Option<String>)> {
         .shard
         .map(|(i, n)| format!("{i}/{n}"))
         .unwrap_or_default();
-    let source = format!(
+    let mut source = format!(
         "{}/{prefix} suffix={} subdir={} shard={shard}",
         bucket.url(),
         suffix.as_deref().unwrap_or(""),
         subdir.as_deref().unwrap_or("")
     );
+    // A selection is part of the source (a record without one stays as it was named).
+    if !spec.select.is_all() {
+        source.push_str(&format!(" select={}", spec.select.shown()));
+    }
     Some((source, subdir))
 }
 
@@ -180,6 +184,8 @@ pub(crate) fn prepare(
                 Expansion::Listed(Box::new(Listed {
                     bucket,
                     listing,
+                    prefix_len: prefix.len(),
+                    select: spec.select.clone(),
                     suffix,
                     subdir,
                     failed: false,

@@ -227,7 +227,7 @@ fn s3_cat_writes_objects_in_order_and_ls_lists_them() {
         let out = s3(&["s3", "get", &both, "--suffix", ".tar", "-o", into]);
         assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
         assert!(
-            text(&out.stderr).contains(&format!("haul: no objects matched {both} (suffix .tar)")),
+            text(&out.stderr).contains(&format!("haul: no objects matched {both} (--suffix .tar)")),
             "{}",
             text(&out.stderr)
         );
@@ -902,5 +902,105 @@ fn a_stop_signal_mid_upload_into_s3_leaves_no_object_and_no_upload() {
             );
             origin.gate().release();
         }
+    });
+}
+
+/// `--include` / `--exclude` (rclone's globs, on keys relative to the prefix) for `s3 ls`,
+/// `s3 get` and `--sync`; a sync with a selection deletes only within it; a selection that
+/// matches nothing exits 1 naming it; a malformed glob is a usage error.
+#[test]
+fn s3_ls_get_and_sync_take_only_the_selected_keys() {
+    guard(|| {
+        let server = crate::support::s3::S3Server::start(&["sel"]);
+        for key in [
+            "d/train/a.tar",
+            "d/train/b.idx",
+            "d/train/x/c.tar",
+            "d/val/v.tar",
+            "d/README",
+        ] {
+            server.seed_file("sel", key, key.as_bytes());
+        }
+        let bucket = server.bucket_name("sel");
+        let prefix = format!("s3://{bucket}/d/");
+        let run = |args: &[&str]| crate::haul_for(&server).args(args).output().unwrap();
+        // What landed (the sync records aside).
+        let landed = |dir: &TestDir| -> Vec<String> {
+            files_under(dir.path())
+                .into_iter()
+                .filter(|f| !f.starts_with(".haul-work/"))
+                .collect()
+        };
+        let out = run(&[
+            "s3",
+            "ls",
+            &prefix,
+            "--include",
+            "*.tar",
+            "--exclude",
+            "val/**",
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let listed = text(&out.stdout);
+        let keys: Vec<&str> = listed
+            .lines()
+            .filter_map(|l| l.rsplit(' ').next())
+            .collect();
+        assert_eq!(keys, ["d/train/a.tar", "d/train/x/c.tar"]);
+
+        let dir = TestDir::new();
+        let into = dir.path().to_str().unwrap();
+        let out = run(&[
+            "s3",
+            "get",
+            &prefix,
+            "--include",
+            "train/*",
+            "--sync",
+            "-o",
+            into,
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(landed(&dir), ["d/train/a.tar", "d/train/b.idx"]);
+        // Outside the selection: a file of haul's from another selection is never deleted
+        // by this one, and one haul did not write is never touched.
+        let out = run(&[
+            "s3",
+            "get",
+            &prefix,
+            "--include",
+            "README",
+            "--sync",
+            "-o",
+            into,
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(landed(&dir), ["d/README", "d/train/a.tar", "d/train/b.idx"]);
+        // Within it: an object gone from the bucket goes from the directory.
+        server.bucket("sel").delete("d/train/b.idx").unwrap();
+        let out = run(&[
+            "s3",
+            "get",
+            &prefix,
+            "--include",
+            "train/*",
+            "--sync",
+            "-o",
+            into,
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(landed(&dir), ["d/README", "d/train/a.tar"]);
+
+        let out = run(&["s3", "get", &prefix, "--include", "*.zip", "-o", into]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            text(&out.stderr).contains(&format!(
+                "haul: no objects matched {prefix} (--include *.zip)"
+            )),
+            "{}",
+            text(&out.stderr)
+        );
+        let out = run(&["s3", "ls", &prefix, "--include", "a["]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     });
 }
