@@ -950,45 +950,28 @@ fn s3_ls_get_and_sync_take_only_the_selected_keys() {
 
         let dir = TestDir::new();
         let into = dir.path().to_str().unwrap();
-        let out = run(&[
-            "s3",
-            "get",
-            &prefix,
-            "--include",
-            "train/*",
-            "--sync",
-            "-o",
-            into,
-        ]);
-        assert!(out.status.success(), "{}", text(&out.stderr));
+        let sync = |include: &str| {
+            let out = run(&[
+                "s3",
+                "get",
+                &prefix,
+                "--include",
+                include,
+                "--sync",
+                "-o",
+                into,
+            ]);
+            assert!(out.status.success(), "{}", text(&out.stderr));
+        };
+        sync("train/*");
         assert_eq!(landed(&dir), ["d/train/a.tar", "d/train/b.idx"]);
-        // Outside the selection: a file of haul's from another selection is never deleted
-        // by this one, and one haul did not write is never touched.
-        let out = run(&[
-            "s3",
-            "get",
-            &prefix,
-            "--include",
-            "README",
-            "--sync",
-            "-o",
-            into,
-        ]);
-        assert!(out.status.success(), "{}", text(&out.stderr));
+        // Another selection into the same directory keeps a record of its own: it never
+        // deletes the files the first one downloaded.
+        sync("README");
         assert_eq!(landed(&dir), ["d/README", "d/train/a.tar", "d/train/b.idx"]);
-        // Within it: an object gone from the bucket goes from the directory.
+        // Within a selection: an object gone from the bucket goes from the directory.
         server.bucket("sel").delete("d/train/b.idx").unwrap();
-        let out = run(&[
-            "s3",
-            "get",
-            &prefix,
-            "--include",
-            "train/*",
-            "--sync",
-            "-o",
-            into,
-        ]);
-        assert!(out.status.success(), "{}", text(&out.stderr));
+        sync("train/*");
         assert_eq!(landed(&dir), ["d/README", "d/train/a.tar"]);
 
         let out = run(&["s3", "get", &prefix, "--include", "*.zip", "-o", into]);
