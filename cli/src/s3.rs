@@ -81,6 +81,12 @@ struct SelectArgs {
     /// Leave out keys that match this glob (as --include reads it). Repeat for more
     #[arg(long, value_name = "GLOB")]
     exclude: Vec<String>,
+    /// Leave out objects smaller than this, e.g. 1MiB
+    #[arg(long, value_name = "SIZE", value_parser = crate::net::parse_size)]
+    min_size: Option<u64>,
+    /// Leave out objects larger than this, e.g. 4GiB
+    #[arg(long, value_name = "SIZE", value_parser = crate::net::parse_size)]
+    max_size: Option<u64>,
 }
 
 impl SelectArgs {
@@ -95,6 +101,12 @@ impl SelectArgs {
             select = select
                 .exclude(glob)
                 .map_err(|e| UsageError(e.to_string()))?;
+        }
+        if let Some(bytes) = self.min_size {
+            select = select.min_size(bytes);
+        }
+        if let Some(bytes) = self.max_size {
+            select = select.max_size(bytes);
         }
         Ok(select)
     }
@@ -118,7 +130,8 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
             let mut out = io::stdout().lock();
             for object in bucket.list(prefix) {
                 let object = object?;
-                if select.matches(object.key.get(prefix.len()..).unwrap_or(&object.key)) {
+                let relative = object.key.get(prefix.len()..).unwrap_or(&object.key);
+                if select.matches_object(relative, object.size) {
                     writeln!(out, "{:>12} {}", object.size, object.key)?;
                 }
             }

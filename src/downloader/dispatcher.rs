@@ -164,7 +164,7 @@ impl Expansion {
                 let key = &object.key;
                 if key.ends_with('/')
                     || suffix.as_deref().is_some_and(|s| !key.ends_with(s))
-                    || !select.matches(key.get(*prefix_len..).unwrap_or(key))
+                    || !select.matches_object(key.get(*prefix_len..).unwrap_or(key), object.size)
                 {
                     continue; // a directory marker, or not selected
                 }

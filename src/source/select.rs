@@ -31,6 +31,10 @@ pub struct GlobError {
 #[derive(Debug, Clone, Default)]
 pub struct KeySelection {
     rules: Vec<(bool, String)>,
+    /// Objects of fewer bytes are left out.
+    min_size: Option<u64>,
+    /// Objects of more bytes are left out.
+    max_size: Option<u64>,
     include: Option<(GlobSet, GlobSet)>,
     exclude: Option<(GlobSet, GlobSet)>,
 }
@@ -76,7 +80,27 @@ impl KeySelection {
         Ok(self)
     }
 
-    /// Whether the key `relative` (to the prefix) is taken.
+    /// Leaves out objects smaller than `bytes` (rclone's `--min-size`).
+    pub fn min_size(mut self, bytes: u64) -> KeySelection {
+        self.min_size = Some(bytes);
+        self
+    }
+
+    /// Leaves out objects larger than `bytes` (rclone's `--max-size`).
+    pub fn max_size(mut self, bytes: u64) -> KeySelection {
+        self.max_size = Some(bytes);
+        self
+    }
+
+    /// Whether the object at key `relative` (to the prefix) of `size` bytes is taken: its
+    /// key matches and its size is within the bounds.
+    pub fn matches_object(&self, relative: &str, size: u64) -> bool {
+        self.min_size.is_none_or(|min| size >= min)
+            && self.max_size.is_none_or(|max| size <= max)
+            && self.matches(relative)
+    }
+
+    /// Whether the key `relative` (to the prefix) is taken (sizes aside).
     pub fn matches(&self, relative: &str) -> bool {
         let name = relative.rsplit('/').next().unwrap_or(relative);
         let hit = |(by_name, by_path): &(GlobSet, GlobSet)| {
@@ -85,16 +109,18 @@ impl KeySelection {
         self.include.as_ref().is_none_or(hit) && !self.exclude.as_ref().is_some_and(hit)
     }
 
-    /// Whether it takes every key.
+    /// Whether it takes every object.
     pub fn is_all(&self) -> bool {
-        self.rules.is_empty()
+        self.rules.is_empty() && self.min_size.is_none() && self.max_size.is_none()
     }
 
-    /// The rules, as `--include A --exclude B` would give them.
+    /// The rules, as `--include A --exclude B --min-size N` would give them.
     pub fn shown(&self) -> String {
         self.rules
             .iter()
             .map(|(include, p)| format!("--{} {p}", if *include { "include" } else { "exclude" }))
+            .chain(self.min_size.map(|n| format!("--min-size {n}")))
+            .chain(self.max_size.map(|n| format!("--max-size {n}")))
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -151,5 +177,9 @@ mod tests {
         assert!(KeySelection::new().matches("anything") && KeySelection::new().is_all());
         assert!(KeySelection::new().include("a[").is_err());
         assert_eq!(s.shown(), "--include *.{tar,idx} --exclude shard-000?.*");
+        let s = KeySelection::new().min_size(10).max_size(20);
+        assert!(s.matches_object("a", 10) && s.matches_object("a", 20));
+        assert!(!s.matches_object("a", 9) && !s.matches_object("a", 21) && !s.is_all());
+        assert_eq!(s.shown(), "--min-size 10 --max-size 20");
     }
 }

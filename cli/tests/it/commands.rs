@@ -905,8 +905,8 @@ fn a_stop_signal_mid_upload_into_s3_leaves_no_object_and_no_upload() {
     });
 }
 
-/// `--include` / `--exclude` (rclone's globs, on keys relative to the prefix) for `s3 ls`,
-/// `s3 get` and `--sync`; a sync with a selection deletes only within it; a selection that
+/// `--include` / `--exclude` (rclone's globs, on keys relative to the prefix) and
+/// `--min-size` / `--max-size` for `s3 ls`, `s3 get` and `--sync`; a sync with a selection deletes only within it; a selection that
 /// matches nothing exits 1 naming it; a malformed glob is a usage error.
 #[test]
 fn s3_ls_get_and_sync_take_only_the_selected_keys() {
@@ -947,6 +947,13 @@ fn s3_ls_get_and_sync_take_only_the_selected_keys() {
             .filter_map(|l| l.rsplit(' ').next())
             .collect();
         assert_eq!(keys, ["d/train/a.tar", "d/train/x/c.tar"]);
+        // Sizes (each object holds its key: 8 to 15 bytes).
+        let out = run(&["s3", "ls", &prefix, "--min-size", "12", "--max-size", "14"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(
+            text(&out.stdout),
+            "          13 d/train/a.tar\n          13 d/train/b.idx\n"
+        );
 
         let dir = TestDir::new();
         let into = dir.path().to_str().unwrap();
@@ -983,6 +990,11 @@ fn s3_ls_get_and_sync_take_only_the_selected_keys() {
             "{}",
             text(&out.stderr)
         );
+        let small = TestDir::new();
+        let into = small.path().to_str().unwrap();
+        let out = run(&["s3", "get", &prefix, "--max-size", "9", "-o", into]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(files_under(small.path()), ["d/README"]);
         let out = run(&["s3", "ls", &prefix, "--include", "a["]);
         assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     });
