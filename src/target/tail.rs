@@ -70,8 +70,8 @@ pub(crate) struct Tail<'scope, 'env, 'd> {
     pin: &'env Pin,
     helpers: &'env dyn Helpers,
     dest: &'d mut Buffered<WorkFile>,
-    /// The object's size, while it may be cut: known, from a server that takes ranges and
-    /// names a validator.
+    /// The object's size, while it may be cut: known, at least two pieces, from a server
+    /// that takes ranges and names a validator.
     total: Option<u64>,
     /// Whether pieces may be cut at all: not once one was refused because the object
     /// changed or its server mangles ranges (the stream then finishes alone, whatever
@@ -280,7 +280,10 @@ impl Destination for Tail<'_, '_, '_> {
     fn begin(&mut self, info: &ObjectInfo, len: Option<u64>) -> Result<(), DownloadError> {
         self.abandon();
         let now = Instant::now();
-        self.total = len.filter(|_| self.splits && info.ranges && info.validator().is_some());
+        // An object too small for two pieces is never judged (no clock read per read).
+        self.total = len.filter(|&len| {
+            len >= 2 * MIN_PIECE && self.splits && info.ranges && info.validator().is_some()
+        });
         self.began = (now, 0);
         self.next_look = now + MEASURE;
         self.dest.begin(info, len)

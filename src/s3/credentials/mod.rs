@@ -101,7 +101,7 @@ impl Provider {
         }
     }
 
-    fn load(&self, client: &HttpClient) -> Result<Keys, String> {
+    fn load(&self, endpoints: &Endpoints) -> Result<Keys, String> {
         match self {
             Provider::Anonymous => Ok(Keys {
                 access_key: String::new(),
@@ -111,10 +111,12 @@ impl Provider {
             }),
             Provider::Static(keys) => Ok(keys.clone()),
             Provider::Environment => environment_keys().ok_or_else(|| "gone".to_owned()),
-            Provider::WebIdentity(w) => w.load(client),
+            Provider::WebIdentity(w) => w.load(endpoints.client()),
             Provider::Profile(p) => p.load(),
-            Provider::Container(c) => c.load(client),
-            Provider::InstanceMetadata(endpoint) => remote::instance_metadata(client, endpoint),
+            Provider::Container(c) => c.load(endpoints.client()),
+            Provider::InstanceMetadata(endpoint) => {
+                remote::instance_metadata(endpoints.client(), endpoint)
+            }
         }
     }
 }
@@ -129,12 +131,33 @@ pub(crate) struct ChainSettings {
     pub(crate) http: HttpConfig,
 }
 
+/// The client that asks credential endpoints (STS, container, IMDS), made on first use:
+/// keys given or in the environment never need one. Credential endpoints answer fast or not
+/// at all (IMDS is absent off EC2), hence the short timeouts.
+struct Endpoints {
+    http: HttpConfig,
+    client: std::sync::OnceLock<HttpClient>,
+}
+
+impl Endpoints {
+    fn client(&self) -> &HttpClient {
+        self.client.get_or_init(|| {
+            HttpClient::new(
+                self.http
+                    .clone()
+                    .connect_timeout(Duration::from_secs(1))
+                    .response_timeout(Duration::from_secs(5)),
+            )
+        })
+    }
+}
+
 /// A bucket's credentials: the provider found once, its keys cached, refreshed when they
 /// are within [`refresh_ahead`] of expiring (by one caller while the others keep signing
 /// with the keys they have), or at once when a store says they expired.
 pub(crate) struct Credentials {
     provider: Provider,
-    client: HttpClient,
+    endpoints: Endpoints,
     /// The keys, and when they were loaded.
     keys: RwLock<(Keys, SystemTime)>,
     refreshing: Mutex<()>,
@@ -157,20 +180,17 @@ fn refresh_ahead(lifetime: Duration) -> Duration {
 impl Credentials {
     /// Finds the chain's first configured provider and loads its keys.
     pub(crate) fn resolve(settings: &ChainSettings) -> Result<Credentials, CredentialsError> {
-        // Credential endpoints answer fast or not at all: IMDS is absent off EC2.
-        let client = HttpClient::new(
-            settings
-                .http
-                .clone()
-                .connect_timeout(Duration::from_secs(1))
-                .response_timeout(Duration::from_secs(5)),
-        );
+        let endpoints = Endpoints {
+            http: settings.http.clone(),
+            client: std::sync::OnceLock::new(),
+        };
         let mut tried = Vec::new();
-        let provider = find(settings, &mut tried).ok_or_else(|| CredentialsError::NotFound {
-            tried: tried.join("; "),
-        })?;
+        let provider =
+            find(settings, &endpoints, &mut tried).ok_or_else(|| CredentialsError::NotFound {
+                tried: tried.join("; "),
+            })?;
         let keys = provider
-            .load(&client)
+            .load(&endpoints)
             .map_err(|reason| CredentialsError::Failed {
                 provider: provider.name(),
                 reason,
@@ -187,7 +207,7 @@ impl Credentials {
         );
         Ok(Credentials {
             provider,
-            client,
+            endpoints,
             keys: RwLock::new((keys, SystemTime::now())),
             refreshing: Mutex::new(()),
         })
@@ -215,15 +235,21 @@ impl Credentials {
 
     /// Loads fresh keys unless another caller already replaced `stale`. While `stale` is
     /// still valid a failed refresh keeps it (and says so); once expired it is an error.
+    /// Only expired keys make a caller wait for the refresher: while they are valid, the
+    /// others sign on with them.
     fn refresh(&self, stale: &Keys, still_valid: bool) -> Result<Keys, CredentialsError> {
-        let _one = self.refreshing.lock();
+        let _one = match self.refreshing.try_lock() {
+            Some(one) => one,
+            None if still_valid => return Ok(stale.clone()),
+            None => self.refreshing.lock(),
+        };
         {
             let current = &self.keys.read().0;
             if current.access_key != stale.access_key || current.token != stale.token {
                 return Ok(current.clone());
             }
         }
-        match self.provider.load(&self.client) {
+        match self.provider.load(&self.endpoints) {
             Ok(fresh) => {
                 debug!("S3 credentials refreshed from {}", self.provider.name());
                 *self.keys.write() = (fresh.clone(), SystemTime::now());
@@ -272,7 +298,11 @@ fn environment_keys() -> Option<Keys> {
 }
 
 /// The chain's first configured provider; each one passed over says why in `tried`.
-fn find(settings: &ChainSettings, tried: &mut Vec<String>) -> Option<Provider> {
+fn find(
+    settings: &ChainSettings,
+    endpoints: &Endpoints,
+    tried: &mut Vec<String>,
+) -> Option<Provider> {
     if settings.anonymous {
         return Some(Provider::Anonymous);
     }
@@ -321,14 +351,7 @@ fn find(settings: &ChainSettings, tried: &mut Vec<String>) -> Option<Provider> {
     let endpoint = var("AWS_EC2_METADATA_SERVICE_ENDPOINT")
         .unwrap_or_else(|| "http://169.254.169.254".to_owned());
     let endpoint = endpoint.trim_end_matches('/').to_owned();
-    let client = HttpClient::new(
-        settings
-            .http
-            .clone()
-            .connect_timeout(Duration::from_secs(1))
-            .response_timeout(Duration::from_secs(2)),
-    );
-    match remote::instance_metadata_token(&client, &endpoint) {
+    match remote::instance_metadata_token(endpoints.client(), &endpoint) {
         Ok(_) => Some(Provider::InstanceMetadata(endpoint)),
         Err(reason) => {
             tried.push(format!("instance metadata at {endpoint} ({reason})"));
