@@ -46,10 +46,15 @@ pub(crate) struct JobArgs {
     #[arg(long, visible_alias = "workers", value_name = "N")]
     pub(crate) workers_per_target: Option<usize>,
     /// Never send a second request for a slow response. By default a request whose response
-    /// is later than its host's 95th percentile (and at least 20 ms) gets a hedge, at most one
-    /// in twenty; the first to answer wins.
+    /// is later than its host's 95th percentile (and twice its median, and 20 ms) gets a
+    /// hedge, at most one in twenty; the first to answer wins.
     #[arg(long)]
     pub(crate) no_hedge: bool,
+    /// Never cut the rest of a slow object into ranged pieces for idle workers. By default,
+    /// once nothing else is left to start, an object of at least 2 MiB still streaming slowly
+    /// from a server that takes ranges is finished over several connections.
+    #[arg(long)]
+    pub(crate) no_tail_split: bool,
     /// At most this many of each job's objects in flight at once.
     #[arg(long, value_name = "N")]
     pub(crate) max_connections: Option<usize>,
@@ -110,6 +115,7 @@ impl JobArgs {
         let mut builder = Downloader::builder()
             .concurrency(concurrency)
             .hedging(!self.no_hedge)
+            .split_tails(!self.no_tail_split)
             .fsync(self.fsync)
             .http(net.http()?);
         if self.to_s3() {

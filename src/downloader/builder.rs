@@ -31,6 +31,7 @@ pub struct DownloaderBuilder {
     memory_budget: Option<u64>,
     concurrency: Concurrency,
     hedging: bool,
+    split_tails: bool,
     queue_capacity: usize,
     max_active_jobs: usize,
     job_queue_capacity: usize,
@@ -47,6 +48,7 @@ impl DownloaderBuilder {
             memory_budget: None,
             concurrency: Concurrency::adaptive(),
             hedging: true,
+            split_tails: true,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             max_active_jobs: DEFAULT_MAX_ACTIVE_JOBS,
             job_queue_capacity: DEFAULT_JOB_QUEUE_CAPACITY,
@@ -90,13 +92,25 @@ impl DownloaderBuilder {
     }
 
     /// Hedged requests (default on): a request whose response is later than its host's
-    /// 95th percentile of recent first-response times (and at least 20 ms) gets a second,
+    /// 95th percentile of recent first-response times (and at least twice their median, and
+    /// 20 ms) gets a second,
     /// identical one on another connection; the first to answer wins and the other is given
     /// up. At most one in twenty of a host's requests; counted in
     /// [`FlowStatus::hedged`](crate::FlowStatus::hedged). Requests are GETs, so a duplicate
     /// changes nothing at the server; turn it off for servers that bill per request.
     pub fn hedging(mut self, on: bool) -> Self {
         self.hedging = on;
+        self
+    }
+
+    /// Splitting tails (default on): when a target has nothing left to start and joggers
+    /// idle, the rest of an object still streaming slowly (at least 2 MiB, from a server that
+    /// takes ranges) is cut into pieces of at least 1 MiB, fetched by the idle joggers with
+    /// ranged requests pinned to the object's version, so one slow connection does not set a
+    /// job's end. Off: every object is one request (unless it is fetched in parts), for
+    /// servers that count connections or requests per client.
+    pub fn split_tails(mut self, on: bool) -> Self {
+        self.split_tails = on;
         self
     }
 
@@ -259,6 +273,7 @@ impl DownloaderBuilder {
                 client: client.clone(),
                 flows: Arc::clone(&flows),
                 grows: !c.is_fixed(),
+                split_tails: self.split_tails,
                 label,
                 cap: c.max(),
                 slots: Arc::clone(&slots),

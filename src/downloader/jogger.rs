@@ -116,7 +116,7 @@ impl Jogger {
                     sha256,
                     revalidate,
                     parts: job.parts.as_ref(),
-                    helpers: Some(&*self.pool),
+                    helpers: self.pool.setup.split_tails.then_some(&*self.pool as _),
                 };
                 file::fetch(&ctx, &request, mountpath).map(|outcome| match outcome {
                     Outcome::Landed(landed) => Some(landed.bytes),

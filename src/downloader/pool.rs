@@ -43,6 +43,8 @@ pub(crate) struct PoolSetup {
     pub(crate) flows: Arc<Flows>,
     /// Whether the pool grows (an adaptive concurrency).
     pub(crate) grows: bool,
+    /// Whether idle joggers take pieces of slow objects' tails.
+    pub(crate) split_tails: bool,
     /// Names the threads: `haul-jog-<label>-<i>`.
     pub(crate) label: String,
     /// The most joggers (at least one).

@@ -24,7 +24,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::cancel::CancelToken;
 use controller::{Controller, Finished};
 
-/// First-response times kept per host for its 95th percentile, the hedge's delay.
+/// First-response times kept per host for its hedge's delay.
 const FIRST_BYTE_SAMPLES: usize = 128;
 /// A host is hedged only once this many first-response times are known.
 const HEDGE_AFTER_SAMPLES: usize = 32;
@@ -158,7 +158,7 @@ pub struct FlowStatus {
     /// Times the host pushed back (429, 503, a request with no response).
     pub throttles: u64,
     /// Hedged requests sent (a second request for a response later than the host's 95th
-    /// percentile; at most one in twenty of its requests).
+    /// percentile and twice its median; at most one in twenty of its requests).
     pub hedged: u64,
     /// Hedged requests that answered first.
     pub hedges_won: u64,
@@ -242,8 +242,8 @@ impl Flows {
                 finished: 0,
                 large_seen: false,
                 first_bytes: VecDeque::with_capacity(FIRST_BYTE_SAMPLES),
-                p95: None,
-                since_p95: 0,
+                hedge_delay: None,
+                since_delay: 0,
                 requests: 0,
                 hedged: 0,
                 hedges_won: 0,
@@ -360,10 +360,10 @@ struct Gate {
     finished: u64,
     /// Whether a response announced a large body.
     large_seen: bool,
-    /// The latest first-response times, and their 95th percentile.
+    /// The latest first-response times, and the hedge's delay worked out from them.
     first_bytes: VecDeque<Duration>,
-    p95: Option<Duration>,
-    since_p95: u32,
+    hedge_delay: Option<Duration>,
+    since_delay: u32,
     /// Permits granted, hedges sent, hedges that won.
     requests: u64,
     hedged: u64,
@@ -379,26 +379,37 @@ impl Gate {
         !self.large_seen && self.bytes < SMALL_BODY_BYTES.saturating_mul(self.finished.max(1))
     }
 
-    /// Records a first-response time; the percentile is worked out again every 16.
+    /// Records a first-response time; the hedge's delay is worked out again every 16.
     fn first_byte(&mut self, took: Duration) {
         if self.first_bytes.len() == FIRST_BYTE_SAMPLES {
             self.first_bytes.pop_front();
         }
         self.first_bytes.push_back(took);
-        self.since_p95 += 1;
+        self.since_delay += 1;
         let n = self.first_bytes.len();
-        if n >= HEDGE_AFTER_SAMPLES && (self.p95.is_none() || self.since_p95 >= 16) {
-            self.since_p95 = 0;
+        if n >= HEDGE_AFTER_SAMPLES && (self.hedge_delay.is_none() || self.since_delay >= 16) {
+            self.since_delay = 0;
             let mut sorted: Vec<Duration> = self.first_bytes.iter().copied().collect();
             sorted.sort_unstable();
-            self.p95 = Some(sorted[(n * 95 / 100).min(n - 1)]);
+            self.hedge_delay = Some(hedge_delay(&sorted));
         }
     }
 
-    /// When a new request should be hedged: the 95th percentile, when it is worth it.
+    /// When a new request should be hedged, when it is worth it.
     fn hedge_after(&self) -> Option<Duration> {
-        self.p95.filter(|p| *p >= MIN_HEDGE_DELAY)
+        self.hedge_delay.filter(|p| *p >= MIN_HEDGE_DELAY)
     }
+}
+
+/// The hedge's delay for a host whose recent first-response times are `sorted`: their 95th
+/// percentile, and at least twice their median. A hedge sent at the 95th percentile answers
+/// about a median later, so it wins only over a first request later than the two together:
+/// where the times are close (a steady server), the 95th percentile is only noise, and hedges
+/// sent at it would win nothing and spend the allowance a real straggler needs.
+fn hedge_delay(sorted: &[Duration]) -> Duration {
+    let n = sorted.len();
+    let p95 = sorted[(n * 95 / 100).min(n - 1)];
+    p95.max(sorted[n / 2] * 2)
 }
 
 impl hedge::Budget for Flow {
@@ -692,13 +703,15 @@ mod tests {
             let permit = flow.acquire(&cancel).expect("room");
             // Until 32 first-response times are known, nothing is hedged.
             assert_eq!(permit.hedge_after.is_some(), i >= 32, "request {i}");
-            // First responses of 10 to 109 ms: the 95th percentile of those kept.
-            let nanos = u64::try_from(Duration::from_millis(10 + i).as_nanos()).unwrap();
+            // First responses with a long tail, 10 ms to 0.5 s: the 95th percentile of those
+            // kept (10 + 91² / 20 ms of the first 96), later than twice their median.
+            let took = Duration::from_millis(10 + i * i / 20);
+            let nanos = u64::try_from(took.as_nanos()).unwrap();
             permit.first_byte.store(nanos + 1, Ordering::Release);
         }
         let after = flow.acquire(&cancel).unwrap().hedge_after.unwrap();
         assert!(
-            (Duration::from_millis(100)..=Duration::from_millis(106)).contains(&after),
+            (Duration::from_millis(400)..=Duration::from_millis(440)).contains(&after),
             "{after:?}"
         );
         // 101 requests so far: five hedges allowed, not six.
@@ -710,5 +723,16 @@ mod tests {
         }
         flow.throttled();
         assert!(!flow.take(), "no hedges to a host that pushed back");
+    }
+
+    #[test]
+    fn a_steady_host_is_hedged_at_twice_its_median_not_at_its_noise() {
+        let ms = |m: u64| Duration::from_millis(m);
+        // 25 to 27 ms: the 95th percentile (27 ms) is noise, a hedge sent then wins nothing.
+        let steady: Vec<Duration> = (0..100).map(|i| ms(if i < 90 { 25 } else { 27 })).collect();
+        assert_eq!(hedge_delay(&steady), ms(50));
+        // A long tail: its 95th percentile is later than twice the median.
+        let tailed: Vec<Duration> = (0..100).map(|i| ms(10 + i * i / 20)).collect();
+        assert_eq!(hedge_delay(&tailed), ms(10 + 95 * 95 / 20));
     }
 }

@@ -193,7 +193,13 @@ fn a_large_body_is_asked_again_with_large_buffers_once_per_host() {
     guard(|| {
         let origin = Origin::start().unwrap();
         let dir = TestDir::new();
-        let d = adaptive(&dir);
+        // Each object alone in the queue: on a loaded machine a stream takes long enough for
+        // its tail to be split, and the pieces' requests are not what this test counts.
+        let d = Downloader::builder()
+            .mountpath(dir.path())
+            .split_tails(false)
+            .build()
+            .unwrap();
         let size = 20 << 20;
         for name in ["first", "second"] {
             let url = origin.url(&format!("/large/{name}.bin?size={size}"));
@@ -238,7 +244,8 @@ fn a_straggler_is_hedged_and_the_hedge_wins_while_hedges_stay_few() {
         // Unhedged, the straggler alone would hold the job for 30 s.
         assert!(
             d.wait(job, Duration::from_secs(20)).unwrap(),
-            "the straggler held the job"
+            "the straggler held the job: {:?}",
+            d.flows()
         );
         let took = started.elapsed();
         let status = d.status(job, Detail::All).unwrap();

@@ -775,6 +775,20 @@ fn get_options_take_effect_at_the_origin() {
             text(&out.stderr)
         );
 
+        // --no-tail-split: a slow object alone (6 MiB at 3 MB/s a connection) stays on one
+        // connection; without it, idle workers fetch pieces of its rest.
+        for (flag, one_request) in [(Some("--no-tail-split"), true), (None, false)] {
+            origin.reset_stats();
+            let name = if one_request { "whole" } else { "split" };
+            let url = origin.url(&format!("/opt/{name}.bin?size={}&rate=3000000", 6 << 20));
+            let mut args = vec!["get", "-o", out_dir, &url];
+            args.extend(flag);
+            let out = haul(&args);
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            let requests = origin.stats().requests;
+            assert_eq!(requests == 1, one_request, "{flag:?}: {requests} requests");
+        }
+
         // -v logs each job at info level.
         let out = haul(&["get", "-v", "-o", out_dir, &origin.url("/opt/v.bin")]);
         assert!(out.status.success());
