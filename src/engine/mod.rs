@@ -468,6 +468,13 @@ impl Run<'_, '_> {
             .md5()
             .filter(|_| self.expect.md5_etag && matches!(self.source, Source::S3 { .. }));
         let checksum = pinned.checksum.as_ref().filter(|_| self.expect.checksum);
+        if let Some(algorithm) = pinned.composite.filter(|_| self.expect.checksum) {
+            debug!(
+                "GET {}: a composite {algorithm} checksum (of its parts' checksums) is not \
+                 verified",
+                self.shown
+            );
+        }
         let mut verifier = Verifier::new(self.expect.sha256, md5, checksum);
         if !verifier.is_empty() && dest.held() > 0 {
             dest.replay(&mut |bytes| verifier.update(bytes))

@@ -136,7 +136,11 @@ pub(crate) fn request(
         Some(at) => (at.url.clone(), at.headers),
         None => (source.url()?, true),
     };
-    let mut extra = Vec::with_capacity(2);
+    let mut extra = Vec::with_capacity(3);
+    if let Source::S3 { .. } = source {
+        let (name, value) = crate::s3::CHECKSUM_MODE;
+        extra.push((name.to_owned(), value.to_owned()));
+    }
     if let Some(range) = asked.range() {
         extra.push(("range".to_owned(), range));
     }

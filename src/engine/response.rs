@@ -21,6 +21,9 @@ pub(crate) struct ObjectInfo {
     pub(crate) last_modified: Option<String>,
     /// A full-object checksum the store returned (`x-amz-checksum-*`, not a composite one).
     pub(crate) checksum: Option<StoreChecksum>,
+    /// The algorithm of a composite checksum the store returned instead (of the parts'
+    /// checksums: the bytes cannot be checked against it without the parts' ranges).
+    pub(crate) composite: Option<&'static str>,
     /// Server-side encryption with KMS or a customer key: the ETag is then not the MD5.
     pub(crate) encrypted: bool,
     /// Whether the server said it serves byte ranges (`Accept-Ranges: bytes`).
@@ -39,17 +42,23 @@ impl ObjectInfo {
         };
         let encrypted = text("x-amz-server-side-encryption").is_some_and(|v| v != "AES256")
             || text("x-amz-server-side-encryption-customer-algorithm").is_some();
-        let checksum = CHECKSUM_HEADERS.iter().find_map(|(name, algorithm)| {
-            text(name)
-                // A composite checksum (`…-N`) is of the parts' checksums, not the bytes.
-                .filter(|v| !v.contains('-'))
-                .map(|value| StoreChecksum { algorithm, value })
-        });
+        let returned = CHECKSUM_HEADERS
+            .iter()
+            .find_map(|(name, algorithm)| text(name).map(|value| (*algorithm, value)));
+        // A composite checksum (`…-N`) is of the parts' checksums, not the bytes.
+        let composite = text("x-amz-checksum-type").is_some_and(|t| t == "COMPOSITE")
+            || returned.as_ref().is_some_and(|(_, v)| v.contains('-'));
+        let (checksum, composite) = match returned {
+            Some((algorithm, _)) if composite => (None, Some(algorithm)),
+            Some((algorithm, value)) => (Some(StoreChecksum { algorithm, value }), None),
+            None => (None, None),
+        };
         ObjectInfo {
             total: None,
             etag: text("etag"),
             last_modified: text("last-modified"),
             checksum,
+            composite,
             encrypted,
             ranges: text("accept-ranges").is_some_and(|v| v.eq_ignore_ascii_case("bytes")),
         }

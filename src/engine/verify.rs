@@ -1,4 +1,5 @@
-//! Verification of what arrived: SHA-256 digests the caller expects, and S3's MD5 ETags.
+//! Verification of what arrived: SHA-256 digests the caller expects, the checksums S3 keeps
+//! (CRC-64/NVME, CRC-32C, CRC-32, SHA-1, SHA-256) and S3's MD5 ETags.
 
 use std::fmt;
 use std::fs::File;
@@ -115,61 +116,67 @@ pub(crate) fn etag_md5(etag: &str) -> Option<[u8; 16]> {
     Some(out)
 }
 
-/// A full-object checksum an S3 store returned with a whole-object GET (`x-amz-checksum-*`):
-/// the algorithm and the base64 value. haul does not send `x-amz-checksum-mode: ENABLED`:
-/// an unsigned `x-amz-*` header makes stores that check them (SeaweedFS) refuse a presigned
-/// GET, and rust-s3 cannot presign a GET with extra headers. Stores that return checksums
-/// anyway (s3s, and the uploads haul itself makes) are verified.
+/// A full-object checksum an S3 store returned with a whole-object GET (`x-amz-checksum-*`,
+/// asked for with a signed `x-amz-checksum-mode: ENABLED`): the algorithm and the base64
+/// value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct StoreChecksum {
     pub(crate) algorithm: &'static str,
     pub(crate) value: String,
 }
 
-/// The algorithms haul verifies, by response header. `sha1` and `crc64nvme` are not
-/// verified (logged at debug); composite checksums of multipart uploads (`…-N`) neither.
-pub(crate) const CHECKSUM_HEADERS: [(&str, &str); 3] = [
-    ("x-amz-checksum-sha256", "sha256"),
+/// The algorithms haul verifies, by response header, cheapest first: an object with more
+/// than one is checked against the first. A composite checksum of a multipart upload
+/// (`…-N`, of its parts' checksums) is not the bytes' and is not verified (logged at debug).
+pub(crate) const CHECKSUM_HEADERS: [(&str, &str); 5] = [
+    ("x-amz-checksum-crc64nvme", "crc64nvme"),
     ("x-amz-checksum-crc32c", "crc32c"),
     ("x-amz-checksum-crc32", "crc32"),
+    ("x-amz-checksum-sha1", "sha1"),
+    ("x-amz-checksum-sha256", "sha256"),
 ];
 
-/// One digest computed as bytes pass: SHA-256, MD5, CRC-32 or CRC-32C (SIMD, by crc-fast).
+/// One digest computed as bytes pass: SHA-256, SHA-1, MD5, or a CRC (CRC-64/NVME, CRC-32C,
+/// CRC-32; SIMD, by crc-fast).
 #[derive(Clone)]
 enum Running {
     Sha256(sha2::Sha256),
+    Sha1(sha1::Sha1),
     Md5(md5::Context),
-    Crc(crc_fast::Digest),
+    /// The CRC and its width in bytes.
+    Crc(crc_fast::Digest, usize),
 }
 
 impl Running {
     fn new(algorithm: &str) -> Running {
+        use crc_fast::{CrcAlgorithm, Digest};
         match algorithm {
             "sha256" => Running::Sha256(sha2::Sha256::new()),
+            "sha1" => Running::Sha1(<sha1::Sha1 as sha1::Digest>::new()),
             "md5" => Running::Md5(md5::Context::new()),
-            "crc32c" => Running::Crc(crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi)),
-            _ => Running::Crc(crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32IsoHdlc)),
+            "crc64nvme" => Running::Crc(Digest::new(CrcAlgorithm::Crc64Nvme), 8),
+            "crc32c" => Running::Crc(Digest::new(CrcAlgorithm::Crc32Iscsi), 4),
+            _ => Running::Crc(Digest::new(CrcAlgorithm::Crc32IsoHdlc), 4),
         }
     }
 
     fn update(&mut self, bytes: &[u8]) {
         match self {
             Running::Sha256(h) => h.update(bytes),
+            Running::Sha1(h) => sha1::Digest::update(h, bytes),
             Running::Md5(h) => h.consume(bytes),
-            Running::Crc(h) => h.update(bytes),
+            Running::Crc(h, _) => h.update(bytes),
         }
     }
 
-    /// The digest as S3 and ETags write it: base64 for SHA-256 and of the big-endian value
-    /// for CRCs, hex for MD5.
+    /// The digest as S3 and ETags write it: base64 for SHA-256 and SHA-1, and of the
+    /// big-endian value for CRCs; hex for MD5.
     fn finish(self) -> String {
         match self {
             Running::Sha256(h) => base64(&h.finalize()),
+            Running::Sha1(h) => base64(&sha1::Digest::finalize(h)),
             Running::Md5(h) => format!("{:x}", h.finalize()),
-            Running::Crc(h) => {
-                let crc = u32::try_from(h.finalize()).expect("a CRC-32 fits in 32 bits");
-                base64(&crc.to_be_bytes())
-            }
+            Running::Crc(h, width) => base64(&h.finalize().to_be_bytes()[8 - width..]),
         }
     }
 }
@@ -241,7 +248,7 @@ impl fmt::Debug for Verifier {
 impl Verifier {
     /// Checks for an object, in the order a mismatch is reported: `sha256` when the caller
     /// expects one, `checksum` when the store returned one, `md5` when an S3 ETag stands for
-    /// one.
+    /// one (and no checksum does: a CRC catches what the MD5 would, at a tenth of the CPU).
     pub(crate) fn new(
         sha256: Option<&Sha256Digest>,
         md5: Option<[u8; 16]>,
@@ -268,7 +275,7 @@ impl Verifier {
                 },
             ));
         }
-        if let Some(md5) = md5 {
+        if let Some(md5) = md5.filter(|_| checksum.is_none()) {
             checks.push((
                 Running::new("md5"),
                 Expected {
@@ -345,8 +352,8 @@ mod tests {
 
     #[test]
     fn checksums_match_known_values() {
-        // The check values of the CRC catalogue (0xCBF43926, 0xE3069283), and RFC 4648's
-        // base64 examples.
+        // The check values of the CRC catalogue (0xCBF43926, 0xE3069283,
+        // 0xAE8B14860A799888), FIPS 180's SHA-1 of "abc", and RFC 4648's base64 examples.
         let of = |algorithm, bytes: &[u8]| {
             let mut running = Running::new(algorithm);
             running.update(bytes);
@@ -355,6 +362,10 @@ mod tests {
         let crc = |algorithm| of(algorithm, b"123456789");
         assert_eq!(crc("crc32"), base64(&0xCBF4_3926u32.to_be_bytes()));
         assert_eq!(crc("crc32c"), base64(&0xE306_9283u32.to_be_bytes()));
+        let nvme = 0xAE8B_1486_0A79_9888u64;
+        assert_eq!(crc("crc64nvme"), base64(&nvme.to_be_bytes()));
+        let sha1 = hex::decode("a9993e364706816aba3e25717850c26c9cd0d89d").unwrap();
+        assert_eq!(of("sha1", b"abc"), base64(&sha1));
         for (raw, b64) in [
             ("", ""),
             ("f", "Zg=="),

@@ -451,9 +451,14 @@ impl Bucket {
         &self.client
     }
 
-    /// A presigned GET URL for `key` (and `version`, when given).
+    /// A presigned GET URL for `key` (and `version`, when given), whose signature covers
+    /// [`CHECKSUM_MODE`]: the GET must send it.
     pub(crate) fn presign_get(&self, key: &str, version: Option<&str>) -> Result<String, S3Error> {
-        let headers = ureq::http::HeaderMap::new();
+        let mut headers = ureq::http::HeaderMap::new();
+        headers.insert(
+            CHECKSUM_MODE.0,
+            ureq::http::HeaderValue::from_static(CHECKSUM_MODE.1),
+        );
         let version = version.map(|v| [("versionId", v)]);
         self.presign(&sign::Presign {
             op: "GET",
@@ -709,6 +714,10 @@ struct ErrorDocument {
 }
 
 /// The `<Code>` of `text` when it is an S3 `<Error>` document (quick-xml); `None` for any
+/// The header that asks S3 for an object's checksums with a GET (unasked, S3 does not
+/// return them); signed, since stores refuse unsigned `x-amz-*` headers on presigned URLs.
+pub(crate) const CHECKSUM_MODE: (&str, &str) = ("x-amz-checksum-mode", "ENABLED");
+
 /// other document, or text that is not XML.
 pub(crate) fn s3_error_code(text: &str) -> Option<String> {
     let mut reader = quick_xml::Reader::from_str(text);

@@ -425,6 +425,31 @@ impl S3Server {
         }
     }
 
+    /// Stores an object in the in-process server's directory with what the store keeps about
+    /// it besides its bytes (s3s-fs's internal info): `("checksum_crc64nvme", value)`,
+    /// `("e_tag", value)`, … A GET returns them as they are, true or not (a lying store).
+    ///
+    /// # Panics
+    ///
+    /// On an outside store.
+    pub fn seed_with_info(&self, bucket: &str, key: &str, bytes: &[u8], info: &[(&str, &str)]) {
+        let Backend::Local(local) = &self.backend else {
+            panic!("seed_with_info needs the in-process store");
+        };
+        self.seed_file(bucket, key, bytes);
+        let encode = |s: &str| base64_simd::URL_SAFE_NO_PAD.encode_to_string(s);
+        let path = local.root.path().join(format!(
+            ".bucket-{}.object-{}.internal.json",
+            encode(bucket),
+            encode(key)
+        ));
+        let map: serde_json::Map<String, serde_json::Value> = info
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).into()))
+            .collect();
+        std::fs::write(path, serde_json::to_vec(&map).unwrap()).unwrap();
+    }
+
     /// Stores many objects; on an outside store, with a few PUTs at a time.
     pub fn seed_many(&self, bucket: &str, objects: Vec<(String, Vec<u8>)>) {
         if self.is_local() {
@@ -577,4 +602,32 @@ fn serve(
         }
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+}
+
+/// The checksum S3 would keep for `bytes` with `algorithm` (`crc64nvme`, `crc32c`, `crc32`,
+/// `sha1`, `sha256`), in base64: computed by s3s, not by haul.
+pub fn checksum_of(algorithm: &str, bytes: &[u8]) -> String {
+    use s3s::crypto::Checksum as _;
+    let mut hasher = s3s::checksum::ChecksumHasher::default();
+    match algorithm {
+        "crc64nvme" => hasher.crc64nvme = Some(s3s::crypto::Crc64Nvme::new()),
+        "crc32c" => hasher.crc32c = Some(s3s::crypto::Crc32c::new()),
+        "crc32" => hasher.crc32 = Some(s3s::crypto::Crc32::new()),
+        "sha1" => hasher.sha1 = Some(s3s::crypto::Sha1::new()),
+        "sha256" => hasher.sha256 = Some(s3s::crypto::Sha256::new()),
+        other => panic!("no checksum {other}"),
+    }
+    hasher.update(bytes);
+    let sums = hasher.finalize();
+    [
+        sums.checksum_crc64nvme,
+        sums.checksum_crc32c,
+        sums.checksum_crc32,
+        sums.checksum_sha1,
+        sums.checksum_sha256,
+    ]
+    .into_iter()
+    .flatten()
+    .next()
+    .unwrap()
 }

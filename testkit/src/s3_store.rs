@@ -2,6 +2,9 @@
 //! sink tests need to show that no upload is left dangling, and ETags in listings, which
 //! s3s-fs leaves out and sync needs (S3 and SeaweedFS list them).
 //!
+//! GETs and HEADs return an object's checksums only when asked (`x-amz-checksum-mode:
+//! ENABLED`), as S3 does; s3s-fs returns them always.
+//!
 //! Every call the tests make is passed to s3s-fs unchanged (unless a test asks the store to
 //! lie: [`S3Server::drop_continuation_tokens`](super::s3::S3Server::drop_continuation_tokens)). The uploads listing reads the
 //! state s3s-fs keeps for an unfinished upload: a metadata file per upload in its root,
@@ -124,6 +127,24 @@ macro_rules! delegate {
     };
 }
 
+/// Takes the checksums out of a GET's or a HEAD's answer.
+macro_rules! forget_checksums {
+    ($out:expr) => {{
+        let out = &mut $out;
+        (
+            out.checksum_crc32,
+            out.checksum_crc32c,
+            out.checksum_crc64nvme,
+        ) = (None, None, None);
+        (out.checksum_sha1, out.checksum_sha256, out.checksum_type) = (None, None, None);
+    }};
+}
+
+/// Whether a GET or HEAD asked for the object's checksums.
+fn checksums_asked(mode: Option<&ChecksumMode>) -> bool {
+    mode.is_some_and(|m| m.as_str() == ChecksumMode::ENABLED)
+}
+
 fn decode(text: &str) -> Option<String> {
     let bytes = base64_simd::URL_SAFE_NO_PAD.decode_to_vec(text).ok()?;
     String::from_utf8(bytes).ok()
@@ -142,7 +163,6 @@ impl S3 for Store {
         delete_objects: DeleteObjectsInput -> DeleteObjectsOutput;
         get_bucket_location: GetBucketLocationInput -> GetBucketLocationOutput;
         head_bucket: HeadBucketInput -> HeadBucketOutput;
-        head_object: HeadObjectInput -> HeadObjectOutput;
         list_buckets: ListBucketsInput -> ListBucketsOutput;
         list_objects: ListObjectsInput -> ListObjectsOutput;
         list_parts: ListPartsInput -> ListPartsOutput;
@@ -190,7 +210,24 @@ impl S3 for Store {
             let mut open = self.switches.gate.subscribe();
             let _ = open.wait_for(|open| *open).await;
         }
-        self.fs.get_object(req).await
+        let asked = checksums_asked(req.input.checksum_mode.as_ref());
+        let mut response = self.fs.get_object(req).await?;
+        if !asked {
+            forget_checksums!(response.output);
+        }
+        Ok(response)
+    }
+
+    async fn head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        let asked = checksums_asked(req.input.checksum_mode.as_ref());
+        let mut response = self.fs.head_object(req).await?;
+        if !asked {
+            forget_checksums!(response.output);
+        }
+        Ok(response)
     }
 
     async fn list_multipart_uploads(

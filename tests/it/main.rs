@@ -1,6 +1,7 @@
 //! haul's integration tests: one binary, real servers on 127.0.0.1, a hang guard on every test.
 //! (The `haul` binary's own tests are the CLI crate's: `cli/tests/it`.)
 
+mod checksums;
 mod concurrency;
 mod consistency;
 mod downloader;

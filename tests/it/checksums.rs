@@ -1,0 +1,157 @@
+//! S3's object checksums, asked for on every GET (`x-amz-checksum-mode: ENABLED`) and
+//! verified by the fetcher and the downloader, against the in-process store, which returns
+//! them only when asked (as S3 does) and keeps what it is told, true or not.
+
+use std::time::Duration;
+
+use haul::{Detail, Downloader, FetchErrorKind, Fetcher, JobSpec};
+
+use crate::support::s3::{S3Server, checksum_of};
+use crate::support::{TestDir, files_under, guard};
+
+/// The full-object checksums S3 keeps.
+const ALGORITHMS: [&str; 5] = ["crc64nvme", "crc32c", "crc32", "sha1", "sha256"];
+
+fn content(key: &str) -> Vec<u8> {
+    haul_origin::body(key, 200_000)
+}
+
+/// Under `good/`, an object per algorithm with its true checksum; under `bad/`, one with the
+/// checksum of other bytes (a store that lies, or bytes that changed on their way into it).
+/// Every ETag is the true MD5, so only the checksum can tell the bad ones.
+fn seeded() -> S3Server {
+    let server = S3Server::start_local(&["data"]);
+    for algorithm in ALGORITHMS {
+        let field = format!("checksum_{algorithm}");
+        for (dir, of) in [("good", None), ("bad", Some(&b"other bytes"[..]))] {
+            let key = format!("{dir}/{algorithm}.bin");
+            let bytes = content(&key);
+            let checksum = checksum_of(algorithm, of.unwrap_or(&bytes));
+            server.seed_with_info("data", &key, &bytes, &[(&field, &checksum)]);
+        }
+    }
+    server
+}
+
+/// Two attempts, 1 ms apart: a mismatch is fetched once more before it fails.
+fn quick_retries() -> haul::RetryPolicy {
+    haul::RetryPolicy::default()
+        .attempts(2)
+        .initial_backoff(Duration::from_millis(1))
+}
+
+fn fetcher() -> Fetcher {
+    Fetcher::builder()
+        .workers(2)
+        .retry(quick_retries())
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn the_fetcher_verifies_every_checksum_algorithm_and_names_the_one_that_failed() {
+    guard(|| {
+        let server = seeded();
+        let bucket = server.bucket("data");
+        let fetcher = fetcher();
+        let good: Vec<String> = ALGORITHMS.iter().map(|a| format!("good/{a}.bin")).collect();
+        for (key, object) in good.iter().zip(fetcher.fetch(&bucket, good.clone())) {
+            let object = object.unwrap_or_else(|e| panic!("{key}: {e}"));
+            assert!(object.bytes() == Some(&content(key)[..]), "{key}");
+        }
+        for algorithm in ALGORITHMS {
+            let key = format!("bad/{algorithm}.bin");
+            let Some(Err(error)) = fetcher.fetch(&bucket, [key.clone()]).next() else {
+                panic!("{key}: fetched, its checksum not checked");
+            };
+            let FetchErrorKind::Digest(mismatch) = &error.kind else {
+                panic!("{key}: {error}");
+            };
+            assert_eq!(mismatch.algorithm, algorithm, "{key}: {error}");
+            assert_eq!(mismatch.expected, checksum_of(algorithm, b"other bytes"));
+            assert_eq!(mismatch.actual, checksum_of(algorithm, &content(&key)));
+        }
+    });
+}
+
+#[test]
+fn a_downloader_job_lands_what_its_checksum_vouches_for_and_nothing_else() {
+    guard(|| {
+        let server = seeded();
+        let bucket = server.bucket("data");
+        let dir = TestDir::new();
+        let d = Downloader::builder()
+            .mountpath(dir.path())
+            .workers_per_target(2)
+            .build()
+            .unwrap();
+        let job = d
+            .submit(JobSpec::s3_prefix(&bucket, "").retry(quick_retries()))
+            .unwrap();
+        assert!(d.wait(job, Duration::from_secs(30)).unwrap());
+        let status = d.status(job, Detail::All).unwrap();
+        assert_eq!((status.finished, status.failed), (5, 5), "{status:?}");
+        let mut failed: Vec<String> = status
+            .failures
+            .iter()
+            .map(|f| haul::error_chain(&f.error))
+            .collect();
+        failed.sort();
+        let mut algorithms = ALGORITHMS;
+        algorithms.sort_unstable();
+        assert_eq!(failed.len(), algorithms.len());
+        for (text, algorithm) in failed.iter().zip(algorithms) {
+            assert!(
+                text.contains(&format!("bad/{algorithm}.bin"))
+                    && text.contains(&format!("{algorithm} mismatch")),
+                "{text}"
+            );
+        }
+        let mut landed = files_under(dir.path());
+        landed.sort();
+        let mut want: Vec<String> = ALGORITHMS.iter().map(|a| format!("good/{a}.bin")).collect();
+        want.sort();
+        assert_eq!(landed, want);
+        for key in &want {
+            assert!(std::fs::read(dir.path().join(key)).unwrap() == content(key));
+        }
+    });
+}
+
+/// A verified CRC stands for the MD5 (which would cost a core 2 s a GiB more), so an ETag
+/// that is not the object's MD5 does not fail it; a composite checksum (`…-N`, of the parts'
+/// checksums) is not mistaken for the bytes' and fails nothing.
+#[test]
+fn a_verified_crc_stands_for_the_etag_and_a_composite_checksum_is_not_the_bytes() {
+    guard(|| {
+        let server = S3Server::start_local(&["data"]);
+        let bytes = content("x");
+        let crc = checksum_of("crc64nvme", &bytes);
+        let not_md5 = "0123456789abcdef0123456789abcdef";
+        server.seed_with_info(
+            "data",
+            "crc.bin",
+            &bytes,
+            &[("checksum_crc64nvme", &crc), ("e_tag", not_md5)],
+        );
+        let composite = format!("{}-3", checksum_of("crc32c", b"the parts' checksums"));
+        let md5 = format!("{:x}", md5::compute(&bytes));
+        server.seed_with_info(
+            "data",
+            "composite.bin",
+            &bytes,
+            &[("checksum_crc32c", &composite), ("e_tag", &md5)],
+        );
+        let bucket = server.bucket("data");
+        for object in fetcher().fetch(&bucket, ["crc.bin", "composite.bin"]) {
+            let object = object.unwrap();
+            assert!(object.bytes() == Some(&bytes[..]), "{}", object.key());
+        }
+        // Without the CRC, the ETag that is not the MD5 fails the object.
+        server.seed_with_info("data", "crc.bin", &bytes, &[("e_tag", not_md5)]);
+        let Some(Err(error)) = fetcher().fetch(&bucket, ["crc.bin"]).next() else {
+            panic!("an ETag that is not the MD5 was not checked");
+        };
+        assert!(error.to_string().contains("md5 mismatch"), "{error}");
+    });
+}
