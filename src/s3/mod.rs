@@ -514,8 +514,8 @@ impl Bucket {
         }
     }
 
-    /// Stores `bytes` under `key` (one PUT, with an `x-amz-checksum-sha256` the store checks
-    /// and keeps, so later GETs can be verified against it).
+    /// Stores `bytes` under `key` (one PUT, with a full-object CRC-64/NVME checksum the
+    /// store checks and keeps, so later GETs can be verified against it).
     ///
     /// # Errors
     ///
@@ -525,16 +525,8 @@ impl Bucket {
     }
 
     fn put_once(&self, key: &str, bytes: &[u8]) -> Result<(), S3Error> {
-        // The store verifies the upload and keeps the checksum, which later GETs return and
-        // the fetcher checks. The header is signed: stores that check every x-amz-* header
-        // against the signature (SeaweedFS) refuse an unsigned one.
-        const CHECKSUM: &str = "x-amz-checksum-sha256";
-        let checksum = crate::engine::verify::Sha256Digest::of(bytes).to_base64();
-        let mut signed = ureq::http::HeaderMap::new();
-        signed.insert(
-            CHECKSUM,
-            ureq::http::HeaderValue::from_str(&checksum).expect("base64 is a valid header"),
-        );
+        use crate::engine::verify::Crc64Nvme;
+        let (signed, sent) = signed_headers(&[(Crc64Nvme::HEADER, Crc64Nvme::of(bytes))]);
         let presign = sign::Presign {
             op: "PUT",
             method: "PUT",
@@ -542,8 +534,7 @@ impl Bucket {
             queries: &[],
             headers: &signed,
         };
-        self.call(&presign, &[(CHECKSUM.to_owned(), checksum)], bytes)
-            .map(drop)
+        self.call(&presign, &sent, bytes).map(drop)
     }
 
     /// Sends one signed request and returns its body when the status is 2xx.
@@ -717,6 +708,23 @@ struct ErrorDocument {
 /// The header that asks S3 for an object's checksums with a GET (unasked, S3 does not
 /// return them); signed, since stores refuse unsigned `x-amz-*` headers on presigned URLs.
 pub(crate) const CHECKSUM_MODE: (&str, &str) = ("x-amz-checksum-mode", "ENABLED");
+
+/// `headers` as a request's signature covers them, and as they are sent: stores that check
+/// every `x-amz-*` header against the signature (SeaweedFS) refuse unsigned ones.
+pub(crate) fn signed_headers(
+    headers: &[(&'static str, String)],
+) -> (ureq::http::HeaderMap, Vec<(String, String)>) {
+    let mut signed = ureq::http::HeaderMap::new();
+    for (name, value) in headers {
+        let value = ureq::http::HeaderValue::from_str(value).expect("base64 or a token");
+        signed.insert(*name, value);
+    }
+    let sent = headers
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), value.clone()))
+        .collect();
+    (signed, sent)
+}
 
 /// other document, or text that is not XML.
 pub(crate) fn s3_error_code(text: &str) -> Option<String> {

@@ -1,13 +1,23 @@
 //! Multipart uploads: create, upload a part, complete, abort, and list the unfinished ones.
 //!
 //! An object written in parts is invisible until `complete`; `abort` throws the parts away.
-//! Every part carries a `Content-MD5` the store checks, and the part's ETag (its MD5 on
-//! every store haul knows) is compared with the MD5 computed here.
+//! Every part carries a `Content-MD5` and a CRC-64/NVME the store checks, and the part's
+//! ETag (its MD5 on every store haul knows) is compared with the MD5 computed here. The
+//! upload is declared a full-object CRC-64/NVME one, and its completion carries the whole
+//! object's checksum: the store checks it against the parts it joined and keeps it, so
+//! later readers can verify what was written.
 
 use ureq::http::HeaderMap;
 
 use super::sign::Presign;
-use super::{Bucket, S3Error};
+use super::{Bucket, S3Error, signed_headers};
+use crate::engine::verify::Crc64Nvme;
+
+/// How the uploads' checksums are declared: one CRC-64/NVME of the whole object.
+const CHECKSUM_DECLARED: [(&str, &str); 2] = [
+    ("x-amz-checksum-algorithm", "CRC64NVME"),
+    ("x-amz-checksum-type", "FULL_OBJECT"),
+];
 
 /// An unfinished multipart upload, found by [`Bucket::uploads`]. Its parts take space in
 /// the store until it is completed or aborted ([`Bucket::abort_upload`]).
@@ -61,17 +71,18 @@ impl Bucket {
         })
     }
 
-    /// Starts a multipart upload of `key`; returns its id.
+    /// Starts a multipart upload of `key` with a full-object CRC-64/NVME; returns its id.
     pub(crate) fn create_upload(&self, key: &str) -> Result<String, S3Error> {
+        let (signed, sent) = signed_headers(&CHECKSUM_DECLARED.map(|(n, v)| (n, v.to_owned())));
         self.retrying(|| {
             let presign = Presign {
                 op: "create upload",
                 method: "POST",
                 key,
                 queries: &[("uploads", "")],
-                headers: &HeaderMap::new(),
+                headers: &signed,
             };
-            let (_, text) = self.call(&presign, &[], &[])?;
+            let (_, text) = self.call(&presign, &sent, &[])?;
             let initiated: Initiated = self.parse("create upload", key, &text)?;
             Ok(initiated.upload_id)
         })
@@ -87,19 +98,20 @@ impl Bucket {
     ) -> Result<String, S3Error> {
         let md5 = md5::compute(bytes);
         let number_text = number.to_string();
-        let headers = [(
+        let (signed, mut sent) = signed_headers(&[(Crc64Nvme::HEADER, Crc64Nvme::of(bytes))]);
+        sent.push((
             "content-md5".to_owned(),
             crate::engine::verify::base64(&md5.0),
-        )];
+        ));
         self.retrying(|| {
             let presign = Presign {
                 op: "upload part",
                 method: "PUT",
                 key,
                 queries: &[("partNumber", &number_text), ("uploadId", upload_id)],
-                headers: &HeaderMap::new(),
+                headers: &signed,
             };
-            let (reply, _) = self.call(&presign, &headers, bytes)?;
+            let (reply, _) = self.call(&presign, &sent, bytes)?;
             let etag = reply
                 .get("etag")
                 .and_then(|v| v.to_str().ok())
@@ -123,13 +135,19 @@ impl Bucket {
         })
     }
 
-    /// Completes an upload from its parts' `(number, ETag)`: the object appears now, whole.
+    /// Completes an upload from its parts' `(number, ETag)` and the whole object's
+    /// CRC-64/NVME (base64): the object appears now, whole.
     pub(crate) fn complete_upload(
         &self,
         key: &str,
         upload_id: &str,
         parts: &[(u32, String)],
+        checksum: &str,
     ) -> Result<(), S3Error> {
+        let (signed, sent) = signed_headers(&[
+            (Crc64Nvme::HEADER, checksum.to_owned()),
+            (CHECKSUM_DECLARED[1].0, CHECKSUM_DECLARED[1].1.to_owned()),
+        ]);
         let mut body = String::from("<CompleteMultipartUpload>");
         for (number, etag) in parts {
             body.push_str(&format!(
@@ -145,10 +163,10 @@ impl Bucket {
                 method: "POST",
                 key,
                 queries: &[("uploadId", upload_id)],
-                headers: &HeaderMap::new(),
+                headers: &signed,
             };
             let retried = !std::mem::replace(&mut first, false);
-            match self.call(&presign, &[], body.as_bytes()) {
+            match self.call(&presign, &sent, body.as_bytes()) {
                 // A 200 whose body holds an error: S3 reports late failures of a complete so.
                 Ok((_, text)) if super::s3_error_code(&text).is_some() => Err(S3Error::Status {
                     op: "complete upload",

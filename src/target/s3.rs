@@ -20,7 +20,7 @@ use crate::cancel::CancelToken;
 use crate::engine::dest::Destination;
 use crate::engine::error::DownloadError;
 use crate::engine::response::ObjectInfo;
-use crate::engine::verify::Sha256Digest;
+use crate::engine::verify::{Crc64Nvme, Sha256Digest};
 use crate::engine::{self, Context, Expect, Pin, Source, Span};
 use crate::fetch::{BudgetPermit, MemoryBudget};
 use crate::flow::Observer;
@@ -244,6 +244,8 @@ struct Upload<'a, 'scope, 'env> {
     upload_id: Option<String>,
     /// Parts uploaded: number and ETag.
     parts: Vec<(u32, String)>,
+    /// The whole object's CRC-64/NVME, of the bytes received so far.
+    crc: Crc64Nvme,
     /// The next part's number.
     next_part: u32,
     /// Where the store's pushback is reported (every call, on every thread).
@@ -282,6 +284,7 @@ impl<'a, 'scope, 'env> Upload<'a, 'scope, 'env> {
             total: None,
             upload_id: None,
             parts: Vec::new(),
+            crc: Crc64Nvme::new(),
             next_part: 1,
             observer: to.observer.clone(),
         }
@@ -440,10 +443,11 @@ impl<'a, 'scope, 'env> Upload<'a, 'scope, 'env> {
         }
         self.reap_all()?;
         self.parts.sort_unstable_by_key(|(number, _)| *number);
+        let checksum = self.crc.base64();
         observed(self.observer.as_ref(), || {
             self.target
                 .bucket
-                .complete_upload(&self.key, upload_id, &self.parts)
+                .complete_upload(&self.key, upload_id, &self.parts, &checksum)
         })
     }
 
@@ -513,6 +517,7 @@ impl Destination for Upload<'_, '_, '_> {
     }
 
     fn filled(&mut self, n: usize) -> Result<(), DownloadError> {
+        self.crc.update(&self.buffer[self.filled..self.filled + n]);
         self.filled += n;
         self.received += n as u64;
         Ok(())
@@ -528,6 +533,7 @@ impl Destination for Upload<'_, '_, '_> {
         let dropped = self.received;
         self.abort();
         self.parts.clear();
+        self.crc = Crc64Nvme::new();
         self.next_part = 1;
         self.filled = 0;
         self.received = 0;

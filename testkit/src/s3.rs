@@ -437,17 +437,30 @@ impl S3Server {
             panic!("seed_with_info needs the in-process store");
         };
         self.seed_file(bucket, key, bytes);
-        let encode = |s: &str| base64_simd::URL_SAFE_NO_PAD.encode_to_string(s);
-        let path = local.root.path().join(format!(
-            ".bucket-{}.object-{}.internal.json",
-            encode(bucket),
-            encode(key)
-        ));
+        let path = super::s3_store::internal_info_path(local.root.path(), bucket, key);
         let map: serde_json::Map<String, serde_json::Value> = info
             .iter()
             .map(|(name, value)| ((*name).to_owned(), (*value).into()))
             .collect();
         std::fs::write(path, serde_json::to_vec(&map).unwrap()).unwrap();
+    }
+
+    /// The checksum with `algorithm` (`crc64nvme`, …) the in-process store keeps for `key`.
+    ///
+    /// # Panics
+    ///
+    /// On an outside store.
+    pub fn stored_checksum(&self, bucket: &str, key: &str, algorithm: &str) -> Option<String> {
+        let Backend::Local(local) = &self.backend else {
+            panic!("stored_checksum needs the in-process store");
+        };
+        let path = super::s3_store::internal_info_path(local.root.path(), bucket, key);
+        let info: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+        Some(
+            info.get(format!("checksum_{algorithm}"))?
+                .as_str()?
+                .to_owned(),
+        )
     }
 
     /// Stores many objects; on an outside store, with a few PUTs at a time.

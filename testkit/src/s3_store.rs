@@ -3,7 +3,12 @@
 //! s3s-fs leaves out and sync needs (S3 and SeaweedFS list them).
 //!
 //! GETs and HEADs return an object's checksums only when asked (`x-amz-checksum-mode:
-//! ENABLED`), as S3 does; s3s-fs returns them always.
+//! ENABLED`), as S3 does; s3s-fs returns them always. Multipart uploads keep a full-object
+//! CRC-64/NVME as S3 does, which s3s-fs ignores: a part's checksum is checked against the
+//! part, the completion's against the object it makes (`BadDigest`, and nothing kept, when
+//! either is wrong), and only for an upload created as a CRC-64/NVME one; the object then
+//! has it. (Unlike S3, a completion without one leaves the object without a checksum, so
+//! that a test sees whether it was sent.)
 //!
 //! Every call the tests make is passed to s3s-fs unchanged (unless a test asks the store to
 //! lie: [`S3Server::drop_continuation_tokens`](super::s3::S3Server::drop_continuation_tokens)). The uploads listing reads the
@@ -24,6 +29,8 @@ pub struct Store {
     fs: s3s_fs::FileSystem,
     root: PathBuf,
     switches: Arc<Switches>,
+    /// The checksum algorithm each unfinished upload was created with, by upload id.
+    declared: parking_lot::Mutex<std::collections::HashMap<String, String>>,
 }
 
 /// How the store misbehaves, set by the test while it runs.
@@ -83,8 +90,44 @@ impl Store {
             fs: s3s_fs::FileSystem::new(&root).unwrap(),
             root,
             switches,
+            declared: Default::default(),
         }
     }
+
+    /// The CRC-64/NVME (base64) of the file at `path`, by s3s's hash.
+    fn crc64nvme_of(path: &std::path::Path) -> S3Result<String> {
+        use s3s::crypto::Checksum as _;
+        let bytes = std::fs::read(path)
+            .map_err(|e| s3s::s3_error!(e, InternalError, "reading {}", path.display()))?;
+        let mut crc = s3s::crypto::Crc64Nvme::new();
+        crc.update(&bytes);
+        Ok(base64_simd::STANDARD.encode_to_string(crc.finalize()))
+    }
+
+    /// Refuses a CRC-64/NVME for an upload not created as a CRC-64/NVME one.
+    fn check_declared(&self, upload_id: &str) -> S3Result<()> {
+        match self.declared.lock().get(upload_id).map(String::as_str) {
+            Some("CRC64NVME") => Ok(()),
+            other => Err(s3s::s3_error!(
+                InvalidRequest,
+                "a CRC64NVME checksum for an upload created with {other:?}"
+            )),
+        }
+    }
+
+    fn internal_info_path(&self, bucket: &str, key: &str) -> PathBuf {
+        internal_info_path(&self.root, bucket, key)
+    }
+}
+
+/// Where s3s-fs keeps what it knows about `key` besides its bytes (ETag, checksums).
+pub(crate) fn internal_info_path(root: &std::path::Path, bucket: &str, key: &str) -> PathBuf {
+    let encode = |s: &str| base64_simd::URL_SAFE_NO_PAD.encode_to_string(s);
+    root.join(format!(
+        ".bucket-{}.object-{}.internal.json",
+        encode(bucket),
+        encode(key)
+    ))
 }
 
 /// Passes calls to s3s-fs. Written in the shape `async_trait` gives trait methods, because
@@ -93,12 +136,7 @@ impl Store {
     /// The ETag s3s-fs gives `key` on a GET: the one it stored (multipart objects), else
     /// the MD5 of the file.
     fn etag(&self, bucket: &str, key: &str) -> Option<String> {
-        let encode = |s: &str| base64_simd::URL_SAFE_NO_PAD.encode_to_string(s);
-        let info = self.root.join(format!(
-            ".bucket-{}.object-{}.internal.json",
-            encode(bucket),
-            encode(key)
-        ));
+        let info = self.internal_info_path(bucket, key);
         if let Ok(text) = std::fs::read(&info)
             && let Ok(map) = serde_json::from_slice::<serde_json::Value>(&text)
             && let Some(etag) = map.get("e_tag").and_then(|v| v.as_str())
@@ -154,10 +192,8 @@ fn decode(text: &str) -> Option<String> {
 impl S3 for Store {
     delegate! {
         abort_multipart_upload: AbortMultipartUploadInput -> AbortMultipartUploadOutput;
-        complete_multipart_upload: CompleteMultipartUploadInput -> CompleteMultipartUploadOutput;
         copy_object: CopyObjectInput -> CopyObjectOutput;
         create_bucket: CreateBucketInput -> CreateBucketOutput;
-        create_multipart_upload: CreateMultipartUploadInput -> CreateMultipartUploadOutput;
         delete_bucket: DeleteBucketInput -> DeleteBucketOutput;
         delete_object: DeleteObjectInput -> DeleteObjectOutput;
         delete_objects: DeleteObjectsInput -> DeleteObjectsOutput;
@@ -176,12 +212,84 @@ impl S3 for Store {
         self.fs.put_object(req).await
     }
 
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        let algorithm = req.input.checksum_algorithm.clone();
+        let response = self.fs.create_multipart_upload(req).await?;
+        if let (Some(id), Some(algorithm)) = (&response.output.upload_id, algorithm) {
+            self.declared
+                .lock()
+                .insert(id.clone(), algorithm.as_str().to_owned());
+        }
+        Ok(response)
+    }
+
     async fn upload_part(
         &self,
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
         let _in_progress = self.switches.put_begins().await?;
-        self.fs.upload_part(req).await
+        let (id, number) = (req.input.upload_id.clone(), req.input.part_number);
+        let sent = req.input.checksum_crc64nvme.clone();
+        if sent.is_some() {
+            self.check_declared(&id)?;
+        }
+        let response = self.fs.upload_part(req).await?;
+        if let Some(sent) = sent {
+            let part = self.root.join(format!(".upload_id-{id}.part-{number}"));
+            let kept = Self::crc64nvme_of(&part)?;
+            if kept != sent {
+                let _ = std::fs::remove_file(&part);
+                return Err(s3s::s3_error!(
+                    BadDigest,
+                    "part {number}: CRC64NVME {sent} sent, {kept} received"
+                ));
+            }
+        }
+        Ok(response)
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let input = &req.input;
+        let (bucket, key, id) = (
+            input.bucket.clone(),
+            input.key.clone(),
+            input.upload_id.clone(),
+        );
+        let sent = input.checksum_crc64nvme.clone();
+        if sent.is_some() {
+            self.check_declared(&id)?;
+        }
+        let mut response = self.fs.complete_multipart_upload(req).await?;
+        self.declared.lock().remove(&id);
+        let Some(sent) = sent else {
+            return Ok(response);
+        };
+        let object = self.root.join(&bucket).join(&key);
+        let made = Self::crc64nvme_of(&object)?;
+        if made != sent {
+            let _ = std::fs::remove_file(&object);
+            return Err(s3s::s3_error!(
+                BadDigest,
+                "CRC64NVME {sent} sent, the parts make {made}"
+            ));
+        }
+        let path = self.internal_info_path(&bucket, &key);
+        let mut info: serde_json::Map<String, serde_json::Value> = std::fs::read(&path)
+            .ok()
+            .and_then(|text| serde_json::from_slice(&text).ok())
+            .unwrap_or_default();
+        info.insert("checksum_crc64nvme".to_owned(), made.clone().into());
+        std::fs::write(&path, serde_json::to_vec(&info).unwrap())
+            .map_err(|e| s3s::s3_error!(e, InternalError, "writing {}", path.display()))?;
+        response.output.checksum_crc64nvme = Some(made);
+        response.output.checksum_type = Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT));
+        Ok(response)
     }
 
     async fn list_objects_v2(

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use haul::{Detail, Downloader, FetchErrorKind, Fetcher, JobSpec};
+use haul::{Detail, Downloader, FetchErrorKind, Fetcher, JobSpec, S3Target};
+use haul_origin::Origin;
 
 use crate::support::s3::{S3Server, checksum_of};
 use crate::support::{TestDir, files_under, guard};
@@ -153,5 +154,39 @@ fn a_verified_crc_stands_for_the_etag_and_a_composite_checksum_is_not_the_bytes(
             panic!("an ETag that is not the MD5 was not checked");
         };
         assert!(error.to_string().contains("md5 mismatch"), "{error}");
+    });
+}
+
+/// What haul uploads carries a full-object CRC-64/NVME (in one PUT, or declared when a
+/// multipart upload starts, a part's own with each part and the whole object's with the
+/// completion), which the store checks and keeps for later readers.
+#[test]
+fn uploads_carry_a_full_object_crc64nvme_that_the_store_checks_and_keeps() {
+    guard(|| {
+        const MIB: u64 = 1 << 20;
+        let server = S3Server::start_local(&["uploads"]);
+        let bucket = server.bucket("uploads");
+        let origin = Origin::start().unwrap();
+        let d = Downloader::builder()
+            .s3_target(S3Target::new(&bucket, "in/").part_size(5 * MIB))
+            .workers_per_target(2)
+            .build()
+            .unwrap();
+        let sizes = [("one.bin", 1000), ("three.bin", 15 * MIB + 7)];
+        let spec = JobSpec::multi_named(
+            sizes.map(|(name, size)| (name, origin.url(&format!("/u/{name}?size={size}")))),
+        );
+        let job = d.submit(spec).unwrap();
+        assert!(d.wait(job, Duration::from_secs(60)).unwrap());
+        let status = d.status(job, Detail::All).unwrap();
+        assert_eq!(status.finished, 2, "{status:?}");
+        for (name, size) in sizes {
+            let kept = server.stored_checksum("uploads", &format!("in/{name}"), "crc64nvme");
+            let bytes = haul_origin::body(&format!("/u/{name}"), size);
+            assert_eq!(kept, Some(checksum_of("crc64nvme", &bytes)), "{name}");
+        }
+        bucket.put("put.bin", b"one PUT").unwrap();
+        let kept = server.stored_checksum("uploads", "put.bin", "crc64nvme");
+        assert_eq!(kept, Some(checksum_of("crc64nvme", b"one PUT")));
     });
 }
