@@ -67,7 +67,8 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
                 .map_err(|e| UsageError(haul::error_chain(&e)))?,
         );
     }
-    let summary = run::wait_all(&downloader, &jobs, started)?;
+    let mut summary = run::wait_all(&downloader, &jobs, started)?;
+    summary.dry_run = args.job.dry_run;
     Ok(summary.report())
 }
 

@@ -61,6 +61,12 @@ pub(crate) struct JobArgs {
     /// At most this many bytes per second for each job (its transfers together), e.g. 20MiB.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub(crate) rate_limit: Option<u64>,
+    /// Show what would be done and do nothing: each object that would be downloaded,
+    /// skipped or (with --sync) deleted, one line each on stderr, then the counts and bytes
+    /// (as listed; URLs are not asked for their sizes). Nothing is requested but listings,
+    /// nothing is written or deleted, not even the output directory.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
     /// Skip objects already there (a file, or a key in the S3 target), without asking the
     /// source.
     #[arg(long, conflicts_with = "revalidate")]
@@ -117,6 +123,7 @@ impl JobArgs {
             .hedging(!self.no_hedge)
             .split_tails(!self.no_tail_split)
             .fsync(self.fsync)
+            .dry_run(self.dry_run)
             .http(net.http()?);
         if self.to_s3() {
             if self.out.iter().any(|o| matches!(o, Out::Dir(_))) {

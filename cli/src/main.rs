@@ -54,7 +54,13 @@ fn main() -> ExitCode {
         2 => "debug",
         _ => "trace",
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+    let mut logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level));
+    if !cli.quiet {
+        // A dry run's decisions, one line per object: what --dry-run prints.
+        logger.filter_module(haul::DRY_RUN_LOG_TARGET, log::LevelFilter::Info);
+    }
+    logger.init();
     run::set_output(run::Output {
         quiet: cli.quiet,
         json: cli.json || cli.json_progress,

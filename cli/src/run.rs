@@ -20,6 +20,8 @@ pub(crate) struct Summary {
     pub(crate) elapsed: Duration,
     /// The signal that aborted the jobs (SIGINT, SIGTERM, SIGHUP), if one did.
     pub(crate) stopped_by: Option<i32>,
+    /// A dry run: the counts are what would have been done.
+    pub(crate) dry_run: bool,
 }
 
 impl Summary {
@@ -47,6 +49,14 @@ impl Summary {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
         if out.json {
             println!("{}", self.json(secs));
+        } else if !out.quiet && self.dry_run {
+            println!(
+                "dry run: would download {} objects ({} bytes as listed), skip {}, delete {}; nothing was written",
+                self.landed(),
+                self.bytes(),
+                self.count(|s| s.skipped),
+                self.count(|s| s.deleted),
+            );
         } else if !out.quiet {
             let deleted = match self.count(|s| s.deleted) {
                 0 => String::new(),
@@ -96,7 +106,9 @@ impl Summary {
 
     /// The library's status fields, per job and summed.
     fn json(&self, secs: f64) -> serde_json::Value {
-        status_json(&self.statuses, secs, true, self.stopped_by.is_some())
+        let mut json = status_json(&self.statuses, secs, true, self.stopped_by.is_some());
+        json["dry_run"] = self.dry_run.into();
+        json
     }
 }
 
@@ -261,5 +273,6 @@ pub(crate) fn wait_all(
         statuses,
         elapsed: started.elapsed(),
         stopped_by,
+        dry_run: false,
     })
 }

@@ -165,7 +165,8 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
                         .map_err(|e| UsageError(haul::error_chain(&e)))?,
                 );
             }
-            let summary = crate::run::wait_all(&downloader, &jobs, started)?;
+            let mut summary = crate::run::wait_all(&downloader, &jobs, started)?;
+            summary.dry_run = job.dry_run;
             let code = summary.report();
             // A prefix (or suffix) that lists nothing is more often a typo than an empty
             // dataset: not a silent success (s5cmd: "no object found", exit 1).

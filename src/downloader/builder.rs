@@ -36,6 +36,7 @@ pub struct DownloaderBuilder {
     max_active_jobs: usize,
     job_queue_capacity: usize,
     fsync: bool,
+    dry_run: bool,
     http: HttpConfig,
 }
 
@@ -53,6 +54,7 @@ impl DownloaderBuilder {
             max_active_jobs: DEFAULT_MAX_ACTIVE_JOBS,
             job_queue_capacity: DEFAULT_JOB_QUEUE_CAPACITY,
             fsync: false,
+            dry_run: false,
             http: HttpConfig::default(),
         }
     }
@@ -145,6 +147,29 @@ impl DownloaderBuilder {
         self
     }
 
+    /// A dry run (default off; rclone's and s5cmd's `--dry-run`): jobs are expanded and
+    /// listed, and each object's fate decided as it would be (skipped as existing or
+    /// unchanged, or downloaded), but no object is requested and nothing is written or
+    /// deleted: mountpaths are neither created nor swept, a sync's record stays as it is.
+    /// A job's status then counts what would happen: [`finished`](crate::JobStatus::finished)
+    /// the objects that would be downloaded (or checked again, for
+    /// [`Existing::Revalidate`](crate::Existing::Revalidate)), [`bytes`](crate::JobStatus::bytes)
+    /// their sizes as listed (a URL's size is not asked for: 0),
+    /// [`skipped`](crate::JobStatus::skipped) and [`deleted`](crate::JobStatus::deleted) what
+    /// would be skipped and deleted. Each decision is logged at info, with the object's name.
+    ///
+    /// ```
+    /// let dir = std::env::temp_dir().join("haul-doc-dry-run");
+    /// let d = haul::Downloader::builder().mountpath(&dir).dry_run(true).build()?;
+    /// assert!(!dir.exists(), "a dry run creates nothing");
+    /// # drop(d);
+    /// # Ok::<(), haul::BuildError>(())
+    /// ```
+    pub fn dry_run(mut self, on: bool) -> Self {
+        self.dry_run = on;
+        self
+    }
+
     /// Fsync each object before it counts as landed. Default off (see [`Mountpath::new`]).
     pub fn fsync(mut self, on: bool) -> Self {
         self.fsync = on;
@@ -184,10 +209,14 @@ impl DownloaderBuilder {
         let mut targets = Vec::with_capacity(self.mountpaths.len() + self.s3_targets.len());
         let mut ids = Vec::with_capacity(targets.capacity());
         for path in &self.mountpaths {
-            let mp = Mountpath::new(path).map_err(|source| BuildError::Mountpath {
-                path: path.clone(),
-                source,
-            })?;
+            let mp = if self.dry_run {
+                Mountpath::untouched(path)
+            } else {
+                Mountpath::new(path).map_err(|source| BuildError::Mountpath {
+                    path: path.clone(),
+                    source,
+                })?
+            };
             let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
             let id = hrw::hash(canonical.to_string_lossy().as_bytes());
             if ids.contains(&id) {
@@ -274,6 +303,7 @@ impl DownloaderBuilder {
                 flows: Arc::clone(&flows),
                 grows: !c.is_fixed(),
                 split_tails: self.split_tails,
+                dry_run: self.dry_run,
                 label,
                 cap: c.max(),
                 slots: Arc::clone(&slots),
@@ -328,6 +358,7 @@ impl DownloaderBuilder {
             flows,
             dispatcher: Some(dispatcher),
             pools,
+            dry_run: self.dry_run,
         })
     }
 }

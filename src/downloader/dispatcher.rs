@@ -33,6 +33,8 @@ pub(crate) struct Task {
     pub(crate) name: ObjectName,
     /// Its place in a sync job's record.
     pub(crate) sync: Option<Ticket>,
+    /// Its size, when a listing gave it.
+    pub(crate) size: Option<u64>,
 }
 
 /// A jogger finished a task of `job`; for a sync job, its ticket's seq and whether the
@@ -526,6 +528,7 @@ impl Dispatcher {
                                 key,
                                 name,
                                 sync,
+                                size: listed.as_ref().map(|o| o.size),
                             },
                         ));
                     }

@@ -5,7 +5,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use log::{debug, trace};
+use log::{debug, info, trace};
 
 use crate::downloader::dispatcher::{Done, Task};
 use crate::downloader::pool::Pool;
@@ -81,6 +81,22 @@ impl Jogger {
                 return false;
             }
         };
+        if self.pool.setup.dry_run {
+            let size = task.size.unwrap_or(0);
+            let what = if revalidate.is_some() {
+                "check again"
+            } else {
+                "download"
+            };
+            info!(
+                target: crate::DRY_RUN_LOG_TARGET,
+                "{}: would {what} {} ({size} bytes)",
+                job.id,
+                task.name
+            );
+            job.landed(size);
+            return false;
+        }
         let source = match (&task.key, &job.bucket) {
             (Some(key), Some(bucket)) => Source::S3 {
                 bucket,

@@ -41,6 +41,9 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 1000;
 pub const DEFAULT_MAX_ACTIVE_JOBS: usize = 16;
 /// Default number of submitted jobs that may wait to become active.
 pub const DEFAULT_JOB_QUEUE_CAPACITY: usize = 1024;
+/// The log target of a dry run's decisions ([`DownloaderBuilder::dry_run`]), one line per
+/// object at info: what a dry run shows when only this target is let through.
+pub const DRY_RUN_LOG_TARGET: &str = "haul::dry_run";
 /// How long `submit` waits for the dispatcher before it says the queue is full.
 const SUBMIT_WAIT: Duration = Duration::from_millis(100);
 
@@ -187,6 +190,8 @@ pub struct Downloader {
     pub(super) dispatcher: Option<JoinOnDrop>,
     /// Each target's joggers.
     pub(super) pools: Vec<Arc<Pool>>,
+    /// A dry run ([`DownloaderBuilder::dry_run`]).
+    pub(super) dry_run: bool,
 }
 
 impl Downloader {
@@ -311,7 +316,12 @@ impl Downloader {
                 Target::S3 { .. } => None,
             })
             .collect();
-        crate::downloader::sync::SyncRun::open(source, mountpaths, subdir).map_err(|e| match e {
+        let open = if self.dry_run {
+            crate::downloader::sync::SyncRun::planned
+        } else {
+            crate::downloader::sync::SyncRun::open
+        };
+        open(source, mountpaths, subdir).map_err(|e| match e {
             crate::downloader::sync::OpenError::Running(record) => {
                 SubmitError::SyncRunning { record }
             }

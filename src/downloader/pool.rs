@@ -45,6 +45,8 @@ pub(crate) struct PoolSetup {
     pub(crate) grows: bool,
     /// Whether idle joggers take pieces of slow objects' tails.
     pub(crate) split_tails: bool,
+    /// A dry run: objects are decided on, never fetched.
+    pub(crate) dry_run: bool,
     /// Names the threads: `haul-jog-<label>-<i>`.
     pub(crate) label: String,
     /// The most joggers (at least one).

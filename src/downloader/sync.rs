@@ -89,7 +89,10 @@ impl From<io::Error> for OpenError {
 #[derive(Debug)]
 pub(crate) struct SyncRun {
     /// Held for the run's whole life: no other run of this source touches the record.
-    _lock: File,
+    /// (`None` in a dry run, which writes nothing.)
+    _lock: Option<File>,
+    /// A dry run: what would be deleted is counted, not deleted.
+    dry_run: bool,
     record: PathBuf,
     next: PathBuf,
     old: Option<std::io::Lines<BufReader<File>>>,
@@ -120,23 +123,47 @@ impl SyncRun {
         mountpaths: Vec<(u64, std::sync::Arc<Mountpath>)>,
         subdir: Option<String>,
     ) -> Result<SyncRun, OpenError> {
+        SyncRun::start(source, mountpaths, subdir, false)
+    }
+
+    /// A dry run's: the record is read (when there is one), nothing is locked, written or
+    /// deleted.
+    pub(crate) fn planned(
+        source: &str,
+        mountpaths: Vec<(u64, std::sync::Arc<Mountpath>)>,
+        subdir: Option<String>,
+    ) -> Result<SyncRun, OpenError> {
+        SyncRun::start(source, mountpaths, subdir, true)
+    }
+
+    fn start(
+        source: &str,
+        mountpaths: Vec<(u64, std::sync::Arc<Mountpath>)>,
+        subdir: Option<String>,
+        dry_run: bool,
+    ) -> Result<SyncRun, OpenError> {
         let hash = crate::downloader::hrw::hash(source.as_bytes());
         let (ids, mountpaths): (Vec<u64>, Vec<_>) = mountpaths.into_iter().unzip();
         let home = &mountpaths[crate::downloader::hrw::pick(hash, &ids).expect("a mountpath")];
         let dir = home.work_dir().join("sync");
-        fs::create_dir_all(&dir)?;
         let record = dir.join(format!("{hash:016x}.tsv"));
         let next = dir.join(format!("{hash:016x}.tsv.new"));
-        let lock = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(dir.join(format!("{hash:016x}.lock")))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => return Err(OpenError::Running(record)),
-            Err(fs::TryLockError::Error(e)) => return Err(OpenError::Io(e)),
-        }
+        let lock = if dry_run {
+            None
+        } else {
+            fs::create_dir_all(&dir)?;
+            let lock = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(dir.join(format!("{hash:016x}.lock")))?;
+            match lock.try_lock() {
+                Ok(()) => {}
+                Err(fs::TryLockError::WouldBlock) => return Err(OpenError::Running(record)),
+                Err(fs::TryLockError::Error(e)) => return Err(OpenError::Io(e)),
+            }
+            Some(lock)
+        };
         let header = format!("{HEADER} {}", escape(source));
         let old = match File::open(&record) {
             Ok(file) => {
@@ -155,15 +182,21 @@ impl SyncRun {
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(e.into()),
         };
-        let mut writer = BufWriter::new(File::create(&next)?);
-        writeln!(writer, "{header}")?;
+        let writer = if dry_run {
+            None
+        } else {
+            let mut writer = BufWriter::new(File::create(&next)?);
+            writeln!(writer, "{header}")?;
+            Some(writer)
+        };
         let mut run = SyncRun {
             _lock: lock,
+            dry_run,
             record,
             next,
             old,
             peek: None,
-            writer: Some(writer),
+            writer,
             pending: VecDeque::new(),
             front: 0,
             last_key: None,
@@ -317,6 +350,15 @@ impl SyncRun {
             return;
         }
         match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_file() && meta.len() == entry.size && self.dry_run => {
+                log::info!(
+                    target: crate::DRY_RUN_LOG_TARGET,
+                    "{}: would delete {}",
+                    job.id,
+                    path.display()
+                );
+                job.deleted();
+            }
             Ok(meta) if meta.is_file() && meta.len() == entry.size => {
                 match fs::remove_file(&path) {
                     Ok(()) => {

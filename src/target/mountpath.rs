@@ -46,23 +46,30 @@ impl Mountpath {
     /// The I/O error from creating the directories; an error of kind `Other` when the work
     /// directory is a symbolic link (haul never writes its work files through one).
     pub fn new(root: impl Into<PathBuf>) -> io::Result<Mountpath> {
-        let root = root.into();
-        let work = root.join(WORK_DIR);
-        fs::create_dir_all(&work)?;
-        if fs::symlink_metadata(&work)?.file_type().is_symlink() {
+        let mountpath = Mountpath::untouched(root);
+        let work = &mountpath.work;
+        fs::create_dir_all(work)?;
+        if fs::symlink_metadata(work)?.file_type().is_symlink() {
             return Err(io::Error::other(format!(
                 "{} is a symbolic link: haul writes its work files only into a directory of \
                  the mountpath itself",
                 work.display()
             )));
         }
-        crate::target::work::sweep(&work);
-        Ok(Mountpath {
+        crate::target::work::sweep(work);
+        Ok(mountpath)
+    }
+
+    /// `root` as a mountpath that is only looked at (a dry run): nothing is created or swept,
+    /// and it need not exist.
+    pub(crate) fn untouched(root: impl Into<PathBuf>) -> Mountpath {
+        let root = root.into();
+        Mountpath {
+            work: root.join(WORK_DIR),
             root,
-            work,
             fsync: false,
             next_work_file: AtomicU64::new(0),
-        })
+        }
     }
 
     /// Whether each object is fsynced (and its directory after the rename) before it counts

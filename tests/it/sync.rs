@@ -445,3 +445,70 @@ fn a_file_skipped_as_already_there_is_not_taken_for_one_haul_wrote() {
         holds(&dir.path().join("ds/theirs.bin"), b"locals");
     });
 }
+
+/// Every file under `dir` (work directory included) with its bytes.
+fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    crate::support::files_under(dir)
+        .into_iter()
+        .map(|name| {
+            let bytes = std::fs::read(dir.join(&name)).unwrap();
+            (name, bytes)
+        })
+        .collect()
+}
+
+/// A dry run of a sync says what the sync would do — download the changed and new objects,
+/// skip the unchanged, delete what is gone — and does none of it: not one file, record or
+/// directory changes, and the real sync after it does exactly what the dry run said.
+#[test]
+fn a_dry_run_of_a_sync_counts_what_it_would_do_and_changes_nothing() {
+    guard_for(Duration::from_secs(60), || {
+        let setup = Setup::new();
+        let bucket = setup.server.bucket("sync");
+        for i in 0..20 {
+            setup.server.seed_file("sync", &key(i), &content(i, 0));
+        }
+        counts(&setup.sync(&bucket), (20, 0, 0, 0));
+        // Objects 15..20 change size, 0..3 are deleted, 20..22 are new.
+        for i in 15..22 {
+            setup.server.seed_file("sync", &key(i), &content(i, 1));
+        }
+        for i in 0..3 {
+            bucket.delete(&key(i)).unwrap();
+        }
+        let before = tree(setup.dir.path());
+        let dry = Downloader::builder()
+            .mountpath(setup.dir.path().join("m0"))
+            .mountpath(setup.dir.path().join("m1"))
+            .dry_run(true)
+            .build()
+            .unwrap();
+        let job = dry
+            .submit(JobSpec::s3_prefix(&bucket, "ds/").sync(true))
+            .unwrap();
+        assert!(dry.wait(job, Duration::from_secs(30)).unwrap());
+        let planned = dry.status(job, Detail::All).unwrap();
+        counts(&planned, (7, 12, 3, 0));
+        let sizes: u64 = (15..22).map(|i| content(i, 1).len() as u64).sum();
+        assert_eq!(planned.bytes, sizes);
+        assert!(
+            tree(setup.dir.path()) == before,
+            "the dry run changed files"
+        );
+        // Into a directory that is not there: it stays not there.
+        let nowhere = setup.dir.path().join("not-made");
+        let dry = Downloader::builder()
+            .mountpath(&nowhere)
+            .dry_run(true)
+            .build()
+            .unwrap();
+        let job = dry
+            .submit(JobSpec::s3_prefix(&bucket, "ds/").sync(true))
+            .unwrap();
+        assert!(dry.wait(job, Duration::from_secs(30)).unwrap());
+        counts(&dry.status(job, Detail::All).unwrap(), (19, 0, 0, 0));
+        assert!(!nowhere.exists());
+        // The sync itself does what the dry run said.
+        counts(&setup.sync(&bucket), (7, 12, 3, 0));
+    });
+}

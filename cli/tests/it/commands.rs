@@ -703,6 +703,99 @@ fn s3_get_sync_skips_the_unchanged_and_deletes_the_gone() {
     });
 }
 
+/// Every file under `dir` (work directory included) with its bytes.
+fn tree(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    files_under(dir)
+        .into_iter()
+        .map(|name| {
+            let bytes = std::fs::read(dir.join(&name)).unwrap();
+            (name, bytes)
+        })
+        .collect()
+}
+
+#[test]
+fn dry_run_prints_what_get_and_sync_would_do_and_writes_nothing() {
+    guard(|| {
+        // get: three objects, no request for any, no output directory made.
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let out_dir = dir.path().join("out");
+        let out = haul(&[
+            "get",
+            "--dry-run",
+            "-o",
+            out_dir.to_str().unwrap(),
+            &origin.url("/dry/o-{1..3}.bin"),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(
+            text(&out.stdout),
+            "dry run: would download 3 objects (0 bytes as listed), skip 0, delete 0; nothing was written\n"
+        );
+        let stderr = text(&out.stderr);
+        for i in 1..=3 {
+            assert!(
+                stderr.contains(&format!("would download o-{i}.bin")),
+                "{stderr}"
+            );
+        }
+        assert_eq!(origin.stats().requests, 0);
+        assert!(!out_dir.exists());
+
+        // s3 get --sync: after a real sync, one object gone and one new.
+        let server = crate::support::s3::S3Server::start(&["drymirror"]);
+        let mirror = server.bucket_name("drymirror");
+        for name in ["a", "b", "c"] {
+            server.seed_file(
+                "drymirror",
+                &format!("m/{name}"),
+                name.repeat(10).as_bytes(),
+            );
+        }
+        let sync = |dry: bool| {
+            let url = format!("s3://{mirror}/m/");
+            let mut args = vec![
+                "s3",
+                "get",
+                "--sync",
+                &url,
+                "-o",
+                dir.path().to_str().unwrap(),
+            ];
+            if dry {
+                args.push("--dry-run");
+            }
+            haul_s3(&server, &args)
+        };
+        assert!(sync(false).status.success());
+        server.bucket("drymirror").delete("m/b").unwrap();
+        server.seed_file("drymirror", "m/d", b"dddd");
+        let before = tree(dir.path());
+        let out = sync(true);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(
+            text(&out.stdout),
+            "dry run: would download 1 objects (4 bytes as listed), skip 2, delete 1; nothing was written\n"
+        );
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("would download m/d (4 bytes)"), "{stderr}");
+        assert!(
+            stderr.contains("would delete ") && stderr.contains("m/b"),
+            "{stderr}"
+        );
+        assert!(tree(dir.path()) == before, "the dry run changed files");
+        // The sync itself then does just that.
+        let out = sync(false);
+        assert!(
+            text(&out.stdout)
+                .starts_with("1 landed, 0 failed, 2 skipped, 0 cancelled, 1 deleted; "),
+            "{}",
+            text(&out.stdout)
+        );
+    });
+}
+
 #[test]
 fn get_options_take_effect_at_the_origin() {
     guard(|| {
