@@ -220,10 +220,9 @@ if want c; then
   # trailing slash on the source: without it rclone first HEADs "s256k" as an object
   run_case c peer "rclone copy --transfers $CONC" "$M" "$RCLONE" copy local:bench/s256k/ @DEST@ \
     --transfers "$CONC" --checkers "$CONC"
-  # haul's downloader lands objects under their keys: compare from the s256k/ directory.
-  run_case c haul "haul s3 get --workers-per-target $CONC (to files)" "$M" bash -c \
-    '"$1" s3 get --workers-per-target "$2" -o "$3.tmp" s3://bench/s256k/ && mv "$3.tmp/s256k" "$3" && rm -rf "$3.tmp"' \
-    _ "$HAUL" "$CONC" @DEST@
+  # haul lands keys relative to the prefix, as s5cmd and rclone do.
+  run_case c haul "haul s3 get --workers-per-target $CONC (to files)" "$M" \
+    "$HAUL" s3 get --workers-per-target "$CONC" -o @DEST@ s3://bench/s256k/
   run_case c haul "haul s3 cat --workers $CONC > /dev/null" - "$HAUL" s3 cat --workers "$CONC" "${KEYS[@]}"
   run_case c floor "cp -r (no network)" "$M" cp -r "$FX_ROOT/s256k" @DEST@
 fi
@@ -330,9 +329,8 @@ if want w3; then
   WENV=(env "S3_ENDPOINT_URL=$E" "AWS_ENDPOINT_URL=$E" "RCLONE_CONFIG_LOCAL_ENDPOINT=$E")
   M="$FX_ROOT/s256k.sha256"
   echo "# w3: 1000 x 256 KiB from S3 ($(cat "/tmp/s3-$S3_PORT/impl")) across the WAN ($W)" >&2
-  run_case w3 haul "haul s3 get (no flags, to files)" "$M" bash -c \
-    '"$1" s3 get -q --endpoint "$2" -o "$3.tmp" s3://bench/s256k/ && mv "$3.tmp/s256k" "$3" && rm -rf "$3.tmp"' \
-    _ "$HAUL" "$E" @DEST@
+  run_case w3 haul "haul s3 get (no flags, to files)" "$M" \
+    "$HAUL" s3 get -q --endpoint "$E" -o @DEST@ s3://bench/s256k/
   run_case w3 haul "haul s3 cat (no flags) > /dev/null" - "$HAUL" s3 cat --endpoint "$E" "${KEYS[@]}"
   for c in default 16 64 256; do
     n=(--numworkers "$c") t=(--transfers "$c" --checkers "$c")

@@ -42,9 +42,11 @@ enum Command {
     },
     /// Download every object under s3://bucket/prefix into directories or another S3 target
     /// (a backend job: listed page by page while the first objects already download). Each
-    /// object lands under its key.
+    /// object lands under its key relative to the prefix's directory (after its last `/`),
+    /// as with `aws s3 cp --recursive`, s5cmd and rclone.
     Get {
-        /// s3://bucket/prefix; each is one job.
+        /// s3://bucket/prefix, or s3://bucket/prefix*pattern (s5cmd's wildcards: `*` matches
+        /// any characters, `/` included, `?` one, `[a-z]` one of a class); each is one job.
         #[arg(required = true)]
         prefixes: Vec<String>,
         /// Only keys ending with this, e.g. `.tar`.
@@ -58,12 +60,15 @@ enum Command {
         /// are never touched.
         #[arg(long)]
         sync: bool,
+        /// Land each object under its whole key, not the key relative to the prefix.
+        #[arg(long)]
+        full_keys: bool,
         #[command(flatten, next_help_heading = "Job options")]
         job: crate::jobs::JobArgs,
     },
     /// List the keys under s3://bucket/prefix with their sizes.
     Ls {
-        /// s3://bucket/prefix
+        /// s3://bucket/prefix, or s3://bucket/prefix*pattern (as for `s3 get`)
         prefix: String,
         #[command(flatten)]
         select: SelectArgs,
@@ -112,6 +117,24 @@ impl SelectArgs {
     }
 }
 
+/// Splits a prefix at its first wildcard (`*`, `?` or `[`): the literal prefix to list, and
+/// `select` with the rest as its wildcard (`*` crossing `/`, as s5cmd reads it).
+fn with_wildcard<'a>(
+    prefix: &'a str,
+    select: &haul::KeySelection,
+) -> Result<(&'a str, haul::KeySelection), UsageError> {
+    match prefix.find(['*', '?', '[']) {
+        None => Ok((prefix, select.clone())),
+        Some(at) => {
+            let select = select
+                .clone()
+                .wildcard(&prefix[at..])
+                .map_err(|e| UsageError(e.to_string()))?;
+            Ok((&prefix[..at], select))
+        }
+    }
+}
+
 /// Splits `s3://bucket/key` into its bucket and key.
 fn split_s3_url(url: &str) -> Result<(&str, &str), UsageError> {
     let rest = url
@@ -124,8 +147,8 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
     let config = args.s3.config(&args.net)?;
     match args.command {
         Command::Ls { prefix, select } => {
-            let select = select.selection()?;
             let (bucket, prefix) = split_s3_url(&prefix)?;
+            let (prefix, select) = with_wildcard(prefix, &select.selection()?)?;
             let bucket = Bucket::new(bucket, &config).map_err(|e| UsageError(e.to_string()))?;
             let mut out = io::stdout().lock();
             for object in bucket.list(prefix) {
@@ -142,6 +165,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
             suffix,
             select,
             sync,
+            full_keys,
             job,
         } => {
             let select = select.selection()?;
@@ -151,10 +175,12 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
             let mut jobs = Vec::new();
             for url in &prefixes {
                 let (bucket, prefix) = split_s3_url(url)?;
+                let (prefix, select) = with_wildcard(prefix, &select)?;
                 let bucket = Bucket::new(bucket, &config).map_err(|e| UsageError(e.to_string()))?;
                 let mut spec = haul::JobSpec::s3_prefix(&bucket, prefix)
                     .sync(sync)
-                    .select(select.clone());
+                    .relative_names(!full_keys)
+                    .select(select);
                 if let Some(suffix) = &suffix {
                     spec = spec.suffix(suffix.as_str());
                 }

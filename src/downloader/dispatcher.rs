@@ -77,7 +77,7 @@ pub(crate) struct Listed {
     pub(crate) prefix_len: usize,
     pub(crate) select: crate::KeySelection,
     pub(crate) suffix: Option<String>,
-    pub(crate) subdir: Option<String>,
+    pub(crate) names: crate::downloader::key_names::KeyNames,
     /// The listing broke off: keys after the last one listed are unknown.
     pub(crate) failed: bool,
 }
@@ -139,7 +139,7 @@ impl Expansion {
                     prefix_len,
                     select,
                     suffix,
-                    subdir,
+                    names,
                     failed,
                 } = &mut **listed;
                 let object = match crate::http::transport::with_cancel(cancel, || listing.next())? {
@@ -171,12 +171,7 @@ impl Expansion {
                     continue; // a directory marker, or not selected
                 }
                 let shown = format!("s3://{}/{key}", bucket.name());
-                let name =
-                    crate::target::name::ObjectName::new(key).and_then(|name| match subdir {
-                        Some(dir) => name.under(dir),
-                        None => Ok(name),
-                    });
-                let name = match name {
+                let name = match names.name(key) {
                     Ok(name) => name,
                     Err(source) => {
                         let error = DownloadError::Url(UrlError::Name {

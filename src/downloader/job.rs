@@ -138,6 +138,9 @@ pub struct JobSpec {
     /// Which keys of an [`S3Prefix`](Source::S3Prefix) job it takes (relative to the
     /// prefix). Default: every key.
     pub select: crate::KeySelection,
+    /// Whether an [`S3Prefix`](Source::S3Prefix) job's objects land under their keys
+    /// relative to the prefix's directory. See [`JobSpec::relative_names`].
+    pub relative_names: bool,
 }
 
 impl fmt::Debug for JobSpec {
@@ -180,6 +183,7 @@ impl JobSpec {
             sync: false,
             sha256: std::collections::BTreeMap::new(),
             select: crate::KeySelection::new(),
+            relative_names: false,
         }
     }
 
@@ -271,6 +275,23 @@ impl JobSpec {
         JobSpec::new(Source::Range {
             template: template.into(),
         })
+    }
+
+    /// Lands an [`S3Prefix`](Source::S3Prefix) job's objects under their keys relative to
+    /// the prefix's directory (what comes after its last `/`), as `aws s3 cp --recursive`,
+    /// s5cmd and rclone do: from prefix `ds/train/`, key `ds/train/a/x.tar` lands as
+    /// `a/x.tar`; from `ds/k-`, `ds/k-001.bin` as `k-001.bin`. Default off: under the whole
+    /// key. Part of a sync's record identity (the files are in other places).
+    ///
+    /// ```no_run
+    /// let bucket = haul::Bucket::new("datasets", &haul::S3Config::from_env())?;
+    /// let spec = haul::JobSpec::s3_prefix(&bucket, "imagenet/train/").relative_names(true);
+    /// # drop(spec);
+    /// # Ok::<(), haul::S3Error>(())
+    /// ```
+    pub fn relative_names(mut self, on: bool) -> JobSpec {
+        self.relative_names = on;
+        self
     }
 
     /// Sets [`subdir`](JobSpec::subdir).

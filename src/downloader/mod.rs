@@ -9,6 +9,7 @@ mod error;
 pub(crate) mod hrw;
 pub(crate) mod job;
 pub(crate) mod jogger;
+pub(crate) mod key_names;
 pub(crate) mod pool;
 mod spec;
 pub(crate) mod store;
@@ -272,7 +273,7 @@ impl Downloader {
         // touches no record.
         let sync = match sync_source {
             None => None,
-            Some((source, subdir)) => match self.open_sync(&source, subdir) {
+            Some((source, names)) => match self.open_sync(&source, names) {
                 Ok(run) => Some(Box::new(run)),
                 Err(e) => {
                     self.unstarted.fetch_sub(1, Ordering::AcqRel);
@@ -305,7 +306,7 @@ impl Downloader {
     fn open_sync(
         &self,
         source: &str,
-        subdir: Option<String>,
+        names: crate::downloader::key_names::KeyNames,
     ) -> Result<crate::downloader::sync::SyncRun, SubmitError> {
         let mountpaths = self
             .targets
@@ -321,7 +322,7 @@ impl Downloader {
         } else {
             crate::downloader::sync::SyncRun::open
         };
-        open(source, mountpaths, subdir).map_err(|e| match e {
+        open(source, mountpaths, names).map_err(|e| match e {
             crate::downloader::sync::OpenError::Running(record) => {
                 SubmitError::SyncRunning { record }
             }

@@ -4,14 +4,15 @@
 use crate::downloader::dispatcher::{Expansion, Listed};
 use crate::downloader::error::SubmitError;
 use crate::downloader::job::{JobSpec, Source};
+use crate::downloader::key_names::KeyNames;
 use crate::downloader::store::JobSettings;
 use crate::source::template::Template;
 use crate::source::url;
 use crate::target::name::ObjectName;
 
 /// For a sync job: what tells its record from every other job's (the store, bucket,
-/// prefix, suffix, subdirectory and shard), and its subdirectory.
-pub(crate) fn sync_source(spec: &JobSpec) -> Option<(String, Option<String>)> {
+/// prefix, suffix, subdirectory, naming, selection and shard), and how its keys are named.
+pub(crate) fn sync_source(spec: &JobSpec) -> Option<(String, KeyNames)> {
     let Source::S3Prefix {
         bucket,
         prefix,
@@ -38,11 +39,15 @@ pub(crate) fn sync_source(spec: &JobSpec) -> Option<(String, Option<String>)> {
         suffix.as_deref().unwrap_or(""),
         subdir.as_deref().unwrap_or("")
     );
-    // A selection is part of the source (a record without one stays as it was named).
+    // A selection and relative names are part of the source (a record without them stays
+    // as it was named).
     if !spec.select.is_all() {
         source.push_str(&format!(" select={}", spec.select.shown()));
     }
-    Some((source, subdir))
+    if spec.relative_names {
+        source.push_str(" relative");
+    }
+    Some((source, KeyNames::new(prefix, spec.relative_names, subdir)))
 }
 
 /// Validates a spec and turns it into job settings and a lazy expansion.
@@ -187,7 +192,7 @@ pub(crate) fn prepare(
                     prefix_len: prefix.len(),
                     select: spec.select.clone(),
                     suffix,
-                    subdir,
+                    names: KeyNames::new(&prefix, spec.relative_names, subdir),
                     failed: false,
                 })),
             )

@@ -27,6 +27,7 @@ use std::path::PathBuf;
 
 use log::{debug, warn};
 
+use crate::downloader::key_names::KeyNames;
 use crate::downloader::store::Job;
 use crate::s3::ListedObject;
 use crate::target::mountpath::Mountpath;
@@ -108,7 +109,8 @@ pub(crate) struct SyncRun {
     /// Where deleted objects' files are: the mountpaths, and their HRW ids in that order.
     mountpaths: Vec<std::sync::Arc<Mountpath>>,
     ids: Vec<u64>,
-    subdir: Option<String>,
+    /// How keys are named: where a deleted object's file is.
+    names: KeyNames,
 }
 
 impl SyncRun {
@@ -121,9 +123,9 @@ impl SyncRun {
     pub(crate) fn open(
         source: &str,
         mountpaths: Vec<(u64, std::sync::Arc<Mountpath>)>,
-        subdir: Option<String>,
+        names: KeyNames,
     ) -> Result<SyncRun, OpenError> {
-        SyncRun::start(source, mountpaths, subdir, false)
+        SyncRun::start(source, mountpaths, names, false)
     }
 
     /// A dry run's: the record is read (when there is one), nothing is locked, written or
@@ -131,15 +133,15 @@ impl SyncRun {
     pub(crate) fn planned(
         source: &str,
         mountpaths: Vec<(u64, std::sync::Arc<Mountpath>)>,
-        subdir: Option<String>,
+        names: KeyNames,
     ) -> Result<SyncRun, OpenError> {
-        SyncRun::start(source, mountpaths, subdir, true)
+        SyncRun::start(source, mountpaths, names, true)
     }
 
     fn start(
         source: &str,
         mountpaths: Vec<(u64, std::sync::Arc<Mountpath>)>,
-        subdir: Option<String>,
+        names: KeyNames,
         dry_run: bool,
     ) -> Result<SyncRun, OpenError> {
         let hash = crate::downloader::hrw::hash(source.as_bytes());
@@ -203,7 +205,7 @@ impl SyncRun {
             ordered: true,
             mountpaths,
             ids,
-            subdir,
+            names,
         };
         run.advance();
         Ok(run)
@@ -383,11 +385,7 @@ impl SyncRun {
 
     /// Where the object of `key` landed: its mountpath (by HRW) and name.
     fn place_of(&self, key: &str) -> Option<(&Mountpath, ObjectName)> {
-        let name = ObjectName::new(key).ok()?;
-        let name = match &self.subdir {
-            Some(dir) => name.under(dir).ok()?,
-            None => name,
-        };
+        let name = self.names.name(key).ok()?;
         let hash = crate::downloader::hrw::hash(name.as_str().as_bytes());
         let index = crate::downloader::hrw::pick(hash, &self.ids)?;
         Some((&self.mountpaths[index], name))

@@ -1,5 +1,6 @@
 //! Which objects under a prefix a job takes: include and exclude globs (rclone's meaning) on
-//! each key relative to the prefix.
+//! each key relative to the prefix, and the wildcard of an `s3://bucket/prefix*` URL
+//! (s5cmd's meaning).
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 
@@ -37,6 +38,8 @@ pub struct KeySelection {
     max_size: Option<u64>,
     include: Option<(GlobSet, GlobSet)>,
     exclude: Option<(GlobSet, GlobSet)>,
+    /// A URL's wildcard, as given and compiled.
+    wildcard: Option<(String, globset::GlobMatcher)>,
 }
 
 impl KeySelection {
@@ -80,6 +83,34 @@ impl KeySelection {
         Ok(self)
     }
 
+    /// Takes only keys that match `pattern`, relative to the prefix, as s5cmd means the
+    /// wildcard of an `s3://bucket/prefix*` URL: `*` matches any run of characters, `/`
+    /// included, `?` any one. (The literal part before the first wildcard is the prefix.)
+    ///
+    /// ```
+    /// let select = haul::KeySelection::new().wildcard("*.tar")?;
+    /// assert!(select.matches("train/shard-0001.tar"));
+    /// assert!(!select.matches("train/README.md"));
+    /// # Ok::<(), haul::GlobError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`GlobError`] for a malformed pattern.
+    pub fn wildcard(mut self, pattern: &str) -> Result<KeySelection, GlobError> {
+        let matcher = GlobBuilder::new(pattern)
+            .literal_separator(false)
+            .backslash_escape(true)
+            .build()
+            .map_err(|e| GlobError {
+                pattern: pattern.to_owned(),
+                reason: e.kind().to_string(),
+            })?
+            .compile_matcher();
+        self.wildcard = Some((pattern.to_owned(), matcher));
+        Ok(self)
+    }
+
     /// Leaves out objects smaller than `bytes` (rclone's `--min-size`).
     pub fn min_size(mut self, bytes: u64) -> KeySelection {
         self.min_size = Some(bytes);
@@ -106,19 +137,30 @@ impl KeySelection {
         let hit = |(by_name, by_path): &(GlobSet, GlobSet)| {
             by_name.is_match(name) || by_path.is_match(relative)
         };
-        self.include.as_ref().is_none_or(hit) && !self.exclude.as_ref().is_some_and(hit)
+        self.wildcard
+            .as_ref()
+            .is_none_or(|(_, w)| w.is_match(relative))
+            && self.include.as_ref().is_none_or(hit)
+            && !self.exclude.as_ref().is_some_and(hit)
     }
 
     /// Whether it takes every object.
     pub fn is_all(&self) -> bool {
-        self.rules.is_empty() && self.min_size.is_none() && self.max_size.is_none()
+        self.rules.is_empty()
+            && self.min_size.is_none()
+            && self.max_size.is_none()
+            && self.wildcard.is_none()
     }
 
-    /// The rules, as `--include A --exclude B --min-size N` would give them.
+    /// The rules, as `--include A --exclude B --min-size N` would give them (a wildcard as
+    /// `--wildcard W`).
     pub fn shown(&self) -> String {
-        self.rules
+        self.wildcard
             .iter()
-            .map(|(include, p)| format!("--{} {p}", if *include { "include" } else { "exclude" }))
+            .map(|(w, _)| format!("--wildcard {w}"))
+            .chain(self.rules.iter().map(|(include, p)| {
+                format!("--{} {p}", if *include { "include" } else { "exclude" })
+            }))
             .chain(self.min_size.map(|n| format!("--min-size {n}")))
             .chain(self.max_size.map(|n| format!("--max-size {n}")))
             .collect::<Vec<_>>()

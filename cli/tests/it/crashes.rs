@@ -193,6 +193,6 @@ fn a_crashed_download_from_an_s3_prefix_resumes_on_the_next_run() {
             log.contains(&format!("resuming a work file of {kept} bytes")),
             "the rerun did not resume the crashed run's work file: {log}"
         );
-        assert!(std::fs::read(dir.path().join("in/big.bin")).unwrap() == bytes);
+        assert!(std::fs::read(dir.path().join("big.bin")).unwrap() == bytes);
     });
 }

@@ -294,8 +294,8 @@ fn a_public_bucket_is_read_with_no_sign_request_and_a_private_one_refuses() {
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", text(&out.stderr));
-        assert_eq!(std::fs::read(out_dir.path().join("k/a")).unwrap(), b"<a>");
-        assert_eq!(std::fs::read(out_dir.path().join("k/b")).unwrap(), b"<bb>");
+        assert_eq!(std::fs::read(out_dir.path().join("a")).unwrap(), b"<a>");
+        assert_eq!(std::fs::read(out_dir.path().join("b")).unwrap(), b"<bb>");
         server.public_reads(false);
         let out = bare_haul(&server, home.path())
             .args(["s3", "ls", "--no-sign-request", "s3://open/k/"])
@@ -351,7 +351,7 @@ fn a_private_ca_is_trusted_through_ca_bundle_aws_ca_bundle_or_ssl_cert_file() {
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", text(&out.stderr));
-        assert_eq!(std::fs::read(out_dir.path().join("k/a")).unwrap(), b"<a>");
+        assert_eq!(std::fs::read(out_dir.path().join("a")).unwrap(), b"<a>");
         // A bundle that is not there is a usage error naming it.
         let out = crate::haul_for(&server)
             .args([
