@@ -92,6 +92,41 @@ struct SelectArgs {
     /// Leave out objects larger than this, e.g. 4GiB
     #[arg(long, value_name = "SIZE", value_parser = crate::net::parse_size)]
     max_size: Option<u64>,
+    /// Leave out objects modified less than this long ago: seconds, or with a unit s, m, h,
+    /// d or w (90m, 7d)
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    min_age: Option<std::time::Duration>,
+    /// Leave out objects modified more than this long ago (as --min-age reads it)
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    max_age: Option<std::time::Duration>,
+    /// Only the keys listed in FILE, one per line, relative to the prefix (surrounding
+    /// spaces stripped; blank lines and lines starting with # skipped)
+    #[arg(long, value_name = "FILE")]
+    files_from: Option<std::path::PathBuf>,
+}
+
+/// An age: seconds, or a number with a unit s, m, h, d or w.
+fn parse_age(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, ""), |at| text.split_at(at));
+    let seconds = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => {
+            return Err(format!(
+                "{text:?}: expected a number of seconds, or one with s, m, h, d or w"
+            ));
+        }
+    };
+    let n: u64 = number.parse().map_err(|_| {
+        format!("{text:?}: expected a number of seconds, or one with s, m, h, d or w")
+    })?;
+    Ok(std::time::Duration::from_secs(n.saturating_mul(seconds)))
 }
 
 impl SelectArgs {
@@ -112,6 +147,22 @@ impl SelectArgs {
         }
         if let Some(bytes) = self.max_size {
             select = select.max_size(bytes);
+        }
+        if let Some(age) = self.min_age {
+            select = select.min_age(age);
+        }
+        if let Some(age) = self.max_age {
+            select = select.max_age(age);
+        }
+        if let Some(path) = &self.files_from {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| UsageError(format!("--files-from {}: {e}", path.display())))?;
+            let keys = text
+                .lines()
+                .map(str::trim)
+                .filter(|line| !line.is_empty() && !line.starts_with('#'))
+                .map(str::to_owned);
+            select = select.only(keys);
         }
         Ok(select)
     }
@@ -154,7 +205,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
             for object in bucket.list(prefix) {
                 let object = object?;
                 let relative = object.key.get(prefix.len()..).unwrap_or(&object.key);
-                if select.matches_object(relative, object.size) {
+                if select.matches_listed(relative, &object) {
                     writeln!(out, "{:>12} {}", object.size, object.key)?;
                 }
             }

@@ -166,7 +166,7 @@ impl Expansion {
                 let key = &object.key;
                 if key.ends_with('/')
                     || suffix.as_deref().is_some_and(|s| !key.ends_with(s))
-                    || !select.matches_object(key.get(*prefix_len..).unwrap_or(key), object.size)
+                    || !select.matches_listed(key.get(*prefix_len..).unwrap_or(key), &object)
                 {
                     continue; // a directory marker, or not selected
                 }

@@ -85,6 +85,13 @@ impl Bucket {
     }
 }
 
+/// A listing's `LastModified` (RFC 3339, `2009-10-12T17:50:30.000Z`).
+fn listed_time(text: &str) -> Option<std::time::SystemTime> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(std::time::SystemTime::from)
+}
+
 /// An object found by [`Bucket::list`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -95,6 +102,21 @@ pub struct ListedObject {
     pub size: u64,
     /// Its ETag, quotes removed.
     pub etag: Option<String>,
+    /// When it was last written, as the store says (`None` when it said nothing readable).
+    pub last_modified: Option<std::time::SystemTime>,
+}
+
+impl ListedObject {
+    /// An object of `size` bytes at `key`, nothing else known of it.
+    #[cfg(test)]
+    pub(crate) fn new(key: &str, size: u64) -> ListedObject {
+        ListedObject {
+            key: key.to_owned(),
+            size,
+            etag: None,
+            last_modified: None,
+        }
+    }
 }
 
 /// The objects under a prefix, fetched a page at a time. See [`Bucket::list`].
@@ -157,6 +179,7 @@ impl Iterator for Listing {
                         .contents
                         .into_iter()
                         .map(|o| ListedObject {
+                            last_modified: listed_time(&o.last_modified),
                             key: o.key,
                             size: o.size,
                             etag: o.e_tag.map(|e| e.trim_matches('"').to_owned()),

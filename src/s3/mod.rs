@@ -628,6 +628,8 @@ impl Bucket {
                     .and_then(|v| v.trim().parse().ok())
                     .unwrap_or(0),
                 etag: text("etag").map(|e| e.trim().trim_matches('"').to_owned()),
+                last_modified: text("last-modified")
+                    .and_then(|v| httpdate::parse_http_date(v).ok()),
             }))
         })
     }

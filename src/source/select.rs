@@ -2,7 +2,13 @@
 //! each key relative to the prefix, and the wildcard of an `s3://bucket/prefix*` URL
 //! (s5cmd's meaning).
 
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+
+use crate::s3::ListedObject;
 
 /// A pattern that cannot be a glob.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +46,14 @@ pub struct KeySelection {
     exclude: Option<(GlobSet, GlobSet)>,
     /// A URL's wildcard, as given and compiled.
     wildcard: Option<(String, globset::GlobMatcher)>,
+    /// Objects last modified less than this long ago are left out.
+    min_age: Option<Duration>,
+    /// Objects last modified more than this long ago are left out.
+    max_age: Option<Duration>,
+    /// What ages are measured from: when the first age bound was set.
+    now: Option<SystemTime>,
+    /// Only these keys (relative to the prefix), and the set's fingerprint.
+    only: Option<(Arc<HashSet<String>>, u64)>,
 }
 
 impl KeySelection {
@@ -123,11 +137,59 @@ impl KeySelection {
         self
     }
 
-    /// Whether the object at key `relative` (to the prefix) of `size` bytes is taken: its
-    /// key matches and its size is within the bounds.
-    pub fn matches_object(&self, relative: &str, size: u64) -> bool {
+    /// Leaves out objects last modified less than `age` ago (rclone's `--min-age`): ages
+    /// are measured from when the first bound is set, so one job judges every object alike.
+    /// An object whose time the store did not give is left out by an age bound.
+    pub fn min_age(mut self, age: Duration) -> KeySelection {
+        self.min_age = Some(age);
+        self.now.get_or_insert_with(SystemTime::now);
+        self
+    }
+
+    /// Leaves out objects last modified more than `age` ago (rclone's `--max-age`).
+    pub fn max_age(mut self, age: Duration) -> KeySelection {
+        self.max_age = Some(age);
+        self.now.get_or_insert_with(SystemTime::now);
+        self
+    }
+
+    /// Takes only these keys, relative to the prefix (rclone's `--files-from`; the listing
+    /// still reads the whole prefix).
+    ///
+    /// ```
+    /// let select = haul::KeySelection::new().only(["a/x.tar".to_owned()]);
+    /// assert!(select.matches("a/x.tar") && !select.matches("a/y.tar"));
+    /// ```
+    pub fn only(mut self, keys: impl IntoIterator<Item = String>) -> KeySelection {
+        let keys: HashSet<String> = keys.into_iter().collect();
+        let mut sorted: Vec<&String> = keys.iter().collect();
+        sorted.sort();
+        let mut text = String::new();
+        for key in sorted {
+            text.push_str(key);
+            text.push('\n');
+        }
+        let fingerprint = crate::downloader::hrw::hash(text.as_bytes());
+        self.only = Some((Arc::new(keys), fingerprint));
+        self
+    }
+
+    /// Whether `object`, listed at key `relative` (to the prefix), is taken: its key
+    /// matches, and its size and age are within the bounds.
+    pub fn matches_listed(&self, relative: &str, object: &ListedObject) -> bool {
+        let size = object.size;
+        let age = || {
+            let (now, modified) = (self.now?, object.last_modified?);
+            Some(now.duration_since(modified).unwrap_or(Duration::ZERO))
+        };
+        let aged = self.min_age.is_none() && self.max_age.is_none()
+            || age().is_some_and(|age| {
+                self.min_age.is_none_or(|min| age >= min)
+                    && self.max_age.is_none_or(|max| age <= max)
+            });
         self.min_size.is_none_or(|min| size >= min)
             && self.max_size.is_none_or(|max| size <= max)
+            && aged
             && self.matches(relative)
     }
 
@@ -137,9 +199,13 @@ impl KeySelection {
         let hit = |(by_name, by_path): &(GlobSet, GlobSet)| {
             by_name.is_match(name) || by_path.is_match(relative)
         };
-        self.wildcard
+        self.only
             .as_ref()
-            .is_none_or(|(_, w)| w.is_match(relative))
+            .is_none_or(|(keys, _)| keys.contains(relative))
+            && self
+                .wildcard
+                .as_ref()
+                .is_none_or(|(_, w)| w.is_match(relative))
             && self.include.as_ref().is_none_or(hit)
             && !self.exclude.as_ref().is_some_and(hit)
     }
@@ -150,6 +216,9 @@ impl KeySelection {
             && self.min_size.is_none()
             && self.max_size.is_none()
             && self.wildcard.is_none()
+            && self.min_age.is_none()
+            && self.max_age.is_none()
+            && self.only.is_none()
     }
 
     /// The rules, as `--include A --exclude B --min-size N` would give them (a wildcard as
@@ -163,6 +232,13 @@ impl KeySelection {
             }))
             .chain(self.min_size.map(|n| format!("--min-size {n}")))
             .chain(self.max_size.map(|n| format!("--max-size {n}")))
+            .chain(self.min_age.map(|a| format!("--min-age {}s", a.as_secs())))
+            .chain(self.max_age.map(|a| format!("--max-age {}s", a.as_secs())))
+            .chain(
+                self.only
+                    .as_ref()
+                    .map(|(keys, f)| format!("--files-from ({} keys, {f:016x})", keys.len())),
+            )
             .collect::<Vec<_>>()
             .join(" ")
     }
@@ -220,8 +296,56 @@ mod tests {
         assert!(KeySelection::new().include("a[").is_err());
         assert_eq!(s.shown(), "--include *.{tar,idx} --exclude shard-000?.*");
         let s = KeySelection::new().min_size(10).max_size(20);
-        assert!(s.matches_object("a", 10) && s.matches_object("a", 20));
-        assert!(!s.matches_object("a", 9) && !s.matches_object("a", 21) && !s.is_all());
+        let sized = |size| {
+            let mut object = ListedObject::new("a", size);
+            object.last_modified = Some(SystemTime::now());
+            object
+        };
+        assert!(s.matches_listed("a", &sized(10)) && s.matches_listed("a", &sized(20)));
+        assert!(!s.matches_listed("a", &sized(9)) && !s.matches_listed("a", &sized(21)));
+        assert!(!s.is_all());
         assert_eq!(s.shown(), "--min-size 10 --max-size 20");
+    }
+
+    #[test]
+    fn ages_are_measured_from_one_instant_and_a_time_unknown_is_left_out() {
+        let secs = Duration::from_secs;
+        let mut object = ListedObject::new("k", 1);
+        let min = KeySelection::new().min_age(secs(5));
+        object.last_modified = min.now.map(|now| now - secs(10));
+        assert!(min.matches_listed("k", &object));
+        assert!(
+            !KeySelection::new()
+                .min_age(secs(3600))
+                .matches_listed("k", &object)
+        );
+        assert!(
+            KeySelection::new()
+                .max_age(secs(3600))
+                .matches_listed("k", &object)
+        );
+        assert!(
+            !KeySelection::new()
+                .max_age(secs(5))
+                .matches_listed("k", &object)
+        );
+        object.last_modified = None;
+        assert!(!min.matches_listed("k", &object));
+        assert!(KeySelection::new().matches_listed("k", &object));
+    }
+
+    #[test]
+    fn only_the_listed_keys_and_the_list_is_part_of_what_is_shown() {
+        let a = KeySelection::new().only(["x/1".to_owned(), "x/2".to_owned()]);
+        let b = KeySelection::new().only(["x/2".to_owned(), "x/1".to_owned()]);
+        let c = KeySelection::new().only(["x/1".to_owned()]);
+        assert!(a.matches("x/1") && a.matches("x/2") && !a.matches("x/3"));
+        assert_eq!(
+            a.shown(),
+            b.shown(),
+            "the order of the list does not matter"
+        );
+        assert_ne!(a.shown(), c.shown());
+        assert!(!a.is_all());
     }
 }

@@ -1029,9 +1029,10 @@ fn a_stop_signal_mid_upload_into_s3_leaves_no_object_and_no_upload() {
     });
 }
 
-/// `--include` / `--exclude` (rclone's globs, on keys relative to the prefix) and
-/// `--min-size` / `--max-size` for `s3 ls`, `s3 get` and `--sync`; a sync with a selection deletes only within it; a selection that
-/// matches nothing exits 1 naming it; a malformed glob is a usage error.
+/// `--include` / `--exclude` (rclone's globs, on keys relative to the prefix), a URL's
+/// wildcard, `--min-size` / `--max-size`, `--files-from` and `--min-age` / `--max-age` for
+/// `s3 ls`, `s3 get` and `--sync`; a sync with a selection deletes only within it; a
+/// selection that matches nothing exits 1 naming it; a malformed glob or age is a usage error.
 #[test]
 fn s3_ls_get_and_sync_take_only_the_selected_keys() {
     guard(|| {
@@ -1128,6 +1129,35 @@ fn s3_ls_get_and_sync_take_only_the_selected_keys() {
         assert!(out.status.success(), "{}", text(&out.stderr));
         assert_eq!(files_under(small.path()), ["README"]);
         let out = run(&["s3", "ls", &prefix, "--include", "a["]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+
+        // --files-from: only the keys listed (relative to the prefix; comments skipped).
+        let list = TestDir::new();
+        let keys = list.path().join("keys.txt");
+        std::fs::write(&keys, "train/a.tar\n# not a key\n\nREADME\n").unwrap();
+        let listed = TestDir::new();
+        let into = listed.path().to_str().unwrap();
+        let files_from = keys.to_str().unwrap();
+        let out = run(&["s3", "get", &prefix, "--files-from", files_from, "-o", into]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(files_under(listed.path()), ["README", "train/a.tar"]);
+        // Ages, from the listing's LastModified: every object (four left) was written now.
+        let out = run(&["s3", "ls", &prefix, "--max-age", "1h"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(
+            text(&out.stdout).lines().count(),
+            4,
+            "{}",
+            text(&out.stdout)
+        );
+        let out = run(&["s3", "get", &prefix, "--min-age", "1h", "-o", into]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("(--min-age 3600s)"),
+            "{}",
+            text(&out.stderr)
+        );
+        let out = run(&["s3", "ls", &prefix, "--min-age", "1y"]);
         assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     });
 }
