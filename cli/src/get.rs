@@ -24,6 +24,8 @@ pub(crate) struct Args {
     /// files (one connection; the summary goes to stderr).
     #[arg(long, conflicts_with_all = ["skip_existing", "revalidate"])]
     stdout: bool,
+    #[command(flatten)]
+    patterns: crate::patterns::PatternArgs,
     #[command(flatten, next_help_heading = "Job options")]
     job: crate::jobs::JobArgs,
     #[command(flatten, next_help_heading = "Network options")]
@@ -36,9 +38,13 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
     if args.sources.is_empty() && args.list.is_none() {
         return Err(UsageError("give at least one URL or template, or --list FILE".into()).into());
     }
+    let select = args.patterns.selection()?;
     let mut specs = Vec::new();
+    // What each job is called when it takes nothing.
+    let mut shown = Vec::new();
     for source in &args.sources {
         specs.push(JobSpec::range(source.as_str()));
+        shown.push(source.clone());
     }
     if let Some(path) = &args.list {
         let text = std::fs::read_to_string(path)
@@ -48,16 +54,20 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
             return Err(UsageError(format!("--list {} has no URLs", path.display())).into());
         }
         specs.push(JobSpec::new(haul::Source::Multi(pairs)));
+        shown.push(format!("--list {}", path.display()));
     }
     let digests = args.job.digests()?;
     if args.stdout {
-        return to_stdout(&args, &digests);
+        return to_stdout(&args, &digests, &select);
     }
     let downloader = args.job.downloader(&args.net, &args.s3)?;
     let started = Instant::now();
     let mut jobs = Vec::new();
     for spec in specs {
-        let mut spec = args.job.apply(spec, &args.net, &digests);
+        let mut spec = args
+            .job
+            .apply(spec, &args.net, &digests)
+            .select(select.clone());
         for (name, value) in &args.headers {
             spec = spec.header(name.as_str(), value.as_str());
         }
@@ -69,7 +79,14 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
     }
     let mut summary = run::wait_all(&downloader, &jobs, started)?;
     summary.dry_run = args.job.dry_run;
-    Ok(summary.report())
+    let code = summary.report();
+    let filters: Vec<String> = (!select.is_all())
+        .then(|| select.shown())
+        .into_iter()
+        .collect();
+    // Only a selection can leave a job with nothing (an empty template or list is refused).
+    let none = !select.is_all() && summary.unmatched(&shown, &filters);
+    Ok(if none { ExitCode::FAILURE } else { code })
 }
 
 /// `-H 'NAME: VALUE'`.
@@ -84,6 +101,7 @@ fn parse_header(text: &str) -> Result<(String, String), String> {
 fn to_stdout(
     args: &Args,
     digests: &[(String, haul::Sha256Digest)],
+    select: &haul::KeySelection,
 ) -> Result<ExitCode, Box<dyn Error>> {
     let mut urls: Vec<(Option<String>, String)> = Vec::new();
     for source in &args.sources {
@@ -105,6 +123,9 @@ fn to_stdout(
     let (mut landed, mut failed, mut bytes) = (0u64, 0u64, 0u64);
     for (name, url) in urls {
         let name = name.or_else(|| haul::name_from_url(&url).ok().map(|n| n.to_string()));
+        if name.as_deref().is_some_and(|n| !select.matches(n)) {
+            continue;
+        }
         let mut task = haul::ObjectTask::new(url.as_str(), haul::ObjectName::new("-")?)
             .retry(args.net.retry());
         if let Some(digest) = name.and_then(|n| digests.iter().find(|(d, _)| *d == n)) {

@@ -6,6 +6,7 @@ mod demo;
 mod get;
 mod jobs;
 mod net;
+mod patterns;
 mod progress;
 mod run;
 mod s3;

@@ -104,6 +104,26 @@ impl Summary {
         }
     }
 
+    /// Says which jobs (`sources`, one per job in order) took no object at all, naming the
+    /// `filters` given; whether any did. A prefix, a suffix or a pattern that matches nothing
+    /// is more often a typo than an empty dataset: not a silent success (s5cmd: "no object
+    /// found", exit 1).
+    pub(crate) fn unmatched(&self, sources: &[String], filters: &[String]) -> bool {
+        let filters = match filters.is_empty() {
+            true => String::new(),
+            false => format!(" ({})", filters.join(" ")),
+        };
+        let mut none = false;
+        for (source, status) in sources.iter().zip(&self.statuses) {
+            let took_nothing = status.all_dispatched && status.scheduled == 0;
+            if took_nothing && status.failed == 0 && !status.aborted {
+                eprintln!("haul: no objects matched {source}{filters}");
+                none = true;
+            }
+        }
+        none
+    }
+
     /// The library's status fields, per job and summed.
     fn json(&self, secs: f64) -> serde_json::Value {
         let mut json = status_json(&self.statuses, secs, true, self.stopped_by.is_some());

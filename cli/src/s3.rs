@@ -78,14 +78,8 @@ enum Command {
 /// Which keys under the prefix: rclone's globs on the key relative to the prefix.
 #[derive(Debug, clap::Args)]
 struct SelectArgs {
-    /// Only keys (relative to the prefix) that match this glob: `*` within a path segment,
-    /// `**` across them, `?`, `[a-z]`, `{a,b}`; without a `/` it matches the last segment.
-    /// Repeat for more (any may match)
-    #[arg(long, value_name = "GLOB")]
-    include: Vec<String>,
-    /// Leave out keys that match this glob (as --include reads it). Repeat for more
-    #[arg(long, value_name = "GLOB")]
-    exclude: Vec<String>,
+    #[command(flatten)]
+    patterns: crate::patterns::PatternArgs,
     /// Leave out objects smaller than this, e.g. 1MiB
     #[arg(long, value_name = "SIZE", value_parser = crate::net::parse_size)]
     min_size: Option<u64>,
@@ -131,17 +125,7 @@ fn parse_age(text: &str) -> Result<std::time::Duration, String> {
 
 impl SelectArgs {
     fn selection(&self) -> Result<haul::KeySelection, UsageError> {
-        let mut select = haul::KeySelection::new();
-        for glob in &self.include {
-            select = select
-                .include(glob)
-                .map_err(|e| UsageError(e.to_string()))?;
-        }
-        for glob in &self.exclude {
-            select = select
-                .exclude(glob)
-                .map_err(|e| UsageError(e.to_string()))?;
-        }
+        let mut select = self.patterns.selection()?;
         if let Some(bytes) = self.min_size {
             select = select.min_size(bytes);
         }
@@ -245,25 +229,12 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
             let mut summary = crate::run::wait_all(&downloader, &jobs, started)?;
             summary.dry_run = job.dry_run;
             let code = summary.report();
-            // A prefix (or suffix) that lists nothing is more often a typo than an empty
-            // dataset: not a silent success (s5cmd: "no object found", exit 1).
-            let mut none = false;
-            for (url, status) in prefixes.iter().zip(&summary.statuses) {
-                let listed_nothing = status.all_dispatched && status.scheduled == 0;
-                if listed_nothing && status.failed == 0 && !status.aborted {
-                    let filters: Vec<String> = suffix
-                        .iter()
-                        .map(|s| format!("--suffix {s}"))
-                        .chain((!select.is_all()).then(|| select.shown()))
-                        .collect();
-                    let filters = match filters.is_empty() {
-                        true => String::new(),
-                        false => format!(" ({})", filters.join(" ")),
-                    };
-                    eprintln!("haul: no objects matched {url}{filters}");
-                    none = true;
-                }
-            }
+            let filters: Vec<String> = suffix
+                .iter()
+                .map(|s| format!("--suffix {s}"))
+                .chain((!select.is_all()).then(|| select.shown()))
+                .collect();
+            let none = summary.unmatched(&prefixes, &filters);
             Ok(if none { ExitCode::FAILURE } else { code })
         }
         Command::Cat {

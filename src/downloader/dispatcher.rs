@@ -63,6 +63,8 @@ pub(crate) enum Expansion {
     Range {
         names: Names,
         subdir: Option<String>,
+        /// Which names it takes (patterns only), when not all.
+        select: Option<Box<crate::KeySelection>>,
     },
     /// A bucket prefix, listed a page at a time as objects are needed. Pulling a new page
     /// blocks the dispatcher for one listing request (once per 1,000 objects).
@@ -121,17 +123,27 @@ impl Expansion {
     fn next(&mut self, cancel: &crate::cancel::CancelToken) -> Option<Next> {
         match self {
             Expansion::List(list) => list.next().map(|(url, name)| Next::of(url, Ok(name))),
-            Expansion::Range { names, subdir } => {
+            Expansion::Range {
+                names,
+                subdir,
+                select,
+            } => loop {
                 let url = names.next()?;
-                let name = url::name_from_url(&url).and_then(|name| match subdir {
+                let name = url::name_from_url(&url);
+                if let (Ok(name), Some(select)) = (&name, select.as_ref())
+                    && !select.matches(name.as_str())
+                {
+                    continue;
+                }
+                let name = name.and_then(|name| match subdir {
                     Some(dir) => name.under(dir).map_err(|source| UrlError::Name {
                         url: url::redact_url(&url),
                         source,
                     }),
                     None => Ok(name),
                 });
-                Some(Next::of(url, name.map_err(DownloadError::from)))
-            }
+                return Some(Next::of(url, name.map_err(DownloadError::from)));
+            },
             Expansion::Listed(listed) => loop {
                 let Listed {
                     bucket,

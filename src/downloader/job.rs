@@ -255,8 +255,11 @@ impl JobSpec {
     }
 
     /// Takes only the keys of an [`S3Prefix`](Source::S3Prefix) job that `select` matches
-    /// (relative to the prefix; see [`KeySelection`](crate::KeySelection)); no effect on
-    /// other sources. A sync job's record is kept per selection.
+    /// (relative to the prefix; see [`KeySelection`](crate::KeySelection)); of other jobs,
+    /// the objects whose names (as they land, without [`subdir`](JobSpec::subdir)) its
+    /// patterns match: sizes and ages are known only from a listing, so bounds on them are
+    /// refused for other jobs. A selection makes a range job's total known only when its
+    /// expansion ends. A sync job's record is kept per selection.
     ///
     /// ```no_run
     /// let bucket = haul::Bucket::new("datasets", &haul::S3Config::from_env())?;

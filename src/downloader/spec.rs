@@ -103,23 +103,36 @@ pub(crate) fn prepare(
             });
         }
     }
+    let listed = matches!(spec.source, Source::S3Prefix { .. });
+    if !listed && !spec.select.names_only() {
+        return Err(SubmitError::Option {
+            option: "select",
+            reason: "sizes and ages are known only from an S3 listing: a URL job takes patterns only",
+        });
+    }
+    let select = (!listed && !spec.select.is_all()).then(|| spec.select.clone());
     let subdir = match spec.subdir.as_deref() {
         None | Some("") => None,
         Some(dir) => Some(ObjectName::new(dir.trim_end_matches('/'))?.to_string()),
     };
     let subdir_for_digests = subdir.clone();
-    let place = |url: &str, name: Option<&str>| -> Result<(String, ObjectName), SubmitError> {
-        url::check_url(url)?;
-        let name = match name {
-            Some(name) => ObjectName::new(name)?,
-            None => url::name_from_url(url)?,
+    // `None` for an object the selection leaves out.
+    let place =
+        |url: &str, name: Option<&str>| -> Result<Option<(String, ObjectName)>, SubmitError> {
+            url::check_url(url)?;
+            let name = match name {
+                Some(name) => ObjectName::new(name)?,
+                None => url::name_from_url(url)?,
+            };
+            if select.as_ref().is_some_and(|s| !s.matches(name.as_str())) {
+                return Ok(None);
+            }
+            let name = match &subdir {
+                Some(dir) => name.under(dir)?,
+                None => name,
+            };
+            Ok(Some((url.to_owned(), name)))
         };
-        let name = match &subdir {
-            Some(dir) => name.under(dir)?,
-            None => name,
-        };
-        Ok((url.to_owned(), name))
-    };
     let description = spec
         .description
         .clone()
@@ -128,19 +141,26 @@ pub(crate) fn prepare(
         Source::S3Prefix { bucket, .. } => Some(bucket.clone()),
         _ => None,
     };
+    let is_range = matches!(spec.source, Source::Range { .. });
     let (total, expansion) = match spec.source {
         Source::Single { url, name } => {
-            let object = place(&url, name.as_deref())?;
-            (Some(1), Expansion::List(vec![object].into_iter()))
+            let objects: Vec<_> = place(&url, name.as_deref())?.into_iter().collect();
+            (
+                Some(objects.len() as u64),
+                Expansion::List(objects.into_iter()),
+            )
         }
         Source::Multi(list) => {
             if list.is_empty() {
                 return Err(SubmitError::Empty);
             }
-            let objects = list
+            let objects: Vec<_> = list
                 .iter()
                 .map(|(name, url)| place(url, name.as_deref()))
-                .collect::<Result<Vec<_>, _>>()?;
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .flatten()
+                .collect();
             let mut seen = std::collections::HashMap::with_capacity(objects.len());
             for (second, (_, name)) in objects.iter().enumerate() {
                 if let Some(first) = seen.insert(name.as_str(), second) {
@@ -175,6 +195,7 @@ pub(crate) fn prepare(
                 Expansion::Range {
                     names: template.into_iter(),
                     subdir,
+                    select: select.clone().map(Box::new),
                 },
             )
         }
@@ -222,8 +243,8 @@ pub(crate) fn prepare(
         shard: spec.shard,
         sha256,
         bucket: job_bucket,
-        // A shard's share is known only when the expansion ends.
-        total: total.filter(|_| spec.shard.is_none()),
+        // A shard's share, and a range's selection, are known only when the expansion ends.
+        total: total.filter(|_| spec.shard.is_none() && !(is_range && select.is_some())),
     };
     Ok((settings, expansion))
 }

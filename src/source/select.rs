@@ -210,6 +210,15 @@ impl KeySelection {
             && !self.exclude.as_ref().is_some_and(hit)
     }
 
+    /// Whether it judges keys by their names only (no size or age bounds): what a job with
+    /// no listing can apply.
+    pub fn names_only(&self) -> bool {
+        self.min_size.is_none()
+            && self.max_size.is_none()
+            && self.min_age.is_none()
+            && self.max_age.is_none()
+    }
+
     /// Whether it takes every object.
     pub fn is_all(&self) -> bool {
         self.rules.is_empty()

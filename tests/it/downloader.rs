@@ -772,3 +772,23 @@ fn a_job_of_many_failures_keeps_exact_counts_and_a_bounded_list() {
         );
     });
 }
+
+#[test]
+fn a_url_job_takes_name_patterns_but_refuses_size_and_age_bounds() {
+    guard(|| {
+        let dir = TestDir::new();
+        let d = Downloader::builder().mountpath(dir.path()).build().unwrap();
+        for select in [
+            haul::KeySelection::new().min_size(1),
+            haul::KeySelection::new().max_age(Duration::from_secs(60)),
+        ] {
+            let spec = JobSpec::range("http://127.0.0.1:9/o-{1..3}.bin").select(select);
+            let err = d.submit(spec).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "bad option select: sizes and ages are known only from an S3 listing: a URL job \
+                 takes patterns only"
+            );
+        }
+    });
+}

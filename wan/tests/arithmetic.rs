@@ -229,9 +229,10 @@ fn a_connection_waiting_for_its_acks_does_not_hold_the_link_for_the_others() {
             other.join().unwrap();
         }
         // Their waits are not the link's: the warmed transfer keeps about its pace (it
-        // halved when each waiting piece held the link until its window opened).
+        // halved when each waiting piece held the link until its window opened). The margin
+        // is for a loaded machine (1.32 seen beside a second test suite); the bug doubled it.
         assert!(
-            beside < alone.mul_f64(1.3),
+            beside < alone.mul_f64(1.6),
             "alone {alone:?}, beside the others {beside:?}"
         );
     });

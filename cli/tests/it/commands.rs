@@ -719,6 +719,54 @@ fn s3_get_sync_skips_the_unchanged_and_deletes_the_gone() {
     });
 }
 
+/// `--include` / `--exclude` on the names objects land under, for templates, lists and
+/// `--stdout`: what is left out is never requested; a selection that takes nothing exits 1.
+#[test]
+fn get_takes_only_the_names_its_patterns_select() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let into = dir.path().to_str().unwrap();
+        let template = origin.url("/sel/o-{1..5}.bin?size=10");
+        let out = haul(&["get", "--include", "o-[24].bin", "-o", into, &template]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(files_under(dir.path()), ["o-2.bin", "o-4.bin"]);
+        assert_eq!(origin.stats().requests, 2);
+
+        let list = dir.path().join("urls.txt");
+        std::fs::write(
+            &list,
+            format!("{}\n{}\n", origin.url("/l/a.tar"), origin.url("/l/a.idx")),
+        )
+        .unwrap();
+        let listed = TestDir::new();
+        let out = haul(&[
+            "get",
+            "--exclude",
+            "*.idx",
+            "--list",
+            list.to_str().unwrap(),
+            "-o",
+            listed.path().to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(files_under(listed.path()), ["a.tar"]);
+
+        let out = haul(&["get", "--stdout", "--include", "o-3.bin", &template]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(out.stdout, body("/sel/o-3.bin", 10));
+
+        origin.reset_stats();
+        let out = haul(&["get", "--exclude", "*", "-o", into, &template]);
+        exits_with(
+            &out,
+            1,
+            &format!("haul: no objects matched {template} (--exclude *)"),
+        );
+        assert_eq!(origin.stats().requests, 0);
+    });
+}
+
 /// Every file under `dir` (work directory included) with its bytes.
 fn tree(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     files_under(dir)
