@@ -231,29 +231,6 @@ fn base64_to_hex(text: &str) -> String {
         .map_or_else(|_| text.to_owned(), hex::encode)
 }
 
-/// An incremental MD5, for objects that arrive in parts.
-pub(crate) struct Md5(md5::Context);
-
-impl Md5 {
-    pub(crate) fn new() -> Md5 {
-        Md5(md5::Context::new())
-    }
-
-    pub(crate) fn update(&mut self, bytes: &[u8]) {
-        self.0.consume(bytes);
-    }
-
-    pub(crate) fn hex(self) -> String {
-        format!("{:x}", self.0.finalize())
-    }
-}
-
-impl fmt::Debug for Md5 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Md5")
-    }
-}
-
 /// The digests one whole object is checked against, computed as its bytes pass: the
 /// SHA-256 the caller expects, the MD5 an S3 single-part ETag stands for, a full-object
 /// checksum the store returned. Reset when the object starts over.
@@ -445,9 +422,9 @@ mod tests {
         assert!(etag_md5(&format!("\"{md5}\"")).is_some());
         assert!(etag_md5("\"5d41402abc4b2a76b9719d911017c592-3\"").is_none());
         assert!(etag_md5("\"abc\"").is_none());
-        let mut inc = Md5::new();
+        let mut inc = Running::new("md5");
         inc.update(b"hel");
         inc.update(b"lo");
-        assert_eq!(inc.hex(), md5);
+        assert_eq!(inc.finish(), md5);
     }
 }

@@ -580,7 +580,7 @@ impl Iterator for Objects {
                 key,
                 size,
                 etag,
-                md5,
+                verifier,
                 parts,
             } => Ok(Object {
                 key,
@@ -594,7 +594,7 @@ impl Iterator for Objects {
                     next_part: 0,
                     current: None,
                     pos: 0,
-                    md5: md5.map(|expected| (crate::engine::verify::Md5::new(), expected)),
+                    verifier,
                 }),
             }),
         };
@@ -711,8 +711,8 @@ struct Stream {
     next_part: u64,
     current: Option<PartData>,
     pos: usize,
-    /// The running MD5 of the parts read, and the one the ETag gives.
-    md5: Option<(crate::engine::verify::Md5, String)>,
+    /// The whole object's digests, over the parts read.
+    verifier: crate::engine::verify::Verifier,
 }
 
 impl Drop for Stream {
@@ -760,16 +760,14 @@ impl ObjectReader {
                     stream.current = None; // gives the part's budget back
                 }
                 if stream.next_part >= stream.parts {
-                    if let Some((md5, expected)) = stream.md5.take() {
-                        let actual = md5.hex();
-                        if actual != expected {
+                    if !stream.verifier.is_empty() {
+                        let verified = std::mem::take(&mut stream.verifier).finish();
+                        if let Err(mismatch) = verified {
                             return Err(io::Error::other(FetchError::new(
                                 stream.request.bucket.name(),
                                 &self.key,
                                 None,
-                                FetchErrorKind::Digest(crate::engine::verify::DigestMismatch::new(
-                                    "md5", expected, actual,
-                                )),
+                                FetchErrorKind::Digest(mismatch),
                             )));
                         }
                     }
@@ -779,9 +777,7 @@ impl ObjectReader {
                     .request
                     .take_part(stream.item, stream.next_part, &self.key)
                     .map_err(io::Error::other)?;
-                if let Some((md5, _)) = &mut stream.md5 {
-                    md5.update(&part.bytes);
-                }
+                stream.verifier.update(&part.bytes);
                 stream.next_part += 1;
                 stream.current = Some(part);
                 stream.pos = 0;

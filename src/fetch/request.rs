@@ -111,8 +111,9 @@ pub(crate) enum Slot {
         key: String,
         size: u64,
         etag: Option<String>,
-        /// The MD5 (hex) the ETag stands for, checked as the caller reads.
-        md5: Option<String>,
+        /// What the whole object is checked against as the caller reads: the store's
+        /// full-object checksum, else the MD5 its ETag stands for.
+        verifier: crate::engine::verify::Verifier,
         parts: u64,
     },
 }

@@ -4,12 +4,15 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
+use log::debug;
+
 use super::budget::BudgetPermit;
 use super::error::{FetchError, FetchErrorKind};
 use super::request::{PartData, Request, Slot, Turn, Unit, UnitKind};
 use super::{FetchKey, Object};
 use crate::engine::dest::MemoryDest;
 use crate::engine::response::Asked;
+use crate::engine::verify::Verifier;
 use crate::engine::{self, Condition, Context, Expect, Fetched, Source, Span};
 use crate::progress::Progress;
 
@@ -247,13 +250,27 @@ impl Request {
     ) {
         match fetched {
             Ok((bytes, fetched)) => {
+                let etag = fetched.info.etag_unquoted().map(str::to_owned);
+                // A ranged GET carries no checksum of the whole: one HEAD asks for it.
+                let checksum = match self.bucket.stored_checksum(&unit.key.key, etag.as_deref()) {
+                    Ok(checksum) => checksum,
+                    Err(e) => {
+                        debug!(
+                            "s3://{}/{}: no checksum asked ({e}): its MD5 ETag is checked, if any",
+                            self.bucket.name(),
+                            unit.key.key
+                        );
+                        None
+                    }
+                };
+                let verifier = Verifier::new(None, fetched.info.md5(), checksum.as_ref());
                 self.post_item(
                     unit.item,
                     Slot::Streamed {
                         key: unit.key.key.clone(),
                         size,
-                        md5: fetched.info.md5().map(hex::encode),
-                        etag: fetched.info.etag_unquoted().map(str::to_owned),
+                        verifier,
+                        etag,
                         parts,
                     },
                 );

@@ -634,6 +634,31 @@ impl Bucket {
         })
     }
 
+    /// The full-object checksum the store keeps for `key`, asked with a HEAD (a ranged GET
+    /// does not return it): `None` when it keeps none (or a composite one), or when the
+    /// object's ETag is no longer `etag` (another version, whose checksum says nothing of
+    /// this one's bytes).
+    pub(crate) fn stored_checksum(
+        &self,
+        key: &str,
+        etag: Option<&str>,
+    ) -> Result<Option<crate::engine::verify::StoreChecksum>, S3Error> {
+        let (signed, sent) = signed_headers(&[(CHECKSUM_MODE.0, CHECKSUM_MODE.1.to_owned())]);
+        self.retrying(|| {
+            let presign = sign::Presign {
+                op: "head",
+                method: "HEAD",
+                key,
+                queries: &[],
+                headers: &signed,
+            };
+            let (reply, _) = self.call(&presign, &sent, &[])?;
+            let info = crate::engine::response::ObjectInfo::of(&reply);
+            let same = etag.is_none_or(|e| info.etag_unquoted() == Some(e.trim_matches('"')));
+            Ok(info.checksum.filter(|_| same))
+        })
+    }
+
     /// Creates the bucket (one `PUT /bucket`). Creating a bucket you already own succeeds, so
     /// this is safe to call before every batch that writes into it.
     ///

@@ -190,3 +190,44 @@ fn uploads_carry_a_full_object_crc64nvme_that_the_store_checks_and_keeps() {
         assert_eq!(kept, Some(checksum_of("crc64nvme", b"one PUT")));
     });
 }
+
+/// An object streamed in ranged parts (which carry no checksum of the whole) is checked, as
+/// its parts are read, against the full-object checksum one HEAD asks for: a lie is caught
+/// at the end of the stream even though the ETag is the true MD5.
+#[test]
+fn a_streamed_object_is_checked_against_the_checksum_a_head_asks_for() {
+    use std::io::Read as _;
+    guard(|| {
+        let server = S3Server::start_local(&["data"]);
+        let bytes = haul_origin::body("big", 6 << 20);
+        let md5 = format!("{:x}", md5::compute(&bytes));
+        for (key, of) in [("good.bin", &bytes[..]), ("bad.bin", &b"other bytes"[..])] {
+            let crc = checksum_of("crc64nvme", of);
+            let info = [("checksum_crc64nvme", &crc[..]), ("e_tag", &md5[..])];
+            server.seed_with_info("data", key, &bytes, &info);
+        }
+        let fetcher = Fetcher::builder()
+            .workers(2)
+            .per_request_workers(2)
+            .part_size(1 << 20)
+            .max_whole_object(4 << 20)
+            .memory_budget(16 << 20)
+            .retry(quick_retries())
+            .build()
+            .unwrap();
+        let bucket = server.bucket("data");
+        for key in ["good.bin", "bad.bin"] {
+            let object = fetcher.fetch(&bucket, [key]).next().unwrap().unwrap();
+            assert!(object.bytes().is_none(), "{key}: not streamed");
+            let mut read = Vec::new();
+            let result = object.into_reader().read_to_end(&mut read);
+            if key == "good.bin" {
+                result.unwrap();
+                assert!(read == bytes, "{key}: the bytes");
+            } else {
+                let error = result.expect_err("a lying checksum went unnoticed");
+                assert!(error.to_string().contains("crc64nvme mismatch"), "{error}");
+            }
+        }
+    });
+}
