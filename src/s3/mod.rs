@@ -607,30 +607,37 @@ impl Bucket {
     ///
     /// An [`S3Error`] naming the key.
     pub fn head(&self, key: &str) -> Result<Option<ListedObject>, S3Error> {
-        let headers = ureq::http::HeaderMap::new();
+        let Some(reply) = self.head_reply(key)? else {
+            return Ok(None);
+        };
+        let text = |name: &str| reply.get(name).and_then(|v| v.to_str().ok());
+        Ok(Some(ListedObject {
+            key: key.to_owned(),
+            size: text("content-length")
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0),
+            etag: text("etag").map(|e| e.trim().trim_matches('"').to_owned()),
+            last_modified: text("last-modified").and_then(|v| httpdate::parse_http_date(v).ok()),
+        }))
+    }
+
+    /// One HEAD of `key`, asking for its checksums: the reply's headers, or `None` for a
+    /// 404.
+    fn head_reply(&self, key: &str) -> Result<Option<ureq::http::HeaderMap>, S3Error> {
+        let (signed, sent) = signed_headers(&[(CHECKSUM_MODE.0, CHECKSUM_MODE.1.to_owned())]);
         self.retrying(|| {
             let presign = sign::Presign {
                 op: "head",
                 method: "HEAD",
                 key,
                 queries: &[],
-                headers: &headers,
+                headers: &signed,
             };
-            let (reply, _) = match self.call(&presign, &[], &[]) {
-                Ok(reply) => reply,
-                Err(S3Error::Status { status: 404, .. }) => return Ok(None),
-                Err(e) => return Err(e),
-            };
-            let text = |name: &str| reply.get(name).and_then(|v| v.to_str().ok());
-            Ok(Some(ListedObject {
-                key: key.to_owned(),
-                size: text("content-length")
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0),
-                etag: text("etag").map(|e| e.trim().trim_matches('"').to_owned()),
-                last_modified: text("last-modified")
-                    .and_then(|v| httpdate::parse_http_date(v).ok()),
-            }))
+            match self.call(&presign, &sent, &[]) {
+                Ok((reply, _)) => Ok(Some(reply)),
+                Err(S3Error::Status { status: 404, .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
         })
     }
 
@@ -643,20 +650,12 @@ impl Bucket {
         key: &str,
         etag: Option<&str>,
     ) -> Result<Option<crate::engine::verify::StoreChecksum>, S3Error> {
-        let (signed, sent) = signed_headers(&[(CHECKSUM_MODE.0, CHECKSUM_MODE.1.to_owned())]);
-        self.retrying(|| {
-            let presign = sign::Presign {
-                op: "head",
-                method: "HEAD",
-                key,
-                queries: &[],
-                headers: &signed,
-            };
-            let (reply, _) = self.call(&presign, &sent, &[])?;
-            let info = crate::engine::response::ObjectInfo::of(&reply);
-            let same = etag.is_none_or(|e| info.etag_unquoted() == Some(e.trim_matches('"')));
-            Ok(info.checksum.filter(|_| same))
-        })
+        let Some(reply) = self.head_reply(key)? else {
+            return Ok(None); // gone since: its parts will say so
+        };
+        let info = crate::engine::response::ObjectInfo::of(&reply);
+        let same = etag.is_none_or(|e| info.etag_unquoted() == Some(e.trim_matches('"')));
+        Ok(info.checksum.filter(|_| same))
     }
 
     /// Creates the bucket (one `PUT /bucket`). Creating a bucket you already own succeeds, so

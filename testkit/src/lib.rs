@@ -125,5 +125,17 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     out
 }
 
+/// Every file under `dir` (as [`files_under`] names them) with its bytes: a snapshot that
+/// shows whether anything was written, changed or removed.
+pub fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    files_under(dir)
+        .into_iter()
+        .map(|name| {
+            let bytes = std::fs::read(dir.join(&name)).expect("read a file");
+            (name, bytes)
+        })
+        .collect()
+}
+
 /// An error and its sources, joined with ": " (the library's formatter).
 pub use haul::error_chain as chain;

@@ -446,17 +446,6 @@ fn a_file_skipped_as_already_there_is_not_taken_for_one_haul_wrote() {
     });
 }
 
-/// Every file under `dir` (work directory included) with its bytes.
-fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    crate::support::files_under(dir)
-        .into_iter()
-        .map(|name| {
-            let bytes = std::fs::read(dir.join(&name)).unwrap();
-            (name, bytes)
-        })
-        .collect()
-}
-
 /// A dry run of a sync says what the sync would do — download the changed and new objects,
 /// skip the unchanged, delete what is gone — and does none of it: not one file, record or
 /// directory changes, and the real sync after it does exactly what the dry run said.
@@ -476,37 +465,32 @@ fn a_dry_run_of_a_sync_counts_what_it_would_do_and_changes_nothing() {
         for i in 0..3 {
             bucket.delete(&key(i)).unwrap();
         }
-        let before = tree(setup.dir.path());
-        let dry = Downloader::builder()
-            .mountpath(setup.dir.path().join("m0"))
-            .mountpath(setup.dir.path().join("m1"))
-            .dry_run(true)
-            .build()
-            .unwrap();
-        let job = dry
-            .submit(JobSpec::s3_prefix(&bucket, "ds/").sync(true))
-            .unwrap();
-        assert!(dry.wait(job, Duration::from_secs(30)).unwrap());
-        let planned = dry.status(job, Detail::All).unwrap();
+        let before = crate::support::tree(setup.dir.path());
+        // A dry run of the sync into `mountpaths`.
+        let plan = |mountpaths: &[PathBuf]| {
+            let dry = mountpaths
+                .iter()
+                .fold(Downloader::builder(), |b, m| b.mountpath(m))
+                .dry_run(true)
+                .build()
+                .unwrap();
+            let job = dry
+                .submit(JobSpec::s3_prefix(&bucket, "ds/").sync(true))
+                .unwrap();
+            assert!(dry.wait(job, Duration::from_secs(30)).unwrap());
+            dry.status(job, Detail::All).unwrap()
+        };
+        let planned = plan(&[setup.dir.path().join("m0"), setup.dir.path().join("m1")]);
         counts(&planned, (7, 12, 3, 0));
         let sizes: u64 = (15..22).map(|i| content(i, 1).len() as u64).sum();
         assert_eq!(planned.bytes, sizes);
         assert!(
-            tree(setup.dir.path()) == before,
+            crate::support::tree(setup.dir.path()) == before,
             "the dry run changed files"
         );
         // Into a directory that is not there: it stays not there.
         let nowhere = setup.dir.path().join("not-made");
-        let dry = Downloader::builder()
-            .mountpath(&nowhere)
-            .dry_run(true)
-            .build()
-            .unwrap();
-        let job = dry
-            .submit(JobSpec::s3_prefix(&bucket, "ds/").sync(true))
-            .unwrap();
-        assert!(dry.wait(job, Duration::from_secs(30)).unwrap());
-        counts(&dry.status(job, Detail::All).unwrap(), (19, 0, 0, 0));
+        counts(&plan(std::slice::from_ref(&nowhere)), (19, 0, 0, 0));
         assert!(!nowhere.exists());
         // The sync itself does what the dry run said.
         counts(&setup.sync(&bucket), (7, 12, 3, 0));

@@ -767,17 +767,6 @@ fn get_takes_only_the_names_its_patterns_select() {
     });
 }
 
-/// Every file under `dir` (work directory included) with its bytes.
-fn tree(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
-    files_under(dir)
-        .into_iter()
-        .map(|name| {
-            let bytes = std::fs::read(dir.join(&name)).unwrap();
-            (name, bytes)
-        })
-        .collect()
-}
-
 #[test]
 fn dry_run_prints_what_get_and_sync_would_do_and_writes_nothing() {
     guard(|| {
@@ -835,7 +824,7 @@ fn dry_run_prints_what_get_and_sync_would_do_and_writes_nothing() {
         assert!(sync(false).status.success());
         server.bucket("drymirror").delete("m/b").unwrap();
         server.seed_file("drymirror", "m/d", b"dddd");
-        let before = tree(dir.path());
+        let before = crate::support::tree(dir.path());
         let out = sync(true);
         assert!(out.status.success(), "{}", text(&out.stderr));
         assert_eq!(
@@ -849,7 +838,10 @@ fn dry_run_prints_what_get_and_sync_would_do_and_writes_nothing() {
             stderr.contains(&format!("would delete {}", deleted.display())),
             "{stderr}"
         );
-        assert!(tree(dir.path()) == before, "the dry run changed files");
+        assert!(
+            crate::support::tree(dir.path()) == before,
+            "the dry run changed files"
+        );
         // The sync itself then does just that.
         let out = sync(false);
         assert!(
