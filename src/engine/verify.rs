@@ -37,17 +37,9 @@ impl Sha256Digest {
     ///
     /// The I/O error from opening or reading the file.
     pub fn of_file(path: &Path) -> io::Result<Sha256Digest> {
-        let mut file = File::open(path)?;
         let mut hasher = sha2::Sha256::new();
-        let mut buffer = vec![0; 256 * 1024];
-        loop {
-            match file.read(&mut buffer) {
-                Ok(0) => return Ok(Sha256Digest(hasher.finalize().into())),
-                Ok(n) => hasher.update(&buffer[..n]),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
+        read_blocks(path, |block| hasher.update(block))?;
+        Ok(Sha256Digest(hasher.finalize().into()))
     }
 }
 
@@ -217,6 +209,20 @@ impl fmt::Debug for Crc64Nvme {
     }
 }
 
+/// Reads the file at `path` in 256 KiB blocks, each given to `each`.
+fn read_blocks(path: &Path, mut each: impl FnMut(&[u8])) -> io::Result<()> {
+    let mut file = File::open(path)?;
+    let mut buffer = vec![0; 256 * 1024];
+    loop {
+        match file.read(&mut buffer) {
+            Ok(0) => return Ok(()),
+            Ok(n) => each(&buffer[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Standard base64 with padding.
 pub(crate) fn base64(bytes: &[u8]) -> String {
     use base64::Engine as _;
@@ -310,6 +316,11 @@ impl Verifier {
         for (running, _) in &mut self.checks {
             running.update(bytes);
         }
+    }
+
+    /// Feeds the file at `path` to every digest.
+    pub(crate) fn update_from_file(&mut self, path: &Path) -> io::Result<()> {
+        read_blocks(path, |block| self.update(block))
     }
 
     /// Compares every digest with what it should be; the first mismatch. The digests start

@@ -12,7 +12,7 @@ use crate::engine::dest::{Buffered, Sink};
 use crate::engine::parts::PartsPolicy;
 use crate::engine::response::{Asked, ObjectInfo};
 use crate::engine::retry::{self, RetryPolicy};
-use crate::engine::verify::{DigestMismatch, Sha256Digest};
+use crate::engine::verify::{Sha256Digest, Verifier};
 use crate::engine::{self, Answer, Condition, Context, Expect, Pin, Source, Span};
 use crate::http::HttpClient;
 use crate::progress::Progress;
@@ -541,17 +541,30 @@ fn split_rest(
     let result = crate::engine::parts::fetch(ctx, source, policy, into, pin, answer);
     let stitched = result.and_then(|()| {
         dest.sink.len = total;
-        let Some(expected) = request.sha256 else {
-            return Ok(());
+        // The whole, read back once: the SHA-256 expected, and from S3 the store's
+        // full-object checksum (one HEAD: ranged answers carry none), else the MD5 ETag.
+        let (checksum, md5) = match source {
+            Source::S3 { bucket, key, .. } => {
+                let checksum = bucket
+                    .stored_checksum(key, info.etag_unquoted())
+                    .unwrap_or_else(|e| {
+                        debug!("GET {shown}: no checksum asked ({e})");
+                        None
+                    });
+                (checksum, info.md5())
+            }
+            Source::Url(_) => (None, None),
         };
-        let actual =
-            Sha256Digest::of_file(&dest.sink.path).map_err(|e| dest.sink.error("reading", e))?;
-        if actual == *expected {
+        let mut verifier = Verifier::new(request.sha256, md5, checksum.as_ref());
+        if verifier.is_empty() {
             return Ok(());
         }
-        Err(DownloadError::Digest {
+        verifier
+            .update_from_file(&dest.sink.path)
+            .map_err(|e| dest.sink.error("reading", e))?;
+        verifier.finish().map_err(|mismatch| DownloadError::Digest {
             url: shown.clone(),
-            mismatch: DigestMismatch::new("sha256", expected.to_string(), actual.to_string()),
+            mismatch,
         })
     });
     match stitched {

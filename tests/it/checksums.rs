@@ -231,3 +231,47 @@ fn a_streamed_object_is_checked_against_the_checksum_a_head_asks_for() {
         }
     });
 }
+
+/// An object a downloader job fetches in ranged parts is read back once it is whole and
+/// checked against the store's full-object checksum (one HEAD: ranged answers carry none):
+/// a lie fails it, though the ETag is the true MD5 and every part arrived intact.
+#[test]
+fn an_object_fetched_in_parts_is_checked_whole_against_the_store_checksum() {
+    guard(|| {
+        let server = S3Server::start_local(&["data"]);
+        let bytes = haul_origin::body("parted", 3 << 20);
+        let md5 = format!("{:x}", md5::compute(&bytes));
+        for (key, of) in [
+            ("p/good.bin", &bytes[..]),
+            ("p/bad.bin", &b"other bytes"[..]),
+        ] {
+            let crc = checksum_of("crc64nvme", of);
+            let info = [("checksum_crc64nvme", &crc[..]), ("e_tag", &md5[..])];
+            server.seed_with_info("data", key, &bytes, &info);
+        }
+        let bucket = server.bucket("data");
+        let dir = TestDir::new();
+        let d = Downloader::builder()
+            .mountpath(dir.path())
+            .workers_per_target(2)
+            .build()
+            .unwrap();
+        let parts = haul::PartsPolicy::new(4)
+            .min_object_bytes(1 << 20)
+            .part_bytes(256 << 10);
+        let spec = JobSpec::s3_prefix(&bucket, "p/")
+            .parts(parts)
+            .retry(quick_retries());
+        let job = d.submit(spec).unwrap();
+        assert!(d.wait(job, Duration::from_secs(30)).unwrap());
+        let status = d.status(job, Detail::All).unwrap();
+        assert_eq!((status.finished, status.failed), (1, 1), "{status:?}");
+        let error = haul::error_chain(&status.failures[0].error);
+        assert!(
+            error.contains("p/bad.bin") && error.contains("crc64nvme mismatch"),
+            "{error}"
+        );
+        assert_eq!(files_under(dir.path()), ["p/good.bin"]);
+        assert!(std::fs::read(dir.path().join("p/good.bin")).unwrap() == bytes);
+    });
+}
