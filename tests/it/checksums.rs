@@ -41,6 +41,29 @@ fn quick_retries() -> haul::RetryPolicy {
         .initial_backoff(Duration::from_millis(1))
 }
 
+/// Seeds `bytes` in bucket `data` under `good` with its true CRC-64/NVME and under `bad` with
+/// that of other bytes, both with the true MD5 as their ETag: only the checksum tells them.
+fn seed_true_and_lying(server: &S3Server, [good, bad]: [&str; 2], bytes: &[u8]) {
+    let md5 = format!("{:x}", md5::compute(bytes));
+    for (key, of) in [(good, bytes), (bad, &b"other bytes"[..])] {
+        let crc = checksum_of("crc64nvme", of);
+        let info = [("checksum_crc64nvme", &crc[..]), ("e_tag", &md5[..])];
+        server.seed_with_info("data", key, bytes, &info);
+    }
+}
+
+/// Runs `spec` on a downloader into `dir` (two joggers, quick retries) to its end.
+fn download(dir: &TestDir, spec: JobSpec) -> haul::JobStatus {
+    let d = Downloader::builder()
+        .mountpath(dir.path())
+        .workers_per_target(2)
+        .build()
+        .unwrap();
+    let job = d.submit(spec.retry(quick_retries())).unwrap();
+    assert!(d.wait(job, Duration::from_secs(30)).unwrap());
+    d.status(job, Detail::All).unwrap()
+}
+
 fn fetcher() -> Fetcher {
     Fetcher::builder()
         .workers(2)
@@ -81,16 +104,7 @@ fn a_downloader_job_lands_what_its_checksum_vouches_for_and_nothing_else() {
         let server = seeded();
         let bucket = server.bucket("data");
         let dir = TestDir::new();
-        let d = Downloader::builder()
-            .mountpath(dir.path())
-            .workers_per_target(2)
-            .build()
-            .unwrap();
-        let job = d
-            .submit(JobSpec::s3_prefix(&bucket, "").retry(quick_retries()))
-            .unwrap();
-        assert!(d.wait(job, Duration::from_secs(30)).unwrap());
-        let status = d.status(job, Detail::All).unwrap();
+        let status = download(&dir, JobSpec::s3_prefix(&bucket, ""));
         assert_eq!((status.finished, status.failed), (5, 5), "{status:?}");
         let mut failed: Vec<String> = status
             .failures
@@ -200,12 +214,7 @@ fn a_streamed_object_is_checked_against_the_checksum_a_head_asks_for() {
     guard(|| {
         let server = S3Server::start_local(&["data"]);
         let bytes = haul_origin::body("big", 6 << 20);
-        let md5 = format!("{:x}", md5::compute(&bytes));
-        for (key, of) in [("good.bin", &bytes[..]), ("bad.bin", &b"other bytes"[..])] {
-            let crc = checksum_of("crc64nvme", of);
-            let info = [("checksum_crc64nvme", &crc[..]), ("e_tag", &md5[..])];
-            server.seed_with_info("data", key, &bytes, &info);
-        }
+        seed_true_and_lying(&server, ["good.bin", "bad.bin"], &bytes);
         let fetcher = Fetcher::builder()
             .workers(2)
             .per_request_workers(2)
@@ -240,31 +249,13 @@ fn an_object_fetched_in_parts_is_checked_whole_against_the_store_checksum() {
     guard(|| {
         let server = S3Server::start_local(&["data"]);
         let bytes = haul_origin::body("parted", 3 << 20);
-        let md5 = format!("{:x}", md5::compute(&bytes));
-        for (key, of) in [
-            ("p/good.bin", &bytes[..]),
-            ("p/bad.bin", &b"other bytes"[..]),
-        ] {
-            let crc = checksum_of("crc64nvme", of);
-            let info = [("checksum_crc64nvme", &crc[..]), ("e_tag", &md5[..])];
-            server.seed_with_info("data", key, &bytes, &info);
-        }
+        seed_true_and_lying(&server, ["p/good.bin", "p/bad.bin"], &bytes);
         let bucket = server.bucket("data");
         let dir = TestDir::new();
-        let d = Downloader::builder()
-            .mountpath(dir.path())
-            .workers_per_target(2)
-            .build()
-            .unwrap();
         let parts = haul::PartsPolicy::new(4)
             .min_object_bytes(1 << 20)
             .part_bytes(256 << 10);
-        let spec = JobSpec::s3_prefix(&bucket, "p/")
-            .parts(parts)
-            .retry(quick_retries());
-        let job = d.submit(spec).unwrap();
-        assert!(d.wait(job, Duration::from_secs(30)).unwrap());
-        let status = d.status(job, Detail::All).unwrap();
+        let status = download(&dir, JobSpec::s3_prefix(&bucket, "p/").parts(parts));
         assert_eq!((status.finished, status.failed), (1, 1), "{status:?}");
         let error = haul::error_chain(&status.failures[0].error);
         assert!(
