@@ -4,8 +4,6 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use log::debug;
-
 use super::budget::BudgetPermit;
 use super::error::{FetchError, FetchErrorKind};
 use super::request::{PartData, Request, Slot, Turn, Unit, UnitKind};
@@ -252,17 +250,7 @@ impl Request {
             Ok((bytes, fetched)) => {
                 let etag = fetched.info.etag_unquoted().map(str::to_owned);
                 // A ranged GET carries no checksum of the whole: one HEAD asks for it.
-                let checksum = match self.bucket.stored_checksum(&unit.key.key, etag.as_deref()) {
-                    Ok(checksum) => checksum,
-                    Err(e) => {
-                        debug!(
-                            "s3://{}/{}: no checksum asked ({e}): its MD5 ETag is checked, if any",
-                            self.bucket.name(),
-                            unit.key.key
-                        );
-                        None
-                    }
-                };
+                let checksum = self.bucket.stored_checksum(&unit.key.key, etag.as_deref());
                 let verifier = Verifier::new(None, fetched.info.md5(), checksum.as_ref());
                 self.post_item(
                     unit.item,

@@ -1,7 +1,7 @@
 //! Hedged requests (Dean and Barroso, "The Tail at Scale"): a request to a host whose
 //! response is later than the host's 95th percentile of recent first-response times (and
-//! twice their median) gets a second, identical request; the first of the two to answer wins, and the other is given up
-//! at once (its socket shut down) and its connection dropped.
+//! twice their median) gets a second, identical request; the first of the two to answer
+//! wins, and the other is given up at once (its socket shut down) and its connection dropped.
 //!
 //! The transfer's own thread sends the first request and waits for it. The second is sent by
 //! one of a few `haul-hedge-<i>` threads, owned by the downloader's [`Flows`](super::Flows),

@@ -454,11 +454,7 @@ impl Bucket {
     /// A presigned GET URL for `key` (and `version`, when given), whose signature covers
     /// [`CHECKSUM_MODE`]: the GET must send it.
     pub(crate) fn presign_get(&self, key: &str, version: Option<&str>) -> Result<String, S3Error> {
-        let mut headers = ureq::http::HeaderMap::new();
-        headers.insert(
-            CHECKSUM_MODE.0,
-            ureq::http::HeaderValue::from_static(CHECKSUM_MODE.1),
-        );
+        let (headers, _) = signed_headers(&[(CHECKSUM_MODE.0, CHECKSUM_MODE.1.to_owned())]);
         let version = version.map(|v| [("versionId", v)]);
         self.presign(&sign::Presign {
             op: "GET",
@@ -645,17 +641,22 @@ impl Bucket {
     /// does not return it): `None` when it keeps none (or a composite one), or when the
     /// object's ETag is no longer `etag` (another version, whose checksum says nothing of
     /// this one's bytes).
+    /// A HEAD that fails is logged at debug: the object is then checked without it.
     pub(crate) fn stored_checksum(
         &self,
         key: &str,
         etag: Option<&str>,
-    ) -> Result<Option<crate::engine::verify::StoreChecksum>, S3Error> {
-        let Some(reply) = self.head_reply(key)? else {
-            return Ok(None); // gone since: its parts will say so
+    ) -> Option<crate::engine::verify::StoreChecksum> {
+        let reply = match self.head_reply(key) {
+            Ok(reply) => reply?, // gone since: its parts will say so
+            Err(e) => {
+                log::debug!("s3://{}/{key}: no checksum asked ({e})", self.name);
+                return None;
+            }
         };
         let info = crate::engine::response::ObjectInfo::of(&reply);
         let same = etag.is_none_or(|e| info.etag_unquoted() == Some(e.trim_matches('"')));
-        Ok(info.checksum.filter(|_| same))
+        info.checksum.filter(|_| same)
     }
 
     /// Creates the bucket (one `PUT /bucket`). Creating a bucket you already own succeeds, so

@@ -544,15 +544,10 @@ fn split_rest(
         // The whole, read back once: the SHA-256 expected, and from S3 the store's
         // full-object checksum (one HEAD: ranged answers carry none), else the MD5 ETag.
         let (checksum, md5) = match source {
-            Source::S3 { bucket, key, .. } => {
-                let checksum = bucket
-                    .stored_checksum(key, info.etag_unquoted())
-                    .unwrap_or_else(|e| {
-                        debug!("GET {shown}: no checksum asked ({e})");
-                        None
-                    });
-                (checksum, info.md5())
-            }
+            Source::S3 { bucket, key, .. } => (
+                bucket.stored_checksum(key, info.etag_unquoted()),
+                info.md5(),
+            ),
             Source::Url(_) => (None, None),
         };
         let mut verifier = Verifier::new(request.sha256, md5, checksum.as_ref());
