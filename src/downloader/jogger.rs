@@ -11,6 +11,7 @@ use crate::downloader::dispatcher::{Done, Task};
 use crate::downloader::pool::Pool;
 use crate::downloader::store::Present;
 use crate::engine::error::DownloadError;
+use crate::engine::verify::Verifier;
 use crate::engine::{Context, Source};
 use crate::fetch::MemoryBudget;
 use crate::flow::{self, Permit};
@@ -75,6 +76,14 @@ impl Jogger {
                 job.skipped();
                 return false;
             }
+            Ok(Some(Present::Same)) => {
+                debug!(
+                    "{}: skipping {}: the target holds the same bytes",
+                    job.id, task.name
+                );
+                job.skipped();
+                return false;
+            }
             Ok(Some(Present::Check { size, modified })) => Some((size, modified)),
             Err(error) => {
                 job.failed(task.name.to_string(), error);
@@ -85,6 +94,8 @@ impl Jogger {
             let size = task.size.unwrap_or(0);
             let what = if revalidate.is_some() {
                 "check again"
+            } else if task.local.is_some() {
+                "upload"
             } else {
                 "download"
             };
@@ -97,15 +108,16 @@ impl Jogger {
             job.landed(size);
             return false;
         }
-        let source = match (&task.key, &job.bucket) {
-            (Some(key), Some(bucket)) => Source::S3 {
+        let from = match (&task.local, &task.key, &job.bucket) {
+            (Some(path), _, _) => From::File(path),
+            (None, Some(key), Some(bucket)) => From::Remote(Source::S3 {
                 bucket,
                 key,
                 version: None,
-            },
-            _ => Source::Url(&task.url),
+            }),
+            _ => From::Remote(Source::Url(&task.url)),
         };
-        let Ok((permit, uploads)) = self.leave(&source, job) else {
+        let Ok((permit, uploads)) = self.leave(&from, job) else {
             job.cancelled();
             return false;
         };
@@ -120,12 +132,15 @@ impl Jogger {
             retries: Some(&job.retries),
             progress,
             cancel: &job.cancel,
-            flow: Some(&permit),
+            flow: permit.as_ref(),
         };
         let sha256 = job.sha256.get(task.name.as_str());
         // The bytes that landed, or `None` when revalidation found the file up to date.
         let result = caught(&task.url, || match &*self.pool.setup.target {
             Target::Dir(mountpath) => {
+                let From::Remote(source) = from else {
+                    unreachable!("a job of local files is refused at submit without S3 targets")
+                };
                 let request = Request {
                     source,
                     name: &task.name,
@@ -146,19 +161,29 @@ impl Jogger {
                     budget,
                     observer,
                 };
-                s3::store(&ctx, &source, &task.name, sha256, &to).map(Some)
+                match &from {
+                    From::File(path) => s3::store_file(&ctx, path, &task.name, &to),
+                    From::Remote(source) => s3::store(&ctx, source, &task.name, sha256, &to),
+                }
+                .map(Some)
             }
         });
         match &result {
             Ok(Some(bytes)) => {
-                permit.succeeded(*bytes);
+                if let Some(permit) = &permit {
+                    permit.succeeded(*bytes);
+                }
                 if let Some(uploads) = &uploads {
                     uploads.succeeded(*bytes);
                 }
             }
             // A revalidation that found the file current: a request with no body, which
             // measures the host all the same.
-            Ok(None) => permit.succeeded(0),
+            Ok(None) => {
+                if let Some(permit) = &permit {
+                    permit.succeeded(0);
+                }
+            }
             Err(_) => {}
         }
         drop(uploads);
@@ -183,20 +208,27 @@ impl Jogger {
         true
     }
 
-    /// Leave from the source's host to run a transfer and, into a bucket, leave for its
-    /// uploads (taken second: every jogger in the same order), so that a store that says
-    /// SlowDown gets fewer PUTs at once; `Err` when the job was cancelled while it waited.
+    /// Leave from the source's host to run a transfer (none to read a local file) and, into
+    /// a bucket, leave for its uploads (taken second: every jogger in the same order), so
+    /// that a store that says SlowDown gets fewer PUTs at once; `Err` when the job was
+    /// cancelled while it waited.
     fn leave(
         &self,
-        source: &Source<'_>,
+        from: &From<'_>,
         job: &crate::downloader::store::Job,
-    ) -> Result<(Permit, Option<Permit>), ()> {
+    ) -> Result<(Option<Permit>, Option<Permit>), ()> {
         let flows = &self.pool.setup.flows;
-        let flow = match source {
-            Source::Url(url) => flows.flow(flow::host_of(url)),
-            Source::S3 { bucket, .. } => flows.flow(&format!("s3://{}", bucket.name())),
+        let flow = match from {
+            From::Remote(Source::Url(url)) => Some(flows.flow(flow::host_of(url))),
+            From::Remote(Source::S3 { bucket, .. }) => {
+                Some(flows.flow(&format!("s3://{}", bucket.name())))
+            }
+            From::File(_) => None,
         };
-        let permit = flow.acquire(&job.cancel).ok_or(())?;
+        let permit = match flow {
+            Some(flow) => Some(flow.acquire(&job.cancel).ok_or(())?),
+            None => None,
+        };
         let uploads = match &*self.pool.setup.target {
             Target::S3 { target, .. } => {
                 let uploads = flows.flow(&target.uploads_flow());
@@ -229,6 +261,9 @@ impl Jogger {
                     return Ok(None);
                 }
                 let key = target.key_of(&task.name);
+                if let Some(path) = &task.local {
+                    return stored_same(task, target, &key, path);
+                }
                 let head =
                     crate::http::transport::with_cancel(&job.cancel, || target.bucket().head(&key));
                 match head {
@@ -239,6 +274,67 @@ impl Jogger {
                     }),
                 }
             }
+        }
+    }
+}
+
+/// Where a task's bytes come from: a remote object, or a local file to upload.
+enum From<'a> {
+    Remote(Source<'a>),
+    File(&'a std::path::Path),
+}
+
+/// Whether a local file's key in `target` is there as the job cares (see
+/// [`JobSpec::local`](crate::JobSpec::local)): for [`Existing::Skip`](crate::Existing::Skip)
+/// any object the listing found; for [`Existing::Revalidate`](crate::Existing::Revalidate)
+/// one of the file's size whose stored checksum (one HEAD), or MD5 ETag, the file's bytes
+/// match. An object the store keeps no checksum of cannot be told unchanged: it is uploaded.
+fn stored_same(
+    task: &Task,
+    target: &S3Target,
+    key: &str,
+    path: &std::path::Path,
+) -> Result<Option<Present>, DownloadError> {
+    let job = &task.job;
+    let Some(stored) = &task.stored else {
+        return Ok(None);
+    };
+    if job.existing == crate::Existing::Skip {
+        return Ok(Some(Present::Skip));
+    }
+    if task.size != Some(stored.size) {
+        return Ok(None);
+    }
+    let info = crate::http::transport::with_cancel(&job.cancel, || target.bucket().head_info(key))
+        .map_err(|source| DownloadError::Store {
+            key: format!("s3://{}/{key}", target.bucket().name()),
+            source: Box::new(source),
+        })?;
+    let Some(info) = info.filter(|info| info.total == task.size) else {
+        return Ok(None); // gone or rewritten since it was listed
+    };
+    let mut verifier = Verifier::new(None, info.md5(), info.checksum.as_ref());
+    if verifier.is_empty() {
+        debug!(
+            "{}: s3://{}/{key} keeps no checksum to compare {} with: uploading it",
+            job.id,
+            target.bucket().name(),
+            path.display()
+        );
+        return Ok(None);
+    }
+    verifier
+        .update_from_file(path)
+        .map_err(|source| DownloadError::Local {
+            action: "reading",
+            path: path.to_owned(),
+            source,
+        })?;
+    match verifier.finish() {
+        Ok(()) => Ok(Some(Present::Same)),
+        Err(mismatch) => {
+            debug!("{}: {} changed: {mismatch}", job.id, path.display());
+            Ok(None)
         }
     }
 }

@@ -14,6 +14,7 @@ pub(crate) mod pool;
 mod spec;
 pub(crate) mod store;
 pub(crate) mod sync;
+pub(crate) mod uploads;
 
 pub use builder::DownloaderBuilder;
 pub use error::{BuildError, FilterError, JobError, ShutdownError, SubmitError};
@@ -259,9 +260,9 @@ impl Downloader {
     /// refused here; [`SubmitError::QueueFull`] when too many jobs are waiting.
     pub fn submit(&self, spec: JobSpec) -> Result<JobId, SubmitError> {
         let commands = self.commands.as_ref().ok_or(SubmitError::ShutDown)?;
-        let to_store = self.budget.is_some();
         let sync_source = sync_source(&spec);
-        let (settings, expansion) = prepare(spec, to_store)?;
+        let s3_targets: Vec<&S3Target> = self.s3_targets().collect();
+        let (settings, expansion) = prepare(spec, &s3_targets)?;
         let full = SubmitError::QueueFull {
             capacity: self.job_queue_capacity,
         };

@@ -6,6 +6,7 @@ use crate::downloader::error::SubmitError;
 use crate::downloader::job::{JobSpec, Source};
 use crate::downloader::key_names::KeyNames;
 use crate::downloader::store::JobSettings;
+use crate::downloader::uploads::LocalFiles;
 use crate::source::template::Template;
 use crate::source::url;
 use crate::target::name::ObjectName;
@@ -51,21 +52,30 @@ pub(crate) fn sync_source(spec: &JobSpec) -> Option<(String, KeyNames)> {
 }
 
 /// Validates a spec and turns it into job settings and a lazy expansion.
+/// `targets` are the downloader's S3 targets (none for mountpaths).
 pub(crate) fn prepare(
     spec: JobSpec,
-    to_store: bool,
+    targets: &[&crate::S3Target],
 ) -> Result<(JobSettings, Expansion), SubmitError> {
+    let to_store = !targets.is_empty();
+    if matches!(spec.source, Source::Local { .. }) && !to_store {
+        return Err(SubmitError::Option {
+            option: "source",
+            reason: "local files are uploaded into S3 targets: the downloader has mountpaths",
+        });
+    }
     if spec.sync && (to_store || !matches!(spec.source, Source::S3Prefix { .. })) {
         return Err(SubmitError::Option {
             option: "sync",
             reason: "needs an S3 prefix job and local mountpaths",
         });
     }
+    let local = matches!(spec.source, Source::Local { .. });
     if to_store {
-        if spec.existing == crate::Existing::Revalidate {
+        if spec.existing == crate::Existing::Revalidate && !local {
             return Err(SubmitError::Option {
                 option: "existing",
-                reason: "Revalidate needs local mountpaths; S3 targets take Skip or Replace",
+                reason: "Revalidate needs local mountpaths (or local files to upload); S3 targets take Skip or Replace",
             });
         }
         if spec.parts.is_some_and(|p| p.active()) {
@@ -104,13 +114,13 @@ pub(crate) fn prepare(
         }
     }
     let listed = matches!(spec.source, Source::S3Prefix { .. });
-    if !listed && !spec.select.names_only() {
+    if !listed && !local && !spec.select.names_only() {
         return Err(SubmitError::Option {
             option: "select",
-            reason: "sizes and ages are known only from an S3 listing: a URL job takes patterns only",
+            reason: "sizes and ages are known only from an S3 listing or local files: a URL job takes patterns only",
         });
     }
-    let select = (!listed && !spec.select.is_all()).then(|| spec.select.clone());
+    let select = (!listed && !local && !spec.select.is_all()).then(|| spec.select.clone());
     let subdir = match spec.subdir.as_deref() {
         None | Some("") => None,
         Some(dir) => Some(ObjectName::new(dir.trim_end_matches('/'))?.to_string()),
@@ -217,6 +227,14 @@ pub(crate) fn prepare(
                     failed: false,
                 })),
             )
+        }
+        Source::Local { paths } => {
+            if paths.is_empty() {
+                return Err(SubmitError::Empty);
+            }
+            let look = spec.existing != crate::Existing::Replace;
+            let files = LocalFiles::new(&paths, spec.select.clone(), subdir, targets, look);
+            (None, Expansion::Local(Box::new(files)))
         }
     };
     let sha256 = spec

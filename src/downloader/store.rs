@@ -30,6 +30,8 @@ pub(crate) enum Present {
     Ours,
     /// Skip it: a file is there, whoever wrote it.
     Skip,
+    /// Skip it: the target holds the same bytes (a local file whose stored copy matches).
+    Same,
     /// Ask the server whether it changed since.
     Check { size: u64, modified: SystemTime },
 }

@@ -7,11 +7,13 @@
 //! backoff ([`retry`]), resumes a body that broke off with `Range` and `If-Range` or
 //! `If-Match`, checks every response against what was asked and against the object's first
 //! response ([`response`]), and verifies the whole object ([`verify`]). The paths differ only
-//! in the [`Destination`](dest::Destination) the bytes go into.
+//! in the [`Destination`](dest::Destination) the bytes go into. Local files going up into a
+//! store are read into the same destinations by [`local`].
 
 pub(crate) mod classify;
 pub(crate) mod dest;
 pub(crate) mod error;
+pub(crate) mod local;
 pub(crate) mod parts;
 mod pin;
 pub(crate) mod rate;

@@ -659,6 +659,22 @@ impl Bucket {
         info.checksum.filter(|_| same)
     }
 
+    /// What a HEAD of `key` says of its version (size, ETag, full-object checksum), or
+    /// `None` for a 404.
+    pub(crate) fn head_info(
+        &self,
+        key: &str,
+    ) -> Result<Option<crate::engine::response::ObjectInfo>, S3Error> {
+        Ok(self.head_reply(key)?.map(|reply| {
+            let mut info = crate::engine::response::ObjectInfo::of(&reply);
+            info.total = reply
+                .get("content-length")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse().ok());
+            info
+        }))
+    }
+
     /// Creates the bucket (one `PUT /bucket`). Creating a bucket you already own succeeds, so
     /// this is safe to call before every batch that writes into it.
     ///

@@ -173,31 +173,48 @@ pub(crate) fn store(
     sha256: Option<&Sha256Digest>,
     to: &UploadTo<'_>,
 ) -> Result<u64, DownloadError> {
+    if let Source::Url(url) = source {
+        crate::source::url::check_url(url)?;
+    }
+    upload(ctx, source.shown(), name, to, |upload| {
+        let expect = Expect {
+            sha256,
+            checksum: true,
+            md5_etag: true,
+        };
+        engine::fetch(ctx, source, Span::Whole, upload, &Pin::new(), expect, None).map(|_| ())
+    })
+}
+
+/// The local file at `path` into an S3 target, as object `name`. Returns the bytes stored.
+pub(crate) fn store_file(
+    ctx: &Context<'_>,
+    path: &std::path::Path,
+    name: &ObjectName,
+    to: &UploadTo<'_>,
+) -> Result<u64, DownloadError> {
+    upload(ctx, path.display().to_string(), name, to, |upload| {
+        engine::local::read_file(ctx, path, upload).map(|_| ())
+    })
+}
+
+/// One upload: `fill` puts the object's bytes into it, then it is stored (or, on any
+/// failure, aborted). `shown` names the source in errors.
+fn upload(
+    ctx: &Context<'_>,
+    shown: String,
+    name: &ObjectName,
+    to: &UploadTo<'_>,
+    fill: impl FnOnce(&mut dyn Destination) -> Result<(), DownloadError>,
+) -> Result<u64, DownloadError> {
     crate::http::transport::with_cancel(ctx.cancel, || {
-        let shown = source.shown();
-        if let Source::Url(url) = source {
-            crate::source::url::check_url(url)?;
-        }
         if ctx.cancel.is_cancelled() {
             return Err(DownloadError::Cancelled { url: shown });
         }
         // Parts upload on scoped threads, all joined before this returns.
         std::thread::scope(|scope| {
             let mut upload = Upload::new(to, name, shown, ctx.cancel, scope);
-            let expect = Expect {
-                sha256,
-                checksum: true,
-                md5_etag: true,
-            };
-            engine::fetch(
-                ctx,
-                source,
-                Span::Whole,
-                &mut upload,
-                &Pin::new(),
-                expect,
-                None,
-            )?;
+            fill(&mut upload)?;
             let bytes = upload.received;
             upload.finish()?;
             trace!(

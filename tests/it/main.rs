@@ -11,6 +11,7 @@ mod fetcher;
 mod landing;
 mod name;
 mod origin;
+mod put;
 mod s3;
 mod s3_jobs;
 mod shard;

@@ -1,0 +1,108 @@
+//! One object's bytes from a local file into a [`Destination`]: what an upload of local
+//! files ([`JobSpec::local`](crate::JobSpec::local)) reads.
+//!
+//! The file is opened without following a symbolic link planted at its name since it was
+//! listed, read through the same progress count, cancel check and rate limit as a body,
+//! and must not change while it is read: a file that grows, shrinks or is written to (its
+//! size or modification time moves) fails instead of being stored half old, half new.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use crate::engine::Context;
+use crate::engine::dest::Destination;
+use crate::engine::error::DownloadError;
+use crate::engine::rate::Throttled;
+use crate::engine::response::ObjectInfo;
+use crate::progress::{self, ProgressReader};
+
+/// Reads the file at `path` into `dest`; returns its length.
+pub(crate) fn read_file(
+    ctx: &Context<'_>,
+    path: &Path,
+    dest: &mut dyn Destination,
+) -> Result<u64, DownloadError> {
+    let local = |action, source| DownloadError::Local {
+        action,
+        path: path.to_owned(),
+        source,
+    };
+    let cancelled = || DownloadError::Cancelled {
+        url: path.display().to_string(),
+    };
+    if ctx.cancel.is_cancelled() {
+        return Err(cancelled());
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| local("opening", e))?;
+    let before = file.metadata().map_err(|e| local("reading", e))?;
+    if !before.is_file() {
+        let why = io::Error::new(io::ErrorKind::InvalidInput, "not a regular file");
+        return Err(local("reading", why));
+    }
+    let len = before.len();
+    ctx.progress.set_total(Some(len));
+    dest.begin(&ObjectInfo::default(), Some(len))?;
+    let counted = ProgressReader::new(&file, ctx.progress, ctx.cancel);
+    let mut reader: Box<dyn Read + '_> = match ctx.limiter {
+        None => Box::new(counted),
+        Some(limiter) => Box::new(Throttled {
+            inner: counted,
+            limiter,
+            cancel: ctx.cancel,
+        }),
+    };
+    let mut got = 0u64;
+    let changed = || {
+        local(
+            "reading",
+            io::Error::other(
+                "the file changed while it was read; run again to upload it as it is now",
+            ),
+        )
+    };
+    while got < len {
+        let space = dest.space()?;
+        let n = space
+            .len()
+            .min(usize::try_from(len - got).unwrap_or(usize::MAX));
+        match reader.read(&mut space[..n]) {
+            Ok(0) => return Err(changed()), // shorter than it was
+            Ok(n) => {
+                dest.filled(n)?;
+                got += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if progress::is_cancelled(&e) => return Err(cancelled()),
+            Err(e) => return Err(local("reading", e)),
+        }
+    }
+    if grew(&mut reader).map_err(|e| local("reading", e))? || !same(&file, &before) {
+        return Err(changed());
+    }
+    dest.flush()?;
+    Ok(got)
+}
+
+/// Whether anything follows the bytes read.
+fn grew(reader: &mut dyn Read) -> io::Result<bool> {
+    loop {
+        match reader.read(&mut [0; 1]) {
+            Ok(n) => return Ok(n > 0),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Whether the open file still has the size and modification time it had.
+fn same(file: &File, before: &std::fs::Metadata) -> bool {
+    file.metadata().is_ok_and(|after| {
+        after.len() == before.len() && after.modified().ok() == before.modified().ok()
+    })
+}
