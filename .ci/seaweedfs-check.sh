@@ -86,7 +86,7 @@ echo "SeaweedFS $VERSION on $EP"
 
 # Everything that talks S3, in the library's tests and the CLI's (both test binaries are
 # named `it`): the modules fetcher::, fetch_faults::, s3::, s3_jobs::, sink::, sync::,
-# the `haul s3` CLI tests, and the sharded run (three `haul get --shard I/3 -o s3://...`
+# put:: (uploads of local files, library and `haul put`), the `haul s3` CLI tests, and the sharded run (three `haul get --shard I/3 -o s3://...`
 # processes into one SeaweedFS bucket: shard::three_processes_..._in_s3).
 status=0
 HAUL_TEST_S3_ENDPOINT=$EP HAUL_TEST_S3_ACCESS_KEY=$AK HAUL_TEST_S3_SECRET_KEY=$SK \

@@ -8,6 +8,7 @@ mod jobs;
 mod net;
 mod patterns;
 mod progress;
+mod put;
 mod run;
 mod s3;
 
@@ -40,6 +41,10 @@ struct Cli {
 enum Command {
     /// Download URLs and range templates into directories or an S3 bucket.
     Get(get::Args),
+    /// Upload local files and directories into s3://bucket/prefix (parallel, multipart for
+    /// large files, skipping files the bucket already holds unchanged).
+    #[command(override_usage = "haul put [OPTIONS] PATH... s3://BUCKET/PREFIX")]
+    Put(put::Args),
     /// S3 commands: ls, get, cat.
     S3(s3::Args),
     /// Start a loopback origin in this process, download a range job from it into a
@@ -71,6 +76,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Get(args) => get::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Put(args) => put::run(args),
         Command::S3(args) => s3::run(args),
     };
     match result {

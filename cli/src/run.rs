@@ -1,4 +1,5 @@
-//! Running jobs on a Downloader and reporting them: shared by `haul get` and `haul demo`.
+//! Running jobs on a Downloader and reporting them: shared by `haul get`, `haul put` and
+//! `haul demo`.
 
 use std::error::Error;
 use std::io::IsTerminal;
@@ -22,6 +23,8 @@ pub(crate) struct Summary {
     pub(crate) stopped_by: Option<i32>,
     /// A dry run: the counts are what would have been done.
     pub(crate) dry_run: bool,
+    /// What the jobs do to each object, for a dry run's summary: "download" or "upload".
+    pub(crate) verb: &'static str,
 }
 
 impl Summary {
@@ -51,7 +54,8 @@ impl Summary {
             println!("{}", self.json(secs));
         } else if !out.quiet && self.dry_run {
             println!(
-                "dry run: would download {} objects ({} bytes as listed), skip {}, delete {}; nothing was written",
+                "dry run: would {} {} objects ({} bytes as listed), skip {}, delete {}; nothing was written",
+                self.verb,
                 self.landed(),
                 self.bytes(),
                 self.count(|s| s.skipped),
@@ -294,5 +298,6 @@ pub(crate) fn wait_all(
         elapsed: started.elapsed(),
         stopped_by,
         dry_run: false,
+        verb: "download",
     })
 }

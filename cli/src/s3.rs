@@ -77,7 +77,7 @@ enum Command {
 
 /// Which keys under the prefix: rclone's globs on the key relative to the prefix.
 #[derive(Debug, clap::Args)]
-struct SelectArgs {
+pub(crate) struct SelectArgs {
     #[command(flatten)]
     patterns: crate::patterns::PatternArgs,
     /// Leave out objects smaller than this, e.g. 1MiB
@@ -124,7 +124,7 @@ fn parse_age(text: &str) -> Result<std::time::Duration, String> {
 }
 
 impl SelectArgs {
-    fn selection(&self) -> Result<haul::KeySelection, UsageError> {
+    pub(crate) fn selection(&self) -> Result<haul::KeySelection, UsageError> {
         let mut select = self.patterns.selection()?;
         if let Some(bytes) = self.min_size {
             select = select.min_size(bytes);
@@ -171,7 +171,7 @@ fn with_wildcard<'a>(
 }
 
 /// Splits `s3://bucket/key` into its bucket and key.
-fn split_s3_url(url: &str) -> Result<(&str, &str), UsageError> {
+pub(crate) fn split_s3_url(url: &str) -> Result<(&str, &str), UsageError> {
     let rest = url
         .strip_prefix("s3://")
         .ok_or_else(|| UsageError(format!("{url:?} is not an s3://bucket/key URL")))?;

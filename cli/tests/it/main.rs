@@ -4,6 +4,7 @@
 mod commands;
 mod crashes;
 mod credentials;
+mod put;
 mod shards;
 
 use haul_testkit as support;
