@@ -263,8 +263,18 @@ pub(crate) fn request(
         }
         _ => {
             debug!("GET {shown}: status {status}");
+            let mut verdict = classify::status(status, headers);
+            // A bucket in another region than it was signed for: signed for that one, the
+            // next attempt can succeed.
+            if let Source::S3 { bucket, .. } = source {
+                let headers = headers.clone();
+                let text = crate::s3::error_text(response.into_body());
+                if bucket.follow_region(status, &headers, &text) {
+                    verdict = Verdict::AGAIN;
+                }
+            }
             return Err(Failure {
-                verdict: classify::status(status, headers),
+                verdict,
                 error: DownloadError::Status { url: shown, status },
             });
         }

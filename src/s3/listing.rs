@@ -2,7 +2,7 @@
 
 use std::io::Read;
 
-use super::{Bucket, PAGE_KEYS, S3Error, error_code};
+use super::{Bucket, PAGE_KEYS, S3Error};
 
 impl Bucket {
     /// The objects under `prefix`, listed lazily one page (up to 1,000 keys) at a time, so
@@ -67,7 +67,7 @@ impl Bucket {
                 bucket: self.name.clone(),
                 key: prefix.to_owned(),
                 status,
-                code: error_code(response.into_body()),
+                code: self.failed_reply(status, response),
             });
         }
         let mut text = String::new();

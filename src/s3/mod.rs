@@ -12,6 +12,7 @@ use std::sync::Arc;
 pub(crate) mod credentials;
 mod listing;
 mod multipart;
+mod region;
 mod sign;
 
 pub use listing::{ListedObject, Listing};
@@ -358,7 +359,9 @@ fn check_bucket_name(name: &str) -> Result<(), S3Error> {
 #[derive(Clone)]
 pub struct Bucket {
     name: String,
-    signer: Box<::s3::Bucket>,
+    /// Signs requests, and says where they go; shared by clones, so a region followed by
+    /// one is followed by all.
+    signer: Arc<region::Signer>,
     credentials: Arc<credentials::Credentials>,
     client: HttpClient,
     retry: RetryPolicy,
@@ -420,16 +423,10 @@ impl Bucket {
         };
         let credentials = Arc::new(credentials::Credentials::resolve(&settings)?);
         // rust-s3's bucket only builds URLs here; haul signs every request itself.
-        let anonymous =
-            ::s3::creds::Credentials::anonymous().map_err(|e| S3Error::Config(e.to_string()))?;
-        let mut signer = ::s3::Bucket::new(name, region, anonymous)
-            .map_err(|e| S3Error::Config(e.to_string()))?;
-        if config.path_style {
-            signer = signer.with_path_style();
-        }
+        let signer = region::Signer::new(name, config.endpoint.clone(), region, config.path_style)?;
         Ok(Bucket {
             name: name.to_owned(),
-            signer,
+            signer: Arc::new(signer),
             credentials,
             client,
             retry: config.retry,
@@ -441,9 +438,35 @@ impl Bucket {
         &self.name
     }
 
-    /// The bucket's URL (`endpoint/bucket`, or the bucket's own host).
+    /// The bucket's URL (`endpoint/bucket`, or the bucket's own host) as configured, before
+    /// any region was followed: its identity for placement and sync records.
     pub(crate) fn url(&self) -> String {
-        self.signer.url()
+        self.signer.configured_url().to_owned()
+    }
+
+    /// Follows the region a failed reply names, when it is another than the one requests
+    /// are signed for (see [`region`]); whether they now go elsewhere, so the call is worth
+    /// making again at once.
+    pub(crate) fn follow_region(
+        &self,
+        status: u16,
+        headers: &ureq::http::HeaderMap,
+        body: &str,
+    ) -> bool {
+        self.signer.follow(status, headers, body)
+    }
+
+    /// The `<Code>` of a failed reply's error document, having followed the region it names
+    /// (see [`follow_region`](Bucket::follow_region)).
+    fn failed_reply(
+        &self,
+        status: u16,
+        response: ureq::http::Response<ureq::Body>,
+    ) -> Option<String> {
+        let headers = response.headers().clone();
+        let text = error_text(response.into_body());
+        self.follow_region(status, &headers, &text);
+        s3_error_code(&text)
     }
 
     /// The client that moves this bucket's bytes.
@@ -473,15 +496,20 @@ impl Bucket {
         mut once: impl FnMut() -> Result<T, S3Error>,
     ) -> Result<T, S3Error> {
         let seed = crate::downloader::hrw::hash(self.name.as_bytes());
-        // A store that says the token expired gets one call more with fresh keys.
-        let mut once = || match once() {
-            Err(error) if error.is_expired_token() && self.credentials.temporary() => {
-                log::debug!("{error}: refreshing the credentials");
-                let used = self.credentials.keys()?;
-                self.credentials.expired(&used)?;
-                once()
+        // A store that says the token expired gets one call more with fresh keys; one that
+        // names another region, one call more signed for it.
+        let mut once = || {
+            let region = self.signer.region();
+            match once() {
+                Err(error) if error.is_expired_token() && self.credentials.temporary() => {
+                    log::debug!("{error}: refreshing the credentials");
+                    let used = self.credentials.keys()?;
+                    self.credentials.expired(&used)?;
+                    once()
+                }
+                Err(S3Error::Status { .. }) if self.signer.region() != region => once(),
+                other => other,
             }
-            other => other,
         };
         retry::retrying(
             &self.retry,
@@ -560,7 +588,7 @@ impl Bucket {
                 bucket: self.name.clone(),
                 key: presign.key.to_owned(),
                 status,
-                code: error_code(response.into_body()),
+                code: self.failed_reply(status, response),
             });
         }
         let headers = response.headers().clone();
@@ -697,7 +725,7 @@ impl Bucket {
 
     fn create_once(&self) -> Result<(), S3Error> {
         // Outside us-east-1, S3 wants the region restated in the body.
-        let region = self.signer.region().to_string();
+        let region = self.signer.region();
         let body = if region == "us-east-1" {
             String::new()
         } else {
@@ -730,14 +758,11 @@ impl Bucket {
     }
 }
 
-/// The `<Code>` of an S3 error body, when there is one.
-fn error_code(body: ureq::Body) -> Option<String> {
+/// An error reply's body as text (its first 64 KiB; empty when it cannot be read).
+pub(crate) fn error_text(body: ureq::Body) -> String {
     let mut text = String::new();
-    body.into_reader()
-        .take(64 * 1024)
-        .read_to_string(&mut text)
-        .ok()?;
-    s3_error_code(&text)
+    let _ = body.into_reader().take(64 * 1024).read_to_string(&mut text);
+    text
 }
 
 /// An S3 `<Error>` document: its `<Code>`.

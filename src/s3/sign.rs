@@ -42,7 +42,7 @@ impl Bucket {
         expiry_secs: u32,
     ) -> Result<String, S3Error> {
         let fail = |e: ::s3::error::S3Error| self.sign_error(request.op, request.key, e);
-        let signer = &self.signer;
+        let signer = self.signer.current();
         let region = signer.region();
         let mut url = signer.url();
         url.push('/');

@@ -242,7 +242,19 @@ impl S3Server {
         let thread_counters = Arc::clone(&counters);
         let thread = std::thread::Builder::new()
             .name("test-s3-server".into())
-            .spawn(move || serve(listener, service, thread_counters, stop_rx, acceptor))
+            .spawn({
+                let switches = Arc::clone(&switches);
+                move || {
+                    serve(
+                        listener,
+                        service,
+                        switches,
+                        thread_counters,
+                        stop_rx,
+                        acceptor,
+                    )
+                }
+            })
             .unwrap();
         S3Server {
             backend: Backend::Local(Local {
@@ -283,6 +295,18 @@ impl S3Server {
     /// PUTs the in-process store answered `SlowDown` (see [`S3Server::busy_puts`]).
     pub fn slowdowns(&self) -> u64 {
         self.switches().slowdowns.load(Ordering::SeqCst)
+    }
+
+    /// Makes the in-process store's buckets live in `region`: a request signed for another is
+    /// refused the way `answer` says, as S3 refuses it. In-process only.
+    pub fn home_region(&self, region: &str, answer: super::s3_store::WrongRegion) {
+        *self.switches().home_region.lock() = Some((region.to_owned(), answer));
+    }
+
+    /// Requests the in-process store refused for their region (see
+    /// [`S3Server::home_region`]).
+    pub fn region_refusals(&self) -> u64 {
+        self.switches().region_refusals.load(Ordering::SeqCst)
     }
 
     /// Lets the GETs held by [`S3Server::gate_key`] go on.
@@ -556,6 +580,7 @@ fn tls_acceptor() -> (tokio_rustls::TlsAcceptor, String) {
 fn serve(
     listener: std::net::TcpListener,
     service: s3s::service::S3Service,
+    switches: Arc<super::s3_store::Switches>,
     counters: Arc<Counters>,
     mut stop: tokio::sync::oneshot::Receiver<()>,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
@@ -581,14 +606,28 @@ fn serve(
             let _ = socket.set_nodelay(true);
             let service = service.clone();
             let counters = Arc::clone(&counters);
+            let switches = Arc::clone(&switches);
             let counted =
                 hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let active = Active::start(&counters);
                     if req.method() == hyper::Method::GET {
                         counters.gets.fetch_add(1, Ordering::SeqCst);
                     }
-                    let call = hyper::service::Service::call(&service, req);
+                    let refused = switches.region_refusal(req.method(), req.uri(), req.headers());
+                    let call = refused
+                        .is_none()
+                        .then(|| hyper::service::Service::call(&service, req));
                     async move {
+                        let Some(call) = call else {
+                            let refusal = refused.expect("refused");
+                            let mut response = hyper::Response::builder().status(refusal.status);
+                            for (name, value) in refusal.headers {
+                                response = response.header(name, value);
+                            }
+                            let body = s3s::Body::from(refusal.body);
+                            let response = response.body(body).expect("a valid refusal");
+                            return Ok(response.map(|inner| CountedBody::new(inner, active)));
+                        };
                         let response = call.await?;
                         Ok::<_, s3s::HttpError>(
                             response.map(|inner| CountedBody::new(inner, active)),

@@ -52,6 +52,46 @@ pub struct Switches {
     puts_in_progress: AtomicU64,
     /// PUTs answered `SlowDown`.
     pub slowdowns: AtomicU64,
+    /// The buckets' region, and how a request signed for another is refused, when set.
+    pub home_region: parking_lot::Mutex<Option<(String, WrongRegion)>>,
+    /// Requests refused for being signed for another region.
+    pub region_refusals: AtomicU64,
+}
+
+/// How a store refuses a request signed for another region than its buckets', as S3 does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WrongRegion {
+    /// 301 `PermanentRedirect` with an `x-amz-bucket-region` header (S3 at a regional
+    /// endpoint, path style), and no `Location`.
+    Redirect,
+    /// 400 `AuthorizationQueryParametersError` naming the region only in the error
+    /// document's `<Region>` (S3 at its global endpoint); a HEAD, which has no body, gets
+    /// the header.
+    BadRequest,
+}
+
+/// A refusal the store sends instead of passing the request on: status, headers, body.
+pub struct Refusal {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+/// The region a SigV4 request was signed for: from a presigned URL's `X-Amz-Credential`, or
+/// an `Authorization` header's `Credential=`; `None` for an unsigned request.
+fn signed_region(uri: &hyper::Uri, headers: &hyper::HeaderMap) -> Option<String> {
+    let from_query = uri.query().and_then(|query| {
+        url::form_urlencoded::parse(query.as_bytes())
+            .find(|(name, _)| name == "X-Amz-Credential")
+            .map(|(_, value)| value.into_owned())
+    });
+    let from_header = || {
+        let auth = headers.get("authorization")?.to_str().ok()?;
+        let start = auth.find("Credential=")? + "Credential=".len();
+        Some(auth[start..].split([',', ' ']).next()?.to_owned())
+    };
+    let credential = from_query.or_else(from_header)?;
+    credential.split('/').nth(2).map(str::to_owned)
 }
 
 /// A PUT in progress, for `busy_puts_above`; it ends before its response is sent.
@@ -64,6 +104,54 @@ impl Drop for PutInProgress<'_> {
 }
 
 impl Switches {
+    /// The answer to a request signed for another region than the buckets' (see
+    /// [`WrongRegion`]); `None` to pass it on.
+    pub fn region_refusal(
+        &self,
+        method: &hyper::Method,
+        uri: &hyper::Uri,
+        headers: &hyper::HeaderMap,
+    ) -> Option<Refusal> {
+        let (home, answer) = self.home_region.lock().clone()?;
+        let signed = signed_region(uri, headers)?;
+        if signed == home {
+            return None;
+        }
+        self.region_refusals.fetch_add(1, Ordering::SeqCst);
+        let xml = |code: &str, message: &str, extra: &str| {
+            format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code>\
+                 <Message>{message}</Message>{extra}<RequestId>haul-test</RequestId></Error>"
+            )
+        };
+        let header = vec![("x-amz-bucket-region", home.clone())];
+        let head = method == hyper::Method::HEAD;
+        Some(match answer {
+            WrongRegion::Redirect => Refusal {
+                status: 301,
+                headers: header,
+                body: xml(
+                    "PermanentRedirect",
+                    "The bucket you are attempting to access must be addressed using the \
+                     specified endpoint.",
+                    "",
+                ),
+            },
+            WrongRegion::BadRequest => Refusal {
+                status: 400,
+                headers: if head { header } else { Vec::new() },
+                body: xml(
+                    "AuthorizationQueryParametersError",
+                    &format!(
+                        "Error parsing the X-Amz-Credential parameter; the region '{signed}' \
+                         is wrong; expecting '{home}'"
+                    ),
+                    &format!("<Region>{home}</Region>"),
+                ),
+            },
+        })
+    }
+
     /// Counts a PUT in, waits its delay; `SlowDown` when the store is too busy for it.
     async fn put_begins(&self) -> S3Result<PutInProgress<'_>> {
         let now = self.puts_in_progress.fetch_add(1, Ordering::SeqCst) + 1;

@@ -153,3 +153,68 @@ fn create_makes_a_bucket_and_creating_it_again_is_fine() {
         assert_eq!(listed, ["k"]);
     });
 }
+
+#[test]
+fn a_bucket_in_another_region_is_followed_and_every_call_made_again() {
+    use crate::support::s3_store::WrongRegion;
+    use haul::{Detail, Downloader, Fetcher, JobSpec, S3Target};
+    use std::io::Read;
+    use std::time::Duration;
+    crate::support::guard_for(Duration::from_secs(90), || {
+        for answer in [WrongRegion::Redirect, WrongRegion::BadRequest] {
+            let server = S3Server::start_local(&["faraway"]);
+            for name in ["a", "b", "c"] {
+                server.seed_file("faraway", &format!("d/{name}"), name.repeat(100).as_bytes());
+            }
+            server.home_region("eu-west-1", answer);
+            // Each first call, on a bucket of its own, learns the region: a GET through the
+            // engine, a HEAD, a listing, a PUT.
+            let fetcher = Fetcher::builder().workers(1).build().unwrap();
+            let object = fetcher
+                .fetch(&server.bucket("faraway"), vec!["d/a".to_owned()])
+                .next()
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{answer:?}: GET: {}", haul::error_chain(&e)));
+            let mut bytes = Vec::new();
+            object.into_reader().read_to_end(&mut bytes).unwrap();
+            assert_eq!(bytes, "a".repeat(100).as_bytes());
+            let head = server.bucket("faraway").head("d/b");
+            assert_eq!(head.unwrap().map(|o| o.size), Some(100), "{answer:?}: HEAD");
+            let listed = server.bucket("faraway");
+            let keys: Vec<String> = listed.list("d/").map(|o| o.unwrap().key).collect();
+            assert_eq!(keys, ["d/a", "d/b", "d/c"], "{answer:?}: listing");
+            let put = server.bucket("faraway");
+            put.put("p/new", b"new").unwrap();
+            assert_eq!(
+                server.region_refusals(),
+                4,
+                "{answer:?}: one refusal per bucket"
+            );
+
+            // What a bucket learned, its jobs know: a prefix job down, local files up (one
+            // of them multipart), with no refusal more.
+            let dir = crate::support::TestDir::new();
+            let down = Downloader::builder().mountpath(dir.path()).build().unwrap();
+            let job = down.submit(JobSpec::s3_prefix(&listed, "d/")).unwrap();
+            assert!(down.wait(job, Duration::from_secs(30)).unwrap());
+            let status = down.status(job, Detail::All).unwrap();
+            assert_eq!(status.finished, 3, "{answer:?}: {:?}", status.failures);
+            let files = crate::support::TestDir::new();
+            std::fs::write(files.path().join("big"), vec![7u8; 6 << 20]).unwrap();
+            std::fs::write(files.path().join("small"), b"small").unwrap();
+            let up = Downloader::builder()
+                .s3_target(S3Target::new(&put, "up/").part_size(5 << 20))
+                .build()
+                .unwrap();
+            let job = up.submit(JobSpec::local([files.path()])).unwrap();
+            assert!(up.wait(job, Duration::from_secs(30)).unwrap());
+            let status = up.status(job, Detail::All).unwrap();
+            assert_eq!(status.finished, 2, "{answer:?}: {:?}", status.failures);
+            assert_eq!(
+                server.region_refusals(),
+                4,
+                "{answer:?}: refused after following"
+            );
+        }
+    });
+}

@@ -1201,3 +1201,49 @@ fn s3_ls_get_and_sync_take_only_the_selected_keys() {
         assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     });
 }
+
+#[test]
+fn a_bucket_in_another_region_is_followed_with_one_warning_naming_it() {
+    guard(|| {
+        let server = crate::support::s3::S3Server::start_local(&["elsewhere"]);
+        server.seed_file("elsewhere", "k/a", b"aaa");
+        server.home_region(
+            "ap-southeast-2",
+            crate::support::s3_store::WrongRegion::Redirect,
+        );
+        let dir = TestDir::new();
+        let out = haul_s3(
+            &server,
+            &[
+                "s3",
+                "get",
+                "s3://elsewhere/k/",
+                "-o",
+                dir.path().to_str().unwrap(),
+                "--region",
+                "us-east-1",
+            ],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let stderr = text(&out.stderr);
+        let warning = "s3://elsewhere: the bucket is in region ap-southeast-2, not us-east-1: \
+                       following it (--region ap-southeast-2 or AWS_REGION=ap-southeast-2 saves a request)";
+        assert_eq!(stderr.matches(warning).count(), 1, "{stderr}");
+        assert_eq!(std::fs::read(dir.path().join("a")).unwrap(), b"aaa");
+        // Told the region, haul is refused nothing.
+        let refused = server.region_refusals();
+        let out = haul_s3(
+            &server,
+            &[
+                "s3",
+                "ls",
+                "s3://elsewhere/k/",
+                "--region",
+                "ap-southeast-2",
+            ],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(server.region_refusals(), refused);
+        assert!(!text(&out.stderr).contains("following it"));
+    });
+}
