@@ -21,6 +21,10 @@
 #        curl into files then s5cmd cp, haul get -o s3://) and the 1 GiB object (rclone
 #        copyurl, curl | s5cmd pipe, haul get -o s3://; s5cmd cp of the local file is the
 #        store's floor)
+#     u  local files into S3 (SeaweedFS): 1,000 x 256 KiB (the files of case c) and the 1 GiB
+#        file, s5cmd cp and rclone copy beside haul put (no flags, and --workers C); u3 a
+#        rerun over the 1,000 files already there (haul put skips the unchanged, s5cmd sync
+#        and rclone copy compare and skip as well)
 #     w  across an emulated WAN (benches' haul-wan proxy in front of nginx and SeaweedFS:
 #        40 ms RTT, a 1 Gbit/s bottleneck, a 4 MiB window per connection with slow start, a
 #        lognormal think time of median 10 ms per request, 2% stragglers 30x slower):
@@ -53,10 +57,10 @@ while [[ $# -gt 0 ]]; do
     --only) ONLY+=" $2"; shift 2 ;;
     --keep) KEEP=1; shift ;;
     --no-install) INSTALL=0; shift ;;
-    *) sed -n '2,38p' "$0" >&2; exit 2 ;;
+    *) sed -n '2,42p' "$0" >&2; exit 2 ;;
   esac
 done
-[[ -n "$ONLY" ]] || ONLY=" a b c d e w"
+[[ -n "$ONLY" ]] || ONLY=" a b c d e u w"
 [[ " $ONLY " == *" w "* ]] && ONLY+=" w1 w1n w2 w3 w4"
 want() { [[ " $ONLY " == *" $1 "* ]]; }
 
@@ -200,7 +204,7 @@ if want b; then
     '"$1" get --parts 4 -o "$(dirname "$2")" "$3" && mv "$(dirname "$2")/$4" "$2"' _ "$HAUL" @DEST@ "$B/big/$BIG" "$BIG"
 fi
 
-if want c || want d || want e || want w3; then
+if want c || want d || want e || want u || want w3; then
   if ! [[ -f "/tmp/s3-$S3_PORT/server.pid" ]] || ! kill -0 "$(cat "/tmp/s3-$S3_PORT/server.pid")" 2>/dev/null; then STARTED_S3=1; fi
   echo "# $("$TOOLS/s3-up.sh" "$S3_PORT")" >&2
   . "/tmp/s3-$S3_PORT/env.sh"
@@ -246,6 +250,30 @@ if want e; then
   run_case e2 haul "haul get -o s3://" "s3:1:$SIZE" "$HAUL" get -o s3://bench/@RUN@ "$B/big/$BIG"
   run_case e2 floor "s5cmd cp of the local file (no HTTP: the store's floor)" "s3:1:$SIZE" \
     "$S5CMD" cp "$FX_ROOT/big/$BIG" "s3://bench/@RUN@/$BIG"
+fi
+
+if want u; then
+  echo "# u: local files into S3 ($(cat "/tmp/s3-$S3_PORT/impl")), concurrency $CONC" >&2
+  N256=$(ls "$FX_ROOT/s256k" | wc -l)
+  B256=$(cd "$FX_ROOT/s256k" && cat * | wc -c)
+  run_case u peer "s5cmd cp (default 256 workers)" "s3:$N256:$B256" "$S5CMD" cp "$FX_ROOT/s256k/*" "s3://bench/@RUN@/"
+  run_case u peer "s5cmd cp --numworkers $CONC" "s3:$N256:$B256" "$S5CMD" --numworkers "$CONC" cp "$FX_ROOT/s256k/*" "s3://bench/@RUN@/"
+  run_case u peer "rclone copy --transfers $CONC" "s3:$N256:$B256" "$RCLONE" copy "$FX_ROOT/s256k/" local:bench/@RUN@/ \
+    --transfers "$CONC" --checkers "$CONC"
+  run_case u haul "haul put (no flags)" "s3:$N256:$B256" "$HAUL" put -q "$FX_ROOT/s256k" s3://bench/@RUN@
+  run_case u haul "haul put --workers $CONC" "s3:$N256:$B256" "$HAUL" put -q --workers "$CONC" "$FX_ROOT/s256k" s3://bench/@RUN@
+  BIG=$(cd "$FX_ROOT/big" && ls | head -1)
+  SIZE=$(stat -c %s "$FX_ROOT/big/$BIG")
+  run_case u2 peer "s5cmd cp" "s3:1:$SIZE" "$S5CMD" cp "$FX_ROOT/big/$BIG" "s3://bench/@RUN@/$BIG"
+  run_case u2 peer "rclone copy" "s3:1:$SIZE" "$RCLONE" copy "$FX_ROOT/big/$BIG" local:bench/@RUN@/
+  run_case u2 haul "haul put (no flags)" "s3:1:$SIZE" "$HAUL" put -q "$FX_ROOT/big/$BIG" s3://bench/@RUN@
+  # u3: the rerun of an upload that is complete: s3://bench/s256k/ holds the 1,000 files.
+  run_case u3 peer "s5cmd sync (size and mtime)" - "$S5CMD" sync "$FX_ROOT/s256k/" s3://bench/s256k/
+  run_case u3 peer "rclone copy --checksum --transfers $CONC" - "$RCLONE" copy --checksum "$FX_ROOT/s256k/" local:bench/s256k/ \
+    --transfers "$CONC" --checkers "$CONC"
+  run_case u3 peer "rclone copy (size and mtime) --transfers $CONC" - "$RCLONE" copy "$FX_ROOT/s256k/" local:bench/s256k/ \
+    --transfers "$CONC" --checkers "$CONC"
+  run_case u3 haul "haul put (no flags: size and checksum)" - "$HAUL" put -q "$FX_ROOT/s256k" s3://bench/s256k
 fi
 
 if want w1 || want w1n || want w2; then
@@ -382,12 +410,13 @@ import sys
 case, name, m, kind, best, runs = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4], float(sys.argv[5]), sys.argv[6].split()
 count, size = {"a": (2000, 65536), "b": (1, 1 << 30), "b2": (1, 1 << 30), "c": (1000, 262144), "e": (2000, 65536), "e2": (1, 1 << 30),
                "w1": (1000, 65536), "w1n": (1000, 65536), "w2": (1, 1 << 30), "w3": (1000, 262144),
-               "w4": (201, 200 * 65536 + (48 << 20))}[case]
+               "w4": (201, 200 * 65536 + (48 << 20)), "u": (1000, 262144), "u2": (1, 1 << 30), "u3": (1000, 262144)}[case]
 rate = f"{count / m:,.0f} obj/s" if count > 1 else f"{size / m / 1e9:.2f} GB/s"
 ratio = f"**{m / best:.2f}**" if kind == "haul" and best else ("" if kind == "floor" else f"{m / best:.2f}")
 label = {"a": "a 2,000 x 64 KiB → files", "b": "b 1 GiB → /dev/null", "b2": "b 1 GiB → file", "c": "c 1,000 x 256 KiB S3", "e": "e 2,000 x 64 KiB → S3", "e2": "e 1 GiB → S3",
          "w1": "w1 WAN 1,000 x 64 KiB", "w1n": "w1n WAN, no stragglers", "w2": "w2 WAN 1 GiB", "w3": "w3 WAN S3 1,000 x 256 KiB",
-         "w4": "w4 WAN tail: 200 x 64 KiB + 48 MiB"}[case]
+         "w4": "w4 WAN tail: 200 x 64 KiB + 48 MiB", "u": "u 1,000 x 256 KiB files → S3", "u2": "u2 1 GiB file → S3",
+         "u3": "u3 rerun, 1,000 files unchanged"}[case]
 print(f"| {label} | {name} | {m:.3f} | {rate} | {ratio} | {', '.join(runs)} |")
 PY
 done

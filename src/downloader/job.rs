@@ -259,8 +259,9 @@ impl JobSpec {
     /// [`Source::Local`]): `haul put`. What [`existing`](JobSpec::existing) means here:
     /// [`Existing::Replace`] uploads every file; [`Existing::Skip`] skips a file whose key is
     /// in the target; [`Existing::Revalidate`] skips it only when the stored object has the
-    /// file's size and the store's checksum of it (or the MD5 its ETag stands for) matches
-    /// the file's bytes, so a rerun uploads only what changed. Which keys are there comes
+    /// file's size and the file's bytes match the MD5 its listed ETag stands for (a
+    /// single-part object: no request), or else the store's checksum of it (one HEAD), so a
+    /// rerun uploads only what changed. Which keys are there comes
     /// from one listing of the target prefix, read alongside the walk (a page per 1,000
     /// keys), not a request per file. A selection applies to the names, sizes and
     /// modification times of the files.

@@ -287,8 +287,8 @@ enum From<'a> {
 /// Whether a local file's key in `target` is there as the job cares (see
 /// [`JobSpec::local`](crate::JobSpec::local)): for [`Existing::Skip`](crate::Existing::Skip)
 /// any object the listing found; for [`Existing::Revalidate`](crate::Existing::Revalidate)
-/// one of the file's size whose stored checksum (one HEAD), or MD5 ETag, the file's bytes
-/// match. An object the store keeps no checksum of cannot be told unchanged: it is uploaded.
+/// one of the file's size whose MD5 ETag in the listing, or else stored checksum (one
+/// HEAD), the file's bytes match. An object the store keeps no checksum of cannot be told unchanged: it is uploaded.
 fn stored_same(
     task: &Task,
     target: &S3Target,
@@ -305,15 +305,28 @@ fn stored_same(
     if task.size != Some(stored.size) {
         return Ok(None);
     }
-    let info = crate::http::transport::with_cancel(&job.cancel, || target.bucket().head_info(key))
-        .map_err(|source| DownloadError::Store {
-            key: format!("s3://{}/{key}", target.bucket().name()),
-            source: Box::new(source),
-        })?;
-    let Some(info) = info.filter(|info| info.total == task.size) else {
-        return Ok(None); // gone or rewritten since it was listed
+    // A single-part object's ETag in the listing is its MD5: no request needed. (An ETag
+    // that only looks like one, of a KMS-encrypted object, never matches: uploaded again,
+    // which costs bytes but loses nothing.) Otherwise the stored checksum, from a HEAD.
+    let listed_md5 = stored
+        .etag
+        .as_deref()
+        .and_then(crate::engine::verify::etag_md5);
+    let mut verifier = match listed_md5 {
+        Some(md5) => Verifier::new(None, Some(md5), None),
+        None => {
+            let head =
+                crate::http::transport::with_cancel(&job.cancel, || target.bucket().head_info(key));
+            let info = head.map_err(|source| DownloadError::Store {
+                key: format!("s3://{}/{key}", target.bucket().name()),
+                source: Box::new(source),
+            })?;
+            let Some(info) = info.filter(|info| info.total == task.size) else {
+                return Ok(None); // gone or rewritten since it was listed
+            };
+            Verifier::new(None, info.md5(), info.checksum.as_ref())
+        }
     };
-    let mut verifier = Verifier::new(None, info.md5(), info.checksum.as_ref());
     if verifier.is_empty() {
         debug!(
             "{}: s3://{}/{key} keeps no checksum to compare {} with: uploading it",

@@ -69,14 +69,24 @@ fn put_uploads_a_tree_that_s3_get_brings_back_and_a_rerun_uploads_only_what_chan
             &dry,
             "dry run: would upload 1 objects (7000 bytes as listed), skip 2, delete 0",
         );
-        assert!(text(&dry.stderr).contains("would upload a.bin"), "{}", text(&dry.stderr));
+        assert!(
+            text(&dry.stderr).contains("would upload a.bin"),
+            "{}",
+            text(&dry.stderr)
+        );
         succeeds(&put(&[]), "1 landed, 0 failed, 2 skipped");
         succeeds(&put(&["--skip-existing"]), "0 landed, 0 failed, 3 skipped");
         succeeds(&put(&["--force"]), "3 landed, 0 failed, 0 skipped");
         let again = dir.path().join("again");
         let out = haul(
             &server,
-            &["s3", "get", &format!("{to}/a.bin"), "-o", again.to_str().unwrap()],
+            &[
+                "s3",
+                "get",
+                &format!("{to}/a.bin"),
+                "-o",
+                again.to_str().unwrap(),
+            ],
         );
         succeeds(&out, "1 landed");
         assert_eq!(std::fs::read(again.join("a.bin")).unwrap(), [9u8; 7000]);
