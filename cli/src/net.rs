@@ -28,6 +28,11 @@ pub(crate) struct NetArgs {
     /// The stall rule's floor, in bytes per window.
     #[arg(long, value_name = "BYTES", default_value_t = 1024, global = true)]
     stall_bytes: u64,
+    /// Connect to ADDR for HOST:PORT instead of asking DNS (curl's --resolve): a bucket's
+    /// virtual-hosted name on a private store, a staging server under its real name. Repeat
+    /// for more
+    #[arg(long, value_name = "HOST:PORT:ADDR", value_parser = parse_resolve, global = true)]
+    resolve: Vec<(String, u16, std::net::IpAddr)>,
     /// Refuse to connect to loopback, private, link-local, CGNAT and cloud-metadata
     /// addresses (checked on the resolved address; proxy settings are ignored).
     #[arg(long, global = true)]
@@ -53,6 +58,9 @@ impl NetArgs {
                 crate::run::UsageError(format!("--ca-bundle {}: {e}", path.display()))
             })?;
             config = config.root_certificate_pem(pem);
+        }
+        for (host, port, addr) in &self.resolve {
+            config = config.resolve(host.as_str(), *port, *addr);
         }
         Ok(config
             .connect_timeout(secs(self.connect_timeout, "connect-timeout")?)
@@ -88,6 +96,19 @@ pub(crate) struct S3Args {
     /// ML datasets)
     #[arg(long, global = true)]
     no_sign_request: bool,
+    /// How buckets are addressed: virtual (https://BUCKET.host/key, AWS's way), path
+    /// (https://host/BUCKET/key, which MinIO, SeaweedFS and Ceph need), or auto: virtual for
+    /// AWS, path for any --endpoint
+    #[arg(long, global = true, value_enum, default_value_t = Addressing::Auto)]
+    addressing_style: Addressing,
+}
+
+/// `--addressing-style`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Addressing {
+    Auto,
+    Path,
+    Virtual,
 }
 
 impl S3Args {
@@ -105,6 +126,11 @@ impl S3Args {
         }
         if self.no_sign_request {
             config = config.anonymous();
+        }
+        match self.addressing_style {
+            Addressing::Auto => {}
+            Addressing::Path => config = config.path_style(true),
+            Addressing::Virtual => config = config.path_style(false),
         }
         // The profile's ca_bundle (read by from_profile) adds to the flags' roots.
         let mut http = net.http()?;
@@ -146,6 +172,23 @@ pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
+/// `--resolve HOST:PORT:ADDR` (an IPv6 address may be bracketed, as curl writes it).
+fn parse_resolve(text: &str) -> Result<(String, u16, std::net::IpAddr), String> {
+    let bad = || format!("{text:?}: expected HOST:PORT:ADDR, e.g. data.s3.internal:443:10.0.0.5");
+    let mut parts = text.splitn(3, ':');
+    let (host, port, addr) = (parts.next(), parts.next(), parts.next());
+    let (Some(host), Some(port), Some(addr)) = (host, port, addr) else {
+        return Err(bad());
+    };
+    let port = port.parse().map_err(|_| bad())?;
+    let addr = addr.trim_start_matches('[').trim_end_matches(']');
+    let addr = addr.parse().map_err(|_| bad())?;
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok((host.to_ascii_lowercase(), port, addr))
+}
+
 /// `--shard I/N`: this process takes shard I of N (0-based).
 pub(crate) fn parse_shard(text: &str) -> Result<(u32, u32), String> {
     let bad = || format!("{text:?}: expected I/N with 0 <= I < N, e.g. 2/8");
@@ -159,7 +202,20 @@ pub(crate) fn parse_shard(text: &str) -> Result<(u32, u32), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::{parse_resolve, parse_size};
+
+    #[test]
+    fn resolve_takes_host_port_and_an_address() {
+        assert_eq!(
+            parse_resolve("Data.S3.internal:9000:10.0.0.5"),
+            Ok(("data.s3.internal".to_owned(), 9000, [10, 0, 0, 5].into()))
+        );
+        let v6 = parse_resolve("h:443:[::1]").unwrap();
+        assert_eq!(v6.2, std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST));
+        for text in ["h:443", "h:port:1.2.3.4", ":443:1.2.3.4", "h:443:nowhere"] {
+            assert!(parse_resolve(text).is_err(), "{text}");
+        }
+    }
 
     #[test]
     fn sizes_take_binary_and_decimal_units() {

@@ -100,14 +100,34 @@ fn v6_class(ip: Ipv6Addr) -> Option<&'static str> {
 pub(crate) struct PolicyResolver {
     inner: DefaultResolver,
     policy: EgressPolicy,
+    /// Addresses given for some `host:port`s ([`HttpConfig::resolve`](crate::HttpConfig)).
+    overrides: Vec<(String, u16, std::net::IpAddr)>,
 }
 
 impl PolicyResolver {
-    pub(crate) fn new(policy: EgressPolicy) -> PolicyResolver {
+    pub(crate) fn new(
+        policy: EgressPolicy,
+        overrides: Vec<(String, u16, std::net::IpAddr)>,
+    ) -> PolicyResolver {
         PolicyResolver {
             inner: DefaultResolver::default(),
             policy,
+            overrides,
         }
+    }
+
+    /// The address given for `uri`'s host and port, if any.
+    fn overridden(&self, uri: &ureq::http::Uri) -> Option<std::net::SocketAddr> {
+        let host = uri.host()?.to_ascii_lowercase();
+        let port = uri.port_u16().or(match uri.scheme_str() {
+            Some("https") => Some(443),
+            Some("http") => Some(80),
+            _ => None,
+        })?;
+        self.overrides
+            .iter()
+            .find(|(h, p, _)| *h == host && *p == port)
+            .map(|(_, _, ip)| std::net::SocketAddr::new(*ip, port))
     }
 }
 
@@ -126,7 +146,14 @@ impl Resolver for PolicyResolver {
         config: &ureq::config::Config,
         timeout: NextTimeout,
     ) -> Result<ResolvedSocketAddrs, ureq::Error> {
-        let addrs = self.inner.resolve(uri, config, timeout)?;
+        let addrs = match self.overridden(uri) {
+            Some(addr) => {
+                let mut addrs = self.empty();
+                addrs.push(addr);
+                addrs
+            }
+            None => self.inner.resolve(uri, config, timeout)?,
+        };
         if self.policy == EgressPolicy::Any {
             return Ok(addrs);
         }

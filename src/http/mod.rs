@@ -58,6 +58,11 @@ pub struct HttpConfig {
     /// system bundle, or `SSL_CERT_FILE` / `SSL_CERT_DIR` when set); on a machine that has
     /// none, and with no roots added here, the bundled web PKI roots are trusted instead.
     pub root_certificates_pem: Vec<Vec<u8>>,
+    /// Addresses to connect to for some `host:port`s instead of asking DNS, as curl's
+    /// `--resolve HOST:PORT:ADDR`: to reach a store's virtual-hosted bucket names, a staging
+    /// server under its production name, or a test server. The egress policy still judges
+    /// the address. Default none.
+    pub resolve: Vec<(String, u16, std::net::IpAddr)>,
 }
 
 impl Default for HttpConfig {
@@ -72,6 +77,7 @@ impl Default for HttpConfig {
             input_buffer_bytes: 1 << 20,
             user_agent: concat!("haul/", env!("CARGO_PKG_VERSION")).to_owned(),
             root_certificates_pem: Vec::new(),
+            resolve: Vec::new(),
         }
     }
 }
@@ -105,6 +111,18 @@ impl HttpConfig {
     pub fn stall(mut self, min_bytes: u64, window: Duration) -> Self {
         self.stall_min_bytes = min_bytes;
         self.stall_window = window;
+        self
+    }
+
+    /// Connects to `addr` for `host:port` (see [`resolve`](HttpConfig::resolve)).
+    ///
+    /// ```
+    /// let config = haul::HttpConfig::default().resolve("data.s3.internal", 9000, [127, 0, 0, 1].into());
+    /// assert_eq!(config.resolve.len(), 1);
+    /// ```
+    pub fn resolve(mut self, host: impl Into<String>, port: u16, addr: std::net::IpAddr) -> Self {
+        self.resolve
+            .push((host.into().to_ascii_lowercase(), port, addr));
         self
     }
 
@@ -162,7 +180,7 @@ impl Agents {
             ureq::Agent::with_parts(
                 agent_config(config, buffers, roots.clone()),
                 crate::http::transport::CancellableConnector::default(),
-                PolicyResolver::new(config.egress),
+                PolicyResolver::new(config.egress, config.resolve.clone()),
             )
         };
         Agents {

@@ -20,6 +20,8 @@ use super::TestDir;
 
 pub const ACCESS_KEY: &str = "haul-test-key";
 pub const SECRET_KEY: &str = "haul-test-secret";
+/// The domain of a virtual-hosted in-process server ([`S3Server::start_virtual_hosted`]).
+pub const VIRTUAL_DOMAIN: &str = "s3.haul.test";
 
 /// Requests seen by the server.
 #[derive(Debug, Default)]
@@ -176,6 +178,9 @@ struct Local {
     switches: Arc<super::s3_store::Switches>,
     /// The server certificate's PEM, when it speaks HTTPS.
     certificate_pem: Option<String>,
+    /// Buckets addressed virtual-hosted style, as `bucket.s3.haul.test:PORT`.
+    virtual_hosted: bool,
+    buckets: Vec<String>,
     root: TestDir,
     counters: Arc<Counters>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -207,15 +212,23 @@ impl S3Server {
     /// Starts a server in this process, whatever the environment says: for tests about the
     /// server itself going away, or that count its requests.
     pub fn start_local(buckets: &[&str]) -> S3Server {
-        S3Server::start_with(buckets, false)
+        S3Server::start_with(buckets, false, false)
     }
 
     /// Starts a server that speaks HTTPS with a fresh self-signed certificate for 127.0.0.1.
     pub fn start_tls(buckets: &[&str]) -> S3Server {
-        S3Server::start_with(buckets, true)
+        S3Server::start_with(buckets, true, false)
     }
 
-    fn start_with(buckets: &[&str], tls: bool) -> S3Server {
+    /// Starts a server in this process whose buckets are addressed virtual-hosted style, as
+    /// on AWS: `http://BUCKET.s3.haul.test:PORT/key` (names no DNS knows: its
+    /// [`config`](S3Server::config) and [`resolve_args`](S3Server::resolve_args) say where
+    /// they are).
+    pub fn start_virtual_hosted(buckets: &[&str]) -> S3Server {
+        S3Server::start_with(buckets, false, true)
+    }
+
+    fn start_with(buckets: &[&str], tls: bool, virtual_hosted: bool) -> S3Server {
         let root = TestDir::new();
         for bucket in buckets {
             std::fs::create_dir_all(root.path().join(bucket)).unwrap();
@@ -232,6 +245,10 @@ impl S3Server {
         keys.allow(ACCESS_KEY, SECRET_KEY, None);
         builder.set_auth(keys.clone());
         builder.set_access(PublicReads(Arc::clone(&switches)));
+        if virtual_hosted {
+            let domain = format!("{VIRTUAL_DOMAIN}:{}", addr.port());
+            builder.set_host(s3s::host::SingleDomain::new(&domain).unwrap());
+        }
         let service = builder.build();
         let (acceptor, certificate_pem) = if tls {
             let (acceptor, pem) = tls_acceptor();
@@ -262,6 +279,8 @@ impl S3Server {
                 keys,
                 switches,
                 certificate_pem,
+                virtual_hosted,
+                buckets: buckets.iter().map(|b| (*b).to_owned()).collect(),
                 root,
                 counters,
                 stop: Some(stop_tx),
@@ -342,6 +361,9 @@ impl S3Server {
                 } else {
                     "http"
                 };
+                if local.virtual_hosted {
+                    return format!("{scheme}://{VIRTUAL_DOMAIN}:{}", local.addr.port());
+                }
                 format!("{scheme}://{}", local.addr)
             }
             Backend::External(external) => external.endpoint.clone(),
@@ -372,6 +394,9 @@ impl S3Server {
 
     /// The server's socket address (for a proxy in front of it).
     pub fn socket_addr(&self) -> SocketAddr {
+        if let Backend::Local(local) = &self.backend {
+            return local.addr;
+        }
         let endpoint = self.endpoint();
         let authority = endpoint.split("://").nth(1).unwrap().trim_end_matches('/');
         std::net::ToSocketAddrs::to_socket_addrs(authority)
@@ -389,7 +414,42 @@ impl S3Server {
     }
 
     pub fn config(&self) -> S3Config {
-        self.config_at(self.endpoint())
+        let config = self.config_at(self.endpoint());
+        match &self.backend {
+            Backend::Local(local) if local.virtual_hosted => {
+                let mut http = config.http.clone();
+                for (host, port) in self.virtual_hosts() {
+                    http = http.resolve(host, port, local.addr.ip());
+                }
+                config.path_style(false).http(http)
+            }
+            _ => config,
+        }
+    }
+
+    /// The names a virtual-hosted server is reached by (its domain, and each bucket's under
+    /// it), with its port; none for others.
+    pub fn virtual_hosts(&self) -> Vec<(String, u16)> {
+        match &self.backend {
+            Backend::Local(local) if local.virtual_hosted => {
+                let port = local.addr.port();
+                std::iter::once(VIRTUAL_DOMAIN.to_owned())
+                    .chain(local.buckets.iter().map(|b| format!("{b}.{VIRTUAL_DOMAIN}")))
+                    .map(|host| (host, port))
+                    .collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// `--resolve HOST:PORT:ADDR` arguments for the `haul` binary, one per
+    /// [`virtual_hosts`](S3Server::virtual_hosts) name.
+    pub fn resolve_args(&self) -> Vec<String> {
+        let ip = self.socket_addr().ip();
+        self.virtual_hosts()
+            .into_iter()
+            .flat_map(|(host, port)| ["--resolve".to_owned(), format!("{host}:{port}:{ip}")])
+            .collect()
     }
 
     /// A configuration for this server reached at `endpoint` (a proxy in front of it).

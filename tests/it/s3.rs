@@ -218,3 +218,44 @@ fn a_bucket_in_another_region_is_followed_and_every_call_made_again() {
         }
     });
 }
+
+#[test]
+fn virtual_hosted_buckets_are_reached_by_their_own_names() {
+    use haul::{Fetcher, HttpConfig};
+    use std::io::Read;
+    crate::support::guard(|| {
+        let server = S3Server::start_virtual_hosted(&["vhost"]);
+        let addr = server.socket_addr();
+        let (access, secret) = server.keys();
+        // Only the bucket's own name resolves: path-style requests (to the domain itself)
+        // cannot get through, so whatever works went to `vhost.s3.haul.test`.
+        let config = |path_style: bool| {
+            let http = HttpConfig::default().resolve("vhost.s3.haul.test", addr.port(), addr.ip());
+            S3Config::new(server.endpoint(), "us-east-1")
+                .credentials(access, secret)
+                .path_style(path_style)
+                .http(http)
+        };
+        let bucket = Bucket::new("vhost", &config(false)).unwrap();
+        bucket.put("dir/a.txt", b"virtually").unwrap();
+        let keys: Vec<String> = bucket.list("dir/").map(|o| o.unwrap().key).collect();
+        assert_eq!(keys, ["dir/a.txt"]);
+        assert_eq!(bucket.head("dir/a.txt").unwrap().map(|o| o.size), Some(9));
+        let fetcher = Fetcher::builder().workers(1).build().unwrap();
+        let mut bytes = Vec::new();
+        fetcher
+            .fetch(&bucket, vec!["dir/a.txt".to_owned()])
+            .next()
+            .unwrap()
+            .unwrap()
+            .into_reader()
+            .read_to_end(&mut bytes)
+            .unwrap();
+        assert_eq!(bytes, b"virtually");
+
+        let once = haul::RetryPolicy::default().attempts(1);
+        let path = Bucket::new("vhost", &config(true).retry(once)).unwrap();
+        let err = path.list("dir/").next().unwrap().unwrap_err();
+        assert!(matches!(err, S3Error::Request { .. }), "{err:?}");
+    });
+}

@@ -1247,3 +1247,43 @@ fn a_bucket_in_another_region_is_followed_with_one_warning_naming_it() {
         assert!(!text(&out.stderr).contains("following it"));
     });
 }
+
+#[test]
+fn addressing_style_and_resolve_reach_a_virtual_hosted_bucket() {
+    guard(|| {
+        let server = crate::support::s3::S3Server::start_virtual_hosted(&["vbucket"]);
+        server.seed_file("vbucket", "k/a", b"aaa");
+        let port = server.socket_addr().port();
+        let only_bucket = format!("vbucket.s3.haul.test:{port}:127.0.0.1");
+        let ls = |style: &str| {
+            haul_s3(
+                &server,
+                &[
+                    "s3",
+                    "ls",
+                    "s3://vbucket/k/",
+                    "--addressing-style",
+                    style,
+                    "--resolve",
+                    &only_bucket,
+                    "--attempts",
+                    "1",
+                ],
+            )
+        };
+        let out = ls("virtual");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), "           3 k/a\n");
+        // A custom endpoint is path style by default: to s3.haul.test itself, which only
+        // the bucket's name was given an address for.
+        for style in ["auto", "path"] {
+            let out = ls(style);
+            assert_eq!(out.status.code(), Some(1), "{style}: {}", text(&out.stderr));
+            assert!(
+                text(&out.stderr).contains("request failed"),
+                "{style}: {}",
+                text(&out.stderr)
+            );
+        }
+    });
+}
