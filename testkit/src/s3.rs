@@ -434,7 +434,12 @@ impl S3Server {
             Backend::Local(local) if local.virtual_hosted => {
                 let port = local.addr.port();
                 std::iter::once(VIRTUAL_DOMAIN.to_owned())
-                    .chain(local.buckets.iter().map(|b| format!("{b}.{VIRTUAL_DOMAIN}")))
+                    .chain(
+                        local
+                            .buckets
+                            .iter()
+                            .map(|b| format!("{b}.{VIRTUAL_DOMAIN}")),
+                    )
                     .map(|host| (host, port))
                     .collect()
             }
