@@ -462,21 +462,33 @@ impl Run<'_, '_> {
     }
 
     /// The whole object's digests: the SHA-256 expected, the MD5 an S3 ETag stands for and
-    /// a full-object checksum the store returned. Bytes held from before this run are
-    /// replayed into them.
+    /// a checksum the store returned (full-object, or composite once its parts' sizes are
+    /// known). Bytes held from before this run are replayed into them.
     fn start_verifier(&mut self, dest: &mut dyn Destination) -> Result<(), Failure<DownloadError>> {
         let pinned = self.pin.get().unwrap_or_default();
         let md5 = pinned
             .md5()
             .filter(|_| self.expect.md5_etag && matches!(self.source, Source::S3 { .. }));
-        let checksum = pinned.checksum.as_ref().filter(|_| self.expect.checksum);
-        if let Some(algorithm) = pinned.composite.filter(|_| self.expect.checksum) {
-            debug!(
-                "GET {}: a composite {algorithm} checksum (of its parts' checksums) is not \
-                 verified",
-                self.shown
-            );
-        }
+        // A composite checksum (of the parts' checksums) needs the parts' sizes: one request
+        // for them, or the skip logged at debug.
+        let composite = match (&pinned.composite, self.source) {
+            (Some(composite), Source::S3 { bucket, key, .. }) if self.expect.checksum => {
+                bucket.composite_parts(key, pinned.etag_unquoted(), composite)
+            }
+            (Some(composite), _) if self.expect.checksum => {
+                debug!(
+                    "GET {}: a composite {} checksum is not verified: no store to ask its parts",
+                    self.shown, composite.algorithm
+                );
+                None
+            }
+            _ => None,
+        };
+        let checksum = pinned
+            .checksum
+            .as_ref()
+            .or(composite.as_ref())
+            .filter(|_| self.expect.checksum);
         let mut verifier = Verifier::new(self.expect.sha256, md5, checksum);
         if !verifier.is_empty() && dest.held() > 0 {
             dest.replay(&mut |bytes| verifier.update(bytes))

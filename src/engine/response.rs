@@ -21,9 +21,9 @@ pub(crate) struct ObjectInfo {
     pub(crate) last_modified: Option<String>,
     /// A full-object checksum the store returned (`x-amz-checksum-*`, not a composite one).
     pub(crate) checksum: Option<StoreChecksum>,
-    /// The algorithm of a composite checksum the store returned instead (of the parts'
-    /// checksums: the bytes cannot be checked against it without the parts' ranges).
-    pub(crate) composite: Option<&'static str>,
+    /// A composite checksum the store returned instead (of the parts' checksums: the bytes
+    /// can be checked against it only once the parts' sizes are known).
+    pub(crate) composite: Option<StoreChecksum>,
     /// Server-side encryption with KMS or a customer key: the ETag is then not the MD5.
     pub(crate) encrypted: bool,
     /// Whether the server said it serves byte ranges (`Accept-Ranges: bytes`).
@@ -49,8 +49,18 @@ impl ObjectInfo {
         let composite = text("x-amz-checksum-type").is_some_and(|t| t == "COMPOSITE")
             || returned.as_ref().is_some_and(|(_, v)| v.contains('-'));
         let (checksum, composite) = match returned {
-            Some((algorithm, _)) if composite => (None, Some(algorithm)),
-            Some((algorithm, value)) => (Some(StoreChecksum { algorithm, value }), None),
+            Some((algorithm, value)) => {
+                let checksum = StoreChecksum {
+                    algorithm,
+                    value,
+                    parts: None,
+                };
+                if composite {
+                    (None, Some(checksum))
+                } else {
+                    (Some(checksum), None)
+                }
+            }
             None => (None, None),
         };
         ObjectInfo {

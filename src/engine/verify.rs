@@ -115,6 +115,10 @@ pub(crate) fn etag_md5(etag: &str) -> Option<[u8; 16]> {
 pub(crate) struct StoreChecksum {
     pub(crate) algorithm: &'static str,
     pub(crate) value: String,
+    /// For a composite checksum (`…-N`, of a multipart upload's parts' checksums): the
+    /// parts' sizes, in order, when known (`GetObjectAttributes`); `None` for a full-object
+    /// checksum.
+    pub(crate) parts: Option<Vec<u64>>,
 }
 
 /// The algorithms haul verifies, by response header, cheapest first: an object with more
@@ -137,6 +141,58 @@ enum Running {
     Md5(md5::Context),
     /// The CRC and its width in bytes.
     Crc(crc_fast::Digest, usize),
+    /// A composite checksum: one digest per part, then the digest of those digests.
+    Composite(Box<Composite>),
+}
+
+/// A composite checksum being computed: the parts' sizes, where the bytes have got to, the
+/// running digest of the part they are in, and the digests of the parts before it (raw,
+/// concatenated: what the composite is the digest of).
+#[derive(Clone)]
+struct Composite {
+    algorithm: &'static str,
+    sizes: Vec<u64>,
+    index: usize,
+    in_part: u64,
+    part: Running,
+    digests: Vec<u8>,
+    /// More bytes came than the parts hold.
+    overflow: bool,
+}
+
+impl Composite {
+    fn update(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let Some(&size) = self.sizes.get(self.index) else {
+                self.overflow = true;
+                return;
+            };
+            let take = usize::try_from(size - self.in_part)
+                .unwrap_or(usize::MAX)
+                .min(bytes.len());
+            self.part.update(&bytes[..take]);
+            self.in_part += take as u64;
+            bytes = &bytes[take..];
+            if self.in_part == size {
+                let done = std::mem::replace(&mut self.part, Running::new(self.algorithm));
+                self.digests.extend(done.raw());
+                self.index += 1;
+                self.in_part = 0;
+            }
+        }
+    }
+
+    /// `BASE64-N`, as S3 writes a composite checksum; a value that matches none when the
+    /// bytes were not the parts' sizes.
+    fn finish(self) -> String {
+        let count = self.sizes.len();
+        if self.overflow || self.index != count {
+            return format!("(not {count} parts of the sizes the store lists)");
+        }
+        let mut outer = Running::new(self.algorithm);
+        outer.update(&self.digests);
+        format!("{}-{count}", base64(&outer.raw()))
+    }
 }
 
 impl Running {
@@ -158,6 +214,18 @@ impl Running {
             Running::Sha1(h) => sha1::Digest::update(h, bytes),
             Running::Md5(h) => h.consume(bytes),
             Running::Crc(h, _) => h.update(bytes),
+            Running::Composite(c) => c.update(bytes),
+        }
+    }
+
+    /// The digest's bytes (big-endian for CRCs).
+    fn raw(self) -> Vec<u8> {
+        match self {
+            Running::Sha256(h) => h.finalize().to_vec(),
+            Running::Sha1(h) => sha1::Digest::finalize(h).to_vec(),
+            Running::Md5(h) => h.finalize().0.to_vec(),
+            Running::Crc(h, width) => h.finalize().to_be_bytes()[8 - width..].to_vec(),
+            Running::Composite(c) => c.finish().into_bytes(),
         }
     }
 
@@ -165,10 +233,9 @@ impl Running {
     /// big-endian value for CRCs; hex for MD5.
     fn finish(self) -> String {
         match self {
-            Running::Sha256(h) => base64(&h.finalize()),
-            Running::Sha1(h) => base64(&sha1::Digest::finalize(h)),
             Running::Md5(h) => format!("{:x}", h.finalize()),
-            Running::Crc(h, width) => base64(&h.finalize().to_be_bytes()[8 - width..]),
+            Running::Composite(c) => c.finish(),
+            other => base64(&other.raw()),
         }
     }
 }
@@ -248,6 +315,8 @@ pub(crate) struct Verifier {
 /// What one running digest must come to, and how to show it.
 #[derive(Clone)]
 struct Expected {
+    /// The digest as it starts, before any byte (what it starts again from).
+    start: Running,
     algorithm: &'static str,
     /// As [`Running::finish`] writes it.
     value: String,
@@ -278,6 +347,7 @@ impl Verifier {
             checks.push((
                 Running::new("sha256"),
                 Expected {
+                    start: Running::new("sha256"),
                     algorithm: "sha256",
                     value: digest.to_base64(),
                     hex: true,
@@ -285,9 +355,22 @@ impl Verifier {
             ));
         }
         if let Some(checksum) = checksum {
+            let start = match &checksum.parts {
+                None => Running::new(checksum.algorithm),
+                Some(sizes) => Running::Composite(Box::new(Composite {
+                    algorithm: checksum.algorithm,
+                    sizes: sizes.clone(),
+                    index: 0,
+                    in_part: 0,
+                    part: Running::new(checksum.algorithm),
+                    digests: Vec::new(),
+                    overflow: false,
+                })),
+            };
             checks.push((
-                Running::new(checksum.algorithm),
+                start.clone(),
                 Expected {
+                    start,
                     algorithm: checksum.algorithm,
                     value: checksum.value.clone(),
                     hex: false,
@@ -298,6 +381,7 @@ impl Verifier {
             checks.push((
                 Running::new("md5"),
                 Expected {
+                    start: Running::new("md5"),
                     algorithm: "md5",
                     value: hex::encode(md5),
                     hex: false,
@@ -328,7 +412,7 @@ impl Verifier {
     pub(crate) fn finish(&mut self) -> Result<(), Box<DigestMismatch>> {
         let mut first = None;
         for (running, expected) in &mut self.checks {
-            let done = std::mem::replace(running, Running::new(expected.algorithm));
+            let done = std::mem::replace(running, expected.start.clone());
             let actual = done.finish();
             if actual != expected.value && first.is_none() {
                 let shown = |value: &str| {
@@ -351,7 +435,7 @@ impl Verifier {
     /// Starts every digest again from nothing (the object starts over).
     pub(crate) fn reset(&mut self) {
         for (running, expected) in &mut self.checks {
-            *running = Running::new(expected.algorithm);
+            *running = expected.start.clone();
         }
     }
 }
@@ -424,6 +508,47 @@ mod tests {
         v.update(b"hello");
         assert_eq!(v.finish(), Ok(()), "finish starts the digests again");
         assert!(Verifier::new(None, None, None).is_empty());
+    }
+
+    #[test]
+    fn a_composite_checksum_is_the_digest_of_the_parts_digests() {
+        let bytes: Vec<u8> = (0..250u32).map(|i| (i * 7) as u8).collect();
+        let sizes = [100u64, 60, 90];
+        let mut digests = Vec::new();
+        let mut at = 0;
+        for size in sizes {
+            let mut part = Running::new("crc32c");
+            part.update(&bytes[at..at + size as usize]);
+            digests.extend(part.raw());
+            at += size as usize;
+        }
+        let mut outer = Running::new("crc32c");
+        outer.update(&digests);
+        let value = format!("{}-3", base64(&outer.raw()));
+        let checksum = |sizes: &[u64]| StoreChecksum {
+            algorithm: "crc32c",
+            value: value.clone(),
+            parts: Some(sizes.to_vec()),
+        };
+        let mut v = Verifier::new(None, None, Some(&checksum(&sizes)));
+        // Fed in pieces that straddle the parts' boundaries.
+        for chunk in bytes.chunks(33) {
+            v.update(chunk);
+        }
+        assert_eq!(v.finish(), Ok(()));
+        // Other boundaries, a byte more, or a byte changed: never taken for it.
+        let mut other = Verifier::new(None, None, Some(&checksum(&[100, 90, 60])));
+        other.update(&bytes);
+        assert!(other.finish().is_err());
+        v.update(&bytes);
+        v.update(b"x");
+        assert!(v.finish().is_err());
+        let mut changed = bytes.clone();
+        changed[150] ^= 1;
+        v.update(&changed);
+        assert!(v.finish().is_err());
+        v.update(&bytes);
+        assert_eq!(v.finish(), Ok(()), "it starts again after each finish");
     }
 
     #[test]

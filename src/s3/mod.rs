@@ -9,6 +9,7 @@ use std::fmt;
 use std::io::Read;
 use std::sync::Arc;
 
+mod attributes;
 pub(crate) mod credentials;
 mod listing;
 mod multipart;
@@ -665,10 +666,11 @@ impl Bucket {
         })
     }
 
-    /// The full-object checksum the store keeps for `key`, asked with a HEAD (a ranged GET
-    /// does not return it): `None` when it keeps none (or a composite one), or when the
-    /// object's ETag is no longer `etag` (another version, whose checksum says nothing of
-    /// this one's bytes).
+    /// The checksum the store keeps for `key`, asked with a HEAD (a ranged GET does not
+    /// return it): a full-object one, or a composite one with its parts' sizes (see
+    /// [`composite_parts`](Bucket::composite_parts)); `None` when it keeps none (or a
+    /// composite one whose parts it does not list), or when the object's ETag is no longer
+    /// `etag` (another version, whose checksum says nothing of this one's bytes).
     /// A HEAD that fails is logged at debug: the object is then checked without it.
     pub(crate) fn stored_checksum(
         &self,
@@ -684,7 +686,14 @@ impl Bucket {
         };
         let info = crate::engine::response::ObjectInfo::of(&reply);
         let same = etag.is_none_or(|e| info.etag_unquoted() == Some(e.trim_matches('"')));
-        info.checksum.filter(|_| same)
+        if !same {
+            return None;
+        }
+        match (info.checksum, &info.composite) {
+            (Some(checksum), _) => Some(checksum),
+            (None, Some(composite)) => self.composite_parts(key, etag, composite),
+            (None, None) => None,
+        }
     }
 
     /// What a HEAD of `key` says of its version (size, ETag, full-object checksum), or

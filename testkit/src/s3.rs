@@ -721,6 +721,20 @@ fn serve(
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
 }
 
+/// The composite checksum S3 would keep for `bytes` uploaded in parts of `sizes`
+/// (`BASE64-N`: the digest of the parts' digests): computed by s3s, not by haul.
+pub fn composite_checksum_of(algorithm: &str, bytes: &[u8], sizes: &[usize]) -> String {
+    let mut digests = Vec::new();
+    let mut at = 0;
+    for size in sizes {
+        let part = checksum_of(algorithm, &bytes[at..at + size]);
+        digests.extend(base64_simd::STANDARD.decode_to_vec(part).unwrap());
+        at += size;
+    }
+    assert_eq!(at, bytes.len(), "the parts' sizes add up to the bytes");
+    format!("{}-{}", checksum_of(algorithm, &digests), sizes.len())
+}
+
 /// The checksum S3 would keep for `bytes` with `algorithm` (`crc64nvme`, `crc32c`, `crc32`,
 /// `sha1`, `sha256`), in base64: computed by s3s, not by haul.
 pub fn checksum_of(algorithm: &str, bytes: &[u8]) -> String {

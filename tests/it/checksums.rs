@@ -266,3 +266,65 @@ fn an_object_fetched_in_parts_is_checked_whole_against_the_store_checksum() {
         assert!(std::fs::read(dir.path().join("p/good.bin")).unwrap() == bytes);
     });
 }
+
+/// A composite checksum (of a multipart upload's parts' checksums) is checked once the store
+/// has listed the parts' sizes (`GetObjectAttributes`), uneven ones included: by the fetcher
+/// whole or streamed, and by a downloader job. Without a list of parts it is not checked,
+/// and fails nothing.
+#[test]
+fn a_composite_checksum_is_checked_against_the_parts_the_store_lists() {
+    use crate::support::s3::composite_checksum_of;
+    use std::io::Read as _;
+    guard(|| {
+        let server = S3Server::start_local(&["data"]);
+        let bytes = haul_origin::body("composite", 2_500_000);
+        let sizes = [1_000_000, 600_000, 900_000];
+        let listed = "1000000,600000,900000";
+        let md5 = format!("{:x}", md5::compute(&bytes));
+        let other = haul_origin::body("other", bytes.len() as u64);
+        for (key, of, parts) in [
+            ("c/good.bin", &bytes, Some(listed)),
+            ("c/bad.bin", &other, Some(listed)),
+            // Parts the store lists in another order than they were: not this checksum.
+            ("c/moved.bin", &bytes, Some("1000000,900000,600000")),
+            ("c/unlisted.bin", &other, None),
+        ] {
+            let composite = composite_checksum_of("crc32c", of, &sizes);
+            let mut info = vec![("checksum_crc32c", composite.as_str()), ("e_tag", &md5)];
+            info.extend(parts.map(|p| ("part_sizes", p)));
+            server.seed_with_info("data", key, &bytes, &info);
+        }
+        let bucket = server.bucket("data");
+        let whole = fetcher();
+        let streamed = Fetcher::builder()
+            .workers(2)
+            .per_request_workers(2)
+            .part_size(512 << 10)
+            .max_whole_object(1 << 20)
+            .memory_budget(8 << 20)
+            .retry(quick_retries())
+            .build()
+            .unwrap();
+        for key in ["c/good.bin", "c/unlisted.bin", "c/bad.bin", "c/moved.bin"] {
+            let fails = key == "c/bad.bin" || key == "c/moved.bin";
+            let object = whole.fetch(&bucket, [key]).next().unwrap();
+            match object {
+                Ok(object) if !fails => assert!(object.bytes() == Some(&bytes[..]), "{key}"),
+                Err(e) if fails => assert!(e.to_string().contains("crc32c mismatch"), "{key}: {e}"),
+                other => panic!("{key}: {:?}", other.map(|o| o.key().to_owned())),
+            }
+            let object = streamed.fetch(&bucket, [key]).next().unwrap().unwrap();
+            let mut read = Vec::new();
+            let result = object.into_reader().read_to_end(&mut read);
+            match result {
+                Ok(_) if !fails => assert!(read == bytes, "{key} streamed"),
+                Err(e) if fails => assert!(e.to_string().contains("crc32c mismatch"), "{key}: {e}"),
+                other => panic!("{key} streamed: {other:?}"),
+            }
+        }
+        let dir = TestDir::new();
+        let status = download(&dir, JobSpec::s3_prefix(&bucket, "c/"));
+        assert_eq!((status.finished, status.failed), (2, 2), "{status:?}");
+        assert_eq!(files_under(dir.path()), ["c/good.bin", "c/unlisted.bin"]);
+    });
+}

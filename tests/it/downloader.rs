@@ -786,8 +786,8 @@ fn a_url_job_takes_name_patterns_but_refuses_size_and_age_bounds() {
             let err = d.submit(spec).unwrap_err();
             assert_eq!(
                 err.to_string(),
-                "bad option select: sizes and ages are known only from an S3 listing: a URL job \
-                 takes patterns only"
+                "bad option select: sizes and ages are known only from an S3 listing or local \
+                 files: a URL job takes patterns only"
             );
         }
     });
