@@ -59,7 +59,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
         .workers_per_target(args.workers)
         .http(HttpConfig::default().idle_connections_per_host(args.workers))
         .build()?;
-    println!(
+    say!(
         "haul demo: {} objects x {} bytes from {} into {}",
         args.objects,
         args.size,
@@ -74,16 +74,18 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
     drop(downloader);
 
     let stats = origin.stats();
-    println!(
+    say!(
         "origin saw {} requests on {} connections, peak {} at once",
-        stats.requests, stats.connections, stats.peak_concurrent
+        stats.requests,
+        stats.connections,
+        stats.peak_concurrent
     );
     let mismatched = verify(&Template::parse(&template)?, &dir.0, args.size);
     if mismatched > 0 {
         return Err(format!("{mismatched} objects did not match the origin's bytes").into());
     }
     if code == ExitCode::SUCCESS {
-        println!(
+        say!(
             "verified: every byte of all {} objects matches",
             args.objects
         );

@@ -14,7 +14,9 @@ use crate::run::{self, UsageError};
 pub(crate) struct Args {
     /// URLs or range templates (`https://host/shard-{0000..0999}.tar`); each is one job.
     sources: Vec<String>,
-    /// A file of URLs, one per line (`#` starts a comment; `name<TAB>url` names the object).
+    /// A file of URLs, one per line, or - for stdin: `#` starts a comment (at the start of a
+    /// line, or after a space), `name<TAB>url` names the object. A bad line, or two lines
+    /// with one name, is an error naming the line numbers
     #[arg(long, value_name = "FILE")]
     list: Option<PathBuf>,
     /// An extra request header, `NAME: VALUE`; repeat for more.
@@ -47,9 +49,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
         shown.push(source.clone());
     }
     if let Some(path) = &args.list {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| UsageError(format!("cannot read --list {}: {e}", path.display())))?;
-        let pairs = parse_list(&text);
+        let pairs = read_list(path)?;
         if pairs.is_empty() {
             return Err(UsageError(format!("--list {} has no URLs", path.display())).into());
         }
@@ -110,9 +110,7 @@ fn to_stdout(
         urls.extend(template.iter().map(|url| (None, url)));
     }
     if let Some(path) = &args.list {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| UsageError(format!("cannot read --list {}: {e}", path.display())))?;
-        urls.extend(parse_list(&text));
+        urls.extend(read_list(path)?);
     }
     let client = haul::HttpClient::new(args.net.http()?);
     // Unbuffered: the body arrives in large blocks, and stdout's line buffering would split
@@ -142,14 +140,17 @@ fn to_stdout(
                 landed += 1;
                 bytes += n;
             }
+            Err(e) if run::broken_pipe(&e) => {
+                return Ok(ExitCode::from(run::BROKEN_PIPE_EXIT));
+            }
             Err(e) => {
                 failed += 1;
-                eprintln!("failed: {}", haul::error_chain(&e));
+                tell!("failed: {}", haul::error_chain(&e));
             }
         }
     }
     let secs = started.elapsed().as_secs_f64().max(1e-9);
-    eprintln!(
+    tell!(
         "{landed} written, {failed} failed; {bytes} bytes in {secs:.3} s: {:.1} MB/s",
         bytes as f64 / 1e6 / secs
     );
@@ -160,14 +161,88 @@ fn to_stdout(
     })
 }
 
-/// Lines of `url` or `name<TAB>url`; blank lines and `#` comments are skipped.
-fn parse_list(text: &str) -> Vec<(Option<String>, String)> {
-    text.lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with('#'))
-        .map(|line| match line.split_once('\t') {
-            Some((name, url)) => (Some(name.trim().to_owned()), url.trim().to_owned()),
-            None => (None, line.to_owned()),
-        })
-        .collect()
+/// The `(name, url)` pairs of `--list PATH` (`-`: stdin), checked as [`parse_list`] says.
+fn read_list(path: &std::path::Path) -> Result<Vec<(Option<String>, String)>, UsageError> {
+    let text = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(path)
+    }
+    .map_err(|e| UsageError(format!("cannot read --list {}: {e}", path.display())))?;
+    parse_list(&text).map_err(|e| UsageError(format!("--list {}: {e}", path.display())))
+}
+
+/// Lines of `url` or `name<TAB>url`: blank lines and comments (`#` at the start of a line or
+/// after whitespace, as in aria2c's input files) are skipped. A line whose URL is not one,
+/// or two lines that land under one name, are an error naming the line numbers (from 1).
+fn parse_list(text: &str) -> Result<Vec<(Option<String>, String)>, String> {
+    let mut pairs = Vec::new();
+    // The line each name came from.
+    let mut names: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (index, line) in text.lines().enumerate() {
+        let number = index + 1;
+        let line = strip_comment(line).trim();
+        if line.is_empty() {
+            continue;
+        }
+        let (name, url) = match line.split_once('\t') {
+            Some((name, url)) => (Some(name.trim().to_owned()), url.trim()),
+            None => (None, line),
+        };
+        if url.contains(char::is_whitespace) {
+            return Err(format!(
+                "line {number}: {url:?} is not one URL (spaces inside; a name goes before a tab)"
+            ));
+        }
+        haul::check_url(url).map_err(|e| format!("line {number}: {}", haul::error_chain(&e)))?;
+        let landed = match &name {
+            Some(name) if name.is_empty() => return Err(format!("line {number}: an empty name")),
+            Some(name) => name.clone(),
+            None => haul::name_from_url(url)
+                .map_err(|e| format!("line {number}: {}", haul::error_chain(&e)))?
+                .to_string(),
+        };
+        if let Some(first) = names.insert(landed.clone(), number) {
+            return Err(format!(
+                "lines {first} and {number} would both land as {landed:?} \
+                 (name one of them: NAME<TAB>URL)"
+            ));
+        }
+        pairs.push((name, url.to_owned()));
+    }
+    Ok(pairs)
+}
+
+/// `line` without a comment: from a `#` that starts it or follows whitespace.
+fn strip_comment(line: &str) -> &str {
+    let bytes = line.as_bytes();
+    let at = (0..bytes.len())
+        .find(|&i| bytes[i] == b'#' && (i == 0 || bytes[i - 1].is_ascii_whitespace()));
+    at.map_or(line, |i| &line[..i])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_list;
+
+    #[test]
+    fn lists_take_comments_names_and_say_which_line_is_wrong() {
+        let text = "# header\nhttp://h/a.bin   # trailing comment\n\nb.bin\thttp://h/x?y=1#frag\n";
+        assert_eq!(
+            parse_list(text),
+            Ok(vec![
+                (None, "http://h/a.bin".to_owned()),
+                (Some("b.bin".to_owned()), "http://h/x?y=1#frag".to_owned())
+            ])
+        );
+        let bad = parse_list("http://h/a\nhttp://h/b c\n").unwrap_err();
+        assert!(bad.starts_with("line 2: "), "{bad}");
+        let bad = parse_list("http://h/a\nftp://h/b\n").unwrap_err();
+        assert!(bad.starts_with("line 2: "), "{bad}");
+        let twice = parse_list("http://h/a.bin\n# c\nhttp://other/a.bin\n").unwrap_err();
+        assert!(
+            twice.starts_with("lines 1 and 3 would both land as \"a.bin\""),
+            "{twice}"
+        );
+    }
 }

@@ -2,6 +2,22 @@
 
 #![forbid(unsafe_code)]
 
+/// `println!` that a closed stdout cannot make panic: the line is lost (`haul … | head`).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` that a closed stderr cannot make panic (`haul … 2>&1 | head`).
+macro_rules! tell {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod demo;
 mod get;
 mod jobs;
@@ -81,8 +97,10 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // The reader of our output went away (`| head`): stop, quietly, as `cat` does.
+        Err(e) if run::broken_pipe(&*e) => ExitCode::from(run::BROKEN_PIPE_EXIT),
         Err(e) => {
-            eprintln!("haul: {}", haul::error_chain(&*e));
+            tell!("haul: {}", haul::error_chain(&*e));
             ExitCode::from(if e.is::<run::UsageError>() { 2 } else { 1 })
         }
     }

@@ -10,6 +10,24 @@ use std::time::{Duration, Instant};
 
 use haul::{Detail, Downloader, JobId, JobStatus};
 
+/// The exit code after the reader of stdout went away mid-stream (`s3 cat … | head`):
+/// 128 + SIGPIPE, what `cat` or `curl` killed by the signal give a pipeline.
+pub(crate) const BROKEN_PIPE_EXIT: u8 = 141;
+
+/// Whether `error`, or an error it wraps, is a write into a pipe nobody reads any more.
+pub(crate) fn broken_pipe(error: &(dyn Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
 /// A usage mistake found after parsing (exit code 2).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -51,9 +69,9 @@ impl Summary {
         let out = output();
         let secs = self.elapsed.as_secs_f64().max(1e-9);
         if out.json {
-            println!("{}", self.json(secs));
+            say!("{}", self.json(secs));
         } else if !out.quiet && self.dry_run {
-            println!(
+            say!(
                 "dry run: would {} {} objects ({} bytes as listed), skip {}, delete {}; nothing was written",
                 self.verb,
                 self.landed(),
@@ -66,7 +84,7 @@ impl Summary {
                 0 => String::new(),
                 n => format!(", {n} deleted"),
             };
-            println!(
+            say!(
                 "{} landed, {} failed, {} skipped, {} cancelled{deleted}; {} bytes in {secs:.3} s: {:.1} MB/s, {:.0} objects/s",
                 self.landed(),
                 self.failed(),
@@ -79,7 +97,7 @@ impl Summary {
         }
         for status in &self.statuses {
             for failure in &status.failures {
-                eprintln!(
+                tell!(
                     "failed: {}: {}",
                     failure.name,
                     haul::error_chain(&*failure.error)
@@ -92,7 +110,7 @@ impl Summary {
                     .iter()
                     .map(|(reason, n)| format!("{n} {reason}"))
                     .collect();
-                eprintln!(
+                tell!(
                     "failed: {unlisted} more not listed (-vv logs each); all {} by reason: {}",
                     status.failed,
                     reasons.join(", ")
@@ -121,7 +139,7 @@ impl Summary {
         for (source, status) in sources.iter().zip(&self.statuses) {
             let took_nothing = status.all_dispatched && status.scheduled == 0;
             if took_nothing && status.failed == 0 && !status.aborted {
-                eprintln!("haul: no objects matched {source}{filters}");
+                tell!("haul: no objects matched {source}{filters}");
                 none = true;
             }
         }
@@ -278,7 +296,7 @@ pub(crate) fn wait_all(
         if out.json_progress && Instant::now() >= next_line {
             next_line += PROGRESS_INTERVAL;
             let line = status_json(&live, started.elapsed().as_secs_f64(), false, aborted);
-            println!("{line}");
+            say!("{line}");
         }
         // Wakes as soon as the first unfinished job ends; redraws every 100 ms meanwhile.
         let pending = live.iter().find(|s| !s.is_finished()).map(|s| s.id);

@@ -190,7 +190,14 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
                 let object = object?;
                 let relative = object.key.get(prefix.len()..).unwrap_or(&object.key);
                 if select.matches_listed(relative, &object) {
-                    writeln!(out, "{:>12} {}", object.size, object.key)?;
+                    let written = writeln!(out, "{:>12} {}", object.size, object.key);
+                    match written {
+                        // `| head` has what it wanted: a listing's reader may stop early.
+                        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                            return Ok(ExitCode::SUCCESS);
+                        }
+                        other => other?,
+                    }
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -283,7 +290,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
                         }
                     },
                     Err(e) => {
-                        eprintln!("failed: {}", haul::error_chain(&e));
+                        tell!("failed: {}", haul::error_chain(&e));
                         failed += 1;
                     }
                 }

@@ -1287,3 +1287,55 @@ fn addressing_style_and_resolve_reach_a_virtual_hosted_bucket() {
         }
     });
 }
+
+#[test]
+fn a_list_comes_from_stdin_and_its_bad_lines_are_named_by_number() {
+    use std::io::Write as _;
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let list = format!(
+            "# from a pipe\n{}   # the first\nsecond.bin\t{}\n",
+            origin.url("/in/a.bin?size=10"),
+            origin.url("/in/b.bin?size=20")
+        );
+        let mut child = Command::new(env!("CARGO_BIN_EXE_haul"))
+            .args(["get", "--list", "-", "-o", dir.path().to_str().unwrap()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(list.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(files_under(dir.path()), ["a.bin", "second.bin"]);
+        assert_eq!(origin.stats().requests, 2);
+
+        let file = dir.path().join("bad.txt");
+        let a = origin.url("/in/a.bin");
+        for (text_of, needle) in [
+            (format!("{a}\n\nnot a url\n"), "line 3: "),
+            (
+                format!("# c\n{a}\n{}\n", origin.url("/other/a.bin")),
+                "lines 2 and 3 would both land as \"a.bin\"",
+            ),
+        ] {
+            std::fs::write(&file, text_of).unwrap();
+            let out = haul(&[
+                "get",
+                "--list",
+                file.to_str().unwrap(),
+                "-o",
+                dir.path().to_str().unwrap(),
+            ]);
+            exits_with(&out, 2, needle);
+        }
+        assert_eq!(origin.stats().requests, 2, "a bad list requests nothing");
+    });
+}

@@ -4,6 +4,7 @@
 mod commands;
 mod crashes;
 mod credentials;
+mod pipes;
 mod put;
 mod shards;
 
