@@ -19,6 +19,7 @@ macro_rules! tell {
 }
 
 mod demo;
+mod generate;
 mod get;
 mod jobs;
 mod net;
@@ -35,7 +36,7 @@ use clap::{Parser, Subcommand};
 /// Move large batches of objects over HTTP(S), fast, with nothing half-written.
 #[derive(Debug, Parser)]
 #[command(name = "haul", version, about)]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
     /// Print nothing but failures (no progress, no summary).
@@ -66,6 +67,10 @@ enum Command {
     /// Start a loopback origin in this process, download a range job from it into a
     /// temporary directory, verify every byte, and print what happened.
     Demo(demo::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions(generate::CompletionsArgs),
+    /// Print the man page (roff) to stdout: `haul man > haul.1`, or `haul man | man -l -`.
+    Man,
 }
 
 fn main() -> ExitCode {
@@ -94,6 +99,8 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Put(args) => put::run(args),
         Command::S3(args) => s3::run(args),
+        Command::Completions(args) => generate::completions(&args),
+        Command::Man => generate::man(),
     };
     match result {
         Ok(code) => code,

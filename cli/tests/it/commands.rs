@@ -1339,3 +1339,30 @@ fn a_list_comes_from_stdin_and_its_bad_lines_are_named_by_number() {
         assert_eq!(origin.stats().requests, 2, "a bad list requests nothing");
     });
 }
+
+#[test]
+fn version_completions_and_the_man_page_come_from_the_clap_definitions() {
+    guard(|| {
+        let out = haul(&["--version"]);
+        assert_eq!(text(&out.stdout), format!("haul {}\n", env!("CARGO_PKG_VERSION")));
+        let dir = TestDir::new();
+        let bash = haul(&["completions", "bash"]);
+        assert!(bash.status.success(), "{}", text(&bash.stderr));
+        let script = dir.path().join("haul.bash");
+        std::fs::write(&script, &bash.stdout).unwrap();
+        let checked = Command::new("bash").arg("-n").arg(&script).output().unwrap();
+        assert!(checked.status.success(), "{}", text(&checked.stderr));
+        let bash = text(&bash.stdout);
+        for word in ["put", "--include", "--addressing-style", "--dry-run"] {
+            assert!(bash.contains(word), "{word} not in the bash completions");
+        }
+        for (shell, marker) in [("zsh", "#compdef haul"), ("fish", "complete -c haul")] {
+            let out = haul(&["completions", shell]);
+            assert!(text(&out.stdout).contains(marker), "{shell}");
+        }
+        let out = haul(&["completions", "tcsh"]);
+        exits_with(&out, 2, "invalid value 'tcsh'");
+        let man = text(&haul(&["man"]).stdout);
+        assert!(man.contains(".TH haul 1") && man.contains("haul\\-put"), "{man}");
+    });
+}
