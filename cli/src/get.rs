@@ -26,6 +26,10 @@ pub(crate) struct Args {
     /// files (one connection; the summary goes to stderr).
     #[arg(long, conflicts_with_all = ["skip_existing", "revalidate"])]
     stdout: bool,
+    /// Write the one object to FILE instead of under its own name in -o (wget's -O, curl's
+    /// -o); - writes it to stdout. Takes one URL
+    #[arg(short = 'O', long = "output-document", value_name = "FILE", conflicts_with_all = ["list", "out", "stdout"])]
+    output_document: Option<PathBuf>,
     #[command(flatten)]
     patterns: crate::patterns::PatternArgs,
     #[command(flatten, next_help_heading = "Job options")]
@@ -36,16 +40,23 @@ pub(crate) struct Args {
     s3: crate::net::S3Args,
 }
 
-pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
+pub(crate) fn run(mut args: Args) -> Result<ExitCode, Box<dyn Error>> {
     if args.sources.is_empty() && args.list.is_none() {
         return Err(UsageError("give at least one URL or template, or --list FILE".into()).into());
     }
+    let document = match args.output_document.take() {
+        Some(file) => Some(one_document(&mut args, file)?),
+        None => None,
+    };
     let select = args.patterns.selection()?;
     let mut specs = Vec::new();
     // What each job is called when it takes nothing.
     let mut shown = Vec::new();
     for source in &args.sources {
-        specs.push(JobSpec::range(source.as_str()));
+        specs.push(match &document {
+            Some(name) => JobSpec::single_named(source.as_str(), name.as_str()),
+            None => JobSpec::range(source.as_str()),
+        });
         shown.push(source.clone());
     }
     if let Some(path) = &args.list {
@@ -87,6 +98,44 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
     // Only a selection can leave a job with nothing (an empty template or list is refused).
     let none = !select.is_all() && summary.unmatched(&shown, &filters);
     Ok(if none { ExitCode::FAILURE } else { code })
+}
+
+/// `-O FILE`: checks that one object is asked for, and points `-o` at FILE's directory (or
+/// stdout, for `-O -`); the name FILE's object lands under.
+fn one_document(args: &mut Args, file: PathBuf) -> Result<String, UsageError> {
+    let one = match args.sources.as_slice() {
+        [source] => haul::Template::parse(source)
+            .ok()
+            .filter(|t| t.len() == 1)
+            .and_then(|t| t.get(0)),
+        _ => None,
+    };
+    let Some(url) = one else {
+        return Err(UsageError(
+            "-O FILE takes one URL (for several, -o DIR lands each under its own name)".into(),
+        ));
+    };
+    args.sources = vec![url];
+    if file.as_os_str() == "-" {
+        args.stdout = true;
+        return Ok("-".to_owned());
+    }
+    let name = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .filter(|n| haul::ObjectName::new(*n).is_ok())
+        .ok_or_else(|| {
+            UsageError(format!(
+                "-O {}: not a file name haul can write",
+                file.display()
+            ))
+        })?;
+    let dir = match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    args.job.out = vec![crate::jobs::Out::Dir(dir)];
+    Ok(name.to_owned())
 }
 
 /// `-H 'NAME: VALUE'`.

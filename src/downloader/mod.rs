@@ -444,6 +444,12 @@ impl Downloader {
             job.close_dispatch();
             self.store.finish(&job);
         }
+        // A work directory this run leaves empty goes (only an empty one can: another run's
+        // work files, or a sync's records, keep it; a transfer that finds it gone makes it
+        // again).
+        for mountpath in self.mountpaths() {
+            let _ = std::fs::remove_dir(mountpath.work_dir());
+        }
     }
 }
 

@@ -792,3 +792,27 @@ fn a_url_job_takes_name_patterns_but_refuses_size_and_age_bounds() {
         }
     });
 }
+
+#[test]
+fn an_empty_work_directory_is_removed_when_the_downloader_stops_and_a_used_one_stays() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let work = dir.path().join(".haul-work");
+        let d = Downloader::builder().mountpath(dir.path()).build().unwrap();
+        assert!(work.is_dir(), "made when the mountpath opens");
+        let job = d
+            .submit(JobSpec::range(origin.url("/w/o-{1..3}.bin?size=100")))
+            .unwrap();
+        assert!(d.wait(job, Duration::from_secs(30)).unwrap());
+        d.shutdown().unwrap();
+        assert!(!work.exists(), "an empty .haul-work outlived the run");
+        assert_eq!(files_under(dir.path()), ["o-1.bin", "o-2.bin", "o-3.bin"]);
+
+        // Another run's work (a file it may resume) keeps the directory.
+        let d = Downloader::builder().mountpath(dir.path()).build().unwrap();
+        std::fs::write(work.join("someone-elses.part"), b"x").unwrap();
+        drop(d);
+        assert!(work.join("someone-elses.part").is_file());
+    });
+}

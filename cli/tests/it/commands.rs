@@ -1344,13 +1344,20 @@ fn a_list_comes_from_stdin_and_its_bad_lines_are_named_by_number() {
 fn version_completions_and_the_man_page_come_from_the_clap_definitions() {
     guard(|| {
         let out = haul(&["--version"]);
-        assert_eq!(text(&out.stdout), format!("haul {}\n", env!("CARGO_PKG_VERSION")));
+        assert_eq!(
+            text(&out.stdout),
+            format!("haul {}\n", env!("CARGO_PKG_VERSION"))
+        );
         let dir = TestDir::new();
         let bash = haul(&["completions", "bash"]);
         assert!(bash.status.success(), "{}", text(&bash.stderr));
         let script = dir.path().join("haul.bash");
         std::fs::write(&script, &bash.stdout).unwrap();
-        let checked = Command::new("bash").arg("-n").arg(&script).output().unwrap();
+        let checked = Command::new("bash")
+            .arg("-n")
+            .arg(&script)
+            .output()
+            .unwrap();
         assert!(checked.status.success(), "{}", text(&checked.stderr));
         let bash = text(&bash.stdout);
         for word in ["put", "--include", "--addressing-style", "--dry-run"] {
@@ -1363,6 +1370,40 @@ fn version_completions_and_the_man_page_come_from_the_clap_definitions() {
         let out = haul(&["completions", "tcsh"]);
         exits_with(&out, 2, "invalid value 'tcsh'");
         let man = text(&haul(&["man"]).stdout);
-        assert!(man.contains(".TH haul 1") && man.contains("haul\\-put"), "{man}");
+        assert!(
+            man.contains(".TH haul 1") && man.contains("haul\\-put"),
+            "{man}"
+        );
+    });
+}
+
+#[test]
+fn one_object_can_be_given_a_file_name_or_sent_to_stdout_with_capital_o() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let url = origin.url("/named/original.bin?size=5000");
+        let file = dir.path().join("sub/chosen.dat");
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        let out = haul(&["get", &url, "-O", file.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(files_under(dir.path()), ["sub/chosen.dat"]);
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            body("/named/original.bin", 5000)
+        );
+
+        let out = haul(&["get", &url, "-O", "-"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(out.stdout, body("/named/original.bin", 5000));
+
+        let two = origin.url("/named/o-{1..2}.bin");
+        exits_with(
+            &haul(&["get", &two, "-O", file.to_str().unwrap()]),
+            2,
+            "-O FILE takes one URL",
+        );
+        let out = haul(&["get", &url, "-O", "x", "-o", dir.path().to_str().unwrap()]);
+        exits_with(&out, 2, "cannot be used with");
     });
 }
