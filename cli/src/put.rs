@@ -111,9 +111,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
         spec = spec.shard(index, count);
     }
     let started = Instant::now();
-    let job = uploader
-        .submit(spec)
-        .map_err(|e| UsageError(haul::error_chain(&e)))?;
+    let job = uploader.submit(spec).map_err(|e| crate::run::refused(&e))?;
     let mut summary = crate::run::wait_all(&uploader, &[job], started)?;
     summary.dry_run = args.dry_run;
     summary.verb = "upload";

@@ -28,6 +28,26 @@ pub(crate) fn broken_pipe(error: &(dyn Error + 'static)) -> bool {
     false
 }
 
+/// A job the downloader refused, in the command line's words: an option it names is the
+/// flag that set it (`--rate-limit`, not the library's `rate_limit`).
+pub(crate) fn refused(error: &haul::SubmitError) -> UsageError {
+    if let haul::SubmitError::Option { option, reason } = error {
+        let flag = match *option {
+            "rate_limit" => "--rate-limit",
+            "max_connections" => "--max-connections",
+            "shard" => "--shard",
+            "header" => "-H/--header",
+            "select" => "--include/--exclude/--min-size/--max-size/--min-age/--max-age",
+            "existing" => "--revalidate",
+            "parts" => "--parts",
+            "sync" => "--sync",
+            other => other,
+        };
+        return UsageError(format!("{flag}: {reason}"));
+    }
+    UsageError(haul::error_chain(error))
+}
+
 /// A usage mistake found after parsing (exit code 2).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -96,11 +116,28 @@ impl Summary {
             );
         }
         for status in &self.statuses {
+            // Objects an output directory that stopped taking any did not even try: one line
+            // per directory, not one per object.
+            let mut untried: std::collections::BTreeMap<String, (u64, String)> =
+                std::collections::BTreeMap::new();
             for failure in &status.failures {
+                if let haul::DownloadError::TargetFull { dir, source } = &*failure.error {
+                    let entry = untried
+                        .entry(dir.display().to_string())
+                        .or_insert((0, source.to_string()));
+                    entry.0 += 1;
+                    continue;
+                }
                 tell!(
                     "failed: {}: {}",
                     failure.name,
                     haul::error_chain(&*failure.error)
+                );
+            }
+            for (dir, (count, why)) in untried {
+                tell!(
+                    "failed: {count} more objects not written: output directory {dir} stopped \
+                     taking objects ({why})"
                 );
             }
             let unlisted = status.failed.saturating_sub(status.failures.len() as u64);

@@ -230,7 +230,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
                 jobs.push(
                     downloader
                         .submit(spec)
-                        .map_err(|e| UsageError(haul::error_chain(&e)))?,
+                        .map_err(|e| crate::run::refused(&e))?,
                 );
             }
             let mut summary = crate::run::wait_all(&downloader, &jobs, started)?;

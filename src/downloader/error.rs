@@ -18,7 +18,9 @@ pub enum BuildError {
     NoTarget,
     /// Both mountpaths and S3 targets were given: a downloader lands its objects in one kind
     /// of place.
-    #[error("mountpaths and S3 targets cannot be mixed in one downloader")]
+    #[error(
+        "output directories (mountpaths) and bucket prefixes (S3 targets) cannot be mixed in one downloader"
+    )]
     MixedTargets,
     /// The same target (a directory, or a bucket and prefix) was given twice.
     #[error("target {0} given twice")]
@@ -34,7 +36,7 @@ pub enum BuildError {
         min: u64,
     },
     /// A mountpath could not be created or opened.
-    #[error("cannot open mountpath {path}")]
+    #[error("cannot open output directory {path}")]
     Mountpath {
         /// The directory.
         path: PathBuf,

@@ -58,6 +58,16 @@ impl Jogger {
             job.cancelled();
             return false;
         }
+        if let (Some(&code), Target::Dir(mountpath)) =
+            (self.pool.stopped.get(), &*self.pool.setup.target)
+        {
+            let error = DownloadError::TargetFull {
+                dir: mountpath.root().to_owned(),
+                source: std::io::Error::from_raw_os_error(code),
+            };
+            job.failed(task.name.to_string(), error);
+            return false;
+        }
         // What the return value tells a sync's record: `true` records the object as haul's
         // (landed now, or landed before and unchanged); `false` keeps the record's old line,
         // so a file haul did not write never becomes one it may delete.
@@ -201,11 +211,31 @@ impl Jogger {
                 return false;
             }
             Err(e) => {
+                self.stop_if_full(&e);
                 job.failed(task.name.to_string(), e);
                 return false;
             }
         }
         true
+    }
+
+    /// Stops the target taking objects when `error` says it cannot take any more: a full
+    /// disk, an exceeded quota, a read-only file system. Said once, at warn.
+    fn stop_if_full(&self, error: &DownloadError) {
+        let Target::Dir(mountpath) = &*self.pool.setup.target else {
+            return;
+        };
+        let Some(code) = no_room(error) else {
+            return;
+        };
+        if self.pool.stopped.set(code).is_ok() {
+            log::warn!(
+                "{}: {}: no more objects are written there; the other output directories \
+                 carry on",
+                mountpath.root().display(),
+                std::io::Error::from_raw_os_error(code)
+            );
+        }
     }
 
     /// Leave from the source's host to run a transfer (none to read a local file) and, into
@@ -276,6 +306,23 @@ impl Jogger {
             }
         }
     }
+}
+
+/// The OS error in `error`'s chain that says its file system takes no more objects:
+/// `ENOSPC`, `EDQUOT` or `EROFS`.
+fn no_room(error: &DownloadError) -> Option<i32> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = next {
+        if let Some(code) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+            .filter(|c| [libc::ENOSPC, libc::EDQUOT, libc::EROFS].contains(c))
+        {
+            return Some(code);
+        }
+        next = e.source();
+    }
+    None
 }
 
 /// Where a task's bytes come from: a remote object, or a local file to upload.

@@ -30,6 +30,9 @@ pub(crate) struct Pool {
     /// Idle joggers' turns lent to pieces of slow transfers' tails.
     lent: AtomicUsize,
     handles: Mutex<Vec<JoinOnDrop>>,
+    /// The OS error (`ENOSPC`, `EDQUOT`, `EROFS`) that made the target stop taking objects:
+    /// once set, the rest of its objects fail at once, with no request and no write.
+    pub(crate) stopped: std::sync::OnceLock<i32>,
 }
 
 /// What a [`Pool`]'s joggers share.
@@ -65,6 +68,7 @@ impl Pool {
             idle: AtomicUsize::new(0),
             lent: AtomicUsize::new(0),
             handles: Mutex::new(Vec::new()),
+            stopped: std::sync::OnceLock::new(),
         })
     }
 

@@ -61,13 +61,13 @@ pub(crate) fn prepare(
     if matches!(spec.source, Source::Local { .. }) && !to_store {
         return Err(SubmitError::Option {
             option: "source",
-            reason: "local files are uploaded into S3 targets: the downloader has mountpaths",
+            reason: "local files are uploaded into bucket prefixes (S3 targets): the downloader has output directories",
         });
     }
     if spec.sync && (to_store || !matches!(spec.source, Source::S3Prefix { .. })) {
         return Err(SubmitError::Option {
             option: "sync",
-            reason: "needs an S3 prefix job and local mountpaths",
+            reason: "needs an S3 prefix job and output directories (mountpaths)",
         });
     }
     let local = matches!(spec.source, Source::Local { .. });
@@ -75,13 +75,13 @@ pub(crate) fn prepare(
         if spec.existing == crate::Existing::Revalidate && !local {
             return Err(SubmitError::Option {
                 option: "existing",
-                reason: "Revalidate needs local mountpaths (or local files to upload); S3 targets take Skip or Replace",
+                reason: "Revalidate needs output directories (mountpaths) or local files to upload; bucket prefixes (S3 targets) take Skip or Replace",
             });
         }
         if spec.parts.is_some_and(|p| p.active()) {
             return Err(SubmitError::Option {
                 option: "parts",
-                reason: "ranged parts need local mountpaths; S3 targets upload large objects in parts already",
+                reason: "ranged parts need output directories (mountpaths); bucket prefixes (S3 targets) upload large objects in parts already",
             });
         }
     }

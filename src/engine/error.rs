@@ -124,6 +124,17 @@ pub enum DownloadError {
         /// The budget.
         budget: u64,
     },
+    /// The object was not tried: its output directory stopped taking objects when an
+    /// earlier one failed with a full disk, an exceeded quota or a read-only file system
+    /// (the other output directories carry on).
+    #[error("not written: output directory {} stopped taking objects", dir.display())]
+    TargetFull {
+        /// The output directory.
+        dir: PathBuf,
+        /// What it said.
+        #[source]
+        source: io::Error,
+    },
     /// A local file operation failed (the disk is full, the directory is not writable, ...).
     #[error("{action} {path}")]
     Local {
@@ -160,6 +171,7 @@ impl DownloadError {
             DownloadError::Panicked { .. } => "panicked".to_owned(),
             DownloadError::Store { .. } => "storing failed".to_owned(),
             DownloadError::Budget { .. } => "larger than the memory budget".to_owned(),
+            DownloadError::TargetFull { .. } => "output directory stopped".to_owned(),
             DownloadError::Local { action, source, .. } => {
                 format!("{action}: {}", std::io::Error::from(source.kind()))
             }

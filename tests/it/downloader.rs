@@ -615,7 +615,7 @@ fn builder_errors_are_clear() {
     let err = Downloader::builder().mountpath(&file).build().unwrap_err();
     assert_eq!(
         err.to_string(),
-        format!("cannot open mountpath {}", file.display())
+        format!("cannot open output directory {}", file.display())
     );
 }
 

@@ -285,7 +285,7 @@ fn names_that_meet_and_missing_paths_fail_their_files_only() {
             .unwrap();
         let err = d.submit(JobSpec::local([dir.path()])).unwrap_err();
         assert!(
-            chain(&err).contains("uploaded into S3 targets"),
+            chain(&err).contains("uploaded into bucket prefixes"),
             "{}",
             chain(&err)
         );

@@ -358,7 +358,7 @@ fn store_errors_name_the_key_and_budgets_too_small_are_refused() {
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "mountpaths and S3 targets cannot be mixed in one downloader"
+            "output directories (mountpaths) and bucket prefixes (S3 targets) cannot be mixed in one downloader"
         );
         // Options that need files.
         let err = d
@@ -366,7 +366,7 @@ fn store_errors_name_the_key_and_budgets_too_small_are_refused() {
             .unwrap_err();
         assert!(
             err.to_string()
-                .contains("Revalidate needs local mountpaths"),
+                .contains("Revalidate needs output directories"),
             "{err}"
         );
     });

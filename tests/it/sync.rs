@@ -286,7 +286,7 @@ fn sync_needs_a_prefix_job_and_mountpaths_body() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "bad option sync: needs an S3 prefix job and local mountpaths"
+        "bad option sync: needs an S3 prefix job and output directories (mountpaths)"
     );
     let bucket = s.server.bucket("sync");
     let to_store = Downloader::builder()
@@ -298,7 +298,7 @@ fn sync_needs_a_prefix_job_and_mountpaths_body() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "bad option sync: needs an S3 prefix job and local mountpaths"
+        "bad option sync: needs an S3 prefix job and output directories (mountpaths)"
     );
 }
 

@@ -1407,3 +1407,33 @@ fn one_object_can_be_given_a_file_name_or_sent_to_stdout_with_capital_o() {
         exits_with(&out, 2, "cannot be used with");
     });
 }
+
+#[test]
+fn refused_options_are_named_by_their_flags_and_places_by_what_users_call_them() {
+    guard(|| {
+        let dir = TestDir::new();
+        let out_dir = dir.path().to_str().unwrap();
+        let url = "http://127.0.0.1:9/x.bin";
+        let rate = haul(&["get", "--rate-limit", "0", "-o", out_dir, url]);
+        exits_with(
+            &rate,
+            2,
+            "haul: --rate-limit: must be at least 1 byte per second",
+        );
+        let connections = haul(&["get", "--max-connections", "0", "-o", out_dir, url]);
+        exits_with(
+            &connections,
+            2,
+            "haul: --max-connections: must be at least 1",
+        );
+        let mixed = haul(&["get", "-o", out_dir, "-o", "s3://bucket/p", url]);
+        exits_with(&mixed, 2, "-o takes directories or s3:// targets, not both");
+        for out in [&rate, &connections, &mixed] {
+            let stderr = text(&out.stderr);
+            assert!(
+                !stderr.contains("mountpath") && !stderr.contains("rate_limit"),
+                "{stderr}"
+            );
+        }
+    });
+}

@@ -196,3 +196,61 @@ fn a_crashed_download_from_an_s3_prefix_resumes_on_the_next_run() {
         assert!(std::fs::read(dir.path().join("big.bin")).unwrap() == bytes);
     });
 }
+
+#[test]
+fn a_full_output_directory_stops_taking_objects_with_one_line_and_the_others_carry_on() {
+    guard(|| {
+        // Two output directories: a 256 KiB tmpfs (in the haul binary's own mount namespace,
+        // as above) that fills after some twenty of its objects, and an ordinary one.
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let full = dir.path().join("full");
+        let roomy = dir.path().join("roomy");
+        std::fs::create_dir_all(&full).unwrap();
+        std::fs::create_dir_all(&roomy).unwrap();
+        let script = format!(
+            "mount -t tmpfs -o size=256k tmpfs {full} && {haul} get --workers 1 -o {full} \
+             -o {roomy} --attempts 1 '{template}' > {out}/summary 2> {out}/errors; \
+             echo rc=$?; find {full} -type f | wc -l",
+            full = full.display(),
+            roomy = roomy.display(),
+            out = dir.path().display(),
+            haul = env!("CARGO_BIN_EXE_haul"),
+            template = origin.url("/fill/o-{000..199}.bin?size=10000"),
+        );
+        let run = std::process::Command::new("unshare")
+            .args(["--user", "--map-root-user", "--mount", "sh", "-c", &script])
+            .output()
+            .expect("unshare (util-linux) runs");
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        let errors = std::fs::read_to_string(dir.path().join("errors")).unwrap();
+        let summary = std::fs::read_to_string(dir.path().join("summary")).unwrap();
+        assert!(stdout.contains("rc=1"), "{stdout}\n{errors}");
+        let in_full: u64 = stdout.lines().last().unwrap().trim().parse().unwrap();
+        let in_roomy = files_under(&roomy).len() as u64;
+        // Every object of the ordinary directory landed; the full one took some.
+        let landed: u64 = summary.split(' ').next().unwrap().parse().unwrap();
+        assert_eq!(landed, in_full + in_roomy, "{summary}");
+        assert!(in_roomy > 50 && in_full > 0, "{in_full} {in_roomy}");
+        let failed: Vec<&str> = errors
+            .lines()
+            .filter(|l| l.starts_with("failed: "))
+            .collect();
+        assert_eq!(failed.len(), 2, "{errors}");
+        assert!(failed[0].contains("No space left on device"), "{errors}");
+        let untried = 200 - landed - 1;
+        assert!(
+            failed[1].starts_with(&format!(
+                "failed: {untried} more objects not written: output directory {} stopped taking \
+                 objects (No space left on device",
+                full.display()
+            )),
+            "{errors}"
+        );
+        assert_eq!(
+            errors.matches("no more objects are written there").count(),
+            1,
+            "{errors}"
+        );
+    });
+}
