@@ -252,8 +252,8 @@ pub use downloader::job::{
 };
 pub use downloader::{
     BuildError, DEFAULT_JOB_QUEUE_CAPACITY, DEFAULT_MAX_ACTIVE_JOBS, DEFAULT_QUEUE_CAPACITY,
-    DRY_RUN_LOG_TARGET, Downloader, DownloaderBuilder, FilterError, JobError, JobFilter, MemoryUse,
-    ShutdownError, SubmitError, shard_of,
+    DELETIONS_LOG_TARGET, DRY_RUN_LOG_TARGET, Downloader, DownloaderBuilder, FilterError, JobError,
+    JobFilter, MemoryUse, ShutdownError, SubmitError, shard_of,
 };
 pub use engine::dest::BUFFER_BYTES;
 pub use engine::error::DownloadError;

@@ -39,7 +39,7 @@ use clap::{Parser, Subcommand};
 pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
-    /// Print nothing but failures (no progress, no summary).
+    /// Print nothing but failures and errors (no progress, no summary, no warnings).
     #[arg(short, long, global = true, help_heading = "Output")]
     quiet: bool,
     /// Print the final status as one JSON object on stdout (the library's status fields).
@@ -75,17 +75,21 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse(); // usage errors exit with 2
-    let level = match cli.verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
+    // -q leaves errors only: no retry warnings either.
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        (false, _) => "trace",
     };
     let mut logger =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level));
     if !cli.quiet {
         // A dry run's decisions, one line per object: what --dry-run prints.
         logger.filter_module(haul::DRY_RUN_LOG_TARGET, log::LevelFilter::Info);
+        // Which files a sync deleted: one line each.
+        logger.filter_module(haul::DELETIONS_LOG_TARGET, log::LevelFilter::Info);
     }
     logger.init();
     run::set_output(run::Output {

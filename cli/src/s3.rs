@@ -56,8 +56,8 @@ enum Command {
         select: SelectArgs,
         /// Keep the directories in step with the prefix: skip objects unchanged since haul
         /// downloaded them (size and ETag, no request), fetch changed and new ones, and
-        /// delete files haul downloaded whose objects are gone. Files haul did not download
-        /// are never touched.
+        /// delete files haul downloaded whose objects are gone (each named on stderr). Files
+        /// haul did not download are never touched.
         #[arg(long)]
         sync: bool,
         /// Land each object under its whole key, not the key relative to the prefix.

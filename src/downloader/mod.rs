@@ -46,6 +46,9 @@ pub const DEFAULT_JOB_QUEUE_CAPACITY: usize = 1024;
 /// The log target of a dry run's decisions ([`DownloaderBuilder::dry_run`]), one line per
 /// object at info: what a dry run shows when only this target is let through.
 pub const DRY_RUN_LOG_TARGET: &str = "haul::dry_run";
+/// The log target of a sync's deletions ([`JobSpec::sync`]), one line per file deleted at
+/// info: let it through to show which files a sync removed.
+pub const DELETIONS_LOG_TARGET: &str = "haul::deleted";
 /// How long `submit` waits for the dispatcher before it says the queue is full.
 const SUBMIT_WAIT: Duration = Duration::from_millis(100);
 

@@ -364,7 +364,12 @@ impl SyncRun {
             Ok(meta) if meta.is_file() && meta.len() == entry.size => {
                 match fs::remove_file(&path) {
                     Ok(()) => {
-                        debug!("{}: deleted {}: gone remotely", job.id, path.display());
+                        log::info!(
+                            target: crate::DELETIONS_LOG_TARGET,
+                            "{}: deleted {}: gone remotely",
+                            job.id,
+                            path.display()
+                        );
                         job.deleted();
                     }
                     Err(e) => {

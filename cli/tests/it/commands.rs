@@ -716,6 +716,21 @@ fn s3_get_sync_skips_the_unchanged_and_deletes_the_gone() {
             "{}",
             text(&out.stdout)
         );
+        // And each file deleted is named, as it goes (-q keeps quiet).
+        let deleted = format!("deleted {}: gone remotely", dir.path().join("c").display());
+        assert!(
+            text(&out.stderr).contains(&deleted),
+            "{}",
+            text(&out.stderr)
+        );
+        server.bucket("mirror").delete("m/a").unwrap();
+        server.seed_file("mirror", "m/d", b"<d>");
+        let mut quiet: Vec<&str> = args.iter().copied().filter(|a| *a != "--json").collect();
+        quiet.push("-q");
+        let out = haul_s3(&server, &quiet);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stderr), "");
+        assert!(!dir.path().join("a").exists());
     });
 }
 
@@ -1245,6 +1260,25 @@ fn a_bucket_in_another_region_is_followed_with_one_warning_naming_it() {
         assert!(out.status.success(), "{}", text(&out.stderr));
         assert_eq!(server.region_refusals(), refused);
         assert!(!text(&out.stderr).contains("following it"));
+        // -q leaves errors only: the warning too is gone.
+        let out = haul_s3(
+            &server,
+            &[
+                "-q",
+                "s3",
+                "ls",
+                "s3://elsewhere/k/",
+                "--region",
+                "us-east-1",
+            ],
+        );
+        assert!(out.status.success());
+        assert_eq!(
+            server.region_refusals(),
+            refused + 1,
+            "refused, and followed"
+        );
+        assert_eq!(text(&out.stderr), "");
     });
 }
 
