@@ -14,7 +14,6 @@ use std::path::Path;
 use crate::engine::Context;
 use crate::engine::dest::Destination;
 use crate::engine::error::DownloadError;
-use crate::engine::rate::Throttled;
 use crate::engine::response::ObjectInfo;
 use crate::progress::{self, ProgressReader};
 
@@ -49,14 +48,7 @@ pub(crate) fn read_file(
     ctx.progress.set_total(Some(len));
     dest.begin(&ObjectInfo::default(), Some(len))?;
     let counted = ProgressReader::new(&file, ctx.progress, ctx.cancel);
-    let mut reader: Box<dyn Read + '_> = match ctx.limiter {
-        None => Box::new(counted),
-        Some(limiter) => Box::new(Throttled {
-            inner: counted,
-            limiter,
-            cancel: ctx.cancel,
-        }),
-    };
+    let mut reader = crate::engine::rate::limited(counted, ctx.limiter, ctx.cancel);
     let mut got = 0u64;
     let changed = || {
         local(

@@ -39,7 +39,7 @@ pub(crate) use request::{Answer, Condition, Location, Source, request};
 use classify::{Failure, Verdict};
 use dest::Destination;
 use error::DownloadError;
-use rate::{RateLimiter, Throttled};
+use rate::RateLimiter;
 use response::{Asked, ObjectInfo};
 use retry::RetryPolicy;
 use verify::{Sha256Digest, Verifier};
@@ -386,14 +386,7 @@ impl Run<'_, '_> {
             ProgressReader::new(body, ctx.progress, ctx.cancel),
             ctx.client.config(),
         );
-        let mut reader: Box<dyn Read + '_> = match ctx.limiter {
-            None => Box::new(reader),
-            Some(limiter) => Box::new(Throttled {
-                inner: reader,
-                limiter,
-                cancel: ctx.cancel,
-            }),
-        };
+        let mut reader = rate::limited(reader, ctx.limiter, ctx.cancel);
         let mut got = 0u64;
         let broke = loop {
             let mut left = want.map_or(u64::MAX, |w| w - got);

@@ -52,6 +52,22 @@ impl RateLimiter {
     }
 }
 
+/// `reader`, paying `limiter` for every byte when there is one.
+pub(crate) fn limited<'a, R: Read + 'a>(
+    reader: R,
+    limiter: Option<&'a RateLimiter>,
+    cancel: &'a CancelToken,
+) -> Box<dyn Read + 'a> {
+    match limiter {
+        None => Box::new(reader),
+        Some(limiter) => Box::new(Throttled {
+            inner: reader,
+            limiter,
+            cancel,
+        }),
+    }
+}
+
 /// A reader that pays a rate limiter for every byte it returns.
 pub(crate) struct Throttled<'a, R> {
     pub(crate) inner: R,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use haul::{Bucket, Detail, Downloader, Existing, Fetcher, JobSpec, JobStatus, S3Target};
 
+use crate::sink::finish;
 use crate::support::s3::S3Server;
 use crate::support::{TestDir, chain, guard_for, wait_until};
 
@@ -21,18 +22,9 @@ fn uploader(bucket: &Bucket, prefix: &str) -> Downloader {
         .unwrap()
 }
 
-fn finish(d: &Downloader, spec: JobSpec) -> JobStatus {
-    let job = d.submit(spec).unwrap();
-    assert!(d.wait(job, Duration::from_secs(100)).unwrap(), "job hangs");
-    d.status(job, Detail::All).unwrap()
-}
-
+/// The job's failures (see [`crate::sink::failures`]), sorted.
 fn failures(status: &JobStatus) -> Vec<String> {
-    let mut out: Vec<String> = status
-        .failures
-        .iter()
-        .map(|f| format!("{}: {}", f.name, chain(&*f.error)))
-        .collect();
+    let mut out = crate::sink::failures(status);
     out.sort();
     out
 }

@@ -55,13 +55,15 @@ fn downloader(bucket: &Bucket, prefix: &str, workers: usize) -> Downloader {
         .unwrap()
 }
 
-fn finish(d: &Downloader, spec: JobSpec) -> JobStatus {
+/// Runs `spec` on `d` to its end (a hang fails the test) and its full status.
+pub(crate) fn finish(d: &Downloader, spec: JobSpec) -> JobStatus {
     let job = d.submit(spec).unwrap();
     assert!(d.wait(job, Duration::from_secs(100)).unwrap(), "job hangs");
     d.status(job, Detail::All).unwrap()
 }
 
-fn failures(status: &JobStatus) -> Vec<String> {
+/// Each failed object as `NAME: ERROR CHAIN`.
+pub(crate) fn failures(status: &JobStatus) -> Vec<String> {
     status
         .failures
         .iter()
