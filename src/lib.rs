@@ -155,8 +155,9 @@
 //! timeouts, stalls ([`HttpConfig::stall`]), 408/429/5xx, a body of the wrong length or
 //! digest. A body that broke off resumes from its last byte (`Range` + `If-Range`); objects
 //! land only complete and verified (length; [`Sha256Digest`] when given; S3 MD5 ETags).
-//! Work files survive only a crash, and the next run resumes them; [`Existing`] says what
-//! to do with files already there. [`EgressPolicy::PublicOnly`] refuses private addresses.
+//! A transfer that is interrupted (cancelled, aborted, stopped, or failed past its retries)
+//! or killed keeps its work file, and the next run of the same URL resumes it; a split
+//! object keeps the parts it has. [`Existing`] says what to do with files already there. [`EgressPolicy::PublicOnly`] refuses private addresses.
 //!
 //! ```
 //! use std::time::Duration;

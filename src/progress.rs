@@ -88,7 +88,9 @@ pub fn is_cancelled(error: &io::Error) -> bool {
 
 /// A `Read` wrapper that adds every byte read to a [`Progress`] and fails with [`Cancelled`]
 /// (an `io::Error` of kind `Other`) as soon as its [`CancelToken`] is cancelled: the flag is
-/// checked before and after every read of the inner reader.
+/// checked before every read of the inner reader. Bytes a read brought while the token was
+/// being cancelled are still returned (they are good bytes, which a resumable download
+/// keeps); the read after them fails.
 ///
 /// ```
 /// use std::io::Read;
@@ -135,9 +137,6 @@ impl<R: Read> Read for ProgressReader<'_, R> {
         }
         let n = self.inner.read(buf)?;
         self.progress.add(n as u64);
-        if self.cancel.is_cancelled() {
-            return Err(io::Error::other(Cancelled));
-        }
         Ok(n)
     }
 }

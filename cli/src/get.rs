@@ -24,7 +24,7 @@ pub(crate) struct Args {
     headers: Vec<(String, String)>,
     /// Write the objects to stdout, one after another in the order given, instead of into
     /// files (one connection; the summary goes to stderr).
-    #[arg(long, conflicts_with_all = ["skip_existing", "revalidate"])]
+    #[arg(long, conflicts_with_all = ["skip_existing", "revalidate", "force"])]
     stdout: bool,
     /// Write the one object to FILE instead of under its own name in -o (wget's -O, curl's
     /// -o); - writes it to stdout. Takes one URL

@@ -67,13 +67,21 @@ pub(crate) struct JobArgs {
     /// nothing is written or deleted, not even the output directory.
     #[arg(long)]
     pub(crate) dry_run: bool,
-    /// Skip objects already there (a file, or a key in the S3 target), without asking the
-    /// source.
+    /// Download every object again and replace what is there. By default a rerun
+    /// continues: into directories an object whose file is there is asked about in one
+    /// bodiless request and skipped when the server says it is unchanged and complete
+    /// (files land whole, so a file there is one); into an S3 target an object whose key is
+    /// there is skipped (one HEAD). A transfer an earlier run left unfinished (stopped,
+    /// killed, or failed past its retries) resumes from its bytes either way.
+    #[arg(long, conflicts_with_all = ["skip_existing", "revalidate"])]
+    pub(crate) force: bool,
+    /// Skip objects already there (a file, or a key in the S3 target) without asking the
+    /// source whether they changed: the fastest rerun.
     #[arg(long, conflicts_with = "revalidate")]
     pub(crate) skip_existing: bool,
-    /// Skip objects whose file already exists when the server says it is unchanged and
-    /// complete (one bodiless request each); download the others. Directories only.
-    #[arg(long)]
+    /// Ask about each file already there before skipping it: the default into directories
+    /// (accepted for scripts that say so).
+    #[arg(long, hide = true)]
     pub(crate) revalidate: bool,
     /// A `sha256sum` manifest (`HEX  NAME` lines, NAME as the object lands): each object
     /// listed must have that digest, or it fails (after its retries).
@@ -164,6 +172,18 @@ impl JobArgs {
         })
     }
 
+    /// What a job does with an object already there: see `--force`.
+    pub(crate) fn existing(&self) -> Existing {
+        if self.force {
+            Existing::Replace
+        } else if self.skip_existing || (self.to_s3() && !self.revalidate) {
+            // A bucket prefix cannot be revalidated: an object there landed whole.
+            Existing::Skip
+        } else {
+            Existing::Revalidate
+        }
+    }
+
     /// `spec` with the job options.
     pub(crate) fn apply(
         &self,
@@ -171,15 +191,7 @@ impl JobArgs {
         net: &NetArgs,
         digests: &[(String, haul::Sha256Digest)],
     ) -> JobSpec {
-        spec = spec
-            .existing(if self.skip_existing {
-                Existing::Skip
-            } else if self.revalidate {
-                Existing::Revalidate
-            } else {
-                Existing::Replace
-            })
-            .retry(net.retry());
+        spec = spec.existing(self.existing()).retry(net.retry());
         if let Some((index, count)) = self.shard {
             spec = spec.shard(index, count);
         }

@@ -155,6 +155,18 @@ impl Summary {
             }
         }
         if let Some(signal) = self.stopped_by {
+            if !out.quiet && !self.dry_run {
+                let name = match signal {
+                    1 => "SIGHUP",
+                    2 => "SIGINT",
+                    15 => "SIGTERM",
+                    _ => "a signal",
+                };
+                tell!(
+                    "haul: stopped by {name}; the same command again continues: what landed \
+                     is kept, and what was under way resumes from its bytes"
+                );
+            }
             ExitCode::from(u8::try_from(128 + signal).unwrap_or(130))
         } else if self.failed() > 0 || self.count(|s| s.cancelled) > 0 {
             ExitCode::FAILURE

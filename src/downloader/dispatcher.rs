@@ -35,6 +35,8 @@ pub(crate) struct Task {
     pub(crate) sync: Option<Ticket>,
     /// Its size, when a listing (or the file system) gave it.
     pub(crate) size: Option<u64>,
+    /// When it was last written, when a listing of its bucket said.
+    pub(crate) modified: Option<std::time::SystemTime>,
     /// The local file to upload, for a job of local files.
     pub(crate) local: Option<std::path::PathBuf>,
     /// What the target holds at the object's key, when the job looked (local files only).
@@ -559,6 +561,7 @@ impl Dispatcher {
                                 name,
                                 sync,
                                 size: listed.as_ref().map(|o| o.size),
+                                modified: listed.as_ref().and_then(|o| o.last_modified),
                                 local,
                                 stored,
                             },

@@ -17,7 +17,7 @@ use crate::fetch::MemoryBudget;
 use crate::flow::{self, Permit};
 use crate::progress::Progress;
 use crate::source::url;
-use crate::target::file::{self, Outcome, Request};
+use crate::target::file::{self, Outcome, Request, same_second};
 use crate::target::mountpath::Mountpath;
 use crate::target::s3::{self, S3Target};
 
@@ -284,7 +284,20 @@ impl Jogger {
                 {
                     return Ok(Some(Present::Ours));
                 }
-                Ok(job.existing(&path))
+                match job.existing(&path) {
+                    // The listing says what a request would: the file there has the
+                    // object's size and, to the second, its time (haul sets a landed file's
+                    // time to the object's), so it is unchanged.
+                    Some(Present::Check { size, modified })
+                        if task.size == Some(size)
+                            && task
+                                .modified
+                                .is_some_and(|listed| same_second(listed, modified)) =>
+                    {
+                        Ok(Some(Present::Same))
+                    }
+                    present => Ok(present),
+                }
             }
             Target::S3 { target, .. } => {
                 if job.existing == crate::Existing::Replace {

@@ -154,6 +154,19 @@ impl DownloadError {
         matches!(self, DownloadError::Cancelled { .. })
     }
 
+    /// Whether it interrupted a transfer whose bytes so far are good, so that a later run
+    /// may resume them: a cancellation (an abort, a stop signal), or a server or network that
+    /// failed past the retries. Not one whose bytes or version are in doubt.
+    pub(crate) fn interrupted(&self) -> bool {
+        match self {
+            DownloadError::Cancelled { .. }
+            | DownloadError::Request { .. }
+            | DownloadError::Body { .. } => true,
+            DownloadError::Status { status, .. } => *status == 429 || *status >= 500,
+            _ => false,
+        }
+    }
+
     /// What kind of failure this is, without the object it is about: the key of
     /// [`JobStatus::failure_reasons`](crate::JobStatus::failure_reasons).
     pub fn reason(&self) -> String {

@@ -3,6 +3,7 @@
 //! version.
 
 use std::fs::File;
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -11,7 +12,7 @@ use std::time::Instant;
 use log::debug;
 use parking_lot::Mutex;
 
-use crate::engine::dest::{Buffered, Sink};
+use crate::engine::dest::{Buffered, Destination, Sink};
 use crate::engine::error::DownloadError;
 use crate::engine::{self, Answer, Context, Expect, Pin, Source, Span};
 
@@ -32,8 +33,10 @@ use crate::engine::{self, Answer, Context, Expect, Pin, Source, Span};
 /// every answer's validators and `Content-Range` checked), so an object that changes
 /// meanwhile is never stitched from two versions. A server that ignores ranges, answers
 /// them from the wrong offset, or whose object changes, is read on one connection instead.
-/// Split objects are not resumed after a crash (their work file has holes); within a run a
-/// broken part resumes on its own.
+/// Within a run a broken part resumes on its own. A split object's work file records the
+/// parts it has: each as it finishes (so a run after a crash fetches only the others), and,
+/// when the transfer is interrupted, every byte that came; the next run fetches only the
+/// holes, pinned to the same version.
 ///
 /// ```
 /// let parts = haul::PartsPolicy::new(4).part_bytes(32 << 20);
@@ -145,6 +148,7 @@ pub(crate) struct PartsFile<'a> {
 
 /// Fetches bytes `range` of the object into their place in `into`, pinned to `pin` (a
 /// part: it cannot start over on its own); `first` is a response already in hand for them.
+/// Returns, with the result, how many of the range's bytes (from its start) are in the file.
 pub(crate) fn fetch_range(
     ctx: &Context<'_>,
     source: &Source<'_>,
@@ -152,7 +156,7 @@ pub(crate) fn fetch_range(
     range: std::ops::Range<u64>,
     pin: &Pin,
     first: Option<Answer>,
-) -> Result<(), DownloadError> {
+) -> (Result<(), DownloadError>, u64) {
     let mut dest = Buffered::new(PartSink {
         file: into.file,
         path: into.path,
@@ -163,54 +167,113 @@ pub(crate) fn fetch_range(
         start: range.start,
         end: range.end,
     };
-    engine::fetch(ctx, source, span, &mut dest, pin, Expect::default(), first).map(drop)
+    let result =
+        engine::fetch(ctx, source, span, &mut dest, pin, Expect::default(), first).map(drop);
+    // An interrupted part's buffered bytes are good ones: on disk, a later run has them.
+    if result.as_ref().is_err_and(DownloadError::interrupted)
+        && let Err(e) = dest.flush()
+    {
+        debug!(
+            "{}: {}",
+            into.path.display(),
+            crate::engine::retry::error_chain(&e)
+        );
+    }
+    (result, dest.sink.written)
 }
 
-/// Fetches an object into `into`: part 0 (its first `min_object_bytes`) from `first`, the
-/// answer to the opening ranged GET, the other parts in parallel, all pinned to `pin`.
-/// Errors are the first part's that failed; [`DownloadError::Changed`] and
-/// [`DownloadError::Unusable`] mean the parts cannot be stitched (the object changed, or
-/// the server mangles ranges).
+/// The parts of an object of `total` bytes: its first `min_object_bytes` (what the opening
+/// GET asks for), then pieces of `part_bytes`.
+pub(crate) fn plan(policy: &PartsPolicy, total: u64) -> Vec<Range<u64>> {
+    let first_len = policy.min_object_bytes.min(total);
+    let mut parts = Vec::with_capacity(1);
+    parts.push(0..first_len);
+    parts.extend(cut(std::iter::once(first_len..total), policy.part_bytes));
+    parts
+}
+
+/// `ranges` cut into pieces of at most `part_bytes`.
+pub(crate) fn cut(
+    ranges: impl IntoIterator<Item = Range<u64>>,
+    part_bytes: u64,
+) -> Vec<Range<u64>> {
+    let mut parts = Vec::new();
+    for r in ranges {
+        let mut start = r.start;
+        while start < r.end {
+            let end = (start + part_bytes.max(1)).min(r.end);
+            parts.push(start..end);
+            start = end;
+        }
+    }
+    parts
+}
+
+/// What one split fetches, and where what lands is told.
+pub(crate) struct Work<'a> {
+    /// The byte ranges to fetch, one request each.
+    pub(crate) parts: &'a [Range<u64>],
+    /// A response already in hand for the first part (the opening ranged GET's).
+    pub(crate) first: Option<Answer>,
+    /// The ranges in the file: those already there, and every one that reaches it, whether
+    /// its part finished or not (what a later run can resume).
+    pub(crate) have: &'a mut Vec<Range<u64>>,
+    /// Given the ranges complete so far each time a part finishes (for the sidecar that
+    /// lets a run after a crash resume them).
+    pub(crate) record: &'a (dyn Fn(&[Range<u64>]) + Sync),
+}
+
+/// Fetches `work`'s parts of an object into `into`, in parallel, all pinned to `pin`.
+/// Errors are the first part's that failed;
+/// [`DownloadError::Changed`] and [`DownloadError::Unusable`] mean the parts cannot be
+/// stitched (the object changed, or the server mangles ranges).
 pub(crate) fn fetch(
     ctx: &Context<'_>,
     source: &Source<'_>,
     policy: &PartsPolicy,
     into: PartsFile<'_>,
     pin: &Pin,
-    first: Answer,
+    work: Work<'_>,
 ) -> Result<(), DownloadError> {
+    let Work {
+        parts,
+        first,
+        have,
+        record,
+    } = work;
     let total = into.total;
-    // Part 0 is what the opening GET asked for; the rest comes in `part_bytes` pieces.
-    let first_len = policy.min_object_bytes.min(total);
-    let parts = 1 + (total - first_len).div_ceil(policy.part_bytes);
+    let count = parts.len() as u64;
     debug!(
-        "GET {}: {total} bytes in {parts} parts over {} connections",
+        "GET {}: {total} bytes, {count} parts to fetch over {} connections",
         source.shown(),
         policy.connections
     );
     let next = AtomicU64::new(1);
     let failed = AtomicBool::new(false);
     let error: Mutex<Option<DownloadError>> = Mutex::new(None);
-    let opening = Mutex::new(Some(first));
-    let span = |part: u64| {
-        if part == 0 {
-            return (0, first_len);
-        }
-        let start = first_len + (part - 1) * policy.part_bytes;
-        (start, (start + policy.part_bytes).min(total))
-    };
+    let opening = Mutex::new(first);
+    let landed: Mutex<Vec<Range<u64>>> = Mutex::new(std::mem::take(have));
     // Each worker runs parts until none are left or one has failed.
     let work = |first_part: u64| {
         crate::http::transport::with_cancel(ctx.cancel, || {
             let mut part = first_part;
-            while part < parts && !failed.load(Ordering::Relaxed) {
-                let (start, end) = span(part);
+            while part < count && !failed.load(Ordering::Relaxed) {
+                let range = parts[part as usize].clone();
                 let answer = if part == 0 {
                     opening.lock().take()
                 } else {
                     None
                 };
-                if let Err(e) = fetch_range(ctx, source, into, start..end, pin, answer) {
+                let start = range.start;
+                let (result, written) = fetch_range(ctx, source, into, range, pin, answer);
+                {
+                    let mut landed = landed.lock();
+                    landed.push(start..start + written);
+                    if result.is_ok() {
+                        record(&landed);
+                    }
+                }
+                if let Err(e) = result {
                     failed.store(true, Ordering::Relaxed);
                     error.lock().get_or_insert(e);
                     return;
@@ -253,7 +316,7 @@ pub(crate) fn fetch(
                     Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
                     Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
                 }
-                let left = parts.saturating_sub(next.load(Ordering::Relaxed)) as usize;
+                let left = count.saturating_sub(next.load(Ordering::Relaxed)) as usize;
                 if !ramping || left == 0 || failed.load(Ordering::Relaxed) {
                     continue;
                 }
@@ -295,7 +358,7 @@ pub(crate) fn fetch(
         });
     } else {
         std::thread::scope(|scope| {
-            let helpers: Vec<_> = (1..policy.connections.min(parts as usize))
+            let helpers: Vec<_> = (1..policy.connections.min(parts.len()))
                 .filter_map(|i| {
                     std::thread::Builder::new()
                         .name(format!("haul-part-{i}"))
@@ -314,6 +377,7 @@ pub(crate) fn fetch(
         });
         ctx.progress.set_connections(1);
     }
+    *have = landed.into_inner();
     match error.into_inner() {
         Some(error) => Err(error),
         None if failed.into_inner() => Err(DownloadError::Panicked {

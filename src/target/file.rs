@@ -8,7 +8,7 @@ use log::{debug, trace, warn};
 
 use crate::cancel::CancelToken;
 use crate::engine::classify::Failure;
-use crate::engine::dest::{Buffered, Sink};
+use crate::engine::dest::{Buffered, Destination, Sink};
 use crate::engine::parts::PartsPolicy;
 use crate::engine::response::{Asked, ObjectInfo};
 use crate::engine::retry::{self, RetryPolicy};
@@ -20,7 +20,7 @@ use crate::source::url::{self, UrlError};
 use crate::target::mountpath::Mountpath;
 use crate::target::name::ObjectName;
 use crate::target::tail::{Helpers, Tail};
-use crate::target::work::{self, WorkFile};
+use crate::target::work::{self, Pieces, WorkFile};
 
 use crate::engine::error::DownloadError;
 
@@ -144,7 +144,7 @@ pub struct Landed {
     /// to start over (the server ignored a range, its ETag changed, a digest mismatched).
     /// Bytes kept across a resume are not counted.
     pub refetched: u64,
-    /// Bytes taken over from a work file an earlier run left (after a crash).
+    /// Bytes taken over from a work file an earlier run left (interrupted, or killed).
     pub resumed: u64,
 }
 
@@ -159,10 +159,13 @@ pub struct Landed {
 /// range, or whose object changed, starts the object over, and haul logs why. The landed
 /// file's modification time is the server's `Last-Modified`, when it sent one.
 ///
-/// On a failure or cancellation the work file is removed: no partial object is ever visible.
-/// A process killed mid-transfer leaves its work file and a small sidecar (`.part.meta`:
-/// the redacted URL and the validator) in the work directory; the next download of the same
-/// name and URL resumes it when the validator still matches.
+/// No partial object is ever visible. A transfer that is interrupted — cancelled, or failed
+/// past its retries on the network or a 429/5xx — keeps its work file in the work directory
+/// with a small sidecar (`.part.meta`: the redacted URL, the validator, and for a split
+/// object the byte ranges it has); so does a process killed mid-transfer (for objects of
+/// 1 MiB or more, and a split object's finished parts). The next download of the same name
+/// and URL resumes it when the validator still matches, fetching only the missing bytes. Any
+/// other failure (the bytes or the version are in doubt, the disk refused them) removes it.
 ///
 /// ```
 /// use haul::{CancelToken, HttpClient, Mountpath, ObjectTask, Progress};
@@ -252,53 +255,104 @@ fn fetch_inner(
     }
     check_way(mountpath, request.name)?;
     let work = WorkFile::open(mountpath, request.name, &shown)?;
-    let resumed = work.len;
-    // A work file a crashed run left is pinned to the version its sidecar recorded.
+    let resumed = work.resumed();
+    // A work file an earlier run left is pinned to the version its sidecar recorded.
     let pin = if resumed > 0 {
         Pin::of(ObjectInfo {
             etag: work.etag.clone(),
             last_modified: work.last_modified.clone(),
+            // A split object's pieces fit only an object of the size they were cut from.
+            total: work.pieces.as_ref().map(|p| p.total),
             ..ObjectInfo::default()
         })
     } else {
         Pin::new()
     };
     let mut dest = Buffered::new(work);
+    match transfer(ctx, request, &mut dest, &pin) {
+        Ok(Some(mut effort)) => {
+            effort.resumed = resumed;
+            land(dest, &pin, request.name, mountpath, effort).map(Outcome::Landed)
+        }
+        Ok(None) => Ok(Outcome::Unchanged),
+        Err(e) => {
+            // An interrupted transfer's bytes are the next run's: kept, with what is
+            // buffered (good bytes of the pinned version), unless a split kept its pieces.
+            if e.interrupted() && !dest.sink.is_kept() && dest.sink.pieces.is_none() {
+                if let Err(flush) = dest.flush() {
+                    debug!("GET {shown}: {}", retry::error_chain(&flush));
+                }
+                // A split tail's pieces are kept with the stream's bytes before them.
+                let pieces = dest.sink.tail.take().map(|tail| {
+                    let mut have = tail.have().to_vec();
+                    have.push(0..dest.sink.len);
+                    Pieces::new(tail.total, have)
+                });
+                dest.sink.keep(pieces);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Fetches the object into `dest`, complete and verified: what it took, or `None` when
+/// revalidation found the file there unchanged.
+fn transfer(
+    ctx: &Context<'_>,
+    request: &Request<'_>,
+    dest: &mut WorkDest,
+    pin: &Pin,
+) -> Result<Option<Effort>, DownloadError> {
+    let source = &request.source;
+    let shown = source.shown();
     let mut first = None;
-    if let Some((size, modified)) = request.revalidate.filter(|_| resumed == 0) {
+    let mut refetched = 0;
+    if let Some(pieces) = dest.sink.pieces.clone() {
+        match resume_split(ctx, request, dest, pin, pieces)? {
+            Split::Done => {
+                return Ok(Some(Effort {
+                    attempts: 1,
+                    ..Effort::default()
+                }));
+            }
+            Split::Whole(answer) => first = Some(*answer),
+            Split::OneStream { thrown } => refetched += thrown,
+        }
+    }
+    let fresh = dest.sink.resumed() == 0;
+    if let Some((size, modified)) = request.revalidate.filter(|_| fresh) {
         match revalidate(ctx, source, size, modified)? {
             Revalidated::Unchanged => {
                 debug!("GET {shown}: unchanged since the file there");
-                return Ok(Outcome::Unchanged);
+                return Ok(None);
             }
             Revalidated::Download(answer) => first = answer.map(|a| *a),
         }
     }
-    let mut refetched = 0;
     let split = request
         .parts
-        .filter(|p| p.active() && resumed == 0 && first.is_none());
+        .filter(|p| p.active() && fresh && first.is_none());
     // With an adaptive concurrency and no policy of the caller's, a large object splits by
     // itself when its server takes ranges, adding connections while they pay.
     let auto = request.parts.is_none()
-        && resumed == 0
+        && fresh
         && first.is_none()
         && ctx.flow.is_some_and(crate::flow::Permit::adaptive);
     let opened = if auto {
-        Some(auto_split(ctx, request, &mut dest, &pin)?)
+        Some(auto_split(ctx, request, dest, pin)?)
     } else if let Some(policy) = split {
-        Some(split_download(ctx, request, policy, &mut dest, &pin)?)
+        Some(split_download(ctx, request, policy, dest, pin)?)
     } else {
         None
     };
     if let Some(opened) = opened {
         match opened {
             Split::Done => {
-                let effort = Effort {
+                return Ok(Some(Effort {
                     attempts: 1,
+                    refetched,
                     ..Effort::default()
-                };
-                return land(dest, &pin, request.name, mountpath, effort).map(Outcome::Landed);
+                }));
             }
             Split::Whole(answer) => first = Some(*answer),
             Split::OneStream { thrown } => refetched += thrown,
@@ -312,18 +366,16 @@ fn fetch_inner(
     };
     let fetched = match request.helpers {
         Some(helpers) => std::thread::scope(|scope| {
-            let mut tail = Tail::new(scope, ctx, source, &pin, helpers, &mut dest);
-            engine::fetch(ctx, source, Span::Whole, &mut tail, &pin, expect, first)
+            let mut tail = Tail::new(scope, ctx, source, pin, helpers, dest);
+            engine::fetch(ctx, source, Span::Whole, &mut tail, pin, expect, first)
         })?,
-        None => engine::fetch(ctx, source, Span::Whole, &mut dest, &pin, expect, first)?,
+        None => engine::fetch(ctx, source, Span::Whole, dest, pin, expect, first)?,
     };
-    refetched += fetched.refetched;
-    let effort = Effort {
+    Ok(Some(Effort {
         attempts: fetched.attempts,
-        refetched,
-        resumed,
-    };
-    land(dest, &pin, request.name, mountpath, effort).map(Outcome::Landed)
+        refetched: refetched + fetched.refetched,
+        resumed: 0,
+    }))
 }
 
 /// Refuses a name whose way into the mountpath goes through a symbolic link.
@@ -474,7 +526,7 @@ fn auto_split(
 
 /// Opens with a ranged GET for the first part; when its `Content-Range` shows a larger
 /// object, the rest comes in ranged parts over several connections (`engine::parts`), into
-/// a work file sized up front. No sidecar: a file with holes cannot be resumed after a crash.
+/// a work file sized up front, whose sidecar lists the parts that have finished.
 fn split_download(
     ctx: &Context<'_>,
     request: &Request<'_>,
@@ -533,16 +585,91 @@ fn split_rest(
     dest.sink.preallocate(total)?;
     ctx.progress.set_total(Some(total));
     ctx.progress.set_done(0);
+    let todo = Todo {
+        parts: crate::engine::parts::plan(policy, total),
+        first: Some(answer),
+        have: Vec::new(),
+    };
+    stitch(ctx, request, policy, dest, pin, total, todo)
+}
+
+/// What is left of a split object: the parts to fetch, a response already in hand for the
+/// first, and the ranges already in its work file.
+struct Todo {
+    parts: Vec<std::ops::Range<u64>>,
+    first: Option<Answer>,
+    have: Vec<std::ops::Range<u64>>,
+}
+
+/// Fetches the pieces a split object's interrupted transfer left out (its work file's
+/// sidecar lists those it has), pinned to the version they are of; a changed object starts
+/// over on one connection.
+fn resume_split(
+    ctx: &Context<'_>,
+    request: &Request<'_>,
+    dest: &mut WorkDest,
+    pin: &Pin,
+    pieces: Pieces,
+) -> Result<Split, DownloadError> {
+    let policy = request.parts.copied().unwrap_or_else(PartsPolicy::auto);
+    let total = pieces.total;
+    debug!(
+        "GET {}: resuming a split object: {} of {total} bytes are here",
+        request.source.shown(),
+        pieces.held()
+    );
+    ctx.progress.set_total(Some(total));
+    ctx.progress.set_done(pieces.held());
+    let todo = Todo {
+        parts: crate::engine::parts::cut(pieces.missing(), policy.part_bytes),
+        first: None,
+        have: pieces.have().to_vec(),
+    };
+    stitch(ctx, request, &policy, dest, pin, total, todo)
+}
+
+/// Fetches what is left of a split object into its work file (sized to `total`), then
+/// checks the whole. An interrupted transfer keeps the file
+/// and the ranges it has for a later run; parts that cannot be stitched (the object
+/// changed under them, the server mangles ranges, the bytes are wrong) empty it, to be
+/// fetched on one connection.
+fn stitch(
+    ctx: &Context<'_>,
+    request: &Request<'_>,
+    policy: &PartsPolicy,
+    dest: &mut WorkDest,
+    pin: &Pin,
+    total: u64,
+    todo: Todo,
+) -> Result<Split, DownloadError> {
+    let Todo {
+        parts,
+        first,
+        mut have,
+    } = todo;
+    let source = &request.source;
+    let shown = source.shown();
+    let held = ctx.progress.done();
+    // Each part that finishes is in the sidecar at once: a run after a crash resumes it.
+    let record = dest.sink.pieces_record(total);
     let into = crate::engine::parts::PartsFile {
         file: dest.sink.file_ref(),
         path: &dest.sink.path,
         total,
     };
-    let result = crate::engine::parts::fetch(ctx, source, policy, into, pin, answer);
+    let work = crate::engine::parts::Work {
+        parts: &parts,
+        first,
+        have: &mut have,
+        record: &|have: &[std::ops::Range<u64>]| record.write(have),
+    };
+    let result = crate::engine::parts::fetch(ctx, source, policy, into, pin, work);
     let stitched = result.and_then(|()| {
+        dest.sink.pieces = None;
         dest.sink.len = total;
         // The whole, read back once: the SHA-256 expected, and from S3 the store's
         // full-object checksum (one HEAD: ranged answers carry none), else the MD5 ETag.
+        let info = pin.get().unwrap_or_default();
         let (checksum, md5) = match source {
             Source::S3 { bucket, key, .. } => (
                 bucket.stored_checksum(key, info.etag_unquoted()),
@@ -564,27 +691,28 @@ fn split_rest(
     });
     match stitched {
         Ok(()) => Ok(Split::Done),
-        // The parts cannot be stitched: the object changed under them, the server mangles
-        // ranges, or the bytes are wrong. One stream cannot mix versions, and is checked
-        // whole.
         Err(
             e @ (DownloadError::Changed { .. }
             | DownloadError::Unusable { .. }
             | DownloadError::Digest { .. }),
         ) => {
             warn!("{}; fetching it on one connection", retry::error_chain(&e));
-            let thrown = ctx.progress.done();
-            dest.sink.len = total;
+            let thrown = ctx.progress.done().saturating_sub(held);
             dest.sink.truncate()?;
             pin.clear();
             Ok(Split::OneStream { thrown })
         }
-        Err(e) => Err(e),
+        Err(e) => {
+            if e.interrupted() {
+                dest.sink.keep(Some(Pieces::new(total, have)));
+            }
+            Err(e)
+        }
     }
 }
 
 /// Whether two times fall in the same second (HTTP dates have no finer resolution).
-fn same_second(a: SystemTime, b: SystemTime) -> bool {
+pub(crate) fn same_second(a: SystemTime, b: SystemTime) -> bool {
     let secs = |t: SystemTime| {
         t.duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_secs())

@@ -13,7 +13,8 @@
 //! verified as if it had come on one connection. A piece that fails is the stream's again:
 //! it resumes from there. A piece refused because the object changed (or whose server
 //! mangles ranges) stops the splitting of that object. Once cut, a work file has holes, so
-//! its sidecar goes: a crash mid-split is not resumed. A job held to a rate
+//! its sidecar goes: a crash mid-split is not resumed. An interrupted stream keeps its work
+//! file with the stream's bytes and those the pieces brought, listed in the sidecar. A job held to a rate
 //! ([`JobSpec::rate_limit`](crate::JobSpec)) is never split: it is slow on purpose.
 
 use std::collections::VecDeque;
@@ -29,7 +30,7 @@ use crate::engine::error::DownloadError;
 use crate::engine::parts::{self, PartsFile};
 use crate::engine::response::ObjectInfo;
 use crate::engine::{Context, Pin, Source, retry};
-use crate::target::work::WorkFile;
+use crate::target::work::{Pieces, WorkFile};
 
 /// Idle joggers whose turns a slow transfer may borrow for pieces of its tail.
 pub(crate) trait Helpers: Sync {
@@ -54,11 +55,12 @@ const MAX_PIECES: usize = parts::AUTO_CONNECTIONS - 1;
 const ALIGN: u64 = 64 << 10;
 
 /// One piece of a cut tail: bytes `range`, fetched by its own thread (`None`: it could not
-/// be started, so the stream takes it back).
+/// be started, so the stream takes it back), which tells how it went and how many of its
+/// bytes (from its start) are in the file.
 struct Piece<'scope> {
     range: Range<u64>,
     cancel: CancelToken,
-    thread: Option<ScopedJoinHandle<'scope, Result<(), DownloadError>>>,
+    thread: Option<ScopedJoinHandle<'scope, (Result<(), DownloadError>, u64)>>,
 }
 
 /// A work file's destination that may hand the tail of its stream to idle joggers (see the
@@ -195,15 +197,8 @@ impl<'scope, 'env, 'd> Tail<'scope, 'env, 'd> {
                     cancel: &token,
                     ..*ctx
                 };
-                let fetched = std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(|source| DownloadError::Local {
-                        action: "opening",
-                        path: path.clone(),
-                        source,
-                    })
-                    .and_then(|file| {
+                let fetched = match std::fs::OpenOptions::new().write(true).open(&path) {
+                    Ok(file) => {
                         let total = bytes.end;
                         let into = PartsFile {
                             file: &file,
@@ -211,7 +206,16 @@ impl<'scope, 'env, 'd> Tail<'scope, 'env, 'd> {
                             total,
                         };
                         parts::fetch_range(&ctx, source, into, bytes, pin, None)
-                    });
+                    }
+                    Err(source) => {
+                        let error = DownloadError::Local {
+                            action: "opening",
+                            path: path.clone(),
+                            source,
+                        };
+                        (Err(error), 0)
+                    }
+                };
                 helpers.give_back();
                 fetched
             });
@@ -230,17 +234,21 @@ impl<'scope, 'env, 'd> Tail<'scope, 'env, 'd> {
         }
     }
 
-    /// Cancels and joins every piece still out.
-    fn abandon(&mut self) {
+    /// Cancels and joins every piece still out; returns the byte ranges they brought.
+    fn abandon(&mut self) -> Vec<Range<u64>> {
         for piece in &self.pieces {
             piece.cancel.cancel();
         }
+        let mut brought = Vec::new();
         for piece in self.pieces.drain(..) {
-            if let Some(thread) = piece.thread {
-                let _ = thread.join();
+            if let Some(thread) = piece.thread
+                && let Ok((_, written)) = thread.join()
+            {
+                brought.push(piece.range.start..piece.range.start + written);
             }
         }
         self.cut = None;
+        brought
     }
 }
 
@@ -252,12 +260,15 @@ impl Piece<'_> {
     /// The piece's outcome, once its thread has ended.
     fn join(self, shown: &str) -> Result<(), DownloadError> {
         match self.thread {
-            Some(thread) => thread.join().unwrap_or_else(|panic| {
-                Err(DownloadError::Panicked {
-                    url: shown.to_owned(),
-                    message: crate::downloader::jogger::panic_message(&*panic),
-                })
-            }),
+            Some(thread) => thread.join().map_or_else(
+                |panic| {
+                    Err(DownloadError::Panicked {
+                        url: shown.to_owned(),
+                        message: crate::downloader::jogger::panic_message(&*panic),
+                    })
+                },
+                |(result, _)| result,
+            ),
             None => Err(DownloadError::Panicked {
                 url: shown.to_owned(),
                 message: "no thread could be started for a piece".to_owned(),
@@ -267,8 +278,15 @@ impl Piece<'_> {
 }
 
 impl Drop for Tail<'_, '_, '_> {
+    /// Stops the pieces still out. The bytes they brought are the work file's to keep when
+    /// the stream was interrupted (the file then lists them; otherwise they are ignored).
     fn drop(&mut self) {
-        self.abandon();
+        let brought = self.abandon();
+        if let Some(total) = self.total
+            && !brought.is_empty()
+        {
+            self.dest.sink.tail = Some(Pieces::new(total, brought));
+        }
     }
 }
 
@@ -278,6 +296,7 @@ impl Destination for Tail<'_, '_, '_> {
     }
 
     fn begin(&mut self, info: &ObjectInfo, len: Option<u64>) -> Result<(), DownloadError> {
+        // The object starts over: what pieces brought is not of use.
         self.abandon();
         let now = Instant::now();
         // An object too small for two pieces is never judged (no clock read per read).

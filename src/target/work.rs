@@ -3,6 +3,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::ops::Range;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -13,7 +14,8 @@ use crate::target::mountpath::Mountpath;
 use crate::target::name::ObjectName;
 
 /// A work file in a mountpath's work directory, with its sidecar. It removes both unless it
-/// lands (or the process dies, which is what lets the next run resume it).
+/// lands, is [kept](WorkFile::keep) for a later run (the transfer was interrupted), or the
+/// process dies: each of the last two lets the next run resume it.
 ///
 /// The file is locked (`flock`) while open, so two transfers of one name — in this process
 /// or another — never share it: the second gets a spare path of its own.
@@ -31,6 +33,109 @@ pub(crate) struct WorkFile {
     meta_on_disk: bool,
     /// Where the file's cursor is, when known (saves a seek per append).
     cursor: Option<u64>,
+    /// A split object's pieces an interrupted run left (the file is sized to the object and
+    /// [`len`](WorkFile::len) is 0 until they are stitched).
+    pub(crate) pieces: Option<Pieces>,
+    /// Whether this is a spare path (another transfer had the usual one): no later run
+    /// looks for it, so it is never kept.
+    spare: bool,
+    /// Left for a later run: the drop removes nothing.
+    kept: bool,
+    /// What the pieces of a split tail (see [`tail`](crate::target::tail)) brought past
+    /// the stream's bytes when it was interrupted: kept with them.
+    pub(crate) tail: Option<Pieces>,
+}
+
+/// A split object's work file as an interrupted transfer left it: sized to `total` bytes,
+/// of which the ranges in `have` are good and the rest are holes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Pieces {
+    pub(crate) total: u64,
+    /// Sorted, disjoint, none empty.
+    have: Vec<Range<u64>>,
+}
+
+impl Pieces {
+    /// The pieces `have` of an object of `total` bytes: clipped to it, sorted and merged.
+    pub(crate) fn new(total: u64, mut have: Vec<Range<u64>>) -> Pieces {
+        have.retain(|r| r.start < r.end.min(total));
+        for r in &mut have {
+            r.end = r.end.min(total);
+        }
+        have.sort_by_key(|r| r.start);
+        let mut merged: Vec<Range<u64>> = Vec::with_capacity(have.len());
+        for r in have {
+            match merged.last_mut() {
+                Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+                _ => merged.push(r),
+            }
+        }
+        Pieces {
+            total,
+            have: merged,
+        }
+    }
+
+    /// The good ranges, sorted.
+    pub(crate) fn have(&self) -> &[Range<u64>] {
+        &self.have
+    }
+
+    /// The good bytes.
+    pub(crate) fn held(&self) -> u64 {
+        self.have.iter().map(|r| r.end - r.start).sum()
+    }
+
+    /// The ranges still to fetch, in order.
+    pub(crate) fn missing(&self) -> Vec<Range<u64>> {
+        let mut missing = Vec::new();
+        let mut at = 0;
+        for r in &self.have {
+            if r.start > at {
+                missing.push(at..r.start);
+            }
+            at = r.end;
+        }
+        if at < self.total {
+            missing.push(at..self.total);
+        }
+        missing
+    }
+}
+
+/// Writes a split object's sidecar: its source and validators, and the pieces it has.
+pub(crate) struct PiecesRecord {
+    meta: PathBuf,
+    head: String,
+    total: u64,
+}
+
+impl PiecesRecord {
+    /// Records the ranges in `have` (in any order) as the good bytes of the work file. A
+    /// failure is logged: it costs a crash's resume, nothing else.
+    pub(crate) fn write(&self, have: &[Range<u64>]) {
+        let pieces = Pieces::new(self.total, have.to_vec());
+        let text = format!("{}{}", self.head, pieces_text(&pieces));
+        if let Err(e) = fs::write(&self.meta, text) {
+            debug!("{}: {e}", self.meta.display());
+        }
+    }
+}
+
+/// A split object's lines in its sidecar.
+fn pieces_text(pieces: &Pieces) -> String {
+    let mut text = format!("size {}\n", pieces.total);
+    for r in &pieces.have {
+        text.push_str(&format!("have {}-{}\n", r.start, r.end));
+    }
+    text
+}
+
+/// What a sidecar records.
+struct Sidecar {
+    etag: Option<String>,
+    last_modified: Option<String>,
+    pieces: Option<Pieces>,
 }
 
 /// Objects smaller than this get no sidecar, so a crash cannot resume them: fetching them
@@ -50,8 +155,8 @@ impl WorkFile {
         source: &str,
     ) -> Result<WorkFile, DownloadError> {
         let usual = mountpath.work_path(name);
-        let (path, file) = match open_locked(mountpath.work_dir(), &usual)? {
-            Some(file) => (usual, file),
+        let (path, file, spare) = match open_locked(mountpath.work_dir(), &usual)? {
+            Some(file) => (usual, file, false),
             None => {
                 let spare = mountpath.spare_work_path(name);
                 let file = open_locked(mountpath.work_dir(), &spare)?.ok_or_else(|| {
@@ -61,7 +166,7 @@ impl WorkFile {
                         source: io::Error::from(io::ErrorKind::WouldBlock),
                     }
                 })?;
-                (spare, file)
+                (spare, file, true)
             }
         };
         let mut meta = path.clone().into_os_string();
@@ -76,21 +181,29 @@ impl WorkFile {
             last_modified: None,
             meta_on_disk: false,
             cursor: Some(0),
+            pieces: None,
+            spare,
+            kept: false,
+            tail: None,
         };
         let on_disk = work.file().metadata().map(|m| m.len()).unwrap_or(0);
         if on_disk > 0 {
             match work.read_sidecar() {
-                Some((etag, last_modified)) => {
+                // A split object's pieces fit only the file sized to it.
+                Some(sidecar) if sidecar.pieces.as_ref().is_none_or(|p| p.total == on_disk) => {
+                    let held = sidecar.pieces.as_ref().map_or(on_disk, Pieces::held);
                     debug!(
-                        "{}: resuming a work file of {on_disk} bytes",
+                        "{}: resuming a work file holding {held} bytes",
                         work.path.display()
                     );
-                    work.len = on_disk;
-                    work.etag = etag;
-                    work.last_modified = last_modified;
+                    work.len = if sidecar.pieces.is_some() { 0 } else { on_disk };
+                    work.cursor = None;
+                    work.etag = sidecar.etag;
+                    work.last_modified = sidecar.last_modified;
+                    work.pieces = sidecar.pieces;
                     work.meta_on_disk = true;
                 }
-                None => {
+                _ => {
                     work.truncate()?;
                 }
             }
@@ -98,22 +211,105 @@ impl WorkFile {
         Ok(work)
     }
 
-    /// The sidecar's validators, when it is for this source.
-    fn read_sidecar(&self) -> Option<(Option<String>, Option<String>)> {
+    /// Whether it was [kept](WorkFile::keep) for a later run.
+    pub(crate) fn is_kept(&self) -> bool {
+        self.kept
+    }
+
+    /// Bytes an earlier run left that this one takes over.
+    pub(crate) fn resumed(&self) -> u64 {
+        self.len + self.pieces.as_ref().map_or(0, Pieces::held)
+    }
+
+    /// The sidecar, when it is for this source.
+    fn read_sidecar(&self) -> Option<Sidecar> {
         let text = fs::read_to_string(&self.meta).ok()?;
         let mut lines = text.lines();
         if lines.next()? != format!("source {}", self.source) {
             return None;
         }
-        let (mut etag, mut last_modified) = (None, None);
+        let mut sidecar = Sidecar {
+            etag: None,
+            last_modified: None,
+            pieces: None,
+        };
+        let (mut total, mut have) = (None, Vec::new());
         for line in lines {
             if let Some(v) = line.strip_prefix("etag ") {
-                etag = Some(v.to_owned());
+                sidecar.etag = Some(v.to_owned());
             } else if let Some(v) = line.strip_prefix("last-modified ") {
-                last_modified = Some(v.to_owned());
+                sidecar.last_modified = Some(v.to_owned());
+            } else if let Some(v) = line.strip_prefix("size ") {
+                total = Some(v.parse::<u64>().ok()?);
+            } else if let Some(v) = line.strip_prefix("have ") {
+                let (start, end) = v.split_once('-')?;
+                have.push(start.parse::<u64>().ok()?..end.parse::<u64>().ok()?);
             }
         }
-        Some((etag, last_modified))
+        sidecar.pieces = total.map(|total| Pieces::new(total, have));
+        Some(sidecar)
+    }
+
+    /// The sidecar's text: the source and validators, and a split object's pieces.
+    fn sidecar_text(&self, pieces: Option<&Pieces>) -> String {
+        let mut text = format!("source {}\n", self.source);
+        if let Some(etag) = &self.etag {
+            text.push_str(&format!("etag {etag}\n"));
+        }
+        if let Some(lm) = &self.last_modified {
+            text.push_str(&format!("last-modified {lm}\n"));
+        }
+        if let Some(pieces) = pieces {
+            text.push_str(&pieces_text(pieces));
+        }
+        text
+    }
+
+    /// What records a split object's finished pieces in the sidecar as they finish, from
+    /// the threads fetching them.
+    pub(crate) fn pieces_record(&mut self, total: u64) -> PiecesRecord {
+        // Written from now on: removed with the work file, whatever becomes of it.
+        self.meta_on_disk = true;
+        PiecesRecord {
+            meta: self.meta.clone(),
+            head: self.sidecar_text(None),
+            total,
+        }
+    }
+
+    /// Leaves the work file for a later run to resume (this transfer was interrupted), with a
+    /// sidecar naming the version its bytes are of: its first [`len`](WorkFile::len) bytes,
+    /// or a split object's `pieces`. Kept only with a validator to pin the resume to and
+    /// bytes worth it, at the usual path (a spare one no later run looks for); otherwise the
+    /// drop removes it as usual. Returns whether it was kept.
+    pub(crate) fn keep(&mut self, pieces: Option<Pieces>) -> bool {
+        let held = pieces.as_ref().map_or(self.len, Pieces::held);
+        if self.kept || self.spare || held == 0 || self.validator().is_none() {
+            return self.kept;
+        }
+        let text = self.sidecar_text(pieces.as_ref());
+        let size = match &pieces {
+            // Sized to the object: the holes are the bytes still missing.
+            Some(pieces) => pieces.total,
+            // Pieces of a split tail may lie beyond the stream's bytes: only these are good.
+            None => self.len,
+        };
+        let sized = self.file().set_len(size);
+        match sized.and_then(|()| fs::write(&self.meta, text)) {
+            Ok(()) => {
+                debug!(
+                    "{}: kept with {held} bytes for a later run",
+                    self.path.display()
+                );
+                self.meta_on_disk = true;
+                self.kept = true;
+            }
+            Err(e) => warn!(
+                "{}: cannot keep it for a later run: {e}",
+                self.path.display()
+            ),
+        }
+        self.kept
     }
 
     /// What `If-Range` can carry: a strong ETag, else `Last-Modified`.
@@ -146,13 +342,7 @@ impl WorkFile {
         if same && self.meta_on_disk {
             return Ok(());
         }
-        let mut text = format!("source {}\n", self.source);
-        if let Some(etag) = &self.etag {
-            text.push_str(&format!("etag {etag}\n"));
-        }
-        if let Some(lm) = &self.last_modified {
-            text.push_str(&format!("last-modified {lm}\n"));
-        }
+        let text = self.sidecar_text(None);
         fs::write(&self.meta, text).map_err(|source| DownloadError::Local {
             action: "writing",
             path: self.meta.clone(),
@@ -183,9 +373,16 @@ impl WorkFile {
             .expect("work file is open until it lands")
     }
 
-    /// Empties the file; returns how many bytes were thrown away.
+    /// Empties the file (a resumed split object's pieces too); returns how many bytes were
+    /// thrown away.
     pub(crate) fn truncate(&mut self) -> Result<u64, DownloadError> {
-        let dropped = self.len;
+        let dropped = self.resumed();
+        self.pieces = None;
+        // What the sidecar says no longer holds (it is written again for the bytes to come).
+        if self.meta_on_disk {
+            let _ = fs::remove_file(&self.meta);
+            self.meta_on_disk = false;
+        }
         let file = self.file();
         file.set_len(0)
             .and_then(|()| file.seek(SeekFrom::Start(0)).map(drop))
@@ -328,8 +525,8 @@ impl WorkFile {
 
 /// Removes from `work_dir` what crashed runs left that no run can resume: spare work files
 /// (`<hash>-<pid>-<seq>.part`, a transfer's when another had the usual name), work files
-/// without a sidecar (objects too small to resume, and split objects, whose files have
-/// holes), and sidecars whose work file is gone. A work file is removed only while this
+/// without a sidecar (objects too small to resume after a crash, and split tails, whose
+/// files have holes), and sidecars whose work file is gone. A work file is removed only while this
 /// process holds its lock, so one another transfer is using is left alone. Failures are
 /// logged at debug: this is tidying, not a condition for anything.
 pub(crate) fn sweep(work_dir: &Path) {
@@ -451,7 +648,7 @@ fn same_file(file: &File, path: &Path) -> bool {
 
 impl Drop for WorkFile {
     fn drop(&mut self) {
-        if self.path.as_os_str().is_empty() {
+        if self.path.as_os_str().is_empty() || self.kept {
             return;
         }
         // Removed while still locked: nobody can take over a file that is on its way out.

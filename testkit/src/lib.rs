@@ -137,5 +137,113 @@ pub fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// Files outside any work directory (`.haul-work/`) under `dir`: what a reader sees.
+pub fn visible(dir: &Path) -> Vec<String> {
+    files_under(dir)
+        .into_iter()
+        .filter(|f| !f.starts_with(".haul-work/") && !f.contains("/.haul-work/"))
+        .collect()
+}
+
+/// A work file an interrupted transfer kept for a later run.
+pub struct Kept {
+    /// The URL (path and query) its sidecar names, without scheme and host.
+    pub path: String,
+    /// The bytes in it.
+    pub bytes: Vec<u8>,
+    /// Its sidecar's text.
+    pub sidecar: String,
+}
+
+impl Kept {
+    /// The byte ranges its sidecar lists as good (a split object's); `None` for a file whose
+    /// bytes from the start are all good.
+    pub fn have(&self) -> Option<Vec<std::ops::Range<u64>>> {
+        let ranges: Vec<_> = self
+            .sidecar
+            .lines()
+            .filter_map(|l| l.strip_prefix("have "))
+            .map(|r| {
+                let (a, b) = r.split_once('-').expect("START-END");
+                a.parse().expect("a start")..b.parse().expect("an end")
+            })
+            .collect();
+        self.sidecar
+            .lines()
+            .any(|l| l.starts_with("size "))
+            .then_some(ranges)
+    }
+
+    /// The good bytes it holds (all of them, or the listed ranges'); fails the test when one
+    /// differs from `object`, the whole object's bytes.
+    pub fn assert_good(&self, object: &[u8]) -> u64 {
+        match self.have() {
+            None => {
+                let n = self.bytes.len();
+                assert!(
+                    self.bytes[..] == object[..n],
+                    "{}: not the first {n} bytes",
+                    self.path
+                );
+                n as u64
+            }
+            Some(have) => {
+                assert_eq!(
+                    self.bytes.len(),
+                    object.len(),
+                    "{}: not sized to the object",
+                    self.path
+                );
+                for r in &have {
+                    let (a, b) = (r.start as usize, r.end as usize);
+                    assert!(
+                        self.bytes[a..b] == object[a..b],
+                        "{}: bytes {a}..{b} differ",
+                        self.path
+                    );
+                }
+                have.iter().map(|r| r.end - r.start).sum()
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kept")
+            .field("path", &self.path)
+            .field("bytes", &self.bytes.len())
+            .field("sidecar", &self.sidecar)
+            .finish()
+    }
+}
+
+/// The work files kept under `dir`'s work directories, sorted by the path their sidecars
+/// name; each must have its sidecar (a test fails on one without).
+pub fn kept(dir: &Path) -> Vec<Kept> {
+    let files = files_under(dir);
+    let mut kept: Vec<Kept> = files
+        .iter()
+        .filter(|f| f.contains(".haul-work/") && f.ends_with(".part"))
+        .map(|work| {
+            let sidecar = std::fs::read_to_string(dir.join(format!("{work}.meta")))
+                .unwrap_or_else(|e| panic!("{work} has no sidecar ({e}): {files:?}"));
+            let source = sidecar.lines().next().unwrap_or_default();
+            let url = source.strip_prefix("source ").unwrap_or(source);
+            let path = url
+                .split_once("://")
+                .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_owned()))
+                .unwrap_or_else(|| url.to_owned());
+            Kept {
+                path,
+                bytes: std::fs::read(dir.join(work)).expect("read a work file"),
+                sidecar,
+            }
+        })
+        .collect();
+    kept.sort_by(|a, b| a.path.cmp(&b.path));
+    kept
+}
+
 /// An error and its sources, joined with ": " (the library's formatter).
 pub use haul::error_chain as chain;

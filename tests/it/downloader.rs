@@ -9,7 +9,7 @@ use haul::{
 };
 use haul_origin::{Origin, body};
 
-use crate::support::{TestDir, chain, files_under, guard, wait_until};
+use crate::support::{TestDir, chain, files_under, guard, kept, visible, wait_until};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -178,7 +178,7 @@ fn a_job_connection_limit_caps_its_concurrency() {
 }
 
 #[test]
-fn abort_while_the_gate_holds_a_body_stops_the_job_and_leaves_nothing() {
+fn abort_while_the_gate_holds_a_body_stops_the_job_and_keeps_its_bytes_for_a_rerun() {
     guard(|| {
         let origin = Origin::start().unwrap();
         let dir = TestDir::new();
@@ -209,15 +209,35 @@ fn abort_while_the_gate_holds_a_body_stops_the_job_and_leaves_nothing() {
         assert!(status.aborted);
         assert_eq!((status.finished, status.failed), (0, 0));
         assert_eq!(status.cancelled, 100);
+        // Nothing is visible; the bytes that came wait for a rerun.
         assert!(
-            files_under(dir.path()).is_empty(),
+            visible(dir.path()).is_empty(),
             "{:?}",
             files_under(dir.path())
         );
+        let kept = kept(dir.path());
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert!(kept[0].path.starts_with("/a/o-000.bin?"), "{kept:?}");
+        // At least the 5000 bytes held; a read under way when the gate opened may bring
+        // more, and those are good bytes too.
+        let held = kept[0].assert_good(&body("/a/o-000.bin", 100_000));
+        assert!(held >= 5000, "{held}");
         // Later objects of the job were never requested.
         assert_eq!(origin.stats().requests, 1);
         // Aborting a finished job succeeds.
         d.abort(job).unwrap();
+
+        // The same job again fetches only what is missing.
+        assert!(wait_until(|| origin.stats().active == 0));
+        origin.reset_stats();
+        let spec = JobSpec::range(origin.url("/a/o-{000..099}.bin?size=100000&gate_after=5000"));
+        let again = finish(&d, d.submit(spec).unwrap());
+        assert_eq!(again.finished, 100, "{:?}", again.failures);
+        assert_eq!(origin.stats().body_bytes, 100 * 100_000 - held);
+        assert!(
+            std::fs::read(dir.path().join("o-000.bin")).unwrap() == body("/a/o-000.bin", 100_000)
+        );
+        assert!(work_files(dir.path()).is_empty());
     });
 }
 
@@ -658,22 +678,27 @@ fn abort_and_drop_stop_transfers_whose_server_sends_nothing() {
         // A second stalled job, then drop the downloader with it in flight.
         let again = d
             .submit(JobSpec::range(
-                origin.url("/st2/o-{0..9}.bin?size=100000&stall_after=1000"),
+                origin.url("/st2/p-{0..9}.bin?size=100000&stall_after=1000"),
             ))
             .unwrap();
-        assert!(wait_until(|| d
-            .status(again, Detail::OnlyActive)
-            .unwrap()
-            .in_flight
-            .len()
-            == 2));
+        assert!(wait_until(|| {
+            let s = d.status(again, Detail::OnlyActive).unwrap();
+            s.in_flight.len() == 2 && s.in_flight.iter().all(|t| t.bytes_done == 1000)
+        }));
         drop(d);
         assert!(live_threads_named("haul-jog-stl5").is_empty());
+        // Nothing is visible; each transfer that was under way kept its 1000 bytes.
         assert!(
-            files_under(dir.path()).is_empty(),
+            visible(dir.path()).is_empty(),
             "{:?}",
             files_under(dir.path())
         );
+        let kept = kept(dir.path());
+        assert_eq!(kept.len(), 4, "{kept:?}");
+        for k in kept {
+            let path = k.path.split('?').next().unwrap();
+            assert!(k.bytes[..] == body(path, 100_000)[..1000], "{path}");
+        }
     });
 }
 

@@ -12,6 +12,7 @@ mod landing;
 mod name;
 mod origin;
 mod put;
+mod rerun;
 mod s3;
 mod s3_jobs;
 mod shard;

@@ -210,3 +210,52 @@ fn a_backend_job_checks_md5_etags_and_never_lands_corrupted_bytes() {
         }
     });
 }
+
+/// A rerun that revalidates takes the listing's word: a file of the object's size and, to
+/// the second, its time (haul set it) is unchanged, with no request of its own; a file that
+/// differs is fetched again.
+#[test]
+fn a_revalidating_rerun_of_a_prefix_asks_only_the_listing() {
+    guard_for(Duration::from_secs(60), || {
+        let server = S3Server::start(&["data"]);
+        let seeds: Vec<(String, Vec<u8>)> = (0..50)
+            .map(|i| {
+                let k = key(i);
+                let bytes = content(&k);
+                (k, bytes)
+            })
+            .collect();
+        server.seed_many("data", seeds);
+        let bucket = server.bucket("data");
+        let dir = TestDir::new();
+        let d = Downloader::builder()
+            .mountpath(dir.path())
+            .workers_per_target(4)
+            .build()
+            .unwrap();
+        let run = || {
+            let spec = JobSpec::s3_prefix(&bucket, "set/").existing(haul::Existing::Revalidate);
+            let job = d.submit(spec).unwrap();
+            assert!(d.wait(job, Duration::from_secs(50)).unwrap());
+            d.status(job, Detail::All).unwrap()
+        };
+        let first = run();
+        assert_eq!(first.finished, 50, "{:?}", first.failures.first());
+        // One file changed locally: same size, another time.
+        let changed = dir.path().join(key(7));
+        let file = std::fs::File::options().write(true).open(&changed).unwrap();
+        file.set_modified(std::time::SystemTime::UNIX_EPOCH)
+            .unwrap();
+        drop(file);
+
+        let gets_before = server.counters().map(|c| c.gets.load(Ordering::SeqCst));
+        let again = run();
+        assert_eq!((again.skipped, again.finished), (49, 1), "{again:?}");
+        if let (Some(before), Some(c)) = (gets_before, server.counters()) {
+            // The listing's one page and the changed file's revalidation (or its GET).
+            let gets = c.gets.load(Ordering::SeqCst) - before;
+            assert!((2..=3).contains(&gets), "{gets} GETs");
+        }
+        assert!(std::fs::read(&changed).unwrap() == content(&key(7)));
+    });
+}

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use haul::{Detail, Downloader, HttpConfig, JobSpec, JobStatus, RetryPolicy, Sha256Digest};
 use haul_origin::{Origin, body};
 
-use crate::support::{TestDir, files_under, guard};
+use crate::support::{TestDir, files_under, guard, kept, visible, wait_until};
 
 /// 6 MiB at 2 MB/s a connection: three seconds on one.
 const BIG: u64 = 6 << 20;
@@ -151,7 +151,8 @@ fn pieces_of_an_object_that_changes_fail_and_the_stream_finishes_it_alone() {
     });
 }
 
-/// Aborting the job stops the pieces too: nothing is left behind and the job ends at once.
+/// Aborting the job stops the pieces too: the job ends at once, nothing is visible, and
+/// the bytes of the stream and of its pieces wait for a rerun, which fetches only the rest.
 #[test]
 fn aborting_a_split_transfer_stops_its_pieces() {
     guard(|| {
@@ -161,14 +162,22 @@ fn aborting_a_split_transfer_stops_its_pieces() {
         let job = d.submit(small_and_slow(&origin, "rate=500000")).unwrap();
         // Wait until the pieces run: the big object on more than one connection.
         let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
+        let split_at = loop {
             let status = d.status(job, Detail::OnlyActive).unwrap();
-            if status.in_flight.iter().any(|t| t.connections >= 2) {
-                break;
+            if let Some(big) = status.in_flight.iter().find(|t| t.connections >= 2) {
+                break big.bytes_done;
             }
             assert!(Instant::now() < deadline, "never split: {status:?}");
             std::thread::sleep(Duration::from_millis(5)); // the polling's pace
-        }
+        };
+        // A megabyte more: at 500 kB/s a connection, the pieces have brought some of it.
+        assert!(wait_until(|| {
+            let status = d.status(job, Detail::OnlyActive).unwrap();
+            status
+                .in_flight
+                .iter()
+                .any(|t| t.bytes_done >= split_at + 1_000_000)
+        }));
         let aborted = Instant::now();
         d.abort(job).unwrap();
         assert!(d.wait(job, Duration::from_secs(10)).unwrap());
@@ -180,11 +189,31 @@ fn aborting_a_split_transfer_stops_its_pieces() {
         let status = d.status(job, Detail::All).unwrap();
         assert_eq!(status.cancelled, 1, "{status:?}");
         drop(d);
-        let work: Vec<String> = files_under(dir.path())
-            .into_iter()
-            .filter(|f| f.contains(".haul-work/"))
-            .collect();
-        assert!(work.is_empty(), "{work:?}");
-        assert!(!dir.path().join("big.bin").exists());
+        // The small objects landed before the abort; the big one is not visible.
+        assert_eq!(visible(dir.path()), ["a.bin", "b.bin"]);
+        let kept = kept(dir.path());
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        let path = kept[0].path.split('?').next().unwrap().to_owned();
+        let whole = body(&path, BIG);
+        let have = kept[0].have().expect("the pieces are listed");
+        assert!(
+            have.len() >= 2,
+            "the stream's bytes and a piece's: {kept:?}"
+        );
+        let held = kept[0].assert_good(&whole);
+        assert!(held < BIG);
+
+        assert!(wait_until(|| origin.stats().active == 0));
+        origin.reset_stats();
+        let d = downloader(&dir, 4);
+        let spec = small_and_slow(&origin, "rate=500000").existing(haul::Existing::Skip);
+        let status = d.status(d.submit(spec).unwrap(), Detail::All).unwrap();
+        let status = {
+            assert!(d.wait(status.id, Duration::from_secs(30)).unwrap());
+            d.status(status.id, Detail::All).unwrap()
+        };
+        assert_eq!((status.finished, status.skipped), (1, 2), "{status:?}");
+        assert!(std::fs::read(dir.path().join("big.bin")).unwrap() == whole);
+        assert_eq!(origin.stats().body_bytes, BIG - held, "only the holes");
     });
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use haul::{CancelToken, DownloadError, HttpClient, Mountpath, ObjectName, ObjectTask, Progress};
 use haul_origin::{Origin, body};
 
-use crate::support::{TestDir, chain, files_under, guard, wait_until};
+use crate::support::{TestDir, chain, files_under, guard, kept, visible, wait_until};
 
 struct Fixture {
     origin: Origin,
@@ -50,6 +50,19 @@ impl Fixture {
     fn files(&self) -> Vec<String> {
         files_under(self.dir.path())
     }
+
+    /// The work file an interrupted transfer kept for a rerun (with its sidecar), and its
+    /// bytes; `None` when the work directory is empty.
+    fn kept(&self) -> Option<Vec<u8>> {
+        kept_in(self.dir.path())
+    }
+}
+
+/// The one work file kept under `dir`, and its bytes.
+fn kept_in(dir: &std::path::Path) -> Option<Vec<u8>> {
+    let mut kept = kept(dir);
+    assert!(kept.len() <= 1, "{kept:?}");
+    kept.pop().map(|k| k.bytes)
 }
 
 #[test]
@@ -97,7 +110,7 @@ fn a_404_names_the_url_and_status_and_leaves_no_file() {
 }
 
 #[test]
-fn a_lying_content_length_is_an_error_and_leaves_no_file() {
+fn a_lying_content_length_is_an_error_and_leaves_no_object() {
     guard(|| {
         let fx = Fixture::new();
         let (result, _) = fx.get("/lie.bin?size=100000&extra_length=10");
@@ -113,12 +126,14 @@ fn a_lying_content_length_is_an_error_and_leaves_no_file() {
             ),
             "{text}"
         );
-        assert!(fx.files().is_empty(), "{:?}", fx.files());
+        // A body cut short of what the server announced may be resumed by a rerun (its
+        // bytes are the object's); nothing is visible.
+        assert!(visible(fx.dir.path()).is_empty(), "{:?}", fx.files());
     });
 }
 
 #[test]
-fn fin_mid_body_is_an_error_and_leaves_no_file() {
+fn fin_mid_body_is_an_error_that_keeps_the_bytes_for_a_rerun_and_shows_no_object() {
     guard(|| {
         let fx = Fixture::new();
         let (result, progress) = fx.get("/fin.bin?size=500000&drop_after=123456");
@@ -140,18 +155,23 @@ fn fin_mid_body_is_an_error_and_leaves_no_file() {
             "{err}"
         );
         assert_eq!(progress.done(), 123456);
-        assert!(fx.files().is_empty(), "{:?}", fx.files());
+        assert!(visible(fx.dir.path()).is_empty(), "{:?}", fx.files());
+        let kept = fx.kept().expect("the bytes that came are kept");
+        assert!(kept[..] == body("/fin.bin", 500000)[..123456]);
     });
 }
 
 #[test]
-fn rst_mid_body_is_an_error_and_leaves_no_file() {
+fn rst_mid_body_is_an_error_and_shows_no_object() {
     guard(|| {
         let fx = Fixture::new();
         let (result, _) = fx.get("/rst.bin?size=500000&reset_after=200000");
         let err = result.expect_err("reset body is an error");
         assert!(matches!(err, DownloadError::Body { .. }), "{}", chain(&err));
-        assert!(fx.files().is_empty(), "{:?}", fx.files());
+        assert!(visible(fx.dir.path()).is_empty(), "{:?}", fx.files());
+        if let Some(kept) = fx.kept() {
+            assert!(kept[..] == body("/rst.bin", 500000)[..kept.len()]);
+        }
     });
 }
 
@@ -197,17 +217,16 @@ fn a_dead_server_is_a_request_error() {
 }
 
 #[test]
-fn cancel_while_the_gate_holds_the_body_returns_cancelled_and_leaves_no_work_file() {
+fn a_cancelled_transfer_keeps_its_bytes_and_the_next_download_fetches_only_the_rest() {
     guard(|| {
         let fx = Arc::new(Fixture::new());
         let cancel = CancelToken::new();
         let progress = Arc::new(Progress::new());
+        let path = "/held.bin?size=1000000&gate_after=300000";
         let worker = {
             let (fx, cancel, progress) = (Arc::clone(&fx), cancel.clone(), Arc::clone(&progress));
             std::thread::spawn(move || {
-                let task =
-                    ObjectTask::from_url(fx.origin.url("/held.bin?size=1000000&gate_after=300000"))
-                        .unwrap();
+                let task = ObjectTask::from_url(fx.origin.url(path)).unwrap();
                 haul::download(&fx.client, &task, &fx.mountpath, &progress, &cancel)
             })
         };
@@ -215,29 +234,43 @@ fn cancel_while_the_gate_holds_the_body_returns_cancelled_and_leaves_no_work_fil
             fx.origin.gate().wait_arrivals(1, Duration::from_secs(30)),
             "never reached the gate"
         );
-        // The server holds the body at byte 300000; wait until the client has all of those.
+        // The server holds the body at byte 300000; wait until the client has all of those
+        // (in its write buffer: a 1 MB object's buffer holds them all).
         assert!(
             wait_until(|| progress.done() == 300000),
             "client stuck at {} bytes",
             progress.done()
         );
-        // Mid-body, provably: a work file (and its sidecar) exists and no object is visible.
+        cancel.cancel();
+        let err = worker.join().unwrap().expect_err("cancelled");
+        assert!(err.is_cancelled(), "{}", chain(&err));
+        // No object is visible: its bytes wait in the work directory, with the sidecar
+        // that pins them to the object's version.
         let files = fx.files();
         assert!(
             files.iter().all(|f| f.starts_with(".haul-work/")),
             "{files:?}"
         );
-        assert!(files.iter().any(|f| f.ends_with(".part")), "{files:?}");
-        cancel.cancel();
-        fx.origin.gate().release();
-        let err = worker.join().unwrap().expect_err("cancelled");
-        assert!(err.is_cancelled(), "{}", chain(&err));
+        let kept = fx.kept().expect("kept");
         assert!(
-            (300000..1000000).contains(&progress.done()),
-            "{}",
-            progress.done()
+            kept[..] == body("/held.bin", 1000000)[..300000],
+            "kept {} bytes, not the first 300000 of the object",
+            kept.len()
         );
-        assert!(fx.files().is_empty(), "{:?}", fx.files());
+
+        fx.origin.gate().release();
+        assert!(wait_until(|| fx.origin.stats().active == 0));
+        fx.origin.reset_stats();
+        let (landed, _) = fx.get(path);
+        let landed = landed.unwrap_or_else(|e| panic!("{}", chain(&e)));
+        assert_eq!((landed.bytes, landed.resumed), (1000000, 300000));
+        assert!(std::fs::read(&landed.path).unwrap() == body("/held.bin", 1000000));
+        assert_eq!(
+            fx.origin.stats().body_bytes,
+            700000,
+            "only the rest was fetched"
+        );
+        assert_eq!(fx.files(), vec!["held.bin".to_owned()]);
     });
 }
 
@@ -340,10 +373,12 @@ fn cancel_stops_a_transfer_whose_server_sends_nothing_more() {
         let err = worker.join().unwrap().expect_err("cancelled");
         assert!(err.is_cancelled(), "{}", chain(&err));
         assert!(
-            files_under(dir.path()).is_empty(),
+            visible(dir.path()).is_empty(),
             "{:?}",
             files_under(dir.path())
         );
+        let kept = kept_in(dir.path()).expect("kept for a rerun");
+        assert!(kept[..] == body("/stall.bin", 1000000)[..4000]);
     });
 }
 

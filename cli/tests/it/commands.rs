@@ -301,7 +301,7 @@ fn s3_keys_come_from_the_profile_aws_profile_or_profile_names() {
 }
 
 #[test]
-fn get_checks_a_sha256_manifest_revalidates_on_rerun_and_refuses_private_addresses() {
+fn get_checks_a_sha256_manifest_continues_on_rerun_unless_forced_and_refuses_private_addresses() {
     guard(|| {
         let origin = Origin::builder().object_size(5000).start().unwrap();
         let dir = TestDir::new();
@@ -328,15 +328,27 @@ fn get_checks_a_sha256_manifest_revalidates_on_rerun_and_refuses_private_address
         );
         assert_eq!(files_under(&out_dir), ["a.bin", "c.bin"]);
 
-        // A rerun that revalidates: a and c are unchanged, b is fetched (no manifest now).
-        let out = get(&["--revalidate"]);
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        assert!(
-            text(&out.stdout).starts_with("1 landed, 0 failed, 2 skipped"),
-            "{}",
-            text(&out.stdout)
-        );
+        // A plain rerun continues: a and c are asked about and unchanged, b is fetched (no
+        // manifest now).
+        let rerun = |extra: &[&str], summary: &str| {
+            let out = get(extra);
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            assert!(
+                text(&out.stdout).starts_with(summary),
+                "{extra:?}: {}",
+                text(&out.stdout)
+            );
+        };
+        rerun(&[], "1 landed, 0 failed, 2 skipped");
+        // --revalidate says the default; --force fetches all again; --skip-existing asks
+        // nothing.
+        rerun(&["--revalidate"], "0 landed, 0 failed, 3 skipped");
+        rerun(&["--force"], "3 landed, 0 failed, 0 skipped");
+        let requests = origin.stats().requests;
+        rerun(&["--skip-existing"], "0 landed, 0 failed, 3 skipped");
+        assert_eq!(origin.stats().requests, requests);
 
+        let requests = origin.stats().requests;
         let out = get(&["--public-only"]);
         assert_eq!(out.status.code(), Some(1));
         assert!(
@@ -345,8 +357,11 @@ fn get_checks_a_sha256_manifest_revalidates_on_rerun_and_refuses_private_address
             "{}",
             text(&out.stderr)
         );
-        // 4 in the first run (b twice), 3 in the second, none with --public-only.
-        assert_eq!(origin.stats().requests, 7, "--public-only sent nothing");
+        assert_eq!(
+            origin.stats().requests,
+            requests,
+            "--public-only sent nothing"
+        );
 
         // Bad input is a usage error (exit 2) that names it.
         std::fs::write(&manifest, "xyz  a.bin\n").unwrap();
@@ -441,7 +456,7 @@ fn slow_template(origin: &Origin) -> String {
 const STOPS: [(&str, i32); 3] = [("INT", 130), ("TERM", 143), ("HUP", 129)];
 
 #[test]
-fn ctrl_c_sigterm_and_sighup_abort_cleanly_with_a_summary_and_no_work_files() {
+fn ctrl_c_sigterm_and_sighup_stop_cleanly_with_a_summary_and_the_rerun_continues() {
     guard(|| {
         for (signal, code) in STOPS {
             let origin = Origin::start().unwrap();
@@ -480,11 +495,37 @@ fn ctrl_c_sigterm_and_sighup_abort_cleanly_with_a_summary_and_no_work_files() {
                 "SIG{signal}: {}",
                 text(&out.stdout)
             );
-            let left: Vec<String> = files_under(dir.path())
-                .into_iter()
-                .filter(|f| f.contains(".haul-work/"))
-                .collect();
-            assert!(left.is_empty(), "SIG{signal}: work files left: {left:?}");
+            assert!(
+                text(&out.stderr).contains(&format!(
+                    "haul: stopped by SIG{signal}; the same command again continues"
+                )),
+                "SIG{signal}: {}",
+                text(&out.stderr)
+            );
+            // What was under way waits in work files (with sidecars) for the rerun, which
+            // fetches only the bytes still missing.
+            let kept = crate::support::kept(dir.path());
+            assert!(!kept.is_empty(), "SIG{signal}: nothing kept");
+            let kept_bytes: u64 = kept.iter().map(|k| k.bytes.len() as u64).sum();
+            let landed = crate::support::visible(dir.path());
+            assert!(crate::support::wait_until(|| origin.stats().active == 0));
+            origin.reset_stats();
+            let rerun = Command::new(env!("CARGO_BIN_EXE_haul"))
+                .args(["get", "-q", "-o", dir.path().to_str().unwrap()])
+                .arg(slow_template(&origin))
+                .output()
+                .unwrap();
+            assert!(rerun.status.success(), "{}", text(&rerun.stderr));
+            for i in 0..8 {
+                let bytes = std::fs::read(dir.path().join(format!("o-{i}.bin"))).unwrap();
+                assert!(
+                    bytes == body(&format!("/slow/o-{i}.bin"), 4_000_000),
+                    "o-{i}"
+                );
+            }
+            let missing = (8 - landed.len() as u64) * 4_000_000 - kept_bytes;
+            assert_eq!(origin.stats().body_bytes, missing, "SIG{signal}");
+            assert!(crate::support::kept(dir.path()).is_empty());
         }
     });
 }

@@ -190,7 +190,7 @@ fn a_crashed_download_from_an_s3_prefix_resumes_on_the_next_run() {
         let log = String::from_utf8_lossy(&rerun.stderr);
         assert!(rerun.status.success(), "{log}");
         assert!(
-            log.contains(&format!("resuming a work file of {kept} bytes")),
+            log.contains(&format!("resuming a work file holding {kept} bytes")),
             "the rerun did not resume the crashed run's work file: {log}"
         );
         assert!(std::fs::read(dir.path().join("big.bin")).unwrap() == bytes);

@@ -6,6 +6,7 @@ mod crashes;
 mod credentials;
 mod pipes;
 mod put;
+mod reruns;
 mod shards;
 
 use haul_testkit as support;
