@@ -287,9 +287,9 @@ fn stop_signal() -> &'static Arc<AtomicUsize> {
 }
 
 /// Makes SIGINT (Ctrl-C), SIGTERM (what Kubernetes and systemd send) and SIGHUP (a closed
-/// terminal) abort the jobs cleanly instead of killing the process: running transfers stop,
-/// work files and multipart uploads of unfinished objects are removed, the summary is
-/// printed, and the exit code is 128 + the signal's number. A second stop signal kills at
+/// terminal) abort the jobs cleanly instead of killing the process: running transfers stop
+/// and keep their work files for the next run, multipart uploads of unfinished objects are
+/// aborted, the summary is printed, and the exit code is 128 + the signal's number. A second stop signal kills at
 /// once, as it would without haul's handler.
 pub(crate) fn abort_on_stop_signals() {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};

@@ -356,7 +356,10 @@ fn respond(
         Range::Part(start, end) if f.range_from_zero => (206, 0, end - start),
         Range::Part(start, end) => (206, start, end),
         Range::Unsatisfiable => {
-            let extra = format!("content-range: bytes */{size}\r\n");
+            // With the object's validators, as nginx and S3 stores send them.
+            let extra = format!(
+                "content-range: bytes */{size}\r\netag: {etag}\r\nlast-modified: {modified}\r\n"
+            );
             return simple(shared, active, stream, 416, &extra, "", keep_alive);
         }
     };

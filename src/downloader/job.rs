@@ -490,8 +490,9 @@ pub enum Existing {
     /// object of the same size answers 416 `bytes */SIZE`, and is skipped. A changed one
     /// answers 200, and that response is the new download. A server that ignores ranges
     /// answers 200 too: skipped when its `Content-Length` and `Last-Modified` match the file.
-    /// An object of an S3 prefix whose listing gives the file's size and, to the second, its
-    /// time is skipped with no request at all. What the command line does by default.
+    /// An object of an S3 prefix is judged by its listing instead, with no request: skipped
+    /// when it gives the file's size and, to the second, its time; fetched otherwise. What
+    /// the command line does by default.
     Revalidate,
 }
 

@@ -284,19 +284,16 @@ impl Jogger {
                 {
                     return Ok(Some(Present::Ours));
                 }
-                match job.existing(&path) {
-                    // The listing says what a request would: the file there has the
-                    // object's size and, to the second, its time (haul sets a landed file's
-                    // time to the object's), so it is unchanged.
-                    Some(Present::Check { size, modified })
-                        if task.size == Some(size)
-                            && task
-                                .modified
-                                .is_some_and(|listed| same_second(listed, modified)) =>
-                    {
-                        Ok(Some(Present::Same))
+                match (job.existing(&path), task.size.zip(task.modified)) {
+                    // The listing answers for a request: a file of the object's size and,
+                    // to the second, its time (haul sets a landed file's time to the
+                    // object's) is unchanged; any other is not. (Stores do not all honour
+                    // `If-Range`: SeaweedFS answers a revalidation 416 whatever the time.)
+                    (Some(Present::Check { size, modified }), Some((listed_size, listed))) => {
+                        Ok((size == listed_size && same_second(listed, modified))
+                            .then_some(Present::Same))
                     }
-                    present => Ok(present),
+                    (present, _) => Ok(present),
                 }
             }
             Target::S3 { target, .. } => {

@@ -434,9 +434,10 @@ enum Revalidated {
 
 /// Asks whether the object changed since the file there (`size` bytes, modified at
 /// `modified`) in one GET without a body: `Range: bytes=SIZE-` with `If-Range` on the
-/// file's time. Unchanged and the same size: 416 `bytes */SIZE`. Changed: 200, the new
-/// object. A server that ignores ranges answers 200 too: unchanged when its length and
-/// `Last-Modified` match the file.
+/// file's time. Unchanged and the same size: 416 `bytes */SIZE` (with no `Last-Modified`,
+/// or the file's: a server that ignores `If-Range` answers 416 for any file of the size).
+/// Changed: 200, the new object. A server that ignores ranges answers 200 too: unchanged
+/// when its length and `Last-Modified` match the file.
 fn revalidate(
     ctx: &Context<'_>,
     source: &Source<'_>,
@@ -468,10 +469,21 @@ fn revalidate(
         .as_deref()
         .and_then(|t| httpdate::parse_http_date(t).ok())
         .is_some_and(|t| same_second(t, modified));
+    // A server that ignores `If-Range` answers 416 whenever the sizes match: its own
+    // `Last-Modified`, when it sends one, must be the file's too.
+    let other_time = answer
+        .info
+        .last_modified
+        .as_deref()
+        .is_some_and(|_| !same_time);
     Ok(match answer.status {
-        416 if answer.info.total == Some(size) => Revalidated::Unchanged,
+        416 if answer.info.total == Some(size) && !other_time => Revalidated::Unchanged,
         200 if same_time && answer.info.total == Some(size) => Revalidated::Unchanged,
         200 => Revalidated::Download(Some(Box::new(answer))),
+        416 if other_time => {
+            debug!("GET {shown}: the server ignored If-Range: its object is not the file's time");
+            Revalidated::Download(None)
+        }
         // Same object, but the file there is not all of it: download it whole.
         _ => {
             debug!("GET {shown}: the file there is incomplete");

@@ -502,6 +502,32 @@ fn a_rerun_with_revalidate_skips_unchanged_objects_and_fetches_the_rest() {
     });
 }
 
+/// A server that ignores `If-Range` answers every revalidation 416 when the sizes match,
+/// whatever the file's time: the 416's own `Last-Modified` shows the file is another
+/// version, which is fetched again.
+#[test]
+fn revalidation_is_not_fooled_by_a_server_that_ignores_if_range() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let d = downloader(&[dir.path()]);
+        let spec = || {
+            JobSpec::range(origin.url(&format!(
+                "/ir/o-{{0..1}}.bin?size={SIZE}&ignore_conditions=1"
+            )))
+            .existing(Existing::Revalidate)
+            .retry(quick_retries())
+        };
+        assert_eq!(finish(&d, spec()).finished, 2);
+        // o-1: same size, other bytes, another time (as a file from elsewhere would be).
+        let other = dir.path().join("o-1.bin");
+        std::fs::write(&other, vec![0u8; SIZE as usize]).unwrap();
+        let status = finish(&d, spec());
+        assert_eq!((status.finished, status.skipped), (1, 1), "{status:?}");
+        assert!(std::fs::read(&other).unwrap() == body("/ir/o-1.bin", SIZE));
+    });
+}
+
 /// A small deterministic generator (splitmix64) for the mixed run's choices.
 struct Rng(u64);
 
