@@ -69,7 +69,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
 
     let started = Instant::now();
     let job = downloader.submit(JobSpec::range(template.as_str()).description("demo"))?;
-    let summary = run::wait_all(&downloader, &[job], started)?;
+    let summary = run::wait_all(&downloader, &[job], started, false)?;
     let code = summary.report();
     drop(downloader);
 

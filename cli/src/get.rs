@@ -53,6 +53,15 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode, Box<dyn Error>> {
     // What each job is called when it takes nothing.
     let mut shown = Vec::new();
     for source in &args.sources {
+        // A URL (or template) whose path ends in '/' names no file: said before anything runs.
+        if document.is_none()
+            && let Err(e @ haul::UrlError::NoFileName { .. }) = haul::name_from_url(source)
+        {
+            return Err(UsageError(format!(
+                "{e}: -O FILE names one object, NAME<TAB>URL lines in a --list name each"
+            ))
+            .into());
+        }
         specs.push(match &document {
             Some(name) => JobSpec::single_named(source.as_str(), name.as_str()),
             None => JobSpec::range(source.as_str()),
@@ -88,8 +97,7 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode, Box<dyn Error>> {
                 .map_err(|e| crate::run::refused(&e))?,
         );
     }
-    let mut summary = run::wait_all(&downloader, &jobs, started)?;
-    summary.dry_run = args.job.dry_run;
+    let summary = run::wait_all(&downloader, &jobs, started, args.job.dry_run)?;
     let code = summary.report();
     let filters: Vec<String> = (!select.is_all())
         .then(|| select.shown())
@@ -167,12 +175,13 @@ fn to_stdout(
     let mut out =
         std::fs::File::from(std::os::fd::AsFd::as_fd(&std::io::stdout()).try_clone_to_owned()?);
     let started = Instant::now();
-    let (mut landed, mut failed, mut bytes) = (0u64, 0u64, 0u64);
+    let (mut landed, mut failures, mut bytes) = (0u64, Vec::new(), 0u64);
     for (name, url) in urls {
         let name = name.or_else(|| haul::name_from_url(&url).ok().map(|n| n.to_string()));
         if name.as_deref().is_some_and(|n| !select.matches(n)) {
             continue;
         }
+        let shown = name.clone().unwrap_or_else(|| haul::redact_url(&url));
         let mut task = haul::ObjectTask::new(url.as_str(), haul::ObjectName::new("-")?)
             .retry(args.net.retry());
         if let Some(digest) = name.and_then(|n| digests.iter().find(|(d, _)| *d == n)) {
@@ -193,21 +202,17 @@ fn to_stdout(
                 return Ok(ExitCode::from(run::BROKEN_PIPE_EXIT));
             }
             Err(e) => {
-                failed += 1;
                 tell!("failed: {}", haul::error_chain(&e));
+                failures.push(run::failure_json(&shown, &e));
             }
         }
     }
-    let secs = started.elapsed().as_secs_f64().max(1e-9);
-    tell!(
-        "{landed} written, {failed} failed; {bytes} bytes in {secs:.3} s: {:.1} MB/s",
-        bytes as f64 / 1e6 / secs
-    );
-    Ok(if failed > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(run::report_stream(
+        landed,
+        &failures,
+        bytes,
+        started.elapsed(),
+    ))
 }
 
 /// The `(name, url)` pairs of `--list PATH` (`-`: stdin), checked as [`parse_list`] says.

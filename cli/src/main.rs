@@ -42,7 +42,9 @@ pub(crate) struct Cli {
     /// Print nothing but failures and errors (no progress, no summary, no warnings).
     #[arg(short, long, global = true, help_heading = "Output")]
     quiet: bool,
-    /// Print the final status as one JSON object on stdout (the library's status fields).
+    /// Print the result as JSON (fields in docs/json.md): the final status as one object on
+    /// stdout; `s3 ls` one object per key; `s3 cat`, `get --stdout` and `-O -`, whose stdout
+    /// is the data, their status on stderr.
     #[arg(long, global = true, help_heading = "Output")]
     json: bool,
     /// Like --json, and one JSON status line (the same fields, "done": false) every second

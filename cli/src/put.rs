@@ -112,8 +112,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
     }
     let started = Instant::now();
     let job = uploader.submit(spec).map_err(|e| crate::run::refused(&e))?;
-    let mut summary = crate::run::wait_all(&uploader, &[job], started)?;
-    summary.dry_run = args.dry_run;
+    let mut summary = crate::run::wait_all(&uploader, &[job], started, args.dry_run)?;
     summary.verb = "upload";
     let code = summary.report();
     let filters: Vec<String> = (!select.is_all())

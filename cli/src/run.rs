@@ -9,6 +9,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use haul::{Detail, Downloader, JobId, JobStatus};
+use indicatif::HumanBytes;
 
 /// The exit code after the reader of stdout went away mid-stream (`s3 cat … | head`):
 /// 128 + SIGPIPE, what `cat` or `curl` killed by the signal give a pipeline.
@@ -48,6 +49,21 @@ pub(crate) fn refused(error: &haul::SubmitError) -> UsageError {
     UsageError(haul::error_chain(error))
 }
 
+/// A run's length as people read it: `0.482 s`, `12.3 s`, `4m 05s`, `1h 02m`.
+pub(crate) fn elapsed_text(elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64();
+    let whole = elapsed.as_secs();
+    if secs < 10.0 {
+        format!("{secs:.3} s")
+    } else if secs < 60.0 {
+        format!("{secs:.1} s")
+    } else if whole < 3600 {
+        format!("{}m {:02}s", whole / 60, whole % 60)
+    } else {
+        format!("{}h {:02}m", whole / 3600, whole % 3600 / 60)
+    }
+}
+
 /// A usage mistake found after parsing (exit code 2).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -82,20 +98,21 @@ impl Summary {
         self.statuses.iter().map(f).sum()
     }
 
-    /// Prints the summary (a line, or one JSON object with `--json`; nothing with `-q`) and
-    /// each failure on stderr. The exit code: 0 all landed, 1 any failed, 128 + the signal's
-    /// number when one stopped the run (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
+    /// Prints the summary on stderr (a line; nothing with `-q`), or with `--json` one JSON
+    /// object on stdout (the run's result, as data), and each failure on stderr. The exit
+    /// code: 0 all landed, 1 any failed, 128 + the signal's number when one stopped the run
+    /// (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
     pub(crate) fn report(&self) -> ExitCode {
         let out = output();
         let secs = self.elapsed.as_secs_f64().max(1e-9);
         if out.json {
             say!("{}", self.json(secs));
         } else if !out.quiet && self.dry_run {
-            say!(
-                "dry run: would {} {} objects ({} bytes as listed), skip {}, delete {}; nothing was written",
+            tell!(
+                "dry run: would {} {} objects ({} as listed), skip {}, delete {}; nothing was written",
                 self.verb,
                 self.landed(),
-                self.bytes(),
+                HumanBytes(self.bytes()),
                 self.count(|s| s.skipped),
                 self.count(|s| s.deleted),
             );
@@ -104,14 +121,21 @@ impl Summary {
                 0 => String::new(),
                 n => format!(", {n} deleted"),
             };
-            say!(
-                "{} landed, {} failed, {} skipped, {} cancelled{deleted}; {} bytes in {secs:.3} s: {:.1} MB/s, {:.0} objects/s",
+            let landed = self.count(|s| s.bytes_landed);
+            // Bytes of transfers that did not land (kept for the next run) are told apart.
+            let moved = match self.bytes() {
+                moved if moved > landed => format!(" ({} moved)", HumanBytes(moved)),
+                _ => String::new(),
+            };
+            tell!(
+                "{} landed, {} failed, {} skipped, {} cancelled{deleted}; {}{moved} in {}: {}/s, {:.0} objects/s",
                 self.landed(),
                 self.failed(),
                 self.count(|s| s.skipped),
                 self.count(|s| s.cancelled),
-                self.bytes(),
-                self.bytes() as f64 / 1e6 / secs,
+                HumanBytes(landed),
+                elapsed_text(self.elapsed),
+                HumanBytes((landed as f64 / secs) as u64),
                 self.landed() as f64 / secs,
             );
         }
@@ -197,9 +221,13 @@ impl Summary {
 
     /// The library's status fields, per job and summed.
     fn json(&self, secs: f64) -> serde_json::Value {
-        let mut json = status_json(&self.statuses, secs, true, self.stopped_by.is_some());
-        json["dry_run"] = self.dry_run.into();
-        json
+        status_json(
+            &self.statuses,
+            secs,
+            true,
+            self.stopped_by.is_some(),
+            self.dry_run,
+        )
     }
 }
 
@@ -210,6 +238,7 @@ fn status_json(
     secs: f64,
     done: bool,
     interrupted: bool,
+    dry_run: bool,
 ) -> serde_json::Value {
     let sum = |f: fn(&JobStatus) -> u64| statuses.iter().map(f).sum::<u64>();
     let jobs: Vec<serde_json::Value> = statuses
@@ -220,12 +249,13 @@ fn status_json(
                 "description": s.description,
                 "total": s.total,
                 "scheduled": s.scheduled,
-                "finished": s.finished,
+                "landed": s.finished,
                 "failed": s.failed,
                 "skipped": s.skipped,
                 "cancelled": s.cancelled,
                 "deleted": s.deleted,
                 "bytes": s.bytes,
+                "bytes_landed": s.bytes_landed,
                 "retries": s.retries,
                 "aborted": s.aborted,
                 "in_flight": s.in_flight.iter().map(|t| serde_json::json!({
@@ -235,10 +265,7 @@ fn status_json(
                     "connections": t.connections,
                 })).collect::<Vec<_>>(),
                 "failure_reasons": s.failure_reasons,
-                "failures": s.failures.iter().map(|f| serde_json::json!({
-                    "name": f.name,
-                    "error": haul::error_chain(&*f.error),
-                })).collect::<Vec<_>>(),
+                "failures": s.failures.iter().map(|f| failure_json(&f.name, &f.error)).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -250,11 +277,72 @@ fn status_json(
         "cancelled": sum(|s| s.cancelled),
         "deleted": sum(|s| s.deleted),
         "bytes": sum(|s| s.bytes),
+        "bytes_landed": sum(|s| s.bytes_landed),
         "retries": sum(|s| s.retries),
         "seconds": secs,
         "interrupted": interrupted,
+        "dry_run": dry_run,
         "jobs": jobs,
     })
+}
+
+/// One failed object in JSON: its name, the URL (redacted) and HTTP status when the error
+/// has them, the kind of failure (`reason`, as `failure_reasons` counts them) and the whole
+/// error.
+pub(crate) fn failure_json(name: &str, error: &haul::DownloadError) -> serde_json::Value {
+    serde_json::json!({
+        "name": name,
+        "url": error.url(),
+        "status": error.http_status(),
+        "reason": error.reason(),
+        "error": haul::error_chain(error),
+    })
+}
+
+/// What a command that writes objects to stdout did, for `--json` (on stderr: stdout is
+/// the data).
+pub(crate) fn stream_json(
+    landed: u64,
+    failures: &[serde_json::Value],
+    bytes: u64,
+    elapsed: Duration,
+) -> serde_json::Value {
+    serde_json::json!({
+        "done": true,
+        "landed": landed,
+        "failed": failures.len(),
+        "bytes": bytes,
+        "seconds": elapsed.as_secs_f64(),
+        "failures": failures,
+    })
+}
+
+/// Ends a command that wrote objects to stdout: its status on stderr (a line, or JSON with
+/// `--json`; nothing with `-q`), and the exit code.
+pub(crate) fn report_stream(
+    landed: u64,
+    failures: &[serde_json::Value],
+    bytes: u64,
+    elapsed: Duration,
+) -> ExitCode {
+    let out = output();
+    if out.json {
+        tell!("{}", stream_json(landed, failures, bytes, elapsed));
+    } else if !out.quiet {
+        let secs = elapsed.as_secs_f64().max(1e-9);
+        tell!(
+            "{landed} written, {} failed; {} in {}: {}/s",
+            failures.len(),
+            HumanBytes(bytes),
+            elapsed_text(elapsed),
+            HumanBytes((bytes as f64 / secs) as u64),
+        );
+    }
+    if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// How the commands talk: set once from the global flags.
@@ -313,6 +401,7 @@ pub(crate) fn wait_all(
     downloader: &Downloader,
     jobs: &[JobId],
     started: Instant,
+    dry_run: bool,
 ) -> Result<Summary, Box<dyn Error>> {
     let out = output();
     let mut bars = (!out.quiet && !out.json && std::io::stderr().is_terminal())
@@ -344,7 +433,13 @@ pub(crate) fn wait_all(
         }
         if out.json_progress && Instant::now() >= next_line {
             next_line += PROGRESS_INTERVAL;
-            let line = status_json(&live, started.elapsed().as_secs_f64(), false, aborted);
+            let line = status_json(
+                &live,
+                started.elapsed().as_secs_f64(),
+                false,
+                aborted,
+                dry_run,
+            );
             say!("{line}");
         }
         // Wakes as soon as the first unfinished job ends; redraws every 100 ms meanwhile.
@@ -364,7 +459,7 @@ pub(crate) fn wait_all(
         statuses,
         elapsed: started.elapsed(),
         stopped_by,
-        dry_run: false,
+        dry_run,
         verb: "download",
     })
 }

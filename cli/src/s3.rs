@@ -190,7 +190,11 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
                 let object = object?;
                 let relative = object.key.get(prefix.len()..).unwrap_or(&object.key);
                 if select.matches_listed(relative, &object) {
-                    let written = writeln!(out, "{:>12} {}", object.size, object.key);
+                    let written = if crate::run::output().json {
+                        writeln!(out, "{}", listed_json(&object))
+                    } else {
+                        writeln!(out, "{:>12} {}", object.size, object.key)
+                    };
                     match written {
                         // `| head` has what it wanted: a listing's reader may stop early.
                         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
@@ -233,8 +237,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
                         .map_err(|e| crate::run::refused(&e))?,
                 );
             }
-            let mut summary = crate::run::wait_all(&downloader, &jobs, started)?;
-            summary.dry_run = job.dry_run;
+            let summary = crate::run::wait_all(&downloader, &jobs, started, job.dry_run)?;
             let code = summary.report();
             let filters: Vec<String> = suffix
                 .iter()
@@ -280,27 +283,72 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
             // binary data at every newline.
             let mut out =
                 std::fs::File::from(std::os::fd::AsFd::as_fd(&io::stdout()).try_clone_to_owned()?);
-            let mut failed = 0;
+            let started = std::time::Instant::now();
+            let (mut landed, mut bytes, mut failures) = (0, 0, Vec::new());
             for object in fetcher.fetch(&bucket, keys) {
                 match object {
-                    Ok(object) => match object.bytes() {
-                        Some(bytes) => out.write_all(bytes)?,
-                        None => {
-                            io::copy(&mut object.into_reader(), &mut out)?;
-                        }
-                    },
+                    Ok(object) => {
+                        bytes += match object.bytes() {
+                            Some(all) => {
+                                out.write_all(all)?;
+                                all.len() as u64
+                            }
+                            None => io::copy(&mut object.into_reader(), &mut out)?,
+                        };
+                        landed += 1;
+                    }
                     Err(e) => {
                         tell!("failed: {}", haul::error_chain(&e));
-                        failed += 1;
+                        failures.push(fetch_failure_json(&e));
                     }
                 }
             }
             out.flush()?;
-            Ok(if failed > 0 {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            })
+            Ok(crate::run::report_stream(
+                landed,
+                &failures,
+                bytes,
+                started.elapsed(),
+            ))
         }
     }
+}
+
+/// One key `s3 cat` could not fetch, in the JSON `failure_json` gives a download's.
+fn fetch_failure_json(error: &haul::FetchError) -> serde_json::Value {
+    use haul::FetchErrorKind as Kind;
+    let (status, reason) = match &error.kind {
+        Kind::NotFound => (Some(404), "HTTP status 404".to_owned()),
+        Kind::Status { status } => (Some(*status), format!("HTTP status {status}")),
+        Kind::Request(_) => (None, "request failed".to_owned()),
+        Kind::Body { .. } => (None, "body broke off".to_owned()),
+        Kind::Length { .. } | Kind::NoLength => (None, "wrong length".to_owned()),
+        Kind::Digest(mismatch) => (None, format!("{} mismatch", mismatch.algorithm)),
+        Kind::Changed(_) => (None, "changed while fetched".to_owned()),
+        Kind::Unusable(_) => (None, "unusable response".to_owned()),
+        Kind::Cancelled => (None, "cancelled".to_owned()),
+        _ => (None, "failed".to_owned()),
+    };
+    serde_json::json!({
+        "name": error.key,
+        "url": format!("s3://{}/{}", error.bucket, error.key),
+        "status": status,
+        "reason": reason,
+        "error": haul::error_chain(error),
+    })
+}
+
+/// One listed object as a JSON line of `s3 ls --json`: its key, size, ETag and when it was
+/// last written (RFC 3339, UTC), `null` where the store said nothing.
+fn listed_json(object: &haul::ListedObject) -> serde_json::Value {
+    let modified = object
+        .last_modified
+        .and_then(|t| jiff::Timestamp::try_from(t).ok())
+        .map(|t| t.to_string());
+    serde_json::json!({
+        "key": object.key,
+        "size": object.size,
+        "etag": object.etag,
+        "last_modified": modified,
+    })
 }

@@ -561,8 +561,12 @@ pub struct JobStatus {
     /// Files a sync job deleted because their objects are gone remotely (see
     /// [`JobSpec::sync`]). Not part of `total`.
     pub deleted: u64,
-    /// Bytes received, including those of objects still in flight.
+    /// Bytes moved: those of the objects that landed, of objects still in flight, and of
+    /// transfers that did not land (failed or cancelled; an interrupted one keeps them for
+    /// the next run). Bytes taken over from an earlier run count too.
     pub bytes: u64,
+    /// The bytes of the objects that landed.
+    pub bytes_landed: u64,
     /// Attempts beyond each object's first: how often something went wrong and was retried.
     pub retries: u64,
     /// The first [`MAX_KEPT_FAILURES`] failed objects and why ([`Detail::All`] only); every

@@ -198,7 +198,7 @@ impl Jogger {
         }
         drop(uploads);
         drop(permit);
-        job.stop_running(self.slot);
+        job.stop_running(self.slot, matches!(result, Ok(Some(_))));
         match result {
             Ok(Some(bytes)) => job.landed(bytes),
             Ok(None) => {

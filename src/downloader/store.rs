@@ -63,7 +63,10 @@ pub(crate) struct Job {
     skipped: AtomicU64,
     cancelled: AtomicU64,
     deleted: AtomicU64,
+    /// The landed objects' bytes.
     bytes: AtomicU64,
+    /// The bytes of transfers that ended without landing.
+    partial: AtomicU64,
     failures: Mutex<Failures>,
     running: Mutex<Vec<Running>>,
     submitted_at: SystemTime,
@@ -191,8 +194,14 @@ impl Job {
         });
     }
 
-    pub(crate) fn stop_running(&self, slot: u64) {
-        self.running.lock().retain(|r| r.slot != slot);
+    /// The transfer in jogger slot `slot` ended; its bytes count as moved unless it
+    /// `landed` (then [`landed`](Job::landed) counts them).
+    pub(crate) fn stop_running(&self, slot: u64, landed: bool) {
+        let mut running = self.running.lock();
+        if !landed && let Some(r) = running.iter().find(|r| r.slot == slot) {
+            self.partial.fetch_add(r.progress.done(), Ordering::Relaxed);
+        }
+        running.retain(|r| r.slot != slot);
     }
 
     /// What is known of the file at `path` when the job cares: `Skip` when it should be
@@ -246,7 +255,9 @@ impl Job {
             deleted: self.deleted.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed)
+                + self.partial.load(Ordering::Relaxed)
                 + in_flight.iter().map(|t| t.bytes_done).sum::<u64>(),
+            bytes_landed: self.bytes.load(Ordering::Relaxed),
             failures,
             failure_reasons,
             in_flight,
@@ -295,6 +306,7 @@ impl Store {
             cancelled: AtomicU64::new(0),
             deleted: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            partial: AtomicU64::new(0),
             failures: Mutex::new(Failures::default()),
             running: Mutex::new(Vec::new()),
             submitted_at: SystemTime::now(),

@@ -191,6 +191,36 @@ impl DownloadError {
         }
     }
 
+    /// The URL (redacted) of the object the failure is about, when it names one (not a
+    /// local file's failure, or one of an S3 target, which names its key).
+    pub fn url(&self) -> Option<&str> {
+        match self {
+            DownloadError::Url(e) => Some(e.url()),
+            DownloadError::Status { url, .. }
+            | DownloadError::Request { url, .. }
+            | DownloadError::Body { url, .. }
+            | DownloadError::Length { url, .. }
+            | DownloadError::Changed { url, .. }
+            | DownloadError::Unusable { url, .. }
+            | DownloadError::Digest { url, .. }
+            | DownloadError::Egress { url, .. }
+            | DownloadError::Cancelled { url }
+            | DownloadError::Panicked { url, .. }
+            | DownloadError::Budget { url, .. } => Some(url),
+            DownloadError::Store { .. }
+            | DownloadError::TargetFull { .. }
+            | DownloadError::Local { .. } => None,
+        }
+    }
+
+    /// The HTTP status the server answered with, for [`DownloadError::Status`].
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            DownloadError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
     /// The error with `url` filled in where its maker could not know it (a destination
     /// refusing to start over knows no URL).
     pub(crate) fn named(self, url: &str) -> DownloadError {

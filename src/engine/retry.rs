@@ -178,10 +178,10 @@ pub(crate) fn retrying<T, E: std::error::Error>(
 /// An error and its sources on one line, `what: why: why`, as haul prints and logs them.
 ///
 /// ```
-/// let error = haul::name_from_url("http://h/dir/").unwrap_err();
+/// let error = haul::name_from_url("http://h/%2e%2e").unwrap_err();
 /// assert_eq!(
 ///     haul::error_chain(&error),
-///     "URL \"http://h/dir/\" gives no usable object name: object name is empty"
+///     "URL \"http://h/%2e%2e\" gives no usable object name: object name \"..\" has a \"..\" segment"
 /// );
 /// ```
 pub fn error_chain(error: &dyn std::error::Error) -> String {

@@ -29,6 +29,25 @@ pub enum UrlError {
         #[source]
         source: NameError,
     },
+    /// The URL's path ends in `/` (or is empty): it names a directory, or a site's index,
+    /// not a file, so the object needs a name of its own (as `curl -O` refuses it too).
+    #[error("URL {url:?} names no file (its path ends in '/'): give the object a name")]
+    NoFileName {
+        /// The URL, redacted.
+        url: String,
+    },
+}
+
+impl UrlError {
+    /// The URL refused, redacted.
+    pub fn url(&self) -> &str {
+        match self {
+            UrlError::Scheme { url }
+            | UrlError::Malformed { url, .. }
+            | UrlError::Name { url, .. }
+            | UrlError::NoFileName { url } => url,
+        }
+    }
 }
 
 /// The raw path of a URL haul accepts, after checking it: an absolute http(s) URL with a
@@ -106,6 +125,11 @@ pub fn check_url(url: &str) -> Result<(), UrlError> {
 pub fn name_from_url(url: &str) -> Result<ObjectName, UrlError> {
     let path = checked_path(url)?;
     let segment = path.rsplit('/').next().unwrap_or("");
+    if segment.is_empty() {
+        return Err(UrlError::NoFileName {
+            url: redact_url(url),
+        });
+    }
     let name_error = |source| UrlError::Name {
         url: redact_url(url),
         source,

@@ -411,7 +411,7 @@ fn bad_specs_are_refused_at_submit_with_typed_errors() {
         );
         check(
             JobSpec::single("http://h/dir/"),
-            "bad URL: URL \"http://h/dir/\" gives no usable object name: object name is empty",
+            "bad URL: URL \"http://h/dir/\" names no file (its path ends in '/'): give the object a name",
         );
         check(
             JobSpec::single_named("http://h/x", "../../etc/passwd"),

@@ -121,11 +121,11 @@ fn bad_urls_get_clear_errors() {
     );
     url_refused(
         "http://h/dir/",
-        "URL \"http://h/dir/\" gives no usable object name: object name is empty",
+        "URL \"http://h/dir/\" names no file (its path ends in '/'): give the object a name",
     );
     url_refused(
         "http://h",
-        "URL \"http://h\" gives no usable object name: object name is empty",
+        "URL \"http://h\" names no file (its path ends in '/'): give the object a name",
     );
     url_refused(
         "http://h/%2e%2e",

@@ -17,6 +17,18 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// The run's summary: the last line on stderr that counts what landed.
+#[track_caller]
+fn summary(out: &Output) -> String {
+    let stderr = text(&out.stderr);
+    stderr
+        .lines()
+        .rev()
+        .find(|l| l.contains(" landed, ") || l.starts_with("dry run: "))
+        .unwrap_or_else(|| panic!("no summary on stderr: {stderr}"))
+        .to_owned()
+}
+
 /// `out` exited with `code` and its stderr says `needle`.
 #[track_caller]
 fn exits_with(out: &Output, code: i32, needle: &str) {
@@ -40,8 +52,9 @@ fn demo_downloads_verifies_and_reports() {
         let stdout = text(&out.stdout);
         assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
         assert!(
-            stdout.contains("300 landed, 0 failed, 0 skipped, 0 cancelled; 3000000 bytes in "),
-            "{stdout}"
+            summary(&out).starts_with("300 landed, 0 failed, 0 skipped, 0 cancelled; 2.86 MiB in "),
+            "{}",
+            summary(&out)
         );
         assert!(
             stdout.contains("verified: every byte of all 300 objects matches"),
@@ -67,9 +80,9 @@ fn get_downloads_a_template_into_several_directories() {
         ]);
         assert!(out.status.success(), "{}", text(&out.stderr));
         assert!(
-            text(&out.stdout).starts_with("50 landed, 0 failed"),
+            summary(&out).starts_with("50 landed, 0 failed"),
             "{}",
-            text(&out.stdout)
+            text(&out.stderr)
         );
         let (in_a, in_b) = (files_under(&a), files_under(&b));
         assert_eq!(in_a.len() + in_b.len(), 50);
@@ -128,7 +141,7 @@ fn get_exits_1_and_names_each_failed_object() {
             stderr.contains(&format!("failed: missing.bin: GET {bad}: HTTP status 404")),
             "{stderr}"
         );
-        assert!(text(&out.stdout).starts_with("1 landed, 1 failed"));
+        assert!(summary(&out).starts_with("1 landed, 1 failed"));
         assert_eq!(files_under(dir.path()), ["good.bin"]);
     });
 }
@@ -195,9 +208,9 @@ fn s3_cat_writes_objects_in_order_and_ls_lists_them() {
         ]);
         assert!(out.status.success(), "{}", text(&out.stderr));
         assert!(
-            text(&out.stdout).starts_with("3 landed, 0 failed"),
+            summary(&out).starts_with("3 landed, 0 failed"),
             "{}",
-            text(&out.stdout)
+            text(&out.stderr)
         );
         // Keys relative to the prefix, as aws s3 cp --recursive, s5cmd and rclone land them.
         assert_eq!(files_under(dir.path()), ["a", "b", "c"]);
@@ -330,13 +343,13 @@ fn get_checks_a_sha256_manifest_continues_on_rerun_unless_forced_and_refuses_pri
 
         // A plain rerun continues: a and c are asked about and unchanged, b is fetched (no
         // manifest now).
-        let rerun = |extra: &[&str], summary: &str| {
+        let rerun = |extra: &[&str], expected: &str| {
             let out = get(extra);
             assert!(out.status.success(), "{}", text(&out.stderr));
             assert!(
-                text(&out.stdout).starts_with(summary),
+                summary(&out).starts_with(expected),
                 "{extra:?}: {}",
-                text(&out.stdout)
+                text(&out.stderr)
             );
         };
         rerun(&[], "1 landed, 0 failed, 2 skipped");
@@ -392,7 +405,7 @@ fn get_stdout_writes_objects_in_order_and_the_summary_to_stderr() {
         expected.extend(body("/o/c.bin", 10));
         assert!(out.stdout == expected, "stdout holds the objects in order");
         assert!(
-            text(&out.stderr).starts_with("3 written, 0 failed; 140010 bytes"),
+            text(&out.stderr).starts_with("3 written, 0 failed; 136.73 KiB in "),
             "{}",
             text(&out.stderr)
         );
@@ -441,7 +454,7 @@ fn json_output_parses_and_matches_the_files_and_quiet_prints_nothing() {
         assert!(
             out.stdout.is_empty() && out.stderr.is_empty(),
             "{}",
-            text(&out.stdout)
+            text(&out.stderr)
         );
     });
 }
@@ -491,9 +504,9 @@ fn ctrl_c_sigterm_and_sighup_stop_cleanly_with_a_summary_and_the_rerun_continues
                 text(&out.stderr)
             );
             assert!(
-                text(&out.stdout).contains(" cancelled; "),
+                summary(&out).contains(" cancelled; "),
                 "SIG{signal}: {}",
-                text(&out.stdout)
+                text(&out.stderr)
             );
             assert!(
                 text(&out.stderr).contains(&format!(
@@ -585,9 +598,9 @@ fn get_into_an_s3_bucket_and_s3_get_from_bucket_to_bucket() {
         );
         assert!(out.status.success(), "{}", text(&out.stderr));
         assert!(
-            text(&out.stdout).starts_with("20 landed, 0 failed"),
+            summary(&out).starts_with("20 landed, 0 failed"),
             "{}",
-            text(&out.stdout)
+            text(&out.stderr)
         );
         let keys = |prefix: &str| -> Vec<(String, u64)> {
             bucket
@@ -752,10 +765,9 @@ fn s3_get_sync_skips_the_unchanged_and_deletes_the_gone() {
                 .collect::<Vec<_>>(),
         );
         assert!(
-            text(&out.stdout)
-                .starts_with("0 landed, 0 failed, 1 skipped, 0 cancelled, 1 deleted; "),
+            summary(&out).starts_with("0 landed, 0 failed, 1 skipped, 0 cancelled, 1 deleted; "),
             "{}",
-            text(&out.stdout)
+            text(&out.stderr)
         );
         // And each file deleted is named, as it goes (-q keeps quiet).
         let deleted = format!("deleted {}: gone remotely", dir.path().join("c").display());
@@ -839,9 +851,10 @@ fn dry_run_prints_what_get_and_sync_would_do_and_writes_nothing() {
         ]);
         assert!(out.status.success(), "{}", text(&out.stderr));
         assert_eq!(
-            text(&out.stdout),
-            "dry run: would download 3 objects (0 bytes as listed), skip 0, delete 0; nothing was written\n"
+            summary(&out),
+            "dry run: would download 3 objects (0 B as listed), skip 0, delete 0; nothing was written"
         );
+        assert!(out.stdout.is_empty(), "stdout is for data and --json");
         let stderr = text(&out.stderr);
         for i in 1..=3 {
             assert!(
@@ -884,8 +897,8 @@ fn dry_run_prints_what_get_and_sync_would_do_and_writes_nothing() {
         let out = sync(true);
         assert!(out.status.success(), "{}", text(&out.stderr));
         assert_eq!(
-            text(&out.stdout),
-            "dry run: would download 1 objects (4 bytes as listed), skip 2, delete 1; nothing was written\n"
+            summary(&out),
+            "dry run: would download 1 objects (4 B as listed), skip 2, delete 1; nothing was written"
         );
         let stderr = text(&out.stderr);
         assert!(stderr.contains("would download d (4 bytes)"), "{stderr}");
@@ -901,10 +914,9 @@ fn dry_run_prints_what_get_and_sync_would_do_and_writes_nothing() {
         // The sync itself then does just that.
         let out = sync(false);
         assert!(
-            text(&out.stdout)
-                .starts_with("1 landed, 0 failed, 2 skipped, 0 cancelled, 1 deleted; "),
+            summary(&out).starts_with("1 landed, 0 failed, 2 skipped, 0 cancelled, 1 deleted; "),
             "{}",
-            text(&out.stdout)
+            text(&out.stderr)
         );
     });
 }
@@ -1109,7 +1121,7 @@ fn a_stop_signal_mid_upload_into_s3_leaves_no_object_and_no_upload() {
                 "SIG{signal}: {}",
                 text(&out.stderr)
             );
-            assert!(text(&out.stdout).contains(" cancelled; "), "SIG{signal}");
+            assert!(summary(&out).contains(" cancelled; "), "SIG{signal}");
             assert_eq!(
                 bucket.uploads("").unwrap(),
                 vec![],
@@ -1510,5 +1522,27 @@ fn refused_options_are_named_by_their_flags_and_places_by_what_users_call_them()
                 "{stderr}"
             );
         }
+    });
+}
+
+/// A URL whose path ends in `/` names no file: a usage error before anything runs, saying
+/// how to name it; with `-O FILE` it is fetched under that name.
+#[test]
+fn a_url_ending_in_a_slash_is_refused_with_a_way_to_name_it() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let url = origin.url("/site/");
+        let out = haul(&["get", "-o", dir.path().to_str().unwrap(), &url]);
+        exits_with(&out, 2, "names no file (its path ends in '/')");
+        exits_with(&out, 2, "-O FILE names one object");
+        assert_eq!(origin.stats().requests, 0);
+        let named = dir.path().join("index.html");
+        let out = haul(&["get", &url, "-O", named.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(
+            std::fs::read(&named).unwrap().len() as u64,
+            haul_origin::DEFAULT_OBJECT_BYTES
+        );
     });
 }

@@ -4,6 +4,7 @@
 mod commands;
 mod crashes;
 mod credentials;
+mod json;
 mod pipes;
 mod put;
 mod reruns;

@@ -14,11 +14,18 @@ fn haul(server: &S3Server, args: &[&str]) -> Output {
     crate::haul_for(server).args(args).output().unwrap()
 }
 
+/// `out` succeeded, and its summary (the last line on stderr that counts what landed)
+/// starts with `summary`.
 #[track_caller]
-fn succeeds(out: &Output, stdout_starts: &str) {
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let stdout = text(&out.stdout);
-    assert!(stdout.starts_with(stdout_starts), "{stdout}");
+fn succeeds(out: &Output, summary: &str) {
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| l.contains(" landed, ") || l.starts_with("dry run: "))
+        .unwrap_or_else(|| panic!("no summary on stderr: {stderr}"));
+    assert!(line.starts_with(summary), "{stderr}");
 }
 
 fn write(root: &Path, name: &str, bytes: &[u8]) {
@@ -67,7 +74,7 @@ fn put_uploads_a_tree_that_s3_get_brings_back_and_a_rerun_uploads_only_what_chan
         let dry = put(&["--dry-run"]);
         succeeds(
             &dry,
-            "dry run: would upload 1 objects (7000 bytes as listed), skip 2, delete 0",
+            "dry run: would upload 1 objects (6.84 KiB as listed), skip 2, delete 0",
         );
         assert!(
             text(&dry.stderr).contains("would upload a.bin"),
