@@ -22,6 +22,7 @@ mod demo;
 mod generate;
 mod get;
 mod jobs;
+mod logs;
 mod net;
 mod patterns;
 mod progress;
@@ -92,6 +93,20 @@ fn main() -> ExitCode {
         logger.filter_module(haul::DRY_RUN_LOG_TARGET, log::LevelFilter::Info);
         // Which files a sync deleted: one line each.
         logger.filter_module(haul::DELETIONS_LOG_TARGET, log::LevelFilter::Info);
+    }
+    // Log lines go above the progress display while one is drawn (whole lines through
+    // `logs`), coloured as env_logger would colour a terminal unless RUST_LOG_STYLE says.
+    logger.target(env_logger::Target::Pipe(
+        Box::new(logs::LogLines::default()),
+    ));
+    if std::env::var_os("RUST_LOG_STYLE").is_none() {
+        let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+            && std::env::var_os("NO_COLOR").is_none();
+        logger.write_style(if colour {
+            env_logger::WriteStyle::Always
+        } else {
+            env_logger::WriteStyle::Never
+        });
     }
     logger.init();
     run::set_output(run::Output {

@@ -519,12 +519,23 @@ fn ctrl_c_sigterm_and_sighup_stop_cleanly_with_a_summary_and_the_rerun_continues
             // fetches only the bytes still missing.
             let kept = crate::support::kept(dir.path());
             assert!(!kept.is_empty(), "SIG{signal}: nothing kept");
-            let kept_bytes: u64 = kept.iter().map(|k| k.bytes.len() as u64).sum();
+            // Each kept file's good bytes (a split one lists its ranges), each the object's.
+            let kept_bytes: u64 = kept
+                .iter()
+                .map(|k| k.assert_good(&body(k.path.split('?').next().unwrap(), 4_000_000)))
+                .sum();
             let landed = crate::support::visible(dir.path());
             assert!(crate::support::wait_until(|| origin.stats().active == 0));
             origin.reset_stats();
             let rerun = Command::new(env!("CARGO_BIN_EXE_haul"))
-                .args(["get", "-q", "-o", dir.path().to_str().unwrap()])
+                // No hedge: a second request for a slow first byte would count twice.
+                .args([
+                    "get",
+                    "-q",
+                    "--no-hedge",
+                    "-o",
+                    dir.path().to_str().unwrap(),
+                ])
                 .arg(slow_template(&origin))
                 .output()
                 .unwrap();
@@ -1543,6 +1554,79 @@ fn a_url_ending_in_a_slash_is_refused_with_a_way_to_name_it() {
         assert_eq!(
             std::fs::read(&named).unwrap().len() as u64,
             haul_origin::DEFAULT_OBJECT_BYTES
+        );
+    });
+}
+
+/// Text as a terminal shows it, roughly: CSI escape sequences removed, and split where a
+/// carriage return or newline starts a new line.
+fn screen_lines(raw: &str) -> Vec<String> {
+    let mut plain = String::new();
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            // Parameters, then one final byte in @..~.
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+            continue;
+        }
+        plain.push(c);
+    }
+    plain
+        .split(['\r', '\n'])
+        .map(str::to_owned)
+        .filter(|l| !l.trim().is_empty())
+        .collect()
+}
+
+/// One large object, on a terminal: the run's line shows bytes of the total, the percentage,
+/// the rate, an ETA and the elapsed time (not only objects); a retry warning meanwhile is a
+/// line of its own above the display, never text inside a frame.
+#[test]
+fn on_a_terminal_one_large_object_shows_bytes_percent_eta_and_warnings_above_the_bars() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        // 4,000,000 bytes at 1 MB/s; the first response breaks off at 1 MB (a retry warning),
+        // the resume brings the rest.
+        let url =
+            origin.url("/tty/big.bin?size=4000000&rate=1000000&drop_after=1000000&faults_first=1");
+        let command = format!(
+            "{} get --workers 1 -o {} '{url}'",
+            env!("CARGO_BIN_EXE_haul"),
+            dir.path().display(),
+        );
+        let out = Command::new("script")
+            .args(["-qfec", &command, "/dev/null"])
+            .env("TERM", "xterm")
+            .output()
+            .unwrap();
+        let raw = text(&out.stdout);
+        assert!(out.status.success(), "{raw}");
+        let lines = screen_lines(&raw);
+        let progress: Vec<&String> = lines.iter().filter(|l| l.contains(" / 3.81 MiB")).collect();
+        assert!(!progress.is_empty(), "no bytes of the total in {lines:#?}");
+        assert!(
+            progress
+                .iter()
+                .any(|l| l.contains('%') && l.contains("ETA ") && l.contains("elapsed ")),
+            "{progress:#?}"
+        );
+        let warnings: Vec<&String> = lines.iter().filter(|l| l.contains("WARN")).collect();
+        assert!(!warnings.is_empty(), "no retry warning in {lines:#?}");
+        for warning in warnings {
+            assert!(
+                warning.starts_with('['),
+                "a warning inside a frame: {warning:?}"
+            );
+        }
+        assert!(
+            lines.last().unwrap().starts_with("1 landed, 0 failed"),
+            "the summary comes last: {lines:#?}"
         );
     });
 }
