@@ -55,10 +55,12 @@ pub(crate) struct JobArgs {
     /// from a server that takes ranges is finished over several connections.
     #[arg(long)]
     pub(crate) no_tail_split: bool,
-    /// At most this many of each job's objects in flight at once.
+    /// At most this many of each job's objects in flight at once (default: no limit beyond
+    /// the workers').
     #[arg(long, value_name = "N")]
     pub(crate) max_connections: Option<usize>,
-    /// At most this many bytes per second for each job (its transfers together), e.g. 20MiB.
+    /// At most this many bytes per second for each job (its transfers together), e.g. 20MiB
+    /// (K/KiB, M/MiB, G/GiB are powers of 1024, KB, MB, GB of 1000; default: no limit).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub(crate) rate_limit: Option<u64>,
     /// Show what would be done and do nothing: each object that would be downloaded,

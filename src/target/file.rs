@@ -641,10 +641,9 @@ fn resume_split(
 }
 
 /// Fetches what is left of a split object into its work file (sized to `total`), then
-/// checks the whole. An interrupted transfer keeps the file
-/// and the ranges it has for a later run; parts that cannot be stitched (the object
-/// changed under them, the server mangles ranges, the bytes are wrong) empty it, to be
-/// fetched on one connection.
+/// checks the whole. An interrupted transfer keeps the file and the ranges it has for a
+/// later run; parts that cannot be stitched (the object changed under them, the server
+/// mangles ranges, the bytes are wrong) empty it, to be fetched on one connection.
 fn stitch(
     ctx: &Context<'_>,
     request: &Request<'_>,
