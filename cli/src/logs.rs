@@ -23,8 +23,12 @@ pub(crate) struct LogLines {
 
 impl LogLines {
     fn emit(line: &[u8]) {
-        let display = DISPLAY.lock().unwrap_or_else(PoisonError::into_inner);
-        match &*display {
+        // A handle of its own: no lock is held while the line is written.
+        let display = DISPLAY
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match &display {
             Some(multi) => {
                 let text = String::from_utf8_lossy(line);
                 let _ = multi.println(text.trim_end_matches('\n'));

@@ -266,12 +266,16 @@ pub(crate) fn fetch(
                 };
                 let start = range.start;
                 let (result, written) = fetch_range(ctx, source, into, range, pin, answer);
-                {
+                let finished = {
                     let mut landed = landed.lock();
                     landed.push(start..start + written);
-                    if result.is_ok() {
-                        record(&landed);
-                    }
+                    result.is_ok().then(|| landed.clone())
+                };
+                // Written outside the lock (no lock across I/O). Two parts finishing at once
+                // may write in either order: an older list is a subset of a newer one, so
+                // the sidecar never claims bytes that are not there, at worst fewer.
+                if let Some(finished) = finished {
+                    record(&finished);
                 }
                 if let Err(e) = result {
                     failed.store(true, Ordering::Relaxed);
