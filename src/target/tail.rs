@@ -12,8 +12,9 @@
 //! pieces in order, feeding their bytes to the whole object's digests, so the object is
 //! verified as if it had come on one connection. A piece that fails is the stream's again:
 //! it resumes from there. A piece refused because the object changed (or whose server
-//! mangles ranges) stops the splitting of that object. Once cut, a work file has holes, so
-//! its sidecar goes: a crash mid-split is not resumed. An interrupted stream keeps its work
+//! mangles ranges) stops the splitting of that object. Once cut, a work file is sized to the
+//! object and its sidecar lists the good bytes (the stream's, rewritten as it is judged and
+//! as each piece is joined), so a run after a crash mid-split fetches only the rest. An interrupted stream keeps its work
 //! file with the stream's bytes and those the pieces brought, listed in the sidecar. A job held to a rate
 //! ([`JobSpec::rate_limit`](crate::JobSpec)) is never split: it is slow on purpose.
 
@@ -30,7 +31,7 @@ use crate::engine::error::DownloadError;
 use crate::engine::parts::{self, PartsFile};
 use crate::engine::response::ObjectInfo;
 use crate::engine::{Context, Pin, Source, retry};
-use crate::target::work::{Pieces, WorkFile};
+use crate::target::work::{Pieces, PiecesRecord, WorkFile};
 
 /// Idle joggers whose turns a slow transfer may borrow for pieces of its tail.
 pub(crate) trait Helpers: Sync {
@@ -83,6 +84,8 @@ pub(crate) struct Tail<'scope, 'env, 'd> {
     cut: Option<u64>,
     /// The pieces after the cut, in order of their ranges (contiguous from the cut).
     pieces: VecDeque<Piece<'scope>>,
+    /// Writes the sidecar of the file once it has holes: the bytes good so far.
+    record: Option<PiecesRecord>,
     /// When the stream began and where it was then: its rate is measured from there.
     began: (Instant, u64),
     next_look: Instant,
@@ -110,6 +113,7 @@ impl<'scope, 'env, 'd> Tail<'scope, 'env, 'd> {
             splits: ctx.limiter.is_none(),
             cut: None,
             pieces: VecDeque::new(),
+            record: None,
             began: (now, 0),
             next_look: now + MEASURE,
         }
@@ -118,6 +122,10 @@ impl<'scope, 'env, 'd> Tail<'scope, 'env, 'd> {
     /// Cuts the stream at `at` when it is slow and joggers are idle.
     fn consider(&mut self, at: u64, now: Instant) {
         let Some(total) = self.total else { return };
+        // A split file's sidecar follows the stream, so a crash loses little of it.
+        if let Some(record) = &self.record {
+            record.write(&[0..self.dest.sink.len]);
+        }
         let end = self.cut.unwrap_or(total);
         let left = end.saturating_sub(at);
         if left < 2 * MIN_PIECE {
@@ -145,14 +153,22 @@ impl<'scope, 'env, 'd> Tail<'scope, 'env, 'd> {
     /// Cuts `at..end` into `lent + 1` pieces: the stream keeps the first.
     fn split(&mut self, at: u64, end: u64, lent: usize, rate: f64) {
         if self.cut.is_none() {
-            // From now on the file has holes: no sidecar, so a crash is not resumed.
-            let sink = &mut self.dest.sink;
-            let (etag, modified) = (sink.etag.clone(), sink.last_modified.clone());
-            if let Err(e) = sink.set_validator(etag, modified, false) {
+            // From now on the file has holes: it is sized to the object, and its sidecar
+            // lists the stream's bytes as the good ones, so a run after a crash fetches
+            // only the rest.
+            let total = self.total.unwrap_or(end);
+            let sized = self
+                .dest
+                .flush()
+                .and_then(|()| self.dest.sink.preallocate(total));
+            if let Err(e) = sized {
                 debug!("GET {}: not split: {e}", self.source.shown());
                 (0..lent).for_each(|_| self.helpers.give_back());
                 return;
             }
+            let record = self.dest.sink.pieces_record(total);
+            record.write(&[0..self.dest.sink.len]);
+            self.record = Some(record);
         }
         let size = (end - at).div_ceil(lent as u64 + 1).next_multiple_of(ALIGN);
         let bounds: Vec<u64> = (1..=lent as u64)
@@ -248,6 +264,8 @@ impl<'scope, 'env, 'd> Tail<'scope, 'env, 'd> {
             }
         }
         self.cut = None;
+        // The file starts over, or is kept or lands: its sidecar is no longer this one's.
+        self.record = None;
         brought
     }
 }
@@ -349,6 +367,9 @@ impl Destination for Tail<'_, '_, '_> {
                 Ok(()) => {
                     self.dest.sink.replay_range(range.clone(), f)?;
                     self.dest.sink.extend_to(range.end);
+                    if let Some(record) = &self.record {
+                        record.write(&[0..self.dest.sink.len]);
+                    }
                 }
                 Err(e) => {
                     debug!(

@@ -217,3 +217,60 @@ fn aborting_a_split_transfer_stops_its_pieces() {
         assert_eq!(origin.stats().body_bytes, BIG - held, "only the holes");
     });
 }
+
+/// A crash mid-split keeps what the sidecar lists: once cut, the work file is sized to the
+/// object and its sidecar names the stream's bytes, so a run after a crash (here: the work
+/// file and sidecar copied while the split is under way, as a killed process leaves them)
+/// fetches only the rest.
+#[test]
+fn a_split_transfers_stream_bytes_survive_a_crash() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let running = dir.path().join("running");
+        let d = Downloader::builder()
+            .mountpath(&running)
+            .workers_per_target(4)
+            .build()
+            .unwrap();
+        let job = d.submit(small_and_slow(&origin, "rate=500000")).unwrap();
+        let name = haul::ObjectName::new("big.bin").unwrap();
+        let work = haul::Mountpath::new(&running).unwrap().work_path(&name);
+        let mut meta = work.clone().into_os_string();
+        meta.push(".meta");
+        assert!(
+            wait_until(|| std::fs::read_to_string(&meta)
+                .is_ok_and(|t| t.contains(&format!("size {BIG}\n")))),
+            "a split tail's file was never listed in its sidecar: {:?}",
+            std::fs::read_to_string(&meta)
+        );
+        let after = dir.path().join("after");
+        let after_crash = haul::Mountpath::new(&after).unwrap();
+        std::fs::copy(&work, after_crash.work_path(&name)).unwrap();
+        let mut copied = after_crash.work_path(&name).into_os_string();
+        copied.push(".meta");
+        std::fs::copy(&meta, &copied).unwrap();
+        d.abort(job).unwrap();
+        drop(d);
+        assert!(wait_until(|| origin.stats().active == 0));
+        origin.reset_stats();
+
+        let listed = kept(&after);
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        let whole = body("/tail/big.bin", BIG);
+        let held = listed[0].assert_good(&whole);
+        assert!(held > 0, "the stream's bytes are listed: {listed:?}");
+        let d = Downloader::builder()
+            .mountpath(&after)
+            .workers_per_target(4)
+            .build()
+            .unwrap();
+        // The same URL: the sidecar pins the resume to its source.
+        let spec = JobSpec::single(origin.url(&format!("/tail/big.bin?size={BIG}&rate=500000")))
+            .retry(quick_retries());
+        let (status, _) = run(&d, spec);
+        assert_eq!(status.finished, 1, "{:?}", status.failures);
+        assert!(std::fs::read(after.join("big.bin")).unwrap() == whole);
+        assert_eq!(origin.stats().body_bytes, BIG - held, "only the rest");
+    });
+}
