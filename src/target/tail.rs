@@ -123,9 +123,7 @@ impl<'scope, 'env, 'd> Tail<'scope, 'env, 'd> {
     fn consider(&mut self, at: u64, now: Instant) {
         let Some(total) = self.total else { return };
         // A split file's sidecar follows the stream, so a crash loses little of it.
-        if let Some(record) = &self.record {
-            record.write(&[0..self.dest.sink.len]);
-        }
+        self.record_stream();
         let end = self.cut.unwrap_or(total);
         let left = end.saturating_sub(at);
         if left < 2 * MIN_PIECE {
@@ -150,6 +148,14 @@ impl<'scope, 'env, 'd> Tail<'scope, 'env, 'd> {
         self.ctx.progress.set_connections(1 + running);
     }
 
+    /// Rewrites a split file's sidecar: the stream's bytes so far are the good ones.
+    fn record_stream(&self) {
+        if let Some(record) = &self.record {
+            let stream = 0..self.dest.sink.len;
+            record.write(std::slice::from_ref(&stream));
+        }
+    }
+
     /// Cuts `at..end` into `lent + 1` pieces: the stream keeps the first.
     fn split(&mut self, at: u64, end: u64, lent: usize, rate: f64) {
         if self.cut.is_none() {
@@ -166,9 +172,8 @@ impl<'scope, 'env, 'd> Tail<'scope, 'env, 'd> {
                 (0..lent).for_each(|_| self.helpers.give_back());
                 return;
             }
-            let record = self.dest.sink.pieces_record(total);
-            record.write(&[0..self.dest.sink.len]);
-            self.record = Some(record);
+            self.record = Some(self.dest.sink.pieces_record(total));
+            self.record_stream();
         }
         let size = (end - at).div_ceil(lent as u64 + 1).next_multiple_of(ALIGN);
         let bounds: Vec<u64> = (1..=lent as u64)
@@ -367,9 +372,7 @@ impl Destination for Tail<'_, '_, '_> {
                 Ok(()) => {
                     self.dest.sink.replay_range(range.clone(), f)?;
                     self.dest.sink.extend_to(range.end);
-                    if let Some(record) = &self.record {
-                        record.write(&[0..self.dest.sink.len]);
-                    }
+                    self.record_stream();
                 }
                 Err(e) => {
                     debug!(

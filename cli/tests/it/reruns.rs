@@ -86,6 +86,11 @@ fn a_job_stopped_five_times_and_rerun_each_time_moves_the_dataset_about_once() {
                 None => assert_eq!(run.status.signal(), Some(9), "{stderr}"),
             }
             let landed = assert_visible_whole(&out, &format!("SIG{signal}"));
+            // What each stop cost, for a CI log when the total is over.
+            eprintln!(
+                "after SIG{signal}: {landed} objects visible, {:.2} × the dataset moved",
+                origin.stats().body_bytes as f64 / DATASET as f64
+            );
             assert!(
                 landed < (SMALLS + BIGS) as usize,
                 "run {i} finished the job"
