@@ -5,8 +5,6 @@ use std::error::Error;
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::CommandFactory;
-
 #[derive(Debug, clap::Args)]
 pub(crate) struct CompletionsArgs {
     /// The shell: bash, zsh, fish, elvish or powershell. Install, for example, with
@@ -16,7 +14,7 @@ pub(crate) struct CompletionsArgs {
 
 /// Writes the completion script for the shell asked for to stdout.
 pub(crate) fn completions(args: &CompletionsArgs) -> Result<ExitCode, Box<dyn Error>> {
-    let mut command = crate::Cli::command();
+    let mut command = crate::command();
     let mut out = Vec::new();
     clap_complete::generate(args.shell, &mut command, "haul", &mut out);
     std::io::stdout().write_all(&out)?;
@@ -27,7 +25,7 @@ pub(crate) fn completions(args: &CompletionsArgs) -> Result<ExitCode, Box<dyn Er
 /// `haul man | man -l -`.
 pub(crate) fn man() -> Result<ExitCode, Box<dyn Error>> {
     let mut out = Vec::new();
-    clap_mangen::Man::new(crate::Cli::command()).render(&mut out)?;
+    clap_mangen::Man::new(crate::command()).render(&mut out)?;
     std::io::stdout().write_all(&out)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -10,6 +10,31 @@ use haul::JobSpec;
 
 use crate::run::{self, UsageError};
 
+/// `haul get --help`'s examples: each command in it is parsed by a test.
+pub(crate) const EXAMPLES: &str = "\
+Examples:
+  # A range of shards into data/ (run it again after Ctrl-C or a crash: it continues)
+  haul get 'https://host/shard-{0000..0999}.tar' -o data/
+
+  # A list of URLs, spread over two disks
+  haul get --list urls.txt -o /mnt/a -o /mnt/b
+
+  # The list from stdin
+  cat urls.txt | haul get --list - -o data/
+
+  # One object under a name of your choosing (wget -O, curl -o)
+  haul get https://host/model.bin -O model.bin
+
+  # Into a pipe, in the order given
+  haul get https://host/a.csv https://host/b.csv --stdout | wc -l
+
+  # Into a bucket prefix
+  haul get 'https://host/shard-{0000..0999}.tar' -o s3://bucket/shards/
+
+  # Fetch everything again, replacing what is there
+  haul get --force --list urls.txt -o data/
+";
+
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// URLs or range templates (`https://host/shard-{0000..0999}.tar`); each is one job.

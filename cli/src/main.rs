@@ -60,10 +60,14 @@ pub(crate) struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Download URLs and range templates into directories or an S3 bucket.
+    #[command(after_help = get::EXAMPLES)]
     Get(get::Args),
     /// Upload local files and directories into s3://bucket/prefix (parallel, multipart for
     /// large files, skipping files the bucket already holds unchanged).
-    #[command(override_usage = "haul put [OPTIONS] PATH... s3://BUCKET/PREFIX")]
+    #[command(
+        override_usage = "haul put [OPTIONS] PATH... s3://BUCKET/PREFIX",
+        after_help = put::EXAMPLES
+    )]
     Put(put::Args),
     /// S3 commands: ls, get, cat.
     S3(s3::Args),
@@ -76,8 +80,21 @@ enum Command {
     Man,
 }
 
+/// The command line's definition, as parsed and as `completions` and `man` print it.
+pub(crate) fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command().mut_subcommand("put", put::reword)
+}
+
+/// The arguments as the command line reads them.
+fn parse<I: IntoIterator<Item = T>, T: Into<std::ffi::OsString> + Clone>(
+    args: I,
+) -> Result<Cli, clap::Error> {
+    let matches = command().try_get_matches_from(args)?;
+    <Cli as clap::FromArgMatches>::from_arg_matches(&matches)
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse(); // usage errors exit with 2
+    let cli = parse(std::env::args_os()).unwrap_or_else(|e| e.exit()); // usage errors exit with 2
     // -q leaves errors only: no retry warnings either.
     let level = match (cli.quiet, cli.verbose) {
         (true, _) => "error",
@@ -131,5 +148,56 @@ fn main() -> ExitCode {
             tell!("haul: {}", haul::error_chain(&*e));
             ExitCode::from(if e.is::<run::UsageError>() { 2 } else { 1 })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every example in `--help` parses: none names a flag that is gone or a pair that
+    /// conflicts.
+    #[test]
+    fn every_example_in_the_help_parses() {
+        let all = [crate::get::EXAMPLES, crate::put::EXAMPLES]
+            .into_iter()
+            .chain(crate::s3::EXAMPLES);
+        let mut parsed = 0;
+        for examples in all {
+            for line in examples.lines() {
+                // The haul command of the line: after a pipe into it, before a pipe out.
+                let Some(at) = line.find("haul ") else {
+                    continue;
+                };
+                let command = line[at..].split(" | ").next().unwrap_or_default();
+                let args: Vec<String> = command
+                    .split_whitespace()
+                    .map(|word| word.trim_matches('\'').to_owned())
+                    .collect();
+                if let Err(e) = super::parse(&args) {
+                    panic!("{command}: {e}");
+                }
+                parsed += 1;
+            }
+        }
+        assert!(parsed >= 15, "only {parsed} examples found");
+    }
+
+    /// `put`'s selection options speak of files, the others' of objects.
+    #[test]
+    fn put_words_its_selection_for_files() {
+        let mut command = super::command();
+        let put = command
+            .find_subcommand_mut("put")
+            .unwrap()
+            .render_help()
+            .to_string();
+        assert!(put.contains("Leave out files smaller than this"), "{put}");
+        assert!(!put.contains("objects smaller"), "{put}");
+        let s3 = command.find_subcommand_mut("s3").unwrap();
+        let ls = s3
+            .find_subcommand_mut("ls")
+            .unwrap()
+            .render_help()
+            .to_string();
+        assert!(ls.contains("Leave out objects smaller than this"), "{ls}");
     }
 }

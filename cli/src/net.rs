@@ -99,7 +99,7 @@ pub(crate) struct S3Args {
     /// How buckets are addressed: virtual (https://BUCKET.host/key, AWS's way), path
     /// (https://host/BUCKET/key, which MinIO, SeaweedFS and Ceph need), or auto: virtual for
     /// AWS, path for any --endpoint
-    #[arg(long, global = true, value_enum, default_value_t = Addressing::Auto)]
+    #[arg(long, global = true, value_enum, value_name = "STYLE", default_value_t = Addressing::Auto)]
     addressing_style: Addressing,
 }
 

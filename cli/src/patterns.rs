@@ -1,14 +1,16 @@
 //! `--include` / `--exclude`: rclone's globs, on S3 keys relative to the prefix (`s3 ls`,
-//! `s3 get`) and on the names objects land under (`get`).
+//! `s3 get`), on the names objects land under (`get`) and on files' paths under the
+//! directories given (`put`, which rewords their help).
 
 use crate::run::UsageError;
 
 /// Which objects, by name.
 #[derive(Debug, clap::Args)]
 pub(crate) struct PatternArgs {
-    /// Only objects whose names (S3 keys relative to the prefix) match this glob: `*` within
-    /// a path segment, `**` across them, `?`, `[a-z]`, `{a,b}`; without a `/` it matches the
-    /// last segment. Repeat for more (any may match)
+    /// Only objects whose names match this glob (the name an object lands under; for `s3`
+    /// commands, its key relative to the prefix): `*` within a path segment, `**` across
+    /// them, `?`, `[a-z]`, `{a,b}`; without a `/` it matches the last segment. Repeat for
+    /// more (any may match)
     #[arg(long, value_name = "GLOB")]
     include: Vec<String>,
     /// Leave out objects whose names match this glob (as --include reads it). Repeat for more

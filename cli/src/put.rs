@@ -11,6 +11,61 @@ use haul::{Concurrency, Downloader, Existing, JobSpec, S3Target};
 use crate::net::parse_size;
 use crate::run::UsageError;
 
+/// `haul put --help`'s examples: each line that starts with `haul` is parsed by a test.
+pub(crate) const EXAMPLES: &str = "\
+Examples:
+  # Every file under data/ as datasets/v1/PATH (a rerun uploads only what changed)
+  haul put data/ s3://bucket/datasets/v1/
+
+  # Two files as shards/a.tar and shards/b.tar
+  haul put a.tar b.tar s3://bucket/shards/
+
+  # What would be uploaded: the .tar files under data/, nothing sent
+  haul put --include '*.tar' --dry-run data/ s3://bucket/x/
+
+  # Into an S3-compatible store on this machine (MinIO, SeaweedFS)
+  haul put --endpoint http://127.0.0.1:8333 data/ s3://bucket/p/
+";
+
+/// The selection's options, reworded for files: put selects files under the directories
+/// given, not keys under a prefix.
+const FILE_SELECTION_HELP: [(&str, &str); 7] = [
+    (
+        "include",
+        "Only files whose paths (under the directory given; a file given by itself, its name) \
+         match this glob: `*` within a path segment, `**` across them, `?`, `[a-z]`, `{a,b}`; \
+         without a `/` it matches the last segment. Repeat for more (any may match)",
+    ),
+    (
+        "exclude",
+        "Leave out files whose paths match this glob (as --include reads it). Repeat for more",
+    ),
+    ("min_size", "Leave out files smaller than this, e.g. 1MiB"),
+    ("max_size", "Leave out files larger than this, e.g. 4GiB"),
+    (
+        "min_age",
+        "Leave out files modified less than this long ago: seconds, or with a unit s, m, h, d \
+         or w (90m, 7d)",
+    ),
+    (
+        "max_age",
+        "Leave out files modified more than this long ago (as --min-age reads it)",
+    ),
+    (
+        "files_from",
+        "Only the files listed in FILE, one path per line, relative to the directory given \
+         (surrounding spaces stripped; blank lines and lines starting with # skipped)",
+    ),
+];
+
+/// `put`'s command with the selection's help in files' words.
+pub(crate) fn reword(mut command: clap::Command) -> clap::Command {
+    for (id, help) in FILE_SELECTION_HELP {
+        command = command.mut_arg(id, |arg| arg.help(help));
+    }
+    command
+}
+
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// Files and directories to upload, then where: s3://bucket/prefix. A file lands as
@@ -38,7 +93,7 @@ pub(crate) struct Args {
     /// while more uploads move more bytes a second, backs off on SlowDown)
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
-    /// Parts of one large file uploaded at once
+    /// Parts of one large file uploaded at once (over as many connections)
     #[arg(long, value_name = "N", default_value_t = haul::DEFAULT_UPLOAD_CONNECTIONS)]
     parts: usize,
     /// Files above this size are uploaded in parts of it (multipart; at least 5MiB)
@@ -48,7 +103,8 @@ pub(crate) struct Args {
     /// one part, or all of it when smaller). Default: one part per upload
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     memory: Option<u64>,
-    /// At most this many bytes per second, all uploads together, e.g. 20MiB
+    /// At most this many bytes per second, all uploads together, e.g. 20MiB (K/KiB, M/MiB,
+    /// G/GiB are powers of 1024, KB, MB, GB of 1000; default: no limit)
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     rate_limit: Option<u64>,
     /// Take only shard I of N of the files (0-based): N machines running the same command

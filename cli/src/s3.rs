@@ -11,6 +11,52 @@ use haul::{Concurrency, Fetcher};
 
 use crate::run::UsageError;
 
+/// `haul s3 cat --help`'s examples: each command in it is parsed by a test.
+const CAT_EXAMPLES: &str = "\
+Examples:
+  # Two objects, one after the other
+  haul s3 cat s3://bucket/part-0000.csv s3://bucket/part-0001.csv | wc -l
+
+  # A hundred shards (the shell expands the braces) through 1 GiB of memory at most
+  haul s3 cat --memory 1GiB s3://bucket/shard-{0000..0099}.tar | tar -t
+";
+
+/// `haul s3 get --help`'s examples.
+const GET_EXAMPLES: &str = "\
+Examples:
+  # Every object under shards/ into data/ (a rerun continues where the last one stopped)
+  haul s3 get s3://bucket/shards/ -o data/
+
+  # The keys a wildcard matches
+  haul s3 get 's3://bucket/logs/2026-*.gz' -o logs/
+
+  # From a public bucket, no credentials, CSV files only
+  haul s3 get --no-sign-request s3://noaa-ghcn-pds/csv/ --include '*.csv' -o ghcn/
+
+  # Keep a directory in step with a prefix: new and changed objects, deletions
+  haul s3 get --sync s3://bucket/models/ -o models/
+
+  # From one bucket into another
+  haul s3 get s3://src/a/ -o s3://dst/b/
+
+  # From an S3-compatible store on this machine (MinIO, SeaweedFS)
+  haul s3 get --endpoint http://127.0.0.1:8333 s3://bucket/p/ -o data/
+";
+
+/// `haul s3 ls --help`'s examples.
+const LS_EXAMPLES: &str = "\
+Examples:
+  # Sizes (bytes) and keys under shards/
+  haul s3 ls s3://bucket/shards/
+
+  # The keys of objects of 1 GiB or more, as JSON lines
+  haul s3 ls --json --min-size 1GiB s3://bucket/ | jq -r .key
+";
+
+/// Every example of `haul s3`'s subcommands, for the test that parses them.
+#[cfg(test)]
+pub(crate) const EXAMPLES: [&str; 3] = [CAT_EXAMPLES, GET_EXAMPLES, LS_EXAMPLES];
+
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     #[command(subcommand)]
@@ -24,6 +70,9 @@ pub(crate) struct Args {
 #[derive(Debug, clap::Subcommand)]
 enum Command {
     /// Write objects to stdout, in the order given, fetched in parallel within a memory budget.
+    /// An object that cannot be fetched (after its retries) is left out and named on stderr,
+    /// and the exit status is 1.
+    #[command(after_help = CAT_EXAMPLES)]
     Cat {
         /// Objects as s3://bucket/key; all in one bucket.
         #[arg(required = true)]
@@ -44,6 +93,7 @@ enum Command {
     /// (a backend job: listed page by page while the first objects already download). Each
     /// object lands under its key relative to the prefix's directory (after its last `/`),
     /// as with `aws s3 cp --recursive`, s5cmd and rclone.
+    #[command(after_help = GET_EXAMPLES)]
     Get {
         /// s3://bucket/prefix, or s3://bucket/prefix*pattern (s5cmd's wildcards: `*` matches
         /// any characters, `/` included, `?` one, `[a-z]` one of a class); each is one job.
@@ -66,7 +116,9 @@ enum Command {
         #[command(flatten, next_help_heading = "Job options")]
         job: crate::jobs::JobArgs,
     },
-    /// List the keys under s3://bucket/prefix with their sizes.
+    /// List the keys under s3://bucket/prefix: one line each, its size in bytes and its key
+    /// (with --json, one JSON object each: key, size, etag, last_modified).
+    #[command(after_help = LS_EXAMPLES)]
     Ls {
         /// s3://bucket/prefix, or s3://bucket/prefix*pattern (as for `s3 get`)
         prefix: String,
@@ -75,7 +127,8 @@ enum Command {
     },
 }
 
-/// Which keys under the prefix: rclone's globs on the key relative to the prefix.
+/// Which keys under the prefix: rclone's globs on the key relative to the prefix, sizes,
+/// ages, a list (`put` rewords their help for files).
 #[derive(Debug, clap::Args)]
 pub(crate) struct SelectArgs {
     #[command(flatten)]
