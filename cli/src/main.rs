@@ -153,6 +153,33 @@ fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
+    /// Parses each `haul` command in `lines` (after a pipe into it, before a pipe or a
+    /// redirection out of it or a `#` comment); returns how many there were.
+    fn parse_each(lines: &str) -> usize {
+        let mut parsed = 0;
+        for line in lines.lines() {
+            let at = line.find("haul ").filter(|&at| {
+                at == 0 || line[..at].trim_start().is_empty() || line[..at].ends_with("| ")
+            });
+            let Some(at) = at else { continue };
+            let command = line[at..]
+                .split(" | ")
+                .next()
+                .and_then(|c| c.split(" > ").next())
+                .and_then(|c| c.split("  #").next())
+                .unwrap_or_default();
+            let args: Vec<String> = command
+                .split_whitespace()
+                .map(|word| word.trim_matches('\'').to_owned())
+                .collect();
+            if let Err(e) = super::parse(&args) {
+                panic!("{command}: {e}");
+            }
+            parsed += 1;
+        }
+        parsed
+    }
+
     /// Every example in `--help` parses: none names a flag that is gone or a pair that
     /// conflicts.
     #[test]
@@ -160,25 +187,21 @@ mod tests {
         let all = [crate::get::EXAMPLES, crate::put::EXAMPLES]
             .into_iter()
             .chain(crate::s3::EXAMPLES);
-        let mut parsed = 0;
-        for examples in all {
-            for line in examples.lines() {
-                // The haul command of the line: after a pipe into it, before a pipe out.
-                let Some(at) = line.find("haul ") else {
-                    continue;
-                };
-                let command = line[at..].split(" | ").next().unwrap_or_default();
-                let args: Vec<String> = command
-                    .split_whitespace()
-                    .map(|word| word.trim_matches('\'').to_owned())
-                    .collect();
-                if let Err(e) = super::parse(&args) {
-                    panic!("{command}: {e}");
-                }
-                parsed += 1;
-            }
-        }
+        let parsed: usize = all.map(parse_each).sum();
         assert!(parsed >= 15, "only {parsed} examples found");
+    }
+
+    /// So does every `haul` command in the README's shell blocks.
+    #[test]
+    fn every_command_in_the_readme_parses() {
+        let readme = include_str!("../../README.md");
+        let parsed: usize = readme
+            .split("```sh\n")
+            .skip(1)
+            .filter_map(|block| block.split("```").next())
+            .map(parse_each)
+            .sum();
+        assert!(parsed >= 20, "only {parsed} commands found");
     }
 
     /// `put`'s selection options speak of files, the others' of objects.
