@@ -58,6 +58,14 @@ pub(crate) fn read_file(
             ),
         )
     };
+    // A read's error: the cancel check's, or the file's.
+    let read_on = |e: io::Error| {
+        if progress::is_cancelled(&e) {
+            cancelled()
+        } else {
+            local("reading", e)
+        }
+    };
     while got < len {
         let space = dest.space()?;
         let n = space
@@ -70,11 +78,10 @@ pub(crate) fn read_file(
                 got += n as u64;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if progress::is_cancelled(&e) => return Err(cancelled()),
-            Err(e) => return Err(local("reading", e)),
+            Err(e) => return Err(read_on(e)),
         }
     }
-    if grew(&mut reader).map_err(|e| local("reading", e))? || !same(&file, &before) {
+    if grew(&mut reader).map_err(read_on)? || !same(&file, &before) {
         return Err(changed());
     }
     dest.flush()?;
@@ -97,4 +104,82 @@ fn same(file: &File, before: &std::fs::Metadata) -> bool {
     file.metadata().is_ok_and(|after| {
         after.len() == before.len() && after.modified().ok() == before.modified().ok()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_file;
+    use crate::CancelToken;
+    use crate::engine::dest::{Destination, MemoryDest};
+    use crate::engine::error::DownloadError;
+    use crate::engine::response::ObjectInfo;
+    use crate::engine::{Context, RetryPolicy};
+    use crate::http::HttpClient;
+    use crate::progress::Progress;
+
+    /// A memory destination that cancels the transfer when its last byte arrives.
+    struct CancelAtEnd<'a> {
+        inner: MemoryDest,
+        len: u64,
+        cancel: &'a CancelToken,
+    }
+
+    impl Destination for CancelAtEnd<'_> {
+        fn held(&self) -> u64 {
+            self.inner.held()
+        }
+        fn begin(&mut self, info: &ObjectInfo, len: Option<u64>) -> Result<(), DownloadError> {
+            self.inner.begin(info, len)
+        }
+        fn space(&mut self) -> Result<&mut [u8], DownloadError> {
+            self.inner.space()
+        }
+        fn filled(&mut self, n: usize) -> Result<(), DownloadError> {
+            self.inner.filled(n)?;
+            if self.inner.held() == self.len {
+                self.cancel.cancel();
+            }
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<(), DownloadError> {
+            self.inner.flush()
+        }
+        fn restart(&mut self) -> Result<u64, DownloadError> {
+            self.inner.restart()
+        }
+    }
+
+    /// A cancel that lands once the last byte is read, as the end of the file is checked
+    /// for, is a cancel, not a failure to read the file.
+    #[test]
+    fn a_cancel_at_the_end_of_the_file_is_a_cancel() {
+        haul_testkit::guard(|| {
+            let dir = haul_testkit::TestDir::new();
+            let path = dir.path().join("f.bin");
+            std::fs::write(&path, [7u8; 1000]).unwrap();
+            let (client, retry) = (HttpClient::default(), RetryPolicy::default());
+            let (progress, cancel) = (Progress::new(), CancelToken::new());
+            let ctx = Context {
+                client: &client,
+                headers: &[],
+                timeout: None,
+                limiter: None,
+                retry: &retry,
+                retries: None,
+                progress: &progress,
+                cancel: &cancel,
+                flow: None,
+            };
+            let mut dest = CancelAtEnd {
+                inner: MemoryDest::new(1000),
+                len: 1000,
+                cancel: &cancel,
+            };
+            let read = read_file(&ctx, &path, &mut dest);
+            assert!(
+                matches!(read, Err(DownloadError::Cancelled { .. })),
+                "{read:?}"
+            );
+        });
+    }
 }
