@@ -394,11 +394,19 @@ fn stored_same(
         return Ok(None);
     }
     verifier
-        .update_from_file(path)
-        .map_err(|source| DownloadError::Local {
-            action: "reading",
-            path: path.to_owned(),
-            source,
+        .update_from_file(path, &job.cancel)
+        .map_err(|source| {
+            if crate::progress::is_cancelled(&source) {
+                DownloadError::Cancelled {
+                    url: path.display().to_string(),
+                }
+            } else {
+                DownloadError::Local {
+                    action: "reading",
+                    path: path.to_owned(),
+                    source,
+                }
+            }
         })?;
     match verifier.finish() {
         Ok(()) => Ok(Some(Present::Same)),

@@ -9,6 +9,9 @@ use std::str::FromStr;
 
 use sha2::Digest as _;
 
+use crate::cancel::CancelToken;
+use crate::progress::Cancelled;
+
 /// An expected SHA-256 digest, written as 64 hex digits (as `sha256sum` prints it).
 ///
 /// ```
@@ -38,7 +41,7 @@ impl Sha256Digest {
     /// The I/O error from opening or reading the file.
     pub fn of_file(path: &Path) -> io::Result<Sha256Digest> {
         let mut hasher = sha2::Sha256::new();
-        read_blocks(path, |block| hasher.update(block))?;
+        read_blocks(path, None, |block| hasher.update(block))?;
         Ok(Sha256Digest(hasher.finalize().into()))
     }
 }
@@ -277,10 +280,18 @@ impl fmt::Debug for Crc64Nvme {
 }
 
 /// Reads the file at `path` in 256 KiB blocks, each given to `each`.
-fn read_blocks(path: &Path, mut each: impl FnMut(&[u8])) -> io::Result<()> {
+fn read_blocks(
+    path: &Path,
+    cancel: Option<&CancelToken>,
+    mut each: impl FnMut(&[u8]),
+) -> io::Result<()> {
     let mut file = File::open(path)?;
     let mut buffer = vec![0; 256 * 1024];
     loop {
+        // A large file takes a while: a cancel stops it between blocks.
+        if cancel.is_some_and(CancelToken::is_cancelled) {
+            return Err(io::Error::other(Cancelled));
+        }
         match file.read(&mut buffer) {
             Ok(0) => return Ok(()),
             Ok(n) => each(&buffer[..n]),
@@ -403,8 +414,8 @@ impl Verifier {
     }
 
     /// Feeds the file at `path` to every digest.
-    pub(crate) fn update_from_file(&mut self, path: &Path) -> io::Result<()> {
-        read_blocks(path, |block| self.update(block))
+    pub(crate) fn update_from_file(&mut self, path: &Path, cancel: &CancelToken) -> io::Result<()> {
+        read_blocks(path, Some(cancel), |block| self.update(block))
     }
 
     /// Compares every digest with what it should be; the first mismatch. The digests start
@@ -443,6 +454,25 @@ impl Verifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file read back to be checked stops at a cancel, between one block and the next.
+    #[test]
+    fn a_file_read_back_stops_at_a_cancel() {
+        haul_testkit::guard(|| {
+            let dir = haul_testkit::TestDir::new();
+            let path = dir.path().join("f.bin");
+            std::fs::write(&path, vec![1u8; 4 << 20]).unwrap();
+            let cancel = CancelToken::new();
+            let mut blocks = 0;
+            let read = read_blocks(&path, Some(&cancel), |_| {
+                blocks += 1;
+                cancel.cancel();
+            });
+            let e = read.unwrap_err();
+            assert!(crate::progress::is_cancelled(&e), "{e}");
+            assert_eq!(blocks, 1);
+        });
+    }
 
     #[test]
     fn digests_parse_print_and_refuse_bad_text() {

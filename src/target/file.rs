@@ -693,8 +693,14 @@ fn stitch(
             return Ok(());
         }
         verifier
-            .update_from_file(&dest.sink.path)
-            .map_err(|e| dest.sink.error("reading", e))?;
+            .update_from_file(&dest.sink.path, ctx.cancel)
+            .map_err(|e| {
+                if crate::progress::is_cancelled(&e) {
+                    DownloadError::Cancelled { url: shown.clone() }
+                } else {
+                    dest.sink.error("reading", e)
+                }
+            })?;
         verifier.finish().map_err(|mismatch| DownloadError::Digest {
             url: shown.clone(),
             mismatch,
