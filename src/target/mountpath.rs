@@ -120,7 +120,7 @@ impl Mountpath {
             path.push(segment);
             match fs::symlink_metadata(&path) {
                 Ok(meta) if meta.file_type().is_symlink() => {
-                    let error = io::Error::other("a symbolic link inside the mountpath");
+                    let error = io::Error::other("a symbolic link inside the output directory");
                     return Err((path, error));
                 }
                 Ok(_) => {}
