@@ -147,6 +147,36 @@ fn get_exits_1_and_names_each_failed_object() {
 }
 
 #[test]
+fn the_summary_shows_the_bytes_moved_beside_the_bytes_landed() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        // 40,000 bytes of this one come before the connection drops; with one attempt the
+        // object fails, and those bytes were moved but did not land.
+        let broken = origin.url("/f/broken.bin?size=100000&drop_after=40000");
+        let good = origin.url("/f/good.bin?size=100000");
+        let out = haul(&[
+            "get",
+            "--attempts",
+            "1",
+            "-o",
+            dir.path().to_str().unwrap(),
+            &good,
+            &broken,
+        ]);
+        assert_eq!(out.status.code(), Some(1));
+        let summary = summary(&out);
+        assert!(
+            summary.starts_with(
+                "1 landed, 1 failed, 0 skipped, 0 cancelled; 97.66 KiB (136.72 KiB moved) in "
+            ),
+            "{summary}"
+        );
+        assert_eq!(origin.stats().body_bytes, 140_000);
+    });
+}
+
+#[test]
 fn usage_errors_exit_2_with_a_helpful_message() {
     guard(|| {
         let out = haul(&["frobnicate"]);
