@@ -158,9 +158,9 @@ mod tests {
     fn parse_each(lines: &str) -> usize {
         let mut parsed = 0;
         for line in lines.lines() {
-            let at = line.find("haul ").filter(|&at| {
-                at == 0 || line[..at].trim_start().is_empty() || line[..at].ends_with("| ")
-            });
+            let at = line
+                .find("haul ")
+                .filter(|&at| line[..at].trim().is_empty() || line[..at].ends_with("| "));
             let Some(at) = at else { continue };
             let command = line[at..]
                 .split(" | ")

@@ -393,21 +393,15 @@ fn stored_same(
         );
         return Ok(None);
     }
-    verifier
-        .update_from_file(path, &job.cancel)
-        .map_err(|source| {
-            if crate::progress::is_cancelled(&source) {
-                DownloadError::Cancelled {
-                    url: path.display().to_string(),
-                }
-            } else {
-                DownloadError::Local {
-                    action: "reading",
-                    path: path.to_owned(),
-                    source,
-                }
+    verifier.update_from_file(path, &job.cancel).map_err(|e| {
+        DownloadError::from_read(e, &path.display().to_string(), |source| {
+            DownloadError::Local {
+                action: "reading",
+                path: path.to_owned(),
+                source,
             }
-        })?;
+        })
+    })?;
     match verifier.finish() {
         Ok(()) => Ok(Some(Present::Same)),
         Err(mismatch) => {

@@ -149,6 +149,23 @@ pub enum DownloadError {
 }
 
 impl DownloadError {
+    /// A local file's read error: the cancel check's (see
+    /// [`ProgressReader`](crate::ProgressReader)) is a cancel of `url`; any other is what
+    /// `otherwise` makes of it.
+    pub(crate) fn from_read(
+        error: io::Error,
+        url: &str,
+        otherwise: impl FnOnce(io::Error) -> DownloadError,
+    ) -> DownloadError {
+        if crate::progress::is_cancelled(&error) {
+            DownloadError::Cancelled {
+                url: url.to_owned(),
+            }
+        } else {
+            otherwise(error)
+        }
+    }
+
     /// Whether the error is a cancellation rather than a failure.
     pub fn is_cancelled(&self) -> bool {
         matches!(self, DownloadError::Cancelled { .. })

@@ -15,7 +15,7 @@ use crate::engine::Context;
 use crate::engine::dest::Destination;
 use crate::engine::error::DownloadError;
 use crate::engine::response::ObjectInfo;
-use crate::progress::{self, ProgressReader};
+use crate::progress::ProgressReader;
 
 /// Reads the file at `path` into `dest`; returns its length.
 pub(crate) fn read_file(
@@ -28,11 +28,9 @@ pub(crate) fn read_file(
         path: path.to_owned(),
         source,
     };
-    let cancelled = || DownloadError::Cancelled {
-        url: path.display().to_string(),
-    };
+    let shown = path.display().to_string();
     if ctx.cancel.is_cancelled() {
-        return Err(cancelled());
+        return Err(DownloadError::Cancelled { url: shown });
     }
     let file = OpenOptions::new()
         .read(true)
@@ -58,14 +56,7 @@ pub(crate) fn read_file(
             ),
         )
     };
-    // A read's error: the cancel check's, or the file's.
-    let read_on = |e: io::Error| {
-        if progress::is_cancelled(&e) {
-            cancelled()
-        } else {
-            local("reading", e)
-        }
-    };
+    let read_on = |e| DownloadError::from_read(e, &shown, |e| local("reading", e));
     while got < len {
         let space = dest.space()?;
         let n = space

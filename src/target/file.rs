@@ -694,13 +694,7 @@ fn stitch(
         }
         verifier
             .update_from_file(&dest.sink.path, ctx.cancel)
-            .map_err(|e| {
-                if crate::progress::is_cancelled(&e) {
-                    DownloadError::Cancelled { url: shown.clone() }
-                } else {
-                    dest.sink.error("reading", e)
-                }
-            })?;
+            .map_err(|e| DownloadError::from_read(e, &shown, |e| dest.sink.error("reading", e)))?;
         verifier.finish().map_err(|mismatch| DownloadError::Digest {
             url: shown.clone(),
             mismatch,
