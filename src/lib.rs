@@ -44,6 +44,25 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! The same from the web: [`Web`] as the source, each key a URL (a template's names, say).
+//!
+//! ```
+//! use std::io::Read;
+//! use haul::{Fetcher, Template, Web};
+//! # let origin = haul_origin::Origin::start()?;
+//! # let template = origin.url("/shard-{00..09}.tar?size=300000");
+//!
+//! let urls = Template::parse(&template)?.iter();
+//! let fetcher = Fetcher::builder().memory_budget(64 << 20).build()?;
+//! let mut total = 0;
+//! for object in fetcher.fetch(Web::default(), urls) {
+//!     let mut reader = object?.into_reader(); // whole, or streamed in ranged parts
+//!     total += std::io::copy(&mut reader, &mut std::io::sink())?;
+//! }
+//! assert_eq!(total, 10 * 300_000);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Watching a job
 //!
 //! [`Downloader::status`] is an owned snapshot: counters, the bytes so far, and each object
@@ -264,8 +283,8 @@ pub use engine::verify::{DigestError, DigestMismatch, Sha256Digest};
 pub use fetch::{
     BudgetPermit, DEFAULT_FETCH_WORKERS, DEFAULT_MAX_WHOLE_OBJECT_BYTES,
     DEFAULT_MEMORY_BUDGET_BYTES, DEFAULT_PER_REQUEST_WORKERS, FetchError, FetchErrorKind, FetchKey,
-    Fetcher, FetcherBuildError, FetcherBuilder, FetcherStats, MAX_ITEMS_AHEAD, MemoryBudget,
-    Object, ObjectReader, Objects,
+    FetchSource, Fetcher, FetcherBuildError, FetcherBuilder, FetcherStats, MAX_ITEMS_AHEAD,
+    MemoryBudget, Object, ObjectReader, Objects, Web,
 };
 pub use flow::{Concurrency, DEFAULT_INITIAL_CONCURRENCY, DEFAULT_MAX_CONCURRENCY, FlowStatus};
 pub use http::egress::{EgressPolicy, EgressRefused};

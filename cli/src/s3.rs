@@ -380,11 +380,12 @@ fn fetch_failure_json(error: &haul::FetchError) -> serde_json::Value {
         Kind::Changed(_) => (None, "changed while fetched".to_owned()),
         Kind::Unusable(_) => (None, "unusable response".to_owned()),
         Kind::Cancelled => (None, "cancelled".to_owned()),
+        Kind::Url(_) => (None, "malformed URL".to_owned()),
         _ => (None, "failed".to_owned()),
     };
     serde_json::json!({
         "name": error.key,
-        "url": format!("s3://{}/{}", error.bucket, error.key),
+        "url": error.url,
         "status": status,
         "reason": reason,
         "error": haul::error_chain(error),

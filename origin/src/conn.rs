@@ -318,6 +318,8 @@ fn respond(
     let etag = if f.changing_etag {
         let n = shared.etag_counter.fetch_add(1, Ordering::Relaxed);
         format!("\"{seed:016x}-{size}-{n}\"")
+    } else if f.hex_etag {
+        format!("\"{seed:016x}{size:016x}\"")
     } else {
         format!("\"{seed:016x}-{size}\"")
     };

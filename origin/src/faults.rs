@@ -51,6 +51,9 @@ pub struct Faults {
     pub no_ranges: bool,
     /// `etag=changing`: a different ETag on every request.
     pub changing_etag: bool,
+    /// `etag=hex`: an opaque ETag of 32 hex digits, which looks like an MD5 but is not one
+    /// (as a server's hash of something other than the bytes would).
+    pub hex_etag: bool,
     /// `close=1`: close the connection after the response (no keep-alive).
     pub close: bool,
     /// `need_header=NAME:VALUE`: answer 401 unless the request has this header (the name
@@ -81,6 +84,7 @@ impl Faults {
             chunked: self.chunked,
             no_ranges: self.no_ranges,
             changing_etag: self.changing_etag,
+            hex_etag: self.hex_etag,
             close: self.close,
             need_header: self.need_header.clone(),
             refuse_header: self.refuse_header.clone(),
@@ -158,7 +162,10 @@ pub(super) fn from_query(base: &Faults, query: &str, size: &mut u64) -> Result<F
             "no_length" => f.no_length = flag(),
             "chunked" => f.chunked = flag(),
             "no_ranges" => f.no_ranges = flag(),
-            "etag" => f.changing_etag = value == "changing",
+            "etag" => {
+                f.changing_etag = value == "changing";
+                f.hex_etag = value == "hex";
+            }
             "close" => f.close = flag(),
             "ignore_conditions" => f.ignore_conditions = flag(),
             "redirect" => f.redirect = Some(percent_decode(value)),

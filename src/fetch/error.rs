@@ -1,4 +1,5 @@
-//! Why one key of a fetch failed. Every error names its bucket, key and, for a part, range.
+//! Why one key of a fetch failed. Every error names its object (`s3://bucket/key`, or the
+//! URL), key and, for a part, range.
 
 use std::fmt;
 
@@ -6,14 +7,14 @@ use crate::s3::S3Error;
 
 /// Why one key (or one part of it) could not be fetched.
 ///
-/// Its `Display` is `GET s3://bucket/key[ bytes=a-b]: what`; the cause, when there is one,
-/// is its [`source`](std::error::Error::source).
+/// Its `Display` is `GET s3://bucket/key[ bytes=a-b]: what` (or `GET https://…`); the
+/// cause, when there is one, is its [`source`](std::error::Error::source).
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct FetchError {
-    /// The bucket.
-    pub bucket: String,
-    /// The key.
+    /// The object: `s3://bucket/key`, or the URL with its secrets redacted.
+    pub url: String,
+    /// The key (for the web, the URL as given).
     pub key: String,
     /// The byte range (first, last inclusive) when a part failed.
     pub range: Option<(u64, u64)>,
@@ -55,6 +56,8 @@ pub enum FetchErrorKind {
     Digest(Box<crate::engine::verify::DigestMismatch>),
     /// The request could not be signed.
     Sign(Box<S3Error>),
+    /// A web fetch's key is not an absolute http(s) URL; nothing was requested.
+    Url(Box<crate::source::url::UrlError>),
     /// The object changed while its parts were fetched (another ETag, a 412 on
     /// `If-Match`): the parts already read are of another version.
     Changed(String),
@@ -99,13 +102,13 @@ impl From<crate::engine::error::DownloadError> for FetchErrorKind {
 
 impl FetchError {
     pub(crate) fn new(
-        bucket: &str,
+        url: String,
         key: &str,
         range: Option<(u64, u64)>,
         kind: FetchErrorKind,
     ) -> FetchError {
         FetchError {
-            bucket: bucket.to_owned(),
+            url,
             key: key.to_owned(),
             range,
             kind,
@@ -125,7 +128,7 @@ impl FetchError {
 
 impl fmt::Display for FetchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "GET s3://{}/{}", self.bucket, self.key)?;
+        write!(f, "GET {}", self.url)?;
         if let Some((first, last)) = self.range {
             write!(f, " bytes={first}-{last}")?;
         }
@@ -142,6 +145,7 @@ impl fmt::Display for FetchError {
             FetchErrorKind::NoLength => write!(f, ": no Content-Length"),
             FetchErrorKind::Digest(mismatch) => write!(f, ": {mismatch}"),
             FetchErrorKind::Sign(_) => write!(f, ": cannot sign the request"),
+            FetchErrorKind::Url(e) => write!(f, ": {e}"),
             FetchErrorKind::Changed(reason) => {
                 write!(f, ": the object changed while it was fetched: {reason}")
             }

@@ -1,8 +1,10 @@
-//! The ordered fetcher: keys in, objects out in the caller's order, within a byte budget.
+//! The ordered fetcher: keys (of a bucket, or URLs) in, objects out in the caller's order,
+//! within a byte budget.
 
 mod budget;
 mod error;
 mod request;
+mod source;
 mod unit;
 
 use std::fmt;
@@ -17,10 +19,11 @@ pub use budget::{BudgetPermit, MemoryBudget};
 pub use error::{FetchError, FetchErrorKind, FetcherBuildError};
 pub use request::MAX_ITEMS_AHEAD;
 use request::{PartData, Request, Settings, Slot};
+pub use source::{FetchSource, Web};
 
 use crate::engine::retry::RetryPolicy;
 use crate::flow::{Concurrency, Flows};
-use crate::s3::{Bucket, ListedObject};
+use crate::s3::ListedObject;
 use crate::thread::JoinOnDrop;
 
 /// The pool size of [`FetcherBuilder::workers`]'s examples and benches; the default
@@ -413,10 +416,8 @@ fn grow(shared: &Arc<Shared>, busy: usize) {
     }
 }
 
-/// Fetches lists of keys from S3 in the caller's order with a pool of threads and a
-/// byte budget.
-///
-/// the caller's order.
+/// Fetches lists of keys from S3, or of URLs from the web ([`Web`]), in the caller's order
+/// with a pool of threads and a byte budget.
 ///
 /// # How a request runs
 ///
@@ -475,10 +476,11 @@ impl Fetcher {
         }
     }
 
-    /// Fetches `keys` from `bucket`, yielding exactly one item per key, in order, each as
-    /// soon as it and every key before it are ready. Dropping the returned [`Objects`]
-    /// cancels the request and gives every worker and byte back.
-    pub fn fetch<I, K>(&self, bucket: &Bucket, keys: I) -> Objects
+    /// Fetches `keys` from `source` (a `&Bucket`, or [`Web`]: each key a URL), yielding
+    /// exactly one item per key, in order, each as soon as it and every key before it are
+    /// ready. Dropping the returned [`Objects`] cancels the request and gives every worker
+    /// and byte back.
+    pub fn fetch<I, K>(&self, source: impl Into<FetchSource>, keys: I) -> Objects
     where
         I: IntoIterator<Item = K>,
         I::IntoIter: Send + 'static,
@@ -495,7 +497,7 @@ impl Fetcher {
             pool: self.queue.clone(),
             flows: Arc::clone(&self.shared.flows),
         };
-        let request = Arc::new(Request::new(bucket.clone(), keys, settings));
+        let request = Arc::new(Request::new(source.into(), keys, settings));
         {
             let mut live = self.shared.live.lock();
             live.retain(|r| r.strong_count() > 0);
@@ -763,8 +765,7 @@ impl ObjectReader {
                     if !stream.verifier.is_empty() {
                         let verified = std::mem::take(&mut stream.verifier).finish();
                         if let Err(mismatch) = verified {
-                            return Err(io::Error::other(FetchError::new(
-                                stream.request.bucket.name(),
+                            return Err(io::Error::other(stream.request.source.error(
                                 &self.key,
                                 None,
                                 FetchErrorKind::Digest(mismatch),

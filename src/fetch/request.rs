@@ -19,12 +19,11 @@ use parking_lot::{Condvar, Mutex};
 
 use super::budget::{BudgetPermit, MemoryBudget};
 use super::error::{FetchError, FetchErrorKind};
-use super::{FetchKey, Message, Object};
+use super::{FetchKey, FetchSource, Message, Object};
 use crate::cancel::CancelToken;
 use crate::engine::Pin;
 use crate::engine::response::ObjectInfo;
 use crate::engine::retry::RetryPolicy;
-use crate::s3::Bucket;
 
 /// The most items a request starts ahead of the one its caller takes next. The budget
 /// bounds the bytes they hold; this bounds how many there are, so that empty objects and
@@ -152,7 +151,7 @@ pub(crate) struct Settings {
 }
 
 pub(crate) struct Request {
-    pub(super) bucket: Bucket,
+    pub(super) source: FetchSource,
     pub(super) cancel: CancelToken,
     pub(super) settings: Settings,
     keys: Mutex<Option<Keys>>,
@@ -170,16 +169,16 @@ pub(crate) struct Request {
 impl std::fmt::Debug for Request {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Request")
-            .field("bucket", &self.bucket.name())
+            .field("source", &self.source)
             .field("cancelled", &self.cancel.is_cancelled())
             .finish_non_exhaustive()
     }
 }
 
 impl Request {
-    pub(crate) fn new(bucket: Bucket, keys: Keys, settings: Settings) -> Request {
+    pub(crate) fn new(source: FetchSource, keys: Keys, settings: Settings) -> Request {
         Request {
-            bucket,
+            source,
             cancel: CancelToken::new(),
             settings,
             keys: Mutex::new(Some(keys)),
@@ -205,7 +204,7 @@ impl Request {
         range: Option<(u64, u64)>,
         kind: FetchErrorKind,
     ) -> FetchError {
-        FetchError::new(self.bucket.name(), &key.key, range, kind)
+        self.source.error(&key.key, range, kind)
     }
 
     /// Puts tokens in the pool's queue until the request has its cap of them: when it
@@ -356,6 +355,16 @@ impl Request {
         };
         plan.next_item += 1;
         let key = Arc::new(key);
+        if let Some(refused) = self.source.refuse(&key) {
+            let error = self.error(&key, None, refused);
+            return Some(Unit {
+                item: index,
+                part: 0,
+                key,
+                pin: Arc::new(Pin::new()),
+                kind: UnitKind::Failed(Box::new(error)),
+            });
+        }
         // A version known from a listing pins every part from the start (`If-Match`).
         let pin = Arc::new(match &key.etag {
             Some(etag) => Pin::of(ObjectInfo::listed(Some(etag), key.size)),
@@ -561,12 +570,7 @@ impl Request {
                 return data;
             }
             if self.cancel.is_cancelled() {
-                return Err(FetchError::new(
-                    self.bucket.name(),
-                    key,
-                    None,
-                    FetchErrorKind::Cancelled,
-                ));
+                return Err(self.source.error(key, None, FetchErrorKind::Cancelled));
             }
             self.out_cv.wait(&mut out);
         }

@@ -78,8 +78,8 @@ impl Request {
         flow: Option<&'a crate::flow::Permit>,
     ) -> Context<'a> {
         Context {
-            client: self.bucket.client(),
-            headers: &[],
+            client: self.source.client(),
+            headers: self.source.headers(),
             timeout: None,
             limiter: None,
             retry: &self.settings.retry,
@@ -91,11 +91,7 @@ impl Request {
     }
 
     fn source<'a>(&'a self, key: &'a FetchKey) -> Source<'a> {
-        Source::S3 {
-            bucket: &self.bucket,
-            key: &key.key,
-            version: key.version.as_deref(),
-        }
+        self.source.engine(key)
     }
 
     /// Fetches `span` of the unit's object into memory of `len` bytes: the engine retries,
@@ -110,10 +106,7 @@ impl Request {
     ) -> Result<(Vec<u8>, Fetched), FetchError> {
         // Leave from the bucket after the budget is reserved, never before: a unit that
         // waited at the gate holding its turn would stop the units before it.
-        let flow = self
-            .settings
-            .flows
-            .flow(&format!("s3://{}", self.bucket.name()));
+        let flow = self.settings.flows.flow(&self.source.flow_name(&unit.key));
         let Some(permit) = flow.acquire(&self.cancel) else {
             return Err(self.error(&unit.key, None, FetchErrorKind::Cancelled));
         };
@@ -250,8 +243,9 @@ impl Request {
             Ok((bytes, fetched)) => {
                 let etag = fetched.info.etag_unquoted().map(str::to_owned);
                 // A ranged GET carries no checksum of the whole: one HEAD asks for it.
-                let checksum = self.bucket.stored_checksum(&unit.key.key, etag.as_deref());
-                let verifier = Verifier::new(None, fetched.info.md5(), checksum.as_ref());
+                let checksum = self.source.stored_checksum(&unit.key.key, etag.as_deref());
+                let md5 = fetched.info.md5().filter(|_| self.source.etag_is_md5());
+                let verifier = Verifier::new(None, md5, checksum.as_ref());
                 self.post_item(
                     unit.item,
                     Slot::Streamed {

@@ -220,7 +220,7 @@ fn a_consumer_holding_objects_stalls_the_workers_instead_of_growing_memory() {
         let keys: Vec<FetchKey> = (0..40)
             .map(|i| FetchKey::new(format!("o-{i:02}")).size(200 << 10))
             .collect();
-        let mut objects = fetcher.fetch(&server.bucket("data"), keys);
+        let mut objects = fetcher.fetch(server.bucket("data"), keys);
         // Hold five objects (1,000 KiB of the 1,024 KiB budget): nothing more fits.
         let held: Vec<_> = (&mut objects).take(5).map(Result::unwrap).collect();
         // Both workers are now inside a unit, blocked: one waits for bytes, one for its turn.
@@ -297,7 +297,7 @@ fn dropping_objects_after_the_first_item_returns_every_worker_and_byte() {
         );
         let fetcher = small_fetcher();
         let keys: Vec<String> = (0..200).map(|i| format!("o-{i:03}")).collect();
-        let mut objects = fetcher.fetch(&server.bucket("data"), keys);
+        let mut objects = fetcher.fetch(server.bucket("data"), keys);
         let first = objects.next().unwrap().unwrap();
         drop(objects);
         drop(first);

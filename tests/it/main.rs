@@ -7,6 +7,7 @@ mod consistency;
 mod downloader;
 mod faults;
 mod fetch_faults;
+mod fetch_web;
 mod fetcher;
 mod landing;
 mod name;

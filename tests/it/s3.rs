@@ -171,7 +171,7 @@ fn a_bucket_in_another_region_is_followed_and_every_call_made_again() {
             // engine, a HEAD, a listing, a PUT.
             let fetcher = Fetcher::builder().workers(1).build().unwrap();
             let object = fetcher
-                .fetch(&server.bucket("faraway"), vec!["d/a".to_owned()])
+                .fetch(server.bucket("faraway"), vec!["d/a".to_owned()])
                 .next()
                 .unwrap()
                 .unwrap_or_else(|e| panic!("{answer:?}: GET: {}", haul::error_chain(&e)));
