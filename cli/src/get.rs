@@ -172,7 +172,7 @@ fn one_document(args: &mut Args, file: PathBuf) -> Result<String, UsageError> {
 }
 
 /// `-H 'NAME: VALUE'`.
-fn parse_header(text: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_header(text: &str) -> Result<(String, String), String> {
     let (name, value) = text
         .split_once(':')
         .ok_or_else(|| format!("{text:?}: expected NAME: VALUE"))?;
@@ -241,7 +241,9 @@ fn to_stdout(
 }
 
 /// The `(name, url)` pairs of `--list PATH` (`-`: stdin), checked as [`parse_list`] says.
-fn read_list(path: &std::path::Path) -> Result<Vec<(Option<String>, String)>, UsageError> {
+pub(crate) fn read_list(
+    path: &std::path::Path,
+) -> Result<Vec<(Option<String>, String)>, UsageError> {
     let text = if path.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin())
     } else {

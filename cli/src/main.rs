@@ -18,6 +18,7 @@ macro_rules! tell {
     }};
 }
 
+mod cat;
 mod demo;
 mod generate;
 mod get;
@@ -44,7 +45,7 @@ pub(crate) struct Cli {
     #[arg(short, long, global = true, help_heading = "Output")]
     quiet: bool,
     /// Print the result as JSON (fields in docs/json.md): the final status as one object on
-    /// stdout; `s3 ls` one object per key; `s3 cat`, `get --stdout` and `-O -`, whose stdout
+    /// stdout; `s3 ls` one object per key; `cat`, `s3 cat`, `get --stdout` and `-O -`, whose stdout
     /// is the data, their status on stderr.
     #[arg(long, global = true, help_heading = "Output")]
     json: bool,
@@ -69,6 +70,11 @@ enum Command {
         after_help = put::EXAMPLES
     )]
     Put(put::Args),
+    /// Write URLs and range templates to stdout in the order given, fetched in parallel
+    /// within a memory budget. An object that cannot be fetched (after its retries) is left
+    /// out and named on stderr, and the exit status is 1.
+    #[command(after_help = cat::EXAMPLES)]
+    Cat(cat::Args),
     /// S3 commands: ls, get, cat.
     S3(s3::Args),
     /// Start a loopback origin in this process, download a range job from it into a
@@ -134,6 +140,7 @@ fn main() -> ExitCode {
     run::abort_on_stop_signals();
     let result = match cli.command {
         Command::Get(args) => get::run(args),
+        Command::Cat(args) => cat::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Put(args) => put::run(args),
         Command::S3(args) => s3::run(args),
@@ -184,11 +191,15 @@ mod tests {
     /// conflicts.
     #[test]
     fn every_example_in_the_help_parses() {
-        let all = [crate::get::EXAMPLES, crate::put::EXAMPLES]
-            .into_iter()
-            .chain(crate::s3::EXAMPLES);
+        let all = [
+            crate::get::EXAMPLES,
+            crate::put::EXAMPLES,
+            crate::cat::EXAMPLES,
+        ]
+        .into_iter()
+        .chain(crate::s3::EXAMPLES);
         let parsed: usize = all.map(parse_each).sum();
-        assert!(parsed >= 15, "only {parsed} examples found");
+        assert!(parsed >= 18, "only {parsed} examples found");
     }
 
     /// So does every `haul` command in the README's shell blocks.

@@ -7,7 +7,6 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use haul::Bucket;
-use haul::{Concurrency, Fetcher};
 
 use crate::run::UsageError;
 
@@ -77,17 +76,8 @@ enum Command {
         /// Objects as s3://bucket/key; all in one bucket.
         #[arg(required = true)]
         objects: Vec<String>,
-        /// Pin the parallel GETs to N. By default their number adapts to the bucket (it
-        /// grows while more GETs bring more bytes a second, backs off on SlowDown).
-        #[arg(long, value_name = "N")]
-        workers: Option<usize>,
-        /// The most bytes held at once: fetched objects waiting for their turn, and parts of
-        /// large ones. At least one part per worker (or eight, when the GETs adapt).
-        #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = crate::net::parse_size)]
-        memory: u64,
-        /// Objects above 64 MiB are fetched in ranged parts of this size.
-        #[arg(long, value_name = "SIZE", default_value = "8MiB", value_parser = crate::net::parse_size)]
-        part_size: u64,
+        #[command(flatten)]
+        fetch: crate::cat::FetchArgs,
     },
     /// Download every object under s3://bucket/prefix into directories or another S3 target
     /// (a backend job: listed page by page while the first objects already download). Each
@@ -300,12 +290,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
             let none = summary.unmatched(&prefixes, &filters);
             Ok(if none { ExitCode::FAILURE } else { code })
         }
-        Command::Cat {
-            objects,
-            workers,
-            memory,
-            part_size,
-        } => {
+        Command::Cat { objects, fetch } => {
             let mut keys = Vec::with_capacity(objects.len());
             let mut bucket_name = None;
             for url in &objects {
@@ -318,78 +303,10 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
             }
             let bucket = Bucket::new(bucket_name.unwrap_or_default(), &config)
                 .map_err(|e| UsageError(e.to_string()))?;
-            let concurrency = workers.map_or_else(Concurrency::adaptive, Concurrency::fixed);
-            let at_start = if concurrency.is_fixed() {
-                concurrency.max()
-            } else {
-                concurrency.initial_limit()
-            };
-            let fetcher = Fetcher::builder()
-                .concurrency(concurrency)
-                .per_request_workers(concurrency.max())
-                .part_size(part_size)
-                .memory_budget(memory.max(part_size.saturating_mul(at_start as u64)))
-                .retry(args.net.retry())
-                .build()
-                .map_err(|e| UsageError(e.to_string()))?;
-            // Unbuffered: objects are written whole, and stdout's line buffering would split
-            // binary data at every newline.
-            let mut out =
-                std::fs::File::from(std::os::fd::AsFd::as_fd(&io::stdout()).try_clone_to_owned()?);
-            let started = std::time::Instant::now();
-            let (mut landed, mut bytes, mut failures) = (0, 0, Vec::new());
-            for object in fetcher.fetch(&bucket, keys) {
-                match object {
-                    Ok(object) => {
-                        bytes += match object.bytes() {
-                            Some(all) => {
-                                out.write_all(all)?;
-                                all.len() as u64
-                            }
-                            None => io::copy(&mut object.into_reader(), &mut out)?,
-                        };
-                        landed += 1;
-                    }
-                    Err(e) => {
-                        tell!("failed: {}", haul::error_chain(&e));
-                        failures.push(fetch_failure_json(&e));
-                    }
-                }
-            }
-            out.flush()?;
-            Ok(crate::run::report_stream(
-                landed,
-                &failures,
-                bytes,
-                started.elapsed(),
-            ))
+            let fetcher = fetch.fetcher(&args.net)?;
+            crate::cat::write_in_order(fetcher.fetch(&bucket, keys))
         }
     }
-}
-
-/// One key `s3 cat` could not fetch, in the JSON `failure_json` gives a download's.
-fn fetch_failure_json(error: &haul::FetchError) -> serde_json::Value {
-    use haul::FetchErrorKind as Kind;
-    let (status, reason) = match &error.kind {
-        Kind::NotFound => (Some(404), "HTTP status 404".to_owned()),
-        Kind::Status { status } => (Some(*status), format!("HTTP status {status}")),
-        Kind::Request(_) => (None, "request failed".to_owned()),
-        Kind::Body { .. } => (None, "body broke off".to_owned()),
-        Kind::Length { .. } | Kind::NoLength => (None, "wrong length".to_owned()),
-        Kind::Digest(mismatch) => (None, format!("{} mismatch", mismatch.algorithm)),
-        Kind::Changed(_) => (None, "changed while fetched".to_owned()),
-        Kind::Unusable(_) => (None, "unusable response".to_owned()),
-        Kind::Cancelled => (None, "cancelled".to_owned()),
-        Kind::Url(_) => (None, "malformed URL".to_owned()),
-        _ => (None, "failed".to_owned()),
-    };
-    serde_json::json!({
-        "name": error.key,
-        "url": error.url,
-        "status": status,
-        "reason": reason,
-        "error": haul::error_chain(error),
-    })
 }
 
 /// One listed object as a JSON line of `s3 ls --json`: its key, size, ETag and when it was

@@ -14,7 +14,7 @@ use crate::s3::S3Error;
 pub struct FetchError {
     /// The object: `s3://bucket/key`, or the URL with its secrets redacted.
     pub url: String,
-    /// The key (for the web, the URL as given).
+    /// The key (for the web, the URL, redacted as `url` is).
     pub key: String,
     /// The byte range (first, last inclusive) when a part failed.
     pub range: Option<(u64, u64)>,
@@ -103,13 +103,13 @@ impl From<crate::engine::error::DownloadError> for FetchErrorKind {
 impl FetchError {
     pub(crate) fn new(
         url: String,
-        key: &str,
+        key: String,
         range: Option<(u64, u64)>,
         kind: FetchErrorKind,
     ) -> FetchError {
         FetchError {
             url,
-            key: key.to_owned(),
+            key,
             range,
             kind,
         }

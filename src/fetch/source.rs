@@ -147,12 +147,19 @@ impl FetchSource {
         matches!(self, FetchSource::S3(_))
     }
 
+    /// An error about `key`. A web key is a URL, redacted like the error's `url`: errors
+    /// are logged and printed, and a URL's query may carry a signature or a token.
     pub(super) fn error(
         &self,
         key: &str,
         range: Option<(u64, u64)>,
         kind: FetchErrorKind,
     ) -> FetchError {
-        FetchError::new(self.shown(key), key, range, kind)
+        let shown = self.shown(key);
+        let key = match self {
+            FetchSource::S3(_) => key.to_owned(),
+            FetchSource::Web(_) => shown.clone(),
+        };
+        FetchError::new(shown, key, range, kind)
     }
 }

@@ -151,6 +151,10 @@ fn an_error_redacts_the_urls_secrets() {
             !shown.contains("abcdef") && !shown.contains("hunter2"),
             "{shown}"
         );
+        assert!(
+            !error.key.contains("abcdef") && !error.key.contains("hunter2"),
+            "{error:?}"
+        );
     });
 }
 

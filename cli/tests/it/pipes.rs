@@ -1,5 +1,5 @@
 //! A closed stdout (or stderr) ends a command quietly: `haul s3 ls | head` exits 0 with
-//! nothing on stderr, `s3 cat` and `get --stdout` stop and exit 141 (128 + SIGPIPE, what
+//! nothing on stderr, `cat`, `s3 cat` and `get --stdout` stop and exit 141 (128 + SIGPIPE, what
 //! `cat` and `curl` give a pipeline with `pipefail`), and nothing panics — also with
 //! `2>&1 | head`, where the messages go into the closed pipe too.
 
@@ -52,9 +52,12 @@ fn a_closed_pipe_ends_ls_cat_and_stdout_quietly() {
             "get --stdout {}",
             origin.url("/p/o-{1..3}.bin?size=4000000")
         );
+        let web_cat = format!("cat {}", origin.url("/p/o-{1..3}.bin?size=4000000"));
         for redirect in ["", "2>&1"] {
             let (rc, stderr) = piped(&server, &stdout, redirect, 100);
             assert_eq!((rc, stderr.as_str()), (141, ""), "get --stdout {redirect}");
+            let (rc, stderr) = piped(&server, &web_cat, redirect, 100);
+            assert_eq!((rc, stderr.as_str()), (141, ""), "cat {redirect}");
         }
     });
 }
