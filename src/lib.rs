@@ -259,6 +259,7 @@ mod downloader;
 mod engine;
 mod fetch;
 mod flow;
+mod hf;
 mod http;
 mod progress;
 mod s3;
@@ -287,6 +288,9 @@ pub use fetch::{
     MemoryBudget, Object, ObjectReader, Objects, Web,
 };
 pub use flow::{Concurrency, DEFAULT_INITIAL_CONCURRENCY, DEFAULT_MAX_CONCURRENCY, FlowStatus};
+pub use hf::{
+    DEFAULT_ENDPOINT as HF_DEFAULT_ENDPOINT, HfError, HfFile, HfPath, HubClient, RepoKind, Snapshot,
+};
 pub use http::egress::{EgressPolicy, EgressRefused};
 pub use http::untrusted::UntrustedCertificate;
 pub use http::{HttpClient, HttpConfig, Stalled};

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::faults::{self, Faults};
-use super::{Shared, content};
+use super::{Shared, content, hub};
 
 /// Body bytes generated and written per write (and the longest time between fault checks).
 const CHUNK_BYTES: usize = 128 * 1024;
@@ -16,6 +16,7 @@ const MAX_HEADERS: usize = 100;
 /// A stalled response gives up after this long even if the origin is never dropped.
 const MAX_STALL: Duration = Duration::from_secs(600);
 
+#[derive(Clone)]
 struct Request {
     method: String,
     path: String,
@@ -217,10 +218,24 @@ fn simple(
     text: &str,
     keep_alive: bool,
 ) -> End {
+    let typed = format!("content-type: text/plain\r\n{extra}");
+    reply(shared, active, stream, status, &typed, text, keep_alive)
+}
+
+/// A whole response: `extra` header lines (a content type among them), then `text`.
+fn reply(
+    shared: &Shared,
+    active: &Active<'_>,
+    stream: &TcpStream,
+    status: u16,
+    extra: &str,
+    text: &str,
+    keep_alive: bool,
+) -> End {
     shared.record_status(status);
     let connection = if keep_alive { "keep-alive" } else { "close" };
     let head = format!(
-        "HTTP/1.1 {status} {}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: {connection}\r\n{extra}\r\n{text}",
+        "HTTP/1.1 {status} {}\r\ncontent-length: {}\r\nconnection: {connection}\r\n{extra}\r\n{text}",
         reason(status),
         text.len()
     );
@@ -239,6 +254,53 @@ fn respond(
     attempt: u64,
     active: &Active<'_>,
 ) -> End {
+    // The emulated Hub answers its own paths, or names the bytes a file of it is.
+    let (served, hub_headers);
+    let request = match &shared.hub {
+        Some(hub) => {
+            let base = format!("http://{}", shared.addr);
+            match hub.route(&request.path, &request.query, &request.headers, &base) {
+                hub::Route::Pass => {
+                    hub_headers = String::new();
+                    request
+                }
+                hub::Route::Reply {
+                    status,
+                    headers,
+                    body,
+                } => {
+                    let extra = format!("content-type: application/json\r\n{headers}");
+                    let body = if request.method == "HEAD" { "" } else { &body };
+                    return reply(
+                        shared,
+                        active,
+                        stream,
+                        status,
+                        &extra,
+                        body,
+                        request.keep_alive,
+                    );
+                }
+                hub::Route::Serve {
+                    path,
+                    size,
+                    headers,
+                } => {
+                    hub_headers = headers;
+                    served = Request {
+                        path,
+                        query: format!("size={size}"),
+                        ..request.clone()
+                    };
+                    &served
+                }
+            }
+        }
+        None => {
+            hub_headers = String::new();
+            request
+        }
+    };
     let mut size = shared.object_size;
     let base = shared.faults.lock().clone();
     let path_query = shared.path_queries.lock().get(&request.path).cloned();
@@ -369,6 +431,7 @@ fn respond(
 
     let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
     head.push_str("content-type: application/octet-stream\r\n");
+    head.push_str(&hub_headers);
     head.push_str(&format!("etag: {etag}\r\n"));
     head.push_str(&format!("last-modified: {modified}\r\n"));
     if !f.no_ranges {

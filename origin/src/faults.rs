@@ -97,7 +97,7 @@ impl Faults {
 }
 
 /// `%XX` escapes decoded (a malformed one is kept as it is).
-fn percent_decode(text: &str) -> String {
+pub(crate) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -30,6 +30,7 @@ mod conn;
 mod content;
 mod faults;
 mod gate;
+mod hub;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -44,6 +45,7 @@ use parking_lot::{Condvar, Mutex};
 pub use content::{body, fill, seed, versioned_body, versioned_seed};
 pub use faults::Faults;
 pub use gate::Gate;
+pub use hub::{Hub, HubRepo};
 
 /// The object size served when the query has no `size=N`: 64 KiB.
 pub const DEFAULT_OBJECT_BYTES: u64 = 64 * 1024;
@@ -85,6 +87,7 @@ impl OriginStats {
 pub struct OriginBuilder {
     object_size: u64,
     faults: Faults,
+    hub: Option<Hub>,
 }
 
 impl OriginBuilder {
@@ -97,6 +100,12 @@ impl OriginBuilder {
     /// Faults applied to every request (a query can override each).
     pub fn faults(mut self, faults: Faults) -> Self {
         self.faults = faults;
+        self
+    }
+
+    /// Answers the Hugging Face Hub's API and resolve paths as `hub` says (see [`Hub`]).
+    pub fn hub(mut self, hub: Hub) -> Self {
+        self.hub = Some(hub);
         self
     }
 
@@ -123,6 +132,7 @@ impl OriginBuilder {
             etag_counter: AtomicU64::new(0),
             version: AtomicU64::new(0),
             path_queries: Mutex::new(HashMap::new()),
+            hub: self.hub,
         });
         let accept_shared = Arc::clone(&shared);
         let accept = std::thread::Builder::new()
@@ -157,6 +167,7 @@ impl Origin {
         OriginBuilder {
             object_size: DEFAULT_OBJECT_BYTES,
             faults: Faults::default(),
+            hub: None,
         }
     }
 
@@ -276,6 +287,8 @@ struct Shared {
     version: AtomicU64,
     /// Per-path queries ([`Origin::set_query`]).
     path_queries: Mutex<HashMap<String, String>>,
+    /// The emulated Hugging Face Hub, if it is one.
+    hub: Option<Hub>,
 }
 
 impl Shared {

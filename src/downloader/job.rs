@@ -145,6 +145,9 @@ pub struct JobSpec {
     /// Expected SHA-256 digests by object name (the name the object lands under, without
     /// [`subdir`](JobSpec::subdir)). Objects not listed are checked for length only.
     pub sha256: std::collections::BTreeMap<String, Sha256Digest>,
+    /// Expected sizes by object name (as [`sha256`](JobSpec::sha256)): an object of another
+    /// size fails (`changed`) without being landed.
+    pub sizes: std::collections::BTreeMap<String, u64>,
     /// Which keys of an [`S3Prefix`](Source::S3Prefix) job it takes (relative to the
     /// prefix). Default: every key.
     pub select: crate::KeySelection,
@@ -192,6 +195,7 @@ impl JobSpec {
             shard: None,
             sync: false,
             sha256: std::collections::BTreeMap::new(),
+            sizes: std::collections::BTreeMap::new(),
             select: crate::KeySelection::new(),
             relative_names: false,
         }
@@ -430,6 +434,13 @@ impl JobSpec {
     /// Expects object `name` to have SHA-256 `digest` (see [`sha256`](JobSpec::sha256)).
     pub fn sha256(mut self, name: impl Into<String>, digest: Sha256Digest) -> JobSpec {
         self.sha256.insert(name.into(), digest);
+        self
+    }
+
+    /// Expects object `name` to have `bytes` bytes (see [`sizes`](JobSpec::sizes)), as a
+    /// listing or a manifest says.
+    pub fn size(mut self, name: impl Into<String>, bytes: u64) -> JobSpec {
+        self.sizes.insert(name.into(), bytes);
         self
     }
 

@@ -144,7 +144,11 @@ impl Jogger {
             cancel: &job.cancel,
             flow: permit.as_ref(),
         };
-        let sha256 = job.sha256.get(task.name.as_str());
+        let known = job
+            .known
+            .get(task.name.as_str())
+            .copied()
+            .unwrap_or_default();
         // The bytes that landed, or `None` when revalidation found the file up to date.
         let result = caught(&task.url, || match &*self.pool.setup.target {
             Target::Dir(mountpath) => {
@@ -154,7 +158,7 @@ impl Jogger {
                 let request = Request {
                     source,
                     name: &task.name,
-                    sha256,
+                    known,
                     revalidate,
                     parts: job.parts.as_ref(),
                     helpers: self.pool.setup.split_tails.then_some(&*self.pool as _),
@@ -173,7 +177,7 @@ impl Jogger {
                 };
                 match &from {
                     From::File(path) => s3::store_file(&ctx, path, &task.name, &to),
-                    From::Remote(source) => s3::store(&ctx, source, &task.name, sha256, &to),
+                    From::Remote(source) => s3::store(&ctx, source, &task.name, known, &to),
                 }
                 .map(Some)
             }

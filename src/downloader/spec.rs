@@ -7,6 +7,7 @@ use crate::downloader::job::{JobSpec, Source};
 use crate::downloader::key_names::KeyNames;
 use crate::downloader::store::JobSettings;
 use crate::downloader::uploads::LocalFiles;
+use crate::engine::Known;
 use crate::source::template::Template;
 use crate::source::url;
 use crate::target::name::ObjectName;
@@ -237,18 +238,22 @@ pub(crate) fn prepare(
             (None, Expansion::Local(Box::new(files)))
         }
     };
-    let sha256 = spec
-        .sha256
-        .into_iter()
-        .map(|(name, digest)| {
-            let name = ObjectName::new(&name)?;
-            let name = match &subdir_for_digests {
-                Some(dir) => name.under(dir)?,
-                None => name,
-            };
-            Ok((name.to_string(), digest))
-        })
-        .collect::<Result<_, SubmitError>>()?;
+    // The names the digests and sizes are of, under the job's subdirectory.
+    let full_name = |name: &str| -> Result<String, SubmitError> {
+        let name = ObjectName::new(name)?;
+        let name = match &subdir_for_digests {
+            Some(dir) => name.under(dir)?,
+            None => name,
+        };
+        Ok(name.to_string())
+    };
+    let mut known: std::collections::BTreeMap<String, Known> = Default::default();
+    for (name, digest) in spec.sha256 {
+        known.entry(full_name(&name)?).or_default().sha256 = Some(digest);
+    }
+    for (name, size) in spec.sizes {
+        known.entry(full_name(&name)?).or_default().size = Some(size);
+    }
     let settings = JobSettings {
         description,
         headers: spec.headers,
@@ -259,7 +264,7 @@ pub(crate) fn prepare(
         retry: spec.retry,
         parts: spec.parts,
         shard: spec.shard,
-        sha256,
+        known,
         bucket: job_bucket,
         // A shard's share, and a range's selection, are known only when the expansion ends.
         total: total.filter(|_| spec.shard.is_none() && !(is_range && select.is_some())),

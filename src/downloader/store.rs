@@ -13,11 +13,11 @@ use crate::cancel::CancelToken;
 use crate::downloader::job::{
     Detail, Existing, JobId, JobStatus, MAX_KEPT_FAILURES, TaskFailure, TaskInfo,
 };
+use crate::engine::Known;
 use crate::engine::error::DownloadError;
 use crate::engine::parts::PartsPolicy;
 use crate::engine::rate::RateLimiter;
 use crate::engine::retry::RetryPolicy;
-use crate::engine::verify::Sha256Digest;
 use crate::progress::Progress;
 use crate::target::name::ObjectName;
 
@@ -50,7 +50,8 @@ pub(crate) struct Job {
     pub(crate) parts: Option<PartsPolicy>,
     /// This process's shard index, and the HRW ids of all the job's shards.
     pub(crate) shard: Option<(usize, Vec<u64>)>,
-    pub(crate) sha256: BTreeMap<String, Sha256Digest>,
+    /// What is known of objects beforehand (SHA-256, size) by full name (subdir included).
+    pub(crate) known: BTreeMap<String, Known>,
     /// The bucket of a backend job, whose tasks name keys in it.
     pub(crate) bucket: Option<crate::s3::Bucket>,
     pub(crate) cancel: CancelToken,
@@ -100,8 +101,8 @@ pub(crate) struct JobSettings {
     pub(crate) retry: RetryPolicy,
     pub(crate) parts: Option<PartsPolicy>,
     pub(crate) shard: Option<(u32, u32)>,
-    /// Expected digests by the object's full name (subdir included).
-    pub(crate) sha256: BTreeMap<String, Sha256Digest>,
+    /// Expected digests and sizes by the object's full name (subdir included).
+    pub(crate) known: BTreeMap<String, Known>,
     pub(crate) bucket: Option<crate::s3::Bucket>,
     pub(crate) total: Option<u64>,
 }
@@ -293,7 +294,7 @@ impl Store {
             shard: settings
                 .shard
                 .map(|(index, count)| (index as usize, crate::downloader::hrw::shard_ids(count))),
-            sha256: settings.sha256,
+            known: settings.known,
             bucket: settings.bucket,
             retries: AtomicU64::new(0),
             cancel: CancelToken::new(),

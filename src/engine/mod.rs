@@ -93,6 +93,26 @@ pub(crate) struct Expect<'a> {
     /// per GiB (MD5 does not vectorise); the fetcher and the downloader's S3 jobs ask for
     /// it, a plain HTTP download or stream does not.
     pub(crate) md5_etag: bool,
+    /// The size a listing gave: an object of another size is not the one listed.
+    pub(crate) size: Option<u64>,
+}
+
+/// What the caller knows of one object beforehand, to check it against: its SHA-256 and its
+/// size (from a manifest or a listing).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Known {
+    pub(crate) sha256: Option<Sha256Digest>,
+    pub(crate) size: Option<u64>,
+}
+
+/// Why an object of `size` bytes is not the one a listing gave as `listed` bytes, if it
+/// is not: another attempt would find the same, so the caller fails it at once.
+pub(crate) fn wrong_size(url: &str, listed: Option<u64>, size: u64) -> Option<DownloadError> {
+    let want = listed.filter(|&want| want != size)?;
+    Some(DownloadError::Changed {
+        url: url.to_owned(),
+        reason: format!("it has {size} bytes, {want} were listed"),
+    })
 }
 
 /// What a finished transfer did.
@@ -314,6 +334,12 @@ impl Run<'_, '_> {
             None => framing.total.or(self.pin.get().and_then(|p| p.total)),
         };
         let len = span_end.map(|e| e - start);
+        if fresh
+            && self.whole()
+            && let Some(error) = len.and_then(|len| wrong_size(&self.shown, self.expect.size, len))
+        {
+            return Err(Failure::fatal(error));
+        }
         if fresh {
             dest.begin(&answer.info, len)
                 .map_err(|e| Failure::fatal(e.named(&self.shown)))?;
@@ -364,6 +390,9 @@ impl Run<'_, '_> {
             return Err(Failure::transient(error));
         }
         if self.whole() {
+            if let Some(error) = wrong_size(&self.shown, self.expect.size, dest.held()) {
+                return Err(Failure::fatal(error));
+            }
             return self.verify(dest);
         }
         Ok(())

@@ -38,7 +38,7 @@ pub const DEFAULT_MAX_WHOLE_OBJECT_BYTES: u64 = 64 << 20;
 
 /// A key to fetch: the key, and optionally its size (so the budget is reserved before the
 /// GET, and large objects are split at once), its ETag (so every part is pinned to that
-/// version from the start) and an S3 version id.
+/// version from the start), an S3 version id and the SHA-256 its bytes must have.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct FetchKey {
@@ -50,6 +50,8 @@ pub struct FetchKey {
     pub etag: Option<String>,
     /// The version to fetch, when not the latest.
     pub version: Option<String>,
+    /// The SHA-256 its bytes must have (from a manifest, or a Hub's tree).
+    pub sha256: Option<crate::Sha256Digest>,
 }
 
 impl FetchKey {
@@ -60,6 +62,7 @@ impl FetchKey {
             size: None,
             etag: None,
             version: None,
+            sha256: None,
         }
     }
 
@@ -79,6 +82,13 @@ impl FetchKey {
     /// Sets the version id.
     pub fn version(mut self, version: impl Into<String>) -> FetchKey {
         self.version = Some(version.into());
+        self
+    }
+
+    /// Sets the SHA-256 the object must have: a whole object of other bytes is an error
+    /// item, a streamed one fails its reader at the end (before the end of file).
+    pub fn sha256(mut self, digest: crate::Sha256Digest) -> FetchKey {
+        self.sha256 = Some(digest);
         self
     }
 }

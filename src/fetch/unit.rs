@@ -114,9 +114,10 @@ impl Request {
         let ctx = self.context(&progress, Some(&permit));
         let mut dest = MemoryDest::new(len);
         let expect = Expect {
-            sha256: None,
+            sha256: unit.key.sha256.as_ref().filter(|_| span == Span::Whole),
             checksum: span == Span::Whole,
             md5_etag: span == Span::Whole,
+            size: None, // the memory's size is the key's: another size fails at once
         };
         let range = match span {
             Span::Range { start, end } if end > start => Some((start, end - 1)),
@@ -245,7 +246,7 @@ impl Request {
                 // A ranged GET carries no checksum of the whole: one HEAD asks for it.
                 let checksum = self.source.stored_checksum(&unit.key.key, etag.as_deref());
                 let md5 = fetched.info.md5().filter(|_| self.source.etag_is_md5());
-                let verifier = Verifier::new(None, md5, checksum.as_ref());
+                let verifier = Verifier::new(unit.key.sha256.as_ref(), md5, checksum.as_ref());
                 self.post_item(
                     unit.item,
                     Slot::Streamed {

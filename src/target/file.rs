@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use log::{debug, trace, warn};
 
 use crate::cancel::CancelToken;
+use crate::engine::Known;
 use crate::engine::classify::Failure;
 use crate::engine::dest::{Buffered, Destination, Sink};
 use crate::engine::parts::PartsPolicy;
@@ -198,7 +199,10 @@ pub fn download(
     let request = Request {
         source: Source::Url(&task.url),
         name: &task.name,
-        sha256: task.sha256.as_ref(),
+        known: Known {
+            sha256: task.sha256,
+            size: None,
+        },
         revalidate: None,
         parts: task.parts.as_ref(),
         helpers: None,
@@ -214,7 +218,8 @@ pub fn download(
 pub(crate) struct Request<'a> {
     pub(crate) source: Source<'a>,
     pub(crate) name: &'a ObjectName,
-    pub(crate) sha256: Option<&'a Sha256Digest>,
+    /// Its SHA-256 and size, when a manifest or a listing gave them.
+    pub(crate) known: Known,
     /// The file already there (size, modification time): ask whether the object changed.
     pub(crate) revalidate: Option<(u64, SystemTime)>,
     /// Split a large object into ranged parts over several connections.
@@ -359,10 +364,11 @@ fn transfer(
         }
     }
     let expect = Expect {
-        sha256: request.sha256,
+        sha256: request.known.sha256.as_ref(),
         checksum: true,
         // From S3: a single-part object's ETag is its MD5 (the engine asks only then).
         md5_etag: true,
+        size: request.known.size,
     };
     let fetched = match request.helpers {
         Some(helpers) => std::thread::scope(|scope| {
@@ -660,6 +666,9 @@ fn stitch(
     } = todo;
     let source = &request.source;
     let shown = source.shown();
+    if let Some(error) = crate::engine::wrong_size(&shown, request.known.size, total) {
+        return Err(error);
+    }
     let held = ctx.progress.done();
     // Each part that finishes is in the sidecar at once: a run after a crash resumes it.
     let record = dest.sink.pieces_record(total);
@@ -688,7 +697,7 @@ fn stitch(
             ),
             Source::Url(_) => (None, None),
         };
-        let mut verifier = Verifier::new(request.sha256, md5, checksum.as_ref());
+        let mut verifier = Verifier::new(request.known.sha256.as_ref(), md5, checksum.as_ref());
         if verifier.is_empty() {
             return Ok(());
         }

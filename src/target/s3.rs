@@ -17,10 +17,11 @@ use std::sync::Arc;
 use log::{debug, trace, warn};
 
 use crate::cancel::CancelToken;
+use crate::engine::Known;
 use crate::engine::dest::Destination;
 use crate::engine::error::DownloadError;
 use crate::engine::response::ObjectInfo;
-use crate::engine::verify::{Crc64Nvme, Sha256Digest};
+use crate::engine::verify::Crc64Nvme;
 use crate::engine::{self, Context, Expect, Pin, Source, Span};
 use crate::fetch::{BudgetPermit, MemoryBudget};
 use crate::flow::Observer;
@@ -170,7 +171,7 @@ pub(crate) fn store(
     ctx: &Context<'_>,
     source: &Source<'_>,
     name: &ObjectName,
-    sha256: Option<&Sha256Digest>,
+    known: Known,
     to: &UploadTo<'_>,
 ) -> Result<u64, DownloadError> {
     if let Source::Url(url) = source {
@@ -178,9 +179,10 @@ pub(crate) fn store(
     }
     upload(ctx, source.shown(), name, to, |upload| {
         let expect = Expect {
-            sha256,
+            sha256: known.sha256.as_ref(),
             checksum: true,
             md5_etag: true,
+            size: known.size,
         };
         engine::fetch(ctx, source, Span::Whole, upload, &Pin::new(), expect, None).map(|_| ())
     })

@@ -53,6 +53,7 @@ pub fn download_to(
         sha256: task.sha256.as_ref(),
         checksum: false,
         md5_etag: false,
+        size: None,
     };
     engine::fetch(
         &ctx,

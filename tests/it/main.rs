@@ -9,6 +9,7 @@ mod faults;
 mod fetch_faults;
 mod fetch_web;
 mod fetcher;
+mod hf;
 mod landing;
 mod name;
 mod origin;
