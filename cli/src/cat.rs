@@ -22,11 +22,17 @@ Examples:
 
   # With a token
   haul cat -H 'Authorization: Bearer TOKEN' https://host/private/data.jsonl | head
+
+  # A Hugging Face dataset's training shards, in order, into a training loop
+  haul cat hf://datasets/org/shards/train | python train.py
 ";
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// URLs or range templates (`https://host/shard-{0000..0999}.tar`), written in this order.
+    /// URLs or range templates (`https://host/shard-{0000..0999}.tar`), or Hugging Face
+    /// repositories (`hf://[datasets/]ORG/NAME[@REVISION][/PATH]`: every file under the path,
+    /// in path order, each checked against its size and, for LFS files, its SHA-256),
+    /// written in this order.
     sources: Vec<String>,
     /// A file of URLs, one per line, or - for stdin (as `get --list`; names are ignored).
     #[arg(long, value_name = "FILE")]
@@ -39,6 +45,10 @@ pub(crate) struct Args {
     fetch: FetchArgs,
     #[command(flatten, next_help_heading = "Network options")]
     net: crate::net::NetArgs,
+    #[command(flatten, next_help_heading = "Hugging Face options")]
+    hf: crate::hf::HfArgs,
+    #[command(flatten)]
+    patterns: crate::patterns::PatternArgs,
 }
 
 /// The flags of both `cat`s: how many GETs, how much memory, how large a part.
@@ -87,6 +97,37 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
     if args.sources.is_empty() && args.list.is_none() {
         return Err(UsageError("give at least one URL or template, or --list FILE".into()).into());
     }
+    let fetcher = args.fetch.fetcher(&args.net)?;
+    let hf = args
+        .sources
+        .iter()
+        .filter(|s| haul::HfPath::is_hf(s))
+        .count();
+    if hf > 0 {
+        // One source of headers: the Hub's token must not go to other hosts.
+        if hf < args.sources.len() || args.list.is_some() {
+            return Err(UsageError(
+                "hf:// sources cannot be mixed with URLs or --list in one cat".into(),
+            )
+            .into());
+        }
+        let select = args.patterns.selection()?;
+        let client = args.hf.client(&args.net)?;
+        let mut keys = Vec::new();
+        let mut web = None;
+        for source in &args.sources {
+            let snapshot = crate::hf::snapshot(&client, source, &select)?;
+            keys.extend(snapshot.fetch_keys());
+            web.get_or_insert_with(|| snapshot.web());
+        }
+        let web = with_headers(web.unwrap_or_default(), &args.headers);
+        return write_in_order(fetcher.fetch(web, keys));
+    }
+    if !args.patterns.selection()?.is_all() {
+        return Err(
+            UsageError("--include and --exclude select the files of hf:// sources".into()).into(),
+        );
+    }
     // Every source is checked before the first byte is written: a typo in the last
     // template is a usage error, not a stream cut short.
     let mut urls = Vec::new();
@@ -105,12 +146,14 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
         }
         urls.extend(listed.into_iter().map(|(_, url)| url));
     }
-    let web = args.headers.iter().fold(
-        haul::Web::new(haul::HttpClient::new(args.net.http()?)),
-        |web, (name, value)| web.header(name.as_str(), value.as_str()),
-    );
-    let fetcher = args.fetch.fetcher(&args.net)?;
-    write_in_order(fetcher.fetch(web, urls))
+    let web = haul::Web::new(haul::HttpClient::new(args.net.http()?));
+    write_in_order(fetcher.fetch(with_headers(web, &args.headers), urls))
+}
+
+fn with_headers(web: haul::Web, headers: &[(String, String)]) -> haul::Web {
+    headers.iter().fold(web, |web, (name, value)| {
+        web.header(name.as_str(), value.as_str())
+    })
 }
 
 /// Writes each object to stdout as it comes, in order; an object that failed is left out

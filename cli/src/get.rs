@@ -33,11 +33,17 @@ Examples:
 
   # Fetch everything again, replacing what is there
   haul get --force --list urls.txt -o data/
+
+  # A Hugging Face dataset at a tag, its Parquet files only (HF_TOKEN for a gated one)
+  haul get 'hf://datasets/org/corpus@v1.0' --include '*.parquet' -o corpus/
 ";
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// URLs or range templates (`https://host/shard-{0000..0999}.tar`); each is one job.
+    /// URLs, range templates (`https://host/shard-{0000..0999}.tar`) or Hugging Face
+    /// repositories (`hf://[datasets/]ORG/NAME[@REVISION][/PATH]`: every file under the path
+    /// at the commit the revision names, each under its path in the repository, LFS files
+    /// checked against their SHA-256); each is one job.
     sources: Vec<String>,
     /// A file of URLs, one per line, or - for stdin: `#` starts a comment (at the start of a
     /// line, or after a space), `name<TAB>url` names the object. A bad line, or two lines
@@ -63,6 +69,8 @@ pub(crate) struct Args {
     net: crate::net::NetArgs,
     #[command(flatten, next_help_heading = "S3 options")]
     s3: crate::net::S3Args,
+    #[command(flatten, next_help_heading = "Hugging Face options")]
+    hf: crate::hf::HfArgs,
 }
 
 pub(crate) fn run(mut args: Args) -> Result<ExitCode, Box<dyn Error>> {
@@ -77,7 +85,31 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode, Box<dyn Error>> {
     let mut specs = Vec::new();
     // What each job is called when it takes nothing.
     let mut shown = Vec::new();
+    let mut hub = None;
+    // An hf:// source none of whose files the selection takes.
+    let mut empty = false;
     for source in &args.sources {
+        if haul::HfPath::is_hf(source) {
+            if args.stdout {
+                return Err(UsageError(format!(
+                    "--stdout takes URLs: for {source}, `haul cat` writes its files in order"
+                ))
+                .into());
+            }
+            let client = match &hub {
+                Some(client) => client,
+                None => hub.insert(args.hf.client(&args.net)?),
+            };
+            let snapshot = crate::hf::snapshot(client, source, &select)?;
+            if snapshot.files().is_empty() {
+                tell!("{source}: no files matched");
+                empty = true;
+                continue;
+            }
+            specs.push(snapshot.job());
+            shown.push(source.clone());
+            continue;
+        }
         // A URL (or template) whose path ends in '/' names no file: said before anything runs.
         if document.is_none()
             && let Err(e @ haul::UrlError::NoFileName { .. }) = haul::name_from_url(source)
@@ -130,13 +162,18 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode, Box<dyn Error>> {
         .collect();
     // Only a selection can leave a job with nothing (an empty template or list is refused).
     let none = !select.is_all() && summary.unmatched(&shown, &filters);
-    Ok(if none { ExitCode::FAILURE } else { code })
+    Ok(if none || empty {
+        ExitCode::FAILURE
+    } else {
+        code
+    })
 }
 
 /// `-O FILE`: checks that one object is asked for, and points `-o` at FILE's directory (or
 /// stdout, for `-O -`); the name FILE's object lands under.
 fn one_document(args: &mut Args, file: PathBuf) -> Result<String, UsageError> {
     let one = match args.sources.as_slice() {
+        [source] if haul::HfPath::is_hf(source) => None,
         [source] => haul::Template::parse(source)
             .ok()
             .filter(|t| t.len() == 1)

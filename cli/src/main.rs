@@ -22,6 +22,7 @@ mod cat;
 mod demo;
 mod generate;
 mod get;
+mod hf;
 mod jobs;
 mod logs;
 mod net;

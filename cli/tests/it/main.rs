@@ -4,6 +4,7 @@
 mod commands;
 mod crashes;
 mod credentials;
+mod hf;
 mod json;
 mod pipes;
 mod put;
