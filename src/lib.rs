@@ -261,6 +261,7 @@ mod fetch;
 mod flow;
 mod hf;
 mod http;
+mod manifest;
 mod progress;
 mod s3;
 mod source;
@@ -294,6 +295,7 @@ pub use hf::{
 pub use http::egress::{EgressPolicy, EgressRefused};
 pub use http::untrusted::UntrustedCertificate;
 pub use http::{HttpClient, HttpConfig, Stalled};
+pub use manifest::{Manifest, ManifestEntry, ManifestError, Mismatch, VerifyReport};
 pub use progress::{Cancelled, Progress, ProgressReader, is_cancelled};
 pub use s3::credentials::CredentialsError;
 pub use s3::{Bucket, ListedObject, Listing, MultipartUpload, S3Config, S3Error};

@@ -148,6 +148,9 @@ pub struct JobSpec {
     /// Expected sizes by object name (as [`sha256`](JobSpec::sha256)): an object of another
     /// size fails (`changed`) without being landed.
     pub sizes: std::collections::BTreeMap<String, u64>,
+    /// ETags by object name (as [`sha256`](JobSpec::sha256)), as a manifest pins them: an
+    /// object answered with another fails (`changed`) without being landed.
+    pub etags: std::collections::BTreeMap<String, String>,
     /// Which keys of an [`S3Prefix`](Source::S3Prefix) job it takes (relative to the
     /// prefix). Default: every key.
     pub select: crate::KeySelection,
@@ -196,6 +199,7 @@ impl JobSpec {
             sync: false,
             sha256: std::collections::BTreeMap::new(),
             sizes: std::collections::BTreeMap::new(),
+            etags: std::collections::BTreeMap::new(),
             select: crate::KeySelection::new(),
             relative_names: false,
         }
@@ -441,6 +445,13 @@ impl JobSpec {
     /// listing or a manifest says.
     pub fn size(mut self, name: impl Into<String>, bytes: u64) -> JobSpec {
         self.sizes.insert(name.into(), bytes);
+        self
+    }
+
+    /// Expects object `name` to be answered with `etag` (quotes included, as the server
+    /// sends it; see [`etags`](JobSpec::etags)).
+    pub fn etag(mut self, name: impl Into<String>, etag: impl Into<String>) -> JobSpec {
+        self.etags.insert(name.into(), etag.into());
         self
     }
 

@@ -147,7 +147,7 @@ impl Jogger {
         let known = job
             .known
             .get(task.name.as_str())
-            .copied()
+            .cloned()
             .unwrap_or_default();
         // The bytes that landed, or `None` when revalidation found the file up to date.
         let result = caught(&task.url, || match &*self.pool.setup.target {

@@ -254,6 +254,9 @@ pub(crate) fn prepare(
     for (name, size) in spec.sizes {
         known.entry(full_name(&name)?).or_default().size = Some(size);
     }
+    for (name, etag) in spec.etags {
+        known.entry(full_name(&name)?).or_default().etag = Some(etag);
+    }
     let settings = JobSettings {
         description,
         headers: spec.headers,

@@ -95,14 +95,30 @@ pub(crate) struct Expect<'a> {
     pub(crate) md5_etag: bool,
     /// The size a listing gave: an object of another size is not the one listed.
     pub(crate) size: Option<u64>,
+    /// The ETag a manifest pinned: an object with another is not the one pinned.
+    pub(crate) etag: Option<&'a str>,
 }
 
-/// What the caller knows of one object beforehand, to check it against: its SHA-256 and its
-/// size (from a manifest or a listing).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What the caller knows of one object beforehand, to check it against: its SHA-256, its
+/// size (from a manifest or a listing) and the ETag a manifest pinned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Known {
     pub(crate) sha256: Option<Sha256Digest>,
     pub(crate) size: Option<u64>,
+    pub(crate) etag: Option<String>,
+}
+
+impl Known {
+    /// What a whole-object fetch checks, besides the store's own checksums.
+    pub(crate) fn expect(&self) -> Expect<'_> {
+        Expect {
+            sha256: self.sha256.as_ref(),
+            checksum: true,
+            md5_etag: true,
+            size: self.size,
+            etag: self.etag.as_deref(),
+        }
+    }
 }
 
 /// Why an object of `size` bytes is not the one a listing gave as `listed` bytes, if it
@@ -112,6 +128,27 @@ pub(crate) fn wrong_size(url: &str, listed: Option<u64>, size: u64) -> Option<Do
     Some(DownloadError::Changed {
         url: url.to_owned(),
         reason: format!("it has {size} bytes, {want} were listed"),
+    })
+}
+
+/// Why an answer (`info`, the object's `size` bytes) is not the object a listing or a
+/// manifest described (`size`, and the `etag` it pinned), if it is not.
+pub(crate) fn not_as_known(
+    url: &str,
+    (listed, pinned): (Option<u64>, Option<&str>),
+    info: &ObjectInfo,
+    size: u64,
+) -> Option<DownloadError> {
+    wrong_size(url, listed, size).or_else(|| {
+        let want = pinned?;
+        let got = info.etag.as_deref();
+        (got != Some(want)).then(|| DownloadError::Changed {
+            url: url.to_owned(),
+            reason: format!(
+                "its ETag is {}, the manifest pinned {want}",
+                got.unwrap_or("missing")
+            ),
+        })
     })
 }
 
@@ -336,7 +373,10 @@ impl Run<'_, '_> {
         let len = span_end.map(|e| e - start);
         if fresh
             && self.whole()
-            && let Some(error) = len.and_then(|len| wrong_size(&self.shown, self.expect.size, len))
+            && let Some(error) = len.and_then(|len| {
+                let known = (self.expect.size, self.expect.etag);
+                not_as_known(&self.shown, known, &answer.info, len)
+            })
         {
             return Err(Failure::fatal(error));
         }
@@ -390,7 +430,10 @@ impl Run<'_, '_> {
             return Err(Failure::transient(error));
         }
         if self.whole() {
-            if let Some(error) = wrong_size(&self.shown, self.expect.size, dest.held()) {
+            // Also for a resumed or chunked body, whose first answer was not checked.
+            let known = (self.expect.size, self.expect.etag);
+            let info = self.pin.get().unwrap_or_default();
+            if let Some(error) = not_as_known(&self.shown, known, &info, dest.held()) {
                 return Err(Failure::fatal(error));
             }
             return self.verify(dest);

@@ -280,7 +280,7 @@ impl fmt::Debug for Crc64Nvme {
 }
 
 /// Reads the file at `path` in 256 KiB blocks, each given to `each`.
-fn read_blocks(
+pub(crate) fn read_blocks(
     path: &Path,
     cancel: Option<&CancelToken>,
     mut each: impl FnMut(&[u8]),

@@ -118,6 +118,7 @@ impl Request {
             checksum: span == Span::Whole,
             md5_etag: span == Span::Whole,
             size: None, // the memory's size is the key's: another size fails at once
+            etag: None, // a listed ETag pins every part (`If-Match`)
         };
         let range = match span {
             Span::Range { start, end } if end > start => Some((start, end - 1)),

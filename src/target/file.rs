@@ -14,7 +14,7 @@ use crate::engine::parts::PartsPolicy;
 use crate::engine::response::{Asked, ObjectInfo};
 use crate::engine::retry::{self, RetryPolicy};
 use crate::engine::verify::{Sha256Digest, Verifier};
-use crate::engine::{self, Answer, Condition, Context, Expect, Pin, Source, Span};
+use crate::engine::{self, Answer, Condition, Context, Pin, Source, Span};
 use crate::http::HttpClient;
 use crate::progress::Progress;
 use crate::source::url::{self, UrlError};
@@ -201,7 +201,7 @@ pub fn download(
         name: &task.name,
         known: Known {
             sha256: task.sha256,
-            size: None,
+            ..Known::default()
         },
         revalidate: None,
         parts: task.parts.as_ref(),
@@ -363,13 +363,8 @@ fn transfer(
             Split::OneStream { thrown } => refetched += thrown,
         }
     }
-    let expect = Expect {
-        sha256: request.known.sha256.as_ref(),
-        checksum: true,
-        // From S3: a single-part object's ETag is its MD5 (the engine asks only then).
-        md5_etag: true,
-        size: request.known.size,
-    };
+    // From S3, a single-part object's ETag is its MD5 too (the engine asks only then).
+    let expect = request.known.expect();
     let fetched = match request.helpers {
         Some(helpers) => std::thread::scope(|scope| {
             let mut tail = Tail::new(scope, ctx, source, pin, helpers, dest);
@@ -666,7 +661,9 @@ fn stitch(
     } = todo;
     let source = &request.source;
     let shown = source.shown();
-    if let Some(error) = crate::engine::wrong_size(&shown, request.known.size, total) {
+    let known = (request.known.size, request.known.etag.as_deref());
+    let info = pin.get().unwrap_or_default();
+    if let Some(error) = crate::engine::not_as_known(&shown, known, &info, total) {
         return Err(error);
     }
     let held = ctx.progress.done();

@@ -22,7 +22,7 @@ use crate::engine::dest::Destination;
 use crate::engine::error::DownloadError;
 use crate::engine::response::ObjectInfo;
 use crate::engine::verify::Crc64Nvme;
-use crate::engine::{self, Context, Expect, Pin, Source, Span};
+use crate::engine::{self, Context, Pin, Source, Span};
 use crate::fetch::{BudgetPermit, MemoryBudget};
 use crate::flow::Observer;
 use crate::s3::{Bucket, S3Error};
@@ -178,12 +178,7 @@ pub(crate) fn store(
         crate::source::url::check_url(url)?;
     }
     upload(ctx, source.shown(), name, to, |upload| {
-        let expect = Expect {
-            sha256: known.sha256.as_ref(),
-            checksum: true,
-            md5_etag: true,
-            size: known.size,
-        };
+        let expect = known.expect();
         engine::fetch(ctx, source, Span::Whole, upload, &Pin::new(), expect, None).map(|_| ())
     })
 }

@@ -54,6 +54,7 @@ pub fn download_to(
         checksum: false,
         md5_etag: false,
         size: None,
+        etag: None,
     };
     engine::fetch(
         &ctx,

@@ -11,6 +11,7 @@ mod fetch_web;
 mod fetcher;
 mod hf;
 mod landing;
+mod manifest;
 mod name;
 mod origin;
 mod put;

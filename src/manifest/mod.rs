@@ -1,0 +1,324 @@
+//! Manifests: a dataset pinned as text — every object's name, size, SHA-256 and validator
+//! where known, and URL — so the same bytes can be fetched next month, or a local copy
+//! checked, and the run says why not when they differ.
+//!
+//! # The format
+//!
+//! UTF-8 text, one object per line, sorted by name, so two manifests diff well (tabs shown
+//! as `⇥`):
+//!
+//! ```text
+//! # haul manifest 1
+//! # source hf://datasets/org/corpus at commit 0123456789abcdef0123456789abcdef01234567
+//! # 2 objects, 1000300 bytes
+//! README.md ⇥ 300 ⇥ - ⇥ - ⇥ https://huggingface.co/datasets/org/corpus/resolve/0123…/README.md
+//! data/train.parquet ⇥ 1000000 ⇥ 9f86d081… ⇥ - ⇥ https://huggingface.co/datasets/org/corpus/resolve/0123…/data/train.parquet
+//! ```
+//!
+//! The first line is `# haul manifest 1` (the format's version). Other lines starting with
+//! `#` are notes (the source, totals, an estimate), kept but not read; blank lines are
+//! skipped. An object's line has five fields separated by tabs: its **name** (where it
+//! lands: a relative path), its **size** in bytes, its **SHA-256** (64 hex digits), its
+//! **validator** (`etag:"…"`: the ETag it must have) and its **URL** (http or https; an
+//! `hf://` source's resolve URL at the commit, so the commit pins it). `-` stands for an
+//! unknown digest or validator. Names are unique.
+
+mod probe;
+mod verify;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::JobSpec;
+use crate::engine::verify::Sha256Digest;
+
+pub use verify::{Mismatch, VerifyReport};
+
+/// The first line of every manifest.
+const HEADER: &str = "# haul manifest 1";
+
+/// One object of a [`Manifest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ManifestEntry {
+    /// Where it lands: a relative path.
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its SHA-256, when known.
+    pub sha256: Option<Sha256Digest>,
+    /// The ETag it must have (quotes included, as the server sent it), when pinned by one.
+    pub etag: Option<String>,
+    /// Where it is fetched from.
+    pub url: String,
+}
+
+impl ManifestEntry {
+    /// An object `name` of `size` bytes at `url`, nothing else known.
+    pub fn new(name: impl Into<String>, size: u64, url: impl Into<String>) -> ManifestEntry {
+        ManifestEntry {
+            name: name.into(),
+            size,
+            sha256: None,
+            etag: None,
+            url: url.into(),
+        }
+    }
+
+    /// Sets its SHA-256.
+    pub fn sha256(mut self, digest: Sha256Digest) -> ManifestEntry {
+        self.sha256 = Some(digest);
+        self
+    }
+
+    /// Sets the ETag it must have.
+    pub fn etag(mut self, etag: impl Into<String>) -> ManifestEntry {
+        self.etag = Some(etag.into());
+        self
+    }
+}
+
+/// A pinned set of objects; see the [module documentation](self) for its text form, which
+/// `Display` writes and [`Manifest::parse`] reads.
+///
+/// ```
+/// use haul::{Manifest, ManifestEntry, Sha256Digest};
+///
+/// let mut manifest = Manifest::new();
+/// manifest.note("source https://host/");
+/// manifest.push(ManifestEntry::new("b.bin", 3, "https://host/b.bin").sha256(Sha256Digest::of(b"abc")));
+/// manifest.push(ManifestEntry::new("a.bin", 10, "https://host/a.bin").etag("\"v1\""));
+/// let text = manifest.to_string();
+/// assert!(text.starts_with("# haul manifest 1\n# source https://host/\n"));
+/// let read = Manifest::parse(&text)?;
+/// assert_eq!(read.entries()[0].name, "a.bin"); // sorted by name
+/// assert_eq!(read, manifest);
+/// let job = read.job(); // a download of exactly these objects, each checked
+/// # drop(job);
+/// # Ok::<(), haul::ManifestError>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Manifest {
+    /// By name.
+    entries: BTreeMap<String, ManifestEntry>,
+    notes: Vec<String>,
+}
+
+/// Why a manifest could not be read: the line (from 1) and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("manifest line {line}: {reason}")]
+pub struct ManifestError {
+    /// The line, from 1.
+    pub line: usize,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl Manifest {
+    /// An empty manifest.
+    pub fn new() -> Manifest {
+        Manifest::default()
+    }
+
+    /// Adds an object, replacing one of the same name.
+    pub fn push(&mut self, entry: ManifestEntry) {
+        self.entries.insert(entry.name.clone(), entry);
+    }
+
+    /// Adds a note (a `#` line after the header: the source, totals).
+    pub fn note(&mut self, text: impl Into<String>) {
+        self.notes.push(text.into());
+    }
+
+    /// The objects, sorted by name.
+    pub fn entries(&self) -> Vec<&ManifestEntry> {
+        self.entries.values().collect()
+    }
+
+    /// The object named `name`.
+    pub fn get(&self, name: &str) -> Option<&ManifestEntry> {
+        self.entries.get(name)
+    }
+
+    /// How many objects.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether it has none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Their bytes in all.
+    pub fn total_bytes(&self) -> u64 {
+        self.entries.values().map(|e| e.size).sum()
+    }
+
+    /// The notes.
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    /// The manifest of a Hub snapshot: each file at the snapshot's commit (its resolve URL
+    /// names it), its size, and the SHA-256 of an LFS file.
+    pub fn from_snapshot(snapshot: &crate::Snapshot) -> Manifest {
+        let mut manifest = Manifest::new();
+        manifest.note(format!(
+            "source {} at commit {}",
+            snapshot.path(),
+            snapshot.commit()
+        ));
+        for file in snapshot.files() {
+            let mut entry = ManifestEntry::new(file.path.clone(), file.size, file.url.clone());
+            entry.sha256 = file.sha256;
+            manifest.push(entry);
+        }
+        manifest
+    }
+
+    /// Reads a manifest's text.
+    ///
+    /// # Errors
+    ///
+    /// A [`ManifestError`] naming the first bad line: no header, too few fields, a name
+    /// that is not a safe relative path or that came before, a size that is not a number,
+    /// a digest that is not 64 hex digits, a validator that is not `etag:"…"`, a URL that
+    /// is not http(s).
+    pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l));
+        match lines.next() {
+            Some((_, first)) if first.trim_end() == HEADER => {}
+            _ => {
+                return Err(ManifestError {
+                    line: 1,
+                    reason: format!("not a haul manifest (the first line must be {HEADER:?})"),
+                });
+            }
+        }
+        let mut manifest = Manifest::new();
+        for (line, text) in lines {
+            let bad = |reason: String| ManifestError { line, reason };
+            if text.trim().is_empty() {
+                continue;
+            }
+            if let Some(note) = text.strip_prefix('#') {
+                manifest.note(note.trim());
+                continue;
+            }
+            let fields: Vec<&str> = text.split('\t').collect();
+            let [name, size, sha256, validator, url] = fields[..] else {
+                return Err(bad(format!(
+                    "{} fields; an object's line has 5 (name, size, sha256, validator, url) separated by tabs",
+                    fields.len()
+                )));
+            };
+            crate::target::name::ObjectName::new(name)
+                .map_err(|e| bad(format!("name {name:?}: {e}")))?;
+            let size = size
+                .parse()
+                .map_err(|_| bad(format!("size {size:?} is not a number of bytes")))?;
+            let sha256 = match sha256 {
+                "-" => None,
+                hex => Some(
+                    hex.parse()
+                        .map_err(|_| bad(format!("sha256 {hex:?} is not 64 hex digits")))?,
+                ),
+            };
+            let etag = match validator {
+                "-" => None,
+                v => Some(
+                    v.strip_prefix("etag:")
+                        .filter(|e| !e.is_empty())
+                        .ok_or_else(|| bad(format!("validator {v:?} is not etag:\"…\" or -")))?
+                        .to_owned(),
+                ),
+            };
+            crate::source::url::check_url(url).map_err(|e| bad(e.to_string()))?;
+            if manifest.entries.contains_key(name) {
+                return Err(bad(format!("{name:?} is listed twice")));
+            }
+            manifest.push(ManifestEntry {
+                name: name.to_owned(),
+                size,
+                sha256,
+                etag,
+                url: url.to_owned(),
+            });
+        }
+        Ok(manifest)
+    }
+
+    /// A download job of exactly these objects: each under its name, checked against its
+    /// size, its SHA-256 and its ETag where the manifest has them (an object that no longer
+    /// matches fails, named, and nothing of it lands). Resumable and shardable as any job.
+    pub fn job(&self) -> JobSpec {
+        let pairs = self
+            .entries
+            .values()
+            .map(|e| (e.name.clone(), e.url.clone()));
+        let mut spec = JobSpec::multi_named(pairs).description(format!(
+            "manifest: {} objects, {} bytes",
+            self.len(),
+            self.total_bytes()
+        ));
+        for entry in self.entries.values() {
+            spec = spec.size(entry.name.clone(), entry.size);
+            if let Some(digest) = entry.sha256 {
+                spec = spec.sha256(entry.name.clone(), digest);
+            }
+            if let Some(etag) = &entry.etag {
+                spec = spec.etag(entry.name.clone(), etag.clone());
+            }
+        }
+        spec
+    }
+}
+
+impl fmt::Display for Manifest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{HEADER}")?;
+        for note in &self.notes {
+            writeln!(f, "# {note}")?;
+        }
+        for e in self.entries.values() {
+            let sha256 = e.sha256.map_or_else(|| "-".to_owned(), |d| d.to_string());
+            let validator = e
+                .etag
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |t| format!("etag:{t}"));
+            writeln!(
+                f,
+                "{}\t{}\t{sha256}\t{validator}\t{}",
+                e.name, e.size, e.url
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_line_is_named_with_what_is_wrong() {
+        let ok = "x.bin\t1\t-\t-\thttps://h/x.bin";
+        for (body, line, says) in [
+            ("x.bin\t1\t-\thttps://h/x.bin", 2, "4 fields"),
+            ("../x\t1\t-\t-\thttps://h/x", 2, "name"),
+            ("x.bin\tten\t-\t-\thttps://h/x.bin", 2, "not a number"),
+            ("x.bin\t1\tabc\t-\thttps://h/x.bin", 2, "64 hex"),
+            ("x.bin\t1\t-\tmd5:x\thttps://h/x.bin", 2, "etag:"),
+            ("x.bin\t1\t-\t-\tftp://h/x.bin", 2, "http or https"),
+            (&format!("# note\n{ok}\n{ok}"), 4, "listed twice"),
+        ] {
+            let text = format!("{HEADER}\n{body}\n");
+            let error = Manifest::parse(&text).unwrap_err();
+            assert_eq!(error.line, line, "{body:?}: {error}");
+            assert!(error.reason.contains(says), "{body:?}: {error}");
+        }
+        let error = Manifest::parse(ok).unwrap_err();
+        assert!(error.reason.contains("not a haul manifest"), "{error}");
+    }
+}
