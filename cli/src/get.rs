@@ -50,6 +50,11 @@ pub(crate) struct Args {
     /// with one name, is an error naming the line numbers
     #[arg(long, value_name = "FILE")]
     list: Option<PathBuf>,
+    /// A manifest (`haul plan` wrote it): download exactly its objects, each under its name
+    /// and checked against its size, SHA-256 and ETag where listed; an object that no longer
+    /// matches fails, named. Resumable and shardable as any job
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["sources", "list", "output_document", "stdout"])]
+    manifest: Option<PathBuf>,
     /// An extra request header, `NAME: VALUE`; repeat for more.
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
     headers: Vec<(String, String)>,
@@ -74,8 +79,11 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(mut args: Args) -> Result<ExitCode, Box<dyn Error>> {
-    if args.sources.is_empty() && args.list.is_none() {
-        return Err(UsageError("give at least one URL or template, or --list FILE".into()).into());
+    if args.sources.is_empty() && args.list.is_none() && args.manifest.is_none() {
+        return Err(UsageError(
+            "give at least one URL or template, or --list FILE, or --manifest FILE".into(),
+        )
+        .into());
     }
     let document = match args.output_document.take() {
         Some(file) => Some(one_document(&mut args, file)?),
@@ -124,6 +132,35 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode, Box<dyn Error>> {
             None => JobSpec::range(source.as_str()),
         });
         shown.push(source.clone());
+    }
+    if let Some(path) = &args.manifest {
+        let manifest = read_manifest(path)?;
+        if manifest.is_empty() {
+            return Err(UsageError(format!("--manifest {} has no objects", path.display())).into());
+        }
+        // The Hub's files get its token (if there is one), the others none: two jobs.
+        let client = args.hf.client(&args.net)?;
+        let endpoint = format!("{}/", client.endpoint());
+        let (mut on_hub, mut elsewhere) = (haul::Manifest::new(), haul::Manifest::new());
+        for entry in manifest.entries() {
+            let part = if entry.url.starts_with(&endpoint) {
+                &mut on_hub
+            } else {
+                &mut elsewhere
+            };
+            part.push(entry.clone());
+        }
+        for (part, token) in [(on_hub, client.auth_header()), (elsewhere, None)] {
+            if part.is_empty() {
+                continue;
+            }
+            let mut spec = part.job();
+            if let Some((name, value)) = token {
+                spec = spec.header(name, value);
+            }
+            specs.push(spec);
+            shown.push(format!("--manifest {}", path.display()));
+        }
     }
     if let Some(path) = &args.list {
         let pairs = read_list(path)?;
@@ -275,6 +312,14 @@ fn to_stdout(
         bytes,
         started.elapsed(),
     ))
+}
+
+/// The manifest at `path`, read and checked (a bad line is a usage error naming it).
+pub(crate) fn read_manifest(path: &std::path::Path) -> Result<haul::Manifest, UsageError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| UsageError(format!("cannot read --manifest {}: {e}", path.display())))?;
+    haul::Manifest::parse(&text)
+        .map_err(|e| UsageError(format!("--manifest {}: {e}", path.display())))
 }
 
 /// The `(name, url)` pairs of `--list PATH` (`-`: stdin), checked as [`parse_list`] says.

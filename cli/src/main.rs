@@ -27,10 +27,12 @@ mod jobs;
 mod logs;
 mod net;
 mod patterns;
+mod plan;
 mod progress;
 mod put;
 mod run;
 mod s3;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -76,6 +78,15 @@ enum Command {
     /// out and named on stderr, and the exit status is 1.
     #[command(after_help = cat::EXAMPLES)]
     Cat(cat::Args),
+    /// Write a manifest of URLs, templates, lists or hf:// repositories to stdout: every
+    /// object's name, size, SHA-256 and ETag where known, the total, and an estimate of the
+    /// time (`get --manifest` downloads exactly that set; `verify` checks a copy).
+    #[command(after_help = plan::EXAMPLES)]
+    Plan(plan::Args),
+    /// Check a directory against a manifest: every listed file's size and SHA-256 (hashed
+    /// in parallel); missing, mismatched and extra files named on stderr, exit 1 unless the
+    /// directory is exactly the manifest's.
+    Verify(verify::Args),
     /// S3 commands: ls, get, cat.
     S3(s3::Args),
     /// Start a loopback origin in this process, download a range job from it into a
@@ -142,6 +153,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Get(args) => get::run(args),
         Command::Cat(args) => cat::run(args),
+        Command::Plan(args) => plan::run(args),
+        Command::Verify(args) => verify::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Put(args) => put::run(args),
         Command::S3(args) => s3::run(args),
@@ -196,6 +209,7 @@ mod tests {
             crate::get::EXAMPLES,
             crate::put::EXAMPLES,
             crate::cat::EXAMPLES,
+            crate::plan::EXAMPLES,
         ]
         .into_iter()
         .chain(crate::s3::EXAMPLES);

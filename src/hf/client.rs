@@ -121,8 +121,9 @@ impl HubClient {
         &self.http
     }
 
-    /// The header that carries the token, if there is one.
-    pub(super) fn auth_header(&self) -> Option<(String, String)> {
+    /// The `Authorization` header that carries the token, if there is one: for requests to
+    /// the Hub's own host only.
+    pub fn auth_header(&self) -> Option<(String, String)> {
         self.token
             .as_ref()
             .map(|t| ("Authorization".to_owned(), format!("Bearer {t}")))

@@ -86,6 +86,12 @@ impl Snapshot {
         }
     }
 
+    /// The headers a request of these files needs: the Hub's token, if there is one (the
+    /// engine keeps it to the Hub's host across redirects).
+    pub fn headers(&self) -> Vec<(String, String)> {
+        self.client.auth_header().into_iter().collect()
+    }
+
     /// A fetch key per file: its resolve URL, size and (LFS files) SHA-256, so each object
     /// is checked against both.
     pub fn fetch_keys(&self) -> Vec<FetchKey> {

@@ -4,6 +4,7 @@
 mod commands;
 mod crashes;
 mod credentials;
+mod datasets;
 mod hf;
 mod json;
 mod pipes;
