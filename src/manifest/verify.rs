@@ -1,10 +1,12 @@
-//! Checking a local tree against a manifest: every listed file's size and SHA-256, hashed in
-//! parallel on rayon's pool (CPU-bound work, which is what it is for), and the files there
-//! that the manifest does not list.
+//! Checking a local tree against a manifest: every listed file's size and SHA-256 — hashed
+//! in parallel on rayon's pool with the `rayon` feature (CPU-bound work, which is what it
+//! is for), one after another without — and the files there that the manifest does not
+//! list.
 
 use std::io;
 use std::path::Path;
 
+#[cfg(feature = "rayon")]
 use rayon::prelude::*;
 
 use super::{Manifest, ManifestEntry};
@@ -54,9 +56,9 @@ enum Found {
 
 impl Manifest {
     /// Checks the files under `dir` against the manifest: each listed file's size, then its
-    /// SHA-256 where the manifest has one, in parallel (the largest first, so the last to
-    /// finish are small); `progress` is told the bytes of each block hashed, from any of
-    /// the pool's threads. A symbolic link is never followed: a listed name that is one is
+    /// SHA-256 where the manifest has one — in parallel with the `rayon` feature, the
+    /// largest first so the last to finish are small; `progress` is told the bytes of each
+    /// block hashed, from any of the pool's threads. A symbolic link is never followed: a listed name that is one is
     /// a mismatch.
     ///
     /// # Errors
@@ -67,10 +69,12 @@ impl Manifest {
         let mut listed: Vec<&ManifestEntry> = self.entries.values().collect();
         listed.sort_by_key(|e| std::cmp::Reverse(e.size));
         let extra = extra_files(dir, self)?;
-        let found: Vec<(&ManifestEntry, Found)> = listed
-            .par_iter()
-            .map(|&entry| (entry, check(dir, entry, progress)))
-            .collect();
+        let each = |entry: &ManifestEntry| check(dir, entry, progress);
+        #[cfg(feature = "rayon")]
+        let checked: Vec<Found> = listed.par_iter().map(|e| each(e)).collect();
+        #[cfg(not(feature = "rayon"))]
+        let checked: Vec<Found> = listed.iter().map(|e| each(e)).collect();
+        let found = listed.into_iter().zip(checked);
         let mut report = VerifyReport {
             extra,
             ..VerifyReport::default()
