@@ -118,6 +118,15 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Datasets: Hugging Face repositories and manifests
+//!
+//! [`HubClient`] lists a Hub repository (`hf://datasets/org/corpus@v1.0/data`, an
+//! [`HfPath`]) at the commit its revision names into a [`Snapshot`]: a download job, or
+//! the keys of an ordered fetch, each file checked against its size and the SHA-256 the
+//! tree lists. A [`Manifest`] pins a set of objects as text (names, sizes, digests, ETags,
+//! URLs): [`Manifest::job`] downloads exactly that set, failing what no longer matches, and
+//! [`Manifest::verify`] checks a local copy.
+//!
 //! # Keeping a copy of a prefix in step
 //!
 //! An [`S3Prefix`](Source::S3Prefix) job downloads every object under a prefix, listed page
@@ -232,7 +241,7 @@
 //! lowercase "what: why" message that names the URL, object or path, and the cause as its
 //! [`source`](std::error::Error::source): [`TemplateError`], [`NameError`], [`UrlError`],
 //! [`DownloadError`], [`SubmitError`], [`JobError`], [`BuildError`], [`FetchError`],
-//! [`S3Error`]; their sources include [`DigestMismatch`], [`EgressRefused`], [`UntrustedCertificate`] and
+//! [`S3Error`], [`HfError`], [`ManifestError`]; their sources include [`DigestMismatch`], [`EgressRefused`], [`UntrustedCertificate`] and
 //! [`Stalled`]. An object that cannot be stored in its S3 target fails with
 //! [`DownloadError::Store`], naming `s3://bucket/key`.
 //!

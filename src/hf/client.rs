@@ -23,6 +23,22 @@ const MAX_ANSWER_BYTES: u64 = 64 << 20;
 
 /// A client of one Hub: its endpoint, a token (sent to the Hub's own host only), the HTTP
 /// client and the retry policy of its API calls (429s wait as `Retry-After` says).
+///
+/// ```
+/// # let storage = haul_origin::Origin::start()?;
+/// # let repo = haul_origin::HubRepo::dataset("org/shards").lfs_file("train/0.tar", 300_000);
+/// # let hub = haul_origin::Origin::builder().hub(haul_origin::Hub::new(storage.url("")).repo(repo)).start()?;
+/// use haul::{Fetcher, HfPath, HubClient};
+///
+/// let client = HubClient::new(hub.url("")); // HubClient::from_env() reads HF_ENDPOINT, HF_TOKEN
+/// let snapshot = client.snapshot(&HfPath::parse("hf://datasets/org/shards/train")?)?;
+/// assert_eq!(snapshot.files().len(), 1);
+/// let fetcher = Fetcher::builder().build()?;
+/// for object in fetcher.fetch(snapshot.web(), snapshot.fetch_keys()) {
+///     assert_eq!(object?.size(), 300_000); // checked against the listed SHA-256
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct HubClient {
     endpoint: String,

@@ -8,22 +8,6 @@
 //! ([`Snapshot::fetch_keys`] with [`Snapshot::web`]); either way every file is fetched
 //! through its resolve URL at the commit (the redirect to the storage host followed, ranges
 //! taken there, the token sent to the Hub only) and checked against its size and digest.
-//!
-//! ```
-//! # let storage = haul_origin::Origin::start()?;
-//! # let repo = haul_origin::HubRepo::dataset("org/shards").lfs_file("train/0.tar", 300_000);
-//! # let hub = haul_origin::Origin::builder().hub(haul_origin::Hub::new(storage.url("")).repo(repo)).start()?;
-//! use haul::{Fetcher, HfPath, HubClient};
-//!
-//! let client = HubClient::new(hub.url("")); // HubClient::from_env() reads HF_ENDPOINT, HF_TOKEN
-//! let snapshot = client.snapshot(&HfPath::parse("hf://datasets/org/shards/train")?)?;
-//! assert_eq!(snapshot.files().len(), 1);
-//! let fetcher = Fetcher::builder().build()?;
-//! for object in fetcher.fetch(snapshot.web(), snapshot.fetch_keys()) {
-//!     assert_eq!(object?.size(), 300_000); // checked against the listed SHA-256
-//! }
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
 
 mod client;
 mod error;

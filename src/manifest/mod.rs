@@ -2,26 +2,7 @@
 //! where known, and URL — so the same bytes can be fetched next month, or a local copy
 //! checked, and the run says why not when they differ.
 //!
-//! # The format
-//!
-//! UTF-8 text, one object per line, sorted by name, so two manifests diff well (tabs shown
-//! as `⇥`):
-//!
-//! ```text
-//! # haul manifest 1
-//! # source hf://datasets/org/corpus at commit 0123456789abcdef0123456789abcdef01234567
-//! # 2 objects, 1000300 bytes
-//! README.md ⇥ 300 ⇥ - ⇥ - ⇥ https://huggingface.co/datasets/org/corpus/resolve/0123…/README.md
-//! data/train.parquet ⇥ 1000000 ⇥ 9f86d081… ⇥ - ⇥ https://huggingface.co/datasets/org/corpus/resolve/0123…/data/train.parquet
-//! ```
-//!
-//! The first line is `# haul manifest 1` (the format's version). Other lines starting with
-//! `#` are notes (the source, totals, an estimate), kept but not read; blank lines are
-//! skipped. An object's line has five fields separated by tabs: its **name** (where it
-//! lands: a relative path), its **size** in bytes, its **SHA-256** (64 hex digits), its
-//! **validator** (`etag:"…"`: the ETag it must have) and its **URL** (http or https; an
-//! `hf://` source's resolve URL at the commit, so the commit pins it). `-` stands for an
-//! unknown digest or validator. Names are unique.
+//! The text format is documented on [`Manifest`].
 
 mod probe;
 mod verify;
@@ -78,8 +59,30 @@ impl ManifestEntry {
     }
 }
 
-/// A pinned set of objects; see the [module documentation](self) for its text form, which
-/// `Display` writes and [`Manifest::parse`] reads.
+/// A pinned set of objects. `Display` writes its text form and [`Manifest::parse`] reads it.
+///
+/// # The format
+///
+/// UTF-8 text, one object per line, sorted by name, so two manifests diff well (tabs shown
+/// as `⇥`):
+///
+/// ```text
+/// # haul manifest 1
+/// # source hf://datasets/org/corpus at commit 0123456789abcdef0123456789abcdef01234567
+/// # 2 objects, 1000300 bytes
+/// README.md ⇥ 300 ⇥ - ⇥ - ⇥ https://huggingface.co/datasets/org/corpus/resolve/0123…/README.md
+/// data/train.parquet ⇥ 1000000 ⇥ 9f86d081… ⇥ - ⇥ https://huggingface.co/datasets/org/corpus/resolve/0123…/data/train.parquet
+/// ```
+///
+/// The first line is `# haul manifest 1` (the format's version). Other lines starting with
+/// `#` are notes (the source, totals, an estimate), kept but not read; blank lines are
+/// skipped. An object's line has five fields separated by tabs: its **name** (where it
+/// lands: a relative path), its **size** in bytes, its **SHA-256** (64 hex digits), its
+/// **validator** (`etag:"…"`: the ETag it must have) and its **URL** (http or https; an
+/// `hf://` source's resolve URL at the commit, so the commit pins it). `-` stands for an
+/// unknown digest or validator. Names are unique.
+///
+/// # In code
 ///
 /// ```
 /// use haul::{Manifest, ManifestEntry, Sha256Digest};
