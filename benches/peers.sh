@@ -39,6 +39,13 @@
 #            aria2c -j16 -x16 -s16 --min-split-size=1M (which splits every file) and wget2
 #        Each WAN case has a "link floor" row: its bytes at the link's rate plus one RTT;
 #        w1 and w1n also a measured one, cp -r of the same 1,000 files (the disk's floor).
+#     h  a Hugging Face dataset across the WAN (the origin's emulated Hub, `haul-hub`, its API
+#        and its storage host each behind a haul-wan proxy): 16 x 64 MiB LFS files and two
+#        small ones; haul get hf:// with no flags beside huggingface_hub's snapshot_download
+#        (0.36, the last with hf_transfer) at its defaults, with and without hf_transfer
+#     v  checking a tree against its digests (warm page cache): haul verify beside sha256sum -c
+#        alone and split over the cores (one sha256sum -c per core, as xargs -P would);
+#        v1 the 1,000 x 256 KiB files, v2 16 x 64 MiB (the 1 GiB object in pieces)
 #   C = --conc (default 16). Raw runs are appended to $OUT_TSV (default /tmp/haul-peers.tsv).
 #   WAN_RTT_MS, WAN_MBIT, WAN_THINK_MS, WAN_STRAGGLERS override the emulated network.
 #   HAUL_BIN runs another haul binary in the haul rows (say, an older commit's release build,
@@ -60,7 +67,7 @@ while [[ $# -gt 0 ]]; do
     *) sed -n '2,42p' "$0" >&2; exit 2 ;;
   esac
 done
-[[ -n "$ONLY" ]] || ONLY=" a b c d e u w"
+[[ -n "$ONLY" ]] || ONLY=" a b c d e u w h v"
 [[ " $ONLY " == *" w "* ]] && ONLY+=" w1 w1n w2 w3 w4"
 want() { [[ " $ONLY " == *" $1 "* ]]; }
 
@@ -85,11 +92,12 @@ cleanup() {
 trap cleanup EXIT
 
 echo "# building haul (release, max-level-debug)" >&2
-(cd "$ROOT" && cargo build -q --release -p haul-cli --features max-level-debug --bin haul && cargo build -q --release --features max-level-debug --example big_job_memory && cargo build -q --release -p haul-wan)
+(cd "$ROOT" && cargo build -q --release -p haul-cli --features max-level-debug --bin haul && cargo build -q --release --features max-level-debug --example big_job_memory && cargo build -q --release -p haul-wan && cargo build -q --release -p haul-origin --bin haul-hub)
 HAUL="${HAUL_BIN:-$ROOT/target/release/haul}"
 echo "# haul: $HAUL" >&2
 BIGJOB="$ROOT/target/release/examples/big_job_memory"
 WAN="$ROOT/target/release/haul-wan"
+HUB="$ROOT/target/release/haul-hub"
 
 echo "# fixtures in $FX_ROOT" >&2
 "$TOOLS/make-fixtures.sh" --standard "$FX_ROOT" >/dev/null
@@ -369,6 +377,71 @@ if want w3; then
   floor_row w3 "link floor (1,000 x 256 KiB at $WAN_MBIT Mbit/s + 1 RTT)" "$(wan_floor $((1000 * 262144)) "$WAN_MBIT")"
 fi
 
+if want h; then
+  HF_PY=${HF_PY:-$WORK/hfvenv/bin/python}
+  if ! [[ -x "$HF_PY" ]] || ! "$HF_PY" -c "import huggingface_hub, hf_transfer" 2>/dev/null; then
+    echo "# installing huggingface_hub 0.36 and hf_transfer (pip, in $WORK/hfvenv)" >&2
+    python3 -m venv "$WORK/hfvenv" && "$WORK/hfvenv/bin/pip" install -q "huggingface_hub==0.36.2" hf_transfer >&2
+    HF_PY="$WORK/hfvenv/bin/python"
+  fi
+  # hub_up ARGS...: a haul-hub process; prints its address.
+  hub_up() {
+    local out="$WORK/hub-$$-${#WAN_PIDS[@]}.out"
+    "$HUB" "$@" > "$out" 2> "$out.err" &
+    WAN_PIDS+=($!)
+    local i
+    for ((i = 0; i < 600; i++)); do
+      grep -q LISTENING "$out" 2>/dev/null && break
+      kill -0 "${WAN_PIDS[-1]}" 2>/dev/null || { cat "$out.err" >&2; exit 1; }
+      sleep 0.05
+    done
+    awk '/LISTENING/ {print $2}' "$out"
+  }
+  STORE=$(hub_up storage)
+  WS=$(wan_up "${STORE##*:}" --rate-mbit "$WAN_MBIT" --stragglers 0)
+  HFM="$WORK/hf.sha256"
+  HUBA=$(hub_up hub --storage "http://$WS" --files 16 --file-size $((64 << 20)) --sha256 "$HFM")
+  WH=$(wan_up "${HUBA##*:}" --rate-mbit "$WAN_MBIT" --stragglers 0)
+  echo "# h: a 1 GiB dataset (16 x 64 MiB LFS files) from the emulated Hub ($WH, storage $WS) across the WAN" >&2
+  HFENV=(env -u HF_TOKEN "HF_ENDPOINT=http://$WH" HF_HUB_DISABLE_TELEMETRY=1 "HF_HOME=$WORK/hf-home")
+  run_case h haul "haul get hf:// (no flags)" "$HFM" "${HFENV[@]}" "$HAUL" get -q hf://datasets/bench/shards -o @DEST@
+  SNAP="from huggingface_hub import snapshot_download; import sys; snapshot_download('bench/shards', repo_type='dataset', local_dir=sys.argv[1])"
+  run_case h peer "huggingface_hub snapshot_download + hf_transfer" "$HFM" "${HFENV[@]}" HF_HUB_ENABLE_HF_TRANSFER=1 "$HF_PY" -c "$SNAP" @DEST@
+  run_case h peer "huggingface_hub snapshot_download (default)" "$HFM" "${HFENV[@]}" "$HF_PY" -c "$SNAP" @DEST@
+  floor_row h "link floor (1 GiB at $WAN_MBIT Mbit/s + 1 RTT)" "$(wan_floor $((16 * (64 << 20) + 2300)) "$WAN_MBIT")"
+fi
+
+if want v; then
+  # haul_manifest SHA256SUMS DIR: the same digests as a haul manifest (sizes from DIR).
+  haul_manifest() {
+    python3 - "$1" "$2" <<'PY'
+import os, sys
+print("# haul manifest 1")
+for line in open(sys.argv[1]):
+    digest, name = line.rstrip("\n").split("  ", 1)
+    size = os.path.getsize(os.path.join(sys.argv[2], name))
+    print(f"{name}\t{size}\t{digest}\t-\thttp://127.0.0.1/{name}")
+PY
+  }
+  CHUNKS="$FX_ROOT/chunks"
+  if ! [[ -f "$CHUNKS/chunks.sha256" ]]; then
+    mkdir -p "$CHUNKS"
+    (cd "$CHUNKS" && split -b $((64 << 20)) -d -a 2 "$FX_ROOT/big/$(cd "$FX_ROOT/big" && ls | head -1)" chunk- &&
+      sha256sum chunk-* > chunks.sha256.tmp && mv chunks.sha256.tmp chunks.sha256)
+  fi
+  P=$(nproc)
+  for v in v1 v2; do
+    if [[ $v == v1 ]]; then D="$FX_ROOT/s256k" S="$FX_ROOT/s256k.sha256"; else D="$CHUNKS" S="$CHUNKS/chunks.sha256"; fi
+    haul_manifest "$S" "$D" > "$WORK/$v.manifest"
+    echo "# $v: verifying $(wc -l < "$S") files in $D" >&2
+    run_case "$v" haul "haul verify" - "$HAUL" verify -q "$D" --manifest "$WORK/$v.manifest"
+    run_case "$v" peer "sha256sum -c" - bash -c 'cd "$1" && sha256sum -c --quiet "$2"' _ "$D" "$S"
+    run_case "$v" peer "sha256sum -c, $P at once (the list split by lines)" - bash -c \
+      'cd "$1" && split -n "l/$3" "$2" "$4/part-" && pids=(); for f in "$4"/part-*; do sha256sum -c --quiet "$f" & pids+=($!); done; rc=0; for p in "${pids[@]}"; do wait "$p" || rc=1; done; rm -f "$4"/part-*; exit $rc' \
+      _ "$D" "$S" "$P" "$WORK"
+  done
+fi
+
 MEM_ROWS=()
 if want d; then
   echo "# d: peak RSS" >&2
@@ -410,13 +483,14 @@ import sys
 case, name, m, kind, best, runs = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4], float(sys.argv[5]), sys.argv[6].split()
 count, size = {"a": (2000, 65536), "b": (1, 1 << 30), "b2": (1, 1 << 30), "c": (1000, 262144), "e": (2000, 65536), "e2": (1, 1 << 30),
                "w1": (1000, 65536), "w1n": (1000, 65536), "w2": (1, 1 << 30), "w3": (1000, 262144),
-               "w4": (201, 200 * 65536 + (48 << 20)), "u": (1000, 262144), "u2": (1, 1 << 30), "u3": (1000, 262144)}[case]
+               "w4": (201, 200 * 65536 + (48 << 20)), "h": (1, 1 << 30), "v1": (1000, 262144), "v2": (1, 1 << 30), "u": (1000, 262144), "u2": (1, 1 << 30), "u3": (1000, 262144)}[case]
 rate = f"{count / m:,.0f} obj/s" if count > 1 else f"{size / m / 1e9:.2f} GB/s"
 ratio = f"**{m / best:.2f}**" if kind == "haul" and best else ("" if kind == "floor" else f"{m / best:.2f}")
 label = {"a": "a 2,000 x 64 KiB → files", "b": "b 1 GiB → /dev/null", "b2": "b 1 GiB → file", "c": "c 1,000 x 256 KiB S3", "e": "e 2,000 x 64 KiB → S3", "e2": "e 1 GiB → S3",
          "w1": "w1 WAN 1,000 x 64 KiB", "w1n": "w1n WAN, no stragglers", "w2": "w2 WAN 1 GiB", "w3": "w3 WAN S3 1,000 x 256 KiB",
          "w4": "w4 WAN tail: 200 x 64 KiB + 48 MiB", "u": "u 1,000 x 256 KiB files → S3", "u2": "u2 1 GiB file → S3",
-         "u3": "u3 rerun, 1,000 files unchanged"}[case]
+         "u3": "u3 rerun, 1,000 files unchanged", "h": "h WAN Hugging Face 16 x 64 MiB",
+         "v1": "v1 verify 1,000 x 256 KiB", "v2": "v2 verify 16 x 64 MiB"}[case]
 print(f"| {label} | {name} | {m:.3f} | {rate} | {ratio} | {', '.join(runs)} |")
 PY
 done
@@ -438,13 +512,13 @@ if want w1 && want w1n; then
     echo "| $name | $a | $b | $(python3 -c "print(f'{$a / $b:.2f}')") |"
   done
 fi
-if want w1 || want w2 || want w3; then
+if want w1 || want w2 || want w3 || want h; then
   echo
   echo "| WAN case | haul row | median s | link floor s | ratio to floor |"
   echo "|---|---|---|---|---|"
   for key in "${ORDER[@]}"; do
     case=${key%%|*}
-    [[ $case == w* && ${KIND[$key]} == haul ]] || continue
+    [[ ($case == w* || $case == h) && ${KIND[$key]} == haul ]] || continue
     for f in "${ORDER[@]}"; do
       [[ ${f%%|*} == "$case" && ${KIND[$f]} == floor ]] || continue
       a=$(median "${RESULTS[$key]}") b=$(median "${RESULTS[$f]}")

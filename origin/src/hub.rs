@@ -1,8 +1,8 @@
 //! An emulated Hugging Face Hub: the parts of its API a downloader uses, over the origin's
 //! own connection handling.
 //!
-//! - `GET /api/{models|datasets|spaces}/{org}/{name}/revision/{rev}`: `{"id", "sha"}`, the
-//!   commit a branch (or the commit itself) names.
+//! - `GET /api/{models|datasets|spaces}/{org}/{name}/revision/{rev}`: `{"id", "sha",
+//!   "siblings"}`, the commit a branch (or the commit itself) names, and the files' names.
 //! - `GET /api/{kind}/{org}/{name}/tree/{rev}[/{path}]?recursive=true`: the entries under
 //!   `path` as a JSON array, [`Hub::page_size`] at a time, the next page in a
 //!   `Link: <…>; rel="next"` header (its URL carries `cursor=N`).
@@ -274,11 +274,22 @@ impl Hub {
             );
         }
         match *verb {
-            "revision" if path.is_empty() => json(
-                200,
-                "",
-                &format!(r#"{{"id":"{}","sha":"{}"}}"#, escape(&repo.id), repo.commit),
-            ),
+            // With the files' names, as the Hub's repo info has them (huggingface_hub's
+            // snapshot_download before 1.0 lists a repo by them).
+            "revision" if path.is_empty() => {
+                let siblings: Vec<String> = repo
+                    .files
+                    .iter()
+                    .map(|f| format!(r#"{{"rfilename":"{}"}}"#, escape(&f.path)))
+                    .collect();
+                let body = format!(
+                    r#"{{"id":"{}","sha":"{}","private":false,"siblings":[{}]}}"#,
+                    escape(&repo.id),
+                    repo.commit,
+                    siblings.join(",")
+                );
+                json(200, "", &body)
+            }
             "tree" => {
                 let under = decode(&path.join("/"));
                 let recursive = query
