@@ -66,10 +66,6 @@ fn a_planned_template_downloads_exactly_and_verify_names_what_differs() {
         assert!(said.contains("missing: part-2.bin"), "{said}");
         assert!(said.contains("mismatch: part-1.bin: has 5 bytes"), "{said}");
         assert!(said.contains("extra: stray.bin"), "{said}");
-        let out = haul(&["--json", "verify", dir_arg, "--manifest", file], &[]);
-        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(json["clean"], false);
-        assert_eq!(json["missing"][0], "part-2.bin");
 
         // The objects changed at the origin: the pinned ETags fail every one, nothing lands.
         origin.replace_objects();

@@ -215,3 +215,42 @@ fn every_json_output_has_exactly_the_documented_fields() {
         assert_eq!(failure["url"], format!("s3://{bucket}/k/gone"));
     });
 }
+
+#[test]
+fn verify_prints_the_documented_fields() {
+    guard(|| {
+        let dir = TestDir::new();
+        std::fs::write(dir.path().join("a.bin"), b"abc").unwrap();
+        std::fs::write(dir.path().join("b.bin"), b"longer").unwrap();
+        std::fs::write(dir.path().join("stray"), b"x").unwrap();
+        let mut manifest = haul::Manifest::new();
+        let digest = haul::Sha256Digest::of(b"abc");
+        manifest.push(haul::ManifestEntry::new("a.bin", 3, "https://h/a.bin").sha256(digest));
+        manifest.push(haul::ManifestEntry::new("b.bin", 2, "https://h/b.bin"));
+        manifest.push(haul::ManifestEntry::new("c.bin", 1, "https://h/c.bin"));
+        let file = dir.path().join(".haul-test.manifest");
+        std::fs::write(&file, manifest.to_string()).unwrap();
+        let out = std::process::Command::new(crate::HAUL)
+            .args([
+                "--json",
+                "verify",
+                dir.path().to_str().unwrap(),
+                "--manifest",
+            ])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        let json = last_json(&out.stdout);
+        assert_fields("verify", &json);
+        assert_eq!(json["clean"], false);
+        assert_eq!(
+            (json["good"].as_u64(), json["bytes_hashed"].as_u64()),
+            (Some(1), Some(3))
+        );
+        assert_eq!(json["missing"], serde_json::json!(["c.bin"]));
+        assert_eq!(json["extra"], serde_json::json!(["stray"]));
+        assert_fields("mismatch", &json["mismatched"][0]);
+        assert_eq!(json["mismatched"][0]["name"], "b.bin");
+    });
+}
