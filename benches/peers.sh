@@ -424,14 +424,16 @@ for line in open(sys.argv[1]):
 PY
   }
   CHUNKS="$FX_ROOT/chunks"
-  if ! [[ -f "$CHUNKS/chunks.sha256" ]]; then
-    mkdir -p "$CHUNKS"
+  # The digests beside the directory, not in it: a file there that they do not list is
+  # an extra one to haul verify.
+  if ! [[ -f "$FX_ROOT/chunks.sha256" ]]; then
+    rm -rf "$CHUNKS" && mkdir -p "$CHUNKS"
     (cd "$CHUNKS" && split -b $((64 << 20)) -d -a 2 "$FX_ROOT/big/$(cd "$FX_ROOT/big" && ls | head -1)" chunk- &&
-      sha256sum chunk-* > chunks.sha256.tmp && mv chunks.sha256.tmp chunks.sha256)
+      sha256sum chunk-* > "$FX_ROOT/chunks.sha256.tmp" && mv "$FX_ROOT/chunks.sha256.tmp" "$FX_ROOT/chunks.sha256")
   fi
   P=$(nproc)
   for v in v1 v2; do
-    if [[ $v == v1 ]]; then D="$FX_ROOT/s256k" S="$FX_ROOT/s256k.sha256"; else D="$CHUNKS" S="$CHUNKS/chunks.sha256"; fi
+    if [[ $v == v1 ]]; then D="$FX_ROOT/s256k" S="$FX_ROOT/s256k.sha256"; else D="$CHUNKS" S="$FX_ROOT/chunks.sha256"; fi
     haul_manifest "$S" "$D" > "$WORK/$v.manifest"
     echo "# $v: verifying $(wc -l < "$S") files in $D" >&2
     run_case "$v" haul "haul verify" - "$HAUL" verify -q "$D" --manifest "$WORK/$v.manifest"

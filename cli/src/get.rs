@@ -138,26 +138,37 @@ pub(crate) fn run(mut args: Args) -> Result<ExitCode, Box<dyn Error>> {
         if manifest.is_empty() {
             return Err(UsageError(format!("--manifest {} has no objects", path.display())).into());
         }
-        // The Hub's files get its token (if there is one), the others none: two jobs.
+        // The Hub's files get its token (if there is one), other URLs none, each bucket's
+        // objects are a job of that bucket's.
         let client = args.hf.client(&args.net)?;
         let endpoint = format!("{}/", client.endpoint());
-        let (mut on_hub, mut elsewhere) = (haul::Manifest::new(), haul::Manifest::new());
+        let (mut on_hub, mut web, mut s3) = Default::default();
         for entry in manifest.entries() {
-            let part = if entry.url.starts_with(&endpoint) {
+            let part: &mut haul::Manifest = if entry.url.starts_with("s3://") {
+                &mut s3
+            } else if entry.url.starts_with(&endpoint) {
                 &mut on_hub
             } else {
-                &mut elsewhere
+                &mut web
             };
             part.push(entry.clone());
         }
-        for (part, token) in [(on_hub, client.auth_header()), (elsewhere, None)] {
-            if part.is_empty() {
-                continue;
+        let (on_hub, web, s3): (haul::Manifest, haul::Manifest, haul::Manifest) = (on_hub, web, s3);
+        let mut parts = Vec::new();
+        for (part, token) in [(on_hub, client.auth_header()), (web, None)] {
+            if !part.is_empty() {
+                let spec = part.job();
+                parts.push(match token {
+                    Some((name, value)) => spec.header(name, value),
+                    None => spec,
+                });
             }
-            let mut spec = part.job();
-            if let Some((name, value)) = token {
-                spec = spec.header(name, value);
-            }
+        }
+        if !s3.is_empty() {
+            let config = args.s3.config(&args.net)?;
+            parts.extend(s3.jobs(&config).map_err(|e| UsageError(e.to_string()))?);
+        }
+        for spec in parts {
             specs.push(spec);
             shown.push(format!("--manifest {}", path.display()));
         }

@@ -23,6 +23,9 @@ Examples:
   # A range of shards, their sizes and ETags
   haul plan 'https://host/shard-{0000..0999}.tar' > shards.manifest
 
+  # The objects under a bucket prefix (named as `s3 get` lands them)
+  haul plan s3://bucket/shards/ > shards.manifest
+
   # Check a copy against it
   haul verify corpus/ --manifest corpus.manifest
 ";
@@ -36,7 +39,8 @@ const ESTIMATE_CONNECTIONS: u64 = 16;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
-    /// URLs, range templates or hf:// repositories (as `get` takes them).
+    /// URLs, range templates, hf:// repositories (as `get` takes them) or s3://bucket/prefix
+    /// (every object under it, named as `s3 get` lands it, with its size and ETag).
     sources: Vec<String>,
     /// A file of URLs, one per line, or - for stdin (as `get --list`).
     #[arg(long, value_name = "FILE")]
@@ -53,6 +57,8 @@ pub(crate) struct Args {
     net: crate::net::NetArgs,
     #[command(flatten, next_help_heading = "Hugging Face options")]
     hf: crate::hf::HfArgs,
+    #[command(flatten, next_help_heading = "S3 options")]
+    s3: crate::net::S3Args,
 }
 
 pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
@@ -70,6 +76,20 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
     let mut named = Vec::new();
     let mut hub = None;
     for source in &args.sources {
+        if source.starts_with("s3://") {
+            let (bucket, prefix) = crate::s3::split_s3_url(source)?;
+            let config = args.s3.config(&args.net)?;
+            let bucket =
+                haul::Bucket::new(bucket, &config).map_err(|e| UsageError(e.to_string()))?;
+            let listed = Manifest::from_bucket(&bucket, prefix, &select)?;
+            for note in listed.notes() {
+                manifest.note(note.clone());
+            }
+            for entry in listed.entries() {
+                add(&mut manifest, entry.clone())?;
+            }
+            continue;
+        }
         if haul::HfPath::is_hf(source) {
             let client = match &hub {
                 Some(client) => client,

@@ -75,6 +75,11 @@ pub(crate) enum Expansion {
     /// A bucket prefix, listed a page at a time as objects are needed. Pulling a new page
     /// blocks the dispatcher for one listing request (once per 1,000 objects).
     Listed(Box<Listed>),
+    /// Named keys of the job's bucket, validated at submit.
+    Keys {
+        bucket: String,
+        keys: std::vec::IntoIter<(String, ObjectName)>,
+    },
     /// Local files for S3 targets, walked a directory at a time.
     Local(Box<crate::downloader::uploads::LocalFiles>),
 }
@@ -135,6 +140,10 @@ impl Expansion {
         match self {
             Expansion::Local(files) => files.next(),
             Expansion::List(list) => list.next().map(|(url, name)| Next::of(url, Ok(name))),
+            Expansion::Keys { bucket, keys } => keys.next().map(|(key, name)| Next {
+                key: Some(key.clone()),
+                ..Next::of(format!("s3://{bucket}/{key}"), Ok(name))
+            }),
             Expansion::Range {
                 names,
                 subdir,

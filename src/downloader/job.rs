@@ -50,6 +50,14 @@ pub enum Source {
         /// Only keys ending with this (applied locally), e.g. `.tar`.
         suffix: Option<String>,
     },
+    /// Named keys of an S3 bucket (a manifest's objects): each `(name, key)` lands under its
+    /// name. See [`JobSpec::s3_keys`].
+    S3Keys {
+        /// The bucket.
+        bucket: crate::s3::Bucket,
+        /// `(name, key)` pairs.
+        keys: Vec<(String, String)>,
+    },
     /// Local files, uploaded into the downloader's S3 targets: each file given lands under
     /// its file name, each file under a directory given under its path relative to that
     /// directory (`/` between components). Directories are walked lazily, one at a time, in
@@ -92,6 +100,11 @@ impl fmt::Debug for Source {
                 .field("bucket", &bucket.name())
                 .field("prefix", prefix)
                 .field("suffix", suffix)
+                .finish(),
+            Source::S3Keys { bucket, keys } => f
+                .debug_struct("S3Keys")
+                .field("bucket", &bucket.name())
+                .field("keys", &keys.len())
                 .finish(),
             Source::Local { paths } => f.debug_struct("Local").field("paths", paths).finish(),
         }
@@ -245,6 +258,23 @@ impl JobSpec {
                 .map(|(n, u)| (Some(n.into()), u.into()))
                 .collect(),
         ))
+    }
+
+    /// The keys of `bucket` given, each under the name it is paired with (see
+    /// [`Source::S3Keys`]): `(name, key)`.
+    pub fn s3_keys<I, N, K>(bucket: &crate::s3::Bucket, keys: I) -> JobSpec
+    where
+        I: IntoIterator<Item = (N, K)>,
+        N: Into<String>,
+        K: Into<String>,
+    {
+        JobSpec::new(Source::S3Keys {
+            bucket: bucket.clone(),
+            keys: keys
+                .into_iter()
+                .map(|(n, k)| (n.into(), k.into()))
+                .collect(),
+        })
     }
 
     /// Every object under `prefix` in `bucket` (see [`Source::S3Prefix`]).
@@ -483,6 +513,9 @@ impl JobSpec {
                     .map(|s| format!(" *{s}"))
                     .unwrap_or_default()
             ),
+            Source::S3Keys { bucket, keys } => {
+                format!("keys: {} of s3://{}", keys.len(), bucket.name())
+            }
             Source::Local { paths } => match paths.as_slice() {
                 [one] => format!("upload: {}", one.display()),
                 many => format!("upload: {} paths", many.len()),

@@ -149,7 +149,7 @@ pub(crate) fn prepare(
         .clone()
         .unwrap_or_else(|| spec.default_description());
     let job_bucket = match &spec.source {
-        Source::S3Prefix { bucket, .. } => Some(bucket.clone()),
+        Source::S3Prefix { bucket, .. } | Source::S3Keys { bucket, .. } => Some(bucket.clone()),
         _ => None,
     };
     let is_range = matches!(spec.source, Source::Range { .. });
@@ -227,6 +227,38 @@ pub(crate) fn prepare(
                     names: KeyNames::new(&prefix, spec.relative_names, subdir),
                     failed: false,
                 })),
+            )
+        }
+        Source::S3Keys { bucket, keys } => {
+            if keys.is_empty() {
+                return Err(SubmitError::Empty);
+            }
+            let mut objects = Vec::with_capacity(keys.len());
+            let mut seen = std::collections::HashMap::with_capacity(keys.len());
+            for (second, (name, key)) in keys.into_iter().enumerate() {
+                let name = ObjectName::new(name)?;
+                if select.as_ref().is_some_and(|s| !s.matches(name.as_str())) {
+                    continue;
+                }
+                let name = match &subdir {
+                    Some(dir) => name.under(dir)?,
+                    None => name,
+                };
+                if let Some(first) = seen.insert(name.to_string(), second) {
+                    return Err(SubmitError::DuplicateName {
+                        name: name.to_string(),
+                        first,
+                        second,
+                    });
+                }
+                objects.push((key, name));
+            }
+            (
+                Some(objects.len() as u64),
+                Expansion::Keys {
+                    bucket: bucket.name().to_owned(),
+                    keys: objects.into_iter(),
+                },
             )
         }
         Source::Local { paths } => {

@@ -79,8 +79,8 @@ impl ManifestEntry {
 /// skipped. An object's line has five fields separated by tabs: its **name** (where it
 /// lands: a relative path), its **size** in bytes, its **SHA-256** (64 hex digits), its
 /// **validator** (`etag:"…"`: the ETag it must have) and its **URL** (http or https; an
-/// `hf://` source's resolve URL at the commit, so the commit pins it). `-` stands for an
-/// unknown digest or validator. Names are unique.
+/// `hf://` source's resolve URL at the commit, so the commit pins it; `s3://bucket/key` for
+/// an object of a bucket). `-` stands for an unknown digest or validator. Names are unique.
 ///
 /// # In code
 ///
@@ -237,7 +237,9 @@ impl Manifest {
                         .to_owned(),
                 ),
             };
-            crate::source::url::check_url(url).map_err(|e| bad(e.to_string()))?;
+            if s3_object(url).is_none() {
+                crate::source::url::check_url(url).map_err(|e| bad(e.to_string()))?;
+            }
             if manifest.entries.contains_key(name) {
                 return Err(bad(format!("{name:?} is listed twice")));
             }
@@ -252,30 +254,111 @@ impl Manifest {
         Ok(manifest)
     }
 
-    /// A download job of exactly these objects: each under its name, checked against its
-    /// size, its SHA-256 and its ETag where the manifest has them (an object that no longer
-    /// matches fails, named, and nothing of it lands). Resumable and shardable as any job.
+    /// A download job of exactly its web objects (its `http(s)` URLs): each under its name,
+    /// checked against its size, its SHA-256 and its ETag where the manifest has them (an
+    /// object that no longer matches fails, named, and nothing of it lands). Resumable and
+    /// shardable as any job. Objects of buckets are [`jobs`](Manifest::jobs)' too.
     pub fn job(&self) -> JobSpec {
-        let pairs = self
+        let web: Vec<&ManifestEntry> = self
             .entries
             .values()
-            .map(|e| (e.name.clone(), e.url.clone()));
-        let mut spec = JobSpec::multi_named(pairs).description(format!(
-            "manifest: {} objects, {} bytes",
-            self.len(),
-            self.total_bytes()
-        ));
+            .filter(|e| s3_object(&e.url).is_none())
+            .collect();
+        let pairs = web.iter().map(|e| (e.name.clone(), e.url.clone()));
+        pinned(JobSpec::multi_named(pairs), &web)
+    }
+
+    /// Download jobs of every object: one of the web objects ([`job`](Manifest::job)), if
+    /// there are any, and one per bucket of the `s3://` objects, with `config`'s store and
+    /// credentials, each checked as `job` checks them.
+    ///
+    /// # Errors
+    ///
+    /// An [`S3Error`](crate::S3Error) when a bucket's client cannot be made.
+    pub fn jobs(&self, config: &crate::S3Config) -> Result<Vec<JobSpec>, crate::S3Error> {
+        let mut by_bucket: BTreeMap<&str, Vec<(&ManifestEntry, &str)>> = BTreeMap::new();
+        let mut web = false;
         for entry in self.entries.values() {
-            spec = spec.size(entry.name.clone(), entry.size);
-            if let Some(digest) = entry.sha256 {
-                spec = spec.sha256(entry.name.clone(), digest);
-            }
-            if let Some(etag) = &entry.etag {
-                spec = spec.etag(entry.name.clone(), etag.clone());
+            match s3_object(&entry.url) {
+                Some((bucket, key)) => by_bucket.entry(bucket).or_default().push((entry, key)),
+                None => web = true,
             }
         }
-        spec
+        let mut jobs = Vec::new();
+        if web {
+            jobs.push(self.job());
+        }
+        for (name, objects) in by_bucket {
+            let bucket = crate::Bucket::new(name, config)?;
+            let pairs = objects
+                .iter()
+                .map(|(e, key)| (e.name.clone(), (*key).to_owned()));
+            let entries: Vec<&ManifestEntry> = objects.iter().map(|(e, _)| *e).collect();
+            jobs.push(pinned(JobSpec::s3_keys(&bucket, pairs), &entries));
+        }
+        Ok(jobs)
     }
+
+    /// The manifest of the objects under `prefix` in `bucket` that `select` takes (its
+    /// patterns on the key after the prefix, as `s3 get`), each named by its key after the
+    /// prefix's directory (as `s3 get` lands it), with its size and ETag.
+    ///
+    /// # Errors
+    ///
+    /// The listing's [`S3Error`](crate::S3Error); a key that makes no safe name.
+    pub fn from_bucket(
+        bucket: &crate::Bucket,
+        prefix: &str,
+        select: &crate::KeySelection,
+    ) -> Result<Manifest, crate::S3Error> {
+        let names = crate::downloader::key_names::KeyNames::new(prefix, true, None);
+        let mut manifest = Manifest::new();
+        manifest.note(format!("source s3://{}/{prefix}", bucket.name()));
+        for object in bucket.list(prefix) {
+            let object = object?;
+            let relative = object.key.get(prefix.len()..).unwrap_or(&object.key);
+            if object.key.ends_with('/') || !select.matches_listed(relative, &object) {
+                continue;
+            }
+            let url = format!("s3://{}/{}", bucket.name(), object.key);
+            let name = names.name(&object.key).map_err(|e| crate::S3Error::Parse {
+                op: "list",
+                bucket: bucket.name().to_owned(),
+                key: object.key.clone(),
+                reason: format!("no safe name: {e}"),
+            })?;
+            let mut entry = ManifestEntry::new(name.to_string(), object.size, url);
+            // As the store sends it in answers, quoted: what a GET's ETag is compared with.
+            entry.etag = object.etag.map(|e| format!("\"{e}\""));
+            manifest.push(entry);
+        }
+        Ok(manifest)
+    }
+}
+
+/// `spec` checked against the entries' sizes, digests and ETags, described by them.
+fn pinned(mut spec: JobSpec, entries: &[&ManifestEntry]) -> JobSpec {
+    let bytes: u64 = entries.iter().map(|e| e.size).sum();
+    spec = spec.description(format!(
+        "manifest: {} objects, {bytes} bytes",
+        entries.len()
+    ));
+    for entry in entries {
+        spec = spec.size(entry.name.clone(), entry.size);
+        if let Some(digest) = entry.sha256 {
+            spec = spec.sha256(entry.name.clone(), digest);
+        }
+        if let Some(etag) = &entry.etag {
+            spec = spec.etag(entry.name.clone(), etag.clone());
+        }
+    }
+    spec
+}
+
+/// `(bucket, key)` of an `s3://bucket/key` URL.
+fn s3_object(url: &str) -> Option<(&str, &str)> {
+    let (bucket, key) = url.strip_prefix("s3://")?.split_once('/')?;
+    (!bucket.is_empty() && !key.is_empty()).then_some((bucket, key))
 }
 
 impl fmt::Display for Manifest {

@@ -171,3 +171,59 @@ fn verify_reports_missing_extra_and_mismatched_files_and_follows_no_link() {
         assert!(manifest.verify(&root.join("nope"), &|_| {}).is_err());
     });
 }
+
+#[test]
+fn a_bucket_prefix_planned_and_downloaded_by_manifest_fails_objects_replaced_since() {
+    guard(|| {
+        let server = crate::support::s3::S3Server::start(&["data"]);
+        let objects: Vec<(String, Vec<u8>)> = (0..5)
+            .map(|i| {
+                (
+                    format!("set/part-{i}.bin"),
+                    body(&format!("/p{i}"), 10_000 + i),
+                )
+            })
+            .collect();
+        server.seed_many("data", objects.clone());
+        let bucket = server.bucket("data");
+        let manifest = Manifest::from_bucket(&bucket, "set/", &haul::KeySelection::new()).unwrap();
+        assert_eq!(manifest.len(), 5);
+        let entry = manifest.get("part-3.bin").unwrap();
+        assert_eq!(entry.url, format!("s3://{}/set/part-3.bin", bucket.name()));
+        assert!(entry.etag.as_deref().is_some_and(|e| e.starts_with('"')));
+        // It reads back as it was written.
+        assert_eq!(Manifest::parse(&manifest.to_string()).unwrap(), manifest);
+        let jobs = manifest.jobs(&server.config()).unwrap();
+        assert_eq!(jobs.len(), 1, "one bucket, no web objects");
+
+        // One object replaced after the plan by one of the same size: its ETag says so, it
+        // fails as changed, the others land.
+        server.seed_file("data", "set/part-1.bin", &body("/other", 10_001));
+        let dir = TestDir::new();
+        let downloader = Downloader::builder().mountpath(dir.path()).build().unwrap();
+        let mut ids = Vec::new();
+        for job in jobs {
+            ids.push(downloader.submit(job.retry(quick())).unwrap());
+        }
+        for id in ids {
+            assert!(downloader.wait(id, Duration::from_secs(50)).unwrap());
+            let status = downloader.status(id, Detail::All).unwrap();
+            assert_eq!((status.finished, status.failed), (4, 1), "{status:?}");
+            assert_eq!(status.failures[0].name, "part-1.bin");
+            let error = haul::error_chain(&*status.failures[0].error);
+            assert!(error.contains("the manifest pinned"), "{error}");
+        }
+        let report = manifest.verify(dir.path(), &|_| {}).unwrap();
+        assert_eq!(report.missing, ["part-1.bin"]);
+        assert_eq!(report.good, 4);
+        for (key, bytes) in &objects {
+            let name = key.trim_start_matches("set/");
+            if name != "part-1.bin" {
+                assert!(
+                    std::fs::read(dir.path().join(name)).unwrap() == *bytes,
+                    "{name}"
+                );
+            }
+        }
+    });
+}

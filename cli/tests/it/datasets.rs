@@ -155,3 +155,64 @@ fn a_planned_hub_snapshot_pins_the_commit_and_digests_and_verify_hashes_them() {
         );
     });
 }
+
+#[test]
+fn a_planned_bucket_prefix_downloads_by_manifest_under_the_names_s3_get_gives() {
+    guard(|| {
+        let server = crate::support::s3::S3Server::start(&["data"]);
+        let bucket = server.bucket_name("data");
+        for i in 0..4 {
+            server.seed_file(
+                "data",
+                &format!("set/sub/part-{i}.bin"),
+                &vec![b'a' + i; 1000 + usize::from(i)],
+            );
+        }
+        server.seed_file("data", "set/skip.txt", b"not selected");
+        let out = crate::haul_for(&server)
+            .args(["plan", "--include", "*.bin", &format!("s3://{bucket}/set/")])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = String::from_utf8(out.stdout).unwrap();
+        let manifest = haul::Manifest::parse(&text).unwrap();
+        assert_eq!(manifest.len(), 4, "{text}");
+        assert!(manifest.get("sub/part-2.bin").is_some(), "{text}");
+        let work = TestDir::new();
+        let file = work.path().join("m");
+        std::fs::write(&file, &text).unwrap();
+        let dir = work.path().join("out");
+        let out = crate::haul_for(&server)
+            .args([
+                "get",
+                "--manifest",
+                file.to_str().unwrap(),
+                "-o",
+                dir.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let mut landed = files_under(&dir);
+        landed.sort();
+        assert_eq!(
+            landed,
+            [
+                "sub/part-0.bin",
+                "sub/part-1.bin",
+                "sub/part-2.bin",
+                "sub/part-3.bin"
+            ]
+        );
+        let out = haul(
+            &[
+                "verify",
+                dir.to_str().unwrap(),
+                "--manifest",
+                file.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    });
+}
