@@ -80,9 +80,14 @@ NGINX_PORT=${NGINX_PORT:-18080}
 S3_PORT=${S3_PORT:-18333}
 OUT_TSV=${OUT_TSV:-/tmp/haul-peers.tsv}
 mkdir -p "$WORK"
-STARTED_NGINX=0 STARTED_S3=0 WAN_PIDS=()
+STARTED_NGINX=0 STARTED_S3=0
+# The background servers' pids, one a line: a file, since they are started inside command
+# substitutions (subshells), whose variables the script never sees.
+PIDS="$WORK/pids-$$"
+: > "$PIDS"
 cleanup() {
-  for pid in "${WAN_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  while read -r pid; do kill "$pid" 2>/dev/null || true; done < "$PIDS"
+  rm -f "$PIDS"
   if ((KEEP == 0)); then
     ((STARTED_NGINX)) && "$TOOLS/nginx-down.sh" "$NGINX_PORT" >/dev/null || true
     ((STARTED_S3)) && "$TOOLS/s3-down.sh" "$S3_PORT" >/dev/null || true
@@ -152,21 +157,26 @@ floor_row() { local key="$1|$2"; ORDER+=("$key"); KIND[$key]=floor; RESULTS[$key
 
 WAN_RTT_MS=${WAN_RTT_MS:-40} WAN_MBIT=${WAN_MBIT:-1000} WAN_THINK_MS=${WAN_THINK_MS:-10}
 WAN_STRAGGLERS=${WAN_STRAGGLERS:-0.02}
+# listening CMD...: starts CMD in the background (killed at exit), waits until it prints
+# "LISTENING ADDR" (at most 30 s), and prints ADDR.
+listening() {
+  local out pid i
+  out=$(mktemp "$WORK/listen-$$-XXXXXX")
+  "$@" > "$out" 2> "$out.err" &
+  pid=$!
+  echo "$pid" >> "$PIDS"
+  for ((i = 0; i < 600; i++)); do
+    grep -q LISTENING "$out" 2>/dev/null && break
+    kill -0 "$pid" 2>/dev/null || { cat "$out.err" >&2; exit 1; }
+    sleep 0.05
+  done
+  awk '/LISTENING/ {print $2}' "$out"
+}
 # wan_up UPSTREAM_PORT [haul-wan flags...]: starts an emulated WAN in front of the port and
 # prints its address (host:port).
 wan_up() {
   local upstream=$1; shift
-  local out="$WORK/wan-$$-${#WAN_PIDS[@]}.out"
-  "$WAN" --upstream "127.0.0.1:$upstream" --rtt-ms "$WAN_RTT_MS" --think-median-ms "$WAN_THINK_MS" \
-    "$@" > "$out" 2> "$out.err" &
-  WAN_PIDS+=($!)
-  local i
-  for ((i = 0; i < 100; i++)); do
-    grep -q LISTENING "$out" 2>/dev/null && break
-    kill -0 "${WAN_PIDS[-1]}" 2>/dev/null || { cat "$out.err" >&2; exit 1; }
-    sleep 0.05
-  done
-  awk '/LISTENING/ {print $2}' "$out"
+  listening "$WAN" --upstream "127.0.0.1:$upstream" --rtt-ms "$WAN_RTT_MS" --think-median-ms "$WAN_THINK_MS" "$@"
 }
 # wan_floor BYTES MBIT: the link's floor in seconds, bytes at the rate plus one RTT.
 wan_floor() { python3 -c "print(f'{$1 * 8 / ($2 * 1e6) + $WAN_RTT_MS / 1000:.3f}')"; }
@@ -384,23 +394,10 @@ if want h; then
     python3 -m venv "$WORK/hfvenv" && "$WORK/hfvenv/bin/pip" install -q "huggingface_hub==0.36.2" hf_transfer >&2
     HF_PY="$WORK/hfvenv/bin/python"
   fi
-  # hub_up ARGS...: a haul-hub process; prints its address.
-  hub_up() {
-    local out="$WORK/hub-$$-${#WAN_PIDS[@]}.out"
-    "$HUB" "$@" > "$out" 2> "$out.err" &
-    WAN_PIDS+=($!)
-    local i
-    for ((i = 0; i < 600; i++)); do
-      grep -q LISTENING "$out" 2>/dev/null && break
-      kill -0 "${WAN_PIDS[-1]}" 2>/dev/null || { cat "$out.err" >&2; exit 1; }
-      sleep 0.05
-    done
-    awk '/LISTENING/ {print $2}' "$out"
-  }
-  STORE=$(hub_up storage)
+  STORE=$(listening "$HUB" storage)
   WS=$(wan_up "${STORE##*:}" --rate-mbit "$WAN_MBIT" --stragglers 0)
   HFM="$WORK/hf.sha256"
-  HUBA=$(hub_up hub --storage "http://$WS" --files 16 --file-size $((64 << 20)) --sha256 "$HFM")
+  HUBA=$(listening "$HUB" hub --storage "http://$WS" --files 16 --file-size $((64 << 20)) --sha256 "$HFM")
   WH=$(wan_up "${HUBA##*:}" --rate-mbit "$WAN_MBIT" --stragglers 0)
   echo "# h: a 1 GiB dataset (16 x 64 MiB LFS files) from the emulated Hub ($WH, storage $WS) across the WAN" >&2
   HFENV=(env -u HF_TOKEN "HF_ENDPOINT=http://$WH" HF_HUB_DISABLE_TELEMETRY=1 "HF_HOME=$WORK/hf-home")

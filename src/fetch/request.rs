@@ -343,27 +343,13 @@ impl Request {
                 self.set_total(index + 1);
                 let message = crate::downloader::jogger::panic_message(&*panic);
                 let key = Arc::new(FetchKey::new(format!("(key {index})")));
-                let error = self.error(&key, None, FetchErrorKind::Keys(message));
-                return Some(Unit {
-                    item: index,
-                    part: 0,
-                    key,
-                    pin: Arc::new(Pin::new()),
-                    kind: UnitKind::Failed(Box::new(error)),
-                });
+                return Some(self.failed_unit(index, key, FetchErrorKind::Keys(message)));
             }
         };
         plan.next_item += 1;
         let key = Arc::new(key);
         if let Some(refused) = self.source.refuse(&key) {
-            let error = self.error(&key, None, refused);
-            return Some(Unit {
-                item: index,
-                part: 0,
-                key,
-                pin: Arc::new(Pin::new()),
-                kind: UnitKind::Failed(Box::new(error)),
-            });
+            return Some(self.failed_unit(index, key, refused));
         }
         // A version known from a listing pins every part from the start (`If-Match`).
         let pin = Arc::new(match &key.etag {
@@ -414,6 +400,18 @@ impl Request {
         // Workers that found nothing while this key was pulled may have left.
         self.top_up();
         Some(unit)
+    }
+
+    /// The unit of an item that failed before any request: it only takes its turn.
+    fn failed_unit(&self, item: u64, key: Arc<FetchKey>, kind: FetchErrorKind) -> Unit {
+        let error = self.error(&key, None, kind);
+        Unit {
+            item,
+            part: 0,
+            key,
+            pin: Arc::new(Pin::new()),
+            kind: UnitKind::Failed(Box::new(error)),
+        }
     }
 
     fn set_total(&self, total: u64) {

@@ -1,28 +1,15 @@
 //! `haul plan`, `haul get --manifest` and `haul verify`: a dataset pinned, fetched exactly,
 //! and a copy checked — from the origin's URLs and from its emulated Hub.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use haul_origin::{Faults, Hub, HubRepo, Origin};
 
+use crate::stderr;
 use crate::support::{TestDir, files_under, guard};
 
 fn haul(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(crate::HAUL);
-    command
-        .args(args)
-        .env_remove("HF_TOKEN")
-        .env_remove("HF_HOME")
-        .env_remove("HF_TOKEN_PATH")
-        .env("HOME", "/nonexistent");
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    command.output().unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    crate::haul_without_hf_token(std::path::Path::new("/nonexistent"), args, env)
 }
 
 #[test]
@@ -43,11 +30,27 @@ fn a_planned_template_downloads_exactly_and_verify_names_what_differs() {
         let (file, dir) = (file.to_str().unwrap(), work.path().join("data"));
         let dir_arg = dir.to_str().unwrap();
 
-        let out = haul(&["get", "--manifest", file, "-o", dir_arg], &[]);
+        // Shardable as any job: two shards take each object once between them.
+        let out = haul(
+            &["get", "--manifest", file, "--shard", "0/2", "-o", dir_arg],
+            &[],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let first = files_under(&dir).len();
+        assert!((1..6).contains(&first), "shard 0/2 took {first} of 6");
+        let out = haul(
+            &["get", "--manifest", file, "--shard", "1/2", "-o", dir_arg],
+            &[],
+        );
         assert!(out.status.success(), "{}", stderr(&out));
         let mut landed = files_under(&dir);
         landed.sort();
         assert_eq!(landed.len(), 6, "{landed:?}");
+        // A rerun finds them there: no body sent again.
+        let sent = origin.stats().body_bytes;
+        let out = haul(&["get", "--manifest", file, "-o", dir_arg], &[]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(origin.stats().body_bytes, sent, "{}", stderr(&out));
         // Sizes only (a web server gives no digest): clean.
         let out = haul(&["verify", dir_arg, "--manifest", file], &[]);
         assert!(out.status.success(), "{}", stderr(&out));

@@ -1,10 +1,11 @@
 //! `haul get hf://…` and `haul cat hf://…` against the origin's emulated Hub (HF_ENDPOINT
 //! pointed at it), its LFS files on a second origin that refuses the token.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use haul_origin::{Faults, Hub, HubRepo, Origin};
 
+use crate::stderr;
 use crate::support::{TestDir, files_under, guard};
 
 /// The Hub and its storage host, and the repo it serves.
@@ -33,26 +34,12 @@ fn repo() -> HubRepo {
         .file("data/notes.txt", 50)
 }
 
-/// `haul ARGS` with the Hub at `hubs`, no token in the environment, and a home of its own
-/// (no token file found by accident).
+/// `haul ARGS` with the Hub at `hubs` and no token of this machine's.
 fn haul(hubs: &Hubs, home: &TestDir, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(crate::HAUL);
-    command
-        .args(args)
-        .env("HF_ENDPOINT", hubs.hub.url(""))
-        .env("HOME", home.path())
-        .env_remove("HF_TOKEN")
-        .env_remove("HF_HOME")
-        .env_remove("HF_TOKEN_PATH")
-        .env_remove("XDG_CACHE_HOME");
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    command.output().unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    let endpoint = hubs.hub.url("");
+    let mut all = vec![("HF_ENDPOINT", endpoint.as_str())];
+    all.extend_from_slice(env);
+    crate::haul_without_hf_token(home.path(), args, &all)
 }
 
 #[test]
