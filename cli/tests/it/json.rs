@@ -67,7 +67,17 @@ fn every_json_output_has_exactly_the_documented_fields() {
     guard(|| {
         assert_eq!(
             schema().keys().collect::<Vec<_>>(),
-            ["failure", "in_flight", "job", "listed", "run", "stream"]
+            // verify and mismatch: `verify_prints_the_documented_fields`.
+            [
+                "failure",
+                "in_flight",
+                "job",
+                "listed",
+                "mismatch",
+                "run",
+                "stream",
+                "verify"
+            ]
         );
         let origin = Origin::start().unwrap();
         let dir = TestDir::new();
