@@ -14,7 +14,7 @@ use crate::run::{self, UsageError};
 /// `haul cat --help`'s examples: each command in it is parsed by a test.
 pub(crate) const EXAMPLES: &str = "\
 Examples:
-  # A thousand shards, in order, into tar (16 or more GETs at once, 256 MiB of memory)
+  # A thousand shards, in order, into tar (the GETs adapt; 256 MiB of memory at most)
   haul cat 'https://host/shard-{0000..0999}.tar' | tar -x
 
   # The URLs of a list, through 1 GiB of memory at most
@@ -43,12 +43,13 @@ pub(crate) struct Args {
     headers: Vec<(String, String)>,
     #[command(flatten)]
     fetch: FetchArgs,
+    // --include and --exclude select the files of hf:// sources.
+    #[command(flatten)]
+    patterns: crate::patterns::PatternArgs,
     #[command(flatten, next_help_heading = "Network options")]
     net: crate::net::NetArgs,
     #[command(flatten, next_help_heading = "Hugging Face options")]
     hf: crate::hf::HfArgs,
-    #[command(flatten)]
-    patterns: crate::patterns::PatternArgs,
 }
 
 /// The flags of both `cat`s: how many GETs, how much memory, how large a part.

@@ -63,7 +63,8 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Download URLs and range templates into directories or an S3 bucket.
+    /// Download URLs, range templates, hf:// repositories or a manifest into directories or
+    /// an S3 bucket.
     #[command(after_help = get::EXAMPLES)]
     Get(get::Args),
     /// Upload local files and directories into s3://bucket/prefix (parallel, multipart for
@@ -73,19 +74,25 @@ enum Command {
         after_help = put::EXAMPLES
     )]
     Put(put::Args),
-    /// Write URLs and range templates to stdout in the order given, fetched in parallel
-    /// within a memory budget. An object that cannot be fetched (after its retries) is left
-    /// out and named on stderr, and the exit status is 1.
+    /// Write URLs, templates or hf:// files to stdout in order, fetched in parallel within a
+    /// memory budget.
+    ///
+    /// An object that cannot be fetched (after its retries) is left out and named on
+    /// stderr, and the exit status is 1; one that breaks off after its first bytes were
+    /// written ends the stream there.
     #[command(after_help = cat::EXAMPLES)]
     Cat(cat::Args),
-    /// Write a manifest of URLs, templates, lists or hf:// repositories to stdout: every
-    /// object's name, size, SHA-256 and ETag where known, the total, and an estimate of the
-    /// time (`get --manifest` downloads exactly that set; `verify` checks a copy).
+    /// Write a manifest that pins a set of objects to stdout.
+    ///
+    /// Of URLs, templates, lists, hf:// repositories or bucket prefixes: every object's
+    /// name, size, SHA-256 and ETag where known, one a line, the total, and an estimate of
+    /// the time. `get --manifest` downloads exactly that set; `verify` checks a copy.
     #[command(after_help = plan::EXAMPLES)]
     Plan(plan::Args),
-    /// Check a directory against a manifest: every listed file's size and SHA-256 (hashed
-    /// in parallel); missing, mismatched and extra files named on stderr, exit 1 unless the
-    /// directory is exactly the manifest's.
+    /// Check a directory against a manifest.
+    ///
+    /// Every listed file's size and SHA-256 (hashed in parallel); missing, mismatched and
+    /// extra files named on stderr; exit 1 unless the directory is exactly the manifest's.
     Verify(verify::Args),
     /// S3 commands: ls, get, cat.
     S3(s3::Args),
