@@ -131,22 +131,11 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
     }
     // Every source is checked before the first byte is written: a typo in the last
     // template is a usage error, not a stream cut short.
-    let mut urls = Vec::new();
-    for source in &args.sources {
-        let template =
-            haul::Template::parse(source).map_err(|e| UsageError(haul::error_chain(&e)))?;
-        for url in template.iter() {
-            haul::check_url(&url).map_err(|e| UsageError(e.to_string()))?;
-            urls.push(url);
-        }
+    let urls = crate::get::expand_urls(&args.sources, args.list.as_deref())?;
+    if urls.is_empty() {
+        return Err(UsageError("the sources and the list name no URL".into()).into());
     }
-    if let Some(path) = &args.list {
-        let listed = crate::get::read_list(path)?;
-        if listed.is_empty() {
-            return Err(UsageError(format!("--list {} has no URLs", path.display())).into());
-        }
-        urls.extend(listed.into_iter().map(|(_, url)| url));
-    }
+    let urls: Vec<String> = urls.into_iter().map(|(_, url)| url).collect();
     let web = haul::Web::new(haul::HttpClient::new(args.net.http()?));
     write_in_order(fetcher.fetch(with_headers(web, &args.headers), urls))
 }

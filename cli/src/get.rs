@@ -270,15 +270,7 @@ fn to_stdout(
     digests: &[(String, haul::Sha256Digest)],
     select: &haul::KeySelection,
 ) -> Result<ExitCode, Box<dyn Error>> {
-    let mut urls: Vec<(Option<String>, String)> = Vec::new();
-    for source in &args.sources {
-        let template =
-            haul::Template::parse(source).map_err(|e| UsageError(haul::error_chain(&e)))?;
-        urls.extend(template.iter().map(|url| (None, url)));
-    }
-    if let Some(path) = &args.list {
-        urls.extend(read_list(path)?);
-    }
+    let urls = expand_urls(&args.sources, args.list.as_deref())?;
     let client = haul::HttpClient::new(args.net.http()?);
     // Unbuffered: the body arrives in large blocks, and stdout's line buffering would split
     // binary data at every newline.
@@ -331,6 +323,28 @@ pub(crate) fn read_manifest(path: &std::path::Path) -> Result<haul::Manifest, Us
         .map_err(|e| UsageError(format!("cannot read --manifest {}: {e}", path.display())))?;
     haul::Manifest::parse(&text)
         .map_err(|e| UsageError(format!("--manifest {}: {e}", path.display())))
+}
+
+/// The `(name, url)` pairs of URL and template sources, then of `--list PATH`, in order: a
+/// template's URLs have no name of their own (`None`), a list's lines may. Every URL is
+/// checked, so a typo anywhere is a usage error before anything runs.
+pub(crate) fn expand_urls<'a>(
+    sources: impl IntoIterator<Item = &'a String>,
+    list: Option<&std::path::Path>,
+) -> Result<Vec<(Option<String>, String)>, UsageError> {
+    let mut urls = Vec::new();
+    for source in sources {
+        let template =
+            haul::Template::parse(source).map_err(|e| UsageError(haul::error_chain(&e)))?;
+        for url in template.iter() {
+            haul::check_url(&url).map_err(|e| UsageError(e.to_string()))?;
+            urls.push((None, url));
+        }
+    }
+    if let Some(path) = list {
+        urls.extend(read_list(path)?);
+    }
+    Ok(urls)
 }
 
 /// The `(name, url)` pairs of `--list PATH` (`-`: stdin), checked as [`parse_list`] says.

@@ -74,6 +74,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
     // The headers a sample of an object needs, by name: the Hub's token for its files.
     let mut sample_headers: Vec<(String, Vec<(String, String)>)> = Vec::new();
     let mut named = Vec::new();
+    let mut web_sources = Vec::new();
     let mut hub = None;
     for source in &args.sources {
         if source.starts_with("s3://") {
@@ -106,25 +107,20 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
             }
             continue;
         }
-        let template =
-            haul::Template::parse(source).map_err(|e| UsageError(haul::error_chain(&e)))?;
         manifest.note(format!("source {}", haul::redact_url(source)));
-        for url in template.iter() {
-            let name = haul::name_from_url(&url).map_err(|e| UsageError(e.to_string()))?;
-            named.push((name.to_string(), url));
-        }
+        web_sources.push(source);
     }
     if let Some(path) = &args.list {
         manifest.note(format!("source --list {}", path.display()));
-        for (name, url) in crate::get::read_list(path)? {
-            let name = match name {
-                Some(name) => name,
-                None => haul::name_from_url(&url)
-                    .map_err(|e| UsageError(e.to_string()))?
-                    .to_string(),
-            };
-            named.push((name, url));
-        }
+    }
+    for (name, url) in crate::get::expand_urls(web_sources, args.list.as_deref())? {
+        let name = match name {
+            Some(name) => name,
+            None => haul::name_from_url(&url)
+                .map_err(|e| UsageError(e.to_string()))?
+                .to_string(),
+        };
+        named.push((name, url));
     }
     named.retain(|(name, _)| select.matches(name));
     if !named.is_empty() {
