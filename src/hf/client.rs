@@ -223,6 +223,7 @@ impl HubClient {
                 return Err(unusable(&page, "its next page is one already listed"));
             }
             let (text, next) = self.get(&page, path, under)?;
+            let next = next.map(|next| absolute(&page, next));
             let entries: Vec<Entry> =
                 serde_json::from_str(&text).map_err(|e| unusable(&page, e))?;
             for entry in entries {
@@ -421,6 +422,15 @@ fn hub_message(text: &str) -> String {
     }
 }
 
+/// `link` made absolute: a path (`/api/…`) is on `page`'s host, as RFC 8288 resolves it.
+fn absolute(page: &str, link: String) -> String {
+    if link.starts_with('/') && !link.starts_with("//") {
+        format!("{}{link}", crate::flow::host_of(page))
+    } else {
+        link
+    }
+}
+
 /// The URL of `rel="next"` in a `Link` header (`<url>; rel="next", <url>; rel="prev"`).
 fn next_link(header: &str) -> Option<String> {
     header.split(',').find_map(|link| {
@@ -452,5 +462,13 @@ mod tests {
         );
         assert_eq!(next_link(r#"<https://a/1>; rel="prev""#), None);
         assert_eq!(next_link("garbage"), None);
+        // A path is on the page's host; a network-path reference is not taken for one.
+        let page = "https://hub.example:8443/api/models/o/m/tree/c?recursive=true";
+        assert_eq!(
+            absolute(page, "/api/models/o/m/tree/c?cursor=2".into()),
+            "https://hub.example:8443/api/models/o/m/tree/c?cursor=2"
+        );
+        assert_eq!(absolute(page, "//evil/x".into()), "//evil/x");
+        assert_eq!(absolute(page, "https://a/b".into()), "https://a/b");
     }
 }

@@ -245,7 +245,11 @@ fn cat_writes_urls_templates_and_lists_in_order_and_names_what_failed() {
         exits_with(&haul(&["cat", &origin.url("/cat/s-{0..")]), 2, "");
         exits_with(&haul(&["cat"]), 2, "give at least one URL");
         // As `get --stdout` refuses them: one check of every URL, before any request.
-        exits_with(&haul(&["get", "--stdout", &a, "ftp://host/x"]), 2, "http or https");
+        exits_with(
+            &haul(&["get", "--stdout", &a, "ftp://host/x"]),
+            2,
+            "http or https",
+        );
         assert_eq!(origin.stats().requests, before, "a refused command fetched");
     });
 }
