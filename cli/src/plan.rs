@@ -51,6 +51,11 @@ pub(crate) struct Args {
     /// Skip measuring the rate (no estimate; nothing of any body is fetched).
     #[arg(long)]
     no_estimate: bool,
+    /// Pin each object of an s3:// source to its version id (one HEAD an object, in a bucket
+    /// that keeps versions): `get --manifest` then fetches those versions even after the
+    /// keys are written again.
+    #[arg(long)]
+    s3_versions: bool,
     #[command(flatten)]
     patterns: crate::patterns::PatternArgs,
     #[command(flatten, next_help_heading = "Network options")]
@@ -82,7 +87,7 @@ pub(crate) fn run(args: Args) -> Result<ExitCode, Box<dyn Error>> {
             let config = args.s3.config(&args.net)?;
             let bucket =
                 haul::Bucket::new(bucket, &config).map_err(|e| UsageError(e.to_string()))?;
-            let listed = Manifest::from_bucket(&bucket, prefix, &select)?;
+            let listed = Manifest::from_bucket(&bucket, prefix, &select, args.s3_versions)?;
             for note in listed.notes() {
                 manifest.note(note.clone());
             }

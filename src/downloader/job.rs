@@ -164,6 +164,9 @@ pub struct JobSpec {
     /// ETags by object name (as [`sha256`](JobSpec::sha256)), as a manifest pins them: an
     /// object answered with another fails (`changed`) without being landed.
     pub etags: std::collections::BTreeMap<String, String>,
+    /// S3 version ids by object name (as [`sha256`](JobSpec::sha256)): an object of the
+    /// job's bucket is fetched as that version.
+    pub versions: std::collections::BTreeMap<String, String>,
     /// Which keys of an [`S3Prefix`](Source::S3Prefix) job it takes (relative to the
     /// prefix). Default: every key.
     pub select: crate::KeySelection,
@@ -213,6 +216,7 @@ impl JobSpec {
             sha256: std::collections::BTreeMap::new(),
             sizes: std::collections::BTreeMap::new(),
             etags: std::collections::BTreeMap::new(),
+            versions: std::collections::BTreeMap::new(),
             select: crate::KeySelection::new(),
             relative_names: false,
         }
@@ -482,6 +486,13 @@ impl JobSpec {
     /// sends it; see [`etags`](JobSpec::etags)).
     pub fn etag(mut self, name: impl Into<String>, etag: impl Into<String>) -> JobSpec {
         self.etags.insert(name.into(), etag.into());
+        self
+    }
+
+    /// Fetches object `name` of the job's bucket as version `id` (see
+    /// [`versions`](JobSpec::versions)).
+    pub fn version(mut self, name: impl Into<String>, id: impl Into<String>) -> JobSpec {
+        self.versions.insert(name.into(), id.into());
         self
     }
 

@@ -118,12 +118,18 @@ impl Jogger {
             job.landed(size);
             return false;
         }
+        let known = job
+            .known
+            .get(task.name.as_str())
+            .cloned()
+            .unwrap_or_default();
         let from = match (&task.local, &task.key, &job.bucket) {
             (Some(path), _, _) => From::File(path),
             (None, Some(key), Some(bucket)) => From::Remote(Source::S3 {
                 bucket,
                 key,
-                version: None,
+                // A manifest's `version:ID`: that version, whatever the key holds now.
+                version: known.version.as_deref(),
             }),
             _ => From::Remote(Source::Url(&task.url)),
         };
@@ -144,11 +150,6 @@ impl Jogger {
             cancel: &job.cancel,
             flow: permit.as_ref(),
         };
-        let known = job
-            .known
-            .get(task.name.as_str())
-            .cloned()
-            .unwrap_or_default();
         // The bytes that landed, or `None` when revalidation found the file up to date.
         let result = caught(&task.url, || match &*self.pool.setup.target {
             Target::Dir(mountpath) => {
@@ -158,7 +159,7 @@ impl Jogger {
                 let request = Request {
                     source,
                     name: &task.name,
-                    known,
+                    known: &known,
                     revalidate,
                     parts: job.parts.as_ref(),
                     helpers: self.pool.setup.split_tails.then_some(&*self.pool as _),
@@ -177,7 +178,7 @@ impl Jogger {
                 };
                 match &from {
                     From::File(path) => s3::store_file(&ctx, path, &task.name, &to),
-                    From::Remote(source) => s3::store(&ctx, source, &task.name, known, &to),
+                    From::Remote(source) => s3::store(&ctx, source, &task.name, &known, &to),
                 }
                 .map(Some)
             }

@@ -289,6 +289,9 @@ pub(crate) fn prepare(
     for (name, etag) in spec.etags {
         known.entry(full_name(&name)?).or_default().etag = Some(etag);
     }
+    for (name, version) in spec.versions {
+        known.entry(full_name(&name)?).or_default().version = Some(version);
+    }
     let settings = JobSettings {
         description,
         headers: spec.headers,

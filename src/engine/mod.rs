@@ -106,6 +106,8 @@ pub(crate) struct Known {
     pub(crate) sha256: Option<Sha256Digest>,
     pub(crate) size: Option<u64>,
     pub(crate) etag: Option<String>,
+    /// The S3 version to fetch (a manifest's `version:ID`).
+    pub(crate) version: Option<String>,
 }
 
 impl Known {

@@ -30,6 +30,9 @@ pub struct ManifestEntry {
     pub sha256: Option<Sha256Digest>,
     /// The ETag it must have (quotes included, as the server sent it), when pinned by one.
     pub etag: Option<String>,
+    /// The S3 version it is (a bucket that keeps versions): fetched as that version, even
+    /// after the key was written again.
+    pub version: Option<String>,
     /// Where it is fetched from.
     pub url: String,
 }
@@ -42,6 +45,7 @@ impl ManifestEntry {
             size,
             sha256: None,
             etag: None,
+            version: None,
             url: url.into(),
         }
     }
@@ -55,6 +59,12 @@ impl ManifestEntry {
     /// Sets the ETag it must have.
     pub fn etag(mut self, etag: impl Into<String>) -> ManifestEntry {
         self.etag = Some(etag.into());
+        self
+    }
+
+    /// Sets the S3 version it is.
+    pub fn version(mut self, id: impl Into<String>) -> ManifestEntry {
+        self.version = Some(id.into());
         self
     }
 }
@@ -78,7 +88,8 @@ impl ManifestEntry {
 /// `#` are notes (the source, totals, an estimate), kept but not read; blank lines are
 /// skipped. An object's line has five fields separated by tabs: its **name** (where it
 /// lands: a relative path), its **size** in bytes, its **SHA-256** (64 hex digits), its
-/// **validator** (`etag:"…"`: the ETag it must have) and its **URL** (http or https; an
+/// **validator** (`etag:"…"`: the ETag it must have; `version:ID`: the S3 version it is;
+/// both, separated by `;`) and its **URL** (http or https; an
 /// `hf://` source's resolve URL at the commit, so the commit pins it; `s3://bucket/key` for
 /// an object of a bucket). `-` stands for an unknown digest or validator. Names are unique.
 ///
@@ -91,6 +102,7 @@ impl ManifestEntry {
 /// manifest.note("source https://host/");
 /// manifest.push(ManifestEntry::new("b.bin", 3, "https://host/b.bin").sha256(Sha256Digest::of(b"abc")));
 /// manifest.push(ManifestEntry::new("a.bin", 10, "https://host/a.bin").etag("\"v1\""));
+/// manifest.push(ManifestEntry::new("c.bin", 1, "s3://bucket/c.bin").etag("\"e\"").version("v9"));
 /// let text = manifest.to_string();
 /// assert!(text.starts_with("# haul manifest 1\n# source https://host/\n"));
 /// let read = Manifest::parse(&text)?;
@@ -186,7 +198,7 @@ impl Manifest {
     ///
     /// A [`ManifestError`] naming the first bad line: no header, too few fields, a name
     /// that is not a safe relative path or that came before, a size that is not a number,
-    /// a digest that is not 64 hex digits, a validator that is not `etag:"…"`, a URL that
+    /// a digest that is not 64 hex digits, a validator that is not `etag:"…"` or `version:ID`, a URL that
     /// is not http(s).
     pub fn parse(text: &str) -> Result<Manifest, ManifestError> {
         let mut lines = text.lines().enumerate().map(|(i, l)| (i + 1, l));
@@ -228,15 +240,21 @@ impl Manifest {
                         .map_err(|_| bad(format!("sha256 {hex:?} is not 64 hex digits")))?,
                 ),
             };
-            let etag = match validator {
-                "-" => None,
-                v => Some(
-                    v.strip_prefix("etag:")
-                        .filter(|e| !e.is_empty())
-                        .ok_or_else(|| bad(format!("validator {v:?} is not etag:\"…\" or -")))?
-                        .to_owned(),
-                ),
-            };
+            let (mut etag, mut version) = (None, None);
+            for part in validator.split(';').filter(|_| validator != "-") {
+                let bad_part = || {
+                    bad(format!(
+                        "validator {part:?} is not etag:\"…\", version:ID or -"
+                    ))
+                };
+                if let Some(e) = part.strip_prefix("etag:").filter(|e| !e.is_empty()) {
+                    etag = Some(e.to_owned());
+                } else if let Some(v) = part.strip_prefix("version:").filter(|v| !v.is_empty()) {
+                    version = Some(v.to_owned());
+                } else {
+                    return Err(bad_part());
+                }
+            }
             if s3_object(url).is_none() {
                 crate::source::url::check_url(url).map_err(|e| bad(e.to_string()))?;
             }
@@ -248,6 +266,7 @@ impl Manifest {
                 size,
                 sha256,
                 etag,
+                version,
                 url: url.to_owned(),
             });
         }
@@ -301,15 +320,18 @@ impl Manifest {
 
     /// The manifest of the objects under `prefix` in `bucket` that `select` takes (its
     /// patterns on the key after the prefix, as `s3 get`), each named by its key after the
-    /// prefix's directory (as `s3 get` lands it), with its size and ETag.
+    /// prefix's directory (as `s3 get` lands it), with its size and ETag; with `versions`,
+    /// also the version id of each (one HEAD an object), so a job fetches those versions
+    /// even after their keys are written again.
     ///
     /// # Errors
     ///
-    /// The listing's [`S3Error`](crate::S3Error); a key that makes no safe name.
+    /// The listing's or a HEAD's [`S3Error`](crate::S3Error); a key that makes no safe name.
     pub fn from_bucket(
         bucket: &crate::Bucket,
         prefix: &str,
         select: &crate::KeySelection,
+        versions: bool,
     ) -> Result<Manifest, crate::S3Error> {
         let names = crate::downloader::key_names::KeyNames::new(prefix, true, None);
         let mut manifest = Manifest::new();
@@ -330,6 +352,9 @@ impl Manifest {
             let mut entry = ManifestEntry::new(name.to_string(), object.size, url);
             // As the store sends it in answers, quoted: what a GET's ETag is compared with.
             entry.etag = object.etag.map(|e| format!("\"{e}\""));
+            if versions {
+                entry.version = bucket.version_of(&object.key)?;
+            }
             manifest.push(entry);
         }
         Ok(manifest)
@@ -351,6 +376,9 @@ fn pinned(mut spec: JobSpec, entries: &[&ManifestEntry]) -> JobSpec {
         if let Some(etag) = &entry.etag {
             spec = spec.etag(entry.name.clone(), etag.clone());
         }
+        if let Some(version) = &entry.version {
+            spec = spec.version(entry.name.clone(), version.clone());
+        }
     }
     spec
 }
@@ -369,10 +397,13 @@ impl fmt::Display for Manifest {
         }
         for e in self.entries.values() {
             let sha256 = e.sha256.map_or_else(|| "-".to_owned(), |d| d.to_string());
-            let validator = e
-                .etag
-                .as_ref()
-                .map_or_else(|| "-".to_owned(), |t| format!("etag:{t}"));
+            let validators: Vec<String> = (e.etag.iter().map(|t| format!("etag:{t}")))
+                .chain(e.version.iter().map(|v| format!("version:{v}")))
+                .collect();
+            let validator = match validators.is_empty() {
+                true => "-".to_owned(),
+                false => validators.join(";"),
+            };
             writeln!(
                 f,
                 "{}\t{}\t{sha256}\t{validator}\t{}",
@@ -396,6 +427,11 @@ mod tests {
             ("x.bin\tten\t-\t-\thttps://h/x.bin", 2, "not a number"),
             ("x.bin\t1\tabc\t-\thttps://h/x.bin", 2, "64 hex"),
             ("x.bin\t1\t-\tmd5:x\thttps://h/x.bin", 2, "etag:"),
+            (
+                "x.bin\t1\t-\tetag:\"a\";version:\thttps://h/x.bin",
+                2,
+                "version:ID",
+            ),
             ("x.bin\t1\t-\t-\tftp://h/x.bin", 2, "http or https"),
             (&format!("# note\n{ok}\n{ok}"), 4, "listed twice"),
         ] {

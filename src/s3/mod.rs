@@ -646,6 +646,15 @@ impl Bucket {
         }))
     }
 
+    /// The version id of `key`'s current version (one HEAD), in a bucket that keeps
+    /// versions; `None` when it keeps none (or the store says `null`) or `key` is gone.
+    pub(crate) fn version_of(&self, key: &str) -> Result<Option<String>, S3Error> {
+        Ok(self.head_reply(key)?.and_then(|reply| {
+            let version = reply.get("x-amz-version-id")?.to_str().ok()?.trim();
+            (!version.is_empty() && version != "null").then(|| version.to_owned())
+        }))
+    }
+
     /// One HEAD of `key`, asking for its checksums: the reply's headers, or `None` for a
     /// 404.
     fn head_reply(&self, key: &str) -> Result<Option<ureq::http::HeaderMap>, S3Error> {

@@ -196,13 +196,14 @@ pub fn download(
     cancel: &CancelToken,
 ) -> Result<Landed, DownloadError> {
     let ctx = task.context(client, progress, cancel);
+    let known = Known {
+        sha256: task.sha256,
+        ..Known::default()
+    };
     let request = Request {
         source: Source::Url(&task.url),
         name: &task.name,
-        known: Known {
-            sha256: task.sha256,
-            ..Known::default()
-        },
+        known: &known,
         revalidate: None,
         parts: task.parts.as_ref(),
         helpers: None,
@@ -219,7 +220,7 @@ pub(crate) struct Request<'a> {
     pub(crate) source: Source<'a>,
     pub(crate) name: &'a ObjectName,
     /// Its SHA-256 and size, when a manifest or a listing gave them.
-    pub(crate) known: Known,
+    pub(crate) known: &'a Known,
     /// The file already there (size, modification time): ask whether the object changed.
     pub(crate) revalidate: Option<(u64, SystemTime)>,
     /// Split a large object into ranged parts over several connections.

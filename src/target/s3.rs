@@ -171,7 +171,7 @@ pub(crate) fn store(
     ctx: &Context<'_>,
     source: &Source<'_>,
     name: &ObjectName,
-    known: Known,
+    known: &Known,
     to: &UploadTo<'_>,
 ) -> Result<u64, DownloadError> {
     if let Source::Url(url) = source {

@@ -186,7 +186,8 @@ fn a_bucket_prefix_planned_and_downloaded_by_manifest_fails_objects_replaced_sin
             .collect();
         server.seed_many("data", objects.clone());
         let bucket = server.bucket("data");
-        let manifest = Manifest::from_bucket(&bucket, "set/", &haul::KeySelection::new()).unwrap();
+        let manifest =
+            Manifest::from_bucket(&bucket, "set/", &haul::KeySelection::new(), false).unwrap();
         assert_eq!(manifest.len(), 5);
         let entry = manifest.get("part-3.bin").unwrap();
         assert_eq!(entry.url, format!("s3://{}/set/part-3.bin", bucket.name()));
