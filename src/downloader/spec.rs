@@ -12,6 +12,21 @@ use crate::source::template::Template;
 use crate::source::url;
 use crate::target::name::ObjectName;
 
+/// Refuses a list of objects (`(url or key, name)`) in which two land under one name.
+fn unique_names(objects: &[(String, ObjectName)]) -> Result<(), SubmitError> {
+    let mut seen = std::collections::HashMap::with_capacity(objects.len());
+    for (second, (_, name)) in objects.iter().enumerate() {
+        if let Some(first) = seen.insert(name.as_str(), second) {
+            return Err(SubmitError::DuplicateName {
+                name: name.to_string(),
+                first,
+                second,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// For a sync job: what tells its record from every other job's (the store, bucket,
 /// prefix, suffix, subdirectory, naming, selection and shard), and how its keys are named.
 pub(crate) fn sync_source(spec: &JobSpec) -> Option<(String, KeyNames)> {
@@ -172,16 +187,7 @@ pub(crate) fn prepare(
                 .into_iter()
                 .flatten()
                 .collect();
-            let mut seen = std::collections::HashMap::with_capacity(objects.len());
-            for (second, (_, name)) in objects.iter().enumerate() {
-                if let Some(first) = seen.insert(name.as_str(), second) {
-                    return Err(SubmitError::DuplicateName {
-                        name: name.to_string(),
-                        first,
-                        second,
-                    });
-                }
-            }
+            unique_names(&objects)?;
             (
                 Some(objects.len() as u64),
                 Expansion::List(objects.into_iter()),
@@ -234,8 +240,7 @@ pub(crate) fn prepare(
                 return Err(SubmitError::Empty);
             }
             let mut objects = Vec::with_capacity(keys.len());
-            let mut seen = std::collections::HashMap::with_capacity(keys.len());
-            for (second, (name, key)) in keys.into_iter().enumerate() {
+            for (name, key) in keys {
                 let name = ObjectName::new(name)?;
                 if select.as_ref().is_some_and(|s| !s.matches(name.as_str())) {
                     continue;
@@ -244,15 +249,9 @@ pub(crate) fn prepare(
                     Some(dir) => name.under(dir)?,
                     None => name,
                 };
-                if let Some(first) = seen.insert(name.to_string(), second) {
-                    return Err(SubmitError::DuplicateName {
-                        name: name.to_string(),
-                        first,
-                        second,
-                    });
-                }
                 objects.push((key, name));
             }
+            unique_names(&objects)?;
             (
                 Some(objects.len() as u64),
                 Expansion::Keys {

@@ -50,7 +50,8 @@ pub(crate) struct Job {
     pub(crate) parts: Option<PartsPolicy>,
     /// This process's shard index, and the HRW ids of all the job's shards.
     pub(crate) shard: Option<(usize, Vec<u64>)>,
-    /// What is known of objects beforehand (SHA-256, size) by full name (subdir included).
+    /// What is known of objects beforehand (SHA-256, size, pinned ETag, S3 version) by full
+    /// name (subdir included).
     pub(crate) known: BTreeMap<String, Known>,
     /// The bucket of a backend job, whose tasks name keys in it.
     pub(crate) bucket: Option<crate::s3::Bucket>,
@@ -101,7 +102,7 @@ pub(crate) struct JobSettings {
     pub(crate) retry: RetryPolicy,
     pub(crate) parts: Option<PartsPolicy>,
     pub(crate) shard: Option<(u32, u32)>,
-    /// Expected digests and sizes by the object's full name (subdir included).
+    /// What is known of objects beforehand, by the object's full name (subdir included).
     pub(crate) known: BTreeMap<String, Known>,
     pub(crate) bucket: Option<crate::s3::Bucket>,
     pub(crate) total: Option<u64>,

@@ -123,34 +123,29 @@ impl Known {
     }
 }
 
-/// Why an object of `size` bytes is not the one a listing gave as `listed` bytes, if it
-/// is not: another attempt would find the same, so the caller fails it at once.
-pub(crate) fn wrong_size(url: &str, listed: Option<u64>, size: u64) -> Option<DownloadError> {
-    let want = listed.filter(|&want| want != size)?;
-    Some(DownloadError::Changed {
-        url: url.to_owned(),
-        reason: format!("it has {size} bytes, {want} were listed"),
-    })
-}
-
-/// Why an answer (`info`, the object's `size` bytes) is not the object a listing or a
-/// manifest described (`size`, and the `etag` it pinned), if it is not.
+/// Why an answer (`info`, the object's `size` bytes) is not the object a listing gave as
+/// `listed` bytes or a manifest pinned to ETag `pinned`, if it is not: another attempt
+/// would find the same, so the caller fails it at once.
 pub(crate) fn not_as_known(
     url: &str,
-    (listed, pinned): (Option<u64>, Option<&str>),
+    listed: Option<u64>,
+    pinned: Option<&str>,
     info: &ObjectInfo,
     size: u64,
 ) -> Option<DownloadError> {
-    wrong_size(url, listed, size).or_else(|| {
-        let want = pinned?;
-        let got = info.etag.as_deref();
-        (got != Some(want)).then(|| DownloadError::Changed {
-            url: url.to_owned(),
-            reason: format!(
-                "its ETag is {}, the manifest pinned {want}",
-                got.unwrap_or("missing")
-            ),
-        })
+    let got = info.etag.as_deref();
+    let reason = if let Some(want) = listed.filter(|&want| want != size) {
+        format!("it has {size} bytes, {want} were listed")
+    } else {
+        let want = pinned.filter(|&want| got != Some(want))?;
+        format!(
+            "its ETag is {}, the manifest pinned {want}",
+            got.unwrap_or("missing")
+        )
+    };
+    Some(DownloadError::Changed {
+        url: url.to_owned(),
+        reason,
     })
 }
 
@@ -376,8 +371,8 @@ impl Run<'_, '_> {
         if fresh
             && self.whole()
             && let Some(error) = len.and_then(|len| {
-                let known = (self.expect.size, self.expect.etag);
-                not_as_known(&self.shown, known, &answer.info, len)
+                let (size, etag) = (self.expect.size, self.expect.etag);
+                not_as_known(&self.shown, size, etag, &answer.info, len)
             })
         {
             return Err(Failure::fatal(error));
@@ -433,9 +428,9 @@ impl Run<'_, '_> {
         }
         if self.whole() {
             // Also for a resumed or chunked body, whose first answer was not checked.
-            let known = (self.expect.size, self.expect.etag);
+            let (size, etag) = (self.expect.size, self.expect.etag);
             let info = self.pin.get().unwrap_or_default();
-            if let Some(error) = not_as_known(&self.shown, known, &info, dest.held()) {
+            if let Some(error) = not_as_known(&self.shown, size, etag, &info, dest.held()) {
                 return Err(Failure::fatal(error));
             }
             return self.verify(dest);

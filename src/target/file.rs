@@ -219,7 +219,7 @@ pub fn download(
 pub(crate) struct Request<'a> {
     pub(crate) source: Source<'a>,
     pub(crate) name: &'a ObjectName,
-    /// Its SHA-256 and size, when a manifest or a listing gave them.
+    /// Its SHA-256, size, pinned ETag and version, when a manifest or a listing gave them.
     pub(crate) known: &'a Known,
     /// The file already there (size, modification time): ask whether the object changed.
     pub(crate) revalidate: Option<(u64, SystemTime)>,
@@ -662,9 +662,9 @@ fn stitch(
     } = todo;
     let source = &request.source;
     let shown = source.shown();
-    let known = (request.known.size, request.known.etag.as_deref());
+    let (size, etag) = (request.known.size, request.known.etag.as_deref());
     let info = pin.get().unwrap_or_default();
-    if let Some(error) = crate::engine::not_as_known(&shown, known, &info, total) {
+    if let Some(error) = crate::engine::not_as_known(&shown, size, etag, &info, total) {
         return Err(error);
     }
     let held = ctx.progress.done();
