@@ -18,7 +18,7 @@ use crate::downloader::dispatcher::{Done, Task};
 use crate::downloader::jogger::{Jogger, Target};
 use crate::flow::Flows;
 use crate::http::HttpClient;
-use crate::target::tail::Helpers;
+use crate::engine::tail::Helpers;
 use crate::thread::JoinOnDrop;
 
 /// One target's joggers and what each new one is made of.
@@ -178,7 +178,7 @@ impl Pool {
 }
 
 /// A slow transfer at the end of a job borrows the turns of joggers parked on the empty
-/// queue for pieces of its tail (see [`tail`](crate::target::tail)): at most one piece per
+/// queue for pieces of its tail (see [`tail`](crate::engine::tail)): at most one piece per
 /// idle jogger, and with an adaptive concurrency no more than the hosts' gates have room
 /// for. A task that arrives meanwhile still gets its jogger.
 impl Helpers for Pool {

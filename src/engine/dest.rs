@@ -42,7 +42,7 @@ pub(crate) trait Destination {
 
     /// Where the body's bytes must stop now that its next byte is at offset `at` of the
     /// span: a destination that hands the rest of the object to other connections cuts the
-    /// stream short (see [`target::tail`](crate::target::tail)). `None`: at the span's end.
+    /// stream short (see [`engine::tail`](crate::engine::tail)). `None`: at the span's end.
     /// Called for every read, so it must be cheap.
     fn cut(&mut self, at: u64) -> Option<u64> {
         let _ = at;
@@ -288,6 +288,29 @@ impl MemoryDest {
         MemoryDest {
             bytes: vec![0; usize::try_from(len).expect("a reserved size fits in memory")],
             filled: 0,
+        }
+    }
+
+    /// Puts `bytes` right after those held, at offset `at` (where the held ones end): what
+    /// another connection brought for them.
+    pub(crate) fn put(&mut self, at: u64, bytes: &[u8]) -> Result<(), DownloadError> {
+        let start = usize::try_from(at).ok().filter(|&s| s == self.filled);
+        let end = start.and_then(|s| s.checked_add(bytes.len()));
+        match (start, end) {
+            (Some(start), Some(end)) if end <= self.bytes.len() => {
+                self.bytes[start..end].copy_from_slice(bytes);
+                self.filled = end;
+                Ok(())
+            }
+            _ => Err(DownloadError::Changed {
+                url: String::new(),
+                reason: format!(
+                    "{} bytes at {at} do not follow the {} held of {}",
+                    bytes.len(),
+                    self.filled,
+                    self.bytes.len()
+                ),
+            }),
         }
     }
 

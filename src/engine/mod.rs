@@ -20,6 +20,7 @@ pub(crate) mod rate;
 mod request;
 pub(crate) mod response;
 pub(crate) mod retry;
+pub(crate) mod tail;
 pub(crate) mod verify;
 
 use std::io::{self, Read};

@@ -20,7 +20,7 @@ use crate::progress::Progress;
 use crate::source::url::{self, UrlError};
 use crate::target::mountpath::Mountpath;
 use crate::target::name::ObjectName;
-use crate::target::tail::{Helpers, Tail};
+use crate::engine::tail::{Helpers, Tail};
 use crate::target::work::{self, Pieces, WorkFile};
 
 use crate::engine::error::DownloadError;
@@ -368,7 +368,7 @@ fn transfer(
     let expect = request.known.expect();
     let fetched = match request.helpers {
         Some(helpers) => std::thread::scope(|scope| {
-            let mut tail = Tail::new(scope, ctx, source, pin, helpers, dest);
+            let mut tail = Tail::new(scope, ctx, source, pin, helpers, Span::Whole, dest);
             engine::fetch(ctx, source, Span::Whole, &mut tail, pin, expect, first)
         })?,
         None => engine::fetch(ctx, source, Span::Whole, dest, pin, expect, first)?,

@@ -6,5 +6,4 @@ pub(crate) mod mountpath;
 pub(crate) mod name;
 pub(crate) mod s3;
 pub(crate) mod stream;
-pub(crate) mod tail;
 pub(crate) mod work;

@@ -9,7 +9,11 @@ use std::path::{Path, PathBuf};
 
 use log::{debug, warn};
 
+use crate::engine::dest::{Buffered, Destination};
 use crate::engine::error::DownloadError;
+use crate::engine::parts::{self, PartsFile};
+use crate::engine::tail::PieceStore;
+use crate::engine::{Context, Pin, Source};
 use crate::target::mountpath::Mountpath;
 use crate::target::name::ObjectName;
 
@@ -41,7 +45,7 @@ pub(crate) struct WorkFile {
     spare: bool,
     /// Left for a later run: the drop removes nothing.
     kept: bool,
-    /// What the pieces of a split tail (see [`tail`](crate::target::tail)) brought past
+    /// What the pieces of a split tail (see [`tail`](crate::engine::tail)) brought past
     /// the stream's bytes when it was interrupted: kept with them.
     pub(crate) tail: Option<Pieces>,
 }
@@ -659,5 +663,70 @@ impl Drop for WorkFile {
             let _ = fs::remove_file(&self.meta);
         }
         self.file = None;
+    }
+}
+
+/// A work file's pieces of a cut tail (see [`tail`](crate::engine::tail)) are written at their
+/// offsets by their own threads, and read back when the stream joins them, for the digests.
+impl PieceStore for Buffered<WorkFile> {
+    type Place = PathBuf;
+    type Brought = ();
+    type Record = PiecesRecord;
+
+    /// Sized to the object, with a sidecar that lists the stream's bytes as the good ones.
+    fn make_room(&mut self, total: u64) -> Result<PiecesRecord, DownloadError> {
+        self.flush()?;
+        self.sink.preallocate(total)?;
+        Ok(self.sink.pieces_record(total))
+    }
+
+    fn record(&self, record: &PiecesRecord) {
+        record.write(std::slice::from_ref(&(0..self.sink.len)));
+    }
+
+    fn place(&self) -> PathBuf {
+        self.sink.path.clone()
+    }
+
+    fn fetch_piece(
+        path: PathBuf,
+        ctx: &Context<'_>,
+        source: &Source<'_>,
+        range: Range<u64>,
+        pin: &Pin,
+    ) -> (Result<(), DownloadError>, u64) {
+        match fs::OpenOptions::new().write(true).open(&path) {
+            Ok(file) => {
+                let into = PartsFile {
+                    file: &file,
+                    path: &path,
+                    total: range.end,
+                };
+                parts::fetch_range(ctx, source, into, range, pin, None)
+            }
+            Err(source) => {
+                let error = DownloadError::Local {
+                    action: "opening",
+                    path,
+                    source,
+                };
+                (Err(error), 0)
+            }
+        }
+    }
+
+    fn join_piece(
+        &mut self,
+        range: Range<u64>,
+        (): (),
+        f: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), DownloadError> {
+        self.sink.replay_range(range.clone(), f)?;
+        self.sink.extend_to(range.end);
+        Ok(())
+    }
+
+    fn keep_brought(&mut self, total: u64, brought: Vec<Range<u64>>) {
+        self.sink.tail = Some(Pieces::new(total, brought));
     }
 }

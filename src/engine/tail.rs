@@ -1,21 +1,23 @@
-//! The tail of a job: when a target's queue is empty and joggers sit idle, a slow transfer's
-//! remaining bytes are split among them instead of waiting for its one connection.
+//! The tail of a job: when there is nothing left to start and workers sit idle, a slow
+//! transfer's remaining bytes are split among them instead of waiting for its one connection.
 //!
-//! A [`Tail`] is the destination a work file's whole-object stream writes through. Every
-//! [`LOOK_EVERY`] it judges the stream by its rate since it began: when the bytes left would
-//! take its one connection more than [`SPLIT_AFTER`], and the target's pool lends idle
-//! joggers' turns ([`Helpers::lend`]: none while tasks wait in its queue), the bytes left are
-//! cut into equal pieces. The stream keeps the first and stops at its end (the engine
-//! leaves the rest of its body unread); each other piece is a ranged GET on a thread of its
-//! own (`haul-piece-<i>`), pinned to the stream's version (`If-Match`, every answer checked)
-//! and written at its offset in the work file. When the stream reaches the cut it joins the
-//! pieces in order, feeding their bytes to the whole object's digests, so the object is
-//! verified as if it had come on one connection. A piece that fails is the stream's again:
-//! it resumes from there. A piece refused because the object changed (or whose server
-//! mangles ranges) stops the splitting of that object. Once cut, a work file is sized to the
-//! object and its sidecar lists the good bytes (the stream's, rewritten as it is judged and
-//! as each piece is joined), so a run after a crash mid-split fetches only the rest. An interrupted stream keeps its work
-//! file with the stream's bytes and those the pieces brought, listed in the sidecar. A job held to a rate
+//! A [`Tail`] is the destination a stream writes through: a work file's whole object (the
+//! downloader), or an object or part in the fetcher's memory. Every [`LOOK_EVERY`] it judges
+//! the stream by its rate since it began: when the bytes left would take its one connection
+//! more than [`SPLIT_AFTER`], and the caller lends idle workers' turns ([`Helpers::lend`]:
+//! none while work waits to start), the bytes left are cut into equal pieces. The stream
+//! keeps the first and stops at its end (the engine leaves the rest of its body unread);
+//! each other piece is a ranged GET on a thread of its own (`haul-piece-<i>`), pinned to the
+//! stream's version (`If-Match`, every answer checked), whose bytes go where its
+//! [`PieceStore`] says: at its offset in the work file, or into memory of its own. When the
+//! stream reaches the cut it joins the pieces in order, feeding their bytes to the object's
+//! digests, so the object is verified as if it had come on one connection. A piece that
+//! fails is the stream's again: it resumes from there. A piece refused because the object
+//! changed (or whose server mangles ranges) stops the splitting of that object. A work file,
+//! once cut, is sized to the object and its sidecar lists the good bytes (the stream's,
+//! rewritten as it is judged and as each piece is joined), so a run after a crash mid-split
+//! fetches only the rest; an interrupted stream keeps its work file with the stream's bytes
+//! and those the pieces brought, listed in the sidecar. A transfer held to a rate
 //! ([`JobSpec::rate_limit`](crate::JobSpec)) is never split: it is slow on purpose.
 
 use std::collections::VecDeque;
@@ -26,19 +28,63 @@ use std::time::{Duration, Instant};
 use log::debug;
 
 use crate::cancel::CancelToken;
-use crate::engine::dest::{Buffered, Destination};
+use crate::engine::dest::{Destination, MemoryDest};
 use crate::engine::error::DownloadError;
-use crate::engine::parts::{self, PartsFile};
+use crate::engine::parts;
 use crate::engine::response::ObjectInfo;
-use crate::engine::{Context, Pin, Source, retry};
-use crate::target::work::{Pieces, PiecesRecord, WorkFile};
+use crate::engine::{self, Context, Expect, Pin, Source, Span, retry};
 
-/// Idle joggers whose turns a slow transfer may borrow for pieces of its tail.
+/// Idle workers whose turns a slow transfer may borrow for pieces of its tail.
 pub(crate) trait Helpers: Sync {
-    /// Claims up to `most` idle joggers' turns; none while tasks wait in the queue.
+    /// Claims up to `most` idle workers' turns; none while work waits to start.
     fn lend(&self, most: usize) -> usize;
     /// A piece is done: its turn is given back.
     fn give_back(&self);
+}
+
+/// Where a cut tail's bytes go: the stream's own destination, which holds the bytes before
+/// the cut and takes each piece's, in order, as the stream joins it. Offsets are the span's.
+pub(crate) trait PieceStore: Destination {
+    /// What a piece's thread needs to put its bytes in place (a work file's path).
+    type Place: Send + 'static;
+    /// What a piece's thread brings back: its bytes, unless they are in place already.
+    type Brought: Send + 'static;
+    /// What records the good bytes once the store has holes (a work file's sidecar).
+    type Record;
+
+    /// The first cut: makes room for all `total` bytes of the span, past the stream's.
+    fn make_room(&mut self, total: u64) -> Result<Self::Record, DownloadError>;
+
+    /// Records the bytes good so far: the stream's, the pieces joined among them.
+    fn record(&self, record: &Self::Record);
+
+    /// What the next piece's thread takes with it.
+    fn place(&self) -> Self::Place;
+
+    /// Fetches the object's bytes `range` on a piece's thread: the outcome, and how many of
+    /// the range's bytes (from its start) are in place.
+    fn fetch_piece(
+        place: Self::Place,
+        ctx: &Context<'_>,
+        source: &Source<'_>,
+        range: Range<u64>,
+        pin: &Pin,
+    ) -> (Result<Self::Brought, DownloadError>, u64);
+
+    /// Takes a finished piece (bytes `range` of the span, right after those held), feeding
+    /// its bytes to `f`: they are the stream's from now on.
+    fn join_piece(
+        &mut self,
+        range: Range<u64>,
+        brought: Self::Brought,
+        f: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), DownloadError>;
+
+    /// The stream was interrupted while pieces were out: the ranges of a `total`-byte span
+    /// they brought, for a store that keeps bytes for a later run.
+    fn keep_brought(&mut self, total: u64, brought: Vec<Range<u64>>) {
+        let _ = (total, brought);
+    }
 }
 
 /// How long a stream runs before its rate is judged.
@@ -55,25 +101,31 @@ const MAX_PIECES: usize = parts::AUTO_CONNECTIONS - 1;
 /// Piece boundaries fall on multiples of this.
 const ALIGN: u64 = 64 << 10;
 
-/// One piece of a cut tail: bytes `range`, fetched by its own thread (`None`: it could not
-/// be started, so the stream takes it back), which tells how it went and how many of its
-/// bytes (from its start) are in the file.
-struct Piece<'scope> {
+/// What a piece's thread returns: its outcome and how many of its bytes are in place.
+type PieceOutcome<B> = (Result<B, DownloadError>, u64);
+
+/// One piece of a cut tail: bytes `range` of the span, fetched by its own thread (`None`: it
+/// could not be started, so the stream takes it back).
+struct Piece<'scope, B> {
     range: Range<u64>,
     cancel: CancelToken,
-    thread: Option<ScopedJoinHandle<'scope, (Result<(), DownloadError>, u64)>>,
+    thread: Option<ScopedJoinHandle<'scope, PieceOutcome<B>>>,
 }
 
-/// A work file's destination that may hand the tail of its stream to idle joggers (see the
+/// A stream's destination that may hand the tail of its span to idle workers (see the
 /// module documentation). Dropping it cancels and joins the pieces still running.
-pub(crate) struct Tail<'scope, 'env, 'd> {
+pub(crate) struct Tail<'scope, 'env, 'd, S: PieceStore> {
     scope: &'scope Scope<'scope, 'env>,
     ctx: &'env Context<'env>,
     source: &'env Source<'env>,
     pin: &'env Pin,
     helpers: &'env dyn Helpers,
-    dest: &'d mut Buffered<WorkFile>,
-    /// The object's size, while it may be cut: known, at least two pieces, from a server
+    store: &'d mut S,
+    /// Where the span starts in the object: a piece asks for its bytes there.
+    base: u64,
+    /// Whether the span was asked for as a range (its server evidently takes them).
+    ranged: bool,
+    /// The span's length, while it may be cut: known, at least two pieces, from a server
     /// that takes ranges and names a validator.
     total: Option<u64>,
     /// Whether pieces may be cut at all: not once one was refused because the object
@@ -83,33 +135,41 @@ pub(crate) struct Tail<'scope, 'env, 'd> {
     /// Where the stream stops, while pieces after it are out.
     cut: Option<u64>,
     /// The pieces after the cut, in order of their ranges (contiguous from the cut).
-    pieces: VecDeque<Piece<'scope>>,
-    /// Writes the sidecar of the file once it has holes: the bytes good so far.
-    record: Option<PiecesRecord>,
+    pieces: VecDeque<Piece<'scope, S::Brought>>,
+    /// Records the good bytes once the store has holes.
+    record: Option<S::Record>,
     /// When the stream began and where it was then: its rate is measured from there.
     began: (Instant, u64),
     next_look: Instant,
 }
 
-impl<'scope, 'env, 'd> Tail<'scope, 'env, 'd> {
+impl<'scope, 'env, 'd, S: PieceStore> Tail<'scope, 'env, 'd, S> {
+    /// A tail for `span` of the object, written into `store`.
     pub(crate) fn new(
         scope: &'scope Scope<'scope, 'env>,
         ctx: &'env Context<'env>,
         source: &'env Source<'env>,
         pin: &'env Pin,
         helpers: &'env dyn Helpers,
-        dest: &'d mut Buffered<WorkFile>,
+        span: Span,
+        store: &'d mut S,
     ) -> Self {
         let now = Instant::now();
+        let (base, ranged) = match span {
+            Span::Whole => (0, false),
+            Span::Range { start, .. } => (start, true),
+        };
         Tail {
             scope,
             ctx,
             source,
             pin,
             helpers,
-            dest,
+            store,
+            base,
+            ranged,
             total: None,
-            // A job held to a rate is slow on purpose: more connections would not help.
+            // A transfer held to a rate is slow on purpose: more connections would not help.
             splits: ctx.limiter.is_none(),
             cut: None,
             pieces: VecDeque::new(),
@@ -119,7 +179,7 @@ impl<'scope, 'env, 'd> Tail<'scope, 'env, 'd> {
         }
     }
 
-    /// Cuts the stream at `at` when it is slow and joggers are idle.
+    /// Cuts the stream at `at` when it is slow and workers are idle.
     fn consider(&mut self, at: u64, now: Instant) {
         let Some(total) = self.total else { return };
         // A split file's sidecar follows the stream, so a crash loses little of it.
@@ -148,31 +208,27 @@ impl<'scope, 'env, 'd> Tail<'scope, 'env, 'd> {
         self.ctx.progress.set_connections(1 + running);
     }
 
-    /// Rewrites a split file's sidecar: the stream's bytes so far are the good ones.
+    /// Records the good bytes so far, once the store has holes.
     fn record_stream(&self) {
         if let Some(record) = &self.record {
-            let stream = 0..self.dest.sink.len;
-            record.write(std::slice::from_ref(&stream));
+            self.store.record(record);
         }
     }
 
     /// Cuts `at..end` into `lent + 1` pieces: the stream keeps the first.
     fn split(&mut self, at: u64, end: u64, lent: usize, rate: f64) {
-        if self.cut.is_none() {
-            // From now on the file has holes: it is sized to the object, and its sidecar
-            // lists the stream's bytes as the good ones, so a run after a crash fetches
-            // only the rest.
-            let total = self.total.unwrap_or(end);
-            let sized = self
-                .dest
-                .flush()
-                .and_then(|()| self.dest.sink.preallocate(total));
-            if let Err(e) = sized {
-                debug!("GET {}: not split: {e}", self.source.shown());
-                (0..lent).for_each(|_| self.helpers.give_back());
-                return;
+        if self.record.is_none() {
+            // From now on the store has holes: room for the whole span, and a record of
+            // the good bytes (a work file's sidecar, so a run after a crash fetches only
+            // the rest).
+            match self.store.make_room(self.total.unwrap_or(end)) {
+                Ok(record) => self.record = Some(record),
+                Err(e) => {
+                    debug!("GET {}: not split: {e}", self.source.shown());
+                    (0..lent).for_each(|_| self.helpers.give_back());
+                    return;
+                }
             }
-            self.record = Some(self.dest.sink.pieces_record(total));
             self.record_stream();
         }
         let size = (end - at).div_ceil(lent as u64 + 1).next_multiple_of(ALIGN);
@@ -199,13 +255,13 @@ impl<'scope, 'env, 'd> Tail<'scope, 'env, 'd> {
         self.cut = Some(bounds[0]);
     }
 
-    /// Starts the thread that fetches `range` into its place.
-    fn start(&self, i: usize, range: Range<u64>) -> Piece<'scope> {
+    /// Starts the thread that fetches `range` of the span into its place.
+    fn start(&self, i: usize, range: Range<u64>) -> Piece<'scope, S::Brought> {
         let cancel = CancelToken::new();
         let (ctx, source, pin, helpers) = (self.ctx, self.source, self.pin, self.helpers);
-        let path = self.dest.sink.path.clone();
+        let place = self.store.place();
         let token = cancel.clone();
-        let bytes = range.clone();
+        let bytes = self.base + range.start..self.base + range.end;
         let thread = std::thread::Builder::new()
             .name(format!("haul-piece-{i}"))
             .spawn_scoped(self.scope, move || {
@@ -218,25 +274,7 @@ impl<'scope, 'env, 'd> Tail<'scope, 'env, 'd> {
                     cancel: &token,
                     ..*ctx
                 };
-                let fetched = match std::fs::OpenOptions::new().write(true).open(&path) {
-                    Ok(file) => {
-                        let total = bytes.end;
-                        let into = PartsFile {
-                            file: &file,
-                            path: &path,
-                            total,
-                        };
-                        parts::fetch_range(&ctx, source, into, bytes, pin, None)
-                    }
-                    Err(source) => {
-                        let error = DownloadError::Local {
-                            action: "opening",
-                            path: path.clone(),
-                            source,
-                        };
-                        (Err(error), 0)
-                    }
-                };
+                let fetched = S::fetch_piece(place, &ctx, source, bytes, pin);
                 helpers.give_back();
                 fetched
             });
@@ -269,19 +307,19 @@ impl<'scope, 'env, 'd> Tail<'scope, 'env, 'd> {
             }
         }
         self.cut = None;
-        // The file starts over, or is kept or lands: its sidecar is no longer this one's.
+        // The store starts over, or is kept or lands: its record is no longer this one's.
         self.record = None;
         brought
     }
 }
 
-impl Piece<'_> {
+impl<B> Piece<'_, B> {
     fn running(&self) -> bool {
         self.thread.as_ref().is_some_and(|t| !t.is_finished())
     }
 
     /// The piece's outcome, once its thread has ended.
-    fn join(self, shown: &str) -> Result<(), DownloadError> {
+    fn join(self, shown: &str) -> Result<B, DownloadError> {
         match self.thread {
             Some(thread) => thread.join().map_or_else(
                 |panic| {
@@ -300,56 +338,57 @@ impl Piece<'_> {
     }
 }
 
-impl Drop for Tail<'_, '_, '_> {
-    /// Stops the pieces still out. The bytes they brought are the work file's to keep when
-    /// the stream was interrupted (the file then lists them; otherwise they are ignored).
+impl<S: PieceStore> Drop for Tail<'_, '_, '_, S> {
+    /// Stops the pieces still out. The bytes they brought are the store's to keep when the
+    /// stream was interrupted (a work file then lists them; otherwise they are ignored).
     fn drop(&mut self) {
         let brought = self.abandon();
         if let Some(total) = self.total
             && !brought.is_empty()
         {
-            self.dest.sink.tail = Some(Pieces::new(total, brought));
+            self.store.keep_brought(total, brought);
         }
     }
 }
 
-impl Destination for Tail<'_, '_, '_> {
+impl<S: PieceStore> Destination for Tail<'_, '_, '_, S> {
     fn held(&self) -> u64 {
-        self.dest.held()
+        self.store.held()
     }
 
     fn begin(&mut self, info: &ObjectInfo, len: Option<u64>) -> Result<(), DownloadError> {
         // The object starts over: what pieces brought is not of use.
         self.abandon();
         let now = Instant::now();
-        // An object too small for two pieces is never judged (no clock read per read).
+        // A span too small for two pieces is never judged (no clock read per read).
+        let ranges = info.ranges || self.ranged;
         self.total = len.filter(|&len| {
-            len >= 2 * MIN_PIECE && self.splits && info.ranges && info.validator().is_some()
+            len >= 2 * MIN_PIECE && self.splits && ranges && info.validator().is_some()
         });
         self.began = (now, 0);
         self.next_look = now + MEASURE;
-        self.dest.begin(info, len)
+        self.store.begin(info, len)
     }
 
     fn space(&mut self) -> Result<&mut [u8], DownloadError> {
-        self.dest.space()
+        self.store.space()
     }
 
     fn filled(&mut self, n: usize) -> Result<(), DownloadError> {
-        self.dest.filled(n)
+        self.store.filled(n)
     }
 
     fn flush(&mut self) -> Result<(), DownloadError> {
-        self.dest.flush()
+        self.store.flush()
     }
 
     fn restart(&mut self) -> Result<u64, DownloadError> {
         self.abandon();
-        self.dest.restart()
+        self.store.restart()
     }
 
     fn replay(&mut self, f: &mut dyn FnMut(&[u8])) -> Result<(), DownloadError> {
-        self.dest.replay(f)
+        self.store.replay(f)
     }
 
     fn cut(&mut self, at: u64) -> Option<u64> {
@@ -364,22 +403,21 @@ impl Destination for Tail<'_, '_, '_> {
     }
 
     fn join_cut(&mut self, f: &mut dyn FnMut(&[u8])) -> Result<bool, DownloadError> {
-        self.dest.flush()?;
+        self.store.flush()?;
         let shown = self.source.shown();
         while let Some(piece) = self.pieces.pop_front() {
             let range = piece.range.clone();
             match piece.join(&shown) {
-                Ok(()) => {
-                    self.dest.sink.replay_range(range.clone(), f)?;
-                    self.dest.sink.extend_to(range.end);
+                Ok(brought) => {
+                    self.store.join_piece(range, brought, f)?;
                     self.record_stream();
                 }
                 Err(e) => {
                     debug!(
                         "{}; bytes {}..{} are the stream's again",
                         retry::error_chain(&e),
-                        range.start,
-                        range.end
+                        self.base + range.start,
+                        self.base + range.end
                     );
                     if matches!(
                         e,
@@ -396,5 +434,50 @@ impl Destination for Tail<'_, '_, '_> {
         self.cut = None;
         self.ctx.progress.set_connections(1);
         Ok(true)
+    }
+}
+
+/// The fetcher's memory: a piece reads into memory of its own, copied into place when the
+/// stream joins it (the object's memory past the stream is untouched until then, so the
+/// copy costs no more than the piece's own bytes while it waits).
+impl PieceStore for MemoryDest {
+    type Place = ();
+    type Brought = Vec<u8>;
+    type Record = ();
+
+    fn make_room(&mut self, _total: u64) -> Result<(), DownloadError> {
+        Ok(()) // sized to the span from the start
+    }
+
+    fn record(&self, _record: &()) {}
+
+    fn place(&self) {}
+
+    fn fetch_piece(
+        _place: (),
+        ctx: &Context<'_>,
+        source: &Source<'_>,
+        range: Range<u64>,
+        pin: &Pin,
+    ) -> (Result<Vec<u8>, DownloadError>, u64) {
+        let mut dest = MemoryDest::new(range.end - range.start);
+        let span = Span::Range {
+            start: range.start,
+            end: range.end,
+        };
+        let fetched = engine::fetch(ctx, source, span, &mut dest, pin, Expect::default(), None);
+        let held = dest.held();
+        (fetched.map(|_| dest.into_bytes()), held)
+    }
+
+    fn join_piece(
+        &mut self,
+        range: Range<u64>,
+        brought: Vec<u8>,
+        f: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), DownloadError> {
+        self.put(range.start, &brought)?;
+        f(&brought);
+        Ok(())
     }
 }
