@@ -16,9 +16,9 @@ use parking_lot::Mutex;
 
 use crate::downloader::dispatcher::{Done, Task};
 use crate::downloader::jogger::{Jogger, Target};
+use crate::engine::tail::Helpers;
 use crate::flow::Flows;
 use crate::http::HttpClient;
-use crate::engine::tail::Helpers;
 use crate::thread::JoinOnDrop;
 
 /// One target's joggers and what each new one is made of.

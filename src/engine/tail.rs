@@ -123,7 +123,8 @@ pub(crate) struct Tail<'scope, 'env, 'd, S: PieceStore> {
     store: &'d mut S,
     /// Where the span starts in the object: a piece asks for its bytes there.
     base: u64,
-    /// Whether the span was asked for as a range (its server evidently takes them).
+    /// Whether ranges are known to be served: the span was asked for as one, or the source
+    /// is S3.
     ranged: bool,
     /// The span's length, while it may be cut: known, at least two pieces, from a server
     /// that takes ranges and names a validator.
@@ -155,10 +156,12 @@ impl<'scope, 'env, 'd, S: PieceStore> Tail<'scope, 'env, 'd, S> {
         store: &'d mut S,
     ) -> Self {
         let now = Instant::now();
-        let (base, ranged) = match span {
+        let (base, asked_range) = match span {
             Span::Whole => (0, false),
             Span::Range { start, .. } => (start, true),
         };
+        // S3 serves ranges of every object, whether or not its store says so.
+        let ranged = asked_range || matches!(source, Source::S3 { .. });
         Tail {
             scope,
             ctx,

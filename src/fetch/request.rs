@@ -24,6 +24,7 @@ use crate::cancel::CancelToken;
 use crate::engine::Pin;
 use crate::engine::response::ObjectInfo;
 use crate::engine::retry::RetryPolicy;
+use crate::engine::tail::Helpers;
 
 /// The most items a request starts ahead of the one its caller takes next. The budget
 /// bounds the bytes they hold; this bounds how many there are, so that empty objects and
@@ -589,5 +590,37 @@ impl Request {
                 .collect()
         };
         drop(dropped);
+    }
+}
+
+/// A slow unit at the end of a request borrows the turns of the request's idle tokens for
+/// pieces of its tail (see [`tail`](crate::engine::tail)): tokens it has out of the pool
+/// because it had nothing to run, so its units and pieces together stay within its cap.
+/// None while it has work to start, and with an adaptive concurrency no more than the
+/// buckets' gates have room for.
+impl Helpers for Arc<Request> {
+    fn lend(&self, most: usize) -> usize {
+        if self.has_work() {
+            return 0;
+        }
+        let most = if self.settings.flows.adaptive() {
+            most.min(self.settings.flows.room())
+        } else {
+            most
+        };
+        let cap = self.settings.per_request;
+        let mut lent = 0;
+        let claimed = self
+            .tokens
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                lent = cap.saturating_sub(n).min(most);
+                (lent > 0).then_some(n + lent)
+            });
+        if claimed.is_ok() { lent } else { 0 }
+    }
+
+    /// The piece's turn is a token again: back in the pool if work appeared meanwhile.
+    fn give_back(&self) {
+        self.retire();
     }
 }

@@ -10,6 +10,7 @@ use super::request::{PartData, Request, Slot, Turn, Unit, UnitKind};
 use super::{FetchKey, Object};
 use crate::engine::dest::MemoryDest;
 use crate::engine::response::Asked;
+use crate::engine::tail::{Helpers, Tail};
 use crate::engine::verify::Verifier;
 use crate::engine::{self, Condition, Context, Expect, Fetched, Source, Span};
 use crate::progress::Progress;
@@ -96,9 +97,10 @@ impl Request {
 
     /// Fetches `span` of the unit's object into memory of `len` bytes: the engine retries,
     /// resumes (`If-Match` on the pinned ETag), checks every answer, and for a whole object
-    /// verifies its MD5 ETag and any checksum the store returned.
+    /// verifies its MD5 ETag and any checksum the store returned. A slow span's tail may be
+    /// cut into pieces for the request's idle workers ([`Tail`]).
     fn fetch(
-        &self,
+        self: &Arc<Self>,
         unit: &Unit,
         span: Span,
         len: u64,
@@ -124,15 +126,13 @@ impl Request {
             Span::Range { start, end } if end > start => Some((start, end - 1)),
             _ => None,
         };
-        engine::fetch(
-            &ctx,
-            &self.source(&unit.key),
-            span,
-            &mut dest,
-            &unit.pin,
-            expect,
-            first,
-        )
+        let source = self.source(&unit.key);
+        // The request's idle workers may take pieces of a slow unit's tail.
+        let helpers: &dyn Helpers = self;
+        std::thread::scope(|scope| {
+            let mut tail = Tail::new(scope, &ctx, &source, &unit.pin, helpers, span, &mut dest);
+            engine::fetch(&ctx, &source, span, &mut tail, &unit.pin, expect, first)
+        })
         .map(|fetched| {
             permit.succeeded(len);
             (dest.into_bytes(), fetched)

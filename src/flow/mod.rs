@@ -208,6 +208,11 @@ impl Flows {
         }
     }
 
+    /// Whether the limits adapt (not a fixed concurrency).
+    pub(crate) fn adaptive(&self) -> bool {
+        !self.concurrency.is_fixed()
+    }
+
     /// Calls `hook` whenever a host's limit grows on a response (startup grows it by one
     /// for each first response): a pool then starts the threads the room calls for. The
     /// hook runs on the thread of the transfer that got the response, with no lock held; it

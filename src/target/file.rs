@@ -13,6 +13,7 @@ use crate::engine::dest::{Buffered, Destination, Sink};
 use crate::engine::parts::PartsPolicy;
 use crate::engine::response::{Asked, ObjectInfo};
 use crate::engine::retry::{self, RetryPolicy};
+use crate::engine::tail::{Helpers, Tail};
 use crate::engine::verify::{Sha256Digest, Verifier};
 use crate::engine::{self, Answer, Condition, Context, Pin, Source, Span};
 use crate::http::HttpClient;
@@ -20,7 +21,6 @@ use crate::progress::Progress;
 use crate::source::url::{self, UrlError};
 use crate::target::mountpath::Mountpath;
 use crate::target::name::ObjectName;
-use crate::engine::tail::{Helpers, Tail};
 use crate::target::work::{self, Pieces, WorkFile};
 
 use crate::engine::error::DownloadError;

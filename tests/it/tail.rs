@@ -274,3 +274,226 @@ fn a_split_transfers_stream_bytes_survive_a_crash() {
         assert_eq!(origin.stats().body_bytes, BIG - held, "only the rest");
     });
 }
+
+// The fetcher's tail: the request's idle workers take pieces of a slow object (or part) in
+// memory, joined in order before the object is handed over.
+
+/// Four workers on one request; objects up to 16 MiB whole, larger ones in 6 MiB parts.
+fn fetcher() -> haul::Fetcher {
+    haul::Fetcher::builder()
+        .workers(4)
+        .per_request_workers(4)
+        .max_whole_object(16 << 20)
+        .part_size(6 << 20)
+        .memory_budget(64 << 20)
+        .hedging(false)
+        .retry(quick_retries())
+        .build()
+        .unwrap()
+}
+
+/// Reads every item of `objects`, in order: each object's bytes, or its error.
+fn fetched(objects: haul::Objects) -> Vec<(String, Result<Vec<u8>, String>)> {
+    use std::io::Read;
+    objects
+        .map(|item| match item {
+            Ok(object) => {
+                let key = object.key().to_owned();
+                if let Some(bytes) = object.bytes() {
+                    return (key, Ok(bytes.to_vec()));
+                }
+                let mut out = Vec::new();
+                let read = object.into_reader().read_to_end(&mut out);
+                (key, read.map(|_| out).map_err(|e| e.to_string()))
+            }
+            Err(e) => (e.to_string(), Err(e.to_string())),
+        })
+        .collect()
+}
+
+/// The keys of [`small_and_slow`] as URLs, the big one `size` bytes.
+fn slow_urls(origin: &Origin, size: u64, big_query: &str) -> Vec<haul::FetchKey> {
+    let big = origin.url(&format!("/tail/big.bin?size={size}&{big_query}"));
+    let digest = Sha256Digest::of(&body("/tail/big.bin", size));
+    vec![
+        haul::FetchKey::new(origin.url("/tail/a.bin?size=1000")),
+        haul::FetchKey::new(origin.url("/tail/b.bin?size=2000")),
+        haul::FetchKey::new(big).sha256(digest),
+    ]
+}
+
+fn assert_fetched(got: &[(String, Result<Vec<u8>, String>)], size: u64) {
+    assert_eq!(got.len(), 3);
+    for ((key, bytes), (path, len)) in got.iter().zip([
+        ("/tail/a.bin", 1000),
+        ("/tail/b.bin", 2000),
+        ("/tail/big.bin", size),
+    ]) {
+        assert!(key.contains(path), "{key} in the place of {path}");
+        let bytes = bytes.as_ref().unwrap_or_else(|e| panic!("{key}: {e}"));
+        assert!(*bytes == body(path, len), "{key} has the wrong bytes");
+    }
+}
+
+#[test]
+fn a_fetchers_idle_workers_take_pieces_of_a_slow_whole_object() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let fetcher = fetcher();
+        let keys = slow_urls(&origin, BIG, RATE);
+        let got = fetched(fetcher.fetch(haul::Web::default(), keys));
+        // The SHA-256 of the whole was checked: the pieces reached it in order.
+        assert_fetched(&got, BIG);
+        let stats = origin.stats();
+        assert!(
+            stats.requests_for("/tail/big.bin") >= 3,
+            "the rest was split: {stats:?}"
+        );
+        assert!(stats.status_count(206) >= 2, "{stats:?}");
+        assert_eq!(stats.status_count(412), 0, "{stats:?}");
+        assert_eq!(fetcher.stats().retries, 0);
+        assert_eq!(fetcher.stats().budget_in_use, 0);
+    });
+}
+
+#[test]
+fn a_fetchers_slow_parts_of_a_streamed_object_are_split_too() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let fetcher = fetcher();
+        // 18 MiB: three parts of 6 MiB, each on one connection at 2 MB/s, and nothing else
+        // to start once they are out: the fourth worker is idle.
+        let size = 18 << 20;
+        let keys = slow_urls(&origin, size, "rate=2000000");
+        let got = fetched(fetcher.fetch(haul::Web::default(), keys));
+        assert_fetched(&got, size);
+        let stats = origin.stats();
+        assert!(
+            stats.requests_for("/tail/big.bin") >= 4,
+            "a part's rest was split: {stats:?}"
+        );
+        assert_eq!(stats.status_count(412), 0, "{stats:?}");
+    });
+}
+
+#[test]
+fn a_fetcher_does_not_split_without_idle_workers_ranges_or_a_steady_version() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        // One worker for the request: nobody idle to help.
+        let one = haul::Fetcher::builder()
+            .workers(1)
+            .max_whole_object(16 << 20)
+            .memory_budget(32 << 20)
+            .hedging(false)
+            .retry(quick_retries())
+            .build()
+            .unwrap();
+        assert_fetched(
+            &fetched(one.fetch(haul::Web::default(), slow_urls(&origin, BIG, RATE))),
+            BIG,
+        );
+        assert_eq!(origin.stats().requests_for("/tail/big.bin"), 1);
+        // A server that ignores ranges (and says none).
+        origin.reset_stats();
+        let keys = slow_urls(&origin, BIG, &format!("{RATE}&no_ranges=1"));
+        assert_fetched(&fetched(fetcher().fetch(haul::Web::default(), keys)), BIG);
+        assert_eq!(origin.stats().requests_for("/tail/big.bin"), 1);
+        // An object that changes on every response: the pieces are pinned (412), and the
+        // stream finishes it alone.
+        origin.reset_stats();
+        let keys = slow_urls(&origin, BIG, &format!("{RATE}&etag=changing"));
+        assert_fetched(&fetched(fetcher().fetch(haul::Web::default(), keys)), BIG);
+        let stats = origin.stats();
+        assert!(
+            stats.status_count(412) >= 1,
+            "the pieces were pinned: {stats:?}"
+        );
+        assert!(
+            stats.requests_for("/tail/big.bin") <= 8,
+            "split once, then on one connection: {stats:?}"
+        );
+        // Servers that lie to the pieces: one answers a range from its first byte, one
+        // ignores `If-Match` while its object changes. Every answer is checked, so the
+        // pieces are refused and the stream brings the right bytes alone.
+        for liar in ["range_from_zero=1", "etag=changing&ignore_conditions=1"] {
+            origin.reset_stats();
+            let keys = slow_urls(&origin, BIG, &format!("{RATE}&{liar}"));
+            assert_fetched(&fetched(fetcher().fetch(haul::Web::default(), keys)), BIG);
+            let stats = origin.stats();
+            let asked = stats.requests_for("/tail/big.bin");
+            assert!((2..=8).contains(&asked), "{liar}: {stats:?}");
+        }
+    });
+}
+
+/// Dropping the items stops the pieces too: every request ends at once.
+#[test]
+fn dropping_a_fetch_stops_the_pieces_of_its_split_object() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let fetcher = fetcher();
+        let mut objects =
+            fetcher.fetch(haul::Web::default(), slow_urls(&origin, BIG, "rate=500000"));
+        // The first two arrive; the big one is split once its stream has been judged.
+        for _ in 0..2 {
+            objects.next().unwrap().unwrap();
+        }
+        assert!(
+            wait_until(|| origin.stats().requests_for("/tail/big.bin") >= 3),
+            "never split: {:?}",
+            origin.stats()
+        );
+        let dropped = Instant::now();
+        drop(objects);
+        assert!(
+            wait_until(|| origin.stats().active == 0),
+            "requests still open: {:?}",
+            origin.stats()
+        );
+        assert!(
+            dropped.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            dropped.elapsed()
+        );
+        assert!(wait_until(|| fetcher.stats().budget_in_use == 0));
+    });
+}
+
+/// From S3 (the in-process store behind a WAN whose window holds one connection to
+/// 64 KiB a round trip): the same split, pinned to the object's ETag.
+#[test]
+fn a_fetchers_slow_object_from_s3_is_split_among_idle_workers() {
+    guard(|| {
+        let server = crate::support::s3::S3Server::start(&["data"]);
+        let size = 8usize << 20;
+        let big = haul_origin::body("big", size as u64);
+        server.seed_file("data", "big", &big);
+        server.seed_file("data", "small", b"small");
+        let wan = haul_wan::Wan::start(
+            server.socket_addr(),
+            haul_wan::WanConfig::default()
+                .rtt(Duration::from_millis(20))
+                .window(64 << 10)
+                .initial_window(64 << 10),
+        )
+        .unwrap();
+        let config = server.config_at(format!("http://{}", wan.addr()));
+        let bucket = haul::Bucket::new(&server.bucket_name("data"), &config).unwrap();
+        let fetcher = fetcher();
+        let got = fetched(fetcher.fetch(&bucket, ["small", "big"]));
+        assert_eq!(got.len(), 2);
+        assert!(
+            got[0].1.as_ref().is_ok_and(|b| b == b"small"),
+            "{:?}",
+            got[0].0
+        );
+        assert!(
+            got[1].1.as_ref().is_ok_and(|b| *b == big),
+            "big: wrong bytes or {:?}",
+            got[1].1.as_ref().err()
+        );
+        let stats = wan.stats();
+        assert!(stats.requests >= 4, "the big object was split: {stats:?}");
+    });
+}
