@@ -175,6 +175,7 @@ impl Jogger {
                     target,
                     budget,
                     observer,
+                    helpers: self.pool.setup.split_tails.then_some(&*self.pool as _),
                 };
                 match &from {
                     From::File(path) => s3::store_file(&ctx, path, &task.name, &to),

@@ -58,8 +58,15 @@ pub(crate) trait PieceStore: Destination {
     /// Records the bytes good so far: the stream's, the pieces joined among them.
     fn record(&self, record: &Self::Record);
 
-    /// What the next piece's thread takes with it.
-    fn place(&self) -> Self::Place;
+    /// What the thread of the piece of bytes `range` takes with it; `None`: the piece cannot
+    /// be taken now (no memory for it), and the stream keeps its bytes.
+    fn place(&self, range: &Range<u64>) -> Option<Self::Place>;
+
+    /// Piece boundaries fall on multiples of this (from the span's start): an upload's part
+    /// size, so each piece is whole parts.
+    fn align(&self) -> u64 {
+        ALIGN
+    }
 
     /// Fetches the object's bytes `range` on a piece's thread: the outcome, and how many of
     /// the range's bytes (from its start) are in place.
@@ -105,7 +112,7 @@ const ALIGN: u64 = 64 << 10;
 type PieceOutcome<B> = (Result<B, DownloadError>, u64);
 
 /// One piece of a cut tail: bytes `range` of the span, fetched by its own thread (`None`: it
-/// could not be started, so the stream takes it back).
+/// could not be started, for want of a thread or of memory, so the stream takes it back).
 struct Piece<'scope, B> {
     range: Range<u64>,
     cancel: CancelToken,
@@ -220,6 +227,34 @@ impl<'scope, 'env, 'd, S: PieceStore> Tail<'scope, 'env, 'd, S> {
 
     /// Cuts `at..end` into `lent + 1` pieces: the stream keeps the first.
     fn split(&mut self, at: u64, end: u64, lent: usize, rate: f64) {
+        // As many pieces as the store has room for: each one fewer gives a turn back.
+        let mut lent = lent;
+        let (bounds, places) = loop {
+            let bounds = self.bounds(at, end, lent);
+            if bounds[0] >= end {
+                // Too little left for a whole piece past the stream's.
+                (0..lent).for_each(|_| self.helpers.give_back());
+                return;
+            }
+            let places: Option<Vec<Option<S::Place>>> = bounds
+                .windows(2)
+                .map(|w| match w[0]..w[1] {
+                    empty if empty.is_empty() => Some(None),
+                    range => self.store.place(&range).map(Some),
+                })
+                .collect();
+            match places {
+                Some(places) => break (bounds, places),
+                None => {
+                    self.helpers.give_back();
+                    lent -= 1;
+                    if lent == 0 {
+                        debug!("GET {}: no room for a piece now", self.source.shown());
+                        return;
+                    }
+                }
+            }
+        };
         if self.record.is_none() {
             // From now on the store has holes: room for the whole span, and a record of
             // the good bytes (a work file's sidecar, so a run after a crash fetches only
@@ -234,11 +269,6 @@ impl<'scope, 'env, 'd, S: PieceStore> Tail<'scope, 'env, 'd, S> {
             }
             self.record_stream();
         }
-        let size = (end - at).div_ceil(lent as u64 + 1).next_multiple_of(ALIGN);
-        let bounds: Vec<u64> = (1..=lent as u64)
-            .map(|i| (at + i * size).min(end))
-            .chain([end])
-            .collect();
         debug!(
             "GET {}: {} bytes left at {:.1} MB/s: {lent} more connections take {}..{end}",
             self.source.shown(),
@@ -247,22 +277,34 @@ impl<'scope, 'env, 'd, S: PieceStore> Tail<'scope, 'env, 'd, S> {
             bounds[0],
         );
         // The new pieces come before those of an earlier cut, which start at `end`.
-        for (i, range) in bounds.windows(2).map(|w| w[0]..w[1]).enumerate().rev() {
-            if range.is_empty() {
-                self.helpers.give_back();
-                continue;
+        let ranges = bounds.windows(2).map(|w| w[0]..w[1]);
+        for (i, (range, place)) in ranges.zip(places).enumerate().rev() {
+            match place {
+                Some(place) => {
+                    let piece = self.start(i, range, place);
+                    self.pieces.push_front(piece);
+                }
+                None => self.helpers.give_back(), // an empty range
             }
-            let piece = self.start(i, range);
-            self.pieces.push_front(piece);
         }
         self.cut = Some(bounds[0]);
     }
 
+    /// Where `at..end` is cut for `lent` pieces after the stream's: equal shares, each
+    /// boundary on the store's alignment, `end` last.
+    fn bounds(&self, at: u64, end: u64, lent: usize) -> Vec<u64> {
+        let align = self.store.align().max(1);
+        let size = (end - at).div_ceil(lent as u64 + 1);
+        (1..=lent as u64)
+            .map(|i| (at + i * size).next_multiple_of(align).min(end))
+            .chain([end])
+            .collect()
+    }
+
     /// Starts the thread that fetches `range` of the span into its place.
-    fn start(&self, i: usize, range: Range<u64>) -> Piece<'scope, S::Brought> {
+    fn start(&self, i: usize, range: Range<u64>, place: S::Place) -> Piece<'scope, S::Brought> {
         let cancel = CancelToken::new();
         let (ctx, source, pin, helpers) = (self.ctx, self.source, self.pin, self.helpers);
-        let place = self.store.place();
         let token = cancel.clone();
         let bytes = self.base + range.start..self.base + range.end;
         let thread = std::thread::Builder::new()
@@ -321,23 +363,18 @@ impl<B> Piece<'_, B> {
         self.thread.as_ref().is_some_and(|t| !t.is_finished())
     }
 
-    /// The piece's outcome, once its thread has ended.
-    fn join(self, shown: &str) -> Result<B, DownloadError> {
-        match self.thread {
-            Some(thread) => thread.join().map_or_else(
-                |panic| {
-                    Err(DownloadError::Panicked {
-                        url: shown.to_owned(),
-                        message: crate::downloader::jogger::panic_message(&*panic),
-                    })
-                },
-                |(result, _)| result,
-            ),
-            None => Err(DownloadError::Panicked {
-                url: shown.to_owned(),
-                message: "no thread could be started for a piece".to_owned(),
-            }),
-        }
+    /// The piece's outcome, once its thread has ended; `None` when it was never started.
+    fn join(self, shown: &str) -> Option<Result<B, DownloadError>> {
+        let thread = self.thread?;
+        Some(thread.join().map_or_else(
+            |panic| {
+                Err(DownloadError::Panicked {
+                    url: shown.to_owned(),
+                    message: crate::downloader::jogger::panic_message(&*panic),
+                })
+            },
+            |(result, _)| result,
+        ))
     }
 }
 
@@ -411,11 +448,20 @@ impl<S: PieceStore> Destination for Tail<'_, '_, '_, S> {
         while let Some(piece) = self.pieces.pop_front() {
             let range = piece.range.clone();
             match piece.join(&shown) {
-                Ok(brought) => {
+                Some(Ok(brought)) => {
                     self.store.join_piece(range, brought, f)?;
                     self.record_stream();
                 }
-                Err(e) => {
+                None => {
+                    debug!(
+                        "GET {shown}: bytes {}..{} were not taken: the stream's again",
+                        self.base + range.start,
+                        self.base + range.end
+                    );
+                    self.cut = self.pieces.front().map(|p| p.range.start);
+                    return Ok(false);
+                }
+                Some(Err(e)) => {
                     debug!(
                         "{}; bytes {}..{} are the stream's again",
                         retry::error_chain(&e),
@@ -454,7 +500,9 @@ impl PieceStore for MemoryDest {
 
     fn record(&self, _record: &()) {}
 
-    fn place(&self) {}
+    fn place(&self, _range: &Range<u64>) -> Option<()> {
+        Some(())
+    }
 
     fn fetch_piece(
         _place: (),

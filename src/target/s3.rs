@@ -12,15 +12,18 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::ops::Range;
 use std::sync::Arc;
 
 use log::{debug, trace, warn};
 
 use crate::cancel::CancelToken;
+use crate::engine::Expect;
 use crate::engine::Known;
-use crate::engine::dest::Destination;
+use crate::engine::dest::{Destination, MemoryDest};
 use crate::engine::error::DownloadError;
 use crate::engine::response::ObjectInfo;
+use crate::engine::tail::{Helpers, PieceStore, Tail};
 use crate::engine::verify::Crc64Nvme;
 use crate::engine::{self, Context, Pin, Source, Span};
 use crate::fetch::{BudgetPermit, MemoryBudget};
@@ -164,6 +167,9 @@ pub(crate) struct UploadTo<'a> {
     pub(crate) target: &'a S3Target,
     pub(crate) budget: &'a Arc<MemoryBudget>,
     pub(crate) observer: Option<Observer>,
+    /// Idle joggers that may take pieces of a slow object's tail (see
+    /// [`tail`](crate::engine::tail)): whole parts each, uploaded by the piece.
+    pub(crate) helpers: Option<&'a dyn Helpers>,
 }
 
 /// One object from its source into an S3 target. Returns the bytes stored.
@@ -179,7 +185,15 @@ pub(crate) fn store(
     }
     upload(ctx, source.shown(), name, to, |upload| {
         let expect = known.expect();
-        engine::fetch(ctx, source, Span::Whole, upload, &Pin::new(), expect, None).map(|_| ())
+        let pin = Pin::new();
+        match to.helpers {
+            Some(helpers) => std::thread::scope(|scope| {
+                let mut tail = Tail::new(scope, ctx, source, &pin, helpers, Span::Whole, upload);
+                engine::fetch(ctx, source, Span::Whole, &mut tail, &pin, expect, None)
+            }),
+            None => engine::fetch(ctx, source, Span::Whole, upload, &pin, expect, None),
+        }
+        .map(|_| ())
     })
 }
 
@@ -202,7 +216,7 @@ fn upload(
     shown: String,
     name: &ObjectName,
     to: &UploadTo<'_>,
-    fill: impl FnOnce(&mut dyn Destination) -> Result<(), DownloadError>,
+    fill: impl FnOnce(&mut Upload<'_, '_, '_>) -> Result<(), DownloadError>,
 ) -> Result<u64, DownloadError> {
     crate::http::transport::with_cancel(ctx.cancel, || {
         if ctx.cancel.is_cancelled() {
@@ -562,5 +576,132 @@ impl Destination for Upload<'_, '_, '_> {
 impl Drop for Upload<'_, '_, '_> {
     fn drop(&mut self) {
         self.abort();
+    }
+}
+
+/// What a piece of a cut tail takes to its thread: where its parts go up, and the budget's
+/// share for its bytes, which it holds until the stream has joined them.
+pub(crate) struct PieceParts {
+    bucket: Bucket,
+    key: String,
+    upload_id: String,
+    part: u64,
+    permit: BudgetPermit,
+    observer: Option<Observer>,
+}
+
+/// A piece's bytes, already uploaded as its parts, kept for the stream's digests.
+pub(crate) struct UploadedPiece {
+    bytes: Vec<u8>,
+    parts: Vec<(u32, String)>,
+    _permit: BudgetPermit,
+}
+
+/// A slow object's tail into a bucket (see [`tail`](crate::engine::tail)): the pieces are
+/// whole parts (cut on the part size), each fetched by one ranged GET into memory from the
+/// budget and uploaded as its parts of the object's multipart upload by its own thread;
+/// the stream joins their bytes in order for the whole object's CRC-64/NVME and digests.
+/// A piece with no room in the budget is not cut.
+impl PieceStore for Upload<'_, '_, '_> {
+    type Place = PieceParts;
+    type Brought = UploadedPiece;
+    type Record = ();
+
+    /// The pieces go up as parts: the object becomes a multipart upload now.
+    fn make_room(&mut self, _total: u64) -> Result<(), DownloadError> {
+        if self.upload_id.is_none() {
+            let bucket = &self.target.bucket;
+            let id = observed(self.observer.as_ref(), || bucket.create_upload(&self.key))
+                .map_err(|e| self.store_error(e))?;
+            debug!("s3://{}/{}: multipart upload {id}", bucket.name(), self.key);
+            self.upload_id = Some(id);
+        }
+        Ok(())
+    }
+
+    fn record(&self, (): &()) {}
+
+    fn place(&self, range: &Range<u64>) -> Option<PieceParts> {
+        let permit = self.budget.try_acquire(range.end - range.start)?;
+        Some(PieceParts {
+            bucket: self.target.bucket.clone(),
+            key: self.key.clone(),
+            upload_id: self.upload_id.clone()?,
+            part: self.align(),
+            permit,
+            observer: self.observer.clone(),
+        })
+    }
+
+    fn align(&self) -> u64 {
+        self.target.part_for(self.total)
+    }
+
+    fn fetch_piece(
+        to: PieceParts,
+        ctx: &Context<'_>,
+        source: &Source<'_>,
+        range: Range<u64>,
+        pin: &Pin,
+    ) -> (Result<UploadedPiece, DownloadError>, u64) {
+        let mut dest = MemoryDest::new(range.end - range.start);
+        let span = Span::Range {
+            start: range.start,
+            end: range.end,
+        };
+        if let Err(e) = engine::fetch(ctx, source, span, &mut dest, pin, Expect::default(), None) {
+            return (Err(e), 0);
+        }
+        let bytes = dest.into_bytes();
+        let first = range.start / to.part + 1;
+        let mut parts = Vec::new();
+        for (i, chunk) in bytes
+            .chunks(usize::try_from(to.part).unwrap_or(usize::MAX))
+            .enumerate()
+        {
+            let number = u32::try_from(first + i as u64).expect("at most 10,000 parts");
+            let sent = crate::http::transport::with_cancel(ctx.cancel, || {
+                observed(to.observer.as_ref(), || {
+                    to.bucket.upload_part(&to.key, &to.upload_id, number, chunk)
+                })
+            });
+            match sent {
+                Ok(etag) => parts.push((number, etag)),
+                Err(e) => {
+                    let error = DownloadError::Store {
+                        key: format!("s3://{}/{}", to.bucket.name(), to.key),
+                        source: Box::new(e),
+                    };
+                    return (Err(error), 0);
+                }
+            }
+        }
+        let len = range.end - range.start;
+        let piece = UploadedPiece {
+            bytes,
+            parts,
+            _permit: to.permit,
+        };
+        (Ok(piece), len)
+    }
+
+    /// The stream's last part, full at the cut, goes up first; then the piece's bytes are
+    /// the stream's (its parts already in the store).
+    fn join_piece(
+        &mut self,
+        range: Range<u64>,
+        piece: UploadedPiece,
+        f: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), DownloadError> {
+        if self.filled > 0 {
+            self.send_part().map_err(|e| self.store_error(e))?;
+        }
+        self.crc.update(&piece.bytes);
+        f(&piece.bytes);
+        self.parts.extend(piece.parts);
+        self.received = range.end;
+        let part = self.align();
+        self.next_part = u32::try_from(range.end / part + 1).expect("at most 10,000 parts");
+        Ok(())
     }
 }

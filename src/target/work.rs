@@ -684,8 +684,8 @@ impl PieceStore for Buffered<WorkFile> {
         record.write(std::slice::from_ref(&(0..self.sink.len)));
     }
 
-    fn place(&self) -> PathBuf {
-        self.sink.path.clone()
+    fn place(&self, _range: &Range<u64>) -> Option<PathBuf> {
+        Some(self.sink.path.clone())
     }
 
     fn fetch_piece(

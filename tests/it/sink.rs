@@ -18,7 +18,7 @@ const MIB: u64 = 1 << 20;
 /// Reads `key` back from the store and compares it, byte for byte, with the origin's
 /// object at `path` of `size` bytes.
 #[track_caller]
-fn assert_stored(bucket: &Bucket, key: &str, path: &str, size: u64) {
+pub(crate) fn assert_stored(bucket: &Bucket, key: &str, path: &str, size: u64) {
     let fetcher = Fetcher::builder()
         .workers(2)
         .per_request_workers(2)
