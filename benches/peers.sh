@@ -36,7 +36,9 @@
 #            their defaults and at 16, 64 and 256
 #        w4  the tail of a job: 200 x 64 KiB with one 48 MiB object among them (the 151st), on
 #            a WAN with loss-like stalls (0.2 a MiB, 200 ms each): haul with no flags beside
-#            aria2c -j16 -x16 -s16 --min-split-size=1M (which splits every file) and wget2
+#            aria2c -j16 -x16 -s16 --min-split-size=1M (which splits every file) and wget2;
+#            haul cat of the same list into one file (the fetcher's tail) and haul get of it
+#            into SeaweedFS on loopback (the S3 sink's tail: the source is across the WAN)
 #        Each WAN case has a "link floor" row: its bytes at the link's rate plus one RTT;
 #        w1 and w1n also a measured one, cp -r of the same 1,000 files (the disk's floor).
 #     h  a Hugging Face dataset across the WAN (the origin's emulated Hub, `haul-hub`, its API
@@ -222,7 +224,7 @@ if want b; then
     '"$1" get --parts 4 -o "$(dirname "$2")" "$3" && mv "$(dirname "$2")/$4" "$2"' _ "$HAUL" @DEST@ "$B/big/$BIG" "$BIG"
 fi
 
-if want c || want d || want e || want u || want w3; then
+if want c || want d || want e || want u || want w3 || want w4; then
   if ! [[ -f "/tmp/s3-$S3_PORT/server.pid" ]] || ! kill -0 "$(cat "/tmp/s3-$S3_PORT/server.pid")" 2>/dev/null; then STARTED_S3=1; fi
   echo "# $("$TOOLS/s3-up.sh" "$S3_PORT")" >&2
   . "/tmp/s3-$S3_PORT/env.sh"
@@ -366,6 +368,12 @@ if want w4; then
     -j16 -x16 -s16 --min-split-size=1M --file-allocation=none --auto-file-renaming=false \
     --console-log-level=warn --summary-interval=0 --download-result=hide
   run_case w4 peer "wget2 --max-threads=16" "$TAIL/tail.sha256" wget2 -q --no-robots --max-threads=16 -i "$LIST4" -P @DEST@
+  # The fetcher: every object in the list's order, into one file on the same file system.
+  run_case w4 haul "haul cat (no flags) > one file" "file:$((200 * 65536 + (48 << 20)))" \
+    bash -c '"$1" cat -q --list "$2" > "$3"' _ "$HAUL" "$LIST4" @DEST@
+  # The S3 sink: the same list into a bucket on loopback (only the source is across the WAN).
+  run_case w4 haul "haul get (no flags) -o s3://" "s3:201:$((200 * 65536 + (48 << 20)))" \
+    "$HAUL" get -q --list "$LIST4" -o s3://bench/@RUN@/
   floor_row w4 "link floor (61 MiB at $WAN_MBIT Mbit/s + 1 RTT)" "$(wan_floor $((200 * 65536 + (48 << 20))) "$WAN_MBIT")"
 fi
 
