@@ -502,7 +502,11 @@ fn send_body(
         out.clear();
         ok
     };
-    let pace_chunk = f.rate.map(|r| (r / 20).max(1)).unwrap_or(u64::MAX);
+    let rate = match (f.slow_from, f.slow_rate) {
+        (Some(from), Some(slow)) if start >= from => Some(slow),
+        _ => f.rate,
+    };
+    let pace_chunk = rate.map(|r| (r / 20).max(1)).unwrap_or(u64::MAX);
     while sent < len {
         if f.gate_after.is_some_and(|n| sent >= n) && !gated {
             if !write(&mut out) {
@@ -558,7 +562,7 @@ fn send_body(
             return Some(End::Gone);
         }
         sent += limit as u64;
-        if let Some(rate) = f.rate {
+        if let Some(rate) = rate {
             let due = Duration::from_secs_f64(sent as f64 / rate as f64);
             let elapsed = began.elapsed();
             if due > elapsed && !shared.sleep(due - elapsed) {

@@ -14,6 +14,12 @@ pub struct Faults {
     pub delay: Option<Duration>,
     /// `rate`: cap the body at this many bytes per second.
     pub rate: Option<u64>,
+    /// `slow_from=OFFSET&slow_rate=R`: a body whose first byte is at `OFFSET` or later (a
+    /// range that starts there) is capped at `R` bytes per second instead, as one slow path
+    /// to the server would make the connection that asked for it.
+    pub slow_from: Option<u64>,
+    /// `slow_rate`: see [`slow_from`](Faults::slow_from).
+    pub slow_rate: Option<u64>,
     /// `status`: answer every request with this status and a short text body.
     pub status: Option<u16>,
     /// `retry_after`: with `status` or `fail_first`, send `Retry-After: N` (seconds).
@@ -79,6 +85,8 @@ impl Faults {
     pub(super) fn shape_only(&self) -> Faults {
         Faults {
             rate: self.rate,
+            slow_from: self.slow_from,
+            slow_rate: self.slow_rate,
             busy_above: self.busy_above,
             no_length: self.no_length,
             chunked: self.chunked,
@@ -139,6 +147,8 @@ pub(super) fn from_query(base: &Faults, query: &str, size: &mut u64) -> Result<F
             "size" => *size = num()?,
             "delay_ms" => f.delay = Some(Duration::from_millis(num()?)),
             "rate" => f.rate = Some(num()?),
+            "slow_from" => f.slow_from = Some(num()?),
+            "slow_rate" => f.slow_rate = Some(num()?),
             "status" => {
                 f.status =
                     Some(u16::try_from(num()?).map_err(|_| BadQuery(format!("status={value}")))?)

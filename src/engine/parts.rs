@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -14,7 +14,8 @@ use parking_lot::Mutex;
 
 use crate::engine::dest::{Buffered, Destination, Sink};
 use crate::engine::error::DownloadError;
-use crate::engine::{self, Answer, Context, Expect, Pin, Source, Span};
+use crate::engine::tail::{self, Helpers, PieceStore};
+use crate::engine::{Answer, Context, Expect, Pin, Source, Span};
 
 /// When and how one large object is split into ranged parts fetched in parallel.
 ///
@@ -156,6 +157,7 @@ pub(crate) fn fetch_range(
     range: std::ops::Range<u64>,
     pin: &Pin,
     first: Option<Answer>,
+    helpers: Option<&dyn Helpers>,
 ) -> (Result<(), DownloadError>, u64) {
     let mut dest = Buffered::new(PartSink {
         file: into.file,
@@ -167,8 +169,8 @@ pub(crate) fn fetch_range(
         start: range.start,
         end: range.end,
     };
-    let result =
-        engine::fetch(ctx, source, span, &mut dest, pin, Expect::default(), first).map(drop);
+    let expect = Expect::default();
+    let result = tail::fetch(ctx, source, span, &mut dest, pin, expect, first, helpers).map(drop);
     // An interrupted part's buffered bytes are good ones: on disk, a later run has them.
     if result.as_ref().is_err_and(DownloadError::interrupted)
         && let Err(e) = dest.flush()
@@ -265,7 +267,7 @@ pub(crate) fn fetch(
                     None
                 };
                 let start = range.start;
-                let (result, written) = fetch_range(ctx, source, into, range, pin, answer);
+                let (result, written) = fetch_range(ctx, source, into, range, pin, answer, None);
                 let finished = {
                     let mut landed = landed.lock();
                     landed.push(start..start + written);
@@ -389,5 +391,78 @@ pub(crate) fn fetch(
             message: "a part's thread panicked".to_owned(),
         }),
         None => Ok(()),
+    }
+}
+
+/// A piece of a cut tail that is slow itself is cut again (see [`tail`](crate::engine::tail)):
+/// its own pieces write at their offsets in the same file, and are read back when joined.
+impl PieceStore for Buffered<PartSink<'_>> {
+    type Place = PathBuf;
+    type Brought = ();
+    type Record = ();
+
+    fn make_room(&mut self, _total: u64) -> Result<(), DownloadError> {
+        Ok(()) // the file is sized to the object already
+    }
+
+    fn record(&self, (): &()) {}
+
+    fn place(&self, _range: &Range<u64>) -> Option<PathBuf> {
+        Some(self.sink.path.to_owned())
+    }
+
+    fn fetch_piece(
+        path: PathBuf,
+        ctx: &Context<'_>,
+        source: &Source<'_>,
+        range: Range<u64>,
+        pin: &Pin,
+        helpers: &dyn Helpers,
+    ) -> (Result<(), DownloadError>, u64) {
+        match std::fs::OpenOptions::new().write(true).open(&path) {
+            Ok(file) => {
+                let into = PartsFile {
+                    file: &file,
+                    path: &path,
+                    total: range.end,
+                };
+                fetch_range(ctx, source, into, range, pin, None, Some(helpers))
+            }
+            Err(source) => {
+                let error = DownloadError::Local {
+                    action: "opening",
+                    path,
+                    source,
+                };
+                (Err(error), 0)
+            }
+        }
+    }
+
+    fn join_piece(
+        &mut self,
+        range: Range<u64>,
+        (): (),
+        f: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), DownloadError> {
+        let sink = &mut self.sink;
+        let mut buffer = vec![0; 256 * 1024];
+        let mut at = range.start;
+        while at < range.end {
+            let n = buffer
+                .len()
+                .min(usize::try_from(range.end - at).unwrap_or(usize::MAX));
+            sink.file
+                .read_exact_at(&mut buffer[..n], sink.start + at)
+                .map_err(|source| DownloadError::Local {
+                    action: "reading",
+                    path: sink.path.to_owned(),
+                    source,
+                })?;
+            f(&buffer[..n]);
+            at += n as u64;
+        }
+        sink.written = range.end;
+        Ok(())
     }
 }

@@ -32,7 +32,7 @@ use crate::engine::dest::{Destination, MemoryDest};
 use crate::engine::error::DownloadError;
 use crate::engine::parts;
 use crate::engine::response::ObjectInfo;
-use crate::engine::{self, Context, Expect, Pin, Source, Span, retry};
+use crate::engine::{self, Answer, Context, Expect, Fetched, Pin, Source, Span, retry};
 
 /// Idle workers whose turns a slow transfer may borrow for pieces of its tail.
 pub(crate) trait Helpers: Sync {
@@ -69,13 +69,15 @@ pub(crate) trait PieceStore: Destination {
     }
 
     /// Fetches the object's bytes `range` on a piece's thread: the outcome, and how many of
-    /// the range's bytes (from its start) are in place.
+    /// the range's bytes (from its start) are in place. A piece that is slow itself may be
+    /// cut again for `helpers` (through [`fetch`]).
     fn fetch_piece(
         place: Self::Place,
         ctx: &Context<'_>,
         source: &Source<'_>,
         range: Range<u64>,
         pin: &Pin,
+        helpers: &dyn Helpers,
     ) -> (Result<Self::Brought, DownloadError>, u64);
 
     /// Takes a finished piece (bytes `range` of the span, right after those held), feeding
@@ -91,6 +93,28 @@ pub(crate) trait PieceStore: Destination {
     /// they brought, for a store that keeps bytes for a later run.
     fn keep_brought(&mut self, total: u64, brought: Vec<Range<u64>>) {
         let _ = (total, brought);
+    }
+}
+
+/// Fetches `span` of the object into `store` (see [`engine::fetch`]), through a [`Tail`] when
+/// `helpers` may take pieces of it.
+#[allow(clippy::too_many_arguments)] // engine::fetch's, and the helpers
+pub(crate) fn fetch<S: PieceStore>(
+    ctx: &Context<'_>,
+    source: &Source<'_>,
+    span: Span,
+    store: &mut S,
+    pin: &Pin,
+    expect: Expect<'_>,
+    first: Option<Answer>,
+    helpers: Option<&dyn Helpers>,
+) -> Result<Fetched, DownloadError> {
+    match helpers {
+        Some(helpers) => std::thread::scope(|scope| {
+            let mut tail = Tail::new(scope, ctx, source, pin, helpers, span, store);
+            engine::fetch(ctx, source, span, &mut tail, pin, expect, first)
+        }),
+        None => engine::fetch(ctx, source, span, store, pin, expect, first),
     }
 }
 
@@ -130,8 +154,11 @@ pub(crate) struct Tail<'scope, 'env, 'd, S: PieceStore> {
     store: &'d mut S,
     /// Where the span starts in the object: a piece asks for its bytes there.
     base: u64,
+    /// Whether the span is a range of the object (not all of it).
+    ranged_span: bool,
     /// Whether ranges are known to be served: the span was asked for as one, or the source
-    /// is S3.
+    /// is S3. A range's tail (a fetcher's part, or a piece cut again) does not report its
+    /// connections: the progress is the whole object's.
     ranged: bool,
     /// The span's length, while it may be cut: known, at least two pieces, from a server
     /// that takes ranges and names a validator.
@@ -177,6 +204,7 @@ impl<'scope, 'env, 'd, S: PieceStore> Tail<'scope, 'env, 'd, S> {
             helpers,
             store,
             base,
+            ranged_span: asked_range,
             ranged,
             total: None,
             // A transfer held to a rate is slow on purpose: more connections would not help.
@@ -214,8 +242,10 @@ impl<'scope, 'env, 'd, S: PieceStore> Tail<'scope, 'env, 'd, S> {
                 self.split(at, end, lent, rate);
             }
         }
-        let running = self.pieces.iter().filter(|p| p.running()).count();
-        self.ctx.progress.set_connections(1 + running);
+        if !self.ranged_span {
+            let running = self.pieces.iter().filter(|p| p.running()).count();
+            self.ctx.progress.set_connections(1 + running);
+        }
     }
 
     /// Records the good bytes so far, once the store has holes.
@@ -319,7 +349,7 @@ impl<'scope, 'env, 'd, S: PieceStore> Tail<'scope, 'env, 'd, S> {
                     cancel: &token,
                     ..*ctx
                 };
-                let fetched = S::fetch_piece(place, &ctx, source, bytes, pin);
+                let fetched = S::fetch_piece(place, &ctx, source, bytes, pin, helpers);
                 helpers.give_back();
                 fetched
             });
@@ -481,7 +511,9 @@ impl<S: PieceStore> Destination for Tail<'_, '_, '_, S> {
             }
         }
         self.cut = None;
-        self.ctx.progress.set_connections(1);
+        if !self.ranged_span {
+            self.ctx.progress.set_connections(1);
+        }
         Ok(true)
     }
 }
@@ -510,13 +542,24 @@ impl PieceStore for MemoryDest {
         source: &Source<'_>,
         range: Range<u64>,
         pin: &Pin,
+        helpers: &dyn Helpers,
     ) -> (Result<Vec<u8>, DownloadError>, u64) {
         let mut dest = MemoryDest::new(range.end - range.start);
         let span = Span::Range {
             start: range.start,
             end: range.end,
         };
-        let fetched = engine::fetch(ctx, source, span, &mut dest, pin, Expect::default(), None);
+        let expect = Expect::default();
+        let fetched = fetch(
+            ctx,
+            source,
+            span,
+            &mut dest,
+            pin,
+            expect,
+            None,
+            Some(helpers),
+        );
         let held = dest.held();
         (fetched.map(|_| dest.into_bytes()), held)
     }

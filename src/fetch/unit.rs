@@ -10,7 +10,7 @@ use super::request::{PartData, Request, Slot, Turn, Unit, UnitKind};
 use super::{FetchKey, Object};
 use crate::engine::dest::MemoryDest;
 use crate::engine::response::Asked;
-use crate::engine::tail::{Helpers, Tail};
+use crate::engine::tail::{self, Helpers};
 use crate::engine::verify::Verifier;
 use crate::engine::{self, Condition, Context, Expect, Fetched, Source, Span};
 use crate::progress::Progress;
@@ -129,10 +129,16 @@ impl Request {
         let source = self.source(&unit.key);
         // The request's idle workers may take pieces of a slow unit's tail.
         let helpers: &dyn Helpers = self;
-        std::thread::scope(|scope| {
-            let mut tail = Tail::new(scope, &ctx, &source, &unit.pin, helpers, span, &mut dest);
-            engine::fetch(&ctx, &source, span, &mut tail, &unit.pin, expect, first)
-        })
+        tail::fetch(
+            &ctx,
+            &source,
+            span,
+            &mut dest,
+            &unit.pin,
+            expect,
+            first,
+            Some(helpers),
+        )
         .map(|fetched| {
             permit.succeeded(len);
             (dest.into_bytes(), fetched)

@@ -13,7 +13,7 @@ use crate::engine::dest::{Buffered, Destination, Sink};
 use crate::engine::parts::PartsPolicy;
 use crate::engine::response::{Asked, ObjectInfo};
 use crate::engine::retry::{self, RetryPolicy};
-use crate::engine::tail::{Helpers, Tail};
+use crate::engine::tail::{self, Helpers};
 use crate::engine::verify::{Sha256Digest, Verifier};
 use crate::engine::{self, Answer, Condition, Context, Pin, Source, Span};
 use crate::http::HttpClient;
@@ -366,13 +366,8 @@ fn transfer(
     }
     // From S3, a single-part object's ETag is its MD5 too (the engine asks only then).
     let expect = request.known.expect();
-    let fetched = match request.helpers {
-        Some(helpers) => std::thread::scope(|scope| {
-            let mut tail = Tail::new(scope, ctx, source, pin, helpers, Span::Whole, dest);
-            engine::fetch(ctx, source, Span::Whole, &mut tail, pin, expect, first)
-        })?,
-        None => engine::fetch(ctx, source, Span::Whole, dest, pin, expect, first)?,
-    };
+    let helpers = request.helpers;
+    let fetched = tail::fetch(ctx, source, Span::Whole, dest, pin, expect, first, helpers)?;
     Ok(Some(Effort {
         attempts: fetched.attempts,
         refetched: refetched + fetched.refetched,

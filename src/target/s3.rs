@@ -23,7 +23,7 @@ use crate::engine::Known;
 use crate::engine::dest::{Destination, MemoryDest};
 use crate::engine::error::DownloadError;
 use crate::engine::response::ObjectInfo;
-use crate::engine::tail::{Helpers, PieceStore, Tail};
+use crate::engine::tail::{self, Helpers, PieceStore};
 use crate::engine::verify::Crc64Nvme;
 use crate::engine::{self, Context, Pin, Source, Span};
 use crate::fetch::{BudgetPermit, MemoryBudget};
@@ -186,13 +186,16 @@ pub(crate) fn store(
     upload(ctx, source.shown(), name, to, |upload| {
         let expect = known.expect();
         let pin = Pin::new();
-        match to.helpers {
-            Some(helpers) => std::thread::scope(|scope| {
-                let mut tail = Tail::new(scope, ctx, source, &pin, helpers, Span::Whole, upload);
-                engine::fetch(ctx, source, Span::Whole, &mut tail, &pin, expect, None)
-            }),
-            None => engine::fetch(ctx, source, Span::Whole, upload, &pin, expect, None),
-        }
+        tail::fetch(
+            ctx,
+            source,
+            Span::Whole,
+            upload,
+            &pin,
+            expect,
+            None,
+            to.helpers,
+        )
         .map(|_| ())
     })
 }
@@ -643,13 +646,24 @@ impl PieceStore for Upload<'_, '_, '_> {
         source: &Source<'_>,
         range: Range<u64>,
         pin: &Pin,
+        helpers: &dyn Helpers,
     ) -> (Result<UploadedPiece, DownloadError>, u64) {
         let mut dest = MemoryDest::new(range.end - range.start);
         let span = Span::Range {
             start: range.start,
             end: range.end,
         };
-        if let Err(e) = engine::fetch(ctx, source, span, &mut dest, pin, Expect::default(), None) {
+        let expect = Expect::default();
+        if let Err(e) = tail::fetch(
+            ctx,
+            source,
+            span,
+            &mut dest,
+            pin,
+            expect,
+            None,
+            Some(helpers),
+        ) {
             return (Err(e), 0);
         }
         let bytes = dest.into_bytes();

@@ -12,7 +12,7 @@ use log::{debug, warn};
 use crate::engine::dest::{Buffered, Destination};
 use crate::engine::error::DownloadError;
 use crate::engine::parts::{self, PartsFile};
-use crate::engine::tail::PieceStore;
+use crate::engine::tail::{Helpers, PieceStore};
 use crate::engine::{Context, Pin, Source};
 use crate::target::mountpath::Mountpath;
 use crate::target::name::ObjectName;
@@ -694,6 +694,7 @@ impl PieceStore for Buffered<WorkFile> {
         source: &Source<'_>,
         range: Range<u64>,
         pin: &Pin,
+        helpers: &dyn Helpers,
     ) -> (Result<(), DownloadError>, u64) {
         match fs::OpenOptions::new().write(true).open(&path) {
             Ok(file) => {
@@ -702,7 +703,7 @@ impl PieceStore for Buffered<WorkFile> {
                     path: &path,
                     total: range.end,
                 };
-                parts::fetch_range(ctx, source, into, range, pin, None)
+                parts::fetch_range(ctx, source, into, range, pin, None, Some(helpers))
             }
             Err(source) => {
                 let error = DownloadError::Local {

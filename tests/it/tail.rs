@@ -275,6 +275,49 @@ fn a_split_transfers_stream_bytes_survive_a_crash() {
     });
 }
 
+/// A piece on a slow path is cut again: the stream (4 MB/s) is cut once while one jogger is
+/// idle; its piece, on a path that serves ranges from 4 MiB on at 1 MB/s, would set the end
+/// alone, until two more joggers come free and take pieces of the piece's own rest.
+#[test]
+fn a_slow_piece_is_cut_again_when_more_joggers_come_free() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let size: u64 = 12 << 20;
+        let big = format!(
+            "/tail/recut.bin?size={size}&rate=4000000&slow_from={}&slow_rate=1000000",
+            4 << 20
+        );
+        let spec = JobSpec::multi_named([
+            (
+                "m1.bin",
+                origin.url("/tail/m1.bin?size=1500000&rate=1000000"),
+            ),
+            (
+                "m2.bin",
+                origin.url("/tail/m2.bin?size=1500000&rate=1000000"),
+            ),
+            ("recut.bin", origin.url(&big)),
+        ])
+        .sha256(
+            "recut.bin",
+            Sha256Digest::of(&body("/tail/recut.bin", size)),
+        )
+        .retry(quick_retries());
+        let (status, _) = run(&downloader(&dir, 4), spec);
+        assert_eq!(status.finished, 3, "{:?}", status.failures);
+        assert!(
+            std::fs::read(dir.path().join("recut.bin")).unwrap() == body("/tail/recut.bin", size)
+        );
+        let stats = origin.stats();
+        assert!(
+            stats.requests_for("/tail/recut.bin") >= 4,
+            "the stream, its piece, and the piece's pieces: {stats:?}"
+        );
+        assert_eq!(stats.status_count(412), 0, "{stats:?}");
+    });
+}
+
 // The fetcher's tail: the request's idle workers take pieces of a slow object (or part) in
 // memory, joined in order before the object is handed over.
 
@@ -424,6 +467,40 @@ fn a_fetcher_does_not_split_without_idle_workers_ranges_or_a_steady_version() {
             let asked = stats.requests_for("/tail/big.bin");
             assert!((3..=8).contains(&asked), "{liar}: split once: {stats:?}");
         }
+    });
+}
+
+/// The fetcher cuts a slow piece again too (its pieces are in memory): the scene of
+/// [`a_slow_piece_is_cut_again_when_more_joggers_come_free`], as a fetch.
+#[test]
+fn a_fetchers_slow_piece_is_cut_again_when_more_workers_come_free() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let size: u64 = 12 << 20;
+        let big = format!(
+            "/tail/recut.bin?size={size}&rate=4000000&slow_from={}&slow_rate=1000000",
+            4 << 20
+        );
+        let keys = vec![
+            haul::FetchKey::new(origin.url("/tail/m1.bin?size=1500000&rate=1000000")),
+            haul::FetchKey::new(origin.url("/tail/m2.bin?size=1500000&rate=1000000")),
+            haul::FetchKey::new(origin.url(&big))
+                .sha256(Sha256Digest::of(&body("/tail/recut.bin", size))),
+        ];
+        let got = fetched(fetcher().fetch(haul::Web::default(), keys));
+        for ((key, bytes), (path, len)) in got.iter().zip([
+            ("/tail/m1.bin", 1_500_000),
+            ("/tail/m2.bin", 1_500_000),
+            ("/tail/recut.bin", size),
+        ]) {
+            let bytes = bytes.as_ref().unwrap_or_else(|e| panic!("{key}: {e}"));
+            assert!(*bytes == body(path, len), "{key} has the wrong bytes");
+        }
+        let stats = origin.stats();
+        assert!(
+            stats.requests_for("/tail/recut.bin") >= 4,
+            "the stream, its piece, and the piece's pieces: {stats:?}"
+        );
     });
 }
 
