@@ -20,6 +20,12 @@ pub(crate) trait Destination {
     /// object's, for a whole object). Sizes buffers, records validators, takes budget.
     fn begin(&mut self, info: &ObjectInfo, len: Option<u64>) -> Result<(), DownloadError>;
 
+    /// A resumed transfer's answer (the bytes held are kept, [`begin`](Destination::begin)
+    /// is not called again): `len` as there.
+    fn resumed(&mut self, info: &ObjectInfo, len: Option<u64>) {
+        let _ = (info, len);
+    }
+
     /// Room for the next bytes; never empty.
     fn space(&mut self) -> Result<&mut [u8], DownloadError>;
 

@@ -381,6 +381,8 @@ impl Run<'_, '_> {
         if fresh {
             dest.begin(&answer.info, len)
                 .map_err(|e| Failure::fatal(e.named(&self.shown)))?;
+        } else {
+            dest.resumed(&answer.info, len);
         }
         if self.whole() {
             self.ctx.progress.set_total(len);

@@ -368,6 +368,19 @@ impl<'scope, 'env, 'd, S: PieceStore> Tail<'scope, 'env, 'd, S> {
         }
     }
 
+    /// Judges the stream from now on, at `at` bytes of the span of `len`: only a span long
+    /// enough for two pieces, from a server that takes ranges and names a validator (a
+    /// shorter one is never judged: no clock read per read).
+    fn judge(&mut self, info: &ObjectInfo, len: Option<u64>, at: u64) {
+        let ranges = info.ranges || self.ranged;
+        self.total = len.filter(|&len| {
+            len >= 2 * MIN_PIECE && self.splits && ranges && info.validator().is_some()
+        });
+        let now = Instant::now();
+        self.began = (now, at);
+        self.next_look = now + MEASURE;
+    }
+
     /// Cancels and joins every piece still out; returns the byte ranges they brought.
     fn abandon(&mut self) -> Vec<Range<u64>> {
         for piece in &self.pieces {
@@ -429,15 +442,16 @@ impl<S: PieceStore> Destination for Tail<'_, '_, '_, S> {
     fn begin(&mut self, info: &ObjectInfo, len: Option<u64>) -> Result<(), DownloadError> {
         // The object starts over: what pieces brought is not of use.
         self.abandon();
-        let now = Instant::now();
-        // A span too small for two pieces is never judged (no clock read per read).
-        let ranges = info.ranges || self.ranged;
-        self.total = len.filter(|&len| {
-            len >= 2 * MIN_PIECE && self.splits && ranges && info.validator().is_some()
-        });
-        self.began = (now, 0);
-        self.next_look = now + MEASURE;
+        self.judge(info, len, 0);
         self.store.begin(info, len)
+    }
+
+    /// A resumed stream (a work file an earlier run left, or after a broken body or a piece
+    /// that failed) is judged from where it resumed.
+    fn resumed(&mut self, info: &ObjectInfo, len: Option<u64>) {
+        let held = self.store.held();
+        self.judge(info, len, held);
+        self.store.resumed(info, len);
     }
 
     fn space(&mut self) -> Result<&mut [u8], DownloadError> {
