@@ -20,15 +20,10 @@ TAIL="$FX_ROOT/tail"
 "$HERE/s3-up.sh" 18333 >/dev/null
 . /tmp/s3-18333/env.sh
 out=$(mktemp -d /tmp/abtail.XXXX)
-"$ROOT/target/release/haul-wan" --upstream 127.0.0.1:18080 --rtt-ms 40 --think-median-ms 10 \
-  --rate-mbit 1000 --stragglers 0 --stalls-per-mib 0.2 --stall-ms 200 > "$out/wan" 2>&1 &
-wan=$!
-trap 'kill $wan 2>/dev/null || true; rm -rf "$out"' EXIT
-for _ in $(seq 100); do grep -q LISTENING "$out/wan" && break; sleep 0.05; done
-W=$(awk '/LISTENING/ {print $2}' "$out/wan")
-LIST="$out/list.txt"
-(cd "$TAIL" && ls | grep -v -e large -e sha256 | sed -n 1,150p; echo large.bin; ls | grep -v -e large -e sha256 | sed -n '151,$p') |
-  sed "s#^#http://$W/tail/#" > "$LIST"
+. "$HERE/w4-wan.sh"
+w4_up "$out" "$ROOT" "$TAIL"
+trap 'kill $WAN_PID 2>/dev/null || true; rm -rf "$out"' EXIT
+LIST="$out/list"
 BYTES=$((200 * 65536 + (48 << 20)))
 now() { date +%s.%N; }
 for run in $(seq "$RUNS"); do

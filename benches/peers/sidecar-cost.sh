@@ -10,14 +10,9 @@ HAUL=${HAUL_BIN:-$ROOT/target/release/haul}
 FX=${FX_ROOT:-/tmp/haul-bench-fixtures}/tail
 RUNS=${RUNS:-3}
 out=$(mktemp -d /tmp/sidecar.XXXX)
-"$ROOT/target/release/haul-wan" --upstream 127.0.0.1:18080 --rtt-ms 40 --think-median-ms 10 \
-  --rate-mbit 1000 --stragglers 0 --stalls-per-mib 0.2 --stall-ms 200 > "$out/wan" 2>&1 &
-wan=$!
-trap 'kill $wan 2>/dev/null || true; rm -rf "$out"' EXIT
-for _ in $(seq 100); do grep -q LISTENING "$out/wan" && break; sleep 0.05; done
-W=$(awk '/LISTENING/ {print $2}' "$out/wan")
-(cd "$FX" && ls | grep -v -e large -e sha256 | sed -n 1,150p; echo large.bin; ls | grep -v -e large -e sha256 | sed -n '151,$p') |
-  sed "s#^#http://$W/tail/#" > "$out/list"
+. "$(dirname "$0")/w4-wan.sh"
+w4_up "$out" "$ROOT" "$FX"
+trap 'kill $WAN_PID 2>/dev/null || true; rm -rf "$out"' EXIT
 for i in $(seq "$RUNS"); do
   strace -f -T -y -e trace=openat,write,close -o "$out/strace" "$HAUL" get -q --list "$out/list" -o "$out/run-$i"
   rm -rf "$out/run-$i"

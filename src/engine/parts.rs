@@ -394,6 +394,37 @@ pub(crate) fn fetch(
     }
 }
 
+/// A piece of a cut tail into the file at `path` (sized to the object already): its own
+/// handle, its bytes at their offsets, cut again for `helpers` when it is slow itself.
+/// Returns, with the result, how many of its bytes (from its start) are in the file.
+pub(crate) fn fetch_piece_into(
+    path: &Path,
+    ctx: &Context<'_>,
+    source: &Source<'_>,
+    range: Range<u64>,
+    pin: &Pin,
+    helpers: &dyn Helpers,
+) -> (Result<(), DownloadError>, u64) {
+    match std::fs::OpenOptions::new().write(true).open(path) {
+        Ok(file) => {
+            let into = PartsFile {
+                file: &file,
+                path,
+                total: range.end,
+            };
+            fetch_range(ctx, source, into, range, pin, None, Some(helpers))
+        }
+        Err(source) => {
+            let error = DownloadError::Local {
+                action: "opening",
+                path: path.to_owned(),
+                source,
+            };
+            (Err(error), 0)
+        }
+    }
+}
+
 /// A piece of a cut tail that is slow itself is cut again (see [`tail`](crate::engine::tail)):
 /// its own pieces write at their offsets in the same file, and are read back when joined.
 impl PieceStore for Buffered<PartSink<'_>> {
@@ -419,24 +450,7 @@ impl PieceStore for Buffered<PartSink<'_>> {
         pin: &Pin,
         helpers: &dyn Helpers,
     ) -> (Result<(), DownloadError>, u64) {
-        match std::fs::OpenOptions::new().write(true).open(&path) {
-            Ok(file) => {
-                let into = PartsFile {
-                    file: &file,
-                    path: &path,
-                    total: range.end,
-                };
-                fetch_range(ctx, source, into, range, pin, None, Some(helpers))
-            }
-            Err(source) => {
-                let error = DownloadError::Local {
-                    action: "opening",
-                    path,
-                    source,
-                };
-                (Err(error), 0)
-            }
-        }
+        fetch_piece_into(&path, ctx, source, range, pin, helpers)
     }
 
     fn join_piece(

@@ -18,7 +18,6 @@ use std::sync::Arc;
 use log::{debug, trace, warn};
 
 use crate::cancel::CancelToken;
-use crate::engine::Expect;
 use crate::engine::Known;
 use crate::engine::dest::{Destination, MemoryDest};
 use crate::engine::error::DownloadError;
@@ -648,25 +647,11 @@ impl PieceStore for Upload<'_, '_, '_> {
         pin: &Pin,
         helpers: &dyn Helpers,
     ) -> (Result<UploadedPiece, DownloadError>, u64) {
-        let mut dest = MemoryDest::new(range.end - range.start);
-        let span = Span::Range {
-            start: range.start,
-            end: range.end,
+        // The piece's bytes in memory (cut again when it is slow), then its parts.
+        let bytes = match MemoryDest::fetch_piece((), ctx, source, range.clone(), pin, helpers) {
+            (Ok(bytes), _) => bytes,
+            (Err(e), _) => return (Err(e), 0),
         };
-        let expect = Expect::default();
-        if let Err(e) = tail::fetch(
-            ctx,
-            source,
-            span,
-            &mut dest,
-            pin,
-            expect,
-            None,
-            Some(helpers),
-        ) {
-            return (Err(e), 0);
-        }
-        let bytes = dest.into_bytes();
         let first = range.start / to.part + 1;
         let mut parts = Vec::new();
         for (i, chunk) in bytes

@@ -11,7 +11,7 @@ use log::{debug, warn};
 
 use crate::engine::dest::{Buffered, Destination};
 use crate::engine::error::DownloadError;
-use crate::engine::parts::{self, PartsFile};
+use crate::engine::parts;
 use crate::engine::tail::{Helpers, PieceStore};
 use crate::engine::{Context, Pin, Source};
 use crate::target::mountpath::Mountpath;
@@ -696,24 +696,7 @@ impl PieceStore for Buffered<WorkFile> {
         pin: &Pin,
         helpers: &dyn Helpers,
     ) -> (Result<(), DownloadError>, u64) {
-        match fs::OpenOptions::new().write(true).open(&path) {
-            Ok(file) => {
-                let into = PartsFile {
-                    file: &file,
-                    path: &path,
-                    total: range.end,
-                };
-                parts::fetch_range(ctx, source, into, range, pin, None, Some(helpers))
-            }
-            Err(source) => {
-                let error = DownloadError::Local {
-                    action: "opening",
-                    path,
-                    source,
-                };
-                (Err(error), 0)
-            }
-        }
+        parts::fetch_piece_into(&path, ctx, source, range, pin, helpers)
     }
 
     fn join_piece(
