@@ -26,6 +26,13 @@ pub(crate) trait Destination {
         let _ = (info, len);
     }
 
+    /// Whether the object's bytes are checked as they come (a digest, MD5 or checksum to
+    /// verify), said once the checks are known: when not, the bytes other connections bring
+    /// need not be fed back through [`join_cut`](Destination::join_cut)'s `f`.
+    fn verifying(&mut self, bytes_needed: bool) {
+        let _ = bytes_needed;
+    }
+
     /// Room for the next bytes; never empty.
     fn space(&mut self) -> Result<&mut [u8], DownloadError>;
 

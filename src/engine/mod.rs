@@ -559,6 +559,7 @@ impl Run<'_, '_> {
             dest.replay(&mut |bytes| verifier.update(bytes))
                 .map_err(|e| Failure::fatal(e.named(&self.shown)))?;
         }
+        dest.verifying(!verifier.is_empty());
         self.verifier = Some(verifier);
         Ok(())
     }

@@ -42,6 +42,9 @@ pub(crate) trait Helpers: Sync {
     fn give_back(&self);
 }
 
+/// What a joined piece's bytes are fed to: the object's digests, when they need them.
+pub(crate) type Feed<'a> = Option<&'a mut dyn FnMut(&[u8])>;
+
 /// Where a cut tail's bytes go: the stream's own destination, which holds the bytes before
 /// the cut and takes each piece's, in order, as the stream joins it. Offsets are the span's.
 pub(crate) trait PieceStore: Destination {
@@ -59,8 +62,9 @@ pub(crate) trait PieceStore: Destination {
     fn record(&self, record: &Self::Record);
 
     /// What the thread of the piece of bytes `range` takes with it; `None`: the piece cannot
-    /// be taken now (no memory for it), and the stream keeps its bytes.
-    fn place(&self, range: &Range<u64>) -> Option<Self::Place>;
+    /// be taken now (no memory for it), and the stream keeps its bytes. `bytes_needed`: the
+    /// object's digests need the piece's bytes when it is joined (else only what is in place).
+    fn place(&self, range: &Range<u64>, bytes_needed: bool) -> Option<Self::Place>;
 
     /// Piece boundaries fall on multiples of this (from the span's start): an upload's part
     /// size, so each piece is whole parts.
@@ -81,12 +85,13 @@ pub(crate) trait PieceStore: Destination {
     ) -> (Result<Self::Brought, DownloadError>, u64);
 
     /// Takes a finished piece (bytes `range` of the span, right after those held), feeding
-    /// its bytes to `f`: they are the stream's from now on.
+    /// its bytes to `f` when the digests need them (`None`: they do not): they are the
+    /// stream's from now on.
     fn join_piece(
         &mut self,
         range: Range<u64>,
         brought: Self::Brought,
-        f: &mut dyn FnMut(&[u8]),
+        f: Feed<'_>,
     ) -> Result<(), DownloadError>;
 
     /// The stream was interrupted while pieces were out: the ranges of a `total`-byte span
@@ -173,6 +178,8 @@ pub(crate) struct Tail<'scope, 'env, 'd, S: PieceStore> {
     pieces: VecDeque<Piece<'scope, S::Brought>>,
     /// Records the good bytes once the store has holes.
     record: Option<S::Record>,
+    /// Whether the object's digests need the pieces' bytes when they are joined.
+    bytes_needed: bool,
     /// When the stream began and where it was then: its rate is measured from there.
     began: (Instant, u64),
     next_look: Instant,
@@ -212,6 +219,7 @@ impl<'scope, 'env, 'd, S: PieceStore> Tail<'scope, 'env, 'd, S> {
             cut: None,
             pieces: VecDeque::new(),
             record: None,
+            bytes_needed: true,
             began: (now, 0),
             next_look: now + MEASURE,
         }
@@ -270,7 +278,7 @@ impl<'scope, 'env, 'd, S: PieceStore> Tail<'scope, 'env, 'd, S> {
                 .windows(2)
                 .map(|w| match w[0]..w[1] {
                     empty if empty.is_empty() => Some(None),
-                    range => self.store.place(&range).map(Some),
+                    range => self.store.place(&range, self.bytes_needed).map(Some),
                 })
                 .collect();
             match places {
@@ -454,6 +462,11 @@ impl<S: PieceStore> Destination for Tail<'_, '_, '_, S> {
         self.store.resumed(info, len);
     }
 
+    fn verifying(&mut self, bytes_needed: bool) {
+        self.bytes_needed = bytes_needed;
+        self.store.verifying(bytes_needed);
+    }
+
     fn space(&mut self) -> Result<&mut [u8], DownloadError> {
         self.store.space()
     }
@@ -493,7 +506,11 @@ impl<S: PieceStore> Destination for Tail<'_, '_, '_, S> {
             let range = piece.range.clone();
             match piece.join(&shown) {
                 Some(Ok(brought)) => {
-                    self.store.join_piece(range, brought, f)?;
+                    let mut to_digests = |bytes: &[u8]| f(bytes);
+                    let feed = self
+                        .bytes_needed
+                        .then_some(&mut to_digests as &mut dyn FnMut(&[u8]));
+                    self.store.join_piece(range, brought, feed)?;
                     self.record_stream();
                 }
                 None => {
@@ -546,7 +563,7 @@ impl PieceStore for MemoryDest {
 
     fn record(&self, _record: &()) {}
 
-    fn place(&self, _range: &Range<u64>) -> Option<()> {
+    fn place(&self, _range: &Range<u64>, _bytes_needed: bool) -> Option<()> {
         Some(())
     }
 
@@ -582,10 +599,12 @@ impl PieceStore for MemoryDest {
         &mut self,
         range: Range<u64>,
         brought: Vec<u8>,
-        f: &mut dyn FnMut(&[u8]),
+        f: Feed<'_>,
     ) -> Result<(), DownloadError> {
         self.put(range.start, &brought)?;
-        f(&brought);
+        if let Some(f) = f {
+            f(&brought);
+        }
         Ok(())
     }
 }

@@ -267,6 +267,11 @@ impl Crc64Nvme {
         self.0.update(bytes);
     }
 
+    /// Goes on as if `other`'s bytes had followed those so far.
+    pub(crate) fn combine(&mut self, other: &Crc64Nvme) {
+        self.0.combine(&other.0);
+    }
+
     /// The checksum so far, in base64 of its big-endian bytes (as S3 writes it).
     pub(crate) fn base64(&self) -> String {
         base64(&self.0.finalize().to_be_bytes())

@@ -22,7 +22,7 @@ use crate::engine::Known;
 use crate::engine::dest::{Destination, MemoryDest};
 use crate::engine::error::DownloadError;
 use crate::engine::response::ObjectInfo;
-use crate::engine::tail::{self, Helpers, PieceStore};
+use crate::engine::tail::{self, Feed, Helpers, PieceStore};
 use crate::engine::verify::Crc64Nvme;
 use crate::engine::{self, Context, Pin, Source, Span};
 use crate::fetch::{BudgetPermit, MemoryBudget};
@@ -582,28 +582,116 @@ impl Drop for Upload<'_, '_, '_> {
 }
 
 /// What a piece of a cut tail takes to its thread: where its parts go up, and the budget's
-/// share for its bytes, which it holds until the stream has joined them.
+/// share it holds: for all its bytes until the stream has joined them (`keep`: the object's
+/// digests need them), else for the one part it fills at a time.
 pub(crate) struct PieceParts {
     bucket: Bucket,
     key: String,
     upload_id: String,
     part: u64,
+    keep: bool,
     permit: BudgetPermit,
     observer: Option<Observer>,
 }
 
-/// A piece's bytes, already uploaded as its parts, kept for the stream's digests.
+impl PieceParts {
+    /// Uploads `bytes` as part `number`.
+    fn upload(
+        &self,
+        cancel: &CancelToken,
+        number: u64,
+        bytes: &[u8],
+    ) -> Result<(u32, String), DownloadError> {
+        let number = u32::try_from(number).expect("at most 10,000 parts");
+        crate::http::transport::with_cancel(cancel, || {
+            observed(self.observer.as_ref(), || {
+                self.bucket
+                    .upload_part(&self.key, &self.upload_id, number, bytes)
+            })
+        })
+        .map(|etag| (number, etag))
+        .map_err(|e| DownloadError::Store {
+            key: format!("s3://{}/{}", self.bucket.name(), self.key),
+            source: Box::new(e),
+        })
+    }
+}
+
+/// A piece's parts, in the store; with its bytes, kept for the stream's digests, or else the
+/// CRC-64/NVME of them, which the stream's combines with.
 pub(crate) struct UploadedPiece {
     bytes: Vec<u8>,
+    crc: Option<Crc64Nvme>,
     parts: Vec<(u32, String)>,
     _permit: BudgetPermit,
 }
 
+/// A piece that keeps none of its bytes: each part it fills goes up at once (on the piece's
+/// thread), and only their CRC-64/NVME stays.
+struct StreamedParts<'a> {
+    to: &'a PieceParts,
+    cancel: &'a CancelToken,
+    next: u64,
+    buffer: Vec<u8>,
+    filled: usize,
+    received: u64,
+    crc: Crc64Nvme,
+    parts: Vec<(u32, String)>,
+}
+
+impl StreamedParts<'_> {
+    fn send(&mut self) -> Result<(), DownloadError> {
+        let part = self
+            .to
+            .upload(self.cancel, self.next, &self.buffer[..self.filled])?;
+        self.parts.push(part);
+        self.next += 1;
+        self.filled = 0;
+        Ok(())
+    }
+}
+
+impl Destination for StreamedParts<'_> {
+    fn held(&self) -> u64 {
+        self.received
+    }
+
+    fn begin(&mut self, _: &ObjectInfo, _: Option<u64>) -> Result<(), DownloadError> {
+        Ok(())
+    }
+
+    fn space(&mut self) -> Result<&mut [u8], DownloadError> {
+        if self.filled == self.buffer.len() {
+            self.send()?;
+        }
+        Ok(&mut self.buffer[self.filled..])
+    }
+
+    fn filled(&mut self, n: usize) -> Result<(), DownloadError> {
+        self.crc.update(&self.buffer[self.filled..self.filled + n]);
+        self.filled += n;
+        self.received += n as u64;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), DownloadError> {
+        Ok(()) // the buffer is the part: it goes when full, or at the end
+    }
+
+    fn restart(&mut self) -> Result<u64, DownloadError> {
+        Err(DownloadError::Changed {
+            url: String::new(),
+            reason: "a piece cannot start over on its own".to_owned(),
+        })
+    }
+}
+
 /// A slow object's tail into a bucket (see [`tail`](crate::engine::tail)): the pieces are
-/// whole parts (cut on the part size), each fetched by one ranged GET into memory from the
-/// budget and uploaded as its parts of the object's multipart upload by its own thread;
-/// the stream joins their bytes in order for the whole object's CRC-64/NVME and digests.
-/// A piece with no room in the budget is not cut.
+/// whole parts (cut on the part size), uploaded as their parts of the object's multipart
+/// upload by their own threads. When the object's digests need the bytes, a piece holds them
+/// (from the budget) until the stream joins them in order; otherwise it streams its parts up
+/// one at a time and hands back their CRC-64/NVME, which the stream's combines with. A piece
+/// with no room in the budget is not cut.
 impl PieceStore for Upload<'_, '_, '_> {
     type Place = PieceParts;
     type Brought = UploadedPiece;
@@ -623,13 +711,17 @@ impl PieceStore for Upload<'_, '_, '_> {
 
     fn record(&self, (): &()) {}
 
-    fn place(&self, range: &Range<u64>) -> Option<PieceParts> {
-        let permit = self.budget.try_acquire(range.end - range.start)?;
+    fn place(&self, range: &Range<u64>, bytes_needed: bool) -> Option<PieceParts> {
+        let part = self.align();
+        let len = range.end - range.start;
+        let held = if bytes_needed { len } else { len.min(part) };
+        let permit = self.budget.try_acquire(held)?;
         Some(PieceParts {
             bucket: self.target.bucket.clone(),
             key: self.key.clone(),
             upload_id: self.upload_id.clone()?,
-            part: self.align(),
+            part,
+            keep: bytes_needed,
             permit,
             observer: self.observer.clone(),
         })
@@ -647,37 +739,54 @@ impl PieceStore for Upload<'_, '_, '_> {
         pin: &Pin,
         helpers: &dyn Helpers,
     ) -> (Result<UploadedPiece, DownloadError>, u64) {
+        let len = range.end - range.start;
+        let first = range.start / to.part + 1;
+        if !to.keep {
+            let mut dest = StreamedParts {
+                to: &to,
+                cancel: ctx.cancel,
+                next: first,
+                buffer: vec![0; usize::try_from(len.min(to.part)).expect("a part fits")],
+                filled: 0,
+                received: 0,
+                crc: Crc64Nvme::new(),
+                parts: Vec::new(),
+            };
+            let span = Span::Range {
+                start: range.start,
+                end: range.end,
+            };
+            let expect = crate::engine::Expect::default();
+            let sent = engine::fetch(ctx, source, span, &mut dest, pin, expect, None)
+                .and_then(|_| if dest.filled > 0 { dest.send() } else { Ok(()) });
+            if let Err(e) = sent {
+                return (Err(e), 0);
+            }
+            let StreamedParts { crc, parts, .. } = dest;
+            let piece = UploadedPiece {
+                bytes: Vec::new(),
+                crc: Some(crc),
+                parts,
+                _permit: to.permit,
+            };
+            return (Ok(piece), len);
+        }
         // The piece's bytes in memory (cut again when it is slow), then its parts.
         let bytes = match MemoryDest::fetch_piece((), ctx, source, range.clone(), pin, helpers) {
             (Ok(bytes), _) => bytes,
             (Err(e), _) => return (Err(e), 0),
         };
-        let first = range.start / to.part + 1;
         let mut parts = Vec::new();
-        for (i, chunk) in bytes
-            .chunks(usize::try_from(to.part).unwrap_or(usize::MAX))
-            .enumerate()
-        {
-            let number = u32::try_from(first + i as u64).expect("at most 10,000 parts");
-            let sent = crate::http::transport::with_cancel(ctx.cancel, || {
-                observed(to.observer.as_ref(), || {
-                    to.bucket.upload_part(&to.key, &to.upload_id, number, chunk)
-                })
-            });
-            match sent {
-                Ok(etag) => parts.push((number, etag)),
-                Err(e) => {
-                    let error = DownloadError::Store {
-                        key: format!("s3://{}/{}", to.bucket.name(), to.key),
-                        source: Box::new(e),
-                    };
-                    return (Err(error), 0);
-                }
+        let chunks = bytes.chunks(usize::try_from(to.part).unwrap_or(usize::MAX));
+        for (i, chunk) in chunks.enumerate() {
+            match to.upload(ctx.cancel, first + i as u64, chunk) {
+                Ok(part) => parts.push(part),
+                Err(e) => return (Err(e), 0),
             }
         }
-        let len = range.end - range.start;
         let piece = UploadedPiece {
             bytes,
+            crc: None,
             parts,
             _permit: to.permit,
         };
@@ -690,13 +799,26 @@ impl PieceStore for Upload<'_, '_, '_> {
         &mut self,
         range: Range<u64>,
         piece: UploadedPiece,
-        f: &mut dyn FnMut(&[u8]),
+        f: Feed<'_>,
     ) -> Result<(), DownloadError> {
         if self.filled > 0 {
             self.send_part().map_err(|e| self.store_error(e))?;
         }
-        self.crc.update(&piece.bytes);
-        f(&piece.bytes);
+        match (piece.crc, f) {
+            (Some(crc), None) => self.crc.combine(&crc),
+            (None, f) => {
+                self.crc.update(&piece.bytes);
+                if let Some(f) = f {
+                    f(&piece.bytes);
+                }
+            }
+            (Some(_), Some(_)) => {
+                return Err(DownloadError::Changed {
+                    url: String::new(),
+                    reason: "a piece brought no bytes for the digests".to_owned(),
+                });
+            }
+        }
         self.parts.extend(piece.parts);
         self.received = range.end;
         let part = self.align();

@@ -12,7 +12,7 @@ use log::{debug, warn};
 use crate::engine::dest::{Buffered, Destination};
 use crate::engine::error::DownloadError;
 use crate::engine::parts;
-use crate::engine::tail::{Helpers, PieceStore};
+use crate::engine::tail::{Feed, Helpers, PieceStore};
 use crate::engine::{Context, Pin, Source};
 use crate::target::mountpath::Mountpath;
 use crate::target::name::ObjectName;
@@ -684,7 +684,7 @@ impl PieceStore for Buffered<WorkFile> {
         record.write(std::slice::from_ref(&(0..self.sink.len)));
     }
 
-    fn place(&self, _range: &Range<u64>) -> Option<PathBuf> {
+    fn place(&self, _range: &Range<u64>, _bytes_needed: bool) -> Option<PathBuf> {
         Some(self.sink.path.clone())
     }
 
@@ -699,13 +699,11 @@ impl PieceStore for Buffered<WorkFile> {
         parts::fetch_piece_into(&path, ctx, source, range, pin, helpers)
     }
 
-    fn join_piece(
-        &mut self,
-        range: Range<u64>,
-        (): (),
-        f: &mut dyn FnMut(&[u8]),
-    ) -> Result<(), DownloadError> {
-        self.sink.replay_range(range.clone(), f)?;
+    fn join_piece(&mut self, range: Range<u64>, (): (), f: Feed<'_>) -> Result<(), DownloadError> {
+        // Read back only for the digests: the bytes are in the file.
+        if let Some(f) = f {
+            self.sink.replay_range(range.clone(), f)?;
+        }
         self.sink.extend_to(range.end);
         Ok(())
     }

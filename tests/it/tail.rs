@@ -729,3 +729,70 @@ fn a_resumed_work_file_is_split_too() {
         );
     });
 }
+
+/// With nothing to verify but the CRC-64/NVME (which combines), an S3 target's pieces stream
+/// their parts up and hold one part each, not all their bytes: a budget too small for the
+/// pieces' bytes still lets a 100 MiB object be cut at its first looks. With a SHA-256 to check
+/// (the bytes are needed), the same budget cuts it only once little is left.
+#[test]
+fn an_s3_targets_pieces_hold_one_part_each_when_no_digest_needs_their_bytes() {
+    guard(|| {
+        let server = crate::support::s3::S3Server::start(&["tail"]);
+        let bucket = server.bucket("tail");
+        let origin = Origin::start().unwrap();
+        let size: u64 = 100 << 20;
+        // 25 MiB: the stream's part and four more; the pieces of what is left would need all
+        // of theirs until the stream is past half the object, but a part each at once.
+        let d = Downloader::builder()
+            .s3_target(
+                haul::S3Target::new(&bucket, "")
+                    .part_size(5 << 20)
+                    .upload_connections(1),
+            )
+            .workers_per_target(4)
+            .memory_budget(25 << 20)
+            .http(HttpConfig::default().stall(1, Duration::from_secs(2)))
+            .build()
+            .unwrap();
+        // Where the object was when it was first seen on more than one connection.
+        let first_cut = |spec: JobSpec| {
+            let job = d.submit(spec).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let mut cut_at = None;
+            loop {
+                let status = d.status(job, Detail::OnlyActive).unwrap();
+                if cut_at.is_none()
+                    && let Some(big) = status.in_flight.iter().find(|t| t.connections >= 2)
+                {
+                    cut_at = Some(big.bytes_done);
+                }
+                if status.finished_at.is_some() {
+                    let status = d.status(job, Detail::All).unwrap();
+                    assert_eq!(status.finished, 1, "{:?}", crate::sink::failures(&status));
+                    return cut_at;
+                }
+                assert!(Instant::now() < deadline, "the job hangs: {status:?}");
+                std::thread::sleep(Duration::from_millis(5)); // the polling's pace
+            }
+        };
+        let url = |path: &str| origin.url(&format!("{path}?size={size}&rate=8000000"));
+        let streamed = first_cut(JobSpec::single(url("/tail/streamed.bin")).retry(quick_retries()));
+        crate::sink::assert_stored(&bucket, "streamed.bin", "/tail/streamed.bin", size);
+        assert!(
+            streamed.is_some_and(|at| at < 20 << 20),
+            "cut at its first looks: {streamed:?}"
+        );
+        let digest = Sha256Digest::of(&body("/tail/kept.bin", size));
+        let kept = JobSpec::single(url("/tail/kept.bin"))
+            .sha256("kept.bin", digest)
+            .retry(quick_retries());
+        let kept = first_cut(kept);
+        eprintln!("first cuts: streamed {streamed:?}, kept {kept:?}");
+        crate::sink::assert_stored(&bucket, "kept.bin", "/tail/kept.bin", size);
+        assert!(
+            kept.is_none_or(|at| at >= 30 << 20),
+            "the pieces' bytes did not fit early: {kept:?}"
+        );
+        assert_eq!(bucket.uploads("").unwrap(), vec![]);
+    });
+}
