@@ -2,16 +2,18 @@
 //! transfer's remaining bytes are split among them instead of waiting for its one connection.
 //!
 //! A [`Tail`] is the destination a stream writes through: a work file's whole object (the
-//! downloader), or an object or part in the fetcher's memory. Every [`LOOK_EVERY`] it judges
-//! the stream by its rate since it began: when the bytes left would take its one connection
-//! more than [`SPLIT_AFTER`], and the caller lends idle workers' turns ([`Helpers::lend`]:
-//! none while work waits to start), the bytes left are cut into equal pieces. The stream
-//! keeps the first and stops at its end (the engine leaves the rest of its body unread);
-//! each other piece is a ranged GET on a thread of its own (`haul-piece-<i>`), pinned to the
-//! stream's version (`If-Match`, every answer checked), whose bytes go where its
-//! [`PieceStore`] says: at its offset in the work file, or into memory of its own. When the
-//! stream reaches the cut it joins the pieces in order, feeding their bytes to the object's
-//! digests, so the object is verified as if it had come on one connection. A piece that
+//! downloader), an object on its way into an S3 target, an object or part in the fetcher's
+//! memory, or a piece's own stream (so a slow piece is cut again). Every [`LOOK_EVERY`] it
+//! judges the stream by its rate since it began (or since it resumed): when the bytes left
+//! would take its one connection more than [`SPLIT_AFTER`], and the caller lends idle
+//! workers' turns ([`Helpers::lend`]: none while work waits to start), the bytes left are cut
+//! into equal pieces on the store's alignment. The stream keeps the first and stops at its
+//! end (the engine leaves the rest of its body unread); each other piece is a ranged GET on
+//! a thread of its own (`haul-piece-<i>`), pinned to the stream's version (`If-Match`, every
+//! answer checked), whose bytes go where its [`PieceStore`] says: at its offset in the work
+//! file, into memory of its own, or up as parts of the S3 upload. When the stream reaches the
+//! cut it joins the pieces in order, feeding their bytes to the object's digests when it has
+//! any to check, so the object is verified as if it had come on one connection. A piece that
 //! fails is the stream's again: it resumes from there. A piece refused because the object
 //! changed (or whose server mangles ranges) stops the splitting of that object. A work file,
 //! once cut, is sized to the object and its sidecar lists the good bytes (the stream's,
