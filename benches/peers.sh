@@ -99,12 +99,12 @@ cleanup() {
 trap cleanup EXIT
 
 echo "# building haul (release, max-level-debug)" >&2
-(cd "$ROOT" && cargo build -q --release -p haul-cli --features max-level-debug --bin haul && cargo build -q --release --features max-level-debug --example big_job_memory && cargo build -q --release -p haul-wan && cargo build -q --release -p haul-origin --bin haul-hub)
+(cd "$ROOT" && cargo build -q --release -p haul-cli --features max-level-debug --bin haul && cargo build -q --release --features max-level-debug --example big_job_memory && cargo build -q --release -p haul-wan --example haul-wan && cargo build -q --release -p haul-origin --example haul-hub)
 HAUL="${HAUL_BIN:-$ROOT/target/release/haul}"
 echo "# haul: $HAUL" >&2
 BIGJOB="$ROOT/target/release/examples/big_job_memory"
-WAN="$ROOT/target/release/haul-wan"
-HUB="$ROOT/target/release/haul-hub"
+WAN="$ROOT/target/release/examples/haul-wan"
+HUB="$ROOT/target/release/examples/haul-hub"
 
 echo "# fixtures in $FX_ROOT" >&2
 "$TOOLS/make-fixtures.sh" --standard "$FX_ROOT" >/dev/null

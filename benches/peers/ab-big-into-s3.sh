@@ -16,7 +16,7 @@ SIZE=$(stat -c %s "$FX_ROOT/big/$BIG")
 "$HERE/s3-up.sh" 18333 >/dev/null
 . /tmp/s3-18333/env.sh
 out=$(mktemp -d /tmp/abbig.XXXX)
-"$ROOT/target/release/haul-wan" --upstream 127.0.0.1:18080 --rtt-ms 40 --think-median-ms 10 \
+"$ROOT/target/release/examples/haul-wan" --upstream 127.0.0.1:18080 --rtt-ms 40 --think-median-ms 10 \
   --rate-mbit 2000 --stragglers 0.02 > "$out/wan" 2>&1 &
 wan=$!
 trap 'kill $wan 2>/dev/null || true; rm -rf "$out"' EXIT

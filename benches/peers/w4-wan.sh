@@ -4,7 +4,7 @@
 # and writes OUT/list: the 200 small files of the fixture TAIL with large.bin as the 151st.
 w4_up() {
   local out=$1 root=$2 tail=$3
-  "$root/target/release/haul-wan" --upstream 127.0.0.1:18080 --rtt-ms 40 --think-median-ms 10 \
+  "$root/target/release/examples/haul-wan" --upstream 127.0.0.1:18080 --rtt-ms 40 --think-median-ms 10 \
     --rate-mbit 1000 --stragglers 0 --stalls-per-mib 0.2 --stall-ms 200 > "$out/wan" 2>&1 &
   WAN_PID=$!
   for _ in $(seq 100); do grep -q LISTENING "$out/wan" && break; sleep 0.05; done

@@ -1,4 +1,5 @@
-//! `haul-wan`: the WAN emulator as a process, for `benches/peers.sh`.
+//! `haul-wan`: the WAN emulator as a process, for `benches/peers.sh` (an example,
+//! `cargo run --release -p haul-wan --example haul-wan`).
 //!
 //! ```text
 //! haul-wan --listen 127.0.0.1:18090 --upstream 127.0.0.1:18080 --rtt-ms 40 --rate-mbit 1000 \

@@ -1,4 +1,5 @@
-//! `haul-hub`: the origin's emulated Hugging Face Hub as a process, for `benches/peers.sh`.
+//! `haul-hub`: the origin's emulated Hugging Face Hub as a process, for `benches/peers.sh`
+//! (an example, `cargo run -p haul-origin --example haul-hub`).
 //!
 //! ```text
 //! haul-hub storage                       # the storage host LFS files redirect to
