@@ -138,6 +138,9 @@ fn main() -> ExitCode {
     }
     // Log lines go above the progress display while one is drawn (whole lines through
     // `logs`), coloured as env_logger would colour a terminal unless RUST_LOG_STYLE says.
+    // Milliseconds: a transfer across a WAN is a few round trips, and the log is where a
+    // user sees when each thing happened.
+    logger.format_timestamp_millis();
     logger.target(env_logger::Target::Pipe(
         Box::new(logs::LogLines::default()),
     ));

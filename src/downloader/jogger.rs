@@ -138,6 +138,7 @@ impl Jogger {
             return false;
         };
         progress.reset();
+        let started = std::time::Instant::now();
         job.start_running(self.slot, &task.name, progress);
         let ctx = Context {
             client: &self.pool.setup.client,
@@ -206,7 +207,15 @@ impl Jogger {
         drop(permit);
         job.stop_running(self.slot, matches!(result, Ok(Some(_))));
         match result {
-            Ok(Some(bytes)) => job.landed(bytes),
+            Ok(Some(bytes)) => {
+                trace!(
+                    "{}: {} landed: {bytes} bytes in {:?}",
+                    job.id,
+                    task.name,
+                    started.elapsed()
+                );
+                job.landed(bytes)
+            }
             Ok(None) => {
                 // Revalidated as unchanged: a file that matches, not one haul wrote now.
                 job.skipped();

@@ -6,6 +6,10 @@
 //! hosts' gates have room for (none while a transfer waits at a gate: threads are to
 //! spare then). A jogger that has nothing to do parks on the queue; threads are never
 //! stopped before the downloader is.
+//!
+//! A pool tells the hosts' gates whether its queue has work: once every pool's has run out,
+//! the requests still out are the jobs' last, and a straggler among them is hedged after a
+//! drained host's delay rather than a busy one's (see [`hedge`](crate::flow::hedge)).
 
 use std::io;
 use std::sync::Arc;
@@ -29,6 +33,8 @@ pub(crate) struct Pool {
     idle: AtomicUsize,
     /// Idle joggers' turns lent to pieces of slow transfers' tails.
     lent: AtomicUsize,
+    /// Whether the queue had work when a jogger last looked (told to the gates).
+    busy: Mutex<bool>,
     handles: Mutex<Vec<JoinOnDrop>>,
     /// The OS error (`ENOSPC`, `EDQUOT`, `EROFS`) that made the target stop taking objects:
     /// once set, the rest of its objects fail at once, with no request and no write.
@@ -62,11 +68,13 @@ impl Pool {
     /// A pool with no jogger yet.
     pub(crate) fn new(mut setup: PoolSetup) -> Arc<Pool> {
         setup.cap = setup.cap.max(1);
+        setup.flows.pool_reports();
         Arc::new(Pool {
             setup,
             live: AtomicUsize::new(0),
             idle: AtomicUsize::new(0),
             lent: AtomicUsize::new(0),
+            busy: Mutex::new(false),
             handles: Mutex::new(Vec::new()),
             stopped: std::sync::OnceLock::new(),
         })
@@ -109,6 +117,7 @@ impl Pool {
 
     /// A jogger took a task: grows the pool when that left none idle and more work waits.
     pub(crate) fn took_task(self: &Arc<Self>) {
+        self.look_at_queue();
         let idle = self.idle.fetch_sub(1, Ordering::AcqRel) - 1;
         if !self.setup.grows || idle > 0 {
             return;
@@ -149,6 +158,23 @@ impl Pool {
     /// A jogger finished its task.
     pub(crate) fn task_done(&self) {
         self.idle.fetch_add(1, Ordering::AcqRel);
+        self.look_at_queue();
+    }
+
+    /// Tells the gates when the queue turns from having work to empty, or back: called as a
+    /// jogger takes a task and as it finishes one.
+    fn look_at_queue(&self) {
+        // Under the lock, so that the gates hear this pool's turns in the order they came.
+        let mut was = self.busy.lock();
+        let busy = !self.setup.queue.is_empty();
+        if *was != busy {
+            *was = busy;
+            if busy {
+                self.setup.flows.pool_busy();
+            } else {
+                self.setup.flows.pool_drained();
+            }
+        }
     }
 
     /// Joggers started so far.

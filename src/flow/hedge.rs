@@ -10,11 +10,16 @@
 //! then. Which half won is decided once, by a compare-and-swap on the race's state; the
 //! winner's response goes to the transfer's thread, which reads the body as always.
 //! A host's hedges are at most 1 in 20 of its requests.
+//!
+//! A request's delay is the one its host called for when it was sent; once the host drains
+//! (the end of a job: nothing waits for it, and most of its room is free), its requests
+//! still waiting are [hurried](Hedger::hurry) to the shorter delay of a host with room, so
+//! the job's last stragglers do not wait out a delay measured while the host was busy.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -47,6 +52,10 @@ pub(crate) struct Request<'a> {
 /// One request and its hedge.
 struct Race {
     state: AtomicU8,
+    /// When the first request was sent.
+    sent: Instant,
+    /// Whether a hedge thread has taken the race (a hurried race is armed twice).
+    taken: AtomicBool,
     client: HttpClient,
     url: String,
     headers: Vec<(String, String)>,
@@ -133,8 +142,11 @@ impl Hedger {
     ) -> Answer {
         self.start_threads();
         let (won, hedge_answer) = crossbeam_channel::bounded(1);
+        let sent = Instant::now();
         let race = Arc::new(Race {
             state: AtomicU8::new(OPEN),
+            sent,
+            taken: AtomicBool::new(false),
             client: request.client.clone(),
             url: request.url.to_owned(),
             headers: request.headers.to_vec(),
@@ -149,7 +161,7 @@ impl Hedger {
         {
             let mut deadlines = self.shared.deadlines.lock();
             deadlines.heap.push(Reverse(Armed {
-                due: Instant::now() + after,
+                due: sent + after,
                 race: Arc::clone(&race),
             }));
         }
@@ -165,6 +177,32 @@ impl Hedger {
             })
         };
         finish_first(&race, answer, &hedge_answer)
+    }
+
+    /// Brings forward the hedges of `budget`'s requests still waiting for their response to
+    /// `after` from when each was sent (a deadline already sooner stays).
+    pub(crate) fn hurry(&self, budget: &Arc<dyn Budget>, after: std::time::Duration) {
+        let mut deadlines = self.shared.deadlines.lock();
+        let sooner: Vec<Armed> = deadlines
+            .heap
+            .iter()
+            .filter(|Reverse(a)| {
+                Arc::ptr_eq(&a.race.budget, budget)
+                    && a.race.state.load(Ordering::Acquire) == OPEN
+                    && !a.race.taken.load(Ordering::Acquire)
+                    && a.race.sent + after < a.due
+            })
+            .map(|Reverse(a)| Armed {
+                due: a.race.sent + after,
+                race: Arc::clone(&a.race),
+            })
+            .collect();
+        if sooner.is_empty() {
+            return;
+        }
+        deadlines.heap.extend(sooner.into_iter().map(Reverse));
+        drop(deadlines);
+        self.shared.wake.notify_all();
     }
 
     fn start_threads(&self) {
@@ -255,7 +293,8 @@ fn hedge_loop(shared: &Shared) {
                 }
             }
         };
-        if race.state.load(Ordering::Acquire) != OPEN
+        if race.taken.swap(true, Ordering::AcqRel)
+            || race.state.load(Ordering::Acquire) != OPEN
             || race.hedge.is_cancelled()
             || race.job.is_cancelled()
             || !race.budget.take()
@@ -267,6 +306,7 @@ fn hedge_loop(shared: &Shared) {
 }
 
 fn run_hedge(race: &Race) {
+    log::trace!("hedging {}", race.url);
     let hedge_token = race.hedge.clone();
     let answer = {
         let _linked = race.job.on_cancel(move || hedge_token.cancel());
@@ -288,6 +328,7 @@ fn run_hedge(race: &Race) {
             let _ = race.won.send(response);
             race.first.cancel();
             race.budget.won();
+            log::trace!("the hedge of {} answered first", race.url);
         }
         Ok(response) if matches!(response.status().as_u16(), 429 | 503) => {
             race.budget.throttled();

@@ -16,7 +16,7 @@ pub(crate) mod hedge;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
@@ -158,7 +158,9 @@ pub struct FlowStatus {
     /// Times the host pushed back (429, 503, a request with no response).
     pub throttles: u64,
     /// Hedged requests sent (a second request for a response later than the host's 95th
-    /// percentile and twice its median; at most one in twenty of its requests).
+    /// percentile and twice its median, or, once a downloader's queues have run out and
+    /// the host has drained, twice its lower quartile; at most one in twenty of its
+    /// requests).
     pub hedged: u64,
     /// Hedged requests that answered first.
     pub hedges_won: u64,
@@ -175,6 +177,23 @@ pub(crate) struct Flows {
     hedger: Option<Arc<hedge::Hedger>>,
     /// Told when a limit grows between transfers (see [`Flows::on_growth`]).
     growth: Arc<Growth>,
+    /// Whether the work of the pools that feed the gates has run out.
+    drain: Arc<Drain>,
+}
+
+/// Whether the work of the pools that send transfers through the gates has run out (the end
+/// of a job): every pool that reports (a downloader's, one per target) has found its queue
+/// empty. With no pool reporting (the fetcher) the hosts are never taken as drained.
+#[derive(Debug, Default)]
+struct Drain {
+    pools: AtomicUsize,
+    busy: AtomicUsize,
+}
+
+impl Drain {
+    fn drained(&self) -> bool {
+        self.pools.load(Ordering::Acquire) > 0 && self.busy.load(Ordering::Acquire) == 0
+    }
 }
 
 /// What is told when a limit grows on a response, while no transfer has ended to start the
@@ -205,6 +224,33 @@ impl Flows {
             by_host: Mutex::new(HashMap::new()),
             hedger: hedging.then(Arc::default),
             growth: Arc::default(),
+            drain: Arc::default(),
+        }
+    }
+
+    /// A pool will say when its queue has work ([`busy`](Flows::pool_busy)) and when it has
+    /// run out ([`drained`](Flows::pool_drained)); it starts out drained.
+    pub(crate) fn pool_reports(&self) {
+        self.drain.pools.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A reporting pool's queue has work again.
+    pub(crate) fn pool_busy(&self) {
+        self.drain.busy.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A reporting pool's queue ran out. When it was the last busy one, the requests still
+    /// out to a host that has drained need not wait out a busy spell's hedge delay.
+    pub(crate) fn pool_drained(&self) {
+        if self.drain.busy.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        let flows: Vec<Arc<Flow>> = self.by_host.lock().values().cloned().collect();
+        for flow in &flows {
+            let hurry = flow.hurry(&flow.gate.lock());
+            if let Some(hurry) = hurry {
+                hurry.send(flow);
+            }
         }
     }
 
@@ -248,6 +294,7 @@ impl Flows {
                 large_seen: false,
                 first_bytes: VecDeque::with_capacity(FIRST_BYTE_SAMPLES),
                 hedge_delay: None,
+                drained_hedge_delay: None,
                 since_delay: 0,
                 requests: 0,
                 hedged: 0,
@@ -258,6 +305,7 @@ impl Flows {
             hedger: self.hedger.clone(),
             adaptive: !c.is_fixed(),
             growth: Arc::clone(&self.growth),
+            drain: Arc::clone(&self.drain),
         });
         by_host.insert(host.to_owned(), Arc::clone(&flow));
         flow
@@ -350,6 +398,20 @@ pub(crate) struct Flow {
     /// Whether the concurrency adapts (not fixed).
     adaptive: bool,
     growth: Arc<Growth>,
+    drain: Arc<Drain>,
+}
+
+/// A host's requests to bring forward to `after` (see [`hedge::Hedger::hurry`]).
+struct Hurry {
+    hedger: Arc<hedge::Hedger>,
+    after: Duration,
+}
+
+impl Hurry {
+    fn send(self, flow: &Arc<Flow>) {
+        let budget: Arc<dyn hedge::Budget> = Arc::clone(flow) as _;
+        self.hedger.hurry(&budget, self.after);
+    }
 }
 
 #[derive(Debug)]
@@ -368,6 +430,8 @@ struct Gate {
     /// The latest first-response times, and the hedge's delay worked out from them.
     first_bytes: VecDeque<Duration>,
     hedge_delay: Option<Duration>,
+    /// The hedge's delay once the host has drained (see [`Gate::drained`]).
+    drained_hedge_delay: Option<Duration>,
     since_delay: u32,
     /// Permits granted, hedges sent, hedges that won.
     requests: u64,
@@ -396,13 +460,31 @@ impl Gate {
             self.since_delay = 0;
             let mut sorted: Vec<Duration> = self.first_bytes.iter().copied().collect();
             sorted.sort_unstable();
-            self.hedge_delay = Some(hedge_delay(&sorted));
+            let busy = hedge_delay(&sorted);
+            self.hedge_delay = Some(busy);
+            self.drained_hedge_delay = Some(drained_hedge_delay(&sorted).min(busy));
         }
     }
 
+    /// Whether the host has drained, as at the end of a job: the pools' work has run out
+    /// (`pools_drained`), no transfer waits for the host, and at most an eighth of its limit
+    /// and of its busiest are in flight. The first-response times of its busy spells (a queue
+    /// at the server or on the link) then say nothing about the requests still out.
+    fn drained(&self, pools_drained: bool) -> bool {
+        pools_drained
+            && self.waiting == 0
+            && self.in_flight * 8 <= self.controller.limit()
+            && self.in_flight * 8 <= self.peak
+    }
+
     /// When a new request should be hedged, when it is worth it.
-    fn hedge_after(&self) -> Option<Duration> {
-        self.hedge_delay.filter(|p| *p >= MIN_HEDGE_DELAY)
+    fn hedge_after(&self, pools_drained: bool) -> Option<Duration> {
+        let delay = if self.drained(pools_drained) {
+            self.drained_hedge_delay
+        } else {
+            self.hedge_delay
+        };
+        delay.filter(|p| *p >= MIN_HEDGE_DELAY)
     }
 }
 
@@ -415,6 +497,14 @@ fn hedge_delay(sorted: &[Duration]) -> Duration {
     let n = sorted.len();
     let p95 = sorted[(n * 95 / 100).min(n - 1)];
     p95.max(sorted[n / 2] * 2)
+}
+
+/// The hedge's delay for a drained host: twice the lower quartile of its recent
+/// first-response times, about what a request to it takes with no queue in front (a busy
+/// spell's times sit above the quartile), so a request still unanswered after twice that is
+/// a straggler's. Never later than the busy delay.
+fn drained_hedge_delay(sorted: &[Duration]) -> Duration {
+    sorted[sorted.len() / 4] * 2
 }
 
 impl hedge::Budget for Flow {
@@ -468,12 +558,15 @@ impl Flow {
             gate.waiting -= 1;
         }
         let small_bodies = gate.small_bodies();
-        let hedge_after = self.hedger.as_ref().and(gate.hedge_after());
         if granted {
             gate.in_flight += 1;
             gate.peak = gate.peak.max(gate.in_flight);
             gate.requests += 1;
         }
+        let hedge_after = self
+            .hedger
+            .as_ref()
+            .and(gate.hedge_after(self.drain.drained()));
         drop(gate);
         drop(hook);
         if !granted {
@@ -489,6 +582,17 @@ impl Flow {
             succeeded: AtomicBool::new(false),
             small_bodies,
             hedge_after,
+        })
+    }
+
+    /// What to bring forward when the host has drained: its requests still out, to the
+    /// drained host's hedge delay.
+    fn hurry(&self, gate: &Gate) -> Option<Hurry> {
+        let hedger = self.hedger.as_ref()?;
+        let after = gate.drained_hedge_delay?;
+        (after >= MIN_HEDGE_DELAY && gate.drained(self.drain.drained())).then(|| Hurry {
+            hedger: Arc::clone(hedger),
+            after,
         })
     }
 
@@ -630,11 +734,16 @@ impl Drop for Permit {
             });
         }
         let grew = gate.controller.limit() > before;
+        let hurry = self.flow.hurry(&gate);
         drop(gate);
         if grew {
             self.flow.room.notify_all();
         } else {
             self.flow.room.notify_one();
+        }
+        // The host drained: its requests still out need not wait out a busy spell's delay.
+        if let Some(hurry) = hurry {
+            hurry.send(&self.flow);
         }
     }
 }

@@ -290,6 +290,67 @@ fn without_hedging_the_straggler_sets_the_end() {
     });
 }
 
+/// A downloader with 16 pinned workers whose host has known busy times: 32 objects, half
+/// answered after 25 ms and half after 1.5 s, so the 95th percentile of its first-response
+/// times (what a request is hedged after while the host is busy) is 1.5 s, twice their
+/// median 3 s, while their lower quartile is 25 ms.
+fn after_busy_times(origin: &Origin, dir: &TestDir) -> Downloader {
+    let d = pinned(dir, 16);
+    let busy = (0..32).map(|i| {
+        let ms = if i < 16 { 25 } else { 1_500 };
+        origin.url(&format!("/busy/{i:02}.bin?size=4096&delay_ms={ms}"))
+    });
+    let job = d.submit(JobSpec::multi(busy)).unwrap();
+    assert!(d.wait(job, WAIT).unwrap());
+    assert_eq!(d.flows()[0].hedged, 0, "{:?}", d.flows());
+    d
+}
+
+/// The straggler's URL: its first request is answered after 30 s, a second at once.
+fn straggler(origin: &Origin) -> String {
+    origin.url("/tail/straggler.bin?size=4096&delay_ms=30000&faults_first=1")
+}
+
+#[test]
+fn once_the_host_drains_a_straggler_is_hedged_without_waiting_out_the_busy_times() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let d = after_busy_times(&origin, &dir);
+        // Sixteen at once: the host is busy when the straggler's request is sent (it is
+        // armed to be hedged after 3 s); the other fifteen answer after 25 ms, and then
+        // nothing waits for the host and most of its room is free.
+        let quick = (0..15).map(|i| origin.url(&format!("/tail/{i:02}.bin?size=4096&delay_ms=25")));
+        let started = std::time::Instant::now();
+        let job = d
+            .submit(JobSpec::multi(quick.chain([straggler(&origin)])))
+            .unwrap();
+        assert!(d.wait(job, Duration::from_secs(20)).unwrap());
+        let took = started.elapsed();
+        assert_eq!(d.status(job, Detail::All).unwrap().finished, 16);
+        // Hedged at the busy times' delay it would take 3 s; on a drained host a response
+        // later than twice the quick times' lower quartile is a straggler's.
+        assert!(took < Duration::from_secs(1), "{took:?} {:?}", d.flows());
+        assert_eq!(origin.stats().requests_for("/tail/straggler.bin"), 2);
+        assert_eq!(d.flows()[0].hedges_won, 1, "{:?}", d.flows());
+    });
+}
+
+#[test]
+fn a_lone_straggler_on_an_idle_host_is_hedged_after_the_quick_times() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let d = after_busy_times(&origin, &dir);
+        let started = std::time::Instant::now();
+        let job = d.submit(JobSpec::single(straggler(&origin))).unwrap();
+        assert!(d.wait(job, Duration::from_secs(20)).unwrap());
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(1), "{took:?} {:?}", d.flows());
+        assert_eq!(origin.stats().requests_for("/tail/straggler.bin"), 2);
+    });
+}
+
 #[test]
 fn an_abort_ends_a_request_and_its_hedge_at_once() {
     guard(|| {
