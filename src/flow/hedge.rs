@@ -11,6 +11,12 @@
 //! winner's response goes to the transfer's thread, which reads the body as always.
 //! A host's hedges are at most 1 in 20 of its requests.
 //!
+//! At its deadline a request is hedged only if it is behind the requests sent with it (see
+//! [`Verdict`]): when the host is slow as a whole (a queue at the server or on the link, as
+//! when a job's concurrency climbs past what the path carries), a second request would wait
+//! in the same queue, and the allowance is kept for the request that is late beside its
+//! peers. One that is not is looked at again later.
+//!
 //! A request's delay is the one its host called for when it was sent; once the host drains
 //! (the end of a job: nothing waits for it, and most of its room is free), its requests
 //! still waiting are [hurried](Hedger::hurry) to the shorter delay of a host with room, so
@@ -20,7 +26,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
@@ -45,21 +51,22 @@ pub(crate) struct Request<'a> {
     pub(crate) client: &'a HttpClient,
     pub(crate) url: &'a str,
     pub(crate) headers: &'a [(String, String)],
-    pub(crate) timeout: Option<std::time::Duration>,
+    pub(crate) timeout: Option<Duration>,
     pub(crate) body: Body,
 }
 
 /// One request and its hedge.
 struct Race {
     state: AtomicU8,
-    /// When the first request was sent.
+    /// When the first request was sent, and its number among its host's requests.
     sent: Instant,
+    seq: u64,
     /// Whether a hedge thread has taken the race (a hurried race is armed twice).
     taken: AtomicBool,
     client: HttpClient,
     url: String,
     headers: Vec<(String, String)>,
-    timeout: Option<std::time::Duration>,
+    timeout: Option<Duration>,
     body: Body,
     /// Cancelled when the hedge wins: the first request's wait ends at once.
     first: CancelToken,
@@ -73,10 +80,22 @@ struct Race {
     budget: Arc<dyn Budget>,
 }
 
-/// A host's allowance of hedges.
+/// What a host says of a request still unanswered at its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Hedge it now: one hedge is taken from the allowance.
+    Hedge,
+    /// It is not behind the requests sent with it: look again after this long.
+    Later(Duration),
+    /// Not at all (no allowance left, or the host pushed back).
+    No,
+}
+
+/// A host's allowance of hedges, and its judge of which requests are late.
 pub(crate) trait Budget: Send + Sync {
-    /// Takes one hedge from the allowance; `false` when none is left.
-    fn take(&self) -> bool;
+    /// Whether the request numbered `seq` (its host's count), still unanswered, is hedged
+    /// now; [`Verdict::Hedge`] takes one hedge from the allowance.
+    fn verdict(&self, seq: u64) -> Verdict;
     /// A hedge won its race.
     fn won(&self);
     /// A hedge was answered 429 or 503.
@@ -131,12 +150,14 @@ impl std::fmt::Debug for Hedger {
 }
 
 impl Hedger {
-    /// Sends `request` on this thread, hedged after `after` if `budget` allows then: returns
-    /// the first response to arrive of it and its hedge. `cancel` is the job's token.
+    /// Sends `request` (its host's `seq`th) on this thread, hedged after `after` if `budget`
+    /// says so then: returns the first response to arrive of it and its hedge. `cancel` is
+    /// the job's token.
     pub(crate) fn send(
         &self,
         request: &Request<'_>,
-        after: std::time::Duration,
+        seq: u64,
+        after: Duration,
         cancel: &CancelToken,
         budget: Arc<dyn Budget>,
     ) -> Answer {
@@ -146,6 +167,7 @@ impl Hedger {
         let race = Arc::new(Race {
             state: AtomicU8::new(OPEN),
             sent,
+            seq,
             taken: AtomicBool::new(false),
             client: request.client.clone(),
             url: request.url.to_owned(),
@@ -181,7 +203,7 @@ impl Hedger {
 
     /// Brings forward the hedges of `budget`'s requests still waiting for their response to
     /// `after` from when each was sent (a deadline already sooner stays).
-    pub(crate) fn hurry(&self, budget: &Arc<dyn Budget>, after: std::time::Duration) {
+    pub(crate) fn hurry(&self, budget: &Arc<dyn Budget>, after: Duration) {
         let mut deadlines = self.shared.deadlines.lock();
         let sooner: Vec<Armed> = deadlines
             .heap
@@ -293,15 +315,29 @@ fn hedge_loop(shared: &Shared) {
                 }
             }
         };
+        // Taken while judged, so that a second deadline of the same race (a hurried one)
+        // is dropped meanwhile; put back untaken when it is to be looked at again.
         if race.taken.swap(true, Ordering::AcqRel)
             || race.state.load(Ordering::Acquire) != OPEN
             || race.hedge.is_cancelled()
             || race.job.is_cancelled()
-            || !race.budget.take()
         {
             continue;
         }
-        run_hedge(&race);
+        match race.budget.verdict(race.seq) {
+            Verdict::Hedge => run_hedge(&race),
+            Verdict::Later(after) => {
+                race.taken.store(false, Ordering::Release);
+                let mut deadlines = shared.deadlines.lock();
+                if !deadlines.stopping {
+                    deadlines.heap.push(Reverse(Armed {
+                        due: Instant::now() + after,
+                        race,
+                    }));
+                }
+            }
+            Verdict::No => {}
+        }
     }
 }
 

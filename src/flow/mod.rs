@@ -32,6 +32,12 @@ const HEDGE_AFTER_SAMPLES: usize = 32;
 const MIN_HEDGE_DELAY: Duration = Duration::from_millis(20);
 /// At most one hedge per this many requests to a host.
 const REQUESTS_PER_HEDGE: u64 = 20;
+/// Requests kept per host with when they were sent and answered: a request at its hedge's
+/// deadline is judged beside its peers among them.
+const SENT_KEPT: usize = 1024;
+/// A request's peers: this many of the requests sent next after it, filled up with those
+/// sent just before it (within its own age).
+const PEERS: usize = 16;
 /// No hedges to a host this long after it pushed back: a second request adds to its load.
 const NO_HEDGE_AFTER_THROTTLE: Duration = Duration::from_secs(10);
 
@@ -159,8 +165,8 @@ pub struct FlowStatus {
     pub throttles: u64,
     /// Hedged requests sent (a second request for a response later than the host's 95th
     /// percentile and twice its median, or, once a downloader's queues have run out and
-    /// the host has drained, twice its lower quartile; at most one in twenty of its
-    /// requests).
+    /// the host has drained, twice its lower quartile, and behind the requests sent with
+    /// it; at most one in twenty of its requests).
     pub hedged: u64,
     /// Hedged requests that answered first.
     pub hedges_won: u64,
@@ -293,6 +299,7 @@ impl Flows {
                 finished: 0,
                 large_seen: false,
                 first_bytes: VecDeque::with_capacity(FIRST_BYTE_SAMPLES),
+                sent: Sent::default(),
                 hedge_delay: None,
                 drained_hedge_delay: None,
                 since_delay: 0,
@@ -429,6 +436,8 @@ struct Gate {
     large_seen: bool,
     /// The latest first-response times, and the hedge's delay worked out from them.
     first_bytes: VecDeque<Duration>,
+    /// The latest requests, in the order they were sent.
+    sent: Sent,
     hedge_delay: Option<Duration>,
     /// The hedge's delay once the host has drained (see [`Gate::drained`]).
     drained_hedge_delay: Option<Duration>,
@@ -477,6 +486,19 @@ impl Gate {
             && self.in_flight * 8 <= self.peak
     }
 
+    /// Takes one hedge from the host's allowance (at most one in twenty of its requests, none
+    /// for a while after it pushed back); `false` when none is left.
+    fn take_hedge(&mut self) -> bool {
+        let pushed_back = self
+            .last_throttle
+            .is_some_and(|at| at.elapsed() < NO_HEDGE_AFTER_THROTTLE);
+        if pushed_back || (self.hedged + 1) * REQUESTS_PER_HEDGE > self.requests {
+            return false;
+        }
+        self.hedged += 1;
+        true
+    }
+
     /// When a new request should be hedged, when it is worth it.
     fn hedge_after(&self, pools_drained: bool) -> Option<Duration> {
         let delay = if self.drained(pools_drained) {
@@ -507,17 +529,94 @@ fn drained_hedge_delay(sorted: &[Duration]) -> Duration {
     sorted[sorted.len() / 4] * 2
 }
 
-impl hedge::Budget for Flow {
-    fn take(&self) -> bool {
-        let mut gate = self.gate.lock();
-        let pushed_back = gate
-            .last_throttle
-            .is_some_and(|at| at.elapsed() < NO_HEDGE_AFTER_THROTTLE);
-        if pushed_back || (gate.hedged + 1) * REQUESTS_PER_HEDGE > gate.requests {
-            return false;
+/// A host's latest requests in the order they were sent: when each was sent, and how long
+/// its first response took (or until it ended without one).
+#[derive(Debug, Default)]
+struct Sent {
+    requests: VecDeque<SentRequest>,
+    /// The number of the request at the front.
+    first: u64,
+}
+
+#[derive(Debug)]
+struct SentRequest {
+    at: Instant,
+    answered: Option<Duration>,
+}
+
+impl Sent {
+    /// A request sent now: its number.
+    fn push(&mut self, at: Instant) -> u64 {
+        if self.requests.len() == SENT_KEPT {
+            self.requests.pop_front();
+            self.first += 1;
         }
-        gate.hedged += 1;
-        true
+        self.requests.push_back(SentRequest { at, answered: None });
+        self.first + self.requests.len() as u64 - 1
+    }
+
+    /// The request numbered `seq` was answered (or ended) after `took`: the first word counts.
+    fn answered(&mut self, seq: u64, took: Duration) {
+        let kept = seq
+            .checked_sub(self.first)
+            .and_then(|i| self.requests.get_mut(usize::try_from(i).ok()?));
+        if let Some(request) = kept
+            && request.answered.is_none()
+        {
+            request.answered = Some(took);
+        }
+    }
+
+    /// Whether the request numbered `seq`, unanswered at `now`, is behind its peers (the
+    /// requests sent next after it, filled up with those sent just before it within its
+    /// age): `None`
+    /// when it is (or it has no peers: then its age alone judges it), else how long to wait
+    /// before looking again. A request is behind when most of its peers have answered and it
+    /// has waited twice their median: one that is only as slow as the requests sent with it
+    /// waits where a hedge would wait too (the host, or the path to it, is slow as a whole).
+    fn not_behind(&self, seq: u64, now: Instant) -> Option<Duration> {
+        let i = usize::try_from(seq.checked_sub(self.first)?).ok()?;
+        let me = self.requests.get(i)?;
+        let age = now.saturating_duration_since(me.at);
+        let since = me.at.checked_sub(age);
+        // The requests sent next after it first; those sent before it fill up the rest.
+        let after = self.requests.range(i + 1..).take(PEERS);
+        let before = self
+            .requests
+            .range(..i)
+            .rev()
+            .take_while(|r| since.is_some_and(|since| r.at >= since));
+        let mut peers = 0;
+        let mut answered: Vec<Duration> = Vec::with_capacity(PEERS);
+        for r in after.chain(before).take(PEERS) {
+            peers += 1;
+            answered.extend(r.answered);
+        }
+        if peers == 0 {
+            return None;
+        }
+        let again = MIN_HEDGE_DELAY.max(age / 4);
+        // The peers' median, the unanswered counted as later than any answer.
+        if answered.len() <= peers / 2 {
+            return Some(again);
+        }
+        answered.sort_unstable();
+        let median = answered[peers / 2];
+        (age < median * 2).then(|| (median * 2 - age).max(MIN_HEDGE_DELAY))
+    }
+}
+
+impl hedge::Budget for Flow {
+    fn verdict(&self, seq: u64) -> hedge::Verdict {
+        let mut gate = self.gate.lock();
+        if let Some(again) = gate.sent.not_behind(seq, Instant::now()) {
+            return hedge::Verdict::Later(again);
+        }
+        if gate.take_hedge() {
+            hedge::Verdict::Hedge
+        } else {
+            hedge::Verdict::No
+        }
     }
 
     fn won(&self) {
@@ -558,10 +657,13 @@ impl Flow {
             gate.waiting -= 1;
         }
         let small_bodies = gate.small_bodies();
+        let started = Instant::now();
+        let mut seq = 0;
         if granted {
             gate.in_flight += 1;
             gate.peak = gate.peak.max(gate.in_flight);
             gate.requests += 1;
+            seq = gate.sent.push(started);
         }
         let hedge_after = self
             .hedger
@@ -576,7 +678,8 @@ impl Flow {
         }
         Some(Permit {
             flow: Arc::clone(self),
-            started: Instant::now(),
+            started,
+            seq,
             first_byte: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             succeeded: AtomicBool::new(false),
@@ -624,6 +727,8 @@ impl Flow {
 pub(crate) struct Permit {
     flow: Arc<Flow>,
     started: Instant,
+    /// Its number among the host's requests.
+    seq: u64,
     /// Nanoseconds from `started` to the first response, plus one (0: none yet).
     first_byte: AtomicU64,
     delivered: AtomicU64,
@@ -644,14 +749,19 @@ impl Permit {
             .first_byte
             .compare_exchange(0, nanos + 1, Ordering::AcqRel, Ordering::Acquire)
             .is_ok();
-        // A fixed concurrency's limit never moves: no need for the gate.
-        if !first || !self.flow.adaptive {
+        // A fixed concurrency's limit never moves: no need for the gate unless the answer
+        // is one a hedge's verdict looks at.
+        let hedged = self.flow.hedger.is_some();
+        if !first || !(self.flow.adaptive || hedged) {
             return;
         }
         let grew = {
             let mut gate = self.flow.gate.lock();
+            if hedged {
+                gate.sent.answered(self.seq, Duration::from_nanos(nanos));
+            }
             let limited = gate.waiting > 0 || gate.in_flight >= gate.controller.limit();
-            gate.controller.responded(limited)
+            self.flow.adaptive && gate.controller.responded(limited)
         };
         if grew {
             self.flow.room.notify_all();
@@ -680,7 +790,7 @@ impl Permit {
         match (&self.flow.hedger, self.hedge_after) {
             (Some(hedger), Some(after)) => {
                 let budget: Arc<dyn hedge::Budget> = Arc::clone(&self.flow) as _;
-                hedger.send(request, after, cancel, budget)
+                hedger.send(request, self.seq, after, cancel, budget)
             }
             _ => request
                 .client
@@ -719,6 +829,8 @@ impl Drop for Permit {
         if let Some(first) = first_byte {
             gate.first_byte(first);
         }
+        // One that ended without a response holds its peers' verdicts up no longer.
+        gate.sent.answered(self.seq, now - self.started);
         if self.succeeded.load(Ordering::Acquire) {
             let delivered = self.delivered.load(Ordering::Acquire);
             gate.bytes += delivered;
@@ -809,7 +921,6 @@ mod tests {
 
     #[test]
     fn hedges_wait_for_a_known_percentile_and_stay_one_in_twenty() {
-        use hedge::Budget;
         let flows = Flows::new(Concurrency::fixed(64), true);
         let flow = flows.flow("http://h");
         let cancel = CancelToken::new();
@@ -829,14 +940,53 @@ mod tests {
             "{after:?}"
         );
         // 101 requests so far: five hedges allowed, not six.
-        let taken = (0..10).filter(|_| flow.take()).count();
+        let taken = (0..10).filter(|_| flow.gate.lock().take_hedge()).count();
         assert_eq!(taken, 5);
         assert_eq!(flows.status()[0].hedged, 5);
         for _ in 0..40 {
             drop(flow.acquire(&cancel));
         }
         flow.throttled();
-        assert!(!flow.take(), "no hedges to a host that pushed back");
+        assert!(
+            !flow.gate.lock().take_hedge(),
+            "no hedges to a host that pushed back"
+        );
+    }
+
+    #[test]
+    fn a_request_is_behind_only_once_most_of_its_peers_answered_in_half_its_age() {
+        let ms = |m: u64| Duration::from_millis(m);
+        let t0 = Instant::now();
+        let mut sent = Sent::default();
+        // Four requests sent a millisecond apart; the first is the one judged.
+        let seqs: Vec<u64> = (0..4).map(|i| sent.push(t0 + ms(i))).collect();
+        assert_eq!(seqs, [0, 1, 2, 3]);
+        let at = |m: u64| t0 + ms(m);
+        // Its peers unanswered too: the host is slow as a whole; look again in a quarter of
+        // its age (20 ms at least).
+        assert_eq!(sent.not_behind(0, at(100)), Some(ms(25)));
+        assert_eq!(sent.not_behind(0, at(40)), Some(MIN_HEDGE_DELAY));
+        // Two of three answered, after 30 ms and 50 ms: their median (the unanswered one
+        // counted as the latest) is 50 ms, so it is behind from 100 ms on.
+        sent.answered(1, ms(30));
+        sent.answered(2, ms(50));
+        assert_eq!(sent.not_behind(0, at(80)), Some(ms(20)));
+        assert_eq!(sent.not_behind(0, at(100)), None);
+        // The first word counts.
+        sent.answered(2, ms(500));
+        assert_eq!(sent.not_behind(0, at(100)), None);
+        // The last one sent has only peers sent before it within its age: at 60 ms the
+        // others (sent 1 to 3 ms before it) are, with the same median.
+        assert_eq!(sent.not_behind(3, at(63)), Some(ms(40)));
+        assert_eq!(sent.not_behind(3, at(103)), None);
+        let alone = sent.push(t0 + ms(200));
+        assert_eq!(
+            sent.not_behind(alone, at(250)),
+            None,
+            "no peers: its age alone"
+        );
+        // A request no longer kept (or never numbered) has no peers either.
+        assert_eq!(sent.not_behind(99, at(100)), None);
     }
 
     #[test]

@@ -352,15 +352,51 @@ fn a_lone_straggler_on_an_idle_host_is_hedged_after_the_quick_times() {
 }
 
 #[test]
+fn a_host_slow_as_a_whole_wastes_no_hedges_and_its_straggler_still_gets_one() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let d = pinned(&dir, 16);
+        // Known first: answers after 25 ms (a request is hedged after about 50 ms).
+        let quick = (0..48).map(|i| origin.url(&format!("/q/{i:02}.bin?size=4096&delay_ms=25")));
+        let job = d.submit(JobSpec::multi(quick)).unwrap();
+        assert!(d.wait(job, WAIT).unwrap());
+        assert_eq!(d.flows()[0].hedged, 0, "{:?}", d.flows());
+        // Then the host turns slow as a whole: every answer after 400 ms, so a request late
+        // by the quick times is not late beside the requests sent with it, and a hedge
+        // would wait as long. One of them is a straggler even so: 30 s, a second request
+        // answered as the rest are.
+        let slow = (0..32).map(|i| {
+            let faults = if i == 20 {
+                "delay_ms=30000&faults_first=1".to_owned()
+            } else {
+                "delay_ms=400".to_owned()
+            };
+            origin.url(&format!("/slow/{i:02}.bin?size=4096&{faults}"))
+        });
+        let job = d.submit(JobSpec::multi(slow)).unwrap();
+        assert!(d.wait(job, Duration::from_secs(20)).unwrap());
+        assert_eq!(d.status(job, Detail::All).unwrap().finished, 32);
+        // Its allowance (one in twenty of 80 requests: 4) went to the straggler, not to
+        // requests that were only as slow as the host.
+        let flow = &d.flows()[0];
+        assert_eq!((flow.hedged, flow.hedges_won), (1, 1), "{flow:?}");
+        let stats = origin.stats();
+        assert_eq!(stats.requests_for("/slow/20.bin"), 2);
+        assert_eq!(stats.requests, 81, "{flow:?}");
+    });
+}
+
+#[test]
 fn an_abort_ends_a_request_and_its_hedge_at_once() {
     guard(|| {
         let origin = Origin::start().unwrap();
         let dir = TestDir::new();
         let d = pinned(&dir, 2);
-        // Every request after the 40th waits 30 s for its headers: the last ones are
-        // hedged, and the hedges wait too.
+        // The 40th request waits 30 s for its headers, every time: it is hedged once the
+        // requests sent after it have answered, and its hedge waits too.
         let spec = JobSpec::multi((0..60).map(|i| {
-            let delay = if i < 40 { 25 } else { 30_000 };
+            let delay = if i == 40 { 30_000 } else { 25 };
             origin.url(&format!("/a/o-{i:03}.bin?size=1000&delay_ms={delay}"))
         }));
         let job = d.submit(spec).unwrap();
