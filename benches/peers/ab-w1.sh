@@ -20,6 +20,7 @@ trap 'kill $WAN_PID 2>/dev/null || true; rm -rf "$out"' EXIT
 for _ in $(seq 100); do grep -q LISTENING "$out/wan" && break; sleep 0.05; done
 W=$(awk '/LISTENING/ {print $2}' "$out/wan")
 sed -n 1,1000p "$FX_ROOT/s64k.sha256" > "$out/manifest"
+mkdir "$out/trash"
 now() { date +%s.%N; }
 for run in $(seq "$RUNS"); do
   for v in OLD NEW; do
@@ -27,7 +28,7 @@ for run in $(seq "$RUNS"); do
     sync
     t0=$(now); "${!v}" get -q -o "$dest" "http://$W/s64k/obj-{000000..000999}.bin"; t1=$(now)
     (cd "$dest" && sha256sum -c --quiet "$out/manifest") || { echo "VERIFY FAILED: $v run $run" >&2; exit 1; }
-    rm -rf "$dest"
+    mv "$dest" "$out/trash/"   # removed at exit: see run_case in benches/peers.sh
     printf '%s run%s %.3f s\n' "$v" "$run" "$(echo "$t1 - $t0" | bc)"
   done
 done
