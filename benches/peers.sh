@@ -159,7 +159,7 @@ run_case() {
     # inodes deleted in the last few seconds one by one when it makes new files (ext4's
     # recently_deleted), so a run right after removing 1,000 files paid for it (haul's w1:
     # 1.5-1.8 s and 1.0-1.4 s of system time, against 1.1-1.2 s and 0.4-0.6 s without).
-    mv "${dest%/out.bin}" "$TRASH/"
+    if [[ -e "${dest%/out.bin}" ]]; then mv "${dest%/out.bin}" "$TRASH/"; fi
   done
 }
 median() { python3 -c "import statistics,sys; print(f'{statistics.median(map(float,sys.argv[1:])):.3f}')" $1; }
