@@ -782,7 +782,9 @@ impl Permit {
     /// Whether the host's bodies are small (none announced over 16 MiB, and on average
     /// under 1 MiB), so this transfer's connection needs no large buffers.
     pub(crate) fn small_bodies(&self) -> bool {
-        self.small_bodies
+        // A large body announced since the permit was granted (this transfer's own opening
+        // answer, say) holds for its later requests too: the parts of a split object.
+        self.small_bodies && !self.flow.gate.lock().large_seen
     }
 
     /// Sends a GET, hedged when the host's first-response times call for it.

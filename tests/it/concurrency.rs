@@ -218,6 +218,37 @@ fn a_large_body_is_asked_again_with_large_buffers_once_per_host() {
     });
 }
 
+#[test]
+fn the_parts_of_a_large_object_ask_with_large_buffers_once_the_host_is_known_for_them() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let d = Downloader::builder()
+            .mountpath(dir.path())
+            .split_tails(false)
+            .build()
+            .unwrap();
+        let size = 80 << 20;
+        let url = origin.url(&format!("/large/parts.bin?size={size}"));
+        let parts = haul::PartsPolicy::new(4)
+            .min_object_bytes(16 << 20)
+            .part_bytes(16 << 20);
+        let job = d.submit(JobSpec::single(url).parts(parts)).unwrap();
+        assert!(d.wait(job, WAIT).unwrap());
+        let status = d.status(job, Detail::All).unwrap();
+        assert_eq!((status.finished, status.bytes), (1, size), "{status:?}");
+        // The opening GET is asked again with large buffers (the host's first large body);
+        // its four parts, sent after that, ask with them from the start: one request each.
+        let stats = origin.stats();
+        assert_eq!(stats.requests_for("/large/parts.bin"), 6, "{stats:?}");
+        let landed = std::fs::read(dir.path().join("parts.bin")).unwrap();
+        assert!(
+            landed == haul_origin::body("/large/parts.bin", size),
+            "the bytes"
+        );
+    });
+}
+
 /// A job of `n` objects of 4 KiB, each answered after 25 ms, but the one at `straggler`
 /// whose first request is answered after `straggle_ms`.
 fn with_a_straggler(origin: &Origin, n: usize, straggler: usize, straggle_ms: u64) -> JobSpec {
