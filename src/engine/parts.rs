@@ -7,7 +7,7 @@ use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::debug;
 use parking_lot::Mutex;
@@ -73,7 +73,8 @@ impl PartsPolicy {
 
     /// The automatic split: up to [`AUTO_CONNECTIONS`] connections, added while they pay:
     /// the opening one, then twice as many while the object's rate grows by a quarter,
-    /// measured over a [`RAMP_INTERVAL`] after each addition has had one to settle.
+    /// measured over an interval of about four round trips ([`ramp_interval`]) after each
+    /// addition has had one to settle.
     pub(crate) fn auto() -> PartsPolicy {
         PartsPolicy {
             ramp: true,
@@ -101,9 +102,23 @@ impl PartsPolicy {
 
 /// The most connections the automatic split opens for one object (aria2c's `-x` ceiling).
 pub(crate) const AUTO_CONNECTIONS: usize = 16;
+/// How often the automatic split measures the object's rate and decides to add connections
+/// when the host's round trip is not known.
+const RAMP_INTERVAL: Duration = Duration::from_millis(400);
+/// The shortest and the longest interval of the ramp.
+const RAMP_INTERVAL_BOUNDS: (Duration, Duration) =
+    (Duration::from_millis(200), Duration::from_secs(2));
+
 /// How often the automatic split measures the object's rate and decides to add connections:
-/// long enough for a new connection's slow start to show across a WAN.
-const RAMP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(400);
+/// long enough for a new connection's slow start to show, about four round trips, taken as
+/// twice the opening request's first-response time (a new connection's handshake and the
+/// request's round trip, and the server's think time), within [`RAMP_INTERVAL_BOUNDS`].
+/// A fixed 400 ms was two round trips too many at 40 ms (w2 in BENCHMARKS.md) and too few
+/// at 200 ms.
+fn ramp_interval(first_response: Option<Duration>) -> Duration {
+    let (shortest, longest) = RAMP_INTERVAL_BOUNDS;
+    first_response.map_or(RAMP_INTERVAL, |t| (t * 2).clamp(shortest, longest))
+}
 
 /// One part's place in the file: bytes go to `start + written` with positional writes
 /// (`pwrite`), so parts need no seek or lock.
@@ -303,6 +318,7 @@ pub(crate) fn fetch(
                     .inspect_err(|e| debug!("no thread for a part: {e}"))
                     .ok()
             };
+            let interval = ramp_interval(ctx.flow.and_then(|permit| permit.first_response()));
             let mut helpers: Vec<_> = spawn(0, 0).into_iter().collect();
             let mut running = helpers.len();
             ctx.progress.set_connections(running);
@@ -313,7 +329,7 @@ pub(crate) fn fetch(
             let (mut last_rate, mut last_bytes, mut since) =
                 (0.0, ctx.progress.done(), Instant::now());
             while running > 0 {
-                match done_rx.recv_timeout(RAMP_INTERVAL) {
+                match done_rx.recv_timeout(interval) {
                     Ok(()) => {
                         running -= 1;
                         ctx.progress.set_connections(running);
@@ -477,5 +493,24 @@ impl PieceStore for Buffered<PartSink<'_>> {
         }
         sink.written = range.end;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ramp_waits_about_four_round_trips_within_its_bounds() {
+        let ms = Duration::from_millis;
+        // 40 ms RTT, a new connection and 10 ms of think time: the first response in 90 ms.
+        assert_eq!(ramp_interval(Some(ms(90))), ms(200), "the shortest");
+        assert_eq!(ramp_interval(Some(ms(150))), ms(300));
+        // 200 ms RTT: 410 ms to the first response.
+        assert_eq!(ramp_interval(Some(ms(410))), ms(820));
+        assert_eq!(ramp_interval(Some(ms(5_000))), ms(2_000), "the longest");
+        // Loopback: the shortest. Unknown: as before.
+        assert_eq!(ramp_interval(Some(ms(1))), ms(200));
+        assert_eq!(ramp_interval(None), RAMP_INTERVAL);
     }
 }

@@ -774,6 +774,14 @@ impl Permit {
         self.flow.throttled();
     }
 
+    /// How long the transfer's first request waited for its response, once it has one.
+    pub(crate) fn first_response(&self) -> Option<Duration> {
+        match self.first_byte.load(Ordering::Acquire) {
+            0 => None,
+            n => Some(Duration::from_nanos(n - 1)),
+        }
+    }
+
     /// Whether the concurrency adapts: a large object may then split by itself.
     pub(crate) fn adaptive(&self) -> bool {
         self.flow.adaptive
@@ -820,10 +828,7 @@ impl Permit {
 impl Drop for Permit {
     fn drop(&mut self) {
         let now = Instant::now();
-        let first_byte = match self.first_byte.load(Ordering::Acquire) {
-            0 => None,
-            n => Some(Duration::from_nanos(n - 1)),
-        };
+        let first_byte = self.first_response();
         let mut gate = self.flow.gate.lock();
         let before = gate.controller.limit();
         let limited = gate.waiting > 0 || gate.in_flight >= before;
