@@ -63,6 +63,8 @@ struct Race {
     seq: u64,
     /// Whether a hedge thread has taken the race (a hurried race is armed twice).
     taken: AtomicBool,
+    /// Whether the race was hurried (it is, once at most).
+    hurried: AtomicBool,
     client: HttpClient,
     url: String,
     headers: Vec<(String, String)>,
@@ -169,6 +171,7 @@ impl Hedger {
             sent,
             seq,
             taken: AtomicBool::new(false),
+            hurried: AtomicBool::new(false),
             client: request.client.clone(),
             url: request.url.to_owned(),
             headers: request.headers.to_vec(),
@@ -202,23 +205,25 @@ impl Hedger {
     }
 
     /// Brings forward the hedges of `budget`'s requests still waiting for their response to
-    /// `after` from when each was sent (a deadline already sooner stays).
+    /// `after` from when each was sent (a deadline already sooner stays), once per request:
+    /// a second deadline, the first one left to find the race taken or decided.
     pub(crate) fn hurry(&self, budget: &Arc<dyn Budget>, after: Duration) {
         let mut deadlines = self.shared.deadlines.lock();
-        let sooner: Vec<Armed> = deadlines
-            .heap
-            .iter()
-            .filter(|Reverse(a)| {
-                Arc::ptr_eq(&a.race.budget, budget)
-                    && a.race.state.load(Ordering::Acquire) == OPEN
-                    && !a.race.taken.load(Ordering::Acquire)
-                    && a.race.sent + after < a.due
-            })
-            .map(|Reverse(a)| Armed {
-                due: a.race.sent + after,
-                race: Arc::clone(&a.race),
-            })
-            .collect();
+        let mut sooner = Vec::new();
+        for Reverse(a) in deadlines.heap.iter() {
+            let race = &a.race;
+            if Arc::ptr_eq(&race.budget, budget)
+                && race.state.load(Ordering::Acquire) == OPEN
+                && !race.taken.load(Ordering::Acquire)
+                && race.sent + after < a.due
+                && !race.hurried.swap(true, Ordering::AcqRel)
+            {
+                sooner.push(Armed {
+                    due: race.sent + after,
+                    race: Arc::clone(race),
+                });
+            }
+        }
         if sooner.is_empty() {
             return;
         }
