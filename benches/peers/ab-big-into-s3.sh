@@ -16,12 +16,9 @@ SIZE=$(stat -c %s "$FX_ROOT/big/$BIG")
 "$HERE/s3-up.sh" 18333 >/dev/null
 . /tmp/s3-18333/env.sh
 out=$(mktemp -d /tmp/abbig.XXXX)
-"$ROOT/target/release/examples/haul-wan" --upstream 127.0.0.1:18080 --rtt-ms 40 --think-median-ms 10 \
-  --rate-mbit 2000 --stragglers 0.02 > "$out/wan" 2>&1 &
-wan=$!
-trap 'kill $wan 2>/dev/null || true; rm -rf "$out"' EXIT
-for _ in $(seq 100); do grep -q LISTENING "$out/wan" && break; sleep 0.05; done
-W=$(awk '/LISTENING/ {print $2}' "$out/wan")
+. "$HERE/wan-up.sh"
+wan_start "$out" "$ROOT" 18080 --rate-mbit 2000 --stragglers 0.02
+trap 'kill $WAN_PID 2>/dev/null || true; rm -rf "$out"' EXIT
 now() { date +%s.%N; }
 for run in $(seq "$RUNS"); do
   for v in OLD NEW; do

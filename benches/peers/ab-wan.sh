@@ -22,12 +22,9 @@ esac
 "$HERE/make-fixtures.sh" --standard "$FX_ROOT" >/dev/null
 "$HERE/nginx-up.sh" "$FX_ROOT" 18080 >/dev/null
 out=$(mktemp -d /tmp/abwan.XXXX)
-"$ROOT/target/release/examples/haul-wan" --upstream 127.0.0.1:18080 --rtt-ms 40 --think-median-ms 10 \
-  --rate-mbit "$RATE" --stragglers "$STRAGGLERS" > "$out/wan" 2>&1 &
-WAN_PID=$!
+. "$HERE/wan-up.sh"
+wan_start "$out" "$ROOT" 18080 --rate-mbit "$RATE" --stragglers "$STRAGGLERS"
 trap 'kill $WAN_PID 2>/dev/null || true; rm -rf "$out"' EXIT
-for _ in $(seq 100); do grep -q LISTENING "$out/wan" && break; sleep 0.05; done
-W=$(awk '/LISTENING/ {print $2}' "$out/wan")
 mkdir "$out/trash"
 if [[ $CASE == w2 ]]; then
   BIG=$(cd "$FX_ROOT/big" && ls | head -1)

@@ -13,12 +13,9 @@ FX_ROOT=${FX_ROOT:-/tmp/haul-bench-fixtures}
 "$HERE/make-fixtures.sh" --standard "$FX_ROOT" >/dev/null
 "$HERE/nginx-up.sh" "$FX_ROOT" 18080 >/dev/null
 out=$(mktemp -d /tmp/recent-deletes.XXXX)
-"$ROOT/target/release/examples/haul-wan" --upstream 127.0.0.1:18080 --rtt-ms 40 --think-median-ms 10 \
-  --rate-mbit 1000 --stragglers 0.02 > "$out/wan" 2>&1 &
-WAN_PID=$!
+. "$HERE/wan-up.sh"
+wan_start "$out" "$ROOT" 18080 --rate-mbit 1000 --stragglers 0.02
 trap 'kill $WAN_PID 2>/dev/null || true; rm -rf "$out"' EXIT
-for _ in $(seq 100); do grep -q LISTENING "$out/wan" && break; sleep 0.05; done
-W=$(awk '/LISTENING/ {print $2}' "$out/wan")
 mkdir "$out/trash"
 for i in 1 2 3 4; do
   cp -r "$FX_ROOT/s64k" "$out/junk"; sync; rm -rf "$out/junk"; sync

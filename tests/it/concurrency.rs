@@ -26,6 +26,17 @@ fn pinned(dir: &TestDir, n: usize) -> Downloader {
         .unwrap()
 }
 
+/// A downloader into `dir` whose streams' tails are never split: on a loaded machine a
+/// stream takes long enough for its tail to be, and the pieces' requests are not what the
+/// tests that count requests count.
+fn without_tail_split(dir: &TestDir) -> Downloader {
+    Downloader::builder()
+        .mountpath(dir.path())
+        .split_tails(false)
+        .build()
+        .unwrap()
+}
+
 /// Twenty attempts within two to three seconds (the default's five take about four): room
 /// for a burst of 503s while the limit comes down, on a machine slow enough to stretch it.
 fn quick_retries() -> RetryPolicy {
@@ -193,13 +204,7 @@ fn a_large_body_is_asked_again_with_large_buffers_once_per_host() {
     guard(|| {
         let origin = Origin::start().unwrap();
         let dir = TestDir::new();
-        // Each object alone in the queue: on a loaded machine a stream takes long enough for
-        // its tail to be split, and the pieces' requests are not what this test counts.
-        let d = Downloader::builder()
-            .mountpath(dir.path())
-            .split_tails(false)
-            .build()
-            .unwrap();
+        let d = without_tail_split(&dir);
         let size = 20 << 20;
         for name in ["first", "second"] {
             let url = origin.url(&format!("/large/{name}.bin?size={size}"));
@@ -223,11 +228,7 @@ fn the_parts_of_a_large_object_ask_with_large_buffers_once_the_host_is_known_for
     guard(|| {
         let origin = Origin::start().unwrap();
         let dir = TestDir::new();
-        let d = Downloader::builder()
-            .mountpath(dir.path())
-            .split_tails(false)
-            .build()
-            .unwrap();
+        let d = without_tail_split(&dir);
         let size = 80 << 20;
         let url = origin.url(&format!("/large/parts.bin?size={size}"));
         let parts = haul::PartsPolicy::new(4)
