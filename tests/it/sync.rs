@@ -248,12 +248,13 @@ fn an_aborted_sync_deletes_nothing_past_where_it_stopped_and_the_next_one_catche
             .sync(true)
             .rate_limit(1000);
         let job = s.downloader.submit(spec).unwrap();
-        assert!(crate::support::wait_until(|| s
-            .downloader
-            .status(job, Detail::OnlyActive)
-            .unwrap()
-            .finished
-            >= 1));
+        // Aborted once one object is in and more are on their way: the first may land at
+        // once (the rate limit's first burst) before the listing has fed a second, and an
+        // abort then would find nothing to cancel.
+        assert!(crate::support::wait_until(|| {
+            let status = s.downloader.status(job, Detail::OnlyActive).unwrap();
+            status.finished >= 1 && status.scheduled > status.finished
+        }));
         s.downloader.abort(job).unwrap();
         assert!(s.downloader.wait(job, Duration::from_secs(30)).unwrap());
         let aborted = s.downloader.status(job, Detail::All).unwrap();
