@@ -436,7 +436,7 @@ struct Gate {
     large_seen: bool,
     /// The latest first-response times, and the hedge's delay worked out from them.
     first_bytes: VecDeque<Duration>,
-    /// The latest requests, in the order they were sent.
+    /// The latest requests, in the order they were sent (kept when hedging is on).
     sent: Sent,
     hedge_delay: Option<Duration>,
     /// The hedge's delay once the host has drained (see [`Gate::drained`]).
@@ -569,9 +569,8 @@ impl Sent {
 
     /// Whether the request numbered `seq`, unanswered at `now`, is behind its peers (the
     /// requests sent next after it, filled up with those sent just before it within its
-    /// age): `None`
-    /// when it is (or it has no peers: then its age alone judges it), else how long to wait
-    /// before looking again. A request is behind when most of its peers have answered and it
+    /// age): `None` when it is (or it has no peers: then its age alone judges it), else how
+    /// long to wait before looking again. A request is behind when most of its peers have answered and it
     /// has waited twice their median: one that is only as slow as the requests sent with it
     /// waits where a hedge would wait too (the host, or the path to it, is slow as a whole).
     fn not_behind(&self, seq: u64, now: Instant) -> Option<Duration> {
@@ -663,7 +662,10 @@ impl Flow {
             gate.in_flight += 1;
             gate.peak = gate.peak.max(gate.in_flight);
             gate.requests += 1;
-            seq = gate.sent.push(started);
+            // Kept only for the hedges' verdicts.
+            if self.hedger.is_some() {
+                seq = gate.sent.push(started);
+            }
         }
         let hedge_after = self
             .hedger
@@ -837,7 +839,9 @@ impl Drop for Permit {
             gate.first_byte(first);
         }
         // One that ended without a response holds its peers' verdicts up no longer.
-        gate.sent.answered(self.seq, now - self.started);
+        if self.flow.hedger.is_some() {
+            gate.sent.answered(self.seq, now - self.started);
+        }
         if self.succeeded.load(Ordering::Acquire) {
             let delivered = self.delivered.load(Ordering::Acquire);
             gate.bytes += delivered;
