@@ -534,6 +534,12 @@ impl Fetcher {
             retries: self.shared.retries.load(Ordering::Relaxed),
         }
     }
+
+    /// Each host's (or bucket's) concurrency, as [`Downloader::flows`](crate::Downloader::flows):
+    /// its limit, transfers in flight, throttles, hedged requests and bytes; sorted by host.
+    pub fn flows(&self) -> Vec<crate::FlowStatus> {
+        self.shared.flows.status()
+    }
 }
 
 impl Drop for Fetcher {

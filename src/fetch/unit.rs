@@ -160,25 +160,9 @@ impl Request {
     }
 
     fn run_probe(self: &Arc<Self>, unit: &Unit) {
-        let progress = Progress::new();
-        // A probe takes no leave from the bucket: it reserves its budget only once it has
-        // the answer, and leave held while waiting for the turn could stop the units before
-        // it (the request's tokens bound the probes).
-        let ctx = self.context(&progress, None);
-        let source = self.source(&unit.key);
-        let asked = Asked {
-            start: 0,
-            end: None,
-        };
-        let answered = engine::request_retried(&ctx, &source, |location| {
-            engine::request(&ctx, &source, location, asked, Condition::None)
-        });
-        let answer = match answered {
+        let answer = match self.probe(unit) {
             Ok(answer) => answer,
-            Err(e) => {
-                let error = self.error(&unit.key, None, FetchErrorKind::from(e));
-                return self.fail_probe(unit, error);
-            }
+            Err(error) => return self.fail_probe(unit, error),
         };
         let Some(size) = answer.framing.and_then(|f| f.len) else {
             let error = self.error(&unit.key, None, FetchErrorKind::NoLength);
@@ -211,6 +195,29 @@ impl Request {
         };
         let fetched = self.fetch(unit, span, first, Some(answer));
         self.post_first_part(unit, size, parts, fetched, permit);
+    }
+
+    /// A probe's GET: the answer whose headers say the object's size. It takes leave from
+    /// the host's gate for the GET alone, so it is hedged and its first response counted
+    /// as any other; the leave goes back with the answer in hand, before the budget is
+    /// reserved: leave held while waiting for the turn could stop the units before it (the
+    /// request's tokens bound the probes). The body is read under leave taken again.
+    fn probe(&self, unit: &Unit) -> Result<engine::Answer, FetchError> {
+        let flow = self.settings.flows.flow(&self.source.flow_name(&unit.key));
+        let Some(permit) = flow.acquire(&self.cancel) else {
+            return Err(self.error(&unit.key, None, FetchErrorKind::Cancelled));
+        };
+        let progress = Progress::new();
+        let ctx = self.context(&progress, Some(&permit));
+        let source = self.source(&unit.key);
+        let asked = Asked {
+            start: 0,
+            end: None,
+        };
+        engine::request_retried(&ctx, &source, |location| {
+            engine::request(&ctx, &source, location, asked, Condition::None)
+        })
+        .map_err(|e| self.error(&unit.key, None, FetchErrorKind::from(e)))
     }
 
     /// A probe failed before its size was known: it still has to pass the turn on.

@@ -555,15 +555,15 @@ impl Sent {
         self.first + self.requests.len() as u64 - 1
     }
 
-    /// The request numbered `seq` was answered (or ended) after `took`: the first word counts.
-    fn answered(&mut self, seq: u64, took: Duration) {
+    /// The request numbered `seq` was answered (or ended) at `at`: the first word counts.
+    fn answered(&mut self, seq: u64, at: Instant) {
         let kept = seq
             .checked_sub(self.first)
             .and_then(|i| self.requests.get_mut(usize::try_from(i).ok()?));
         if let Some(request) = kept
             && request.answered.is_none()
         {
-            request.answered = Some(took);
+            request.answered = Some(at.saturating_duration_since(request.at));
         }
     }
 
@@ -656,16 +656,10 @@ impl Flow {
             gate.waiting -= 1;
         }
         let small_bodies = gate.small_bodies();
-        let started = Instant::now();
-        let mut seq = 0;
         if granted {
             gate.in_flight += 1;
             gate.peak = gate.peak.max(gate.in_flight);
             gate.requests += 1;
-            // Kept only for the hedges' verdicts.
-            if self.hedger.is_some() {
-                seq = gate.sent.push(started);
-            }
         }
         let hedge_after = self
             .hedger
@@ -680,8 +674,8 @@ impl Flow {
         }
         Some(Permit {
             flow: Arc::clone(self),
-            started,
-            seq,
+            started: Instant::now(),
+            seq: std::sync::OnceLock::new(),
             first_byte: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             succeeded: AtomicBool::new(false),
@@ -729,8 +723,9 @@ impl Flow {
 pub(crate) struct Permit {
     flow: Arc<Flow>,
     started: Instant,
-    /// Its number among the host's requests.
-    seq: u64,
+    /// Its number among the host's requests sent, from its first GET (kept when hedging is
+    /// on): a transfer that goes on with a response already in hand sends none.
+    seq: std::sync::OnceLock<u64>,
     /// Nanoseconds from `started` to the first response, plus one (0: none yet).
     first_byte: AtomicU64,
     delivered: AtomicU64,
@@ -759,8 +754,8 @@ impl Permit {
         }
         let grew = {
             let mut gate = self.flow.gate.lock();
-            if hedged {
-                gate.sent.answered(self.seq, Duration::from_nanos(nanos));
+            if let Some(&seq) = self.seq.get() {
+                gate.sent.answered(seq, Instant::now());
             }
             let limited = gate.waiting > 0 || gate.in_flight >= gate.controller.limit();
             self.flow.adaptive && gate.controller.responded(limited)
@@ -797,14 +792,24 @@ impl Permit {
         self.small_bodies && !self.flow.gate.lock().large_seen
     }
 
-    /// Sends a GET, hedged when the host's first-response times call for it.
+    /// Sends a GET, hedged when the host's first-response times call for it. The transfer's
+    /// first GET takes its number among the host's requests sent (a hedge's verdict judges a
+    /// request beside those sent with it).
     pub(crate) fn get(&self, request: &hedge::Request<'_>, cancel: &CancelToken) -> hedge::Answer {
-        match (&self.flow.hedger, self.hedge_after) {
-            (Some(hedger), Some(after)) => {
+        let Some(hedger) = &self.flow.hedger else {
+            return request
+                .client
+                .get(request.url, request.headers, request.timeout, request.body);
+        };
+        let seq = *self
+            .seq
+            .get_or_init(|| self.flow.gate.lock().sent.push(Instant::now()));
+        match self.hedge_after {
+            Some(after) => {
                 let budget: Arc<dyn hedge::Budget> = Arc::clone(&self.flow) as _;
-                hedger.send(request, self.seq, after, cancel, budget)
+                hedger.send(request, seq, after, cancel, budget)
             }
-            _ => request
+            None => request
                 .client
                 .get(request.url, request.headers, request.timeout, request.body),
         }
@@ -839,8 +844,8 @@ impl Drop for Permit {
             gate.first_byte(first);
         }
         // One that ended without a response holds its peers' verdicts up no longer.
-        if self.flow.hedger.is_some() {
-            gate.sent.answered(self.seq, now - self.started);
+        if let Some(&seq) = self.seq.get() {
+            gate.sent.answered(seq, now);
         }
         if self.succeeded.load(Ordering::Acquire) {
             let delivered = self.delivered.load(Ordering::Acquire);
@@ -979,12 +984,12 @@ mod tests {
         assert_eq!(sent.not_behind(0, at(40)), Some(MIN_HEDGE_DELAY));
         // Two of three answered, after 30 ms and 50 ms: their median (the unanswered one
         // counted as the latest) is 50 ms, so it is behind from 100 ms on.
-        sent.answered(1, ms(30));
-        sent.answered(2, ms(50));
+        sent.answered(1, at(1 + 30));
+        sent.answered(2, at(2 + 50));
         assert_eq!(sent.not_behind(0, at(80)), Some(ms(20)));
         assert_eq!(sent.not_behind(0, at(100)), None);
         // The first word counts.
-        sent.answered(2, ms(500));
+        sent.answered(2, at(2 + 500));
         assert_eq!(sent.not_behind(0, at(100)), None);
         // The last one sent has only peers sent before it within its age: at 60 ms the
         // others (sent 1 to 3 ms before it) are, with the same median.

@@ -496,6 +496,64 @@ fn an_ordered_fetch_across_a_wan_grows_its_pool_and_keeps_the_order() {
     });
 }
 
+/// A fetcher of 16 pinned workers, each request up to 16 at once.
+fn fetcher_of_16() -> haul::Fetcher {
+    haul::Fetcher::builder()
+        .workers(16)
+        .per_request_workers(16)
+        .build()
+        .unwrap()
+}
+
+/// Fetches `urls` as keys of unknown size (each probed by its GET), checking each body.
+fn fetch_unsized(fetcher: &haul::Fetcher, urls: &[String]) {
+    let keys = urls
+        .iter()
+        .map(|u| haul::FetchKey::new(u.as_str()))
+        .collect::<Vec<_>>();
+    for (object, url) in fetcher.fetch(haul::Web::default(), keys).zip(urls) {
+        let object = object.unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(object.size(), 4096, "{url}");
+    }
+}
+
+#[test]
+fn a_straggler_among_urls_of_unknown_size_is_hedged_in_an_ordered_fetch() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let fetcher = fetcher_of_16();
+        // Known first: answers after 25 ms, so a late one is hedged after about 50 ms.
+        let quick: Vec<String> = (0..48)
+            .map(|i| origin.url(&format!("/q/{i:02}.bin?size=4096&delay_ms=25")))
+            .collect();
+        fetch_unsized(&fetcher, &quick);
+        assert_eq!(fetcher.flows()[0].hedged, 0, "{:?}", fetcher.flows());
+        // Then 32 more, one of them a straggler: 30 s for its first request, a second
+        // answered at once.
+        let urls: Vec<String> = (0..32)
+            .map(|i| {
+                let faults = if i == 20 {
+                    "delay_ms=30000&faults_first=1"
+                } else {
+                    "delay_ms=25"
+                };
+                origin.url(&format!("/u/{i:02}.bin?size=4096&{faults}"))
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        fetch_unsized(&fetcher, &urls);
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(10),
+            "{took:?} {:?}",
+            fetcher.flows()
+        );
+        let flow = &fetcher.flows()[0];
+        assert_eq!((flow.hedged, flow.hedges_won), (1, 1), "{flow:?}");
+        assert_eq!(origin.stats().requests_for("/u/20.bin"), 2);
+    });
+}
+
 #[test]
 fn a_large_object_splits_by_itself_when_the_concurrency_adapts() {
     guard(|| {
