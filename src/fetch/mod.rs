@@ -283,6 +283,8 @@ impl FetcherBuilder {
             rx,
             tx: queue.clone(),
         });
+        // Its requests say when their work runs out (`Request::report_work`).
+        shared.flows.pool_reports();
         let weak = Arc::downgrade(&shared);
         shared.flows.on_growth(move || {
             if let Some(shared) = weak.upgrade() {

@@ -92,6 +92,17 @@ struct Planner {
     open: VecDeque<OpenItem>,
     /// No item at or past this index is started (the caller has gone).
     stop_at: Option<u64>,
+    /// Whether the request counts as busy in its flows (see [`Request::report_work`]).
+    busy: bool,
+}
+
+impl Planner {
+    /// Whether a started item has parts to hand out.
+    fn parts_waiting(&self) -> bool {
+        self.open
+            .iter()
+            .any(|o| o.shape.is_some_and(|(_, parts)| o.next_part < parts))
+    }
 }
 
 /// Whose turn it is to reserve budget: `(item, part)`.
@@ -178,6 +189,7 @@ impl std::fmt::Debug for Request {
 
 impl Request {
     pub(crate) fn new(source: FetchSource, keys: Keys, settings: Settings) -> Request {
+        settings.flows.pool_busy();
         Request {
             source,
             cancel: CancelToken::new(),
@@ -189,6 +201,7 @@ impl Request {
                 exhausted: false,
                 open: VecDeque::new(),
                 stop_at: None,
+                busy: true,
             }),
             tokens: AtomicUsize::new(0),
             taken: AtomicU64::new(0),
@@ -250,22 +263,39 @@ impl Request {
             return false;
         }
         let plan = self.plan.lock();
-        let parts_waiting = plan
-            .open
-            .iter()
-            .any(|o| o.shape.is_some_and(|(_, parts)| o.next_part < parts));
         let ahead = self.taken.load(Ordering::Acquire) + MAX_ITEMS_AHEAD;
-        parts_waiting
+        plan.parts_waiting()
             || !(plan.exhausted
                 || plan.pulling
                 || plan.next_item >= ahead
                 || plan.stop_at.is_some_and(|s| plan.next_item >= s))
     }
 
+    /// Tells the fetcher's flows when the request's work runs out (every key pulled and
+    /// every known part handed out, or a cancel) and when it comes back (a probe that finds
+    /// a large object has parts to hand out). With every request's work out, a host that
+    /// has drained hedges the requests still out to it after its quick times
+    /// ([`Flows::pool_drained`](crate::flow::Flows::pool_drained)), as a downloader's
+    /// hosts do at the end of a job. Called under the planner's lock, so the turns arrive
+    /// in order.
+    fn report_work(&self, plan: &mut Planner) {
+        let busy = !self.cancel.is_cancelled() && (!plan.exhausted || plan.parts_waiting());
+        if busy == plan.busy {
+            return;
+        }
+        plan.busy = busy;
+        if busy {
+            self.settings.flows.pool_busy();
+        } else {
+            self.settings.flows.pool_drained();
+        }
+    }
+
     /// Cancels the request: wakes every waiter, drops every buffered result (giving its
     /// budget back). Idempotent.
     pub(crate) fn cancel(&self) {
         self.cancel.cancel();
+        self.report_work(&mut self.plan.lock());
         {
             let _turn = self.turn.lock();
             self.turn_cv.notify_all();
@@ -303,6 +333,7 @@ impl Request {
                 let unit = self.part_unit(open, part, total, parts);
                 plan.open
                     .retain(|o| o.shape.is_none_or(|(_, n)| o.next_part < n));
+                self.report_work(&mut plan);
                 return Some(unit);
             }
         }
@@ -333,6 +364,7 @@ impl Request {
             Ok(Some(key)) => key,
             Ok(None) => {
                 plan.exhausted = true;
+                self.report_work(&mut plan);
                 drop(plan);
                 self.set_total(index);
                 return None;
@@ -340,6 +372,7 @@ impl Request {
             Err(panic) => {
                 plan.exhausted = true;
                 plan.next_item += 1;
+                self.report_work(&mut plan);
                 drop(plan);
                 self.set_total(index + 1);
                 let message = crate::downloader::jogger::panic_message(&*panic);
@@ -445,6 +478,7 @@ impl Request {
             }
             plan.open
                 .retain(|o| o.shape.is_none_or(|(_, n)| o.next_part < n));
+            self.report_work(&mut plan);
         }
         if parts > 1 {
             self.top_up(); // its parts are work for the workers that found none
@@ -453,7 +487,9 @@ impl Request {
 
     /// An item's parts will never be known (its probe failed): it leaves the plan.
     pub(super) fn forget_open(&self, item: u64) {
-        self.plan.lock().open.retain(|o| o.index != item);
+        let mut plan = self.plan.lock();
+        plan.open.retain(|o| o.index != item);
+        self.report_work(&mut plan);
     }
 
     /// No more parts of `item` will be read: none is fetched or kept. Its later parts are

@@ -188,8 +188,9 @@ pub(crate) struct Flows {
 }
 
 /// Whether the work of the pools that send transfers through the gates has run out (the end
-/// of a job): every pool that reports (a downloader's, one per target) has found its queue
-/// empty. With no pool reporting (the fetcher) the hosts are never taken as drained.
+/// of a job): every pool that reports (a downloader's, one per target; a fetcher, busy
+/// while one of its requests has keys or parts to hand out) has found its queue empty.
+/// With no pool reporting the hosts are never taken as drained.
 #[derive(Debug, Default)]
 struct Drain {
     pools: AtomicUsize,

@@ -555,6 +555,41 @@ fn a_straggler_among_urls_of_unknown_size_is_hedged_in_an_ordered_fetch() {
 }
 
 #[test]
+fn once_an_ordered_fetch_runs_out_of_keys_its_straggler_is_hedged_without_waiting_out_the_busy_times()
+ {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let fetcher = fetcher_of_16();
+        // Busy times first, as `after_busy_times`: a request sent while the host is busy is
+        // hedged after 3 s; one sent or still out once it has drained, after 50 ms.
+        let busy: Vec<String> = (0..32)
+            .map(|i| {
+                let ms = if i < 16 { 25 } else { 1_500 };
+                origin.url(&format!("/busy/{i:02}.bin?size=4096&delay_ms={ms}"))
+            })
+            .collect();
+        fetch_unsized(&fetcher, &busy);
+        assert_eq!(fetcher.flows()[0].hedged, 0, "{:?}", fetcher.flows());
+        // Sixteen at once, the straggler last: once the other fifteen have answered, the
+        // request has no key left and the host is idle.
+        let mut urls: Vec<String> = (0..15)
+            .map(|i| origin.url(&format!("/tail/{i:02}.bin?size=4096&delay_ms=25")))
+            .collect();
+        urls.push(straggler(&origin));
+        let started = std::time::Instant::now();
+        fetch_unsized(&fetcher, &urls);
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(1),
+            "{took:?} {:?}",
+            fetcher.flows()
+        );
+        assert_eq!(origin.stats().requests_for("/tail/straggler.bin"), 2);
+        assert_eq!(fetcher.flows()[0].hedges_won, 1, "{:?}", fetcher.flows());
+    });
+}
+
+#[test]
 fn a_large_object_splits_by_itself_when_the_concurrency_adapts() {
     guard(|| {
         let origin = Origin::start().unwrap();
