@@ -43,8 +43,7 @@ const NO_HEDGE_AFTER_THROTTLE: Duration = Duration::from_secs(10);
 
 /// A host's bodies are small while they average under this many bytes.
 const SMALL_BODY_BYTES: u64 = 1 << 20;
-/// A body this long is large: its transfer asks again with large buffers, and the host's
-/// later ones use them from the start.
+/// A body this long is large: the host's later requests use large buffers.
 pub(crate) const LARGE_BODY_BYTES: u64 = 16 << 20;
 
 /// What one transfer counts for in the loop's rate besides its bytes: a request's round
