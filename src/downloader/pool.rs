@@ -23,13 +23,14 @@ use crate::downloader::jogger::{Jogger, Target};
 use crate::engine::tail::Helpers;
 use crate::flow::Flows;
 use crate::http::HttpClient;
-use crate::thread::JoinOnDrop;
+use crate::thread::{Headcount, JoinOnDrop};
 
 /// One target's joggers and what each new one is made of.
 #[derive(Debug)]
 pub(crate) struct Pool {
     pub(crate) setup: PoolSetup,
-    live: AtomicUsize,
+    /// The joggers started, and the cap on them.
+    headcount: Headcount,
     idle: AtomicUsize,
     /// Idle joggers' turns lent to pieces of slow transfers' tails.
     lent: AtomicUsize,
@@ -66,12 +67,11 @@ pub(crate) struct PoolSetup {
 
 impl Pool {
     /// A pool with no jogger yet.
-    pub(crate) fn new(mut setup: PoolSetup) -> Arc<Pool> {
-        setup.cap = setup.cap.max(1);
+    pub(crate) fn new(setup: PoolSetup) -> Arc<Pool> {
         setup.flows.pool_reports();
         Arc::new(Pool {
+            headcount: Headcount::new(setup.cap.max(1)),
             setup,
-            live: AtomicUsize::new(0),
             idle: AtomicUsize::new(0),
             lent: AtomicUsize::new(0),
             busy: Mutex::new(false),
@@ -87,32 +87,31 @@ impl Pool {
     /// The thread's name and the error when one could not be spawned; those already
     /// started end once the queue's senders are dropped, and [`join`](Pool::join) joins them.
     pub(crate) fn grow(self: &Arc<Self>, n: usize) -> Result<(), (String, io::Error)> {
-        while self.live() < n.min(self.setup.cap) {
-            self.spawn()?;
-        }
-        Ok(())
+        self.spawn(n.saturating_sub(self.live()))
     }
 
-    /// Starts one more jogger.
-    fn spawn(self: &Arc<Self>) -> Result<(), (String, io::Error)> {
-        let index = self.live.fetch_add(1, Ordering::AcqRel);
-        self.idle.fetch_add(1, Ordering::AcqRel);
-        let name = format!("haul-jog-{}-{index}", self.setup.label);
-        let jogger = Jogger {
-            pool: Arc::clone(self),
-            slot: self.setup.slots.fetch_add(1, Ordering::Relaxed),
-        };
-        match JoinOnDrop::spawn(name.clone(), move || jogger.run()) {
-            Ok(handle) => {
-                self.handles.lock().push(handle);
-                Ok(())
-            }
-            Err(error) => {
-                self.live.fetch_sub(1, Ordering::AcqRel);
-                self.idle.fetch_sub(1, Ordering::AcqRel);
-                Err((name, error))
+    /// Starts up to `n` more joggers within the cap; each start is claimed before its
+    /// thread is spawned (see [`Headcount`]).
+    fn spawn(self: &Arc<Self>, n: usize) -> Result<(), (String, io::Error)> {
+        let claimed = self.headcount.claim(n);
+        let end = claimed.end;
+        for index in claimed {
+            self.idle.fetch_add(1, Ordering::AcqRel);
+            let name = format!("haul-jog-{}-{index}", self.setup.label);
+            let jogger = Jogger {
+                pool: Arc::clone(self),
+                slot: self.setup.slots.fetch_add(1, Ordering::Relaxed),
+            };
+            match JoinOnDrop::spawn(name.clone(), move || jogger.run()) {
+                Ok(handle) => self.handles.lock().push(handle),
+                Err(error) => {
+                    self.headcount.unclaim(end - index);
+                    self.idle.fetch_sub(1, Ordering::AcqRel);
+                    return Err((name, error));
+                }
             }
         }
+        Ok(())
     }
 
     /// A jogger took a task: grows the pool when that left none idle and more work waits.
@@ -142,16 +141,8 @@ impl Pool {
             return;
         }
         let room = self.setup.flows.room().saturating_sub(taken);
-        let more = room.min(queued).min(
-            self.setup
-                .cap
-                .saturating_sub(self.live.load(Ordering::Acquire)),
-        );
-        for _ in 0..more {
-            if let Err((name, error)) = self.spawn() {
-                log::warn!("could not start jogger {name}: {error}");
-                return;
-            }
+        if let Err((name, error)) = self.spawn(room.min(queued)) {
+            log::warn!("could not start jogger {name}: {error}");
         }
     }
 
@@ -179,7 +170,7 @@ impl Pool {
 
     /// Joggers started so far.
     pub(crate) fn live(&self) -> usize {
-        self.live.load(Ordering::Acquire)
+        self.headcount.started()
     }
 
     /// Joins every jogger, those started while it waits included, once the queue's senders

@@ -24,7 +24,7 @@ pub use source::{FetchSource, Web};
 use crate::engine::retry::RetryPolicy;
 use crate::flow::{Concurrency, Flows};
 use crate::s3::ListedObject;
-use crate::thread::JoinOnDrop;
+use crate::thread::{Headcount, JoinOnDrop};
 
 /// The pool size of [`FetcherBuilder::workers`]'s examples and benches; the default
 /// concurrency adapts ([`Concurrency::adaptive`]).
@@ -277,9 +277,8 @@ impl FetcherBuilder {
             live: Mutex::new(Vec::new()),
             flows: Arc::new(Flows::new(c, self.hedging)),
             grows: !c.is_fixed(),
-            cap: c.max(),
             threads: Mutex::new(Threads::default()),
-            started: AtomicUsize::new(0),
+            headcount: Headcount::new(c.max()),
             rx,
             tx: queue.clone(),
         });
@@ -292,11 +291,9 @@ impl FetcherBuilder {
                 grow(&shared, busy);
             }
         });
-        for _ in 0..start {
-            if let Err((name, source)) = spawn_worker(&shared) {
-                stop_workers(&shared);
-                return Err(FetcherBuildError::Spawn { name, source });
-            }
+        if let Err((name, source)) = spawn_workers(&shared, start) {
+            stop_workers(&shared);
+            return Err(FetcherBuildError::Spawn { name, source });
         }
         Ok(Fetcher { queue, shared })
     }
@@ -318,25 +315,26 @@ impl fmt::Debug for Threads {
     }
 }
 
-/// Starts one more pool thread, unless the pool is stopping.
-fn spawn_worker(shared: &Arc<Shared>) -> Result<(), (String, io::Error)> {
+/// Starts up to `n` more pool threads within the cap, unless the pool is stopping.
+fn spawn_workers(shared: &Arc<Shared>, n: usize) -> Result<(), (String, io::Error)> {
     let mut threads = shared.threads.lock();
     if threads.stopping {
         return Ok(());
     }
-    let i = shared.started.fetch_add(1, Ordering::AcqRel);
-    let name = format!("haul-fetch-{i}");
-    let worker = Arc::clone(shared);
-    match JoinOnDrop::spawn(name.clone(), move || work(&worker)) {
-        Ok(handle) => {
-            threads.handles.push(handle);
-            Ok(())
-        }
-        Err(source) => {
-            shared.started.fetch_sub(1, Ordering::AcqRel);
-            Err((name, source))
+    let claimed = shared.headcount.claim(n);
+    let end = claimed.end;
+    for i in claimed {
+        let name = format!("haul-fetch-{i}");
+        let worker = Arc::clone(shared);
+        match JoinOnDrop::spawn(name.clone(), move || work(&worker)) {
+            Ok(handle) => threads.handles.push(handle),
+            Err(source) => {
+                shared.headcount.unclaim(end - i);
+                return Err((name, source));
+            }
         }
     }
+    Ok(())
 }
 
 /// Stops and joins every pool thread: no more start, each gets a `Stop`.
@@ -370,11 +368,11 @@ struct Shared {
     live: Mutex<Vec<Weak<Request>>>,
     /// The buckets' gates, shared with every request.
     flows: Arc<Flows>,
-    /// Whether the pool grows (an adaptive concurrency), up to `cap` threads.
+    /// Whether the pool grows (an adaptive concurrency).
     grows: bool,
-    cap: usize,
     threads: Mutex<Threads>,
-    started: AtomicUsize,
+    /// The threads started, and the cap on them.
+    headcount: Headcount,
     /// The pool's queue, both ends (for the threads it starts and the stops it sends).
     rx: Receiver<Message>,
     tx: Sender<Message>,
@@ -410,21 +408,14 @@ fn grow(shared: &Arc<Shared>, busy: usize) {
     if !shared.grows {
         return;
     }
-    let live = shared.started.load(Ordering::Acquire);
+    let live = shared.headcount.started();
     let queued = shared.rx.len();
     if busy < live || queued == 0 {
         return;
     }
-    let more = shared
-        .flows
-        .room()
-        .min(queued)
-        .min(shared.cap.saturating_sub(live));
-    for _ in 0..more {
-        if let Err((name, error)) = spawn_worker(shared) {
-            log::warn!("could not start {name}: {error}");
-            return;
-        }
+    let more = shared.flows.room().min(queued);
+    if let Err((name, error)) = spawn_workers(shared, more) {
+        log::warn!("could not start {name}: {error}");
     }
 }
 

@@ -181,6 +181,47 @@ fn threads_named(prefix: &str) -> usize {
 }
 
 #[test]
+fn a_pool_that_grows_never_starts_more_threads_than_its_cap() {
+    guard_for(Duration::from_secs(120), || {
+        let origin = Origin::start().unwrap();
+        let wan = Wan::start(
+            origin.addr(),
+            WanConfig::default().rtt(Duration::from_millis(40)),
+        )
+        .unwrap();
+        // 1,000 objects of 16 KiB, each a round trip: the limit climbs towards its cap,
+        // its responses arriving together on hundreds of threads, each of which may start
+        // more. Each start is counted against the cap before its thread is spawned: counted
+        // after, they started 266 to 921 joggers, and a fetcher up to 786 threads.
+        let cap = haul::DEFAULT_MAX_CONCURRENCY;
+        let dir = TestDir::new();
+        let d = Downloader::builder()
+            .mountpath(dir.path().join("cap7"))
+            .build()
+            .unwrap();
+        let template = format!("http://{}/cap/o-{{000..999}}.bin?size=16384", wan.addr());
+        let job = d.submit(JobSpec::range(template)).unwrap();
+        assert!(d.wait(job, WAIT).unwrap());
+        assert_eq!(d.status(job, Detail::All).unwrap().finished, 1000);
+        let joggers = threads_named("haul-jog-cap7-");
+        assert!(joggers <= cap, "{joggers} joggers, cap {cap}");
+        assert_eq!(joggers, d.joggers());
+        drop(d);
+
+        let fetcher = haul::Fetcher::builder().build().unwrap();
+        let at = wan.addr();
+        let keys = (0..1000).map(move |i| format!("http://{at}/cap/f-{i:03}.bin?size=16384"));
+        let fetched = fetcher
+            .fetch(haul::Web::default(), keys)
+            .filter(Result::is_ok)
+            .count();
+        assert_eq!(fetched, 1000);
+        let workers = fetcher.stats().workers;
+        assert!(workers <= cap, "{workers} pool threads, cap {cap}");
+    });
+}
+
+#[test]
 fn the_joggers_started_as_the_limit_grew_are_joined_on_drop() {
     guard_for(Duration::from_secs(120), || {
         let origin = Origin::start().unwrap();
