@@ -37,6 +37,11 @@ fn without_tail_split(dir: &TestDir) -> Downloader {
         .unwrap()
 }
 
+/// `server` behind an emulated WAN of 40 ms round trips (the rest of the emulator's defaults).
+fn across_40ms(server: std::net::SocketAddr) -> Wan {
+    Wan::start(server, WanConfig::default().rtt(Duration::from_millis(40))).unwrap()
+}
+
 /// Twenty attempts within two to three seconds (the default's five take about four): room
 /// for a burst of 503s while the limit comes down, on a machine slow enough to stretch it.
 fn quick_retries() -> RetryPolicy {
@@ -85,11 +90,7 @@ fn a_server_busy_beyond_six_requests_gets_about_six_and_every_object_lands() {
 fn across_a_wan_the_limit_rises_past_where_it_starts_and_a_pinned_one_stays() {
     guard_for(Duration::from_secs(120), || {
         let origin = Origin::start().unwrap();
-        let wan = Wan::start(
-            origin.addr(),
-            WanConfig::default().rtt(Duration::from_millis(40)),
-        )
-        .unwrap();
+        let wan = across_40ms(origin.addr());
         let template = format!("http://{}/wan/o-{{000..599}}.bin?size=16384", wan.addr());
         let dir = TestDir::new();
         let adaptive = adaptive(&dir);
@@ -184,11 +185,7 @@ fn threads_named(prefix: &str) -> usize {
 fn a_pool_that_grows_never_starts_more_threads_than_its_cap() {
     guard_for(Duration::from_secs(120), || {
         let origin = Origin::start().unwrap();
-        let wan = Wan::start(
-            origin.addr(),
-            WanConfig::default().rtt(Duration::from_millis(40)),
-        )
-        .unwrap();
+        let wan = across_40ms(origin.addr());
         // 1,000 objects of 16 KiB, each a round trip: the limit climbs towards its cap,
         // its responses arriving together on hundreds of threads, each of which may start
         // more. Each start is counted against the cap before its thread is spawned: counted
@@ -502,11 +499,7 @@ fn an_ordered_fetch_across_a_wan_grows_its_pool_and_keeps_the_order() {
                 .map(|k| (k.clone(), haul_origin::body(k, size)))
                 .collect(),
         );
-        let wan = Wan::start(
-            server.socket_addr(),
-            WanConfig::default().rtt(Duration::from_millis(40)),
-        )
-        .unwrap();
+        let wan = across_40ms(server.socket_addr());
         let scheme = server.endpoint().split("://").next().unwrap().to_owned();
         let far = server.config_at(format!("{scheme}://{}", wan.addr()));
         let bucket = haul::Bucket::new(&server.bucket_name("far"), &far).unwrap();
@@ -551,8 +544,10 @@ fn fetcher_of_16() -> haul::Fetcher {
         .unwrap()
 }
 
-/// Fetches `urls` as keys of unknown size (each probed by its GET), checking each body.
-fn fetch_unsized(fetcher: &haul::Fetcher, urls: &[String]) {
+/// Fetches `urls` as keys of unknown size (each probed by its GET), checking each body;
+/// returns how long it took.
+fn fetch_unsized(fetcher: &haul::Fetcher, urls: &[String]) -> Duration {
+    let started = std::time::Instant::now();
     let keys = urls
         .iter()
         .map(|u| haul::FetchKey::new(u.as_str()))
@@ -561,6 +556,7 @@ fn fetch_unsized(fetcher: &haul::Fetcher, urls: &[String]) {
         let object = object.unwrap_or_else(|e| panic!("{url}: {e}"));
         assert_eq!(object.size(), 4096, "{url}");
     }
+    started.elapsed()
 }
 
 #[test]
@@ -586,9 +582,7 @@ fn a_straggler_among_urls_of_unknown_size_is_hedged_in_an_ordered_fetch() {
                 origin.url(&format!("/u/{i:02}.bin?size=4096&{faults}"))
             })
             .collect();
-        let started = std::time::Instant::now();
-        fetch_unsized(&fetcher, &urls);
-        let took = started.elapsed();
+        let took = fetch_unsized(&fetcher, &urls);
         assert!(
             took < Duration::from_secs(10),
             "{took:?} {:?}",
@@ -622,9 +616,7 @@ fn once_an_ordered_fetch_runs_out_of_keys_its_straggler_is_hedged_without_waitin
             .map(|i| origin.url(&format!("/tail/{i:02}.bin?size=4096&delay_ms=25")))
             .collect();
         urls.push(straggler(&origin));
-        let started = std::time::Instant::now();
-        fetch_unsized(&fetcher, &urls);
-        let took = started.elapsed();
+        let took = fetch_unsized(&fetcher, &urls);
         assert!(
             took < Duration::from_secs(1),
             "{took:?} {:?}",
