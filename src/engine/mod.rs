@@ -204,9 +204,11 @@ pub(crate) fn fetch(
             ctx.retries,
             |number| {
                 run.attempts = number;
-                run.attempt(dest).map_err(|f| Failure {
-                    error: f.error.named(&run.shown),
-                    verdict: f.verdict,
+                gated(ctx, &shown, || {
+                    run.attempt(dest).map_err(|f| Failure {
+                        error: f.error.named(&run.shown),
+                        verdict: f.verdict,
+                    })
                 })
             },
             |_| DownloadError::Cancelled { url: shown.clone() },
@@ -234,9 +236,34 @@ pub(crate) fn request_retried<T>(
         Some(ctx.cancel),
         crate::downloader::hrw::hash(shown.as_bytes()),
         ctx.retries,
-        |_| attempt(&mut None),
+        |_| gated(ctx, &shown, || attempt(&mut None)),
         |_| DownloadError::Cancelled { url: shown.clone() },
     )
+}
+
+/// An attempt of a transfer under its context's permit: a failure that may be retried gives
+/// the transfer's place at the host's gate back for the backoff, and the next attempt waits
+/// at the gate for it again ([`Permit::step_out`]), so retries keep within a limit that a 429
+/// or 503 cut.
+fn gated<T>(
+    ctx: &Context<'_>,
+    shown: &str,
+    attempt: impl FnOnce() -> Result<T, Failure<DownloadError>>,
+) -> Result<T, Failure<DownloadError>> {
+    if let Some(permit) = ctx.flow
+        && !permit.step_in(ctx.cancel)
+    {
+        return Err(Failure::fatal(DownloadError::Cancelled {
+            url: shown.to_owned(),
+        }));
+    }
+    let result = attempt();
+    if let (Err(failure), Some(permit)) = (&result, ctx.flow)
+        && failure.verdict != Verdict::Fatal
+    {
+        permit.step_out();
+    }
+    result
 }
 
 /// One transfer's state across its attempts.

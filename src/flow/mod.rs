@@ -630,6 +630,37 @@ impl hedge::Budget for Flow {
 impl Flow {
     /// Waits until a transfer may go to this host, or `cancel` is cancelled (`None`).
     pub(crate) fn acquire(self: &Arc<Self>, cancel: &CancelToken) -> Option<Permit> {
+        if !self.enter(cancel, None) {
+            return None;
+        }
+        let mut gate = self.gate.lock();
+        gate.requests += 1;
+        let small_bodies = gate.small_bodies();
+        let hedge_after = self
+            .hedger
+            .as_ref()
+            .and(gate.hedge_after(self.drain.drained()));
+        drop(gate);
+        Some(Permit {
+            flow: Arc::clone(self),
+            started: Instant::now(),
+            seq: std::sync::OnceLock::new(),
+            first_byte: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            succeeded: AtomicBool::new(false),
+            small_bodies,
+            hedge_after,
+            out: AtomicBool::new(false),
+        })
+    }
+
+    /// Waits until a transfer may go to this host and counts it in flight; `false` when
+    /// `cancel` is cancelled first. With `out` (a permit's, stepped out while it backs off),
+    /// the permit comes back in: `out` is cleared under the gate's lock as its place is
+    /// taken, and a thread sharing the permit that finds it cleared stops waiting (the place
+    /// is taken once).
+    fn enter(self: &Arc<Self>, cancel: &CancelToken, out: Option<&AtomicBool>) -> bool {
+        let back = || out.is_some_and(|out| !out.load(Ordering::Acquire));
         // The hook takes the gate's lock, and runs under the token's: it is registered, and
         // deregistered, while this thread holds no gate lock.
         let woken = Arc::clone(self);
@@ -643,7 +674,18 @@ impl Flow {
             if cancel.is_cancelled() {
                 break false;
             }
+            if back() {
+                break true; // a thread sharing the permit took its place
+            }
             if gate.in_flight < gate.controller.limit() {
+                // Taken once: a permit's threads that come back together count it once.
+                if out.is_none_or(|out| out.swap(false, Ordering::AcqRel)) {
+                    gate.in_flight += 1;
+                    gate.peak = gate.peak.max(gate.in_flight);
+                    if out.is_some() {
+                        self.room.notify_all(); // its other threads stop waiting
+                    }
+                }
                 break true;
             }
             if !waited {
@@ -655,33 +697,23 @@ impl Flow {
         if waited {
             gate.waiting -= 1;
         }
-        let small_bodies = gate.small_bodies();
-        if granted {
-            gate.in_flight += 1;
-            gate.peak = gate.peak.max(gate.in_flight);
-            gate.requests += 1;
-        }
-        let hedge_after = self
-            .hedger
-            .as_ref()
-            .and(gate.hedge_after(self.drain.drained()));
         drop(gate);
         drop(hook);
         if !granted {
             // It may have taken a wake-up meant for a transfer that can go.
             self.room.notify_one();
-            return None;
         }
-        Some(Permit {
-            flow: Arc::clone(self),
-            started: Instant::now(),
-            seq: std::sync::OnceLock::new(),
-            first_byte: AtomicU64::new(0),
-            delivered: AtomicU64::new(0),
-            succeeded: AtomicBool::new(false),
-            small_bodies,
-            hedge_after,
-        })
+        granted
+    }
+
+    /// A permit steps out of the gate while its transfer backs off (`out` set, once).
+    fn leave(&self, out: &AtomicBool) {
+        let mut gate = self.gate.lock();
+        if !out.swap(true, Ordering::AcqRel) {
+            gate.in_flight -= 1;
+            drop(gate);
+            self.room.notify_one();
+        }
     }
 
     /// What to bring forward when the host has drained: its requests still out, to the
@@ -734,6 +766,8 @@ pub(crate) struct Permit {
     small_bodies: bool,
     /// When this transfer's requests are hedged (`None`: not).
     hedge_after: Option<Duration>,
+    /// Whether the transfer has stepped out of the gate while it backs off before a retry.
+    out: AtomicBool,
 }
 
 impl Permit {
@@ -825,6 +859,21 @@ impl Permit {
         self.flow.gate.lock().large_seen = true;
     }
 
+    /// The transfer backs off before a retry: its place at the gate goes to another
+    /// transfer meanwhile. After a 429 or 503 the limit is cut; a transfer that kept its
+    /// place would retry beyond it, and a burst past what the host takes would be refused
+    /// again and again.
+    pub(crate) fn step_out(&self) {
+        self.flow.leave(&self.out);
+    }
+
+    /// The transfer retries: it waits at the gate for a place again; `false` when `cancel`
+    /// is cancelled first. (The parts of a split object share their permit: of those that
+    /// come back together, one takes the place and the others go on with it.)
+    pub(crate) fn step_in(&self, cancel: &CancelToken) -> bool {
+        !self.out.load(Ordering::Acquire) || self.flow.enter(cancel, Some(&self.out))
+    }
+
     /// The transfer finished well, with `bytes` from the host.
     pub(crate) fn succeeded(&self, bytes: u64) {
         self.delivered.store(bytes, Ordering::Release);
@@ -839,7 +888,10 @@ impl Drop for Permit {
         let mut gate = self.flow.gate.lock();
         let before = gate.controller.limit();
         let limited = gate.waiting > 0 || gate.in_flight >= before;
-        gate.in_flight -= 1;
+        // A transfer that stepped out and never came back is not in flight.
+        if !self.out.load(Ordering::Acquire) {
+            gate.in_flight -= 1;
+        }
         if let Some(first) = first_byte {
             gate.first_byte(first);
         }
@@ -913,6 +965,52 @@ mod tests {
         assert!(third.is_some(), "the room a finished transfer left");
         let status = &flows.status()[0];
         assert_eq!((status.in_flight, status.peak, status.limit), (2, 2, 2));
+    }
+
+    #[test]
+    fn a_transfer_backing_off_gives_its_place_back_and_waits_for_one_to_retry() {
+        let flows = Flows::new(Concurrency::adaptive().between(1, 1), false);
+        let flow = flows.flow("http://h");
+        let cancel = CancelToken::new();
+        let refused = flow.acquire(&cancel).expect("room");
+        refused.step_out();
+        refused.step_out(); // once out, out
+        assert_eq!(flows.status()[0].in_flight, 0);
+        let other = flow.acquire(&cancel).expect("the place it gave back");
+        std::thread::scope(|s| {
+            let retry = s.spawn(|| refused.step_in(&cancel));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !flows.anyone_waiting() {
+                assert!(Instant::now() < deadline, "the retry never waited");
+                std::thread::yield_now();
+            }
+            drop(other);
+            assert!(retry.join().unwrap(), "in again once the other is done");
+        });
+        assert_eq!(flows.status()[0].in_flight, 1);
+        // Threads sharing the permit (a split object's parts) come back at once, with no
+        // other place free: one place is taken, not two, and none waits for a second.
+        refused.step_out();
+        std::thread::scope(|s| {
+            let parts: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| refused.step_in(&cancel)))
+                .collect();
+            assert!(parts.into_iter().all(|p| p.join().unwrap()));
+        });
+        assert_eq!(flows.status()[0].in_flight, 1);
+        drop(refused);
+        assert_eq!(flows.status()[0].in_flight, 0);
+        // One that is cancelled while it waits stays out, and its drop counts nothing.
+        let held = flow.acquire(&cancel).expect("room");
+        let waiting = CancelToken::new();
+        held.step_out();
+        let taken = flow.acquire(&cancel).expect("room");
+        waiting.cancel();
+        assert!(!held.step_in(&waiting));
+        drop(held);
+        assert_eq!(flows.status()[0].in_flight, 1);
+        drop(taken);
+        assert_eq!(flows.status()[0].in_flight, 0);
     }
 
     #[test]

@@ -87,6 +87,33 @@ fn a_server_busy_beyond_six_requests_gets_about_six_and_every_object_lands() {
 }
 
 #[test]
+fn a_burst_past_what_a_server_takes_is_not_refused_again_and_again() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        // Thirty-two at once to a server that answers 503 beyond four: the limit halves
+        // once a round, and the refused transfers wait at the gate for their retries, so
+        // the cut holds them too. Retrying in the places they held, they met about two
+        // hundred 503s (the limit cut, and the retries beyond it refused again); now about
+        // fifty.
+        let d = Downloader::builder()
+            .mountpath(dir.path())
+            .concurrency(Concurrency::adaptive().initial(32))
+            .build()
+            .unwrap();
+        let template = origin.url("/burst/o-{000..299}.bin?size=4096&delay_ms=25&busy_above=4");
+        let job = d
+            .submit(JobSpec::range(template).retry(quick_retries()))
+            .unwrap();
+        assert!(d.wait(job, WAIT).unwrap());
+        let status = d.status(job, Detail::OnlyActive).unwrap();
+        assert_eq!((status.finished, status.failed), (300, 0), "{status:?}");
+        let refused = origin.stats().status_count(503);
+        assert!(refused < 100, "{refused} 503s for 300 objects");
+    });
+}
+
+#[test]
 fn across_a_wan_the_limit_rises_past_where_it_starts_and_a_pinned_one_stays() {
     guard_for(Duration::from_secs(120), || {
         let origin = Origin::start().unwrap();
