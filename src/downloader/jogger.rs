@@ -277,7 +277,12 @@ impl Jogger {
         let uploads = match &*self.pool.setup.target {
             Target::S3 { target, .. } => {
                 let uploads = flows.flow(&target.uploads_flow());
-                Some(uploads.acquire(&job.cancel).ok_or(())?)
+                let uploads = uploads.acquire(&job.cancel).ok_or(())?;
+                // Its source's retries must not wait at the source's gate while it holds this.
+                if let Some(permit) = &permit {
+                    permit.keep_place();
+                }
+                Some(uploads)
             }
             Target::Dir(_) => None,
         };

@@ -651,6 +651,7 @@ impl Flow {
             small_bodies,
             hedge_after,
             out: AtomicBool::new(false),
+            keeps_place: AtomicBool::new(false),
         })
     }
 
@@ -768,6 +769,8 @@ pub(crate) struct Permit {
     hedge_after: Option<Duration>,
     /// Whether the transfer has stepped out of the gate while it backs off before a retry.
     out: AtomicBool,
+    /// Whether it keeps its place through a backoff (it holds leave from another gate).
+    keeps_place: AtomicBool,
 }
 
 impl Permit {
@@ -864,7 +867,18 @@ impl Permit {
     /// place would retry beyond it, and a burst past what the host takes would be refused
     /// again and again.
     pub(crate) fn step_out(&self) {
-        self.flow.leave(&self.out);
+        if !self.keeps_place.load(Ordering::Acquire) {
+            self.flow.leave(&self.out);
+        }
+    }
+
+    /// The transfer holds leave from a second gate, taken after this one (a download into a
+    /// bucket holds its uploads' leave): it keeps its place here through its backoffs. Waiting
+    /// at this gate again while holding the second would take the two in the other order,
+    /// and transfers holding this one while they wait for the second could then wait on it
+    /// for ever.
+    pub(crate) fn keep_place(&self) {
+        self.keeps_place.store(true, Ordering::Release);
     }
 
     /// The transfer retries: it waits at the gate for a place again; `false` when `cancel`
@@ -1010,6 +1024,14 @@ mod tests {
         drop(held);
         assert_eq!(flows.status()[0].in_flight, 1);
         drop(taken);
+        assert_eq!(flows.status()[0].in_flight, 0);
+        // One that holds leave from a second gate keeps its place.
+        let keeps = flow.acquire(&cancel).expect("room");
+        keeps.keep_place();
+        keeps.step_out();
+        assert_eq!(flows.status()[0].in_flight, 1);
+        assert!(keeps.step_in(&cancel));
+        drop(keeps);
         assert_eq!(flows.status()[0].in_flight, 0);
     }
 
