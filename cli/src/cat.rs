@@ -61,7 +61,8 @@ pub(crate) struct FetchArgs {
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
     /// The most bytes held at once: fetched objects waiting for their turn, and parts of
-    /// large ones. At least one part per worker (or eight, when the GETs adapt).
+    /// large ones. At least one part per worker when they are pinned (one part when the
+    /// GETs adapt: they start as many as the budget holds parts, at most eight).
     #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = crate::net::parse_size)]
     memory: u64,
     /// Objects above 64 MiB are fetched in ranged parts of this size.
@@ -75,10 +76,11 @@ impl FetchArgs {
         let concurrency = self
             .workers
             .map_or_else(Concurrency::adaptive, Concurrency::fixed);
+        // One part per pinned worker; an adaptive pool starts as many as the budget holds.
         let at_start = if concurrency.is_fixed() {
             concurrency.max()
         } else {
-            concurrency.initial_limit()
+            1
         };
         Fetcher::builder()
             .concurrency(concurrency)

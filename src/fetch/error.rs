@@ -183,7 +183,8 @@ pub enum FetcherBuildError {
         /// The pool size.
         pool: usize,
     },
-    /// The budget cannot hold one part per worker.
+    /// The budget cannot hold one part per worker of a fixed pool (one part, for an
+    /// adaptive one).
     #[error(
         "memory budget of {budget} bytes cannot hold one {part_size}-byte part per worker ({workers} workers need {needed})"
     )]
@@ -192,7 +193,7 @@ pub enum FetcherBuildError {
         budget: u64,
         /// The part size.
         part_size: u64,
-        /// The pool size.
+        /// The threads the pool starts with.
         workers: usize,
         /// What it would take.
         needed: u64,

@@ -215,14 +215,20 @@ impl FetcherBuilder {
     /// # Errors
     ///
     /// A [`FetcherBuildError`]: a zero figure, a cap above the pool, a budget that cannot
-    /// hold one part per worker, a thread that cannot be spawned.
+    /// hold one part per worker of a fixed pool (one part, for an adaptive one), a thread
+    /// that cannot be spawned.
     pub fn build(self) -> Result<Fetcher, FetcherBuildError> {
         let c = self.concurrency;
-        // The threads at the start: all of them when fixed.
+        // The threads at the start: all of them when fixed; when adaptive, its initial
+        // limit or as many as the budget holds parts, if fewer (the pool grows past its
+        // start whatever the budget, its threads waiting for room).
         let start = if c.is_fixed() {
             c.max()
         } else {
+            let parts = self.memory_budget / self.part_size.max(1);
             c.initial_limit()
+                .min(parts.try_into().unwrap_or(usize::MAX))
+                .max(1)
         };
         let per_request_workers = self.per_request_workers.unwrap_or(if c.is_fixed() {
             DEFAULT_PER_REQUEST_WORKERS.min(c.max())

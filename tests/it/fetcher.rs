@@ -342,6 +342,33 @@ fn builder_validates_like_the_seed() {
     ));
 }
 
+/// An adaptive pool grows past its start whatever the budget (its threads wait for room), so
+/// a budget that holds fewer parts than the start asks for no more than one part: the pool
+/// starts with as many threads as the budget holds parts.
+#[test]
+fn an_adaptive_fetcher_starts_no_more_threads_than_its_budget_holds_parts() {
+    guard(|| {
+        let fetcher = Fetcher::builder()
+            .part_size(8 << 20)
+            .memory_budget(24 << 20)
+            .build()
+            .unwrap();
+        assert_eq!(fetcher.stats().workers, 3);
+        let roomy = Fetcher::builder().memory_budget(1 << 30).build().unwrap();
+        assert_eq!(roomy.stats().workers, haul::DEFAULT_INITIAL_CONCURRENCY);
+        let err = Fetcher::builder()
+            .part_size(8 << 20)
+            .memory_budget(4 << 20)
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("memory budget of 4194304 bytes cannot hold one 8388608-byte part"),
+            "{err}"
+        );
+    });
+}
+
 #[test]
 fn list_then_fetch_streams_a_prefix() {
     guard(|| {
