@@ -62,7 +62,7 @@ pub(crate) struct FetchArgs {
     workers: Option<usize>,
     /// The most bytes held at once: fetched objects waiting for their turn, and parts of
     /// large ones. At least one part per worker when they are pinned (one part when the
-    /// GETs adapt: they start as many as the budget holds parts, at most eight).
+    /// GETs adapt: they start as many as the budget holds parts, at most sixteen).
     #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = crate::net::parse_size)]
     memory: u64,
     /// Objects above 64 MiB are fetched in ranged parts of this size.

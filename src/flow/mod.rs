@@ -51,8 +51,10 @@ pub(crate) const LARGE_BODY_BYTES: u64 = 16 << 20;
 /// still measures the host (a sync rerun of unchanged objects climbs as a download would).
 pub(crate) const REQUEST_WORK: u64 = 16 << 10;
 
-/// The limit a host starts at.
-pub const DEFAULT_INITIAL_CONCURRENCY: usize = 8;
+/// The limit a host starts at: twice the six connections a browser opens to a host, so a
+/// server built for browsers takes it; across a WAN each doubling from here costs a
+/// new connection's first response (BENCHMARKS.md measured 8, 16 and 32).
+pub const DEFAULT_INITIAL_CONCURRENCY: usize = 16;
 /// The most transfers in flight to one host, by default.
 pub const DEFAULT_MAX_CONCURRENCY: usize = 256;
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use haul::{Concurrency, Detail, Downloader, JobSpec, RetryPolicy};
+use haul::{Concurrency, DEFAULT_INITIAL_CONCURRENCY, Detail, Downloader, JobSpec, RetryPolicy};
 use haul_origin::Origin;
 use haul_wan::{Wan, WanConfig};
 
@@ -127,9 +127,12 @@ fn across_a_wan_the_limit_rises_past_where_it_starts_and_a_pinned_one_stays() {
         assert_eq!(status.finished, 600, "{status:?}");
         let flow = &adaptive.flows()[0];
         // Each transfer is one round trip: more of them at once is more bytes a second,
-        // so the limit doubles from 8 while that holds.
-        assert!(flow.peak > 16, "{flow:?}");
-        assert!(adaptive.joggers() > 16, "joggers started as needed");
+        // so the limit doubles from its start while that holds.
+        assert!(flow.peak > DEFAULT_INITIAL_CONCURRENCY, "{flow:?}");
+        assert!(
+            adaptive.joggers() > DEFAULT_INITIAL_CONCURRENCY,
+            "joggers started as needed"
+        );
         // Each transfer in flight at once needed a connection of its own across the WAN.
         let connections = wan.stats().connections;
         assert!(connections > 16, "{connections} connections");
@@ -538,7 +541,11 @@ fn an_ordered_fetch_across_a_wan_grows_its_pool_and_keeps_the_order() {
         };
 
         let adaptive = haul::Fetcher::builder().build().unwrap();
-        assert_eq!(adaptive.stats().workers, 8, "the initial limit's threads");
+        assert_eq!(
+            adaptive.stats().workers,
+            DEFAULT_INITIAL_CONCURRENCY,
+            "the initial limit's threads"
+        );
         for (object, key) in adaptive.fetch(&bucket, listed(400)).zip(&keys) {
             let object = object.unwrap();
             assert_eq!(object.key(), key, "in the caller's order");
@@ -548,7 +555,11 @@ fn an_ordered_fetch_across_a_wan_grows_its_pool_and_keeps_the_order() {
             );
         }
         // Each GET costs a round trip: more at once is more bytes a second.
-        assert!(adaptive.stats().workers > 16, "{:?}", adaptive.stats());
+        assert!(
+            adaptive.stats().workers > DEFAULT_INITIAL_CONCURRENCY,
+            "{:?}",
+            adaptive.stats()
+        );
 
         let pinned = haul::Fetcher::builder().workers(4).build().unwrap();
         assert_eq!(
@@ -727,7 +738,8 @@ fn an_automatic_split_from_a_server_that_lies_about_ranges_lands_the_right_bytes
 
 /// A rerun that revalidates unchanged files carries no bodies, only requests (each answered
 /// 416: the file is current). Each still measures the host, so the limit climbs as it would
-/// for a download; counted by bytes alone, they measured nothing and the limit stayed at 8.
+/// for a download; counted by bytes alone, they measured nothing and the limit stayed at its
+/// start.
 #[test]
 fn revalidations_of_unchanged_files_raise_the_limit_too() {
     guard_for(Duration::from_secs(120), || {
@@ -752,9 +764,9 @@ fn revalidations_of_unchanged_files_raise_the_limit_too() {
             "{status:?}"
         );
         let flow = &again.flows()[0];
-        // The limit rose past its start of 8 (it may settle back by the end, when the
-        // delays climb on a loaded machine): more were in flight at once than 8.
-        assert!(flow.peak > 8, "{flow:?}");
+        // The limit rose past its start (it may settle back by the end, when the delays
+        // climb on a loaded machine): more were in flight at once than it starts with.
+        assert!(flow.peak > DEFAULT_INITIAL_CONCURRENCY, "{flow:?}");
         assert_eq!(flow.bytes, 0, "no body came");
         // One request each, and the few hedges the 20 ms think time calls for.
         let answered = origin.stats().status_count(416);

@@ -548,8 +548,9 @@ fn uploads_into_a_store_that_says_slow_down_back_off_and_every_object_lands() {
         );
         assert!(uploads.limit <= 8, "{uploads:?}");
         assert_eq!(uploads.bytes, 300 * 4096);
-        // Backing off, it meets a handful (4 or 5 here); when the uploads follow the
-        // source's limit instead, 180 to 650, and objects run out of attempts.
+        // Backing off, it meets about ten here (4 or 5 from a start of 8); when the
+        // uploads follow the source's limit instead, 180 to 650, and objects run out of
+        // attempts.
         assert!(slowdowns < 60, "{slowdowns} SlowDowns for 300 objects");
         assert_eq!(bucket.list("in/").count(), 300);
     });
