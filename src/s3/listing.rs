@@ -1,7 +1,5 @@
 //! Listing a bucket lazily, a page (up to 1,000 keys) at a time.
 
-use std::io::Read;
-
 use super::{Bucket, PAGE_KEYS, S3Error};
 
 impl Bucket {
@@ -22,18 +20,27 @@ impl Bucket {
         Listing {
             bucket: self.clone(),
             prefix: prefix.to_owned(),
-            page: Vec::new().into_iter(),
+            page: None,
             token: None,
+            last_key: None,
             done: false,
         }
     }
 
-    pub(super) fn list_page(
+    /// Asks for one page and checks its status; its body is read as it arrives
+    /// ([`Page`]).
+    fn open_page(&self, prefix: &str, token: Option<&str>) -> Result<Page, S3Error> {
+        let response = self.list_request(prefix, token, PAGE_KEYS)?;
+        Ok(Page::new(response.into_body().into_reader()))
+    }
+
+    /// Sends a ListObjectsV2 request; a reply other than 200 is an error.
+    pub(super) fn list_request(
         &self,
         prefix: &str,
         token: Option<&str>,
         max_keys: &str,
-    ) -> Result<::s3::serde_types::ListBucketResult, S3Error> {
+    ) -> Result<ureq::http::Response<ureq::Body>, S3Error> {
         let mut queries = vec![
             ("list-type", "2"),
             ("prefix", prefix),
@@ -50,16 +57,10 @@ impl Bucket {
             queries: &queries,
             headers: &headers,
         })?;
-        let request_error = |source: Box<dyn std::error::Error + Send + Sync>| S3Error::Request {
-            op: "list",
-            bucket: self.name.clone(),
-            key: prefix.to_owned(),
-            source,
-        };
         let response = self
             .client
             .get(&url, &[], None, crate::http::Body::Any)
-            .map_err(|e| request_error(Box::new(e)))?;
+            .map_err(|e| self.list_error(prefix, Box::new(e)))?;
         let status = response.status().as_u16();
         if status != 200 {
             return Err(S3Error::Status {
@@ -70,18 +71,29 @@ impl Bucket {
                 code: self.failed_reply(status, response),
             });
         }
-        let mut text = String::new();
-        response
-            .into_body()
-            .into_reader()
-            .read_to_string(&mut text)
-            .map_err(|e| request_error(Box::new(e)))?;
-        quick_xml::de::from_str(&text).map_err(|e| S3Error::Parse {
+        Ok(response)
+    }
+
+    fn list_error(
+        &self,
+        prefix: &str,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    ) -> S3Error {
+        S3Error::Request {
             op: "list",
             bucket: self.name.clone(),
             key: prefix.to_owned(),
-            reason: e.to_string(),
-        })
+            source,
+        }
+    }
+
+    fn list_parse_error(&self, prefix: &str, reason: String) -> S3Error {
+        S3Error::Parse {
+            op: "list",
+            bucket: self.name.clone(),
+            key: prefix.to_owned(),
+            reason,
+        }
     }
 }
 
@@ -120,12 +132,22 @@ impl ListedObject {
 }
 
 /// The objects under a prefix, fetched a page at a time. See [`Bucket::list`].
+///
+/// A page's objects are yielded as its body arrives, not once it is whole: across a WAN
+/// the first keys of a 1,000-key page come a few round trips before its last (a new
+/// connection's slow start), and a job starts on them. A page that breaks off is asked
+/// again and read past the last key yielded (a page's keys come in order), so no key
+/// comes twice and none is lost.
 #[derive(Debug)]
 pub struct Listing {
     bucket: Bucket,
     prefix: String,
-    page: std::vec::IntoIter<ListedObject>,
+    /// The page being read.
+    page: Option<Page>,
+    /// The page to ask for next (or being read): `None` is the first.
     token: Option<String>,
+    /// The last key yielded; a page asked again is read past it.
+    last_key: Option<String>,
     done: bool,
 }
 
@@ -133,11 +155,40 @@ impl Listing {
     /// A listing of `bucket` that yields nothing more.
     pub(crate) fn done(bucket: &Bucket) -> Listing {
         Listing {
-            bucket: bucket.clone(),
-            prefix: String::new(),
-            page: Vec::new().into_iter(),
-            token: None,
             done: true,
+            ..bucket.list("")
+        }
+    }
+
+    /// The next object of the open page (asking for it first if none is open), or the
+    /// page's end; a page that breaks off is closed, to be asked for again.
+    fn next_in_page(&mut self) -> Result<Entry, S3Error> {
+        let page = match &mut self.page {
+            Some(page) => page,
+            None => self
+                .page
+                .insert(self.bucket.open_page(&self.prefix, self.token.as_deref())?),
+        };
+        loop {
+            let entry = page.next_entry().map_err(|e| match e {
+                PageError::Read(e) => self.bucket.list_error(&self.prefix, Box::new(e)),
+                PageError::Parse(reason) => self.bucket.list_parse_error(&self.prefix, reason),
+            });
+            match entry {
+                Ok(Entry::Object(object))
+                    if self
+                        .last_key
+                        .as_ref()
+                        .is_some_and(|last| object.key <= *last) =>
+                {
+                    continue; // yielded before the page broke off
+                }
+                Err(e) => {
+                    self.page = None;
+                    return Err(e);
+                }
+                Ok(entry) => return Ok(entry),
+            }
         }
     }
 }
@@ -146,52 +197,245 @@ impl Iterator for Listing {
     type Item = Result<ListedObject, S3Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if let Some(object) = self.page.next() {
-                return Some(Ok(object));
-            }
-            if self.done {
-                return None;
-            }
-            let (prefix, token) = (&self.prefix, self.token.as_deref());
-            match self
-                .bucket
-                .retrying(|| self.bucket.list_page(prefix, token, PAGE_KEYS))
-            {
-                Ok(page) => {
+        while !self.done {
+            let bucket = self.bucket.clone();
+            // Each object is a success: a page that breaks off again and again after new
+            // keys has the retries' attempts afresh for each.
+            match bucket.retrying(|| self.next_in_page()) {
+                Ok(Entry::Object(object)) => {
+                    self.last_key = Some(object.key.clone());
+                    return Some(Ok(object));
+                }
+                Ok(Entry::End { truncated, token }) => {
+                    self.page = None;
                     // A page that says more follows but gives no way to ask for it (V1-only
                     // gateways, buggy proxies) is not the end of the listing: taking it as
                     // one would make a sync delete every file after it.
-                    if page.is_truncated && page.next_continuation_token.is_none() {
+                    if truncated && token.is_none() {
                         self.done = true;
-                        return Some(Err(S3Error::Parse {
-                            op: "list",
-                            bucket: self.bucket.name().to_owned(),
-                            key: self.prefix.clone(),
-                            reason: "the page is truncated but has no continuation token, \
-                                     so the rest of the listing cannot be asked for"
+                        return Some(Err(self.bucket.list_parse_error(
+                            &self.prefix,
+                            "the page is truncated but has no continuation token, so the \
+                             rest of the listing cannot be asked for"
                                 .to_owned(),
-                        }));
+                        )));
                     }
-                    self.token = page.next_continuation_token.filter(|_| page.is_truncated);
+                    self.token = token.filter(|_| truncated);
                     self.done = self.token.is_none();
-                    let objects: Vec<ListedObject> = page
-                        .contents
-                        .into_iter()
-                        .map(|o| ListedObject {
-                            last_modified: listed_time(&o.last_modified),
-                            key: o.key,
-                            size: o.size,
-                            etag: o.e_tag.map(|e| e.trim_matches('"').to_owned()),
-                        })
-                        .collect();
-                    self.page = objects.into_iter();
                 }
                 Err(e) => {
                     self.done = true;
+                    self.page = None;
                     return Some(Err(e));
                 }
             }
         }
+        None
+    }
+}
+
+/// What a page gives next.
+#[derive(Debug)]
+enum Entry {
+    Object(ListedObject),
+    /// The page ended (its closing tag): whether more follow, and how to ask for them.
+    End {
+        truncated: bool,
+        token: Option<String>,
+    },
+}
+
+#[derive(Debug)]
+enum PageError {
+    /// The body broke off: the page can be asked for again.
+    Read(std::io::Error),
+    /// It is not a ListObjectsV2 reply, or it ended before its closing tag.
+    Parse(String),
+}
+
+/// One ListObjectsV2 reply, parsed as its body arrives.
+struct Page {
+    xml: quick_xml::Reader<std::io::BufReader<ureq::BodyReader<'static>>>,
+    buf: Vec<u8>,
+    truncated: bool,
+    token: Option<String>,
+    /// The root element was seen.
+    started: bool,
+}
+
+impl std::fmt::Debug for Page {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Page")
+            .field("truncated", &self.truncated)
+            .field("token", &self.token)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Page {
+    fn new(body: ureq::BodyReader<'static>) -> Page {
+        let mut xml =
+            quick_xml::Reader::from_reader(std::io::BufReader::with_capacity(64 << 10, body));
+        xml.config_mut().trim_text(true);
+        Page {
+            xml,
+            buf: Vec::new(),
+            truncated: false,
+            token: None,
+            started: false,
+        }
+    }
+
+    /// Reads on to the next object, or to the end of the page.
+    fn next_entry(&mut self) -> Result<Entry, PageError> {
+        use quick_xml::events::Event;
+        loop {
+            self.buf.clear();
+            let event = self
+                .xml
+                .read_event_into(&mut self.buf)
+                .map_err(read_or_parse)?;
+            match event {
+                Event::Start(start) => {
+                    let name = start.local_name().as_ref().to_vec();
+                    if !self.started {
+                        if name != b"ListBucketResult" {
+                            return Err(PageError::Parse(format!(
+                                "a {} document, not a ListBucketResult",
+                                String::from_utf8_lossy(&name)
+                            )));
+                        }
+                        self.started = true;
+                        continue;
+                    }
+                    match name.as_slice() {
+                        b"Contents" => return self.object().map(Entry::Object),
+                        b"IsTruncated" => self.truncated = self.text(b"IsTruncated")? == "true",
+                        b"NextContinuationToken" => {
+                            self.token = Some(self.text(b"NextContinuationToken")?);
+                        }
+                        _ => self.skip(&name)?,
+                    }
+                }
+                Event::End(end) if end.local_name().as_ref() == b"ListBucketResult" => {
+                    return Ok(Entry::End {
+                        truncated: self.truncated,
+                        token: self.token.take(),
+                    });
+                }
+                Event::Eof => {
+                    return Err(PageError::Parse(
+                        "the reply ended before its closing tag".to_owned(),
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// One `<Contents>` element, its start read.
+    fn object(&mut self) -> Result<ListedObject, PageError> {
+        use quick_xml::events::Event;
+        let (mut key, mut size, mut etag, mut modified) = (None, None, None, None);
+        loop {
+            self.buf.clear();
+            let event = self
+                .xml
+                .read_event_into(&mut self.buf)
+                .map_err(read_or_parse)?;
+            match event {
+                Event::Start(start) => {
+                    let name = start.local_name().as_ref().to_vec();
+                    match name.as_slice() {
+                        b"Key" => key = Some(self.text(&name)?),
+                        b"Size" => size = Some(self.text(&name)?),
+                        b"ETag" => etag = Some(self.text(&name)?),
+                        b"LastModified" => modified = Some(self.text(&name)?),
+                        _ => self.skip(&name)?,
+                    }
+                }
+                Event::Empty(empty) if empty.local_name().as_ref() == b"Key" => {
+                    key = Some(String::new());
+                }
+                Event::End(_) => break,
+                Event::Eof => {
+                    return Err(PageError::Parse("the reply ended inside an object".into()));
+                }
+                _ => {}
+            }
+        }
+        let key = key.ok_or_else(|| PageError::Parse("an object without a Key".into()))?;
+        let size = size
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| PageError::Parse(format!("{key}: no readable Size")))?;
+        Ok(ListedObject {
+            key,
+            size,
+            etag: etag.map(|e| e.trim_matches('"').to_owned()),
+            last_modified: modified.as_deref().and_then(listed_time),
+        })
+    }
+
+    /// The text of an element whose start was read, up to its end: character and the
+    /// predefined entity references resolved.
+    fn text(&mut self, name: &[u8]) -> Result<String, PageError> {
+        use quick_xml::events::Event;
+        let mut text = String::new();
+        loop {
+            self.buf.clear();
+            let event = self
+                .xml
+                .read_event_into(&mut self.buf)
+                .map_err(read_or_parse)?;
+            match event {
+                Event::Text(t) => {
+                    text.push_str(&t.decode().map_err(|e| PageError::Parse(e.to_string()))?)
+                }
+                Event::CData(t) => {
+                    text.push_str(&t.decode().map_err(|e| PageError::Parse(e.to_string()))?)
+                }
+                Event::GeneralRef(r) => {
+                    if let Some(c) = r
+                        .resolve_char_ref()
+                        .map_err(|e| PageError::Parse(e.to_string()))?
+                    {
+                        text.push(c);
+                    } else {
+                        let name = r.decode().map_err(|e| PageError::Parse(e.to_string()))?;
+                        let resolved = quick_xml::escape::resolve_predefined_entity(&name)
+                            .ok_or_else(|| {
+                                PageError::Parse(format!("an unknown entity &{name};"))
+                            })?;
+                        text.push_str(resolved);
+                    }
+                }
+                Event::End(end) if end.local_name().as_ref() == name => return Ok(text),
+                Event::Eof => {
+                    return Err(PageError::Parse("the reply ended inside an element".into()));
+                }
+                Event::Start(start) => {
+                    let inner = start.local_name().as_ref().to_vec();
+                    self.skip(&inner)?;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Reads past the end of an element whose start was read.
+    fn skip(&mut self, name: &[u8]) -> Result<(), PageError> {
+        self.buf.clear();
+        self.xml
+            .read_to_end_into(quick_xml::name::QName(name), &mut self.buf)
+            .map(|_| ())
+            .map_err(read_or_parse)
+    }
+}
+
+/// A reader's error: the body breaking off, or XML that is not well formed.
+fn read_or_parse(error: quick_xml::Error) -> PageError {
+    match error {
+        quick_xml::Error::Io(io) => PageError::Read(std::io::Error::new(io.kind(), io.to_string())),
+        other => PageError::Parse(other.to_string()),
     }
 }

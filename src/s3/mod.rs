@@ -767,7 +767,7 @@ impl Bucket {
             Err(S3Error::Status {
                 code: Some(code), ..
             }) if code == "BucketAlreadyOwnedByYou"
-                || (code == "BucketAlreadyExists" && self.list_page("", None, "1").is_ok()) =>
+                || (code == "BucketAlreadyExists" && self.list_request("", None, "1").is_ok()) =>
             {
                 Ok(())
             }

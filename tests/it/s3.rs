@@ -38,6 +38,79 @@ fn list_is_lazy_page_by_page_and_complete() {
     });
 }
 
+/// Across a slow link a page's first keys come long before its last: a listing yields them
+/// as its reply arrives, so a job starts on them (read whole, the first came with the last).
+#[test]
+fn a_listing_yields_a_pages_first_keys_before_the_page_has_arrived() {
+    guard(|| {
+        let server = S3Server::start(&["slow"]);
+        let keys: Vec<String> = (0..1000)
+            .map(|i| format!("shards/train/shard-{i:05}.tar"))
+            .collect();
+        server.seed_many(
+            "slow",
+            keys.iter().map(|k| (k.clone(), b"x".to_vec())).collect(),
+        );
+        // 1 Mbit/s: one 1,000-key page (some 250 KB of XML) takes about two seconds, far
+        // longer than the store takes to list it.
+        let wan = haul_wan::Wan::start(
+            server.socket_addr(),
+            haul_wan::WanConfig::default()
+                .rtt(std::time::Duration::from_millis(20))
+                .rate_mbit(1),
+        )
+        .unwrap();
+        let config = server.config_at(format!("http://{}", wan.addr()));
+        let bucket = Bucket::new(&server.bucket_name("slow"), &config).unwrap();
+        let started = std::time::Instant::now();
+        let mut listing = bucket.list("shards/");
+        let first = listing.next().unwrap().unwrap();
+        let first_came = started.elapsed();
+        assert_eq!(first.key, keys[0]);
+        let rest: Vec<String> = listing.map(|o| o.unwrap().key).collect();
+        let last_came = started.elapsed();
+        assert_eq!(rest, keys[1..]);
+        assert!(
+            first_came * 3 < last_came,
+            "first key after {first_came:?}, the last after {last_came:?}"
+        );
+    });
+}
+
+/// A page whose reply breaks off (a clean close or a reset) is asked for again and read
+/// past the keys already yielded: every key once, in order.
+#[test]
+fn a_page_that_breaks_off_is_asked_again_and_no_key_comes_twice() {
+    guard(|| {
+        for reset in [false, true] {
+            let server = S3Server::start(&["cut"]);
+            let keys: Vec<String> = (0..2500).map(|i| format!("p/k-{i:05}")).collect();
+            server.seed_many(
+                "cut",
+                keys.iter().map(|k| (k.clone(), b"x".to_vec())).collect(),
+            );
+            let faults = crate::support::proxy::Faults {
+                cut_after: Some(60_000),
+                reset,
+                ..Default::default()
+            };
+            let proxy = crate::support::proxy::FaultProxy::start(server.socket_addr(), faults, 1);
+            let config = server.config_at(format!("http://{}", proxy.addr()));
+            let bucket = Bucket::new(&server.bucket_name("cut"), &config).unwrap();
+            let listed: Vec<String> = bucket.list("p/").map(|o| o.unwrap().key).collect();
+            let distinct: std::collections::BTreeSet<&String> = listed.iter().collect();
+            assert!(
+                listed == keys,
+                "reset {reset}: {} listed, {} distinct, of {}",
+                listed.len(),
+                distinct.len(),
+                keys.len()
+            );
+            assert!(proxy.connections() >= 2, "the page was asked for again");
+        }
+    });
+}
+
 #[test]
 fn put_and_list_keys_with_odd_characters() {
     guard(|| {
