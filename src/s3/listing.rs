@@ -159,38 +159,6 @@ impl Listing {
             ..bucket.list("")
         }
     }
-
-    /// The next object of the open page (asking for it first if none is open), or the
-    /// page's end; a page that breaks off is closed, to be asked for again.
-    fn next_in_page(&mut self) -> Result<Entry, S3Error> {
-        let page = match &mut self.page {
-            Some(page) => page,
-            None => self
-                .page
-                .insert(self.bucket.open_page(&self.prefix, self.token.as_deref())?),
-        };
-        loop {
-            let entry = page.next_entry().map_err(|e| match e {
-                PageError::Read(e) => self.bucket.list_error(&self.prefix, Box::new(e)),
-                PageError::Parse(reason) => self.bucket.list_parse_error(&self.prefix, reason),
-            });
-            match entry {
-                Ok(Entry::Object(object))
-                    if self
-                        .last_key
-                        .as_ref()
-                        .is_some_and(|last| object.key <= *last) =>
-                {
-                    continue; // yielded before the page broke off
-                }
-                Err(e) => {
-                    self.page = None;
-                    return Err(e);
-                }
-                Ok(entry) => return Ok(entry),
-            }
-        }
-    }
 }
 
 impl Iterator for Listing {
@@ -198,10 +166,20 @@ impl Iterator for Listing {
 
     fn next(&mut self) -> Option<Self::Item> {
         while !self.done {
-            let bucket = self.bucket.clone();
+            let Listing {
+                bucket,
+                prefix,
+                page,
+                token,
+                last_key,
+                ..
+            } = self;
             // Each object is a success: a page that breaks off again and again after new
             // keys has the retries' attempts afresh for each.
-            match bucket.retrying(|| self.next_in_page()) {
+            let next = bucket.retrying(|| {
+                next_in_page(bucket, prefix, page, token.as_deref(), last_key.as_deref())
+            });
+            match next {
                 Ok(Entry::Object(object)) => {
                     self.last_key = Some(object.key.clone());
                     return Some(Ok(object));
@@ -231,6 +209,37 @@ impl Iterator for Listing {
             }
         }
         None
+    }
+}
+
+/// The next object of the open page (asking for the page first if none is open) past
+/// `last_key`, or the page's end; a page that breaks off is closed, to be asked for again.
+fn next_in_page(
+    bucket: &Bucket,
+    prefix: &str,
+    page: &mut Option<Page>,
+    token: Option<&str>,
+    last_key: Option<&str>,
+) -> Result<Entry, S3Error> {
+    let open = match page {
+        Some(open) => open,
+        None => page.insert(bucket.open_page(prefix, token)?),
+    };
+    loop {
+        let entry = open.next_entry().map_err(|e| match e {
+            PageError::Read(e) => bucket.list_error(prefix, Box::new(e)),
+            PageError::Parse(reason) => bucket.list_parse_error(prefix, reason),
+        });
+        match entry {
+            // Yielded before the page broke off (a page's keys come in order).
+            Ok(Entry::Object(object))
+                if last_key.is_some_and(|last| object.key.as_str() <= last) => {}
+            Err(e) => {
+                *page = None;
+                return Err(e);
+            }
+            Ok(entry) => return Ok(entry),
+        }
     }
 }
 
@@ -276,7 +285,8 @@ impl Page {
     fn new(body: ureq::BodyReader<'static>) -> Page {
         let mut xml =
             quick_xml::Reader::from_reader(std::io::BufReader::with_capacity(64 << 10, body));
-        xml.config_mut().trim_text(true);
+        // No trimming: a key's spaces at either end are part of it.
+        xml.config_mut().trim_text(false);
         Page {
             xml,
             buf: Vec::new(),
@@ -310,7 +320,9 @@ impl Page {
                     }
                     match name.as_slice() {
                         b"Contents" => return self.object().map(Entry::Object),
-                        b"IsTruncated" => self.truncated = self.text(b"IsTruncated")? == "true",
+                        b"IsTruncated" => {
+                            self.truncated = self.text(b"IsTruncated")?.trim() == "true";
+                        }
                         b"NextContinuationToken" => {
                             self.token = Some(self.text(b"NextContinuationToken")?);
                         }
@@ -366,13 +378,13 @@ impl Page {
         }
         let key = key.ok_or_else(|| PageError::Parse("an object without a Key".into()))?;
         let size = size
-            .and_then(|s| s.parse().ok())
+            .and_then(|s| s.trim().parse().ok())
             .ok_or_else(|| PageError::Parse(format!("{key}: no readable Size")))?;
         Ok(ListedObject {
             key,
             size,
             etag: etag.map(|e| e.trim_matches('"').to_owned()),
-            last_modified: modified.as_deref().and_then(listed_time),
+            last_modified: modified.as_deref().map(str::trim).and_then(listed_time),
         })
     }
 

@@ -126,6 +126,10 @@ fn put_and_list_keys_with_odd_characters() {
             "ünï/cødé ✓",
             "x&y",
             "(paren)",
+            " leading space",
+            "trailing space ",
+            "two  spaces",
+            "tab\there",
         ];
         for key in keys {
             bucket
