@@ -130,6 +130,27 @@ impl Ord for Armed {
 struct Deadlines {
     heap: BinaryHeap<Reverse<Armed>>,
     stopping: bool,
+    /// One hedge thread sleeps until the earliest deadline (it *watches*); the others wait
+    /// to be woken, so a deadline wakes one thread, not all of them.
+    watched: bool,
+}
+
+impl Deadlines {
+    /// Arms a deadline, and wakes whoever must see it: the watcher when it is now the
+    /// earliest (the watcher sleeps until a later one), or a waiting thread when none
+    /// watches. A deadline later than the earliest wakes nobody.
+    fn arm(&mut self, armed: Armed, wake: &Condvar) {
+        let earliest = self
+            .heap
+            .peek()
+            .is_none_or(|Reverse(top)| armed.due < top.due);
+        self.heap.push(Reverse(armed));
+        if !self.watched {
+            wake.notify_one();
+        } else if earliest {
+            wake.notify_all();
+        }
+    }
 }
 
 #[derive(Default)]
@@ -183,14 +204,13 @@ impl Hedger {
             won,
             budget,
         });
-        {
-            let mut deadlines = self.shared.deadlines.lock();
-            deadlines.heap.push(Reverse(Armed {
+        self.shared.deadlines.lock().arm(
+            Armed {
                 due: sent + after,
                 race: Arc::clone(&race),
-            }));
-        }
-        self.shared.wake.notify_one();
+            },
+            &self.shared.wake,
+        );
         let first_token = race.first.clone();
         let answer = {
             // The job's cancel reaches the first request through its own token.
@@ -310,13 +330,22 @@ fn hedge_loop(shared: &Shared) {
                 let now = Instant::now();
                 match deadlines.heap.peek() {
                     Some(Reverse(top)) if top.due <= now => {
-                        break deadlines.heap.pop().expect("peeked").0.race;
+                        let race = deadlines.heap.pop().expect("peeked").0.race;
+                        // Another thread watches the next deadline while this one judges
+                        // (and perhaps sends) the hedge.
+                        if !deadlines.watched && !deadlines.heap.is_empty() {
+                            shared.wake.notify_one();
+                        }
+                        break race;
                     }
-                    Some(Reverse(top)) => {
+                    Some(Reverse(top)) if !deadlines.watched => {
                         let due = top.due;
+                        deadlines.watched = true;
                         shared.wake.wait_until(&mut deadlines, due);
+                        deadlines.watched = false;
                     }
-                    None => shared.wake.wait(&mut deadlines),
+                    // Nothing armed, or another thread watches.
+                    _ => shared.wake.wait(&mut deadlines),
                 }
             }
         };
@@ -335,10 +364,8 @@ fn hedge_loop(shared: &Shared) {
                 race.taken.store(false, Ordering::Release);
                 let mut deadlines = shared.deadlines.lock();
                 if !deadlines.stopping {
-                    deadlines.heap.push(Reverse(Armed {
-                        due: Instant::now() + after,
-                        race,
-                    }));
+                    let due = Instant::now() + after;
+                    deadlines.arm(Armed { due, race }, &shared.wake);
                 }
             }
             Verdict::No => {}
@@ -376,5 +403,77 @@ fn run_hedge(race: &Race) {
         }
         // Lost, failed or given up: the first request goes on alone.
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::HttpConfig;
+
+    /// Hedges every request at its deadline.
+    struct Always;
+
+    impl Budget for Always {
+        fn verdict(&self, _seq: u64) -> Verdict {
+            Verdict::Hedge
+        }
+        fn won(&self) {}
+        fn throttled(&self) {}
+    }
+
+    /// One thread sleeps until the earliest deadline; a request armed with a sooner one
+    /// wakes it, and is hedged at its own time, not at the one watched before.
+    #[test]
+    fn a_deadline_sooner_than_the_watched_one_is_hedged_at_its_time() {
+        haul_testkit::guard(|| {
+            let origin = haul_origin::Origin::start().unwrap();
+            let hedger = Arc::new(Hedger::default());
+            let client = HttpClient::new(HttpConfig::default());
+            let slow = origin.url("/slow.bin?size=10&delay_ms=10000");
+            let job = CancelToken::new();
+            let watched = {
+                let (hedger, client, job) = (Arc::clone(&hedger), client.clone(), job.clone());
+                std::thread::spawn(move || {
+                    let request = Request {
+                        client: &client,
+                        url: &slow,
+                        headers: &[],
+                        timeout: None,
+                        body: Body::Any,
+                    };
+                    let budget: Arc<dyn Budget> = Arc::new(Always);
+                    hedger
+                        .send(&request, 0, Duration::from_secs(20), &job, budget)
+                        .is_err()
+                })
+            };
+            assert!(haul_testkit::wait_until(|| {
+                let deadlines = hedger.shared.deadlines.lock();
+                deadlines.watched && deadlines.heap.len() == 1
+            }));
+            // Its first request straggles (10 s); its hedge answers at once.
+            let straggler = origin.url("/straggler.bin?size=10&delay_ms=10000&faults_first=1");
+            let request = Request {
+                client: &client,
+                url: &straggler,
+                headers: &[],
+                timeout: None,
+                body: Body::Any,
+            };
+            let sent = Instant::now();
+            let answer = hedger.send(
+                &request,
+                1,
+                Duration::from_millis(50),
+                &CancelToken::new(),
+                Arc::new(Always),
+            );
+            let took = sent.elapsed();
+            assert_eq!(answer.unwrap().status().as_u16(), 200);
+            assert!(took < Duration::from_secs(5), "answered after {took:?}");
+            job.cancel();
+            assert!(watched.join().unwrap(), "the watched request was cancelled");
+        });
     }
 }
