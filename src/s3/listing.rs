@@ -137,7 +137,9 @@ impl ListedObject {
 /// the first keys of a 1,000-key page come a few round trips before its last (a new
 /// connection's slow start), and a job starts on them. A page that breaks off is asked
 /// again and read past the last key yielded (a page's keys come in order), so no key
-/// comes twice and none is lost.
+/// comes twice and none is lost. A listing its caller stops reading midway keeps the page's
+/// connection (the rest of the page waits in the socket); should the store close it
+/// meanwhile, the page is asked for again the same way.
 #[derive(Debug)]
 pub struct Listing {
     bucket: Bucket,
