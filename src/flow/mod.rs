@@ -453,6 +453,17 @@ struct Gate {
 }
 
 impl Gate {
+    /// Whether the limit lets one more transfer in.
+    fn has_room(&self) -> bool {
+        self.in_flight < self.controller.limit()
+    }
+
+    /// Counts one more transfer in flight.
+    fn take_place(&mut self) {
+        self.in_flight += 1;
+        self.peak = self.peak.max(self.in_flight);
+    }
+
     /// Whether the host's bodies are small: none announced as large, and the average under
     /// 1 MiB.
     fn small_bodies(&self) -> bool {
@@ -632,10 +643,20 @@ impl hedge::Budget for Flow {
 impl Flow {
     /// Waits until a transfer may go to this host, or `cancel` is cancelled (`None`).
     pub(crate) fn acquire(self: &Arc<Self>, cancel: &CancelToken) -> Option<Permit> {
-        if !self.enter(cancel, None) {
+        let mut gate = self.gate.lock();
+        if cancel.is_cancelled() {
             return None;
         }
-        let mut gate = self.gate.lock();
+        if gate.has_room() {
+            // In at once: one lock, and no cancel hook to register on the job's token.
+            gate.take_place();
+        } else {
+            drop(gate);
+            if !self.enter(cancel, None) {
+                return None;
+            }
+            gate = self.gate.lock();
+        }
         gate.requests += 1;
         let small_bodies = gate.small_bodies();
         let hedge_after = self
@@ -680,11 +701,10 @@ impl Flow {
             if back() {
                 break true; // a thread sharing the permit took its place
             }
-            if gate.in_flight < gate.controller.limit() {
+            if gate.has_room() {
                 // Taken once: a permit's threads that come back together count it once.
                 if out.is_none_or(|out| out.swap(false, Ordering::AcqRel)) {
-                    gate.in_flight += 1;
-                    gate.peak = gate.peak.max(gate.in_flight);
+                    gate.take_place();
                     if out.is_some() {
                         self.room.notify_all(); // its other threads stop waiting
                     }
