@@ -298,15 +298,19 @@ impl Page {
         }
     }
 
+    /// The next event of the reply.
+    fn read(&mut self) -> Result<quick_xml::events::Event<'_>, PageError> {
+        self.buf.clear();
+        self.xml
+            .read_event_into(&mut self.buf)
+            .map_err(read_or_parse)
+    }
+
     /// Reads on to the next object, or to the end of the page.
     fn next_entry(&mut self) -> Result<Entry, PageError> {
         use quick_xml::events::Event;
         loop {
-            self.buf.clear();
-            let event = self
-                .xml
-                .read_event_into(&mut self.buf)
-                .map_err(read_or_parse)?;
+            let event = self.read()?;
             match event {
                 Event::Start(start) => {
                     let name = start.local_name().as_ref().to_vec();
@@ -352,11 +356,7 @@ impl Page {
         use quick_xml::events::Event;
         let (mut key, mut size, mut etag, mut modified) = (None, None, None, None);
         loop {
-            self.buf.clear();
-            let event = self
-                .xml
-                .read_event_into(&mut self.buf)
-                .map_err(read_or_parse)?;
+            let event = self.read()?;
             match event {
                 Event::Start(start) => {
                     let name = start.local_name().as_ref().to_vec();
@@ -396,26 +396,15 @@ impl Page {
         use quick_xml::events::Event;
         let mut text = String::new();
         loop {
-            self.buf.clear();
-            let event = self
-                .xml
-                .read_event_into(&mut self.buf)
-                .map_err(read_or_parse)?;
+            let event = self.read()?;
             match event {
-                Event::Text(t) => {
-                    text.push_str(&t.decode().map_err(|e| PageError::Parse(e.to_string()))?)
-                }
-                Event::CData(t) => {
-                    text.push_str(&t.decode().map_err(|e| PageError::Parse(e.to_string()))?)
-                }
+                Event::Text(t) => text.push_str(&t.decode().map_err(unreadable)?),
+                Event::CData(t) => text.push_str(&t.decode().map_err(unreadable)?),
                 Event::GeneralRef(r) => {
-                    if let Some(c) = r
-                        .resolve_char_ref()
-                        .map_err(|e| PageError::Parse(e.to_string()))?
-                    {
+                    if let Some(c) = r.resolve_char_ref().map_err(unreadable)? {
                         text.push(c);
                     } else {
-                        let name = r.decode().map_err(|e| PageError::Parse(e.to_string()))?;
+                        let name = r.decode().map_err(unreadable)?;
                         let resolved = quick_xml::escape::resolve_predefined_entity(&name)
                             .ok_or_else(|| {
                                 PageError::Parse(format!("an unknown entity &{name};"))
@@ -444,6 +433,11 @@ impl Page {
             .map(|_| ())
             .map_err(read_or_parse)
     }
+}
+
+/// Text that cannot be decoded, or a reference that cannot be resolved.
+fn unreadable(error: impl std::fmt::Display) -> PageError {
+    PageError::Parse(error.to_string())
 }
 
 /// A reader's error: the body breaking off, or XML that is not well formed.
