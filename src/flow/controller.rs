@@ -158,6 +158,12 @@ impl Controller {
     }
 
     /// The number of transfers that may be in flight now.
+    /// The path's base time to first byte: the lowest of the latest round medians (`None`
+    /// until a round has one).
+    pub(crate) fn base_first_byte(&self) -> Option<Duration> {
+        self.medians.iter().min().copied()
+    }
+
     pub(crate) fn limit(&self) -> usize {
         self.limit.round() as usize
     }
@@ -229,7 +235,7 @@ impl Controller {
         self.round = Round::new(now, work);
         // The base latency: the lowest round median among the recent ones, before this one
         // (a queue that builds this round must not become the base).
-        let base = self.medians.iter().min().copied();
+        let base = self.base_first_byte();
         if let Some(m) = median {
             if self.medians.len() == BASE_ROUNDS {
                 self.medians.pop_front();

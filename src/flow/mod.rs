@@ -173,6 +173,10 @@ pub struct FlowStatus {
     pub hedges_won: u64,
     /// Bytes the host delivered in transfers that finished well.
     pub bytes: u64,
+    /// The path's base time to first response as the loop measures it (the lowest of its
+    /// recent rounds' medians), against which it tells a queue building; `None` until a
+    /// round of finished transfers has one.
+    pub base_first_response: Option<Duration>,
 }
 
 /// The flows of one downloader, one per host, made on first use.
@@ -768,6 +772,7 @@ impl Flow {
             bytes: gate.bytes,
             hedged: gate.hedged,
             hedges_won: gate.hedges_won,
+            base_first_response: gate.controller.base_first_byte(),
         }
     }
 }
@@ -800,10 +805,14 @@ impl Permit {
     /// In startup the host's limit grows by one on it (see the
     /// [controller](controller::Controller::responded)).
     pub(crate) fn responded(&self) {
-        let nanos = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
         let first = self
             .first_byte
-            .compare_exchange(0, nanos + 1, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(
+                0,
+                stored_time(self.started.elapsed()),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
             .is_ok();
         // A fixed concurrency's limit never moves: no need for the gate unless the answer
         // is one a hedge's verdict looks at.
@@ -832,10 +841,7 @@ impl Permit {
 
     /// How long the transfer's first request waited for its response, once it has one.
     pub(crate) fn first_response(&self) -> Option<Duration> {
-        match self.first_byte.load(Ordering::Acquire) {
-            0 => None,
-            n => Some(Duration::from_nanos(n - 1)),
-        }
+        loaded_time(self.first_byte.load(Ordering::Acquire))
     }
 
     /// Whether the concurrency adapts: a large object may then split by itself.
@@ -915,6 +921,16 @@ impl Permit {
         self.delivered.store(bytes, Ordering::Release);
         self.succeeded.store(true, Ordering::Release);
     }
+}
+
+/// A time kept in an atomic: nanoseconds plus one, so that 0 says "none".
+fn stored_time(took: Duration) -> u64 {
+    u64::try_from(took.as_nanos()).unwrap_or(u64::MAX - 1) + 1
+}
+
+/// A time kept by [`stored_time`], if one was.
+fn loaded_time(stored: u64) -> Option<Duration> {
+    stored.checked_sub(1).map(Duration::from_nanos)
 }
 
 impl Drop for Permit {
@@ -1089,8 +1105,9 @@ mod tests {
             // First responses with a long tail, 10 ms to 0.5 s: the 95th percentile of those
             // kept (10 + 91² / 20 ms of the first 96), later than twice their median.
             let took = Duration::from_millis(10 + i * i / 20);
-            let nanos = u64::try_from(took.as_nanos()).unwrap();
-            permit.first_byte.store(nanos + 1, Ordering::Release);
+            permit
+                .first_byte
+                .store(stored_time(took), Ordering::Release);
         }
         let after = flow.acquire(&cancel).unwrap().hedge_after.unwrap();
         assert!(

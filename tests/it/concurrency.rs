@@ -776,3 +776,26 @@ fn revalidations_of_unchanged_files_raise_the_limit_too() {
         );
     });
 }
+
+/// A host's status says the path's base time to first response, as its loop measured it
+/// (the yardstick a queue is told by).
+#[test]
+fn a_hosts_status_says_its_base_time_to_first_response() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let dir = TestDir::new();
+        let d = adaptive(&dir);
+        let template = origin.url("/base/o-{00..79}.bin?size=1000&delay_ms=20");
+        assert_eq!(d.flows(), Vec::new(), "no host yet");
+        let job = d.submit(JobSpec::range(template)).unwrap();
+        assert!(d.wait(job, WAIT).unwrap());
+        assert_eq!(d.status(job, Detail::OnlyActive).unwrap().finished, 80);
+        let flows = d.flows();
+        assert!(
+            flows[0]
+                .base_first_response
+                .is_some_and(|base| base >= Duration::from_millis(20)),
+            "{flows:?}"
+        );
+    });
+}
