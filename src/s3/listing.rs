@@ -203,9 +203,9 @@ impl Iterator for Listing {
                     self.token = token.filter(|_| truncated);
                     self.done = self.token.is_none();
                 }
+                // The page is closed already (`next_in_page` drops one that broke off).
                 Err(e) => {
                     self.done = true;
-                    self.page = None;
                     return Some(Err(e));
                 }
             }
