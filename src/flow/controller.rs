@@ -18,7 +18,8 @@
 //!   transfers it starts are the slow new ones.) Startup ends when
 //!   the rate has not grown by a quarter for three rounds, when the time to first byte has
 //!   doubled over the path's base (a queue is building), or at the first throttle; the limit
-//!   goes back to where the best rate was measured.
+//!   goes back to where the best rate was measured (where it started, if no round measured
+//!   one).
 //! - **Steady** (a hill climb, in both directions): while the limit holds transfers back it
 //!   probes a step (an eighth, at least one) up, and keeps going while each step raises the
 //!   rate by 2%; a step that did not is undone, the limit rests four rounds, then probes
@@ -119,7 +120,9 @@ pub(crate) struct Controller {
     /// A smoothed mean of transfer times: the round's length.
     smoothed: Option<Duration>,
     best_rate: f64,
-    /// The limit at the end of the round with the best rate (startup).
+    /// The limit at the end of the round with the best rate (startup); the start's until a
+    /// round the limit held back measures one (a queue seen before then must not drop the
+    /// limit to the floor).
     best_limit: f64,
     flat_rounds: u32,
     last_rate: f64,
@@ -147,7 +150,7 @@ impl Controller {
             round: Round::new(now, 0),
             smoothed: None,
             best_rate: 0.0,
-            best_limit: floor,
+            best_limit: (initial as f64).clamp(floor, cap),
             flat_rounds: 0,
             last_rate: 0.0,
             medians: VecDeque::new(),
@@ -483,6 +486,30 @@ mod tests {
             });
         }
         assert_eq!(c.limit(), 8);
+    }
+
+    #[test]
+    fn a_startup_that_ends_on_a_queue_before_it_measured_a_rate_keeps_its_start() {
+        let mut c = Controller::new(16, 1, 256, Instant::now());
+        let mut now = Instant::now();
+        // Rounds in which the limit held nothing back (no rate measured at any limit),
+        // then first responses four times slower than the base: a queue, startup ends.
+        for i in 0..40u64 {
+            if c.phase == Phase::Steady {
+                break;
+            }
+            now += 10 * MS;
+            let first_byte = if i < 30 { 10 * MS } else { 40 * MS };
+            c.finished(Finished {
+                now,
+                took: 30 * MS,
+                first_byte: Some(first_byte),
+                work: i * 65536,
+                limited: false,
+            });
+        }
+        assert_eq!(c.phase, Phase::Steady, "the queue ended startup");
+        assert_eq!(c.limit(), 16, "no better limit was measured than the start");
     }
 
     #[test]
