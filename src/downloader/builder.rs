@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 
 use crate::downloader::dispatcher::Dispatcher;
 use crate::downloader::error::BuildError;
@@ -282,6 +282,7 @@ impl DownloaderBuilder {
         };
         let flows = Arc::new(Flows::new(gates, self.hedging));
         let slots = Arc::new(AtomicU64::new(0));
+        let dispatcher_has_work = Arc::new(AtomicBool::new(false));
         let mut queues = Vec::with_capacity(targets.len());
         let mut pools = Vec::with_capacity(targets.len());
         for (index, target) in targets.iter().enumerate() {
@@ -307,6 +308,7 @@ impl DownloaderBuilder {
                 label,
                 cap: c.max(),
                 slots: Arc::clone(&slots),
+                dispatcher_has_work: Arc::clone(&dispatcher_has_work),
             };
             let pool = Pool::new(setup);
             let weak = Arc::downgrade(&pool);
@@ -334,6 +336,7 @@ impl DownloaderBuilder {
             max_active: self.max_active_jobs,
             sync_window: self.queue_capacity.saturating_mul(4),
             unstarted: Arc::clone(&unstarted),
+            has_work: dispatcher_has_work,
         };
         // A failed spawn drops the dispatcher, and with it the queues' senders.
         let dispatcher = match JoinOnDrop::spawn("haul-dispatch".into(), move || dispatcher.run()) {

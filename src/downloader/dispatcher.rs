@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crossbeam_channel::{Receiver, Select, Sender};
 use log::debug;
@@ -257,6 +257,10 @@ pub(crate) struct Dispatcher {
     pub(crate) sync_window: usize,
     /// Jobs submitted and not yet active; shared with the handle for `QueueFull`.
     pub(crate) unstarted: Arc<AtomicUsize>,
+    /// Whether it found a task to send when it last looked, shared with the pools: work
+    /// waits to start even while every queue is empty (a listing's next page on its way,
+    /// or this thread not yet run again), so no idle jogger is lent to a tail.
+    pub(crate) has_work: Arc<AtomicBool>,
 }
 
 struct State {
@@ -286,6 +290,8 @@ impl Dispatcher {
             }
             if state.pending.is_none() {
                 state.pending = self.next_task(&mut state);
+                self.has_work
+                    .store(state.pending.is_some(), Ordering::Release);
                 // Looking for a task can finish a job (one that learns only now that it has
                 // no more objects): its place goes to a waiting job before anything blocks.
                 if state.pending.is_none()

@@ -13,7 +13,7 @@
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
@@ -63,6 +63,11 @@ pub(crate) struct PoolSetup {
     pub(crate) cap: usize,
     /// The downloader-wide counter that gives each jogger its slot.
     pub(crate) slots: Arc<AtomicU64>,
+    /// Whether the dispatcher has tasks to send (see [`Dispatcher`]'s `has_work`): a job's
+    /// objects wait to start, queued or not.
+    ///
+    /// [`Dispatcher`]: crate::downloader::dispatcher::Dispatcher
+    pub(crate) dispatcher_has_work: Arc<AtomicBool>,
 }
 
 impl Pool {
@@ -195,12 +200,12 @@ impl Pool {
 }
 
 /// A slow transfer at the end of a job borrows the turns of joggers parked on the empty
-/// queue for pieces of its tail (see [`tail`](crate::engine::tail)): at most one piece per
+/// queue, once the dispatcher has nothing more to send, for pieces of its tail (see [`tail`](crate::engine::tail)): at most one piece per
 /// idle jogger, and with an adaptive concurrency no more than the hosts' gates have room
 /// for. A task that arrives meanwhile still gets its jogger.
 impl Helpers for Pool {
     fn lend(&self, most: usize) -> usize {
-        if !self.setup.queue.is_empty() {
+        if !self.setup.queue.is_empty() || self.setup.dispatcher_has_work.load(Ordering::Acquire) {
             return 0;
         }
         let most = if self.setup.grows {

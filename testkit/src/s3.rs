@@ -302,6 +302,16 @@ impl S3Server {
         *switches.gated_key.lock() = Some(key.to_owned());
     }
 
+    /// Listing pages of at most `keys` keys, and every page after the first held until
+    /// [`S3Server::release`]: a listing that has more to come but has not sent it yet.
+    /// In-process only.
+    pub fn gate_later_pages(&self, keys: u64) {
+        let switches = self.switches();
+        switches.gate.send_replace(false);
+        switches.page_keys.store(keys, Ordering::SeqCst);
+        switches.gated_pages.store(true, Ordering::SeqCst);
+    }
+
     /// Makes the in-process store busy: every PUT (object or part) takes `delay`, and one
     /// that would make more than `most` in progress answers 503 `SlowDown`.
     pub fn busy_puts(&self, most: u64, delay: std::time::Duration) {

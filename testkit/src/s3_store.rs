@@ -43,6 +43,12 @@ pub struct Switches {
     pub drop_tokens: AtomicBool,
     /// GETs of this key wait until the gate opens (`false` in the watch).
     pub gated_key: parking_lot::Mutex<Option<String>>,
+    /// Listing pages after the first (asked for with a continuation token) wait until the
+    /// gate opens.
+    pub gated_pages: AtomicBool,
+    /// A listing page holds at most this many keys, whatever was asked (0: as asked), as S3
+    /// may send fewer than `max-keys`.
+    pub page_keys: AtomicU64,
     pub gate: tokio::sync::watch::Sender<bool>,
     /// A busy store: PUTs (of objects and of parts) answer 503 `SlowDown` while more than
     /// this many are in progress, this one included (0: never).
@@ -385,6 +391,18 @@ impl S3 for Store {
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let bucket = req.input.bucket.clone();
+        let mut req = req;
+        if req.input.continuation_token.is_some()
+            && self.switches.gated_pages.load(Ordering::SeqCst)
+        {
+            let mut open = self.switches.gate.subscribe();
+            let _ = open.wait_for(|open| *open).await;
+        }
+        let most = self.switches.page_keys.load(Ordering::SeqCst);
+        if most > 0 {
+            let most = i32::try_from(most).unwrap_or(i32::MAX);
+            req.input.max_keys = Some(req.input.max_keys.map_or(most, |asked| asked.min(most)));
+        }
         let mut response = self.fs.list_objects_v2(req).await?;
         for object in response.output.contents.iter_mut().flatten() {
             if let Some(key) = &object.key {

@@ -135,6 +135,67 @@ fn a_transfer_is_not_split_without_idle_joggers_ranges_or_a_validator() {
 
 /// Pieces are pinned to the version the stream is reading: a server whose object changes on
 /// every response answers them 412, and the object is finished on one connection.
+/// Work that waits to start is not only what is queued: objects of a listing whose next page
+/// has not come yet wait too. The pieces wait until the job has nothing left to start (a
+/// slow dispatcher, or one starved of CPU, once split transfers all over a job).
+#[test]
+fn a_transfer_is_not_split_while_its_jobs_listing_has_more_to_come() {
+    guard(|| {
+        let server = crate::support::s3::S3Server::start_local(&["data"]);
+        let size = 12u64 << 20;
+        let big = body("a-big", size);
+        server.seed_file("data", "a-big", &big);
+        for i in 0..6 {
+            server.seed_file("data", &format!("b-{i}"), b"small");
+        }
+        // Pages of four keys: the big one and three small ones, then a page held back.
+        server.gate_later_pages(4);
+        // A window of 64 KiB a round trip of 20 ms: about 3 MB/s a connection, so the big
+        // object's stream is slow enough to split from its first look on.
+        let wan = haul_wan::Wan::start(
+            server.socket_addr(),
+            haul_wan::WanConfig::default()
+                .rtt(Duration::from_millis(20))
+                .window(64 << 10)
+                .initial_window(64 << 10),
+        )
+        .unwrap();
+        let config = server.config_at(format!("http://{}", wan.addr()));
+        let bucket = haul::Bucket::new(&server.bucket_name("data"), &config).unwrap();
+        let dir = TestDir::new();
+        let d = downloader(&dir, 4);
+        let job = d.submit(JobSpec::s3_prefix(&bucket, "")).unwrap();
+        let big_in_flight = || {
+            let status = d.status(job, Detail::OnlyActive).unwrap();
+            status
+                .in_flight
+                .into_iter()
+                .find(|t| t.name.as_str() == "a-big")
+        };
+        // A third of it has come on one connection, the other joggers idle since the small
+        // ones landed: long past the stream's first look (half a second in).
+        let mut most = 0;
+        assert!(wait_until(|| {
+            let big = big_in_flight();
+            most = most.max(big.as_ref().map_or(0, |t| t.connections));
+            big.is_some_and(|t| t.bytes_done >= size / 3)
+        }));
+        assert_eq!(most, 1, "split while the listing had more to come");
+        // The listing's last page comes and its objects land: now the job's tail is the big
+        // object, and idle joggers take pieces of it.
+        server.release();
+        assert!(wait_until(|| big_in_flight().is_none_or(|t| {
+            most = most.max(t.connections);
+            most > 1
+        })));
+        assert!(d.wait(job, Duration::from_secs(30)).unwrap());
+        let status = d.status(job, Detail::All).unwrap();
+        assert_eq!(status.finished, 7, "{:?}", status.failures);
+        assert!(std::fs::read(dir.path().join("a-big")).unwrap() == big);
+        assert!(most > 1, "split at the job's tail");
+    });
+}
+
 #[test]
 fn pieces_of_an_object_that_changes_fail_and_the_stream_finishes_it_alone() {
     guard(|| {
