@@ -302,6 +302,12 @@ impl S3Server {
         *switches.gated_key.lock() = Some(key.to_owned());
     }
 
+    /// Every ListObjectsV2 reply cut to half its length, with a `Content-Length` that
+    /// matches (`false`: honest again). In-process only.
+    pub fn cut_listings(&self, on: bool) {
+        self.switches().cut_listings.store(on, Ordering::SeqCst);
+    }
+
     /// Listing pages of at most `keys` keys, and every page after the first held until
     /// [`S3Server::release`]: a listing that has more to come but has not sent it yet.
     /// In-process only.
@@ -688,6 +694,12 @@ fn serve(
                     if req.method() == hyper::Method::GET {
                         counters.gets.fetch_add(1, Ordering::SeqCst);
                     }
+                    let listing = req.method() == hyper::Method::GET
+                        && req
+                            .uri()
+                            .query()
+                            .is_some_and(|q| q.split('&').any(|p| p == "list-type=2"));
+                    let cut = listing && switches.cut_listings.load(Ordering::SeqCst);
                     let refused = switches.region_refusal(req.method(), req.uri(), req.headers());
                     let call = refused
                         .is_none()
@@ -703,7 +715,13 @@ fn serve(
                             let response = response.body(body).expect("a valid refusal");
                             return Ok(response.map(|inner| CountedBody::new(inner, active)));
                         };
-                        let response = call.await?;
+                        let mut response = call.await?;
+                        if cut
+                            && let Ok(whole) = response.body_mut().store_all_limited(64 << 20).await
+                        {
+                            *response.body_mut() = s3s::Body::from(whole.slice(..whole.len() / 2));
+                            response.headers_mut().remove(hyper::header::CONTENT_LENGTH);
+                        }
                         Ok::<_, s3s::HttpError>(
                             response.map(|inner| CountedBody::new(inner, active)),
                         )

@@ -46,6 +46,9 @@ pub struct Switches {
     /// Listing pages after the first (asked for with a continuation token) wait until the
     /// gate opens.
     pub gated_pages: AtomicBool,
+    /// Lie like a proxy that truncates what it passes on: a ListObjectsV2 reply's body is
+    /// cut to half its length, sent with a `Content-Length` that matches the cut body.
+    pub cut_listings: AtomicBool,
     /// A listing page holds at most this many keys, whatever was asked (0: as asked), as S3
     /// may send fewer than `max-keys`.
     pub page_keys: AtomicU64,

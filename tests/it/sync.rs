@@ -230,6 +230,38 @@ fn a_sync_whose_listing_fails_deletes_nothing_and_keeps_its_record() {
     });
 }
 
+/// A listing reply cut short with a length that matches it (a truncating proxy): valid HTTP,
+/// no transport error, half a document. It is a failure, never the listing's end: files
+/// whose keys sort after the cut stay, though their objects are gone.
+#[test]
+fn a_sync_whose_listing_reply_is_cut_short_deletes_nothing_past_the_cut() {
+    guard_for(Duration::from_secs(60), || {
+        let s = Setup::new();
+        let bucket = s.server.bucket("sync");
+        s.server
+            .seed_many("sync", (0..20).map(|i| (key(i), content(i, 0))).collect());
+        counts(&s.sync(&bucket), (20, 0, 0, 0));
+        // The last five: past the middle of the reply, where it is cut.
+        for i in 15..20 {
+            bucket.delete(&key(i)).unwrap();
+        }
+        s.server.cut_listings(true);
+        let cut = s.sync(&bucket);
+        assert_eq!((cut.deleted, cut.failed), (0, 1), "{:?}", cut.failures);
+        let text = chain(&*cut.failures[0].error);
+        assert!(text.contains("ended"), "{text}");
+        for i in 0..20 {
+            assert!(
+                s.file(i).is_some(),
+                "{} deleted after a cut listing",
+                key(i)
+            );
+        }
+        s.server.cut_listings(false);
+        counts(&s.sync(&bucket), (0, 15, 5, 0));
+    });
+}
+
 #[test]
 fn an_aborted_sync_deletes_nothing_past_where_it_stopped_and_the_next_one_catches_up() {
     guard_for(Duration::from_secs(60), || {
