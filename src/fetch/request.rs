@@ -632,11 +632,12 @@ impl Request {
 /// A slow unit at the end of a request borrows the turns of the request's idle tokens for
 /// pieces of its tail (see [`tail`](crate::engine::tail)): tokens it has out of the pool
 /// because it had nothing to run, so its units and pieces together stay within its cap.
-/// None while it has work to start, and with an adaptive concurrency no more than the
-/// buckets' gates have room for.
+/// None while it has work to start or a worker waits for the caller's next key (work may
+/// come: a listing's next page on its way), and with an adaptive concurrency no more than
+/// the buckets' gates have room for.
 impl Helpers for Arc<Request> {
     fn lend(&self, most: usize) -> usize {
-        if self.has_work() {
+        if self.has_work() || self.plan.lock().pulling {
             return 0;
         }
         let most = if self.settings.flows.adaptive() {

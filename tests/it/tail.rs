@@ -471,6 +471,44 @@ fn a_fetchers_slow_parts_of_a_streamed_object_are_split_too() {
     });
 }
 
+/// As a downloader's joggers wait for a listing's next page: while the caller's key iterator
+/// is still to give its next key, a slow object is not split; once it has ended, it is.
+#[test]
+fn a_fetcher_does_not_split_while_its_keys_have_more_to_come() {
+    guard(|| {
+        let origin = Origin::start().unwrap();
+        let fetcher = fetcher();
+        let big = slow_urls(&origin, BIG, RATE).pop().unwrap();
+        let (more, keys) = std::sync::mpsc::channel::<haul::FetchKey>();
+        more.send(big).unwrap();
+        let objects = fetcher.fetch(
+            haul::Web::default(),
+            std::iter::from_fn(move || keys.recv().ok()),
+        );
+        // A third of it has come on one connection, three workers idle (one waits for the
+        // next key): long past the stream's first look (half a second in).
+        assert!(wait_until(|| origin.stats().body_bytes >= BIG / 3));
+        assert_eq!(
+            origin.stats().requests_for("/tail/big.bin"),
+            1,
+            "split while the keys had more to come"
+        );
+        // The keys end: the object is the request's tail now.
+        drop(more);
+        let got = fetched(objects);
+        assert_eq!(got.len(), 1);
+        assert!(
+            got[0]
+                .1
+                .as_ref()
+                .is_ok_and(|b| *b == body("/tail/big.bin", BIG)),
+            "{:?}",
+            got[0].0
+        );
+        assert_split(&origin, "/tail/big.bin", 2);
+    });
+}
+
 #[test]
 fn a_fetcher_does_not_split_without_idle_workers_ranges_or_a_steady_version() {
     guard(|| {
