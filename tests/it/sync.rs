@@ -29,7 +29,15 @@ struct Setup {
 
 impl Setup {
     fn new() -> Setup {
-        let server = S3Server::start(&["sync"]);
+        Setup::on(S3Server::start(&["sync"]))
+    }
+
+    /// On the in-process store, for a test that makes it misbehave.
+    fn local() -> Setup {
+        Setup::on(S3Server::start_local(&["sync"]))
+    }
+
+    fn on(server: S3Server) -> Setup {
         let dir = TestDir::new();
         let downloader = Downloader::builder()
             .mountpath(dir.path().join("m0"))
@@ -42,6 +50,15 @@ impl Setup {
             dir,
             downloader,
         }
+    }
+
+    /// Twenty objects in the bucket, synced once: the bucket.
+    fn synced_twenty(&self) -> haul::Bucket {
+        let bucket = self.server.bucket("sync");
+        self.server
+            .seed_many("sync", (0..20).map(|i| (key(i), content(i, 0))).collect());
+        counts(&self.sync(&bucket), (20, 0, 0, 0));
+        bucket
     }
 
     fn sync(&self, bucket: &haul::Bucket) -> JobStatus {
@@ -206,10 +223,7 @@ fn a_truncated_listing_without_a_continuation_token_fails_and_deletes_nothing() 
 fn a_sync_whose_listing_fails_deletes_nothing_and_keeps_its_record() {
     guard_for(Duration::from_secs(60), || {
         let s = Setup::new();
-        let bucket = s.server.bucket("sync");
-        s.server
-            .seed_many("sync", (0..20).map(|i| (key(i), content(i, 0))).collect());
-        counts(&s.sync(&bucket), (20, 0, 0, 0));
+        let bucket = s.synced_twenty();
         for i in 0..5 {
             bucket.delete(&key(i)).unwrap();
         }
@@ -236,11 +250,8 @@ fn a_sync_whose_listing_fails_deletes_nothing_and_keeps_its_record() {
 #[test]
 fn a_sync_whose_listing_reply_is_cut_short_deletes_nothing_past_the_cut() {
     guard_for(Duration::from_secs(60), || {
-        let s = Setup::new();
-        let bucket = s.server.bucket("sync");
-        s.server
-            .seed_many("sync", (0..20).map(|i| (key(i), content(i, 0))).collect());
-        counts(&s.sync(&bucket), (20, 0, 0, 0));
+        let s = Setup::local();
+        let bucket = s.synced_twenty();
         // The last five: past the middle of the reply, where it is cut.
         for i in 15..20 {
             bucket.delete(&key(i)).unwrap();

@@ -135,6 +135,25 @@ fn a_transfer_is_not_split_without_idle_joggers_ranges_or_a_validator() {
 
 /// Pieces are pinned to the version the stream is reading: a server whose object changes on
 /// every response answers them 412, and the object is finished on one connection.
+/// `bucket` of `server` behind a WAN whose window holds one connection to 64 KiB a round trip
+/// of 20 ms: about 3 MB/s a connection. The WAN lives as long as what is returned.
+fn behind_a_slow_wan(
+    server: &crate::support::s3::S3Server,
+    bucket: &str,
+) -> (haul_wan::Wan, haul::Bucket) {
+    let wan = haul_wan::Wan::start(
+        server.socket_addr(),
+        haul_wan::WanConfig::default()
+            .rtt(Duration::from_millis(20))
+            .window(64 << 10)
+            .initial_window(64 << 10),
+    )
+    .unwrap();
+    let config = server.config_at(format!("http://{}", wan.addr()));
+    let bucket = haul::Bucket::new(&server.bucket_name(bucket), &config).unwrap();
+    (wan, bucket)
+}
+
 /// Work that waits to start is not only what is queued: objects of a listing whose next page
 /// has not come yet wait too. The pieces wait until the job has nothing left to start (a
 /// slow dispatcher, or one starved of CPU, once split transfers all over a job).
@@ -150,18 +169,9 @@ fn a_transfer_is_not_split_while_its_jobs_listing_has_more_to_come() {
         }
         // Pages of four keys: the big one and three small ones, then a page held back.
         server.gate_later_pages(4);
-        // A window of 64 KiB a round trip of 20 ms: about 3 MB/s a connection, so the big
-        // object's stream is slow enough to split from its first look on.
-        let wan = haul_wan::Wan::start(
-            server.socket_addr(),
-            haul_wan::WanConfig::default()
-                .rtt(Duration::from_millis(20))
-                .window(64 << 10)
-                .initial_window(64 << 10),
-        )
-        .unwrap();
-        let config = server.config_at(format!("http://{}", wan.addr()));
-        let bucket = haul::Bucket::new(&server.bucket_name("data"), &config).unwrap();
+        // About 3 MB/s a connection: the big object's stream is slow enough to split from
+        // its first look on.
+        let (_wan, bucket) = behind_a_slow_wan(&server, "data");
         let dir = TestDir::new();
         let d = downloader(&dir, 4);
         let job = d.submit(JobSpec::s3_prefix(&bucket, "")).unwrap();
@@ -623,8 +633,8 @@ fn dropping_a_fetch_stops_the_pieces_of_its_split_object() {
     });
 }
 
-/// From S3 (the in-process store behind a WAN whose window holds one connection to
-/// 64 KiB a round trip): the same split, pinned to the object's ETag.
+/// From S3 (the in-process store behind a slow WAN): the same split, pinned to the object's
+/// ETag.
 #[test]
 fn a_fetchers_slow_object_from_s3_is_split_among_idle_workers() {
     guard(|| {
@@ -633,16 +643,7 @@ fn a_fetchers_slow_object_from_s3_is_split_among_idle_workers() {
         let big = haul_origin::body("big", size as u64);
         server.seed_file("data", "big", &big);
         server.seed_file("data", "small", b"small");
-        let wan = haul_wan::Wan::start(
-            server.socket_addr(),
-            haul_wan::WanConfig::default()
-                .rtt(Duration::from_millis(20))
-                .window(64 << 10)
-                .initial_window(64 << 10),
-        )
-        .unwrap();
-        let config = server.config_at(format!("http://{}", wan.addr()));
-        let bucket = haul::Bucket::new(&server.bucket_name("data"), &config).unwrap();
+        let (wan, bucket) = behind_a_slow_wan(&server, "data");
         let fetcher = fetcher();
         let got = fetched(fetcher.fetch(&bucket, ["small", "big"]));
         assert_eq!(got.len(), 2);
