@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use haul_origin::{Origin, body, seed};
 
-use crate::support::{TestDir, files_under, guard_for, wait_until};
+use crate::support::{TestDir, files_under, guard_for, resumable, wait_until};
 
 const SMALL: u64 = 256 << 10;
 const SMALLS: u64 = 990;
@@ -21,6 +21,12 @@ const DATASET: u64 = SMALL * SMALLS + BIG * BIGS;
 /// client reads them: bytes a stop loses, which the origin counts as sent.
 const PACE: &str = "rate=16000000";
 
+/// The bytes of the object named `name`.
+fn object(name: &str) -> Vec<u8> {
+    let size = if name.starts_with('b') { BIG } else { SMALL };
+    body(&format!("/r/{name}"), size)
+}
+
 /// Every visible file under `out` is whole: the object of its name, byte for byte.
 fn assert_visible_whole(out: &Path, after: &str) -> usize {
     let visible: Vec<String> = files_under(out)
@@ -28,14 +34,29 @@ fn assert_visible_whole(out: &Path, after: &str) -> usize {
         .filter(|f| !f.starts_with(".haul-work/"))
         .collect();
     for name in &visible {
-        let size = if name.starts_with('b') { BIG } else { SMALL };
         let bytes = std::fs::read(out.join(name)).unwrap();
-        assert!(
-            bytes == body(&format!("/r/{name}"), size),
-            "{name} is not whole after {after}"
-        );
+        assert!(bytes == object(name), "{name} is not whole after {after}");
     }
     visible.len()
+}
+
+/// The bytes a rerun resumes from under `out`: every work file with a sidecar holds the
+/// object's own bytes where its sidecar says (checked), and these are counted.
+fn resumable_bytes(out: &Path) -> u64 {
+    resumable(out)
+        .iter()
+        .map(|kept| {
+            let name = kept
+                .path
+                .strip_prefix("/r/")
+                .and_then(|p| p.split_once('?'))
+                .map_or_else(
+                    || panic!("{}: not an object of the job", kept.path),
+                    |n| n.0,
+                );
+            kept.assert_good(&object(name))
+        })
+        .sum()
 }
 
 #[test]
@@ -91,10 +112,20 @@ fn a_job_stopped_five_times_and_rerun_each_time_moves_the_dataset_about_once() {
                 None => assert_eq!(run.status.signal(), Some(9), "{stderr}"),
             }
             let landed = assert_visible_whole(&out, &format!("SIG{signal}"));
-            // What each stop cost, for a CI log when the total is over.
+            let visible: u64 = files_under(&out)
+                .iter()
+                .filter(|f| !f.starts_with(".haul-work/"))
+                .map(|f| object(f).len() as u64)
+                .sum();
+            let held = visible + resumable_bytes(&out);
+            // What each stop cost (moved less held: what a rerun fetches again), for a CI
+            // log when the total is over.
+            let moved = origin.stats().body_bytes;
             eprintln!(
-                "after SIG{signal}: {landed} objects visible, {:.2} × the dataset moved",
-                origin.stats().body_bytes as f64 / DATASET as f64
+                "after SIG{signal}: {landed} objects visible; {:.3} × the dataset moved, \
+                 {:.3} × held",
+                moved as f64 / DATASET as f64,
+                held as f64 / DATASET as f64,
             );
             assert!(
                 landed < (SMALLS + BIGS) as usize,
