@@ -200,9 +200,10 @@ impl Pool {
 }
 
 /// A slow transfer at the end of a job borrows the turns of joggers parked on the empty
-/// queue, once the dispatcher has nothing more to send, for pieces of its tail (see [`tail`](crate::engine::tail)): at most one piece per
-/// idle jogger, and with an adaptive concurrency no more than the hosts' gates have room
-/// for. A task that arrives meanwhile still gets its jogger.
+/// queue, once the dispatcher has nothing more to send, for pieces of its tail (see
+/// [`tail`](crate::engine::tail)): at most one piece per idle jogger, and with an adaptive
+/// concurrency no more than the hosts' gates have room for. A task that arrives meanwhile
+/// still gets its jogger.
 impl Helpers for Pool {
     fn lend(&self, most: usize) -> usize {
         if !self.setup.queue.is_empty() || self.setup.dispatcher_has_work.load(Ordering::Acquire) {

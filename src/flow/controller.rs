@@ -160,13 +160,13 @@ impl Controller {
         }
     }
 
-    /// The number of transfers that may be in flight now.
     /// The path's base time to first byte: the lowest of the latest round medians (`None`
     /// until a round has one).
     pub(crate) fn base_first_byte(&self) -> Option<Duration> {
         self.medians.iter().min().copied()
     }
 
+    /// The number of transfers that may be in flight now.
     pub(crate) fn limit(&self) -> usize {
         self.limit.round() as usize
     }

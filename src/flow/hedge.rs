@@ -8,8 +8,9 @@
 //! started on the first hedge and joined when the downloader stops: one of them sleeps until
 //! the earliest armed deadline (the others wait to be woken, so a deadline wakes one thread),
 //! and at it sends the hedge if the first request has not answered, handing the watch to a
-//! waiting thread meanwhile. Which half won is decided once, by a compare-and-swap on the race's state; the
-//! winner's response goes to the transfer's thread, which reads the body as always.
+//! waiting thread meanwhile. Which half won is decided once, by a compare-and-swap on the
+//! race's state; the winner's response goes to the transfer's thread, which reads the body
+//! as always.
 //! A host's hedges are at most 1 in 20 of its requests.
 //!
 //! At its deadline a request is hedged only if it is behind the requests sent with it (see
